@@ -1,0 +1,90 @@
+"""Names shared by the SDK, the operator and the dev tools: they exist once, here.
+
+This module imports nothing heavy, so the operator can use it without pulling in the SDK's client.
+The values follow ``SPEC.md`` (the product contract) letter for letter.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- API group, versions, resources -------------------------------------------------------------
+GROUP: Final = "leap0.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+SANDBOX_KIND: Final = "Sandbox"
+SANDBOX_PLURAL: Final = "sandboxes"
+SANDBOX_SINGULAR: Final = "sandbox"
+SANDBOX_SHORT_NAME: Final = "sbx"
+
+TEMPLATE_KIND: Final = "SandboxTemplate"
+TEMPLATE_PLURAL: Final = "sandboxtemplates"
+DEFAULT_TEMPLATE_ID: Final = "default"
+
+# --- Spec defaults and ranges (applied by the operator, not as schema defaults) -------------------
+DEFAULT_IMAGE: Final = "python:3.12-slim"
+DEFAULT_VCPU: Final = 1
+MIN_VCPU: Final = 1
+MAX_VCPU: Final = 8
+DEFAULT_MEMORY_MIB: Final = 1024
+MIN_MEMORY_MIB: Final = 512
+MAX_MEMORY_MIB: Final = 8192
+DEFAULT_TIMEOUT_S: Final = 300
+MIN_TIMEOUT_S: Final = 1
+MAX_TIMEOUT_S: Final = 28800
+
+# --- Pod layout ---------------------------------------------------------------------------------
+SANDBOX_CONTAINER: Final = "sandbox"
+TELEMETRY_CONTAINER: Final = "telemetry"
+OTLP_GRPC_PORT: Final = 4317
+OTLP_HTTP_PORT: Final = 4318
+
+# --- Labels and annotations ----------------------------------------------------------------------
+LABEL_SANDBOX_ID: Final = "leap0.dev/sandbox-id"
+LABEL_ORG_ID: Final = "leap0.dev/org-id"
+LABEL_TEMPLATE_ID: Final = "leap0.dev/template-id"
+# On a Namespace: the organisation id stamped on every signal of its sandboxes.
+NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
+
+# --- Resource attributes on every signal leaving the sidecar ------------------------------------
+ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
+ATTR_ORG_ID: Final = "leap0.org.id"
+ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+
+# --- Environment variables -------------------------------------------------------------------------
+ENV_SANDBOX_ID: Final = "LEAP0_SANDBOX_ID"
+ENV_ORG_ID: Final = "LEAP0_ORG_ID"
+ENV_TEMPLATE_ID: Final = "LEAP0_TEMPLATE_ID"
+ENV_OTLP_GRPC_ENDPOINT: Final = "LEAP0_OTLP_GRPC_ENDPOINT"
+ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
+ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
+ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
+OTEL_EXPORTER_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTEL_EXPORTER_OTLP_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
+OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
+
+# --- Status: phases, the Ready condition and its reasons ------------------------------------------
+PHASE_PENDING: Final = "Pending"
+PHASE_RUNNING: Final = "Running"
+PHASE_FAILED: Final = "Failed"
+PHASE_EXPIRED: Final = "Expired"
+PHASES: Final = (PHASE_PENDING, PHASE_RUNNING, PHASE_FAILED, PHASE_EXPIRED)
+TERMINAL_PHASES: Final = (PHASE_FAILED, PHASE_EXPIRED)
+
+CONDITION_READY: Final = "Ready"
+
+REASON_POD_CREATED: Final = "PodCreated"
+REASON_POD_PENDING: Final = "PodPending"
+REASON_CONTAINERS_NOT_READY: Final = "ContainersNotReady"
+REASON_RUNNING: Final = "Running"
+REASON_IMAGE_PULL_ERROR: Final = "ImagePullError"
+REASON_OOM_KILLED: Final = "OOMKilled"
+REASON_CRASH_LOOP: Final = "CrashLoopBackOff"
+REASON_UNSCHEDULABLE: Final = "Unschedulable"
+REASON_CONTAINER_FAILED: Final = "ContainerFailed"
+REASON_POD_FAILED: Final = "PodFailed"
+REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
+REASON_INVALID_SPEC: Final = "InvalidSpec"
+REASON_EXPIRED: Final = "Expired"
+REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"

@@ -1,0 +1,1 @@
+"""Development tools: the embedded Kubernetes API and the local runner. Product code never imports this."""

