@@ -1,0 +1,406 @@
+"""Pure pod-spec arithmetic for the local pod runner: env resolution, quantities, commands, pod status.
+
+Everything here takes plain data (pod dicts as the API returns them) and returns plain data, so it is
+unit-tested without a server or a process. ``leap0.dev.runner`` does the I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import PurePosixPath
+from typing import Any
+
+Obj = dict[str, Any]
+# (namespace, name, key) -> value, or None when the Secret/ConfigMap or the key does not exist.
+Lookup = Callable[[str, str, str], str | None]
+
+POD_IP = "127.0.0.1"
+
+_SUFFIXES: dict[str, Decimal] = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?$")
+
+
+class PodSpecError(ValueError):
+    """The pod cannot be started as specified (the kubelet's CreateContainerConfigError)."""
+
+
+def parse_quantity(value: str | int | float) -> Decimal:
+    """A Kubernetes quantity ("500m", "1Gi", "2", "1e3") as a Decimal in base units."""
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        raise PodSpecError(f"invalid quantity {value!r}")
+    number, exponent, suffix = match.groups()
+    try:
+        amount = Decimal(number)
+    except InvalidOperation as exc:  # pragma: no cover - the regex admits only numbers
+        raise PodSpecError(f"invalid quantity {value!r}") from exc
+    if exponent:
+        return amount * (Decimal(10) ** int(exponent[1:]))
+    return amount * _SUFFIXES[suffix or ""]
+
+
+@dataclass(frozen=True)
+class Host:
+    """What this machine offers: the values the kubelet uses where a container sets no limit."""
+
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    memory_bytes: int = 0
+    ephemeral_bytes: int = 0
+    name: str = "localhost"
+
+
+def container_by_name(pod: Obj, name: str) -> Obj | None:
+    spec = pod.get("spec", {})
+    for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+        if container.get("name") == name:
+            return dict(container)
+    return None
+
+
+def _limit(container: Obj, resource: str) -> Decimal | None:
+    """``limits.cpu`` / ``requests.memory`` ... of a container, None when unset."""
+    kind, _, name = resource.partition(".")
+    value = container.get("resources", {}).get(kind, {}).get(name)
+    return None if value is None else parse_quantity(value)
+
+
+def resource_field_value(pod: Obj, ref: Mapping[str, Any], own_container: str, host: Host) -> str:
+    """The value of a ``resourceFieldRef``, as the kubelet computes it (rounded up to the divisor)."""
+    name = ref.get("containerName") or own_container
+    container = container_by_name(pod, name)
+    if container is None:
+        raise PodSpecError(f"resourceFieldRef: no container {name!r} in the pod")
+    resource = str(ref.get("resource", ""))
+    divisor = parse_quantity(ref.get("divisor") or "1")
+    if divisor <= 0:
+        raise PodSpecError(f"resourceFieldRef {resource}: divisor must be positive")
+    value = _limit(container, resource)
+    if value is None and resource.startswith("requests."):  # an unset request defaults to the limit
+        value = _limit(container, "limits." + resource.partition(".")[2]) or Decimal(0)
+    if value is None:  # an unset limit: the node's allocatable
+        allocatable = {
+            "limits.cpu": Decimal(host.cpus),
+            "limits.memory": Decimal(host.memory_bytes),
+            "limits.ephemeral-storage": Decimal(host.ephemeral_bytes),
+        }
+        if resource not in allocatable:
+            raise PodSpecError(f"resourceFieldRef: unsupported resource {resource!r}")
+        value = allocatable[resource]
+    return str(math.ceil(value / divisor))
+
+
+_SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
+
+
+def field_value(pod: Obj, path: str, host: Host) -> str:
+    """The value of a ``fieldRef`` (the paths the downward API supports for env)."""
+    meta = pod.get("metadata", {})
+    spec = pod.get("spec", {})
+    simple: dict[str, str | None] = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName") or host.name,
+        "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
+        "status.hostIP": POD_IP,
+        "status.hostIPs": POD_IP,
+        "status.podIP": POD_IP,
+        "status.podIPs": POD_IP,
+    }
+    if path in simple:
+        return simple[path] or ""
+    match = _SUBSCRIPT.match(path)
+    if match:
+        return str(meta.get(match.group(1), {}).get(match.group(2), ""))
+    raise PodSpecError(f"fieldRef: unsupported fieldPath {path!r}")
+
+
+_VAR_REF = re.compile(r"\$\$|\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
+
+
+def expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: defined names are replaced, ``$$`` escapes, the rest stays as is."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env[name] if name in env else match.group(0)
+
+    return _VAR_REF.sub(substitute, value)
+
+
+def resolve_env(
+    pod: Obj,
+    container: Obj,
+    host: Host,
+    secrets: Lookup,
+    config_maps: Lookup | None = None,
+) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: envFrom is not supported, env in order."""
+    namespace = pod.get("metadata", {}).get("namespace", "default")
+    name = str(container.get("name", ""))
+    env: dict[str, str] = {}
+    for var in container.get("env", []):
+        key = var["name"]
+        if "value" in var or "valueFrom" not in var:
+            env[key] = expand(str(var.get("value", "")), env)
+            continue
+        source = var["valueFrom"]
+        if "fieldRef" in source:
+            env[key] = field_value(pod, source["fieldRef"]["fieldPath"], host)
+        elif "resourceFieldRef" in source:
+            env[key] = resource_field_value(pod, source["resourceFieldRef"], name, host)
+        elif "secretKeyRef" in source or "configMapKeyRef" in source:
+            is_secret = "secretKeyRef" in source
+            ref = source["secretKeyRef" if is_secret else "configMapKeyRef"]
+            lookup = secrets if is_secret else config_maps
+            value = lookup(namespace, ref["name"], ref["key"]) if lookup else None
+            if value is None:
+                if ref.get("optional"):
+                    continue
+                what = "secret" if is_secret else "configmap"
+                raise PodSpecError(f'{what} "{ref["name"]}" key "{ref["key"]}" not found for env {key}')
+            env[key] = value
+        else:
+            raise PodSpecError(f"env {key}: unsupported valueFrom {sorted(source)}")
+    return env
+
+
+_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+
+
+def is_python(executable: str) -> bool:
+    return bool(_PYTHON.match(PurePosixPath(executable).name))
+
+
+def local_command(container: Obj, env: Mapping[str, str], python: str) -> list[str] | None:
+    """The container's command to run on this machine, or None when only its image could run it.
+
+    Python commands run with this machine's interpreter (the image is not available); other commands run when
+    the executable exists here; a container relying on its image's entrypoint (no command) returns None.
+    """
+    command = [expand(str(c), env) for c in container.get("command", [])]
+    args = [expand(str(a), env) for a in container.get("args", [])]
+    if not command:
+        return None
+    if is_python(command[0]):
+        return [python, *command[1:], *args]
+    if shutil.which(command[0], path=env.get("PATH") or os.environ.get("PATH")) is None:
+        return None
+    return [*command, *args]
+
+
+def cpu_millicores(container: Obj) -> int | None:
+    value = _limit(container, "limits.cpu")
+    return None if value is None else math.ceil(value * 1000)
+
+
+def memory_bytes(container: Obj) -> int | None:
+    value = _limit(container, "limits.memory")
+    return None if value is None else math.ceil(value)
+
+
+def is_sidecar(container: Obj) -> bool:
+    """A native sidecar: an init container with ``restartPolicy: Always``."""
+    return container.get("restartPolicy") == "Always"
+
+
+# --- status --------------------------------------------------------------------------------------------
+@dataclass
+class ContainerState:
+    """What the runner knows of one container, turned into a containerStatus by :func:`container_status`."""
+
+    name: str
+    image: str = ""
+    started_at: str | None = None
+    running: bool = False
+    ready: bool = False
+    pid: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    finished_at: str | None = None
+    waiting_reason: str | None = "ContainerCreating"
+    waiting_message: str | None = None
+    restart_count: int = 0
+    last_terminated: Obj | None = None
+
+
+def exit_reason(returncode: int, oom_killed: bool) -> tuple[int, str]:
+    """(exitCode, reason) of a finished process: 128+signal for a signal; OOMKilled if the cgroup says so."""
+    code = 128 - returncode if returncode < 0 else returncode
+    if oom_killed:
+        return code, "OOMKilled"
+    return code, "Completed" if code == 0 else "Error"
+
+
+def _terminated(state: ContainerState) -> Obj:
+    terminated: Obj = {
+        "exitCode": state.exit_code,
+        "reason": state.reason,
+        "startedAt": state.started_at,
+        "finishedAt": state.finished_at,
+    }
+    if state.message:
+        terminated["message"] = state.message
+    if state.pid is not None:
+        terminated["containerID"] = f"local://{state.pid}"
+    return terminated
+
+
+def container_status(state: ContainerState) -> Obj:
+    status: Obj = {
+        "name": state.name,
+        "image": state.image,
+        "imageID": "",
+        "ready": state.ready and state.running,
+        "started": state.running,
+        "restartCount": state.restart_count,
+    }
+    if state.pid is not None:
+        status["containerID"] = f"local://{state.pid}"
+    if state.running:
+        status["state"] = {"running": {"startedAt": state.started_at}}
+    elif state.exit_code is not None and state.waiting_reason is None:
+        status["state"] = {"terminated": _terminated(state)}
+    else:
+        waiting: Obj = {"reason": state.waiting_reason or "ContainerCreating"}
+        if state.waiting_message:
+            waiting["message"] = state.waiting_message
+        status["state"] = {"waiting": waiting}
+    status["lastState"] = {"terminated": state.last_terminated} if state.last_terminated else {}
+    return status
+
+
+def _condition(kind: str, ok: bool, now: str, reason: str | None = None) -> Obj:
+    condition: Obj = {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": now}
+    if reason and not ok:
+        condition["reason"] = reason
+    return condition
+
+
+def qos_class(pod: Obj) -> str:
+    containers = [*pod.get("spec", {}).get("initContainers", []), *pod.get("spec", {}).get("containers", [])]
+    resources = [c.get("resources", {}) for c in containers]
+    if not any(r.get("limits") or r.get("requests") for r in resources):
+        return "BestEffort"
+    for r in resources:
+        limits, requests = r.get("limits", {}), r.get("requests", {})
+        for name in ("cpu", "memory"):
+            if name not in limits:
+                return "Burstable"
+            if parse_quantity(requests.get(name, limits[name])) != parse_quantity(limits[name]):
+                return "Burstable"
+    return "Guaranteed"
+
+
+def pod_phase(pod: Obj, main: Sequence[ContainerState]) -> str:
+    """Pending until every main container has started; Succeeded/Failed when they are all done for good."""
+    policy = pod.get("spec", {}).get("restartPolicy", "Always")
+    finished = [s for s in main if s.exit_code is not None and not s.running and s.waiting_reason is None]
+    if main and len(finished) == len(main):
+        if all(s.exit_code == 0 for s in finished) and policy != "Always":
+            return "Succeeded"
+        if policy == "Never":
+            return "Failed"
+    if any(s.running or s.restart_count or s.exit_code is not None for s in main) and all(
+        s.started_at for s in main
+    ):
+        return "Running"
+    return "Pending"
+
+
+def pod_status(
+    pod: Obj,
+    sidecars: Sequence[ContainerState],
+    main: Sequence[ContainerState],
+    start_time: str,
+    now: str,
+) -> Obj:
+    """The pod's ``status`` as a kubelet would report it for these container states."""
+    phase = pod_phase(pod, main)
+    initialized = all(s.running or s.restart_count for s in sidecars)
+    containers_ready = bool(main) and all(s.running and s.ready for s in main)
+    ready = containers_ready and all(s.running and s.ready for s in sidecars)
+    done = phase in ("Succeeded", "Failed")
+    status: Obj = {
+        "phase": phase,
+        "conditions": [
+            _condition("PodReadyToStartContainers", True, now),
+            _condition("Initialized", initialized or done, now, "ContainersNotInitialized"),
+            _condition("ContainersReady", containers_ready, now, "ContainersNotReady"),
+            _condition("Ready", ready, now, "PodCompleted" if done else "ContainersNotReady"),
+            _condition("PodScheduled", True, now),
+        ],
+        "hostIP": POD_IP,
+        "hostIPs": [{"ip": POD_IP}],
+        "podIP": POD_IP,
+        "podIPs": [{"ip": POD_IP}],
+        "startTime": start_time,
+        "qosClass": qos_class(pod),
+        "containerStatuses": [container_status(s) for s in main],
+    }
+    if sidecars:
+        status["initContainerStatuses"] = [container_status(s) for s in sidecars]
+    return status
+
+
+def comparable(status: Obj) -> Obj:
+    """A status without its timestamps of transition, to decide whether it changed."""
+    copy = dict(status)
+    copy["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions", [])
+    ]
+    return copy
+
+
+def rewrite_local_endpoints(env: Mapping[str, str], ports: Mapping[int, int]) -> dict[str, str]:
+    """Point values naming ``127.0.0.1:PORT``/``localhost:PORT`` at the ports given to this pod instead.
+
+    Pods share this machine's network here, so each pod's sidecar gets ports of its own and the sandbox's
+    ``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318`` must follow.
+    """
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        for old, new in ports.items():
+            value = re.sub(rf"(?<![\w.])(127\.0\.0\.1|localhost):{old}(?!\d)", f"127.0.0.1:{new}", value)
+        out[key] = value
+    return out
+
+
+def map_paths(env: Mapping[str, str], mounts: Mapping[str, str]) -> dict[str, str]:
+    """Values that are a mount path (or under one) point at the local directory standing in for the volume."""
+    out: dict[str, str] = {}
+    for key, value in env.items():
+        for mount_path, local in sorted(mounts.items(), key=lambda m: -len(m[0])):
+            if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                value = local + value[len(mount_path.rstrip("/")) :]
+                break
+        out[key] = value
+    return out
