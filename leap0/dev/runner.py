@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import importlib.util
+import json
 import os
 import queue
 import shutil
@@ -95,6 +96,8 @@ class RunnerConfig:
     max_grace_seconds: float = 5.0
     # Only pods matching this label selector (None: every pod).
     label_selector: str | None = None
+    # The command standing for the telemetry container (None: this checkout's leap0-sidecar).
+    sidecar_argv: list[str] | None = None
     log: Log = _stderr
 
 
@@ -432,6 +435,8 @@ class LocalPod:
         self.ports = [grpc, http, health]
         remap = {constants.OTLP_GRPC_PORT: grpc, constants.OTLP_HTTP_PORT: http}
         sidecar_argv, sidecar_env = sidecar_command()
+        if self.config.sidecar_argv is not None:
+            sidecar_argv = list(self.config.sidecar_argv)
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
         base_env["HOME"] = str(self.dir / "home")
         Path(base_env["HOME"]).mkdir(parents=True, exist_ok=True)
@@ -533,9 +538,21 @@ class LocalPod:
                     container.restart = "Never"
                     container.terminate(self.config.max_grace_seconds)
         if self.error is not None:
-            for container in self.main:
-                container.state.waiting_reason = "CreateContainerConfigError"
-                container.state.waiting_message = self.error
+            spec = self.pod.get("spec", {})
+
+            def stuck(specs: list[Obj]) -> list[ContainerState]:
+                return [
+                    ContainerState(
+                        c["name"],
+                        image=str(c.get("image", "")),
+                        waiting_reason="CreateContainerConfigError",
+                        waiting_message=self.error,
+                    )
+                    for c in specs
+                ]
+
+            sidecars, main = stuck(spec.get("initContainers", [])), stuck(spec.get("containers", []))
+            return podspec.pod_status(self.pod, sidecars, main, self.start_time, now_iso())
         return podspec.pod_status(
             self.pod,
             [c.state for c in self.sidecars],
@@ -578,7 +595,7 @@ class Runner:
         self.events: queue.Queue[tuple[str, Obj]] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._watch: Any = None
+        self._response: Any = None
         self._lock = threading.Lock()
         self.lookups = Lookups(self._secret, self._config_map)
 
@@ -614,8 +631,9 @@ class Runner:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
+        if self._response is not None:
+            with contextlib.suppress(Exception):
+                self._response.shutdown()
         for thread in self._threads:
             thread.join(15)
         with self._lock:
@@ -634,19 +652,19 @@ class Runner:
         self.stop()
 
     def _watch_loop(self) -> None:
-        from kubernetes import watch
-
+        """Watch pods (a raw watch, so ``stop()`` can cut the connection at once), reconnecting on failure."""
         while not self._stop.is_set():
-            self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-            kwargs: dict[str, Any] = {"timeout_seconds": 60, "_request_timeout": 70}
+            kwargs: dict[str, Any] = {"watch": True, "timeout_seconds": 300, "_preload_content": False}
             if self.config.label_selector:
                 kwargs["label_selector"] = self.config.label_selector
             try:
-                for event in self._watch.stream(self.core.list_pod_for_all_namespaces, **kwargs):
-                    obj = self.core.api_client.sanitize_for_serialization(event["object"])
-                    self.events.put((event["type"], obj))
+                self._response = self.core.list_pod_for_all_namespaces(**kwargs)
+                for line in self._response:
                     if self._stop.is_set():
                         break
+                    if line.strip():
+                        event = json.loads(line)
+                        self.events.put((event["type"], event["object"]))
             except Exception as exc:  # reconnect on any watch failure while running
                 if not self._stop.is_set():
                     self.config.log(f"runner: pod watch failed ({exc}); reconnecting")

@@ -1,0 +1,217 @@
+"""The local pod runner against the embedded API server: pods created through the API run here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from leap0 import constants
+from leap0.dev.apiserver import ServerThread
+from leap0.dev.runner import Runner, RunnerConfig
+
+pytestmark = pytest.mark.e2e
+
+# Stands for the telemetry sidecar in these tests (the runner's job is to start it with the pod's env): it
+# dumps its environment to $DUMP and answers the health endpoint the runner gave it.
+FAKE_SIDECAR = """
+import http.server, json, os
+json.dump(dict(os.environ), open(os.environ["DUMP"], "w"))
+host, port = os.environ["LEAP0_HEALTH_ENDPOINT"].rsplit(":", 1)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer((host, int(port)), H).serve_forever()
+"""
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.fixture
+def runner(apiserver: ServerThread, tmp_path: Path) -> Iterator[Runner]:
+    config = RunnerConfig(
+        otlp_grpc_port=0,
+        otlp_http_port=0,
+        health_port=0,
+        workdir=tmp_path / "runner",
+        cgroups=os.geteuid() == 0,
+        max_grace_seconds=2,
+        sidecar_argv=[sys.executable, "-c", FAKE_SIDECAR],
+    )
+    with Runner(apiserver.api_client(), config) as started:
+        yield started
+
+
+@pytest.fixture
+def core(apiserver: ServerThread) -> Iterator[client.CoreV1Api]:
+    with apiserver.api_client() as api_client:
+        yield client.CoreV1Api(api_client)
+
+
+def sandbox_pod(name: str, dump: Path, command: list[str], memory: str = "256Mi") -> dict[str, Any]:
+    limits = {"cpu": "500m", "memory": memory}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "initContainers": [
+                {
+                    "name": constants.TELEMETRY_CONTAINER,
+                    "image": "ghcr.io/leap0-dev/leap0-sidecar:0.1.0",
+                    "restartPolicy": "Always",
+                    "env": [
+                        {"name": "DUMP", "value": str(dump)},
+                        {
+                            "name": constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES,
+                            "valueFrom": {
+                                "resourceFieldRef": {
+                                    "containerName": "sandbox",
+                                    "resource": "limits.cpu",
+                                    "divisor": "1m",
+                                }
+                            },
+                        },
+                        {
+                            "name": constants.ENV_K8S_POD_NAME,
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                        },
+                        {
+                            "name": constants.OTEL_EXPORTER_OTLP_HEADERS,
+                            "valueFrom": {"secretKeyRef": {"name": "otlp", "key": "headers"}},
+                        },
+                    ],
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": constants.SIDECAR_HEALTH_PORT}},
+                }
+            ],
+            "containers": [
+                {
+                    "name": constants.SANDBOX_CONTAINER,
+                    "image": "python:3.12-slim",
+                    "command": command,
+                    "resources": {"limits": limits, "requests": limits},
+                }
+            ],
+        },
+    }
+
+
+def status_of(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
+    pod = core.read_namespaced_pod(name, namespace)
+    return dict(core.api_client.sanitize_for_serialization(pod).get("status", {}))
+
+
+def container_pid(status: dict[str, Any], name: str) -> int:
+    every = [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]
+    (found,) = [c for c in every if c["name"] == name]
+    return int(found["containerID"].removeprefix("local://"))
+
+
+def secret(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "otlp"}, "stringData": {"headers": "x-api-key=s3cret"}}
+    )
+
+
+def test_pod_runs_here_with_its_env_and_stops_when_deleted(
+    runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    secret(core, namespace)
+    dump = tmp_path / "sidecar-env.json"
+    command = ["python3", "-c", "import time; time.sleep(600)"]
+    core.create_namespaced_pod(namespace, sandbox_pod("sbx", dump, command))
+
+    def running_and_ready() -> dict[str, Any] | None:
+        status = status_of(core, namespace, "sbx")
+        ready = {c["type"]: c["status"] for c in status.get("conditions") or []}.get("Ready")
+        return status if status.get("phase") == "Running" and ready == "True" else None
+
+    status = wait_until(running_and_ready, what="pod Running and Ready")
+    assert status["podIP"] == "127.0.0.1"
+    sandbox_pid = container_pid(status, constants.SANDBOX_CONTAINER)
+    sidecar_pid = container_pid(status, constants.TELEMETRY_CONTAINER)
+    assert alive(sandbox_pid)
+    assert alive(sidecar_pid)
+    env = json.loads(wait_until(lambda: dump.exists() and dump.read_text(), what="sidecar env dump"))
+    assert env[constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES] == "500"
+    assert env[constants.ENV_K8S_POD_NAME] == "sbx"
+    assert env[constants.OTEL_EXPORTER_OTLP_HEADERS] == "x-api-key=s3cret"
+    assert env["LEAP0_SANDBOX_PID"] == str(sandbox_pid)
+    assert env[constants.ENV_OTLP_HTTP_ENDPOINT].startswith("127.0.0.1:")
+
+    core.delete_namespaced_pod("sbx", namespace)
+    wait_until(lambda: not alive(sandbox_pid) and not alive(sidecar_pid), what="processes stopped")
+
+
+def test_failing_command_is_reported_with_its_exit_code(
+    runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    secret(core, namespace)
+    command = ["python", "-c", "raise SystemExit(3)"]
+    core.create_namespaced_pod(namespace, sandbox_pod("fails", tmp_path / "env.json", command))
+    status = wait_until(
+        lambda: (s := status_of(core, namespace, "fails")).get("phase") == "Failed" and s, what="pod Failed"
+    )
+    terminated = status["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+
+
+def test_missing_secret_keeps_the_pod_pending_with_a_clear_reason(
+    runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    command = ["python", "-c", "pass"]
+    core.create_namespaced_pod(namespace, sandbox_pod("nosecret", tmp_path / "env.json", command))
+
+    def waiting() -> dict[str, Any] | None:
+        statuses = status_of(core, namespace, "nosecret").get("containerStatuses") or []
+        return statuses[0]["state"].get("waiting") if statuses else None
+
+    state = wait_until(waiting, what="waiting state")
+    assert state["reason"] == "CreateContainerConfigError"
+    assert 'secret "otlp" key "headers" not found' in state["message"]
+    assert status_of(core, namespace, "nosecret")["phase"] == "Pending"
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="real cgroups need root")
+def test_memory_limit_is_enforced_in_a_real_cgroup_and_reported_as_oomkilled(
+    runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    secret(core, namespace)
+    command = ["python", "-c", "b = bytearray(256 * 1024 * 1024); import time; time.sleep(30)"]
+    core.create_namespaced_pod(namespace, sandbox_pod("hog", tmp_path / "env.json", command, memory="64Mi"))
+    status = wait_until(
+        lambda: (s := status_of(core, namespace, "hog")).get("phase") == "Failed" and s,
+        what="pod Failed",
+    )
+    terminated = status["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled")
