@@ -71,7 +71,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.peering.enabled) }}
 {{- fail "replicas > 1 needs peering.enabled=true (kopf peering keeps a single replica active)" }}
 {{- end }}
-{{- if and .Values.otlp.headers .Values.otlp.existingSecret.name }}
-{{- fail "otlp.headers and otlp.existingSecret.name are exclusive: put the headers in the Secret" }}
+{{- if and .Values.otlp.endpoint .Values.otlp.existingSecret.name }}
+{{- fail "otlp.endpoint and otlp.existingSecret.name are exclusive: set one" }}
 {{- end }}
 {{- end }}

@@ -10,7 +10,6 @@ import helm_python as helm
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 from chart_support import (
     CHART_DIR,
     NAMESPACE,
@@ -45,7 +44,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         },
     },
     "endpoint-from-secret": SECRET_ENDPOINT,
-    "endpoint-value": {"otlp": {"endpoint": "http://collector.observability:4318", "headers": "x-key=abc"}},
+    "endpoint-value": {"otlp": {"endpoint": "http://collector.observability:4318"}},
     "crds-external": {"crds": {"install": False}, "defaultTemplate": {"create": False}},
 }
 
@@ -54,6 +53,11 @@ def deployment_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     containers = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return dict(containers[0])
+
+
+def flags(container: dict[str, Any]) -> dict[str, str]:
+    """The operator's ``--name=value`` arguments (the last wins, as argparse does)."""
+    return dict(a.removeprefix("--").split("=", 1) for a in container["args"] if "=" in a)
 
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -102,8 +106,9 @@ def test_default_install_runs_one_standalone_operator_cluster_wide() -> None:
     assert not [a for a in container["args"] if a.startswith(("--peering", "--namespace"))]
     assert of_kind(objects, "Role") == []
     assert of_kind(objects, "ClusterKopfPeering") == []
-    sidecar_image = env_of(container)["LEAP0_SIDECAR_IMAGE"]["value"]
+    sidecar_image = flags(container)["sidecar-image"]
     assert sidecar_image == f"ghcr.io/leap0-dev/leap0-sidecar:{chart().metadata['appVersion']}"
+    assert "env" not in container
 
 
 def test_probes_use_kopfs_liveness_endpoint_on_the_port_it_is_told() -> None:
@@ -169,30 +174,48 @@ def test_custom_images_reach_the_operator_and_the_sidecar_it_injects() -> None:
     objects = render(SCENARIOS["custom-images"])
     container = deployment_container(objects)
     assert container["image"] == "registry.example.com/leap0/operator:1.2.3"
-    env = env_of(container)
-    assert env["LEAP0_SIDECAR_IMAGE"]["value"] == "registry.example.com/leap0/sidecar@" + DIGEST
+    assert flags(container)["sidecar-image"] == "registry.example.com/leap0/sidecar@" + DIGEST
 
 
-def test_sidecar_resources_reach_the_operator() -> None:
-    resources = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "96Mi"}}
-    env = env_of(deployment_container(render({"sidecar": {"resources": resources}})))
-    assert yaml.safe_load(env["LEAP0_SIDECAR_RESOURCES"]["value"]) == resources
+def test_operator_settings_reach_the_operators_flags() -> None:
+    values = {
+        "sidecar": {"cpu": "10m", "memory": "32Mi"},
+        "sandbox": {"defaultImage": "python:3.13-slim", "expiredRetentionSeconds": 1000000},
+        "logLevel": "debug",
+        "extraArgs": ["--retry-delay=2"],
+    }
+    container = deployment_container(render(values))
+    assert {k: v for k, v in flags(container).items() if k != "sidecar-image" and k != "liveness"} == {
+        "sidecar-cpu": "10m",
+        "sidecar-memory": "32Mi",
+        "default-image": "python:3.13-slim",
+        "expired-retention": "1000000",
+        "retry-delay": "2",
+    }
+    assert "--debug" in container["args"]
+
+
+def test_operator_flags_are_the_operators_own() -> None:
+    """Every flag the chart passes is one leap0-operator accepts (its parser, not a hand list)."""
+    config = pytest.importorskip("leap0_operator.config", reason="the operator's settings are not merged yet")
+    parser = config.build_parser()
+    for scenario in SCENARIOS.values():
+        args = deployment_container(render({**scenario, "logLevel": "verbose"}))["args"]
+        parser.parse_args(args)
 
 
 def test_platform_endpoint_from_a_secret_is_never_in_plain_text() -> None:
-    env = env_of(deployment_container(render(SECRET_ENDPOINT)))
-    endpoint = env["LEAP0_PLATFORM_OTLP_ENDPOINT"]
+    container = deployment_container(render(SECRET_ENDPOINT))
+    endpoint = env_of(container)["LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT"]
     assert "value" not in endpoint
     assert endpoint["valueFrom"]["secretKeyRef"] == {"name": "platform-otlp", "key": "endpoint"}
-    headers = env["LEAP0_PLATFORM_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]
-    assert headers == {"name": "platform-otlp", "key": "headers", "optional": True}
+    assert "default-otlp-endpoint" not in flags(container)
 
 
 def test_platform_endpoint_value_and_none_by_default() -> None:
-    env = env_of(deployment_container(render(SCENARIOS["endpoint-value"])))
-    assert env["LEAP0_PLATFORM_OTLP_ENDPOINT"]["value"] == "http://collector.observability:4318"
-    assert env["LEAP0_PLATFORM_OTLP_HEADERS"]["value"] == "x-key=abc"
-    assert "LEAP0_PLATFORM_OTLP_ENDPOINT" not in env_of(deployment_container(render()))
+    container = deployment_container(render(SCENARIOS["endpoint-value"]))
+    assert flags(container)["default-otlp-endpoint"] == "http://collector.observability:4318"
+    assert "default-otlp-endpoint" not in flags(deployment_container(render()))
 
 
 def test_rendered_crds_are_the_files_in_crds_folder_kept_on_uninstall() -> None:
@@ -286,7 +309,8 @@ def test_rbac_grants_no_wildcards() -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
         ({"otlp": {"endpoint": "collector:4318"}}, "at '/otlp/endpoint'"),
         ({"watchNamespaces": ["Team_A"]}, "at '/watchNamespaces/0'"),
-        ({"sidecar": {"resources": {"limits": {"cpu": "lots"}}}}, "at '/sidecar/resources/limits/cpu'"),
+        ({"sidecar": {"cpu": "lots"}}, "at '/sidecar/cpu'"),
+        ({"logLevel": "loud"}, "at '/logLevel': value must be one of"),
         ({"defaultTemplate": {"spec": {"gpu": 1}}}, "additional properties 'gpu' not allowed"),
     ],
 )
@@ -298,9 +322,9 @@ def test_bad_values_are_refused_with_the_schemas_message(values: dict[str, Any],
         render(values)
 
 
-def test_headers_in_values_and_in_a_secret_at_once_are_refused() -> None:
-    values = {"otlp": {"headers": "a=b", "existingSecret": {"name": "s"}}}
-    with pytest.raises(helm.HelmError, match=r"otlp\.headers and otlp\.existingSecret\.name are exclusive"):
+def test_endpoint_in_values_and_in_a_secret_at_once_are_refused() -> None:
+    values = {"otlp": {"endpoint": "http://a:4318", "existingSecret": {"name": "s"}}}
+    with pytest.raises(helm.HelmError, match=r"otlp\.endpoint and otlp\.existingSecret\.name are exclusive"):
         render(values)
 
 
