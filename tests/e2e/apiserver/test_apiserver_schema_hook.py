@@ -1,4 +1,4 @@
-"""The CRD schema (pruning, types, ranges, CEL) applied by the server on create and update of custom resources."""
+"""The CRD schema (pruning, types, ranges, CEL) applied on create and update of custom resources."""
 
 from __future__ import annotations
 
