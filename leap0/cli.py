@@ -25,13 +25,65 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument(
         "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="kubeconfig file to write"
     )
-    dev_sub.add_parser("up", help="the local quickstart")
+    up = dev_sub.add_parser(
+        "up",
+        help="the local quickstart: API server, operator, local pod runner, OTLP console sink, demo sandbox",
+        description="Run the whole chain on this machine: the embedded API server (with the CRDs and "
+        "a default SandboxTemplate), the operator, a local pod runner playing the kubelet (each sandbox "
+        "pod's sidecar, and its command where it can run here, as local processes; in real cgroups when "
+        "root) and a console OTLP sink, then apply a demo Sandbox sending spans. Ctrl-C stops everything.",
+    )
+    up.add_argument("--port", type=int, default=6443, help="API server port (default 6443; 0: any free port)")
+    up.add_argument(
+        "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="kubeconfig file to write"
+    )
+    up.add_argument("--sink-port", type=int, default=4319, help="console OTLP/HTTP sink port (default 4319)")
+    up.add_argument(
+        "--otlp-grpc-port",
+        type=int,
+        default=4317,
+        help="the first sidecar's OTLP/gRPC port (default 4317; a free one when taken)",
+    )
+    up.add_argument(
+        "--otlp-http-port",
+        type=int,
+        default=4318,
+        help="the first sidecar's OTLP/HTTP port (default 4318; a free one when taken)",
+    )
+    up.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=None,
+        help="seconds between the sidecars' metric samples (default: the sidecar's, 10)",
+    )
+    up.add_argument("--no-example", action="store_true", help="do not apply the demo Sandbox")
+    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    up.add_argument(
+        "--workdir", type=Path, default=Path(".leap0"), help="logs and pod files (default .leap0)"
+    )
     args = parser.parse_args(argv)
     if args.command == "dev" and args.dev_command == "apiserver":
         from leap0.dev.apiserver.run import run  # the dev extra's dependencies load only here
 
         return run(args.host, args.port, args.kubeconfig)
-    print(f"leap0 {args.command} {args.dev_command}: not built yet", file=sys.stderr)
+    if args.command == "dev" and args.dev_command == "up":
+        from leap0.dev.up import UpOptions  # the dev extra's dependencies load only here
+        from leap0.dev.up import run as run_up
+
+        return run_up(
+            UpOptions(
+                port=args.port,
+                kubeconfig=args.kubeconfig,
+                sink_port=args.sink_port,
+                otlp_grpc_port=args.otlp_grpc_port,
+                otlp_http_port=args.otlp_http_port,
+                metrics_interval=args.metrics_interval,
+                example=not args.no_example,
+                duration=args.duration,
+                workdir=args.workdir,
+            )
+        )
+    print(f"leap0 {args.command} {args.dev_command}: unknown command", file=sys.stderr)
     return 2
 
 

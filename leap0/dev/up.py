@@ -1,0 +1,278 @@
+"""``leap0 dev up``: the whole chain on one machine, no cluster.
+
+Starts, in this order: a console OTLP sink (:mod:`leap0.dev.sink`), the embedded API server with the CRDs
+(:mod:`leap0.dev.apiserver`) and a ``default`` SandboxTemplate, the operator (``python -m leap0_operator``,
+a child process), the local pod runner (:mod:`leap0.dev.runner`), then applies the quickstart Sandbox
+(``examples/quickstart/demo-sandbox.yaml``) with its endpoint pointed at the sink. The sink prints the
+sandbox's metrics and the demo's spans as they arrive. Ctrl-C (or SIGTERM) stops everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from leap0 import constants
+
+from .apiserver import ServerThread
+from .runner import Runner, RunnerConfig
+from .sink import OtlpSink
+
+# A symlink to examples/quickstart/demo-sandbox.yaml (the wheel carries the file itself).
+EXAMPLE = Path(__file__).parent / "demo-sandbox.yaml"
+NAMESPACE = "default"
+_OPERATOR_NOISE = ("[DEBUG", "[INFO")
+
+
+@dataclass
+class UpOptions:
+    port: int = 6443
+    kubeconfig: Path = Path("kubeconfig.yaml")
+    sink_port: int = 4319
+    otlp_grpc_port: int = constants.OTLP_GRPC_PORT
+    otlp_http_port: int = constants.OTLP_HTTP_PORT
+    health_port: int = constants.SIDECAR_HEALTH_PORT
+    metrics_interval: float | None = None
+    example: bool = True
+    duration: float | None = None  # stop by itself after this many seconds (tests, demos)
+    workdir: Path | None = None
+    operator_argv: list[str] = field(default_factory=lambda: [sys.executable, "-m", "leap0_operator"])
+
+
+class Console:
+    """Timestamped lines on stdout, one at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            print(f"{datetime.now():%H:%M:%S} {line}", flush=True)
+
+
+def example_sandbox(sink_url: str, path: Path | None = None) -> dict[str, Any]:
+    """The quickstart Sandbox with its OTLP endpoint pointed at the sink."""
+    source = path or EXAMPLE
+    sandbox: dict[str, Any] = yaml.safe_load(source.read_text())
+    env = [e for e in sandbox["spec"].get("env", []) if e["name"] != constants.OTEL_EXPORTER_OTLP_ENDPOINT]
+    env.append({"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": sink_url})
+    sandbox["spec"]["env"] = env
+    return sandbox
+
+
+def default_template() -> dict[str, Any]:
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.TEMPLATE_KIND,
+        "metadata": {"name": constants.DEFAULT_TEMPLATE_ID},
+        "spec": {
+            "vcpu": constants.DEFAULT_VCPU,
+            "memory": constants.DEFAULT_MEMORY_MIB,
+            "timeout": constants.DEFAULT_TIMEOUT_S,
+        },
+    }
+
+
+def source_pythonpath() -> str:
+    """PYTHONPATH for children running this checkout's packages (installed or not)."""
+    import importlib.util
+
+    roots: list[str] = []
+    for module in ("leap0", "leap0_operator", "leap0_sidecar"):
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin:
+            root = str(Path(spec.origin).resolve().parent.parent)
+            if root not in roots:
+                roots.append(root)
+    if os.environ.get("PYTHONPATH"):
+        roots.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(roots)
+
+
+def _pipe_operator(process: subprocess.Popen[str], console: Console, log_path: Path) -> None:
+    """Keep the operator's log in a file; show its warnings and errors."""
+    assert process.stdout is not None
+    with open(log_path, "a") as log:
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            text = line.rstrip()
+            if text and not any(noise in text for noise in _OPERATOR_NOISE):
+                console(f"operator | {text}")
+
+
+@contextlib.contextmanager
+def _signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _phase_watch(custom: Any, console: Console, stop: threading.Event) -> None:
+    """Print each Sandbox's phase as it changes (a poll: cheap, and survives anything)."""
+    seen: dict[str, str] = {}
+    while not stop.wait(1):
+        with contextlib.suppress(Exception):
+            items = custom.list_cluster_custom_object(
+                constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
+            )["items"]
+            for item in items:
+                key = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+                status = item.get("status") or {}
+                phase = status.get("phase") or "(no status yet)"
+                conditions: list[dict[str, Any]] = status.get("conditions") or []
+                ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+                text = f"{phase} {ready.get('reason', '')} {ready.get('message', '')}".strip()
+                if seen.get(key) != text:
+                    seen[key] = text
+                    console(f"sandbox {key}: {text}")
+
+
+def run(options: UpOptions) -> int:
+    from kubernetes import client
+
+    console = Console()
+    stop = threading.Event()
+    workdir = options.workdir or Path(".leap0")
+    workdir.mkdir(parents=True, exist_ok=True)
+    sink: OtlpSink | None = None
+    server: ServerThread | None = None
+    runner: Runner | None = None
+    operator: subprocess.Popen[str] | None = None
+    code = 0
+    with _signals(stop):
+        try:
+            sink = OtlpSink(port=options.sink_port, printer=console).start()
+            console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
+            server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
+            console(f"apiserver: {server.url}; kubeconfig {options.kubeconfig} (export KUBECONFIG=...)")
+            api_client = server.api_client()
+            custom = client.CustomObjectsApi(api_client)
+            custom.create_namespaced_custom_object(
+                constants.GROUP, constants.VERSION, NAMESPACE, constants.TEMPLATE_PLURAL, default_template()
+            )
+            console(f"apiserver: CRDs installed, SandboxTemplate {NAMESPACE}/default created")
+
+            env = dict(os.environ)
+            env["KUBECONFIG"] = str(options.kubeconfig.resolve())
+            env["PYTHONPATH"] = source_pythonpath()
+            env["PYTHONUNBUFFERED"] = "1"
+            operator = subprocess.Popen(
+                [*options.operator_argv, "--all-namespaces", "--standalone"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+            log_path = workdir / "operator.log"
+            threading.Thread(
+                target=_pipe_operator, args=(operator, console, log_path), daemon=True, name="operator-log"
+            ).start()
+            console(f"operator: pid {operator.pid}, log {log_path}")
+
+            runner = Runner(
+                api_client,
+                RunnerConfig(
+                    otlp_grpc_port=options.otlp_grpc_port,
+                    otlp_http_port=options.otlp_http_port,
+                    health_port=options.health_port,
+                    metrics_interval=options.metrics_interval,
+                    workdir=workdir / "pods",
+                    log=console,
+                ),
+            ).start()
+            assert server.server is not None
+            server.server.log_handler = _log_handler(runner)
+            console(f"runner: running pods here (logs under {workdir / 'pods'})")
+
+            if options.example:
+                sandbox = example_sandbox(sink.url)
+                custom.create_namespaced_custom_object(
+                    constants.GROUP, constants.VERSION, NAMESPACE, constants.SANDBOX_PLURAL, sandbox
+                )
+                console(f"example: Sandbox {NAMESPACE}/{sandbox['metadata']['name']} applied")
+            threading.Thread(target=_phase_watch, args=(custom, console, stop), daemon=True).start()
+            console("up: Ctrl-C stops everything")
+            code = _wait(stop, operator, options.duration, console, log_path)
+        except OSError as exc:
+            console(f"up: cannot start: {exc}")
+            code = 1
+        finally:
+            stop.set()
+            console("up: stopping")
+            # Pods first (their sidecars flush to the sink), then the operator, the API, the sink last.
+            if runner is not None:
+                runner.stop()
+            if operator is not None:
+                _terminate(operator)
+            if server is not None:
+                server.stop()
+            if sink is not None:
+                sink.stop()
+            console("up: stopped")
+    return code
+
+
+def _wait(
+    stop: threading.Event,
+    operator: subprocess.Popen[str],
+    duration: float | None,
+    console: Console,
+    log_path: Path,
+) -> int:
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.is_set():
+        if operator.poll() is not None:
+            console(f"operator exited with code {operator.returncode}; see {log_path}")
+            return 1
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return 0
+        stop.wait(0.5 if remaining is None else min(0.5, remaining))
+    return 0
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def _log_handler(runner: Any) -> Any:
+    """``kubectl logs`` for the pods the runner runs (their containers' output files)."""
+    from aiohttp import web
+
+    async def handler(request: web.Request, namespace: str, name: str, sub: str) -> web.StreamResponse:
+        pod = runner.find(namespace, name)
+        if pod is None:
+            return web.Response(status=404, text=f"pod {name} is not running here")
+        return web.Response(body=pod.logs(request.query.get("container")), content_type="text/plain")
+
+    return handler
