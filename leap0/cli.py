@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between the sidecars' metric samples (default: the sidecar's, 10)",
     )
     up.add_argument("--no-example", action="store_true", help="do not apply the demo Sandbox")
+    up.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the sidecars' own leap0.sidecar.* metrics"
+    )
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument(
         "--workdir", type=Path, default=Path(".leap0"), help="logs and pod files (default .leap0)"
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 example=not args.no_example,
                 duration=args.duration,
                 workdir=args.workdir,
+                verbose=args.verbose,
             )
         )
     print(f"leap0 {args.command} {args.dev_command}: unknown command", file=sys.stderr)

@@ -96,6 +96,8 @@ class RunnerConfig:
     max_grace_seconds: float = 5.0
     # Only pods matching this label selector (None: every pod).
     label_selector: str | None = None
+    # Only pods of this namespace (None: every namespace).
+    namespace: str | None = None
     # The command standing for the telemetry container (None: this checkout's leap0-sidecar).
     sidecar_argv: list[str] | None = None
     log: Log = _stderr
@@ -658,7 +660,10 @@ class Runner:
             if self.config.label_selector:
                 kwargs["label_selector"] = self.config.label_selector
             try:
-                self._response = self.core.list_pod_for_all_namespaces(**kwargs)
+                if self.config.namespace:
+                    self._response = self.core.list_namespaced_pod(self.config.namespace, **kwargs)
+                else:
+                    self._response = self.core.list_pod_for_all_namespaces(**kwargs)
                 for line in self._response:
                     if self._stop.is_set():
                         break

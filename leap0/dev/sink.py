@@ -120,8 +120,11 @@ def log_records(request: logs_service_pb2.ExportLogsServiceRequest) -> Iterator[
                 }
 
 
+IDENTITY = ("leap0.sandbox.id", "leap0.org.id", "leap0.template.id")
+
+
 def _identity(resource: dict[str, Any]) -> str:
-    return _attrs_text({k: v for k, v in resource.items() if k.startswith(("leap0.", "k8s."))})
+    return ", ".join(f"{k}={resource[k]}" for k in IDENTITY if k in resource)
 
 
 def describe(item: Received) -> list[str]:

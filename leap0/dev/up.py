@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +49,7 @@ class UpOptions:
     example: bool = True
     duration: float | None = None  # stop by itself after this many seconds (tests, demos)
     workdir: Path | None = None
+    verbose: bool = False  # also print the sidecars' own leap0.sidecar.* metrics
     operator_argv: list[str] = field(default_factory=lambda: [sys.executable, "-m", "leap0_operator"])
 
 
@@ -161,7 +162,8 @@ def run(options: UpOptions) -> int:
     code = 0
     with _signals(stop):
         try:
-            sink = OtlpSink(port=options.sink_port, printer=console).start()
+            sink = OtlpSink(port=options.sink_port, printer=_telemetry_printer(console, options.verbose))
+            sink.start()
             console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
             server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
             console(f"apiserver: {server.url}; kubeconfig {options.kubeconfig} (export KUBECONFIG=...)")
@@ -263,6 +265,14 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
+
+
+def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]:
+    def show(line: str) -> None:
+        if verbose or not line.startswith("metric leap0.sidecar."):
+            console(line)
+
+    return show
 
 
 def _log_handler(runner: Any) -> Any:

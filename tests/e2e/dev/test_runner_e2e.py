@@ -56,7 +56,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def runner(apiserver: ServerThread, tmp_path: Path) -> Iterator[Runner]:
+def runner(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[Runner]:
     config = RunnerConfig(
         otlp_grpc_port=0,
         otlp_http_port=0,
@@ -65,6 +65,7 @@ def runner(apiserver: ServerThread, tmp_path: Path) -> Iterator[Runner]:
         cgroups=os.geteuid() == 0,
         max_grace_seconds=2,
         sidecar_argv=[sys.executable, "-c", FAKE_SIDECAR],
+        namespace=namespace,
     )
     with Runner(apiserver.api_client(), config) as started:
         yield started

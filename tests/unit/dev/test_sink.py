@@ -41,7 +41,7 @@ def test_spans_from_the_sdk_are_decoded_and_printed_with_identity(sink: tuple[Ot
     assert span["name"] == "work"
     assert span["attributes"] == {"step": 1}
     assert span["resource"]["leap0.sandbox.id"] == "demo"
-    identity = "leap0.org.id=acme, leap0.sandbox.id=demo"
+    identity = "leap0.sandbox.id=demo, leap0.org.id=acme"
     assert any(line.startswith("span   work ") and identity in line for line in printed)
 
 
@@ -57,7 +57,7 @@ def test_metrics_from_the_sdk_are_decoded_with_values(sink: tuple[OtlpSink, list
     provider.shutdown()
     (point,) = server.metric_points()
     assert (point["name"], point["unit"], point["value"]) == ("leap0.sandbox.cpu.limit", "{cpu}", 2)
-    assert "metric leap0.sandbox.cpu.limit = 2 {cpu} [leap0.org.id=acme, leap0.sandbox.id=demo]" in printed
+    assert "metric leap0.sandbox.cpu.limit = 2 {cpu} [leap0.sandbox.id=demo, leap0.org.id=acme]" in printed
 
 
 def post(url: str, body: bytes, content_type: str, encoding: str | None = None) -> tuple[int, bytes]:
