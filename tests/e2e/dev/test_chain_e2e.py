@@ -172,7 +172,8 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
             assert limits["leap0.sandbox.memory.limit"] == 512 * 2**20
             assert limits["leap0.sandbox.cpu.limit"] == constants.DEFAULT_VCPU
 
-            pod_name = [p for p in core.list_namespaced_pod(namespace).items][0].metadata.name
+            (pod,) = core.list_namespaced_pod(namespace).items
+            pod_name = pod.metadata.name
             local = runner.find(namespace, pod_name)
             assert local is not None
             pids = [c.pid for c in local.containers if c.pid is not None]
@@ -199,7 +200,8 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
         f"--workdir={workdir}",
     ]
     with open(out, "wb") as sink:
-        process = subprocess.Popen(command, env=subprocess_env(), stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        env = subprocess_env()
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
     try:
 
         def shown() -> bool:
