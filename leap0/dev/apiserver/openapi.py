@@ -289,8 +289,12 @@ def _resource_paths(
     list_name: str,
     *,
     status: bool,
+    strategic: bool,
 ) -> dict[str, Any]:
     kind = gvk["kind"]
+    # kubectl apply sends a strategic merge patch only where the PATCH operation accepts one: built-in kinds,
+    # never custom resources (the server refuses it for them with 415).
+    patch_types = [t for t in _PATCH_TYPES if strategic or t != "application/strategic-merge-patch+json"]
     tag = f"{gvk['group'] or 'core'}_{gvk['version']}"
     op_kind = kind
     ns_word = "Namespaced" if namespaced else ""
@@ -359,7 +363,7 @@ def _resource_paths(
                 obj,
                 params=[*write, _FORCE],
                 body=_ref(f"{META}.Patch"),
-                body_types=_PATCH_TYPES,
+                body_types=patch_types,
                 codes=("200", "201"),
             ),
             "parameters": [*name_param, *common, _PRETTY],
@@ -386,7 +390,7 @@ def _resource_paths(
                 obj,
                 params=[*write, _FORCE],
                 body=_ref(f"{META}.Patch"),
-                body_types=_PATCH_TYPES,
+                body_types=patch_types,
                 codes=("200", "201"),
             ),
             "parameters": [*name_param, *common, _PRETTY],
@@ -527,6 +531,7 @@ def _crd_document(crds: list[dict[str, Any]], group: str, version: str) -> dict[
                 item_name,
                 list_name,
                 status="status" in (entry.get("subresources") or {}),
+                strategic=False,
             )
     if not paths:
         return None
@@ -567,7 +572,14 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
         roots += [name, list_name]
         gvk = {"group": group, "kind": kind, "version": version}
         paths |= _resource_paths(
-            prefix, gvk, plural, namespaced, name, list_name, status=kind in ("Namespace", "Pod", "Service")
+            prefix,
+            gvk,
+            plural,
+            namespaced,
+            name,
+            list_name,
+            status=kind in ("Namespace", "Pod", "Service"),
+            strategic=True,
         )
     if not paths:
         return None
