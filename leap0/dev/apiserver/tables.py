@@ -2,8 +2,8 @@
 ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` (what ``kubectl get`` asks for).
 
 Custom resources get the CRD's ``additionalPrinterColumns`` after a ``Name`` column (apiextensions'
-tableconvertor: integer/number/boolean cells typed, ``date`` cells the timestamp string that kubectl turns
-into an age, other cells printed strings, missing values ``null``); with no printer columns, ``Name`` and
+tableconvertor: integer/number/boolean cells typed, ``date`` cells the age as the server prints it, other
+cells printed strings, missing values ``null``); with no printer columns, ``Name`` and
 ``Age``. Core kinds get the columns of Kubernetes' built-in printers for the kinds the product touches (Pod,
 Namespace, Secret, ConfigMap, Event, Lease), else the default ``Name`` / ``Created At``.
 
@@ -169,8 +169,9 @@ def _rfc3339(moment: _dt.datetime) -> str:
     return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _typed_cell(column_type: str, value: Any) -> Any:
-    """apiextensions' cellForJSONValue."""
+def _typed_cell(column_type: str, value: Any, now: _dt.datetime) -> Any:
+    """apiextensions' cellForJSONValue (a ``date`` becomes the age kubectl prints, as the server computes it:
+    ``ConvertToHumanReadableDateType``, so a time in the future shows as ``<invalid>``)."""
     if value is None:
         return None
     if column_type == "integer":
@@ -191,7 +192,7 @@ def _typed_cell(column_type: str, value: Any) -> Any:
         if not isinstance(value, str):
             return None
         moment = _parse_time(value)
-        return _rfc3339(moment) if moment is not None else "<invalid>"
+        return human_duration((now - moment).total_seconds()) if moment is not None else "<invalid>"
     return value if isinstance(value, str) else None
 
 
@@ -225,6 +226,12 @@ def human_duration(seconds: float) -> str:
         rest = (hours // 24) % 365
         return f"{hours // 24 // 365}y" if rest == 0 else f"{hours // 24 // 365}y{rest}d"
     return f"{hours // 24 // 365}y"
+
+
+def _created_at(obj: dict[str, Any]) -> str | None:
+    """The default table convertor's ``Created At`` cell: the creation time in RFC 3339, UTC."""
+    created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+    return _rfc3339(created) if created is not None else None
 
 
 def _age(obj: dict[str, Any], now: _dt.datetime) -> str:
@@ -437,7 +444,7 @@ def render_table(
                 elif definition["type"] == "string":
                     cells.append(_go_print(found[0]))
                 else:
-                    cells.append(_typed_cell(definition["type"], found[0]))
+                    cells.append(_typed_cell(definition["type"], found[0], moment))
             rows.append(_row(cells, obj, include))
     else:
         core_kind = kind or next((str(o.get("kind")) for o in objects if o.get("kind")), "")
@@ -456,7 +463,7 @@ def render_table(
                 _row(
                     [
                         (o.get("metadata") or {}).get("name", ""),
-                        _typed_cell("date", (o.get("metadata") or {}).get("creationTimestamp")),
+                        _created_at(o),
                     ],
                     o,
                     include,

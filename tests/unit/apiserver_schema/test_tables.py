@@ -34,7 +34,7 @@ def test_sandbox_columns_and_cells() -> None:
         "one", phase="Running", vcpu=2, memory=2048, expiresAt="2026-01-01T12:05:00Z", podName="one-pod"
     )
     pending = sbx("two")
-    table = render_table(CRDS["Sandbox"], "v1alpha1", [running, pending], {"resourceVersion": "42"})
+    table = render_table(CRDS["Sandbox"], "v1alpha1", [running, pending], {"resourceVersion": "42"}, now=NOW)
     assert table["kind"] == "Table"
     assert table["apiVersion"] == "meta.k8s.io/v1"
     assert table["metadata"] == {"resourceVersion": "42"}
@@ -44,7 +44,7 @@ def test_sandbox_columns_and_cells() -> None:
         ("Phase", "string", 0),
         ("VCPU", "integer", 0),
         ("Memory", "integer", 0),
-        ("Expires", "date", 0),
+        ("Expires", "string", 0),
         ("Age", "date", 0),
         ("Pod", "string", 1),
         ("Template", "string", 1),
@@ -56,11 +56,11 @@ def test_sandbox_columns_and_cells() -> None:
         2,
         2048,
         "2026-01-01T12:05:00Z",
-        "2026-01-01T11:55:00Z",
+        "5m",
         "one-pod",
         "small",
     ]
-    assert table["rows"][1]["cells"] == ["two", None, None, None, None, "2026-01-01T11:55:00Z", None, "small"]
+    assert table["rows"][1]["cells"] == ["two", None, None, None, None, "5m", None, "small"]
 
 
 def test_rows_carry_partial_object_metadata_by_default() -> None:
@@ -78,16 +78,34 @@ def test_rows_carry_partial_object_metadata_by_default() -> None:
 
 
 def test_bad_date_and_wrong_types() -> None:
-    obj = sbx("x", phase=3, vcpu="two", expiresAt="soon")
-    cells = render_table(CRDS["Sandbox"], "v1alpha1", [obj], {})["rows"][0]["cells"]
-    assert cells[1:5] == ["3", None, None, "<invalid>"]
+    obj = sbx("x", phase=3, vcpu="two")
+    obj["metadata"]["creationTimestamp"] = "yesterday"
+    cells = render_table(CRDS["Sandbox"], "v1alpha1", [obj], {}, now=NOW)["rows"][0]["cells"]
+    assert cells[1:6] == ["3", None, None, None, "<invalid>"]
+
+
+def test_date_columns_are_ages_and_the_future_is_invalid_as_on_a_cluster() -> None:
+    crd = {
+        "spec": {
+            "versions": [
+                {
+                    "name": "v1",
+                    "additionalPrinterColumns": [{"name": "Due", "type": "date", "jsonPath": ".due"}],
+                }
+            ]
+        }
+    }
+    past = {"metadata": {"name": "a"}, "due": "2026-01-01T09:00:00Z"}
+    future = {"metadata": {"name": "b"}, "due": "2026-01-01T13:00:00Z"}
+    rows = render_table(crd, "v1", [past, future], {}, now=NOW)["rows"]
+    assert [r["cells"] for r in rows] == [["a", "3h"], ["b", "<invalid>"]]
 
 
 def test_crd_without_printer_columns_gets_age() -> None:
     peering = {"kind": "KopfPeering", "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"}}
-    table = render_table(CRDS["KopfPeering"], "v1", [peering], {})
+    table = render_table(CRDS["KopfPeering"], "v1", [peering], {}, now=NOW)
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
-    assert table["rows"][0]["cells"] == ["p", "2026-01-01T00:00:00Z"]
+    assert table["rows"][0]["cells"] == ["p", "12h"]
 
 
 def test_core_kinds() -> None:
