@@ -27,6 +27,8 @@ from leap0_sidecar import names
 # anything this large is no limit a container could have.
 V1_UNLIMITED_THRESHOLD = 1 << 62
 READ_SIZE = 64 * 1024
+# Super options of a v1 cgroup mount that are not controller names (the ones with "=" are skipped as well).
+V1_OPTIONS = frozenset({"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods"})
 
 
 # --- pure parsers ---------------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def cgroup_mounts(mounts: Iterable[Mount]) -> list[CgroupMount]:
         if mount.fstype == "cgroup2":
             found.append(CgroupMount(mount.mount_point, mount.root, 2, frozenset()))
         elif mount.fstype == "cgroup":
-            controllers = frozenset(o for o in mount.super_options if o not in ("rw", "ro") and "=" not in o)
+            controllers = frozenset(o for o in mount.super_options if o not in V1_OPTIONS and "=" not in o)
             found.append(CgroupMount(mount.mount_point, mount.root, 1, controllers))
     return found
 
@@ -387,7 +389,7 @@ def open_v1(root: Path, pid: int, paths: dict[str, str], mounts: list[CgroupMoun
         return None
 
 
-def open_cgroup_of(root: Path, pid: int) -> CgroupReader | None:
+def open_cgroup_of(root: Path, pid: int, versions: tuple[int, ...] = (2, 1)) -> CgroupReader | None:
     """A reader of process ``pid``'s cgroup (v2 preferred, v1 next), None when neither can be read.
 
     On a hybrid host the unified hierarchy exists without controllers (no ``memory.current``), so v1 is used.
@@ -398,8 +400,8 @@ def open_cgroup_of(root: Path, pid: int) -> CgroupReader | None:
     paths = parse_proc_cgroup(text)
     mountinfo = _read_text(root / "proc" / "self" / "mountinfo") or ""
     mounts = cgroup_mounts(parse_mountinfo(mountinfo))
-    if "" in paths:
+    if "" in paths and 2 in versions:
         reader = open_v2(root, pid, paths[""], mounts)
         if reader is not None:
             return reader
-    return open_v1(root, pid, paths, mounts)
+    return open_v1(root, pid, paths, mounts) if 1 in versions else None

@@ -62,6 +62,15 @@ def parse_bytes(text: str) -> int:
     return value
 
 
+SOURCES = (names.SOURCE_CGROUP_V2, names.SOURCE_CGROUP_V1, names.SOURCE_PSUTIL)
+
+
+def _parse_source(text: str) -> str:
+    if text not in SOURCES:
+        raise ValueError(f"the metrics source must be one of {', '.join(SOURCES)}")
+    return text
+
+
 def _env(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
@@ -94,6 +103,9 @@ class SamplerConfig:
     sandbox_container: str = names.SANDBOX_CONTAINER
     # One process of the sandbox (development and tests: skips the /proc scan; see procs.py).
     sandbox_pid: int | None = None
+    # Force one source (cgroup-v2, cgroup-v1 or psutil) instead of choosing; a cgroup source that cannot be
+    # read still falls back to psutil.
+    force_source: str | None = None
     # How often the workspace walk runs when statvfs is not exact.
     walk_interval: float = DEFAULT_WALK_INTERVAL
 
@@ -114,6 +126,7 @@ class SamplerConfig:
                 attributes[attribute] = value
         disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
         pid = _checked(environ, names.ENV_SANDBOX_PID, parse_bytes)
+        force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
         workspace = _env(environ, names.ENV_SANDBOX_WORKSPACE)
         return cls(
             root=Path(_env(environ, names.ENV_METRICS_ROOT) or "/"),
@@ -123,6 +136,7 @@ class SamplerConfig:
             disk_limit_bytes=int(disk) if disk else None,
             resource_attributes=attributes,
             sandbox_pid=int(pid) if pid else None,
+            force_source=force_source,
         )
 
 
@@ -246,6 +260,8 @@ class MetricsSampler:
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
+        if config.force_source is not None:
+            _parse_source(config.force_source)
         self._cpu_fallback = parse_millicores(config.cpu_limit_env) if config.cpu_limit_env else None
         self._memory_fallback = parse_bytes(config.memory_limit_env) if config.memory_limit_env else None
         self._machine_cpus = machine_cpus(config.root)
@@ -281,10 +297,17 @@ class MetricsSampler:
         pids = sandbox_pids(self.config.root, os.getpid())
         return pids[0] if pids else None
 
+    def _open_cgroup(self, pid: int | None) -> CgroupReader | None:
+        forced = self.config.force_source
+        if pid is None or forced == names.SOURCE_PSUTIL:
+            return None
+        versions = {names.SOURCE_CGROUP_V2: (2,), names.SOURCE_CGROUP_V1: (1,)}.get(forced or "", (2, 1))
+        return open_cgroup_of(self.config.root, pid, versions)
+
     def _discover(self) -> None:
         self._next_discovery = time.monotonic() + REDISCOVER_SECONDS
         pid = self._find_pid()
-        reader = open_cgroup_of(self.config.root, pid) if pid is not None else None
+        reader = self._open_cgroup(pid)
         source: Source = reader or PsutilSource(self.config.root, self.config.sandbox_pid)
         self._set_source(source, pid)
 
@@ -307,7 +330,7 @@ class MetricsSampler:
         if isinstance(self._source, PsutilSource):
             if time.monotonic() >= self._next_discovery:
                 pid = self._find_pid()
-                reader = open_cgroup_of(self.config.root, pid) if pid is not None else None
+                reader = self._open_cgroup(pid)
                 self._next_discovery = time.monotonic() + REDISCOVER_SECONDS
                 if reader is not None:
                     self._set_source(reader, pid)

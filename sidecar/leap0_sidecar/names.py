@@ -76,3 +76,5 @@ ENV_POD_NAMESPACE: Final = "LEAP0_POD_NAMESPACE"
 # read goes under.
 ENV_SANDBOX_PID: Final = "LEAP0_SANDBOX_PID"
 ENV_METRICS_ROOT: Final = "LEAP0_METRICS_ROOT"
+# Force one source: cgroup-v2, cgroup-v1 or psutil (unset: the first that works, in that order).
+ENV_METRICS_SOURCE: Final = "LEAP0_METRICS_SOURCE"
