@@ -280,3 +280,27 @@ def test_sample_is_a_valid_request_for_any_reading() -> None:
         "leap0.sandbox.memory.limit",
     ]
     assert request.resource_metrics[0].resource.attributes[0].key == "a"
+
+
+def test_unreadable_cgroup_never_breaks_a_sample(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = v2_pod(tmp_path, memory_current=10 * MIB)
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path, memory_limit_env=str(GIB)))
+    assert sampler.source == "cgroup-v2"
+    (directory / "memory.current").write_text("garbage\n")
+    attributes, gauges, _ = decode(sampler.sample())
+    assert attributes["leap0.metrics.source"] == "psutil"
+    assert value(gauges["leap0.sandbox.memory.limit"]) == GIB
+    assert "failed too" in caplog.text
+    sampler.close()
+
+
+def test_source_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    v2_pod(tmp_path)
+    caplog.set_level("INFO", logger="leap0_sidecar.metrics")
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path))
+    for _ in range(3):
+        sampler.sample()
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "sandbox metrics source: cgroup-v2" in caplog.records[0].getMessage()
+    assert len([r for r in caplog.records if "metrics source" in r.getMessage()]) == 1
+    sampler.close()
