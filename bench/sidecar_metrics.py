@@ -184,7 +184,8 @@ def sampler_rss_kib(root: Path) -> tuple[int, int, int]:
         "from leap0_sidecar.metrics import MetricsSampler, SamplerConfig\n"
         "imported = rss()\n"
         "import sys; from pathlib import Path\n"
-        "s = MetricsSampler(SamplerConfig(root=Path(sys.argv[1]))); s.sample(); assert s.source == 'cgroup-v2'\n"
+        "s = MetricsSampler(SamplerConfig(root=Path(sys.argv[1]))); s.sample()\n"
+        "assert s.source == 'cgroup-v2'\n"
         "print(bare, imported, rss())\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO / "sidecar"))

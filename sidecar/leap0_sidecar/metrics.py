@@ -116,8 +116,8 @@ class SamplerConfig:
             (names.ENV_SANDBOX_ID, names.ATTR_SANDBOX_ID),
             (names.ENV_ORG_ID, names.ATTR_ORG_ID),
             (names.ENV_TEMPLATE_ID, names.ATTR_TEMPLATE_ID),
-            (names.ENV_POD_NAMESPACE, names.ATTR_K8S_NAMESPACE),
-            (names.ENV_POD_NAME, names.ATTR_K8S_POD),
+            (names.ENV_K8S_NAMESPACE, names.ATTR_K8S_NAMESPACE),
+            (names.ENV_K8S_POD_NAME, names.ATTR_K8S_POD),
         ):
             value = _env(environ, env_name)
             if value is not None:
@@ -125,7 +125,7 @@ class SamplerConfig:
         disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
         pid = _checked(environ, names.ENV_SANDBOX_PID, parse_bytes)
         force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
-        workspace = _env(environ, names.ENV_SANDBOX_WORKSPACE)
+        workspace = _env(environ, names.ENV_WORKSPACE)
         return cls(
             root=Path(_env(environ, names.ENV_METRICS_ROOT) or "/"),
             cpu_limit_env=_checked(environ, names.ENV_SANDBOX_CPU_LIMIT_MILLICORES, parse_millicores),
