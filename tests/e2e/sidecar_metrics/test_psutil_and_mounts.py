@@ -98,11 +98,19 @@ def test_psutil_source_with_real_processes(tree: subprocess.Popen[str]) -> None:
         tree.stdin.write("burn\n")
         tree.stdin.flush()
         time.sleep(0.2)
-        sampler.sample()
-        time.sleep(1.0)
-        _, busy = _gauges(sampler.sample())
-        # one process spinning against a 1 CPU limit: near 100 %, less on a busy shared machine
-        assert 50.0 <= busy["leap0.sandbox.cpu.utilization"] <= 100.0, busy
+        # one process spinning against a 1 CPU limit: near 100 %, less on a busy shared machine (so up to
+        # three 1 s intervals, one of which must reach 50 %)
+        seen = []
+        for _ in range(3):
+            sampler.sample()
+            time.sleep(1.0)
+            _, busy = _gauges(sampler.sample())
+            seen.append(busy["leap0.sandbox.cpu.utilization"])
+            assert 0.0 <= seen[-1] <= 100.0
+            if seen[-1] >= 50.0:
+                break
+        else:
+            pytest.fail(f"a spinning process never showed 50 % of 1 CPU: {seen}")
     finally:
         sampler.close()
 

@@ -1,9 +1,10 @@
 """The sampler against REAL cgroup v1 limits on this machine: a CPU burner and a memory allocator in a cgroup
 with a 0.5 CPU quota and a 256 MiB memory limit (needs root and the v1 cpu, cpuacct and memory controllers).
 
-Tolerances: CPU utilization over a >= 1.5 s interval must be 80-100 % of the 0.5 CPU limit (the burner wants a
-whole CPU, the quota holds it to half of one; 80 leaves room for a busy shared machine) and within 5 points of
-the same figure computed independently from the processes' own CPU times (``/proc/<pid>/stat`` via psutil).
+Tolerances: CPU utilization over a 1.5 s interval must be within 5 points of the same figure computed
+independently from the processes' own CPU times (``/proc/<pid>/stat`` via psutil), and reach 80-100 % of the
+independently from the processes' own CPU times (``/proc/<pid>/stat`` via psutil), and reach 80-100 % of
+a machine shared with other work may starve it for a while).
 Memory usage (working set) must be at least the 150 MiB the allocator touched and at most 48 MiB more (two
 Python interpreters' own pages).
 """
@@ -145,23 +146,31 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _check(sampler: MetricsSampler, sandbox: Sandbox) -> None:
     assert sampler.source == "cgroup-v1"
-    sampler.sample()  # a fresh baseline for the interval measured below
-    cpu_before, wall_before = _cpu_seconds(sandbox.pids), time.monotonic()
-    time.sleep(1.5)
-    attributes, values = _gauges(sampler.sample())
-    cpu_after, wall_after = _cpu_seconds(sandbox.pids), time.monotonic()
-    independent = (cpu_after - cpu_before) / ((wall_after - wall_before) * 0.5) * 100
+    seen: list[tuple[float, float]] = []
+    # Up to three 1.5 s intervals: on a machine shared with other work the burner may get less than its half
+    # CPU for a while; every interval must agree with the independent figure, one must reach 80 %.
+    for _ in range(3):
+        sampler.sample()  # a fresh baseline for the interval measured below
+        cpu_before, wall_before = _cpu_seconds(sandbox.pids), time.monotonic()
+        time.sleep(1.5)
+        attributes, values = _gauges(sampler.sample())
+        cpu_after, wall_after = _cpu_seconds(sandbox.pids), time.monotonic()
+        independent = (cpu_after - cpu_before) / ((wall_after - wall_before) * 0.5) * 100
+        print(f"sampled {values}, independent CPU utilization {independent:.1f} %")
 
-    print(f"sampled {values}, independent CPU utilization {independent:.1f} %")
-    assert attributes["leap0.metrics.source"] == "cgroup-v1"
-    assert values["leap0.sandbox.cpu.limit"] == 0.5
-    assert values["leap0.sandbox.memory.limit"] == 256 * MIB
-    utilization = values["leap0.sandbox.cpu.utilization"]
-    assert 80.0 <= utilization <= 100.0, (utilization, independent)
-    assert abs(utilization - independent) <= 5.0, (utilization, independent)
-    usage = values["leap0.sandbox.memory.usage"]
-    assert ALLOCATED <= usage <= ALLOCATED + 48 * MIB, usage / MIB
-    assert values["leap0.sandbox.memory.utilization"] == pytest.approx(usage / (256 * MIB) * 100)
+        assert attributes["leap0.metrics.source"] == "cgroup-v1"
+        assert values["leap0.sandbox.cpu.limit"] == 0.5
+        assert values["leap0.sandbox.memory.limit"] == 256 * MIB
+        utilization = values["leap0.sandbox.cpu.utilization"]
+        assert 0.0 <= utilization <= 100.0
+        assert abs(utilization - independent) <= 5.0, (utilization, independent)
+        usage = values["leap0.sandbox.memory.usage"]
+        assert ALLOCATED <= usage <= ALLOCATED + 48 * MIB, usage / MIB
+        assert values["leap0.sandbox.memory.utilization"] == pytest.approx(usage / (256 * MIB) * 100)
+        seen.append((utilization, independent))
+        if utilization >= 80.0:
+            return
+    pytest.fail(f"the burner never reached 80 % of its 0.5 CPU quota (sampled, independent): {seen}")
 
 
 def test_real_v1_cgroup_by_pid(sandbox: Sandbox) -> None:
