@@ -51,6 +51,25 @@ NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
 ATTR_ORG_ID: Final = "leap0.org.id"
 ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+ATTR_METRICS_SOURCE: Final = "leap0.metrics.source"
+
+# --- Sandbox metrics the sidecar emits (name and unit exactly as SPEC.md) ---------------------------
+METRIC_CPU_UTILIZATION: Final = "leap0.sandbox.cpu.utilization"
+METRIC_CPU_LIMIT: Final = "leap0.sandbox.cpu.limit"
+METRIC_MEMORY_UTILIZATION: Final = "leap0.sandbox.memory.utilization"
+METRIC_MEMORY_USAGE: Final = "leap0.sandbox.memory.usage"
+METRIC_MEMORY_LIMIT: Final = "leap0.sandbox.memory.limit"
+METRIC_FILESYSTEM_UTILIZATION: Final = "leap0.sandbox.filesystem.utilization"
+METRIC_FILESYSTEM_USAGE: Final = "leap0.sandbox.filesystem.usage"
+SANDBOX_METRICS: Final[dict[str, str]] = {
+    METRIC_CPU_UTILIZATION: "%",
+    METRIC_CPU_LIMIT: "{cpu}",
+    METRIC_MEMORY_UTILIZATION: "%",
+    METRIC_MEMORY_USAGE: "By",
+    METRIC_MEMORY_LIMIT: "By",
+    METRIC_FILESYSTEM_UTILIZATION: "%",
+    METRIC_FILESYSTEM_USAGE: "By",
+}
 
 # --- Environment variables -------------------------------------------------------------------------
 ENV_SANDBOX_ID: Final = "LEAP0_SANDBOX_ID"
