@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -12,10 +13,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from support import kubectl_path
 
 from leap0 import constants
 from leap0.dev.apiserver import ServerThread
 from leap0.dev.runner import Runner, RunnerConfig
+from leap0.dev.up import _log_handler as log_handler
 
 pytestmark = pytest.mark.e2e
 
@@ -144,11 +147,11 @@ def secret(core: client.CoreV1Api, namespace: str) -> None:
 
 
 def test_pod_runs_here_with_its_env_and_stops_when_deleted(
-    runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+    apiserver: ServerThread, runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
 ) -> None:
     secret(core, namespace)
     dump = tmp_path / "sidecar-env.json"
-    command = ["python3", "-c", "import time; time.sleep(600)"]
+    command = ["python3", "-c", "import time; print('hello from sbx', flush=True); time.sleep(600)"]
     core.create_namespaced_pod(namespace, sandbox_pod("sbx", dump, command))
 
     def running_and_ready() -> dict[str, Any] | None:
@@ -168,6 +171,16 @@ def test_pod_runs_here_with_its_env_and_stops_when_deleted(
     assert env[constants.OTEL_EXPORTER_OTLP_HEADERS] == "x-api-key=s3cret"
     assert env["LEAP0_SANDBOX_PID"] == str(sandbox_pid)
     assert env[constants.ENV_OTLP_HTTP_ENDPOINT].startswith("127.0.0.1:")
+
+    assert apiserver.server is not None
+    previous = apiserver.server.log_handler
+    apiserver.server.log_handler = log_handler(runner)
+    try:
+        kubectl = [kubectl_path(), "--kubeconfig", str(apiserver.kubeconfig), "-n", namespace]
+        logs = lambda: subprocess.run([*kubectl, "logs", "sbx"], capture_output=True, text=True).stdout  # noqa: E731
+        assert wait_until(lambda: "hello from sbx" in logs(), what="kubectl logs")
+    finally:
+        apiserver.server.log_handler = previous
 
     core.delete_namespaced_pod("sbx", namespace)
     wait_until(lambda: not alive(sandbox_pid) and not alive(sidecar_pid), what="processes stopped")
