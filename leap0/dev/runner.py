@@ -25,6 +25,7 @@ The decisions are pure functions in :mod:`leap0.dev.podspec`; this module does t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import importlib.util
@@ -440,6 +441,9 @@ class LocalPod:
         if self.config.sidecar_argv is not None:
             sidecar_argv = list(self.config.sidecar_argv)
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+        # `python` in a shell command finds this interpreter (the image's is not here).
+        path = os.pathsep.join(p for p in (str(Path(sys.executable).parent), base_env.get("PATH", "")) if p)
+        base_env["PATH"] = path
         base_env["HOME"] = str(self.dir / "home")
         Path(base_env["HOME"]).mkdir(parents=True, exist_ok=True)
         init = [c for c in spec.get("initContainers", [])]
@@ -581,6 +585,45 @@ class LocalPod:
         with contextlib.suppress(OSError):
             return (self.dir / f"{name}.log").read_bytes()
         return b""
+
+
+# --- exec ------------------------------------------------------------------------------------------------
+_JOIN = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"'
+
+
+class PodExecRunner:
+    """Runs ``kubectl exec`` / SDK ``process.execute`` commands in the pod's container as the runner runs it:
+    the container's environment and directory, and its cgroup when it has one.
+
+    The ``ExecRunner`` of ``leap0.dev.apiserver.exec`` (plug it with ``ExecHandler(PodExecRunner(runner))``).
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def start(self, target: Any) -> asyncio.subprocess.Process:
+        local = self.runner.find(target.namespace, target.pod)
+        if local is None:
+            raise ProcessLookupError(f"pod {target.namespace}/{target.pod} is not running here")
+        name = target.container or (local.main[0].spec["name"] if local.main else None)
+        container = next((c for c in local.containers if c.spec["name"] == name), None)
+        if container is None or not container.state.running:
+            raise ProcessLookupError(f"container {name} is not running")
+        argv = list(target.command)
+        if podspec.is_python(argv[0]):
+            argv[0] = sys.executable
+        if container.cgroup is not None:
+            argv = ["/bin/sh", "-c", _JOIN, "sh", *container.cgroup.procs_files, "--", *argv]
+        pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=container.cwd,
+            env=container.env,
+            stdin=pipe if target.stdin else devnull,
+            stdout=pipe if target.stdout else devnull,
+            stderr=pipe if target.stderr else devnull,
+            start_new_session=True,
+        )
 
 
 # --- the API side ------------------------------------------------------------------------------------------

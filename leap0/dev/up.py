@@ -205,6 +205,7 @@ def run(options: UpOptions) -> int:
             ).start()
             assert server.server is not None
             server.server.log_handler = _log_handler(runner)
+            _plug_exec(server, runner, console)
             console(f"runner: running pods here (logs under {workdir / 'pods'})")
 
             if options.example:
@@ -273,6 +274,20 @@ def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]
             console(line)
 
     return show
+
+
+def _plug_exec(server: ServerThread, runner: Runner, console: Console) -> None:
+    """``kubectl exec`` and the SDK's ``process.execute`` run in the pods' containers (when the emulator has
+    its exec endpoint)."""
+    try:
+        from .apiserver.exec import ExecHandler  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        console("runner: this API server has no exec endpoint; kubectl exec is unavailable")
+        return
+    from .runner import PodExecRunner
+
+    assert server.server is not None
+    server.server.exec_handler = ExecHandler(PodExecRunner(runner))
 
 
 def _log_handler(runner: Any) -> Any:

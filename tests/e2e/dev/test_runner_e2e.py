@@ -229,3 +229,31 @@ def test_memory_limit_is_enforced_in_a_real_cgroup_and_reported_as_oomkilled(
     )
     terminated = status["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled")
+
+
+def test_kubectl_exec_runs_in_the_sandbox_container(
+    apiserver: ServerThread, runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    exec_module = pytest.importorskip(
+        "leap0.dev.apiserver.exec", reason="the emulator's exec endpoint is not merged in this checkout"
+    )
+    from leap0.dev.runner import PodExecRunner
+
+    secret(core, namespace)
+    pod = sandbox_pod("execs", tmp_path / "env.json", ["python", "-c", "import time; time.sleep(600)"])
+    pod["spec"]["containers"][0]["env"] = [{"name": "GREETING", "value": "hello"}]
+    core.create_namespaced_pod(namespace, pod)
+    wait_until(lambda: status_of(core, namespace, "execs").get("phase") == "Running", what="pod Running")
+    assert apiserver.server is not None
+    previous = apiserver.server.exec_handler
+    apiserver.server.exec_handler = exec_module.ExecHandler(PodExecRunner(runner))
+    try:
+        kubectl = [kubectl_path(), "--kubeconfig", str(apiserver.kubeconfig), "-n", namespace]
+        script = "import os; print(os.environ['GREETING']); raise SystemExit(4)"
+        result = subprocess.run(
+            [*kubectl, "exec", "execs", "--", "python", "-c", script], capture_output=True, text=True
+        )
+        assert result.stdout.strip() == "hello"
+        assert result.returncode == 4
+    finally:
+        apiserver.server.exec_handler = previous
