@@ -276,3 +276,31 @@ def test_kubectl_get_sbx_shows_the_printer_columns(
     labelled = kubectl("get", "sandboxes", "-n", namespace, "--show-labels", "--sort-by", ".metadata.name")
     assert labelled.returncode == 0, labelled.stderr
     assert labelled.stdout.splitlines()[0].split()[-1] == "LABELS"
+
+
+def test_kubectl_get_core_kinds_uses_their_printers(
+    kubectl: Any, apiserver: ServerThread, namespace: str
+) -> None:
+    core = client.CoreV1Api(apiserver.api_client())
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"a": "1", "b": "2"}}
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "sandbox", "image": "python"}, {"name": "telemetry", "image": "t"}]
+            },
+        },
+    )
+    secrets = kubectl("get", "secrets", "-n", namespace)
+    assert secrets.returncode == 0, secrets.stderr
+    assert secrets.stdout.splitlines()[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
+    assert secrets.stdout.splitlines()[1].split()[:3] == ["creds", "Opaque", "2"]
+    pods = kubectl("get", "pods", "-n", namespace)
+    assert pods.stdout.splitlines()[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert pods.stdout.splitlines()[1].split()[:4] == ["p", "0/2", "Pending", "0"]
+    namespaces = kubectl("get", "namespace", namespace)
+    assert namespaces.stdout.splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
+    assert namespaces.stdout.splitlines()[1].split()[:2] == [namespace, "Active"]
