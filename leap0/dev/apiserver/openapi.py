@@ -31,6 +31,9 @@ from typing import Any
 __all__ = [
     "CORE_KINDS",
     "OPENAPI_V2_CONTENT_TYPE",
+    "OTHER_KINDS",
+    "definition_name",
+    "k8s_definitions",
     "openapi_v2_protobuf",
     "openapi_v3_document",
     "openapi_v3_root",
@@ -75,7 +78,7 @@ def _schema_dir() -> Path | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _k8s_definitions() -> dict[str, Any]:
+def k8s_definitions() -> dict[str, Any]:
     base = _schema_dir()
     if base is None:
         return {}
@@ -475,7 +478,7 @@ _META_KINDS = [
 
 
 def _meta_schemas() -> dict[str, Any]:
-    defs = _k8s_definitions()
+    defs = k8s_definitions()
     schemas = _closure(_META_KINDS, defs)
     if f"{META}.Patch" not in schemas:
         schemas[f"{META}.Patch"] = {
@@ -560,13 +563,13 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
     kinds = CORE_KINDS if (group, version) == ("", "v1") else OTHER_KINDS.get((group, version))
     if not kinds:
         return None
-    defs = _k8s_definitions()
+    defs = k8s_definitions()
     paths: dict[str, Any] = {}
     roots: list[str] = list(_META_KINDS)
     prefix = "/api/v1" if group == "" else f"/apis/{group}/{version}"
     for kind, (plural, namespaced) in kinds.items():
-        name = _definition_name(defs, group, version, kind)
-        list_name = _definition_name(defs, group, version, kind + "List")
+        name = definition_name(defs, group, version, kind)
+        list_name = definition_name(defs, group, version, kind + "List")
         if name is None or list_name is None:
             continue
         roots += [name, list_name]
@@ -586,7 +589,7 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
     return _document(dict(sorted(paths.items())), _closure(roots, defs))
 
 
-def _definition_name(defs: dict[str, Any], group: str, version: str, kind: str) -> str | None:
+def definition_name(defs: dict[str, Any], group: str, version: str, kind: str) -> str | None:
     for name, schema in defs.items():
         if not name.endswith("." + kind):
             continue

@@ -304,3 +304,29 @@ def test_kubectl_get_core_kinds_uses_their_printers(
     namespaces = kubectl("get", "namespace", namespace)
     assert namespaces.stdout.splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
     assert namespaces.stdout.splitlines()[1].split()[:2] == [namespace, "Active"]
+
+
+def test_core_kinds_refuse_unknown_fields_under_strict_and_prune_them_otherwise(
+    kubectl: Any, apiserver: ServerThread, namespace: str
+) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "typo"}, "stringDat": {"a": "b"}}
+    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(secret))
+    assert result.returncode != 0
+    assert (
+        'Secret in version "v1" cannot be handled as a Secret: '
+        'strict decoding error: unknown field "stringDat"' in result.stderr
+    )
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cm"},
+        "data": {"a": "1"},
+        "dat": {},
+    }
+    warned = kubectl("apply", "--validate=warn", "-n", namespace, "-f", "-", stdin=json.dumps(configmap))
+    assert warned.returncode == 0, warned.stderr
+    assert 'Warning: unknown field "dat"' in warned.stderr
+    stored = client.CoreV1Api(apiserver.api_client()).read_namespaced_config_map("cm", namespace)
+    assert stored.data == {"a": "1"}
+    raw = json.loads(kubectl("get", "configmap", "cm", "-n", namespace, "-o", "json").stdout)
+    assert "dat" not in raw
