@@ -330,3 +330,28 @@ def test_core_kinds_refuse_unknown_fields_under_strict_and_prune_them_otherwise(
     assert stored.data == {"a": "1"}
     raw = json.loads(kubectl("get", "configmap", "cm", "-n", namespace, "-o", "json").stdout)
     assert "dat" not in raw
+
+
+def test_kubectl_explain_reads_the_crd_schema(kubectl: Any) -> None:
+    result = kubectl("explain", "sandboxes.spec.memory")
+    assert result.returncode == 0, result.stderr
+    assert "Memory limit (and request) in MiB; even." in result.stdout
+    assert "<integer>" in result.stdout
+
+
+def test_server_side_apply_is_validated_too(kubectl: Any, namespace: str) -> None:
+    bad = kubectl("apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa", namespace, {"memory": 100}))
+    assert bad.returncode != 0
+    assert (
+        "spec.memory: Invalid value: 100: spec.memory in body should be greater than or equal to 512"
+        in bad.stderr
+    )
+    good = kubectl(
+        "apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa", namespace, {"memory": 1024})
+    )
+    assert good.returncode == 0, good.stderr
+    typo = kubectl(
+        "apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa2", namespace, {"memroy": 1024})
+    )
+    assert typo.returncode != 0
+    assert 'unknown field "spec.memroy"' in typo.stderr
