@@ -20,6 +20,8 @@ __all__ = ["BuiltinSchema"]
 
 
 def _served(group: str, version: str, kind: str) -> bool:
+    if kind in openapi.UNPRUNED_KINDS:
+        return False
     if (group, version) == ("", "v1"):
         return kind in openapi.CORE_KINDS
     return kind in openapi.OTHER_KINDS.get((group, version), {})

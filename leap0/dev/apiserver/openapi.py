@@ -32,6 +32,7 @@ __all__ = [
     "CORE_KINDS",
     "OPENAPI_V2_CONTENT_TYPE",
     "OTHER_KINDS",
+    "UNPRUNED_KINDS",
     "definition_name",
     "k8s_definitions",
     "openapi_v2_protobuf",
@@ -57,7 +58,10 @@ CORE_KINDS: dict[str, tuple[str, bool]] = {
 OTHER_KINDS: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {
     ("coordination.k8s.io", "v1"): {"Lease": ("leases", True)},
     ("events.k8s.io", "v1"): {"Event": ("events", True)},
+    ("apiextensions.k8s.io", "v1"): {"CustomResourceDefinition": ("customresourcedefinitions", False)},
 }
+# Kinds whose unknown fields `builtin.py` does not drop (their schemas are too loose to prune by).
+UNPRUNED_KINDS = frozenset({"CustomResourceDefinition"})
 
 
 def openapi_v2_protobuf() -> bytes:
@@ -581,7 +585,7 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
             namespaced,
             name,
             list_name,
-            status=kind in ("Namespace", "Pod", "Service"),
+            status=kind in ("Namespace", "Pod", "Service", "CustomResourceDefinition"),
             strategic=True,
         )
     if not paths:

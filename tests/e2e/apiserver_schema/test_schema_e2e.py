@@ -355,3 +355,12 @@ def test_server_side_apply_is_validated_too(kubectl: Any, namespace: str) -> Non
     )
     assert typo.returncode != 0
     assert 'unknown field "spec.memroy"' in typo.stderr
+
+
+def test_kubectl_apply_of_the_crds_themselves_works(kubectl: Any) -> None:
+    crds = Path(__file__).resolve().parents[3] / "crds"
+    result = kubectl("apply", "-f", str(crds))
+    assert result.returncode == 0, result.stderr
+    assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev" in result.stdout
+    again = kubectl("apply", "-f", str(crds / "sandboxes.leap0.dev.yaml"))
+    assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev unchanged" in again.stdout
