@@ -15,8 +15,7 @@ paths of the resource and its subresources. Core kinds: generated from the Kuber
 bundled with the ``kubernetes-validate`` package (converted back to OpenAPI: nullable type lists folded,
 ``$ref``s pointed at ``#/components/schemas``, int-or-string and quantity given their OpenAPI forms).
 
-``kubectl`` also reads ``/openapi/v2`` (protobuf) when it builds its validator, even when it then validates
-nothing client-side: ``openapi_v2_protobuf()`` is the smallest valid answer (an empty document).
+kubectl 1.37 does not read ``/openapi/v2`` for any of this (checked with a request log), so none is served.
 """
 
 from __future__ import annotations
@@ -30,17 +29,14 @@ from typing import Any
 
 __all__ = [
     "CORE_KINDS",
-    "OPENAPI_V2_CONTENT_TYPE",
     "OTHER_KINDS",
     "UNPRUNED_KINDS",
     "definition_name",
     "k8s_definitions",
-    "openapi_v2_protobuf",
     "openapi_v3_document",
     "openapi_v3_root",
 ]
 
-OPENAPI_V2_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 K8S_SCHEMA_VERSION = "1.37.0"
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 
@@ -62,11 +58,6 @@ OTHER_KINDS: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {
 }
 # Kinds whose unknown fields `builtin.py` does not drop (their schemas are too loose to prune by).
 UNPRUNED_KINDS = frozenset({"CustomResourceDefinition"})
-
-
-def openapi_v2_protobuf() -> bytes:
-    """An empty ``openapi_v2.Document`` in protobuf (zero bytes): what ``GET /openapi/v2`` may answer."""
-    return b""
 
 
 # --- schema conversion (JSON schema from kubernetes-validate -> OpenAPI v3) --------------------------------
