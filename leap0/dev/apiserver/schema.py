@@ -872,6 +872,8 @@ class ResourceSchema:
                     pass
             if rule.reason in (FIELD_VALUE_REQUIRED, FIELD_VALUE_FORBIDDEN):
                 errors.append(_error(target, rule.reason, detail=message))
+            elif rule.reason == FIELD_VALUE_DUPLICATE:
+                errors.append(_error(target, rule.reason, type_name))
             else:
                 errors.append(_error(target, rule.reason, type_name, message))
         return errors
