@@ -254,7 +254,7 @@ class Store:
     def _schema(self, res: Resource, obj: Obj, old: Obj | None) -> Obj:
         crd = self.crd_for(res)
         if crd is None:
-            return obj
+            return self.schemas.prepare_builtin(res.group, res.version, res.kind, obj)
         return self.schemas.prepare(crd, res.version, obj, old)
 
     def _serve_crd(self, crd: Obj) -> None:
