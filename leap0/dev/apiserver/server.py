@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import hooks
+from . import hooks, protobuf
 from .catalog import CRD_KEY, Resource
 from .errors import ApiError, bad_request, not_found, status_body
 from .patching import PatchError, json_patch, merge_patch, strategic_merge_patch
@@ -309,6 +309,12 @@ class ApiServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            # kubectl's typed clients (kubectl create namespace|configmap|secret|serviceaccount) send these.
+            try:
+                return protobuf.decode_object(await request.read())
+            except protobuf.ProtobufError as exc:
+                raise ApiError(415, "UnsupportedMediaType", str(exc)) from exc
         text = await request.text()
         try:
             if "yaml" in request.content_type:
