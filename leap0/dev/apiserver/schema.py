@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import json
 import math
 import re
@@ -674,7 +675,8 @@ class ResourceSchema:
                 )
             )
         pattern = schema.get("pattern")
-        if pattern and not re.search(pattern, value):
+        compiled = _pattern(str(pattern)) if pattern else None
+        if compiled is not None and not compiled.search(value):
             errors.append(
                 _error(path, FIELD_VALUE_INVALID, value, f"{path} in body should match '{pattern}'")
             )
@@ -872,6 +874,8 @@ class ResourceSchema:
                     pass
             if rule.reason in (FIELD_VALUE_REQUIRED, FIELD_VALUE_FORBIDDEN):
                 errors.append(_error(target, rule.reason, detail=message))
+            elif rule.reason == FIELD_VALUE_DUPLICATE:
+                errors.append(_error(target, rule.reason, type_name))
             else:
                 errors.append(_error(target, rule.reason, type_name, message))
         return errors
@@ -891,6 +895,16 @@ def _type_error(path: str, type_name: str, actual: str) -> FieldError:
         actual,
         f"{path} in body must be of type {type_name}: {json.dumps(actual)}",
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str] | None:
+    r"""A schema pattern compiled by Python's ``re`` (RE2's syntax is nearly a subset); None when ``re``
+    cannot read it (``\p{L}`` classes...): the pattern is then not checked rather than failing requests."""
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
 
 
 def _in_enum(value: Any, allowed: list[Any]) -> bool:

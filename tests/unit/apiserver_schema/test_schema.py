@@ -414,3 +414,60 @@ def test_spec_cannot_be_removed_or_added_later_except_timeout() -> None:
         'spec: Invalid value: "object": spec is immutable after creation, except timeout'
     ]
     assert SANDBOX.prepare(sandbox({"timeout": 60}), without_spec)[1] == []
+
+
+def test_rule_reason_field_path_message_expression_and_default_message() -> None:
+    crd = {
+        "metadata": {"name": "things.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Thing", "plural": "things"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                                    "x-kubernetes-validations": [
+                                        {"rule": "self.a < self.b"},
+                                        {
+                                            "rule": "self.a != 3",
+                                            "reason": "FieldValueForbidden",
+                                            "fieldPath": ".a",
+                                            "messageExpression": "'a may not be ' + string(self.a)",
+                                        },
+                                        {
+                                            "rule": "self.b != 0",
+                                            "reason": "FieldValueRequired",
+                                            "message": "b!",
+                                        },
+                                        {"rule": "self.missing == 1", "message": "needs missing"},
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    schema = ResourceSchema(crd, "v1")
+    obj = {
+        "apiVersion": "example.com/v1",
+        "kind": "Thing",
+        "metadata": {"name": "t"},
+        "spec": {"a": 3, "b": 0},
+    }
+    errors = schema.prepare(obj, None)[1]
+    assert messages(errors)[:3] == [
+        'spec: Invalid value: "object": failed rule: self.a < self.b',
+        "spec.a: Forbidden: a may not be 3",
+        "spec: Required value: b!",
+    ]
+    assert [e.type for e in errors[:3]] == ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired"]
+    assert messages(errors)[3].startswith('spec: Invalid value: "object": ')
+    assert messages(errors)[3].endswith(" evaluating rule: needs missing")
