@@ -121,7 +121,7 @@ class WorkspaceProbe:
             mountinfo = (root / "proc" / "self" / "mountinfo").read_text()
         except OSError:
             mountinfo = ""
-        self.exact = statvfs_is_exact(parse_mountinfo(mountinfo), os.path.abspath(workspace))
+        self.exact = statvfs_is_exact(parse_mountinfo(mountinfo), os.path.realpath(workspace))
         self.mode = "statvfs" if self.exact else "walk"
         self._walk: WalkResult | None = None
         self._stop = threading.Event()

@@ -63,6 +63,13 @@ def parse_bytes(text: str) -> int:
 SOURCES = (names.SOURCE_CGROUP_V2, names.SOURCE_CGROUP_V1, names.SOURCE_PSUTIL)
 
 
+def _parse_pid(text: str) -> int:
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(f"a process id must be positive, got {text!r}")
+    return value
+
+
 def _parse_source(text: str) -> str:
     if text not in SOURCES:
         raise ValueError(f"the metrics source must be one of {', '.join(SOURCES)}")
@@ -123,7 +130,7 @@ class SamplerConfig:
             if value is not None:
                 attributes[attribute] = value
         disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
-        pid = _checked(environ, names.ENV_SANDBOX_PID, parse_bytes)
+        pid = _checked(environ, names.ENV_SANDBOX_PID, _parse_pid)
         force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
         workspace = _env(environ, names.ENV_WORKSPACE)
         return cls(
