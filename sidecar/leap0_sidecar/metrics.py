@@ -322,10 +322,14 @@ class MetricsSampler:
         self._set_source(source, pid)
 
     def _set_source(self, source: Source, pid: int | None) -> None:
+        same_cgroup = (
+            self._source is not None and source.key is not None and source.key == self._source.key
+        )  # e.g. the process we found it by exited but the container runs on: keep the CPU baseline
         if self._source is not None:
             self._source.close()
         self._source, self._source_pid = source, pid
-        self._previous = None
+        if not same_cgroup:
+            self._previous = None
         if source.source != self._logged_source:
             self._logged_source = source.source
             log.info("sandbox metrics source: %s (%r, sandbox pid %s)", source.source, source, pid)

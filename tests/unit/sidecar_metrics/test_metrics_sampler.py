@@ -304,3 +304,15 @@ def test_source_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     assert "sandbox metrics source: cgroup-v2" in caplog.records[0].getMessage()
     assert len([r for r in caplog.records if "metrics source" in r.getMessage()]) == 1
     sampler.close()
+
+
+def test_keeps_the_cpu_baseline_when_only_the_process_changes(tmp_path: Path) -> None:
+    # The process the cgroup was found by exits, another of the same container runs on: same cgroup, so the
+    # next sample still has CPU utilization.
+    v2_pod(tmp_path)
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path))
+    sampler.sample()
+    shutil.rmtree(tmp_path / "proc/42")  # pid 43 is in the same cgroup
+    _, gauges, _ = decode(sampler.sample())
+    assert "leap0.sandbox.cpu.utilization" in gauges
+    sampler.close()
