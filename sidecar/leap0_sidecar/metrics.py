@@ -425,3 +425,42 @@ class MetricsSampler:
             self._source.close()
         if self._workspace is not None:
             self._workspace.close()
+
+
+# --- a look from the command line ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m leap0_sidecar.metrics [--count N] [--interval S]``: print samples as OTLP/JSON.
+
+    Configured from the environment like the sidecar (``LEAP0_SANDBOX_PID`` points it at a process on a
+    developer's machine). Exit status 2 with the reason for a bad configuration.
+    """
+    import argparse
+    import sys
+
+    from google.protobuf.json_format import MessageToJson
+
+    parser = argparse.ArgumentParser(prog="python -m leap0_sidecar.metrics", description=main.__doc__)
+    parser.add_argument("--count", type=int, default=1, help="samples to print (default 1)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        sampler = MetricsSampler(SamplerConfig.from_env(os.environ))
+    except ValueError as error:
+        print(f"leap0_sidecar.metrics: {error}", file=sys.stderr)
+        return 2
+    try:
+        for index in range(args.count):
+            if index:
+                time.sleep(args.interval)
+            request = ExportMetricsServiceRequest.FromString(sampler.sample())
+            print(MessageToJson(request, indent=None), flush=True)
+    finally:
+        sampler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
