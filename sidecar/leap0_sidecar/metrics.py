@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -265,7 +266,8 @@ Source = CgroupReader | PsutilSource
 
 
 class MetricsSampler:
-    """Samples the sandbox container; see the module docstring. Not thread-safe: call from one task."""
+    """Samples the sandbox container; see the module docstring. ``sample()`` is serialized by a lock, so it
+    may be called from worker threads."""
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
@@ -280,6 +282,7 @@ class MetricsSampler:
             if config.workspace is not None
             else None
         )
+        self._lock = threading.Lock()  # sample() may be called from worker threads (asyncio.to_thread)
         self._source: Source | None = None
         self._encoder: GaugeEncoder | None = None
         self._source_pid: int | None = None
@@ -415,10 +418,11 @@ class MetricsSampler:
 
     def sample(self) -> bytes:
         """A serialized OTLP ``ExportMetricsServiceRequest`` with the sandbox's gauges."""
-        reading = self.read()
-        if self._encoder is None or self._encoder.attributes[names.ATTR_METRICS_SOURCE] != reading.source:
-            self._encoder = GaugeEncoder(self.resource_attributes())
-        return self._encoder.encode(reading)
+        with self._lock:
+            reading = self.read()
+            if self._encoder is None or self._encoder.attributes[names.ATTR_METRICS_SOURCE] != reading.source:
+                self._encoder = GaugeEncoder(self.resource_attributes())
+            return self._encoder.encode(reading)
 
     def close(self) -> None:
         if self._source is not None:
