@@ -230,6 +230,11 @@ class CgroupV2Reader:
             self.close()
             raise
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What this reader reads: equal keys read the same cgroup."""
+        return (self.source, str(self.directory))
+
     def _open(self, name: str) -> CachedFile:
         cached = CachedFile(self.directory / name)
         self._files.append(cached)
@@ -277,6 +282,11 @@ class CgroupV1Reader:
         except OSError:
             self.close()
             raise
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What this reader reads: equal keys read the same cgroup."""
+        return (self.source, str(self.cpuacct_dir), str(self.memory_dir), str(self.cpu_dir))
 
     def _open(self, path: Path) -> CachedFile:
         cached = CachedFile(path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,13 @@ def parse_bytes(text: str) -> int:
 
 
 SOURCES = (names.SOURCE_CGROUP_V2, names.SOURCE_CGROUP_V1, names.SOURCE_PSUTIL)
+
+
+def _parse_pid(text: str) -> int:
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(f"a process id must be positive, got {text!r}")
+    return value
 
 
 def _parse_source(text: str) -> str:
@@ -123,7 +131,7 @@ class SamplerConfig:
             if value is not None:
                 attributes[attribute] = value
         disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
-        pid = _checked(environ, names.ENV_SANDBOX_PID, parse_bytes)
+        pid = _checked(environ, names.ENV_SANDBOX_PID, _parse_pid)
         force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
         workspace = _env(environ, names.ENV_WORKSPACE)
         return cls(
@@ -258,7 +266,8 @@ Source = CgroupReader | PsutilSource
 
 
 class MetricsSampler:
-    """Samples the sandbox container; see the module docstring. Not thread-safe: call from one task."""
+    """Samples the sandbox container; see the module docstring. ``sample()`` is serialized by a lock, so it
+    may be called from worker threads."""
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
@@ -273,6 +282,7 @@ class MetricsSampler:
             if config.workspace is not None
             else None
         )
+        self._lock = threading.Lock()  # sample() may be called from worker threads (asyncio.to_thread)
         self._source: Source | None = None
         self._encoder: GaugeEncoder | None = None
         self._source_pid: int | None = None
@@ -315,10 +325,14 @@ class MetricsSampler:
         self._set_source(source, pid)
 
     def _set_source(self, source: Source, pid: int | None) -> None:
+        same_cgroup = (
+            self._source is not None and source.key is not None and source.key == self._source.key
+        )  # e.g. the process we found it by exited but the container runs on: keep the CPU baseline
         if self._source is not None:
             self._source.close()
         self._source, self._source_pid = source, pid
-        self._previous = None
+        if not same_cgroup:
+            self._previous = None
         if source.source != self._logged_source:
             self._logged_source = source.source
             log.info("sandbox metrics source: %s (%r, sandbox pid %s)", source.source, source, pid)
@@ -404,13 +418,53 @@ class MetricsSampler:
 
     def sample(self) -> bytes:
         """A serialized OTLP ``ExportMetricsServiceRequest`` with the sandbox's gauges."""
-        reading = self.read()
-        if self._encoder is None or self._encoder.attributes[names.ATTR_METRICS_SOURCE] != reading.source:
-            self._encoder = GaugeEncoder(self.resource_attributes())
-        return self._encoder.encode(reading)
+        with self._lock:
+            reading = self.read()
+            if self._encoder is None or self._encoder.attributes[names.ATTR_METRICS_SOURCE] != reading.source:
+                self._encoder = GaugeEncoder(self.resource_attributes())
+            return self._encoder.encode(reading)
 
     def close(self) -> None:
         if self._source is not None:
             self._source.close()
         if self._workspace is not None:
             self._workspace.close()
+
+
+# --- a look from the command line ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m leap0_sidecar.metrics [--count N] [--interval S]``: print samples as OTLP/JSON.
+
+    Configured from the environment like the sidecar (``LEAP0_SANDBOX_PID`` points it at a process on a
+    developer's machine). Exit status 2 with the reason for a bad configuration.
+    """
+    import argparse
+    import sys
+
+    from google.protobuf.json_format import MessageToJson
+
+    parser = argparse.ArgumentParser(prog="python -m leap0_sidecar.metrics", description=main.__doc__)
+    parser.add_argument("--count", type=int, default=1, help="samples to print (default 1)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        sampler = MetricsSampler(SamplerConfig.from_env(os.environ))
+    except ValueError as error:
+        print(f"leap0_sidecar.metrics: {error}", file=sys.stderr)
+        return 2
+    try:
+        for index in range(args.count):
+            if index:
+                time.sleep(args.interval)
+            request = ExportMetricsServiceRequest.FromString(sampler.sample())
+            print(MessageToJson(request, indent=None), flush=True)
+    finally:
+        sampler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

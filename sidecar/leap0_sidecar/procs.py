@@ -134,6 +134,7 @@ class PsutilSource:
     """
 
     source = names.SOURCE_PSUTIL
+    key = None  # each instance keeps its own CPU state: never the same as another
 
     def __init__(self, root: Path, sandbox_pid: int | None = None) -> None:
         # imported here: psutil adds about 2-4 MiB of RSS, paid only when the cgroup cannot be read

@@ -102,6 +102,8 @@ def sandbox() -> Iterator[Sandbox]:
         allocator.stdin.flush()
         assert allocator.stdout.readline().strip() == "ready"
         burner = subprocess.Popen([sys.executable, "-c", BURNER], text=True)
+        # a high priority (we are root), so other work on a shared machine does not keep it from its quota
+        os.setpriority(os.PRIO_PROCESS, burner.pid, -10)
         processes.append(burner)
         _join(dirs, burner.pid)
         yield Sandbox(dirs, allocator, burner)
@@ -144,19 +146,30 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _throttling(sandbox: Sandbox) -> tuple[int, int]:
+    """(nr_periods, nr_throttled) of the sandbox's CFS bandwidth control (v1 ``cpu.stat``)."""
+    stat = dict(line.split() for line in (sandbox.dirs["cpu"] / "cpu.stat").read_text().splitlines())
+    return int(stat["nr_periods"]), int(stat["nr_throttled"])
+
+
 def _check(sampler: MetricsSampler, sandbox: Sandbox) -> None:
     assert sampler.source == "cgroup-v1"
-    seen: list[tuple[float, float]] = []
+    seen: list[tuple[float, float, float]] = []
     # Up to three 1.5 s intervals: on a machine shared with other work the burner may get less than its half
-    # CPU for a while; every interval must agree with the independent figure, one must reach 80 %.
+    # CPU for a while. Each interval must agree with the processes' own CPU times, and with the kernel's
+    # throttling count: in a throttled period the burner used its whole quota, so the utilization is at least
+    # the throttled share of periods (less 10 points for partial periods at the ends).
     for _ in range(3):
         sampler.sample()  # a fresh baseline for the interval measured below
         cpu_before, wall_before = _cpu_seconds(sandbox.pids), time.monotonic()
+        periods_before, throttled_before = _throttling(sandbox)
         time.sleep(1.5)
         attributes, values = _gauges(sampler.sample())
         cpu_after, wall_after = _cpu_seconds(sandbox.pids), time.monotonic()
+        periods_after, throttled_after = _throttling(sandbox)
         independent = (cpu_after - cpu_before) / ((wall_after - wall_before) * 0.5) * 100
-        print(f"sampled {values}, independent CPU utilization {independent:.1f} %")
+        throttled = (throttled_after - throttled_before) / max(1, periods_after - periods_before) * 100
+        print(f"sampled {values}, from process times {independent:.1f} %, throttled {throttled:.0f} %")
 
         assert attributes["leap0.metrics.source"] == "cgroup-v1"
         assert values["leap0.sandbox.cpu.limit"] == 0.5
@@ -164,17 +177,29 @@ def _check(sampler: MetricsSampler, sandbox: Sandbox) -> None:
         utilization = values["leap0.sandbox.cpu.utilization"]
         assert 0.0 <= utilization <= 100.0
         assert abs(utilization - independent) <= 5.0, (utilization, independent)
+        assert utilization >= throttled - 10.0, (utilization, throttled)
         usage = values["leap0.sandbox.memory.usage"]
         assert ALLOCATED <= usage <= ALLOCATED + 48 * MIB, usage / MIB
         assert values["leap0.sandbox.memory.utilization"] == pytest.approx(usage / (256 * MIB) * 100)
-        seen.append((utilization, independent))
+        seen.append((utilization, independent, throttled))
         if utilization >= 80.0:
             return
-    pytest.fail(f"the burner never reached 80 % of its 0.5 CPU quota (sampled, independent): {seen}")
+    if max(t for _, _, t in seen) >= 80.0:
+        pytest.fail(f"throttled in most periods yet under 80 % (sampled, process times, throttled %): {seen}")
+    pytest.skip(
+        f"machine too busy: the burner rarely reached its 0.5 CPU quota (sampled, times, throttled): {seen}"
+    )
 
 
 def test_real_v1_cgroup_by_pid(sandbox: Sandbox) -> None:
-    sampler = MetricsSampler(SamplerConfig(sandbox_pid=sandbox.burner.pid))
+    # configured as the sidecar is, from its environment (cgroup sources ignore the downward-API limits)
+    environ = {
+        "LEAP0_SANDBOX_PID": str(sandbox.burner.pid),
+        "LEAP0_SANDBOX_CPU_LIMIT_MILLICORES": "4000",
+        "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES": str(8 << 30),
+        "LEAP0_SANDBOX_ID": "sbx-real",
+    }
+    sampler = MetricsSampler(SamplerConfig.from_env(environ))
     try:
         _check(sampler, sandbox)
     finally:
