@@ -166,7 +166,7 @@ def run(options: UpOptions) -> int:
             sink.start()
             console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
             server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
-            console(f"apiserver: {server.url}; kubeconfig {options.kubeconfig} (export KUBECONFIG=...)")
+            console(f"apiserver: {server.url}; export KUBECONFIG={options.kubeconfig.resolve()}")
             api_client = server.api_client()
             custom = client.CustomObjectsApi(api_client)
             custom.create_namespaced_custom_object(
