@@ -48,6 +48,11 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter as Go's strconv.ParseBool reads it (kubernetes_asyncio sends ``True``)."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=_dumps(obj), status=status, content_type="application/json")
 
@@ -248,7 +253,7 @@ class ApiServer:
         dry_run = q.get("dryRun") == "All"
         if t.name is None:  # collection
             if method == "GET":
-                if q.get("watch") in ("true", "1"):
+                if _flag(q.get("watch")):
                     return await self._watch(request, res, t.namespace)
                 return self._list(request, res, t.namespace)
             if res.namespaced and t.namespace is None:
@@ -384,8 +389,8 @@ class ApiServer:
         match = self._matchers(request, res)
         table = self._wants_table(request)
         rv_param = q.get("resourceVersion", "")
-        send_initial = q.get("sendInitialEvents") == "true"
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        send_initial = _flag(q.get("sendInitialEvents"))
+        bookmarks = _flag(q.get("allowWatchBookmarks"))
         try:
             timeout = float(q.get("timeoutSeconds") or 1800)
         except ValueError as exc:
@@ -588,7 +593,7 @@ class ApiServer:
         q = request.query
         if "propagationPolicy" in q:
             options["propagationPolicy"] = q["propagationPolicy"]
-        if q.get("orphanDependents") == "true" or options.get("orphanDependents") is True:
+        if _flag(q.get("orphanDependents")) or options.get("orphanDependents") is True:
             options.setdefault("propagationPolicy", "Orphan")
         return options
 

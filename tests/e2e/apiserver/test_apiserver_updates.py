@@ -242,3 +242,9 @@ def test_secret_string_data_is_stored_base64_encoded(core: client.CoreV1Api, nam
     assert secret.data == {"k": "dg=="}
     assert secret.type == "Opaque"
     assert secret.string_data is None
+
+
+def test_dry_run_stores_nothing(core: client.CoreV1Api, namespace: str) -> None:
+    created = core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}}, dry_run="All")
+    assert created.metadata.name == "cm"
+    assert core.list_namespaced_config_map(namespace).items == []
