@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import hooks
+from . import hooks, protobuf
 from .catalog import CRD_KEY, Resource
 from .errors import ApiError, bad_request, not_found, status_body
 from .patching import PatchError, json_patch, merge_patch, strategic_merge_patch
@@ -39,6 +40,8 @@ SERVER_VERSION = {
 
 # (request, namespace, pod name, subresource "exec" | "attach" | "log") -> the response.
 SubresourceHandler = Callable[[web.Request, str, str, str], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger(__name__)
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -154,6 +157,9 @@ class ApiServer:
         except PatchError as err:
             reason = {400: "BadRequest", 415: "UnsupportedMediaType"}.get(err.code, "Invalid")
             return _json(status_body(err.code, reason, str(err)), err.code)
+        except Exception as exc:  # a bug here: answer a Status as the real server does, and say where
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return _json(status_body(500, "InternalError", f"Internal error occurred: {exc!r}"), 500)
 
     async def _non_resource(self, request: web.Request, path: str) -> web.StreamResponse:
         path = path.rstrip("/") or "/"
@@ -303,6 +309,12 @@ class ApiServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            # kubectl's typed clients (kubectl create namespace|configmap|secret|serviceaccount) send these.
+            try:
+                return protobuf.decode_object(await request.read())
+            except protobuf.ProtobufError as exc:
+                raise ApiError(415, "UnsupportedMediaType", str(exc)) from exc
         text = await request.text()
         try:
             if "yaml" in request.content_type:
@@ -342,7 +354,10 @@ class ApiServer:
             except (ValueError, KeyError, TypeError) as exc:
                 raise bad_request("invalid continue token") from exc
             items = [o for o in items if [o["metadata"].get("namespace", ""), o["metadata"]["name"]] > after]
-        limit = int(request.query.get("limit") or 0)
+        try:
+            limit = int(request.query.get("limit") or 0)
+        except ValueError as exc:
+            raise bad_request("limit must be an integer") from exc
         if 0 < limit < len(items):
             last = items[limit - 1]["metadata"]
             start = [last.get("namespace", ""), last["name"]]

@@ -220,3 +220,10 @@ def test_periodic_bookmarks_when_allowed() -> None:
         assert {e["type"] for e in events} == {"BOOKMARK"}
         path = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"
         assert _raw_watch(server, path)[2] == []
+
+
+def test_malformed_query_parameters_are_400_statuses(apiserver: ServerThread, namespace: str) -> None:
+    for query in ("limit=many", "labelSelector=a%20in%20()", "watch=1&resourceVersion=abc"):
+        status, _, body = http(apiserver.url, "GET", f"/api/v1/namespaces/{namespace}/configmaps?{query}")
+        assert status == 400, query
+        assert json.loads(body)["kind"] == "Status"
