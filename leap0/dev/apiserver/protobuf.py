@@ -21,7 +21,8 @@ class ProtobufError(ValueError):
 
 
 # A message schema: field number -> (JSON name, kind). Kinds: "string", "bytes", "int", "bool", "time",
-# "map" (string->string), "bmap" (string->bytes as base64), a nested schema dict, or ("repeated", kind).
+# "map" (string->string), "bmap" (string->bytes as base64), a nested schema dict, ("repeated", kind), or None
+# for a field the server sets and ignores on input. Any other non-empty field is refused, never dropped.
 Schema = dict[int, tuple[str, Any]]
 
 _TIME: Schema = {1: ("seconds", "int"), 2: ("nanos", "int")}
@@ -45,6 +46,10 @@ _OBJECT_META: Schema = {
     12: ("annotations", "map"),
     13: ("ownerReferences", ("repeated", _OWNER_REFERENCE)),
     14: ("finalizers", ("repeated", "string")),
+    4: ("selfLink", None),
+    9: ("deletionTimestamp", None),
+    10: ("deletionGracePeriodSeconds", None),
+    17: ("managedFields", None),
 }
 _OBJECT_REFERENCE: Schema = {
     1: ("kind", "string"),
@@ -149,8 +154,12 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for number, value in _fields(data):
         if number not in schema:
+            if value not in (0, b""):  # a field this decoder does not know: refuse rather than lose it
+                raise ProtobufError(f"protobuf field {number} is not understood by the embedded API server")
             continue
         name, kind = schema[number]
+        if kind is None:  # known, set by the server, ignored on input
+            continue
         if kind in ("map", "bmap"):
             entry = dict(_fields(value)) if isinstance(value, bytes) else {}
             key = _scalar("string", entry.get(1, b""))

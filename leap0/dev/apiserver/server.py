@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web
 
 from . import hooks, protobuf
-from .catalog import CRD_KEY, Resource
+from .catalog import Resource
 from .errors import ApiError, bad_request, not_found, status_body
 from .patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .routing import Target, parse_resource_path
@@ -660,10 +660,3 @@ class ApiServer:
         return _json(
             {"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": {}, "items": deleted}
         )
-
-
-def crd_resource(server: ApiServer) -> Resource:
-    res = server.store.catalogue.get(*CRD_KEY[:1], "v1", CRD_KEY[1])
-    if res is None:  # pragma: no cover - the catalogue always has it
-        raise not_found(*CRD_KEY, "")
-    return res

@@ -235,7 +235,8 @@ class Store:
                     ],
                 )
         name = meta["name"]
-        admission.validate_name(res, name)
+        if not (res.is_custom and self.crd_for(res) is not None):
+            admission.validate_name(res, name)  # custom resources: schema.py checks metadata with the rest
         if self.get(res.key, namespace, name) is not None:
             raise already_exists(res.group, res.plural, name)
         for drop in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):

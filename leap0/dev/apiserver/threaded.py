@@ -63,9 +63,13 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.server = self.call(self._make())
-        self.url = self.call(self.server.start("127.0.0.1", self._port))
-        write_kubeconfig(self.kubeconfig, self.url)
+        try:
+            self.server = self.call(self._make())
+            self.url = self.call(self.server.start("127.0.0.1", self._port))
+            write_kubeconfig(self.kubeconfig, self.url)
+        except BaseException:
+            self.stop()  # e.g. the port is taken: leave no thread or loop behind
+            raise
         return self
 
     async def _make(self) -> ApiServer:

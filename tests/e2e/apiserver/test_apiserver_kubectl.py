@@ -178,8 +178,7 @@ def test_get_watch_prints_new_objects(apiserver: ServerThread, namespace: str) -
 
 
 def test_apply_of_the_crd_folder_is_accepted(apiserver: ServerThread) -> None:
-    # No OpenAPI document for apiextensions.k8s.io is served, so validation is off for CRDs.
-    out = kubectl(apiserver.kubeconfig, "apply", "--validate=false", "-f", str(crd_dir())).stdout
+    out = kubectl(apiserver.kubeconfig, "apply", VALIDATE, "-f", str(crd_dir())).stdout
     assert "sandboxes.leap0.dev" in out
 
 

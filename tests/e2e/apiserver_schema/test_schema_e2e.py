@@ -364,3 +364,18 @@ def test_kubectl_apply_of_the_crds_themselves_works(kubectl: Any) -> None:
     assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev" in result.stdout
     again = kubectl("apply", "-f", str(crds / "sandboxes.leap0.dev.yaml"))
     assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev unchanged" in again.stdout
+
+
+def test_a_bad_name_is_reported_with_the_other_errors(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    body = json.loads(sandbox_yaml("Bad_Name", namespace, {"vcpu": 20}))
+    with pytest.raises(client.ApiException) as err:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert err.value.status == 422
+    causes = json.loads(err.value.body)["details"]["causes"]
+    assert [c["field"] for c in causes] == ["metadata.name", "spec.vcpu"]
+    assert causes[0]["message"].endswith(
+        "(e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    )

@@ -67,3 +67,10 @@ def test_unknown_kinds_and_garbage_are_refused() -> None:
         decode_object(b"{}")
     with pytest.raises(ProtobufError):
         decode_object(MAGIC + b"\x0a\x10abc")
+
+
+def test_fields_it_does_not_know_are_refused_not_dropped() -> None:
+    meta = _field(1, "cm")
+    assert decode_object(_envelope("v1", "ConfigMap", _field(1, meta)))["metadata"] == {"name": "cm"}
+    with pytest.raises(ProtobufError, match="field 9"):
+        decode_object(_envelope("v1", "ConfigMap", _field(1, meta) + _field(9, "surprise")))
