@@ -376,3 +376,14 @@ def test_notes_tell_how_to_check_and_use_the_install() -> None:
     assert f"kubectl -n {NAMESPACE} rollout status deployment/leap0-leap0-operator" in text
     assert "from Secret platform-otlp" in text
     assert "kind: Sandbox" in text
+
+
+def test_chart_and_app_version_are_the_package_version() -> None:
+    import tomllib
+
+    import leap0
+
+    version = tomllib.loads((CHART_DIR.parent.parent / "pyproject.toml").read_text())["project"]["version"]
+    assert chart().metadata["version"] == version
+    assert chart().metadata["appVersion"] == version
+    assert leap0.__version__ == version
