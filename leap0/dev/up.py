@@ -31,7 +31,7 @@ from .apiserver import ServerThread
 from .runner import Runner, RunnerConfig
 from .sink import OtlpSink
 
-# A symlink to examples/quickstart/demo-sandbox.yaml (the wheel carries the file itself).
+# The demo Sandbox (examples/quickstart/demo-sandbox.yaml is a link to it), packaged with leap0.
 EXAMPLE = Path(__file__).parent / "demo-sandbox.yaml"
 NAMESPACE = "default"
 _OPERATOR_NOISE = ("[DEBUG", "[INFO")

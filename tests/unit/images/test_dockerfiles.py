@@ -148,3 +148,18 @@ def test_chart_default_images_are_these_images() -> None:
         title = re.search(r'org\.opencontainers\.image\.title="([^"]+)"', labels)
         assert title
         assert repository == f"ghcr.io/leap0-dev/{title.group(1)}"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_no_symlink_in_the_build_context_points_outside_what_is_copied(image: str) -> None:
+    """A link to a file the Dockerfile does not COPY would dangle in the build stage and break the wheel."""
+    copies = [args for word, args in instructions(IMAGES[image]) if word == "COPY" and "--from=" not in args]
+    copied = [(REPO / source).resolve() for args in copies for source in args.split()[:-1]]
+    dangling = []
+    for root in copied:
+        for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+            if path.is_symlink():
+                target = path.resolve()
+                if not any(target == c or c in target.parents for c in copied):
+                    dangling.append(f"{path.relative_to(REPO)} -> {target}")
+    assert dangling == []
