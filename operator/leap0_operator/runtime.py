@@ -1,0 +1,228 @@
+"""The operator's in-process machinery: one reconcile per Sandbox at a time, wake-ups, and write avoidance.
+
+Nothing here is the source of truth: every decision is recomputed from what the API says (kopf's indexes of
+Sandboxes, their pods and templates), so killing the operator loses nothing. What lives here only avoids
+needless calls: a pod just POSTed but not yet seen on the watch is not POSTed again, a status just written but
+not yet seen is not written again, and one timer task wakes Sandboxes at their expiry (no periodic writes, no
+per-object timers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import heapq
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
+
+from kopf._cogs.configs.configuration import OperatorSettings
+
+from leap0 import constants
+
+from . import k8s
+from .config import OperatorConfig
+from .pod import build_pod, owner_reference, pod_name
+from .reconcile import owned_status, plan, status_patch
+
+Key = tuple[str, str]  # (namespace, sandbox name)
+Lookup = Callable[[Key], Mapping[str, Any] | None]
+
+logger = logging.getLogger("leap0_operator")
+
+# A pod POSTed but not yet seen on the watch is trusted to exist for this long.
+POSTED_TTL_S = 30.0
+
+
+class Wakeups:
+    """One task sleeping until the earliest scheduled key is due, then calling back (one time per key)."""
+
+    def __init__(self, callback: Callable[[Key], Coroutine[Any, Any, None]]) -> None:
+        self._callback = callback
+        self._due: dict[Key, float] = {}  # key -> wall-clock time (epoch seconds)
+        self._heap: list[tuple[float, Key]] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, key: Key, when: float | None) -> None:
+        if when is None:
+            self._due.pop(key, None)
+            return
+        if self._due.get(key) == when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, key))
+        self._changed.set()
+
+    def cancel(self, key: Key) -> None:
+        self._due.pop(key, None)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="leap0-wakeups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            # Drop stale heap entries (rescheduled or cancelled keys).
+            while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+                heapq.heappop(self._heap)
+            self._changed.clear()
+            timeout = max(0.0, self._heap[0][0] - time.time()) if self._heap else None
+            if timeout is None or timeout > 0:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+                    continue  # something was (re)scheduled: look again
+                except TimeoutError:
+                    pass
+            if not self._heap:
+                continue
+            when, key = heapq.heappop(self._heap)
+            if self._due.get(key) != when:
+                continue
+            del self._due[key]
+            task = asyncio.create_task(self._callback(key))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+
+@dataclasses.dataclass
+class Sources:
+    """Read access to kopf's indexes (set on the first handler call)."""
+
+    sandbox: Lookup
+    pod: Lookup
+    template: Lookup
+
+
+class Runtime:
+    def __init__(self, config: OperatorConfig, settings: OperatorSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.sources: Sources | None = None
+        self.wakeups = Wakeups(self.reconcile)
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._posted: dict[Key, tuple[dict[str, Any], float]] = {}
+        self._written: dict[Key, dict[str, Any]] = {}
+        self._org_ids: dict[str, tuple[str, float]] = {}
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+    def forget(self, key: Key) -> None:
+        """The Sandbox is gone: drop everything about it."""
+        self._posted.pop(key, None)
+        self._written.pop(key, None)
+        self.wakeups.cancel(key)
+
+    def pod_deleted(self, key: Key) -> None:
+        self._posted.pop(key, None)
+
+    async def _org_id(self, namespace: str) -> str:
+        cached = self._org_ids.get(namespace)
+        if cached is not None and time.monotonic() - cached[1] < self.config.namespace_cache_s:
+            return cached[0]
+        labels = await k8s.namespace_labels(self.settings, logger, namespace)
+        org = labels.get(constants.NAMESPACE_ORG_LABEL) or namespace
+        self._org_ids[namespace] = (org, time.monotonic())
+        return org
+
+    # --- the reconcile --------------------------------------------------------------------------------
+    async def reconcile(self, key: Key) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await self._reconcile(key)
+        except (k8s.ApiError, OSError, TimeoutError) as exc:
+            # The API may recover (kopf already retried transient errors with backoff): try again later.
+            logger.warning("Sandbox %s/%s: %s; retrying in %gs", *key, exc, self.config.retry_delay_s)
+            self.wakeups.schedule(key, time.time() + self.config.retry_delay_s)
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(key, None)
+
+    async def _reconcile(self, key: Key) -> None:
+        if self.sources is None:
+            return
+        namespace, name = key
+        sandbox = self.sources.sandbox(key)
+        if sandbox is None:
+            self.forget(key)
+            return
+        observed = owned_status(sandbox.get("status"))
+        written = self._written.get(key)
+        if written is not None:
+            if written == observed:
+                del self._written[key]  # the watch caught up with our last write
+            else:
+                sandbox = {**sandbox, "status": written}  # our write is newer than the index
+                observed = written
+        pod = self.sources.pod(key)
+        posted = self._posted.get(key)
+        if pod is not None:
+            self._posted.pop(key, None)
+        elif posted is not None and time.monotonic() - posted[1] < POSTED_TTL_S:
+            pod = posted[0]  # created a moment ago; the watch has not shown it yet
+        template_id = (sandbox.get("spec") or {}).get("template") or constants.DEFAULT_TEMPLATE_ID
+        template = self.sources.template((namespace, str(template_id)))
+        now = datetime.datetime.now(datetime.UTC)
+        decision = plan(sandbox, template, pod, now, self.config)
+
+        if decision.create_pod and decision.effective is not None:
+            manifest = build_pod(
+                name=name,
+                namespace=namespace,
+                effective=decision.effective,
+                org_id=await self._org_id(namespace),
+                config=self.config,
+            )
+            manifest["metadata"]["ownerReferences"] = [owner_reference(sandbox)]
+            created = await k8s.create_pod(self.settings, logger, manifest)
+            self._posted[key] = (manifest, time.monotonic())
+            logger.info(
+                "Sandbox %s/%s: %s pod %s", namespace, name, "created" if created else "found", pod_name(name)
+            )
+        if decision.delete_pod and pod is not None:
+            await k8s.delete_pod(self.settings, logger, namespace, str(pod["metadata"]["name"]))
+            self._posted.pop(key, None)
+            logger.info("Sandbox %s/%s expired: deleted its pod", namespace, name)
+        if decision.status is not None:
+            patch = status_patch(observed, decision.status)
+            if patch:
+                if patch.get("phase") == constants.PHASE_FAILED or patch.get("reason"):
+                    level = (
+                        logging.WARNING
+                        if decision.status.get("phase") == constants.PHASE_FAILED
+                        else logging.INFO
+                    )
+                    logger.log(
+                        level,
+                        "Sandbox %s/%s: %s (%s) %s",
+                        namespace,
+                        name,
+                        decision.status.get("phase"),
+                        decision.status.get("reason"),
+                        decision.status.get("message"),
+                    )
+                if await k8s.patch_sandbox_status(self.settings, logger, namespace, name, patch):
+                    self._written[key] = decision.status
+        if decision.delete_sandbox:
+            await k8s.delete_sandbox(self.settings, logger, namespace, name)
+            logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
+            self.forget(key)
+            return
+        self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
+
+
+def first(values: Iterable[Mapping[str, Any]] | None, name: str | None = None) -> Mapping[str, Any] | None:
+    """The value named ``name`` among an index store's values (any value when ``name`` is None)."""
+    for value in values or ():
+        if name is None or (value.get("metadata") or {}).get("name") == name:
+            return value
+    return None
