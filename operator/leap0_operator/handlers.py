@@ -3,10 +3,11 @@
 Why event handlers and indexes rather than ``@kopf.on.create``/``on.update`` with progress storage: the
 reconcile is level-triggered (recomputed from the Sandbox, its pod and its template each time), so kopf's
 per-object progress and diff-base writes would only add API calls. With this layout a new Sandbox costs
-exactly one pod POST and one status PATCH, and an idle operator writes nothing. kopf still does the watching
-(with server-side label selectors), the index pre-population before any handler runs (so a restarted operator knows
-every existing pod before deciding anything), peering between replicas, authentication and retries of
-transient API errors.
+exactly one pod POST and one status PATCH, and an idle operator writes nothing.
+
+kopf still does the watching (with server-side label selectors), the index pre-population before any handler
+runs (so a restarted operator knows every existing pod before deciding anything), peering between replicas,
+authentication and retries of transient API errors.
 """
 
 from __future__ import annotations
