@@ -116,7 +116,10 @@ def build_pod(
     config: OperatorConfig,
 ) -> dict[str, Any]:
     """The pod manifest for Sandbox ``namespace/name`` (without its ownerReference, added by the caller)."""
-    app_env, upstream_env = split_env(effective.env)
+    if effective.telemetry:
+        app_env, upstream_env = split_env(effective.env)
+    else:  # no sidecar: the app exports (if at all) straight to the user's endpoint
+        app_env, upstream_env = [dict(v) for v in effective.env], []
     workspace_mount = {"name": constants.WORKSPACE_VOLUME, "mountPath": constants.WORKSPACE_PATH}
     sandbox: dict[str, Any] = {
         "name": constants.SANDBOX_CONTAINER,
