@@ -3,8 +3,8 @@
 The RBAC manifest and the Helm chart's RBAC are checked against this list by tests, so a new call added to the
 operator without its permission fails CI instead of failing in a cluster.
 
-Where the calls are made: ``k8s.py`` (our own calls), the indexes and event handlers in ``handlers.py`` (kopf's
-list/watch of what we serve), and kopf itself (resource discovery, namespace globs, peering).
+Where the calls are made: ``k8s.py`` (our own calls), the indexes and event handlers in ``handlers.py``
+(kopf's list/watch of what we serve), and kopf itself (resource discovery, namespace globs, peering).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ API_CALLS: list[ApiCall] = [
     ApiCall("", "pods", ("create",), "k8s.create_pod: the sandbox pod of each Sandbox"),
     ApiCall("", "pods", ("delete",), "k8s.delete_pod: the pod of an expired Sandbox"),
     ApiCall(constants.GROUP, "sandboxes/status", ("patch",), "k8s.patch_sandbox_status: phase, conditions"),
-    ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.delete_sandbox: Expired Sandboxes after retention"),
+    ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.delete_sandbox: after retention"),
     ApiCall("", "namespaces", ("get",), "k8s.namespace_labels: the org id label leap0.dev/org-id"),
     # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
     ApiCall(constants.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_index / sandbox_event"),
-    ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (label selector leap0.dev/sandbox-id)"),
+    ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),
     ApiCall(constants.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index"),
     # --- kopf's own needs ---
     ApiCall(
@@ -41,7 +41,7 @@ API_CALLS: list[ApiCall] = [
     ),
     ApiCall("", "namespaces", ("list", "watch"), "kopf: follow namespaces matching --namespace globs"),
     ApiCall("kopf.dev", "kopfpeerings", ("get", "list", "watch", "patch"), "kopf: peering, namespaced mode"),
-    ApiCall("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch"), "kopf: peering, cluster mode"),
+    ApiCall("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch"), "kopf: peering, cluster"),
 ]
 
 

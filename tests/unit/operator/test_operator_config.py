@@ -1,11 +1,11 @@
-"""Operator settings: flags win over the environment, the environment over the defaults; bad values fail clearly."""
+"""Operator settings: flags win over the environment, which wins over defaults; bad values fail clearly."""
 
 from __future__ import annotations
 
 import pytest
-from leap0_operator import config
 
 from leap0 import constants
+from leap0_operator import config
 
 
 def test_defaults_serve_the_whole_cluster_with_the_contracts_default_image() -> None:
@@ -14,8 +14,10 @@ def test_defaults_serve_the_whole_cluster_with_the_contracts_default_image() -> 
     assert operator_config.sidecar_image == "ghcr.io/leap0-dev/leap0-sidecar:0.1.0"
     assert operator_config.expired_retention_s == 3600
     assert operator_config.default_otlp_endpoint is None
-    assert options.clusterwide and options.namespaces == ()
-    assert not options.standalone and not options.peering_mandatory
+    assert options.clusterwide
+    assert options.namespaces == ()
+    assert not options.standalone
+    assert not options.peering_mandatory
 
 
 def test_environment_configures_everything() -> None:
@@ -39,8 +41,11 @@ def test_environment_configures_everything() -> None:
         expired_retention_s=2.5,
         default_otlp_endpoint="http://collector:4318",
     )
-    assert options.namespaces == ("team-a", "team-b") and not options.clusterwide
-    assert options.peering_name == "blue" and options.peering_mandatory and options.priority == 7
+    assert options.namespaces == ("team-a", "team-b")
+    assert not options.clusterwide
+    assert options.peering_name == "blue"
+    assert options.peering_mandatory
+    assert options.priority == 7
     assert config.from_environment(env) == operator_config
 
 
@@ -51,7 +56,8 @@ def test_flags_win_over_the_environment() -> None:
     )
     assert operator_config.sidecar_image == "from-flag"
     assert options.namespaces == ("a", "b")
-    assert options.standalone and options.priority == 3
+    assert options.standalone
+    assert options.priority == 3
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from leap0 import constants
 from leap0_operator.config import OperatorConfig
 from leap0_operator.pod import build_pod, owner_reference
 from leap0_operator.resolve import SpecError, resolve
-
-from leap0 import constants
 
 CONFIG = OperatorConfig(sidecar_image="sidecar:test", sidecar_cpu="100m", sidecar_memory="64Mi")
 
@@ -32,7 +32,8 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
     pod = _pod({})
-    assert pod["metadata"]["name"] == "sbx-1" and pod["metadata"]["namespace"] == "team-a"
+    assert pod["metadata"]["name"] == "sbx-1"
+    assert pod["metadata"]["namespace"] == "team-a"
     assert pod["metadata"]["labels"] == {
         constants.LABEL_SANDBOX_ID: "sbx-1",
         constants.LABEL_ORG_ID: "acme",
@@ -49,7 +50,8 @@ def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
         "limits": {"cpu": "1", "memory": "1024Mi"},
         "requests": {"cpu": "1", "memory": "1024Mi"},
     }
-    assert "command" not in sandbox and "args" not in sandbox
+    assert "command" not in sandbox
+    assert "args" not in sandbox
     telemetry = _container(pod, "telemetry")
     assert [c["name"] for c in spec["initContainers"]] == ["telemetry"]
     assert telemetry["restartPolicy"] == "Always"
@@ -68,8 +70,10 @@ def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
 def test_sidecar_is_locked_down_and_probed_on_its_health_port() -> None:
     telemetry = _container(_pod({}), "telemetry")
     security = telemetry["securityContext"]
-    assert security["runAsNonRoot"] is True and security["runAsUser"] == 65532
-    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 65532
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     for probe, path in (
@@ -135,7 +139,8 @@ def test_upstream_otlp_settings_go_to_the_sidecar_only_and_the_app_points_at_it(
     assert sidecar["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://otel.example.com"
     assert sidecar["OTEL_EXPORTER_OTLP_HEADERS"] == secret_ref  # valueFrom stays valueFrom
     assert sidecar["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "https://traces.example.com/v1/traces"
-    assert "MODE" not in sidecar and "OTEL_SERVICE_NAME" not in sidecar
+    assert "MODE" not in sidecar
+    assert "OTEL_SERVICE_NAME" not in sidecar
 
 
 def test_telemetry_disabled_means_no_sidecar_and_nothing_pointing_at_it() -> None:
@@ -160,7 +165,8 @@ def test_platform_default_endpoint_applies_only_when_the_user_gave_none() -> Non
 
 def test_command_and_args_override_the_entrypoint() -> None:
     sandbox = _container(_pod({"command": ["sleep"], "args": ["infinity"]}), "sandbox")
-    assert sandbox["command"] == ["sleep"] and sandbox["args"] == ["infinity"]
+    assert sandbox["command"] == ["sleep"]
+    assert sandbox["args"] == ["infinity"]
 
 
 def test_template_supplies_defaults_and_placement_and_the_sandbox_wins() -> None:
@@ -205,7 +211,8 @@ def test_missing_default_template_is_fine_but_a_named_one_is_a_permanent_error()
 def test_no_image_anywhere_is_a_permanent_error() -> None:
     with pytest.raises(SpecError) as raised:
         resolve({}, None, OperatorConfig(default_image=""))
-    assert raised.value.reason == constants.REASON_INVALID_SPEC and "image" in raised.value.message
+    assert raised.value.reason == constants.REASON_INVALID_SPEC
+    assert "image" in raised.value.message
 
 
 def test_out_of_range_template_values_are_rejected() -> None:

@@ -1,4 +1,4 @@
-"""operator/rbac.yaml grants exactly the API calls the operator lists (apicalls.API_CALLS), no more, no less."""
+"""operator/rbac.yaml grants exactly the API calls the operator lists (apicalls.API_CALLS)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from leap0_operator.apicalls import API_CALLS, permissions, rbac_rules
 
 from leap0 import constants
+from leap0_operator.apicalls import API_CALLS, permissions, rbac_rules
 
 RBAC = Path(__file__).resolve().parents[3] / "operator" / "rbac.yaml"
 

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+
+from leap0 import constants
 from leap0_operator.config import OperatorConfig
 from leap0_operator.pod import build_pod
 from leap0_operator.reconcile import (
@@ -19,8 +21,6 @@ from leap0_operator.reconcile import (
     trim_sandbox,
 )
 from leap0_operator.resolve import resolve
-
-from leap0 import constants
 
 CONFIG = OperatorConfig(expired_retention_s=60)
 CREATED = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -176,7 +176,9 @@ def test_an_edited_image_is_reported() -> None:
     edited = pod()
     edited["spec"]["containers"][0]["image"] = "evil:latest"
     message = detect_drift(edited)
-    assert message is not None and "sandbox" in message and "evil:latest" in message
+    assert message is not None
+    assert "sandbox" in message
+    assert "evil:latest" in message
 
 
 def test_drift_survives_trimming_for_the_index() -> None:
@@ -194,11 +196,14 @@ def test_trimmed_pod_gives_the_same_state() -> None:
 # --- plan: creation, status, recreation ----------------------------------------------------------------
 def test_new_sandbox_creates_its_pod_and_becomes_pending() -> None:
     decision = plan(sandbox(), None, None, at(1), CONFIG)
-    assert decision.create_pod and decision.effective is not None
-    assert not decision.delete_pod and not decision.delete_sandbox
+    assert decision.create_pod
+    assert decision.effective is not None
+    assert not decision.delete_pod
+    assert not decision.delete_sandbox
     status = decision.status
     assert status is not None
-    assert status["phase"] == constants.PHASE_PENDING and status["podName"] == "s"
+    assert status["phase"] == constants.PHASE_PENDING
+    assert status["podName"] == "s"
     assert status["expiresAt"] == format_time(at(constants.DEFAULT_TIMEOUT_S))
     assert (status["vcpu"], status["memory"], status["templateId"], status["observedGeneration"]) == (
         1,
@@ -223,9 +228,11 @@ def test_running_pod_makes_the_sandbox_running_and_ready() -> None:
     first = plan(sandbox(), None, None, at(1), CONFIG).status
     decision = plan(sandbox(status=first), None, pod(running()), at(5), CONFIG)
     status = decision.status
-    assert status is not None and not decision.create_pod
+    assert status is not None
+    assert not decision.create_pod
     assert status["phase"] == constants.PHASE_RUNNING
-    assert status["podIP"] == "10.0.0.7" and status["startedAt"] == format_time(at(3))
+    assert status["podIP"] == "10.0.0.7"
+    assert status["startedAt"] == format_time(at(3))
     ready = status["conditions"][0]
     assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == (
         "True",
@@ -234,12 +241,14 @@ def test_running_pod_makes_the_sandbox_running_and_ready() -> None:
     )
     # Nothing changes later: no write, and the transition time stays.
     again = plan(sandbox(status=status), None, pod(running()), at(50), CONFIG)
-    assert again.status is not None and status_patch(status, again.status) == {}
+    assert again.status is not None
+    assert status_patch(status, again.status) == {}
 
 
 def test_oom_killed_pod_fails_the_sandbox() -> None:
     status = plan(sandbox(), None, pod(terminated(reason="OOMKilled", exitCode=137)), at(9), CONFIG).status
-    assert status is not None and (status["phase"], status["reason"]) == ("Failed", "OOMKilled")
+    assert status is not None
+    assert (status["phase"], status["reason"]) == ("Failed", "OOMKilled")
     assert status["conditions"][0]["status"] == "False"
 
 
@@ -247,14 +256,17 @@ def test_pod_deleted_while_live_is_recreated() -> None:
     status = plan(sandbox(), None, pod(running()), at(5), CONFIG).status
     decision = plan(sandbox(status=status), None, None, at(10), CONFIG)
     assert decision.create_pod
-    assert decision.status is not None and decision.status["reason"] == constants.REASON_POD_DELETED
+    assert decision.status is not None
+    assert decision.status["reason"] == constants.REASON_POD_DELETED
     assert "podIP" not in decision.status
     assert decision.status["startedAt"] == status["startedAt"] if status else False
 
 
 def test_a_terminating_or_foreign_pod_is_waited_for_not_duplicated() -> None:
     going = plan(sandbox(), None, pod(deletionTimestamp=format_time(at(4))), at(5), CONFIG)
-    assert not going.create_pod and going.status is not None and going.status["phase"] == "Pending"
+    assert not going.create_pod
+    assert going.status is not None
+    assert going.status["phase"] == "Pending"
     foreign = pod()
     foreign["metadata"]["ownerReferences"] = [{"uid": "someone-else", "controller": True}]
     assert not plan(sandbox(), None, foreign, at(5), CONFIG).create_pod
@@ -264,10 +276,13 @@ def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
     edited = pod(running())
     edited["spec"]["containers"][0]["image"] = "evil:latest"
     decision = plan(sandbox(), None, edited, at(5), CONFIG)
-    assert not decision.create_pod and not decision.delete_pod
+    assert not decision.create_pod
+    assert not decision.delete_pod
     assert decision.status is not None
     drift = [c for c in decision.status["conditions"] if c["type"] == constants.CONDITION_POD_SPEC_DRIFT]
-    assert drift and drift[0]["status"] == "True" and "evil:latest" in drift[0]["message"]
+    assert drift
+    assert drift[0]["status"] == "True"
+    assert "evil:latest" in drift[0]["message"]
     assert decision.status["phase"] == constants.PHASE_RUNNING
 
 
@@ -285,12 +300,16 @@ def test_unknown_template_fails_without_a_pod() -> None:
 def test_template_deleted_later_does_not_fail_a_running_sandbox() -> None:
     status = plan(sandbox({"template": "t"}), {"vcpu": 4}, pod(running()), at(5), CONFIG).status
     later = plan(sandbox({"template": "t"}, status), None, pod(running()), at(6), CONFIG)
-    assert later.status is not None and later.status["phase"] == "Running" and later.status["vcpu"] == 4
+    assert later.status is not None
+    assert later.status["phase"] == "Running"
+    assert later.status["vcpu"] == 4
 
 
 def test_deleting_sandbox_needs_nothing() -> None:
     decision = plan(sandbox(deletionTimestamp=format_time(at(3))), None, pod(), at(4), CONFIG)
-    assert decision.status is None and not decision.create_pod and not decision.delete_pod
+    assert decision.status is None
+    assert not decision.create_pod
+    assert not decision.delete_pod
 
 
 # --- plan: expiry ----------------------------------------------------------------------------------------
@@ -303,7 +322,9 @@ def test_expiry_is_creation_plus_timeout_from_spec_template_or_default() -> None
 def test_at_expiry_the_pod_is_deleted_and_the_sandbox_expired() -> None:
     status = plan(sandbox({"timeout": 30}), None, pod(running()), at(5), CONFIG).status
     decision = plan(sandbox({"timeout": 30}, status), None, pod(running()), at(30), CONFIG)
-    assert decision.delete_pod and not decision.create_pod and not decision.delete_sandbox
+    assert decision.delete_pod
+    assert not decision.create_pod
+    assert not decision.delete_sandbox
     assert decision.status is not None
     assert (decision.status["phase"], decision.status["reason"]) == ("Expired", "Expired")
     assert "podIP" not in decision.status
@@ -312,26 +333,33 @@ def test_at_expiry_the_pod_is_deleted_and_the_sandbox_expired() -> None:
 
 def test_an_expired_sandbox_is_never_revived_and_is_deleted_after_retention() -> None:
     expired = plan(sandbox({"timeout": 30}), None, None, at(31), CONFIG).status
-    assert expired is not None and expired["phase"] == "Expired"
+    assert expired is not None
+    assert expired["phase"] == "Expired"
     quiet = plan(sandbox({"timeout": 30}, expired), None, None, at(40), CONFIG)
-    assert not quiet.create_pod and quiet.status is not None and status_patch(expired, quiet.status) == {}
+    assert not quiet.create_pod
+    assert quiet.status is not None
+    assert status_patch(expired, quiet.status) == {}
     # Even a later, longer timeout does not bring the pod back.
     assert not plan(sandbox({"timeout": 3000}, expired), None, None, at(40), CONFIG).create_pod
     gone = plan(sandbox({"timeout": 30}, expired), None, None, at(90), CONFIG)
-    assert gone.delete_sandbox and gone.wake_at is None
+    assert gone.delete_sandbox
+    assert gone.wake_at is None
 
 
 def test_changing_timeout_reschedules_in_both_directions() -> None:
     status = plan(sandbox({"timeout": 100}), None, pod(running()), at(5), CONFIG).status
     longer = plan(sandbox({"timeout": 200}, status, generation=2), None, pod(running()), at(6), CONFIG)
-    assert longer.wake_at == at(200) and longer.status is not None
+    assert longer.wake_at == at(200)
+    assert longer.status is not None
     assert status_patch(status, longer.status) == {
         "expiresAt": format_time(at(200)),
         "observedGeneration": 2,
         "conditions": longer.status["conditions"],
     }
     shorter = plan(sandbox({"timeout": 10}, status, generation=3), None, pod(running()), at(11), CONFIG)
-    assert shorter.delete_pod and shorter.status is not None and shorter.status["phase"] == "Expired"
+    assert shorter.delete_pod
+    assert shorter.status is not None
+    assert shorter.status["phase"] == "Expired"
 
 
 def test_template_timeout_is_decided_once() -> None:
@@ -351,5 +379,6 @@ def test_trim_sandbox_keeps_what_the_plan_needs() -> None:
     body = sandbox({"timeout": 5}, {"phase": "Pending", "kopf": {"progress": {}}})
     body["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     trimmed = trim_sandbox(body)
-    assert "managedFields" not in trimmed["metadata"] and "kopf" not in trimmed["status"]
+    assert "managedFields" not in trimmed["metadata"]
+    assert "kopf" not in trimmed["status"]
     assert plan(trimmed, None, None, at(1), CONFIG) == plan(body, None, None, at(1), CONFIG)
