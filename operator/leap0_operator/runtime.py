@@ -192,6 +192,11 @@ class Runtime:
             await k8s.delete_pod(self.settings, logger, namespace, str(pod["metadata"]["name"]))
             self._posted.pop(key, None)
             logger.info("Sandbox %s/%s expired: deleted its pod", namespace, name)
+        if decision.delete_sandbox:
+            if await k8s.delete_sandbox(self.settings, logger, namespace, name):
+                logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
+            self.forget(key)
+            return
         if decision.status is not None:
             patch = status_patch(observed, decision.status)
             if patch:
@@ -212,11 +217,6 @@ class Runtime:
                     )
                 if await k8s.patch_sandbox_status(self.settings, logger, namespace, name, patch):
                     self._written[key] = decision.status
-        if decision.delete_sandbox:
-            await k8s.delete_sandbox(self.settings, logger, namespace, name)
-            logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
-            self.forget(key)
-            return
         self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
 
 
