@@ -12,6 +12,7 @@ authentication and retries of transient API errors.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any
@@ -58,6 +59,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
         settings.peering.priority = random.randint(1, 1_000_000)
     # Status writes are our own merge patches; kopf posts no Kubernetes Events for us (each is a write).
     settings.posting.enabled = False
+    # kopf logs every handled event ("Handler ... succeeded") at INFO: with thousands of sandboxes that is
+    # noise (and CPU). Failures are still logged; --verbose/--debug bring the rest back.
+    if ACTIVE_OPTIONS is None or not (ACTIVE_OPTIONS.verbose or ACTIVE_OPTIONS.debug):
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Leave settings.queueing.worker_limit unset: a limit serialises objects behind the 5 s idle timeout.
     memo.runtime = Runtime(config, settings)
     logger.info(
