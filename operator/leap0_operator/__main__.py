@@ -5,6 +5,18 @@ from __future__ import annotations
 import os
 import sys
 
+# kopf imports these optional clients, when installed, only to recognise their model objects in kopf.adopt()
+# and the like; the operator never passes such objects and talks to the API through kopf's own session.
+# Hiding them saves ~50 MiB of RSS (kubernetes_asyncio's models alone are ~35 MiB). Only this process.
+UNUSED_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
+
+
+def hide_unused_kubernetes_clients() -> None:
+    if "kopf" in sys.modules:
+        return  # too late: kopf has imported whatever it found
+    for name in UNUSED_CLIENTS:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # then `import name` raises ImportError
+
 
 def main(argv: list[str] | None = None) -> int:
     from . import config
@@ -15,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"leap0-operator: {exc}", file=sys.stderr)
         return 2
 
+    hide_unused_kubernetes_clients()
     import kopf
 
     from . import handlers

@@ -35,6 +35,15 @@ ACTIVE_CONFIG: config_module.OperatorConfig | None = None
 ACTIVE_OPTIONS: config_module.RunOptions | None = None
 
 
+class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a deep copy of every event's body (its "essence") to diff it for change handlers. This
+    operator has none (it is level-triggered), so the essence is empty: no copy per event, nothing stored.
+    Adding an ``on.create/update/field`` handler means going back to ``kopf.AnnotationsDiffBaseStorage``."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Every kopf setting of the operator, in one place."""
@@ -43,7 +52,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # finalizer, no progress and no diff base on our objects; these keep any future change handler consistent.
     settings.persistence.finalizer = f"{constants.OPERATOR_PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = NoChangeHandlersDiffBase(
         prefix=constants.OPERATOR_PREFIX, key="last-handled-configuration"
     )
     # Only sandbox pods are listed and watched (server-side label selector): other pods cost nothing.
@@ -89,20 +98,25 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await runtime.wakeups.stop()
 
 
+# Indexers are async so kopf runs them in its loop (sync ones go through a thread pool: slower, GIL-bound).
 @kopf.index(*SANDBOXES)
-def sandbox_index(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+async def sandbox_index(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[Key, dict[str, Any]]:
     return {(namespace or "", name): trim_sandbox(body)}
 
 
 @kopf.index(*PODS, labels=SANDBOX_PODS)
-def pod_index(
+async def pod_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
     return {(namespace or "", labels[constants.LABEL_SANDBOX_ID]): trim_pod(body)}
 
 
 @kopf.index(*TEMPLATES)
-def template_index(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Key, dict[str, Any]]:
+async def template_index(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Key, dict[str, Any]]:
     return {(namespace or "", name): dict(spec)}
 
 

@@ -185,7 +185,7 @@ class Runtime:
             manifest["metadata"]["ownerReferences"] = [owner_reference(sandbox)]
             created = await k8s.create_pod(self.settings, logger, manifest)
             self._posted[key] = (manifest, time.monotonic())
-            logger.info(
+            logger.debug(
                 "Sandbox %s/%s: %s pod %s", namespace, name, "created" if created else "found", pod_name(name)
             )
         if decision.delete_pod and pod is not None:
@@ -200,12 +200,12 @@ class Runtime:
         if decision.status is not None:
             patch = status_patch(observed, decision.status)
             if patch:
-                if patch.get("phase") == constants.PHASE_FAILED or patch.get("reason"):
-                    level = (
-                        logging.WARNING
-                        if decision.status.get("phase") == constants.PHASE_FAILED
-                        else logging.INFO
-                    )
+                if patch.get("reason"):
+                    phase = decision.status.get("phase")
+                    level = {
+                        constants.PHASE_FAILED: logging.WARNING,
+                        constants.PHASE_EXPIRED: logging.INFO,
+                    }.get(str(phase), logging.DEBUG)
                     logger.log(
                         level,
                         "Sandbox %s/%s: %s (%s) %s",

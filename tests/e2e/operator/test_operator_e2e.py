@@ -25,20 +25,23 @@ EXAMPLES = REPO / "examples"
 class Operator:
     """``python -m leap0_operator`` serving one namespace, its log kept for failures."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str, **env: str) -> None:
         self.log = log
-        args = [
-            sys.executable, "-m", "leap0_operator", "-n", namespace,
-            "--expired-retention", "2", "--retry-delay", "1", *extra,
-        ]  # fmt: skip
-        if "--peering" not in extra:
-            args.append("--standalone")
+        if extra[:1] == ("kopf",):  # `kopf run -m leap0_operator ...`: settings from the environment only
+            args = [sys.executable, "-m", "kopf", "run", "-m", "leap0_operator", "-n", namespace, *extra[1:]]
+        else:
+            args = [
+                sys.executable, "-m", "leap0_operator", "-n", namespace,
+                "--expired-retention", "2", "--retry-delay", "1", *extra,
+            ]  # fmt: skip
+            if "--peering" not in extra:
+                args.append("--standalone")
         self._log_file = log.open("ab")
         self.process = subprocess.Popen(
             args,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            env=subprocess_env(KUBECONFIG=str(kubeconfig)),
+            env=subprocess_env(KUBECONFIG=str(kubeconfig), **env),
         )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -59,10 +62,9 @@ class Operator:
 def start_operator(apiserver: Any, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(*extra: str) -> Operator:
-        operator = Operator(
-            apiserver.kubeconfig, namespace, tmp_path / f"operator-{len(started)}.log", *extra
-        )
+    def start(*extra: str, **env: str) -> Operator:
+        log = tmp_path / f"operator-{len(started)}.log"
+        operator = Operator(apiserver.kubeconfig, namespace, log, *extra, **env)
         started.append(operator)
         return operator
 
@@ -371,3 +373,12 @@ def test_two_replicas_with_peering_create_one_pod_per_sandbox(
     assert sorted(pods) == sorted(names)
     for name in names:
         wait_for("Pending", phase(api, namespace, name, "Pending"))
+
+
+def test_kopf_run_module_reads_its_settings_from_the_environment(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("kopf", "--standalone", LEAP0_OPERATOR_SIDECAR_IMAGE="registry.local/sidecar:test")
+    create_sandbox(api, namespace, "via-kopf", timeout=600)
+    pod = wait_for("the pod", pod_exists(api, namespace, "via-kopf"))
+    assert pod.spec.init_containers[0].image == "registry.local/sidecar:test"
