@@ -260,8 +260,7 @@ def main() -> int:
             operator = subprocess.Popen(
                 [
                     sys.executable,
-                    *(["-m", "cProfile", "-o", args.profile] if args.profile else []),
-                    "-m",
+                    *(["-m", "cProfile", "-o", args.profile, "-m"] if args.profile else ["-m"]),
                     "leap0_operator",
                     "--standalone",
                     "-n",

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from leap0 import __version__, constants
 
 ENV_PREFIX = "LEAP0_OPERATOR_"
+# Image names the Helm chart builds too (tag = the package version).
+OPERATOR_IMAGE_REPOSITORY = "ghcr.io/leap0-dev/leap0-operator"
 SIDECAR_IMAGE_REPOSITORY = "ghcr.io/leap0-dev/leap0-sidecar"
 DEFAULT_SIDECAR_IMAGE = f"{SIDECAR_IMAGE_REPOSITORY}:{__version__}"
 DEFAULT_SIDECAR_CPU = "100m"
