@@ -95,7 +95,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        await runtime.wakeups.stop()
+        await runtime.stop()
 
 
 # Indexers are async so kopf runs them in its loop (sync ones go through a thread pool: slower, GIL-bound).
@@ -134,7 +134,7 @@ def _runtime(memo: Any, indexes: dict[str, Any]) -> Runtime:
             pod=lambda key: first(pod_index.get(key), key[1]),
             template=lambda key: first(template_index.get(key)),
         )
-        runtime.wakeups.start()
+        runtime.start()
     return runtime
 
 
@@ -145,7 +145,7 @@ async def sandbox_event(type: str, namespace: str | None, name: str, memo: Any, 
     if type == "DELETED":
         runtime.forget(key)
         return
-    await runtime.reconcile(key)
+    runtime.queue.add(key)
 
 
 @kopf.on.event(*PODS, labels=SANDBOX_PODS)
@@ -154,4 +154,4 @@ async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo:
     key = (namespace or "", labels[constants.LABEL_SANDBOX_ID])
     if type == "DELETED":
         runtime.pod_deleted(key)
-    await runtime.reconcile(key)
+    runtime.queue.add(key)

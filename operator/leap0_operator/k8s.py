@@ -7,7 +7,10 @@ kopf already holds an aiohttp session with the cluster's credentials (re-authent
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kopf._cogs.clients import api, errors
@@ -22,6 +25,22 @@ Conflict = errors.APIConflictError
 ApiError = errors.APIError
 
 
+# kopf's session has no connection limit: a burst of 1,000 new Sandboxes could open ~1,000 connections at once
+# (memory in both processes, and no faster). Our calls share this many in flight; kopf's watches are apart.
+# (The reconcile workers bound it already; this keeps the bound for any other caller.)
+MAX_IN_FLIGHT = 32
+_gate: asyncio.Semaphore | None = None
+
+
+@contextlib.asynccontextmanager
+async def _in_flight() -> AsyncIterator[None]:
+    global _gate
+    if _gate is None:
+        _gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+    async with _gate:
+        yield
+
+
 def _sandbox_url(namespace: str, name: str, subresource: str = "") -> str:
     base = f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}"
     url = f"{base}/{constants.SANDBOX_PLURAL}/{name}"
@@ -32,7 +51,10 @@ async def create_pod(settings: OperatorSettings, logger: Logger, pod: dict[str, 
     """POST the pod; False when a pod of that name exists (409), which is fine: names are deterministic."""
     namespace = pod["metadata"]["namespace"]
     try:
-        await api.post(f"/api/v1/namespaces/{namespace}/pods", payload=pod, settings=settings, logger=logger)
+        async with _in_flight():
+            await api.post(
+                f"/api/v1/namespaces/{namespace}/pods", payload=pod, settings=settings, logger=logger
+            )
     except Conflict:
         return False
     return True
@@ -41,7 +63,8 @@ async def create_pod(settings: OperatorSettings, logger: Logger, pod: dict[str, 
 async def delete_pod(settings: OperatorSettings, logger: Logger, namespace: str, name: str) -> bool:
     """DELETE the pod; False when it is already gone (404)."""
     try:
-        await api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", settings=settings, logger=logger)
+        async with _in_flight():
+            await api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", settings=settings, logger=logger)
     except NotFound:
         return False
     return True
@@ -52,13 +75,14 @@ async def patch_sandbox_status(
 ) -> bool:
     """Merge-patch the Sandbox's status subresource; False when the Sandbox is gone."""
     try:
-        await api.patch(
-            _sandbox_url(namespace, name, "status"),
-            payload={"status": status},
-            headers=MERGE_PATCH,
-            settings=settings,
-            logger=logger,
-        )
+        async with _in_flight():
+            await api.patch(
+                _sandbox_url(namespace, name, "status"),
+                payload={"status": status},
+                headers=MERGE_PATCH,
+                settings=settings,
+                logger=logger,
+            )
     except NotFound:
         return False
     return True
@@ -67,7 +91,8 @@ async def patch_sandbox_status(
 async def delete_sandbox(settings: OperatorSettings, logger: Logger, namespace: str, name: str) -> bool:
     """DELETE an expired Sandbox after its retention (its pod goes with it through the ownerReference)."""
     try:
-        await api.delete(_sandbox_url(namespace, name), settings=settings, logger=logger)
+        async with _in_flight():
+            await api.delete(_sandbox_url(namespace, name), settings=settings, logger=logger)
     except NotFound:
         return False
     return True
@@ -76,7 +101,8 @@ async def delete_sandbox(settings: OperatorSettings, logger: Logger, namespace: 
 async def namespace_labels(settings: OperatorSettings, logger: Logger, namespace: str) -> dict[str, str]:
     """The namespace's labels (for the org id); empty when the namespace cannot be read."""
     try:
-        body = await api.get(f"/api/v1/namespaces/{namespace}", settings=settings, logger=logger)
+        async with _in_flight():
+            body = await api.get(f"/api/v1/namespaces/{namespace}", settings=settings, logger=logger)
     except NotFound:
         return {}
     labels = (body.get("metadata") or {}).get("labels") or {}

@@ -32,6 +32,8 @@ Lookup = Callable[[Key], Mapping[str, Any] | None]
 
 logger = logging.getLogger("leap0_operator")
 
+# Reconciles running at once (each makes its API calls in sequence): bounds connections and memory in bursts.
+RECONCILE_WORKERS = 32
 # A pod POSTed but not yet seen on the watch is trusted to exist for this long.
 POSTED_TTL_S = 30.0
 
@@ -94,6 +96,63 @@ class Wakeups:
             task.add_done_callback(self._running.discard)
 
 
+class WorkQueue:
+    """Keys to reconcile, drained by a fixed number of workers; a key is queued at most once and never
+    reconciled by two workers at a time (an event arriving meanwhile queues it again afterwards).
+
+    kopf's handlers only add keys here and return, so a burst of events holds no kopf machinery while waiting
+    for the API, and several events for one Sandbox coalesce into one reconcile of its latest state.
+    """
+
+    def __init__(self, handler: Callable[[Key], Coroutine[Any, Any, None]], workers: int) -> None:
+        self._handler = handler
+        self._workers = workers
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._again: set[Key] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, key: Key) -> None:
+        if key in self._active:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._work(), name=f"leap0-reconcile-{i}") for i in range(self._workers)
+            ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def join(self) -> None:
+        """Wait until every queued key was reconciled (tests)."""
+        await self._queue.join()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                await self._handler(key)
+            except Exception:
+                logger.exception("Sandbox %s/%s: reconcile failed", *key)
+            finally:
+                self._active.discard(key)
+                self._queue.task_done()
+                if key in self._again:
+                    self._again.discard(key)
+                    self.add(key)
+
+
 @dataclasses.dataclass
 class Sources:
     """Read access to kopf's indexes (set on the first handler call)."""
@@ -108,11 +167,12 @@ class Runtime:
         self.config = config
         self.settings = settings
         self.sources: Sources | None = None
-        self.wakeups = Wakeups(self.reconcile)
-        self._locks: dict[Key, asyncio.Lock] = {}
+        self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
+        self.wakeups = Wakeups(self._wake)
         self._posted: dict[Key, tuple[dict[str, Any], float]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
         self._org_ids: dict[str, tuple[str, float]] = {}
+        self._org_fetches: dict[str, asyncio.Future[str]] = {}
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def forget(self, key: Key) -> None:
@@ -125,27 +185,44 @@ class Runtime:
         self._posted.pop(key, None)
 
     async def _org_id(self, namespace: str) -> str:
+        """The namespace's org-id label, else its name; one read per namespace per cache period, shared by
+        every reconcile that needs it meanwhile (a burst of new Sandboxes costs one GET, not one each)."""
         cached = self._org_ids.get(namespace)
         if cached is not None and time.monotonic() - cached[1] < self.config.namespace_cache_s:
             return cached[0]
+        fetching = self._org_fetches.get(namespace)
+        if fetching is None:
+            fetching = asyncio.ensure_future(self._fetch_org_id(namespace))
+            self._org_fetches[namespace] = fetching
+            fetching.add_done_callback(lambda _: self._org_fetches.pop(namespace, None))
+        return await asyncio.shield(fetching)
+
+    async def _fetch_org_id(self, namespace: str) -> str:
         labels = await k8s.namespace_labels(self.settings, logger, namespace)
         org = labels.get(constants.NAMESPACE_ORG_LABEL) or namespace
         self._org_ids[namespace] = (org, time.monotonic())
         return org
 
     # --- the reconcile --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.queue.start()
+        self.wakeups.start()
+
+    async def stop(self) -> None:
+        await self.wakeups.stop()
+        await self.queue.stop()
+
+    async def _wake(self, key: Key) -> None:
+        self.queue.add(key)
+
     async def reconcile(self, key: Key) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        """Bring one Sandbox's pod and status in line with the API's state (called by the queue's workers)."""
         try:
-            async with lock:
-                await self._reconcile(key)
+            await self._reconcile(key)
         except (k8s.ApiError, OSError, TimeoutError) as exc:
             # The API may recover (kopf already retried transient errors with backoff): try again later.
             logger.warning("Sandbox %s/%s: %s; retrying in %gs", *key, exc, self.config.retry_delay_s)
             self.wakeups.schedule(key, time.time() + self.config.retry_delay_s)
-        finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._locks.pop(key, None)
 
     async def _reconcile(self, key: Key) -> None:
         if self.sources is None:
