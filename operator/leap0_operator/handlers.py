@@ -99,13 +99,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 # Indexers are async so kopf runs them in its loop (sync ones go through a thread pool: slower, GIL-bound).
-@kopf.index(*SANDBOXES)
-async def sandbox_index(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", name): trim_sandbox(body)}
-
-
+# Pods and templates are kopf indexes: kopf lists them fully before any handler runs, so a restarted operator
+# never mistakes an existing pod for a missing one. Sandboxes need no such guarantee (each one's own event
+# triggers its reconcile): the event handler keeps them in a plain dict, saving kopf's indexing per event.
 @kopf.index(*PODS, labels=SANDBOX_PODS)
 async def pod_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
@@ -126,11 +122,10 @@ Indexes = kopf.Index[Key, dict[str, Any]]
 def _runtime(memo: Any, indexes: dict[str, Any]) -> Runtime:
     runtime: Runtime = memo.runtime
     if runtime.sources is None:
-        sandbox_index: Indexes = indexes["sandbox_index"]
         pod_index: Indexes = indexes["pod_index"]
         template_index: Indexes = indexes["template_index"]
         runtime.sources = Sources(
-            sandbox=lambda key: first(sandbox_index.get(key)),
+            sandbox=runtime.sandboxes.get,
             pod=lambda key: first(pod_index.get(key), key[1]),
             template=lambda key: first(template_index.get(key)),
         )
@@ -139,12 +134,15 @@ def _runtime(memo: Any, indexes: dict[str, Any]) -> Runtime:
 
 
 @kopf.on.event(*SANDBOXES)
-async def sandbox_event(type: str, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+async def sandbox_event(
+    type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **kwargs: Any
+) -> None:
     runtime = _runtime(memo, kwargs)
     key = (namespace or "", name)
     if type == "DELETED":
         runtime.forget(key)
         return
+    runtime.sandboxes[key] = trim_sandbox(body)
     runtime.queue.add(key)
 
 

@@ -155,7 +155,7 @@ class WorkQueue:
 
 @dataclasses.dataclass
 class Sources:
-    """Read access to kopf's indexes (set on the first handler call)."""
+    """Read access to the Sandboxes and kopf's indexes of pods and templates (set by the first handler)."""
 
     sandbox: Lookup
     pod: Lookup
@@ -167,6 +167,7 @@ class Runtime:
         self.config = config
         self.settings = settings
         self.sources: Sources | None = None
+        self.sandboxes: dict[Key, dict[str, Any]] = {}  # trimmed Sandboxes, kept by the Sandbox event handler
         self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
         self.wakeups = Wakeups(self._wake)
         self._posted: dict[Key, tuple[dict[str, Any], float]] = {}
@@ -177,6 +178,7 @@ class Runtime:
     # --- bookkeeping -----------------------------------------------------------------------------
     def forget(self, key: Key) -> None:
         """The Sandbox is gone: drop everything about it."""
+        self.sandboxes.pop(key, None)
         self._posted.pop(key, None)
         self._written.pop(key, None)
         self.wakeups.cancel(key)
