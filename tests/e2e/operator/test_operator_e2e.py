@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -382,3 +384,29 @@ def test_kopf_run_module_reads_its_settings_from_the_environment(
     create_sandbox(api, namespace, "via-kopf", timeout=600)
     pod = wait_for("the pod", pod_exists(api, namespace, "via-kopf"))
     assert pod.spec.init_containers[0].image == "registry.local/sidecar:test"
+
+
+def operator_writes(apiserver: Any) -> int:
+    with urllib.request.urlopen(f"{apiserver.url}/leap0/stats", timeout=10) as response:
+        stats: dict[str, Any] = json.load(response)
+    return int(stats["mutations"].get("kopf", 0))
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    first = start_operator()
+    names = [f"q{i}" for i in range(5)]
+    for name in names:
+        create_sandbox(api, namespace, name, timeout=600)
+    for name in names:
+        wait_for("the pod", pod_exists(api, namespace, name))
+        play_kubelet(api, namespace, name, sandbox_state=RUNNING)
+    for name in names:
+        wait_for("Running", phase(api, namespace, name, "Running"))
+    first.stop()
+    before = operator_writes(apiserver)
+    second = start_operator()
+    wait_for("the restarted operator's first pass", lambda: "leap0 operator:" in second.log.read_text())
+    time.sleep(2)  # long enough to have seen every Sandbox and pod again
+    assert operator_writes(apiserver) == before
