@@ -6,6 +6,7 @@ Each has a tiny fallback used until the module exists (the "schema" helper write
 from __future__ import annotations
 
 import importlib
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,27 @@ def _optional(name: str) -> Any:
 _schema = _optional("schema")
 _tables = _optional("tables")
 _openapi = _optional("openapi")
+_builtin = _optional("builtin")
+
+
+# The request's ``fieldValidation`` (Strict, Warn or Ignore; the server's default is Warn) and the warnings
+# the request collected: set per request by the server, read by ``SchemaCache.prepare`` (aiohttp runs each
+# request in its own task, so each has its own context).
+_FIELD_VALIDATION: ContextVar[str] = ContextVar("leap0_field_validation", default="Warn")
+_WARNINGS: ContextVar[list[str] | None] = ContextVar("leap0_warnings", default=None)
+
+
+def begin_request(field_validation: str) -> None:
+    """Start a request: its ``fieldValidation`` query parameter (empty: the default, Warn)."""
+    _FIELD_VALIDATION.set(field_validation or "Warn")
+    _WARNINGS.set([])
+
+
+def take_warnings() -> list[str]:
+    """The warnings the current request collected (``unknown field "spec.x"``), for ``Warning`` headers."""
+    found = _WARNINGS.get() or []
+    _WARNINGS.set([])
+    return found
 
 
 class SchemaCache:
@@ -41,6 +63,7 @@ class SchemaCache:
         schema = self._cache.get(key)
         if schema is None:
             schema = self._cache[key] = _schema.ResourceSchema(crd, version)
+        _check_unknown_fields(crd["spec"]["names"]["kind"], version, schema.unknown_fields, obj)
         pruned, errors = schema.prepare(obj, old)
         if errors:
             spec = crd["spec"]
@@ -50,6 +73,32 @@ class SchemaCache:
             raise ApiError(422, "Invalid", str(body.get("message", "invalid")), body=body)
         result: dict[str, Any] = pruned
         return result
+
+    def prepare_builtin(self, group: str, version: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A built-in kind's object without the fields its Go type lacks (refused under Strict)."""
+        if _builtin is None:
+            return obj
+        schema = _builtin.BuiltinSchema.for_kind(group, version, kind)
+        if schema is None:
+            return obj
+        if _check_unknown_fields(kind, version, schema.unknown_fields, obj):
+            pruned: dict[str, Any] = schema.prune(obj)
+            return pruned
+        return obj
+
+
+def _check_unknown_fields(kind: str, version: str, find: Any, obj: dict[str, Any]) -> bool:
+    """Apply the request's ``fieldValidation`` to the unknown fields ``find(obj)`` lists: a 400 strict
+    decoding error under Strict, ``Warning`` headers under Warn. True when there are unknown fields."""
+    mode = _FIELD_VALIDATION.get()
+    unknown: list[str] = find(obj)
+    if unknown and mode == "Strict" and _schema is not None:
+        body = _schema.strict_decoding_status(kind, version, unknown)
+        raise ApiError(400, "BadRequest", str(body["message"]), body=body)
+    warnings = _WARNINGS.get()
+    if unknown and mode == "Warn" and warnings is not None:
+        warnings += [f'unknown field "{u}"' for u in unknown]
+    return bool(unknown)
 
 
 def _age(timestamp: str | None, now: datetime) -> str:

@@ -27,10 +27,13 @@ def core(apiserver: ServerThread) -> client.CoreV1Api:
     return client.CoreV1Api(apiserver.api_client())
 
 
-def test_create_sets_uid_resource_version_generation_and_timestamp(core: client.CoreV1Api, namespace: str) -> None:
+def test_create_sets_uid_resource_version_generation_and_timestamp(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     first = core.create_namespaced_pod(namespace, _pod("a"))
     second = core.create_namespaced_pod(namespace, _pod("b"))
-    assert first.metadata.uid and first.metadata.uid != second.metadata.uid
+    assert first.metadata.uid
+    assert first.metadata.uid != second.metadata.uid
     assert int(second.metadata.resource_version) > int(first.metadata.resource_version)
     assert first.metadata.generation == 1
     assert first.metadata.creation_timestamp is not None
@@ -68,7 +71,9 @@ def test_generate_name(core: client.CoreV1Api, namespace: str) -> None:
     assert len(created.metadata.name) == len("worker-") + 5
 
 
-def test_namespace_fixture_namespaces_exist_and_default_is_there(core: client.CoreV1Api, namespace: str) -> None:
+def test_namespace_fixture_namespaces_exist_and_default_is_there(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     names = {ns.metadata.name for ns in core.list_namespace().items}
     assert {"default", namespace} <= names
 
@@ -77,3 +82,21 @@ def test_create_in_a_missing_namespace_is_404(core: client.CoreV1Api) -> None:
     with pytest.raises(client.ApiException) as err:
         core.create_namespaced_pod("no-such-namespace", _pod("a"))
     assert err.value.status == 404
+
+
+def test_a_body_of_another_kind_is_400(core: client.CoreV1Api, namespace: str) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(
+            namespace, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}
+        )
+    assert err.value.status == 400
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(namespace, {"apiVersion": "apps/v1", "metadata": {"name": "x"}})
+    assert err.value.status == 400
+
+
+def test_the_default_namespace_may_not_be_deleted(core: client.CoreV1Api) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.delete_namespace("default")
+    assert err.value.status == 403
+    assert core.read_namespace("default").status.phase == "Active"
