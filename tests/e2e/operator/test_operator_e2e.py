@@ -192,7 +192,7 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
 ) -> None:
     start_operator()
-    kubectl(apiserver, namespace, "apply", "--validate=false", "-f", str(EXAMPLES / "sandbox-minimal.yaml"))
+    kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "sandbox-minimal.yaml"))
     pod = wait_for("the sandbox pod", pod_exists(api, namespace, "minimal"))
     assert pod.metadata.labels[constants.LABEL_SANDBOX_ID] == "minimal"
     assert pod.metadata.labels[constants.LABEL_ORG_ID] == namespace
@@ -281,8 +281,8 @@ def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
     assert "does-not-exist" in failed["message"]
     assert pod_gone(api, namespace, "orphan")()
 
-    kubectl(apiserver, namespace, "apply", "--validate=false", "-f", str(EXAMPLES / "template.yaml"))
-    kubectl(apiserver, namespace, "apply", "--validate=false", "-f", str(EXAMPLES / "sandbox-telemetry.yaml"))
+    kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "template.yaml"))
+    kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "sandbox-telemetry.yaml"))
     create_sandbox(api, namespace, "templated")
     pod = wait_for("the templated pod", pod_exists(api, namespace, "templated"))
     limits = pod.spec.containers[0].resources.limits
