@@ -43,6 +43,9 @@ class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
         return {}
 
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
