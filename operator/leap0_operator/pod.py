@@ -9,7 +9,8 @@ Layout (SPEC.md, "The pod"):
   outlives the app), with its own small fixed resources, the identity env, the user's upstream OTLP settings
   (``valueFrom`` kept), the sandbox container's limits through the downward API, a strict security context;
 - a shared process namespace and a shared ``workspace`` volume, so the sidecar can measure the sandbox;
-- no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does).
+- no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does), and an open
+  stdin on the sandbox container so a REPL/shell default command waits instead of exiting.
 
 The pod is named after the Sandbox (one pod per Sandbox, a deterministic name makes creation idempotent).
 """
@@ -126,6 +127,10 @@ def build_pod(
         "image": effective.image,
         "resources": _resources(str(effective.vcpu), f"{effective.memory}Mi", effective.disk),
         "volumeMounts": [workspace_mount],
+        # An open stdin keeps images whose default command is a REPL or a shell (python:3.12-slim runs
+        # `python3`) waiting for input instead of exiting at once: a sandbox lives until its timeout, and work
+        # reaches it through exec.
+        "stdin": True,
     }
     if effective.command is not None:
         sandbox["command"] = list(effective.command)

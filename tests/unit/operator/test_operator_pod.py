@@ -52,6 +52,7 @@ def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
     }
     assert "command" not in sandbox
     assert "args" not in sandbox
+    assert sandbox["stdin"] is True  # python3 (the default image's command) waits instead of exiting
     telemetry = _container(pod, "telemetry")
     assert [c["name"] for c in spec["initContainers"]] == ["telemetry"]
     assert telemetry["restartPolicy"] == "Always"
