@@ -29,9 +29,11 @@ API_CALLS: list[ApiCall] = [
     ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.delete_sandbox: after retention"),
     ApiCall("", "namespaces", ("get",), "k8s.namespace_labels: the org id label leap0.dev/org-id"),
     # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
-    ApiCall(constants.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_index / sandbox_event"),
+    ApiCall(constants.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
     ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),
-    ApiCall(constants.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index"),
+    ApiCall(
+        constants.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index, template_event"
+    ),
     # --- kopf's own needs ---
     ApiCall(
         "apiextensions.k8s.io",

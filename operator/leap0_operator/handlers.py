@@ -23,6 +23,7 @@ from leap0 import constants
 
 from . import config as config_module
 from .reconcile import trim_pod, trim_sandbox
+from .resolve import template_id
 from .runtime import Key, Runtime, Sources, first
 
 SANDBOXES = (constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL)
@@ -156,3 +157,18 @@ async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo:
     if type == "DELETED":
         runtime.pod_deleted(key)
     runtime.queue.add(key)
+
+
+@kopf.on.event(*TEMPLATES)
+async def template_event(type: str, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    """A template that appears lets the Sandboxes that failed for want of it start (looked at again)."""
+    runtime = _runtime(memo, kwargs)
+    if type == "DELETED":
+        return
+    for key, sandbox in list(runtime.sandboxes.items()):
+        if (
+            key[0] == (namespace or "")
+            and template_id(sandbox["spec"]) == name
+            and sandbox["status"].get("reason") == constants.REASON_TEMPLATE_NOT_FOUND
+        ):
+            runtime.queue.add(key)

@@ -273,15 +273,17 @@ def plan(
         effective, error = None, exc
 
     desired: dict[str, Any] = {"observedGeneration": generation} if generation is not None else {}
+    # The effective values describe the pod: decided when it is created (a later template edit changes
+    # neither the pod nor what the status says about it), refreshed when a pod is (re)created.
+    fresh: dict[str, Any] = {"templateId": template_id(spec)}
     if effective is not None:
-        desired.update(vcpu=effective.vcpu, memory=effective.memory, templateId=effective.template_id)
+        fresh.update(vcpu=effective.vcpu, memory=effective.memory, templateId=effective.template_id)
         if effective.disk is not None:
-            desired["disk"] = effective.disk
-    else:
-        for key in ("vcpu", "memory", "disk"):
-            if key in current:
-                desired[key] = current[key]
-        desired["templateId"] = current.get("templateId", template_id(spec))
+            fresh["disk"] = effective.disk
+    recorded: dict[str, Any] = {
+        k: current[k] for k in ("vcpu", "memory", "disk", "templateId") if k in current
+    }
+    desired.update(recorded if "vcpu" in recorded else fresh)
     expires_at, timeout = expiry(sandbox, effective)
     desired["expiresAt"] = format_time(expires_at)
     for key in ("podName", "startedAt"):
@@ -337,6 +339,9 @@ def plan(
             )
         pname = pod_name(name)
         desired["podName"] = pname
+        for key in ("vcpu", "memory", "disk", "templateId"):
+            desired.pop(key, None)
+        desired.update(fresh)
         reason = constants.REASON_POD_DELETED if current.get("podName") else constants.REASON_POD_CREATED
         message = (
             f"pod {pname} was deleted while the sandbox is live; recreated it"

@@ -280,6 +280,18 @@ def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
     assert failed["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
     assert "does-not-exist" in failed["message"]
     assert pod_gone(api, namespace, "orphan")()
+    # Creating the missing template lets it start.
+    template = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.TEMPLATE_KIND,
+        "metadata": {"name": "does-not-exist"},
+        "spec": {"vcpu": 3},
+    }
+    custom(api).create_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, namespace, constants.TEMPLATE_PLURAL, template
+    )
+    late = wait_for("the pod once the template exists", pod_exists(api, namespace, "orphan"))
+    assert late.spec.containers[0].resources.limits["cpu"] == "3"
 
     kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "template.yaml"))
     kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "sandbox-telemetry.yaml"))

@@ -382,3 +382,29 @@ def test_trim_sandbox_keeps_what_the_plan_needs() -> None:
     assert "managedFields" not in trimmed["metadata"]
     assert "kopf" not in trimmed["status"]
     assert plan(trimmed, None, None, at(1), CONFIG) == plan(body, None, None, at(1), CONFIG)
+
+
+def test_template_edits_do_not_rewrite_a_live_sandboxs_values_but_a_recreated_pod_takes_them() -> None:
+    status = plan(sandbox({"template": "t"}), {"vcpu": 2}, None, at(1), CONFIG).status
+    assert status is not None
+    live = plan(sandbox({"template": "t"}, status), {"vcpu": 2}, pod(running()), at(5), CONFIG).status
+    assert live is not None
+    edited = plan(sandbox({"template": "t"}, live), {"vcpu": 6}, pod(running()), at(6), CONFIG)
+    assert edited.status is not None
+    assert status_patch(live, edited.status) == {}
+    recreated = plan(sandbox({"template": "t"}, live), {"vcpu": 6}, None, at(7), CONFIG)
+    assert recreated.create_pod
+    assert recreated.effective is not None
+    assert recreated.effective.vcpu == 6
+    assert recreated.status is not None
+    assert recreated.status["vcpu"] == 6
+
+
+def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
+    failed = plan(sandbox({"template": "late"}), None, None, at(1), CONFIG).status
+    assert failed is not None
+    assert failed["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
+    later = plan(sandbox({"template": "late"}, failed), {"memory": 2048}, None, at(2), CONFIG)
+    assert later.create_pod
+    assert later.status is not None
+    assert (later.status["phase"], later.status["memory"]) == ("Pending", 2048)
