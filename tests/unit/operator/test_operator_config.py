@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
+from support import subprocess_env
 
 from leap0 import constants
 from leap0_operator import config
@@ -74,3 +78,16 @@ def test_flags_win_over_the_environment() -> None:
 def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.parse(argv, env)
+
+
+def test_the_command_refuses_a_bad_setting_before_starting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "leap0_operator", "--sidecar-memory", "lots"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(KUBECONFIG="/nonexistent"),
+    )
+    assert result.returncode == 2
+    assert "sidecar memory" in result.stderr
+    assert "'lots'" in result.stderr
