@@ -146,8 +146,8 @@ async def sandbox_event(
     if type == "DELETED":
         runtime.forget(key)
         return
-    runtime.sandboxes[key] = trim_sandbox(body)
-    runtime.queue.add(key)
+    if runtime.remember(key, trim_sandbox(body)):
+        runtime.queue.add(key)
 
 
 @kopf.on.event(*PODS, labels=SANDBOX_PODS)

@@ -183,6 +183,23 @@ class Runtime:
         self._written.pop(key, None)
         self.wakeups.cancel(key)
 
+    def remember(self, key: Key, sandbox: dict[str, Any]) -> bool:
+        """Keep the Sandbox's latest state; False when the change is only the echo of our own status write
+        (nothing to reconcile: the spec and metadata are as before, the status is what we wrote)."""
+        previous = self.sandboxes.get(key)
+        self.sandboxes[key] = sandbox
+        written = self._written.get(key)
+        if (
+            previous is not None
+            and written is not None
+            and sandbox["status"] == written
+            and sandbox["spec"] == previous["spec"]
+            and sandbox["metadata"] == previous["metadata"]
+        ):
+            del self._written[key]  # the watch caught up with our last write
+            return False
+        return True
+
     def pod_deleted(self, key: Key) -> None:
         self._posted.pop(key, None)
 
