@@ -188,6 +188,12 @@ def play_kubelet(api: client.ApiClient, namespace: str, name: str, *, sandbox_st
 RUNNING = {"running": {"startedAt": "2026-01-01T00:00:02Z"}}
 
 
+def wait_until_serving(api: client.ApiClient, namespace: str) -> None:
+    """The operator is up and reconciling (for timing-sensitive tests): a probe Sandbox got its pod."""
+    create_sandbox(api, namespace, "ready-probe", timeout=600)
+    wait_for("the operator to serve", pod_exists(api, namespace, "ready-probe"), timeout=60)
+
+
 def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
 ) -> None:
@@ -247,6 +253,7 @@ def test_expiry_deletes_the_pod_and_extending_the_timeout_postpones_it(
     api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
 ) -> None:
     start_operator()
+    wait_until_serving(api, namespace)
     create_sandbox(api, namespace, "short", timeout=2)
     create_sandbox(api, namespace, "extended", timeout=2)
     wait_for(
@@ -267,8 +274,12 @@ def test_expiry_deletes_the_pod_and_extending_the_timeout_postpones_it(
     assert pod_exists(api, namespace, "extended")()
     wait_for("the extended Sandbox's expiry", phase(api, namespace, "extended", "Expired"), timeout=10)
     assert pod_gone(api, namespace, "extended")()
+
     # Expired Sandboxes are deleted after the retention period (2 s here).
-    wait_for("retention to delete the Sandbox", lambda: not sandboxes(api, namespace), timeout=10)
+    def expired_ones_deleted() -> bool:
+        return not {"short", "extended"} & {item["metadata"]["name"] for item in sandboxes(api, namespace)}
+
+    wait_for("retention to delete the expired Sandboxes", expired_ones_deleted, timeout=10)
 
 
 def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
@@ -345,6 +356,7 @@ def test_killing_and_restarting_the_operator_leaves_exactly_one_pod_each(
 ) -> None:
     names = [f"r{i}" for i in range(15)]
     first = start_operator()
+    wait_until_serving(api, namespace)
     for name in names[:8]:
         create_sandbox(api, namespace, name, timeout=600)
     wait_for("some pods", lambda: core(api).list_namespaced_pod(namespace).items)
@@ -360,7 +372,8 @@ def test_killing_and_restarting_the_operator_leaves_exactly_one_pod_each(
         return pods if set(names) <= set(pods) else None
 
     pods = wait_for("a pod per Sandbox", all_pods)
-    assert pods == sorted(names)  # one each, none for the Sandbox that expired while the operator was down
+    # One each, none for the Sandbox that expired while the operator was down.
+    assert pods == sorted([*names, "ready-probe"])
     wait_for(
         "the expiry missed while down", phase(api, namespace, "expires-while-down", "Expired"), timeout=10
     )
