@@ -10,6 +10,7 @@ import helm_python as helm
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 from chart_support import (
     CHART_DIR,
     NAMESPACE,
@@ -387,3 +388,23 @@ def test_chart_and_app_version_are_the_package_version() -> None:
     assert chart().metadata["version"] == version
     assert chart().metadata["appVersion"] == version
     assert leap0.__version__ == version
+
+
+def test_rbac_rules_are_the_operators_manifest() -> None:
+    """The chart reuses operator/rbac.yaml: cluster-wide with peering, it grants exactly that ClusterRole
+    except the namespaced peering objects (a cluster-wide kopf uses ClusterKopfPeering)."""
+    manifest = yaml.safe_load_all((CHART_DIR.parent.parent / "operator" / "rbac.yaml").read_text())
+    (role,) = [doc for doc in manifest if doc and doc["kind"] == "ClusterRole"]
+
+    def triples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        return {
+            (group, resource, verb)
+            for rule in rules
+            for group in rule["apiGroups"]
+            for resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+
+    rendered = one(render(SCENARIOS["two-replicas"]), "ClusterRole")
+    expected = {t for t in triples(role["rules"]) if t[1] != "kopfpeerings"}
+    assert triples(rendered["rules"]) == expected
