@@ -90,7 +90,6 @@ REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 REASON_COMPLETED: Final = "Completed"  # the sandbox process exited with code 0 (restartPolicy Never)
 REASON_POD_DELETED: Final = "PodDeleted"  # the pod went away while the sandbox is live; it is recreated
-REASON_NO_DRIFT: Final = "AsCreated"  # the pod's containers are as the operator created them
 
 # A second condition: the pod's spec was edited after creation (reported, never reverted).
 CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"
