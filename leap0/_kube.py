@@ -42,6 +42,7 @@ def load_configuration(
     """(a kubernetes ``Configuration``, the namespace the config names or None)."""
     import kubernetes.client
     import kubernetes.config
+    import yaml
     from kubernetes.config.config_exception import ConfigException
 
     k8s: Any = kubernetes.client
@@ -58,7 +59,7 @@ def load_configuration(
                 config_file=path, client_configuration=configuration, persist_config=False
             )
             _, current = k8s_config.list_kube_config_contexts(config_file=path)
-        except (ConfigException, OSError, ValueError, TypeError) as exc:
+        except (ConfigException, OSError, ValueError, TypeError, yaml.YAMLError) as exc:
             raise ConfigurationError(f"cannot load kubeconfig {path!r}: {exc}") from exc
         namespace = ((current or {}).get("context") or {}).get("namespace")
         return configuration, namespace

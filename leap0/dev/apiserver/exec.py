@@ -214,7 +214,8 @@ class ExecHandler:
                 _kill(proc)
                 await exited
                 return
-            # Output still in the pipes goes out before the status (bounded: a background child may hold them).
+            # Output still in the pipes goes out before the status (bounded: a background child may keep them)
+            # open).
             if pumps:
                 await asyncio.wait(pumps, timeout=_DRAIN_S)
             status = exit_status(target.command, proc.returncode if proc.returncode is not None else 1)
