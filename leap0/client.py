@@ -367,7 +367,8 @@ class SandboxesClient:
                     resource_version=resource_version,
                     allow_watch_bookmarks=True,
                     timeout_seconds=max(1, math.ceil(remaining)),
-                    _request_timeout=(10, remaining + 1),
+                    # the read timeout ends the watch at the deadline even if the server is late to
+                    _request_timeout=(10, max(0.05, remaining)),
                 ):
                     kind = event.get("type")
                     raw = event.get("raw_object") or {}
