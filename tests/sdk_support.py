@@ -112,3 +112,92 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+class OtlpReceiver:
+    """A real OTLP/HTTP receiver for tests: keeps every POST (path, headers, body), decodes the protobuf."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every span received: name, scope, attributes, status code."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        out = []
+        for path, _, body in self.requests:
+            if path != "/v1/traces":
+                continue
+            req = ExportTraceServiceRequest()
+            req.ParseFromString(body)
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        out.append(
+                            {
+                                "name": span.name,
+                                "scope": ss.scope.name,
+                                "attributes": {a.key: _any_value(a.value) for a in span.attributes},
+                                "status": span.status.code,
+                            }
+                        )
+        return out
+
+    def histograms(self) -> dict[str, list[dict[str, Any]]]:
+        """Histogram name -> data points (attributes, count, unit, scope)."""
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+        out: dict[str, list[dict[str, Any]]] = {}
+        for path, _, body in self.requests:
+            if path != "/v1/metrics":
+                continue
+            req = ExportMetricsServiceRequest()
+            req.ParseFromString(body)
+            for rm in req.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if not metric.HasField("histogram"):
+                            continue
+                        for point in metric.histogram.data_points:
+                            out.setdefault(metric.name, []).append(
+                                {
+                                    "attributes": {a.key: _any_value(a.value) for a in point.attributes},
+                                    "count": point.count,
+                                    "unit": metric.unit,
+                                    "scope": sm.scope.name,
+                                }
+                            )
+        return out
+
+
+def _any_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind else None
