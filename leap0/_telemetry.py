@@ -175,10 +175,7 @@ class OtelTelemetry:
         """Flush and shut down the providers the SDK built itself (never the application's)."""
         owned, self._owned = self._owned, []
         for provider in owned:
-            try:
-                provider.force_flush()
-            finally:
-                provider.shutdown()
+            provider.shutdown()  # exports what is pending (spans) and a last collection (metrics), once
 
 
 def make_telemetry(
