@@ -47,3 +47,23 @@ def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool 
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def http(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP request (for what the kubernetes client cannot send): status, headers, body."""
+    import urllib.error
+    import urllib.request
+
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(base_url + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()

@@ -27,7 +27,9 @@ def core(apiserver: ServerThread) -> client.CoreV1Api:
     return client.CoreV1Api(apiserver.api_client())
 
 
-def test_create_sets_uid_resource_version_generation_and_timestamp(core: client.CoreV1Api, namespace: str) -> None:
+def test_create_sets_uid_resource_version_generation_and_timestamp(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     first = core.create_namespaced_pod(namespace, _pod("a"))
     second = core.create_namespaced_pod(namespace, _pod("b"))
     assert first.metadata.uid and first.metadata.uid != second.metadata.uid
@@ -68,7 +70,9 @@ def test_generate_name(core: client.CoreV1Api, namespace: str) -> None:
     assert len(created.metadata.name) == len("worker-") + 5
 
 
-def test_namespace_fixture_namespaces_exist_and_default_is_there(core: client.CoreV1Api, namespace: str) -> None:
+def test_namespace_fixture_namespaces_exist_and_default_is_there(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     names = {ns.metadata.name for ns in core.list_namespace().items}
     assert {"default", namespace} <= names
 
