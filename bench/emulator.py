@@ -20,9 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kubernetes import client, watch  # noqa: E402
+from kubernetes import client, watch
 
-from leap0.dev.apiserver import ServerThread  # noqa: E402
+from leap0.dev.apiserver import ServerThread
 
 
 def _pod(i: int) -> dict[str, Any]:
@@ -30,7 +30,11 @@ def _pod(i: int) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": f"bench-{i:05d}", "labels": {"app": "bench", "shard": str(i % 10)}},
-        "spec": {"containers": [{"name": "main", "image": "python:3.12-slim", "env": [{"name": "I", "value": str(i)}]}]},
+        "spec": {
+            "containers": [
+                {"name": "main", "image": "python:3.12-slim", "env": [{"name": "I", "value": str(i)}]}
+            ]
+        },
     }
 
 
@@ -44,7 +48,9 @@ def _follow(server: ServerThread, namespace: str, seen: list[int], stop: threadi
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--watchers", type=int, default=2, help="watch streams following the pods meanwhile")
     args = parser.parse_args()
@@ -77,7 +83,7 @@ def main() -> int:
     first = sum(durations[:100]) / 100 * 1000
     last = sum(durations[-100:]) / 100 * 1000
     whole = sum(durations) / len(durations) * 1000
-    print(f"embedded API server: {args.pods} pods created through the kubernetes client, {args.watchers} watchers")
+    print(f"embedded API server: {args.pods} pods via the kubernetes client, {args.watchers} watchers")
     print(f"{'':24}{'ms/pod':>10}{'ratio to first 100':>22}")
     print(f"{'first 100 (baseline)':24}{first:10.2f}{1.0:22.2f}")
     print(f"{'last 100':24}{last:10.2f}{last / first:22.2f}")

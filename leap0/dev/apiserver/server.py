@@ -457,8 +457,8 @@ class ApiServer:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await response.write_eof()
             return response
-        except (ConnectionError, asyncio.CancelledError):
-            raise
+        except ConnectionError:  # the client went away: nothing more to send
+            return response
         finally:
             st.watchers.discard(watcher)
             self._watchers.discard(watcher)

@@ -32,7 +32,8 @@ def test_create_sets_uid_resource_version_generation_and_timestamp(
 ) -> None:
     first = core.create_namespaced_pod(namespace, _pod("a"))
     second = core.create_namespaced_pod(namespace, _pod("b"))
-    assert first.metadata.uid and first.metadata.uid != second.metadata.uid
+    assert first.metadata.uid
+    assert first.metadata.uid != second.metadata.uid
     assert int(second.metadata.resource_version) > int(first.metadata.resource_version)
     assert first.metadata.generation == 1
     assert first.metadata.creation_timestamp is not None

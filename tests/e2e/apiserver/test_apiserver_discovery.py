@@ -44,7 +44,9 @@ def test_core_discovery_lists_the_resources_the_product_touches(apiserver: Serve
     }
     assert expected | {"serviceaccounts"} <= names
     pods = next(r for r in v1.resources if r.name == "pods")
-    assert pods.namespaced and pods.kind == "Pod" and "watch" in pods.verbs
+    assert pods.namespaced
+    assert pods.kind == "Pod"
+    assert "watch" in pods.verbs
 
 
 def test_group_discovery_lists_the_crds_and_builtin_groups(apiserver: ServerThread) -> None:

@@ -88,7 +88,8 @@ def test_get_lists_by_short_name_and_label(apiserver: ServerThread, namespace: s
     assert out == ["sandbox.leap0.dev/two"]
     table = kubectl(kc, "-n", namespace, "get", "sbx").stdout
     assert table.splitlines()[0].startswith("NAME")
-    assert "one" in table and "two" in table
+    assert "one" in table
+    assert "two" in table
 
 
 def test_patch_merge_on_a_custom_resource_and_default_strategic_is_refused(
