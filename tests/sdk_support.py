@@ -201,3 +201,84 @@ class OtlpReceiver:
 def _any_value(value: Any) -> Any:
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind else None
+
+
+def kubelet_running_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod status a kubelet writes once every container (and native sidecar) runs and is ready."""
+    spec = pod.get("spec") or {}
+
+    def statuses(key: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": ctr["name"],
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "image": ctr.get("image", ""),
+                "imageID": "",
+                "state": {"running": {"startedAt": "2026-01-01T00:00:02Z"}},
+            }
+            for ctr in spec.get(key) or []
+        ]
+
+    return {
+        "phase": "Running",
+        "podIP": "10.1.2.3",
+        "startTime": "2026-01-01T00:00:00Z",
+        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+        "initContainerStatuses": statuses("initContainers"),
+        "containerStatuses": statuses("containers"),
+    }
+
+
+def kubelet_image_pull_status(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod status of a sandbox container whose image cannot be pulled."""
+    status = kubelet_running_status(pod)
+    status["phase"] = "Pending"
+    status["conditions"][1]["status"] = "False"
+    for cs in status["containerStatuses"]:
+        if cs["name"] == c.SANDBOX_CONTAINER:
+            cs["ready"] = False
+            cs["started"] = False
+            cs["state"] = {
+                "waiting": {"reason": "ErrImagePull", "message": f'pull access denied for "{cs["image"]}"'}
+            }
+    return status
+
+
+@dataclass
+class StandInKubelet:
+    """Plays the kubelet of a namespace: writes ``behaviour(pod)`` as the status of every new pod."""
+
+    api: client.ApiClient
+    namespace: str
+    behaviour: Callable[[dict[str, Any]], dict[str, Any]] = kubelet_running_status
+    seen: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        core = client.CoreV1Api(self.api)
+        while not self._stop.is_set():
+            w = watch.Watch()
+            with contextlib.suppress(Exception):
+                for event in w.stream(
+                    core.list_namespaced_pod, self.namespace, timeout_seconds=1, _preload_content=False
+                ):
+                    if self._stop.is_set():
+                        break
+                    pod = event["raw_object"]
+                    uid = pod["metadata"].get("uid", "")
+                    if event["type"] == "DELETED" or uid in self.seen:
+                        continue
+                    self.seen.append(uid)
+                    with contextlib.suppress(client.ApiException):
+                        core.patch_namespaced_pod_status(
+                            pod["metadata"]["name"], self.namespace, {"status": self.behaviour(pod)}
+                        )
+
+    def start(self) -> StandInKubelet:
+        threading.Thread(target=self.run, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
