@@ -14,6 +14,7 @@ from sdk_support import running_status, set_status, start_pod
 from leap0 import (
     FilesystemError,
     Leap0Client,
+    ProcessError,
     ProcessTimeoutError,
     Sandbox,
     SandboxNotRunningError,
@@ -93,3 +94,12 @@ def test_tool_calls_need_a_running_pod(sdk: Leap0Client) -> None:
         pending.process.execute("true")
     with pytest.raises(SandboxNotRunningError):
         pending.filesystem.read("x")
+
+
+def test_exec_to_a_pod_that_is_gone_is_a_process_error(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str
+) -> None:
+    ghost = sdk.sandboxes.create(wait=False)
+    set_status(apiserver.api_client(), namespace, ghost.id, running_status(ghost.id))  # no pod behind it
+    with pytest.raises(ProcessError, match="failed"):
+        ghost.process.execute("true")

@@ -88,3 +88,42 @@ def test_status_builders_round_trip_through_the_sdk_parser() -> None:
 @pytest.mark.parametrize("raw", [None, b"", b"not json", b"[1]"])
 def test_unreadable_status_is_an_error(raw: bytes | None) -> None:
     assert parse_exec_status(raw).exit_code is None
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v5.channel.k8s.io"])
+def test_both_protocols_carry_stdin_output_and_status(exec_endpoint, protocol: str) -> None:
+    """v4 cannot half-close stdin: a write sized up front (``head -c N``) still ends, as the SDK relies on."""
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    with client.ApiClient(exec_endpoint.configuration()) as api:
+        ws = stream(
+            client.CoreV1Api(api).connect_get_namespaced_pod_exec,
+            "pod1",
+            "ns1",
+            command=["/bin/sh", "-c", "head -c 5; echo; echo bye >&2; exit 9"],
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            binary=True,
+            _preload_content=False,
+            _headers={"sec-websocket-protocol": protocol},
+        )
+        assert ws.subprotocol == protocol
+        ws.write_stdin(b"hello")
+        ws.run_forever(timeout=10)
+        assert ws.read_channel(1) == b"hello\n"
+        assert ws.read_channel(2) == b"bye\n"
+        assert parse_exec_status(ws.read_channel(3)).exit_code == 9
+
+
+def test_plain_http_request_is_refused_with_a_status(exec_endpoint) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = f"{exec_endpoint.url}/api/v1/namespaces/ns1/pods/pod1/exec?command=true&stdout=true"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url, timeout=10)
+    assert info.value.code == 400
+    assert json.loads(info.value.read())["message"].startswith("Upgrade request required")

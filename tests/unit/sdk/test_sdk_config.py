@@ -88,3 +88,9 @@ def test_missing_or_broken_config_is_a_configuration_error(tmp_path: Path) -> No
         load_configuration(tmp_path / "bad", {})
     with pytest.raises(ConfigurationError, match="no Kubernetes configuration"):
         load_configuration(None, {"HOME": str(tmp_path)})
+
+
+def test_in_cluster_without_a_service_account_is_a_configuration_error(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    with pytest.raises(ConfigurationError, match="in-cluster"):
+        load_configuration(None, env)
