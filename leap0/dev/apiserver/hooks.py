@@ -6,6 +6,7 @@ Each has a tiny fallback used until the module exists (the "schema" helper write
 from __future__ import annotations
 
 import importlib
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,26 @@ def _optional(name: str) -> Any:
 _schema = _optional("schema")
 _tables = _optional("tables")
 _openapi = _optional("openapi")
+
+
+# The request's ``fieldValidation`` (Strict, Warn or Ignore; the server's default is Warn) and the warnings
+# the request collected: set per request by the server, read by ``SchemaCache.prepare`` (aiohttp runs each
+# request in its own task, so each has its own context).
+_FIELD_VALIDATION: ContextVar[str] = ContextVar("leap0_field_validation", default="Warn")
+_WARNINGS: ContextVar[list[str] | None] = ContextVar("leap0_warnings", default=None)
+
+
+def begin_request(field_validation: str) -> None:
+    """Start a request: its ``fieldValidation`` query parameter (empty: the default, Warn)."""
+    _FIELD_VALIDATION.set(field_validation or "Warn")
+    _WARNINGS.set([])
+
+
+def take_warnings() -> list[str]:
+    """The warnings the current request collected (``unknown field "spec.x"``), for ``Warning`` headers."""
+    found = _WARNINGS.get() or []
+    _WARNINGS.set([])
+    return found
 
 
 class SchemaCache:
@@ -41,6 +62,15 @@ class SchemaCache:
         schema = self._cache.get(key)
         if schema is None:
             schema = self._cache[key] = _schema.ResourceSchema(crd, version)
+        mode = _FIELD_VALIDATION.get()
+        if mode in ("Strict", "Warn"):
+            unknown = schema.unknown_fields(obj)
+            if unknown and mode == "Strict":
+                body = _schema.strict_decoding_status(crd["spec"]["names"]["kind"], version, unknown)
+                raise ApiError(400, "BadRequest", str(body["message"]), body=body)
+            warnings = _WARNINGS.get()
+            if warnings is not None:
+                warnings += [f'unknown field "{u}"' for u in unknown]
         pruned, errors = schema.prepare(obj, old)
         if errors:
             spec = crd["spec"]

@@ -132,11 +132,16 @@ class ApiServer:
         path = request.path
         if request.method in MUTATING and not path.startswith("/leap0/"):
             self.mutations[user_agent_product(request.headers.get("User-Agent", ""))] += 1
+        hooks.begin_request(request.query.get("fieldValidation", ""))
         try:
             target = parse_resource_path(path)
             if target is None:
                 return await self._non_resource(request, path)
-            return await self._resource(request, target)
+            response = await self._resource(request, target)
+            if not response.prepared:
+                for text in hooks.take_warnings():
+                    response.headers.add("Warning", f"299 - {json.dumps(text)}")
+            return response
         except ApiError as err:
             return _error(err)
         except SelectorError as err:

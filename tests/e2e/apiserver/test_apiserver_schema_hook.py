@@ -36,7 +36,7 @@ def test_out_of_range_field_is_422_with_its_path(custom: client.CustomObjectsApi
     with pytest.raises(client.ApiException) as err:
         custom.create_namespaced_custom_object(G, V, namespace, P, _sandbox("s", vcpu=99))
     assert err.value.status == 422
-    assert _causes(err) == ["spec.vcpu"]
+    assert "spec.vcpu" in _causes(err)
 
 
 def test_unknown_fields_are_pruned(custom: client.CustomObjectsApi, namespace: str) -> None:
@@ -63,7 +63,7 @@ def test_status_updates_are_checked_too(custom: client.CustomObjectsApi, namespa
     with pytest.raises(client.ApiException) as err:
         custom.patch_namespaced_custom_object_status(G, V, namespace, P, "s", {"status": {"vcpu": "lots"}})
     assert err.value.status == 422
-    assert _causes(err) == ["status.vcpu"]
+    assert "status.vcpu" in _causes(err)
 
 
 def test_kubectl_apply_of_a_bad_sandbox_fails_with_the_field(apiserver: ServerThread, namespace: str) -> None:

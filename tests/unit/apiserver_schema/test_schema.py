@@ -304,12 +304,6 @@ def test_reordering_a_map_list_is_not_a_change() -> None:
     assert SANDBOX.prepare(new, old)[1] == []
 
 
-def test_transition_rules_need_the_field_in_the_old_object() -> None:
-    old = sandbox()
-    del old["spec"]
-    assert SANDBOX.prepare(sandbox(), old)[1] == []
-
-
 def test_unchanged_invalid_values_are_ratcheted_on_update() -> None:
     # An object stored before a rule was tightened keeps updating its status.
     old = sandbox({"vcpu": 16})
@@ -406,3 +400,17 @@ def test_strict_decoding_status() -> None:
 def test_unknown_version_is_an_error() -> None:
     with pytest.raises(KeyError):
         ResourceSchema(CRDS["Sandbox"], "v9")
+
+
+def test_spec_cannot_be_removed_or_added_later_except_timeout() -> None:
+    with_spec = sandbox({"image": "a", "timeout": 5})
+    without_spec = sandbox()
+    del without_spec["spec"]
+    assert messages(SANDBOX.prepare(without_spec, with_spec)[1]) == [
+        'spec: Invalid value: "object": '
+        "spec cannot be removed: it is immutable after creation, except timeout"
+    ]
+    assert messages(SANDBOX.prepare(with_spec, without_spec)[1]) == [
+        'spec: Invalid value: "object": spec is immutable after creation, except timeout'
+    ]
+    assert SANDBOX.prepare(sandbox({"timeout": 60}), without_spec)[1] == []
