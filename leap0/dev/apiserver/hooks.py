@@ -23,6 +23,7 @@ def _optional(name: str) -> Any:
 _schema = _optional("schema")
 _tables = _optional("tables")
 _openapi = _optional("openapi")
+_builtin = _optional("builtin")
 
 
 # The request's ``fieldValidation`` (Strict, Warn or Ignore; the server's default is Warn) and the warnings
@@ -62,15 +63,7 @@ class SchemaCache:
         schema = self._cache.get(key)
         if schema is None:
             schema = self._cache[key] = _schema.ResourceSchema(crd, version)
-        mode = _FIELD_VALIDATION.get()
-        if mode in ("Strict", "Warn"):
-            unknown = schema.unknown_fields(obj)
-            if unknown and mode == "Strict":
-                body = _schema.strict_decoding_status(crd["spec"]["names"]["kind"], version, unknown)
-                raise ApiError(400, "BadRequest", str(body["message"]), body=body)
-            warnings = _WARNINGS.get()
-            if warnings is not None:
-                warnings += [f'unknown field "{u}"' for u in unknown]
+        _check_unknown_fields(crd["spec"]["names"]["kind"], version, schema.unknown_fields, obj)
         pruned, errors = schema.prepare(obj, old)
         if errors:
             spec = crd["spec"]
@@ -80,6 +73,32 @@ class SchemaCache:
             raise ApiError(422, "Invalid", str(body.get("message", "invalid")), body=body)
         result: dict[str, Any] = pruned
         return result
+
+    def prepare_builtin(self, group: str, version: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """A built-in kind's object without the fields its Go type lacks (refused under Strict)."""
+        if _builtin is None:
+            return obj
+        schema = _builtin.BuiltinSchema.for_kind(group, version, kind)
+        if schema is None:
+            return obj
+        if _check_unknown_fields(kind, version, schema.unknown_fields, obj):
+            pruned: dict[str, Any] = schema.prune(obj)
+            return pruned
+        return obj
+
+
+def _check_unknown_fields(kind: str, version: str, find: Any, obj: dict[str, Any]) -> bool:
+    """Apply the request's ``fieldValidation`` to the unknown fields ``find(obj)`` lists: a 400 strict
+    decoding error under Strict, ``Warning`` headers under Warn. True when there are unknown fields."""
+    mode = _FIELD_VALIDATION.get()
+    unknown: list[str] = find(obj)
+    if unknown and mode == "Strict" and _schema is not None:
+        body = _schema.strict_decoding_status(kind, version, unknown)
+        raise ApiError(400, "BadRequest", str(body["message"]), body=body)
+    warnings = _WARNINGS.get()
+    if unknown and mode == "Warn" and warnings is not None:
+        warnings += [f'unknown field "{u}"' for u in unknown]
+    return bool(unknown)
 
 
 def _age(timestamp: str | None, now: datetime) -> str:

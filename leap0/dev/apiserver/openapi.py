@@ -15,8 +15,7 @@ paths of the resource and its subresources. Core kinds: generated from the Kuber
 bundled with the ``kubernetes-validate`` package (converted back to OpenAPI: nullable type lists folded,
 ``$ref``s pointed at ``#/components/schemas``, int-or-string and quantity given their OpenAPI forms).
 
-``kubectl`` also reads ``/openapi/v2`` (protobuf) when it builds its validator, even when it then validates
-nothing client-side: ``openapi_v2_protobuf()`` is the smallest valid answer (an empty document).
+kubectl 1.37 does not read ``/openapi/v2`` for any of this (checked with a request log), so none is served.
 """
 
 from __future__ import annotations
@@ -30,13 +29,14 @@ from typing import Any
 
 __all__ = [
     "CORE_KINDS",
-    "OPENAPI_V2_CONTENT_TYPE",
-    "openapi_v2_protobuf",
+    "OTHER_KINDS",
+    "UNPRUNED_KINDS",
+    "definition_name",
+    "k8s_definitions",
     "openapi_v3_document",
     "openapi_v3_root",
 ]
 
-OPENAPI_V2_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 K8S_SCHEMA_VERSION = "1.37.0"
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 
@@ -54,12 +54,10 @@ CORE_KINDS: dict[str, tuple[str, bool]] = {
 OTHER_KINDS: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {
     ("coordination.k8s.io", "v1"): {"Lease": ("leases", True)},
     ("events.k8s.io", "v1"): {"Event": ("events", True)},
+    ("apiextensions.k8s.io", "v1"): {"CustomResourceDefinition": ("customresourcedefinitions", False)},
 }
-
-
-def openapi_v2_protobuf() -> bytes:
-    """An empty ``openapi_v2.Document`` in protobuf (zero bytes): what ``GET /openapi/v2`` may answer."""
-    return b""
+# Kinds whose unknown fields `builtin.py` does not drop (their schemas are too loose to prune by).
+UNPRUNED_KINDS = frozenset({"CustomResourceDefinition"})
 
 
 # --- schema conversion (JSON schema from kubernetes-validate -> OpenAPI v3) --------------------------------
@@ -75,7 +73,7 @@ def _schema_dir() -> Path | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _k8s_definitions() -> dict[str, Any]:
+def k8s_definitions() -> dict[str, Any]:
     base = _schema_dir()
     if base is None:
         return {}
@@ -475,7 +473,7 @@ _META_KINDS = [
 
 
 def _meta_schemas() -> dict[str, Any]:
-    defs = _k8s_definitions()
+    defs = k8s_definitions()
     schemas = _closure(_META_KINDS, defs)
     if f"{META}.Patch" not in schemas:
         schemas[f"{META}.Patch"] = {
@@ -560,13 +558,13 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
     kinds = CORE_KINDS if (group, version) == ("", "v1") else OTHER_KINDS.get((group, version))
     if not kinds:
         return None
-    defs = _k8s_definitions()
+    defs = k8s_definitions()
     paths: dict[str, Any] = {}
     roots: list[str] = list(_META_KINDS)
     prefix = "/api/v1" if group == "" else f"/apis/{group}/{version}"
     for kind, (plural, namespaced) in kinds.items():
-        name = _definition_name(defs, group, version, kind)
-        list_name = _definition_name(defs, group, version, kind + "List")
+        name = definition_name(defs, group, version, kind)
+        list_name = definition_name(defs, group, version, kind + "List")
         if name is None or list_name is None:
             continue
         roots += [name, list_name]
@@ -578,7 +576,7 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
             namespaced,
             name,
             list_name,
-            status=kind in ("Namespace", "Pod", "Service"),
+            status=kind in ("Namespace", "Pod", "Service", "CustomResourceDefinition"),
             strategic=True,
         )
     if not paths:
@@ -586,7 +584,7 @@ def _builtin_document(group: str, version: str) -> dict[str, Any] | None:
     return _document(dict(sorted(paths.items())), _closure(roots, defs))
 
 
-def _definition_name(defs: dict[str, Any], group: str, version: str, kind: str) -> str | None:
+def definition_name(defs: dict[str, Any], group: str, version: str, kind: str) -> str | None:
     for name, schema in defs.items():
         if not name.endswith("." + kind):
             continue

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -17,8 +18,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import hooks
-from .catalog import CRD_KEY, Resource
+from . import hooks, protobuf
+from .catalog import Resource
 from .errors import ApiError, bad_request, not_found, status_body
 from .patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .routing import Target, parse_resource_path
@@ -40,12 +41,19 @@ SERVER_VERSION = {
 # (request, namespace, pod name, subresource "exec" | "attach" | "log") -> the response.
 SubresourceHandler = Callable[[web.Request, str, str, str], Awaitable[web.StreamResponse]]
 
+log = logging.getLogger(__name__)
+
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter as Go's strconv.ParseBool reads it (kubernetes_asyncio sends ``True``)."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -149,6 +157,9 @@ class ApiServer:
         except PatchError as err:
             reason = {400: "BadRequest", 415: "UnsupportedMediaType"}.get(err.code, "Invalid")
             return _json(status_body(err.code, reason, str(err)), err.code)
+        except Exception as exc:  # a bug here: answer a Status as the real server does, and say where
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            return _json(status_body(500, "InternalError", f"Internal error occurred: {exc!r}"), 500)
 
     async def _non_resource(self, request: web.Request, path: str) -> web.StreamResponse:
         path = path.rstrip("/") or "/"
@@ -248,7 +259,7 @@ class ApiServer:
         dry_run = q.get("dryRun") == "All"
         if t.name is None:  # collection
             if method == "GET":
-                if q.get("watch") in ("true", "1"):
+                if _flag(q.get("watch")):
                     return await self._watch(request, res, t.namespace)
                 return self._list(request, res, t.namespace)
             if res.namespaced and t.namespace is None:
@@ -298,6 +309,12 @@ class ApiServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        if request.content_type == "application/vnd.kubernetes.protobuf":
+            # kubectl's typed clients (kubectl create namespace|configmap|secret|serviceaccount) send these.
+            try:
+                return protobuf.decode_object(await request.read())
+            except protobuf.ProtobufError as exc:
+                raise ApiError(415, "UnsupportedMediaType", str(exc)) from exc
         text = await request.text()
         try:
             if "yaml" in request.content_type:
@@ -337,7 +354,10 @@ class ApiServer:
             except (ValueError, KeyError, TypeError) as exc:
                 raise bad_request("invalid continue token") from exc
             items = [o for o in items if [o["metadata"].get("namespace", ""), o["metadata"]["name"]] > after]
-        limit = int(request.query.get("limit") or 0)
+        try:
+            limit = int(request.query.get("limit") or 0)
+        except ValueError as exc:
+            raise bad_request("limit must be an integer") from exc
         if 0 < limit < len(items):
             last = items[limit - 1]["metadata"]
             start = [last.get("namespace", ""), last["name"]]
@@ -384,8 +404,8 @@ class ApiServer:
         match = self._matchers(request, res)
         table = self._wants_table(request)
         rv_param = q.get("resourceVersion", "")
-        send_initial = q.get("sendInitialEvents") == "true"
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        send_initial = _flag(q.get("sendInitialEvents"))
+        bookmarks = _flag(q.get("allowWatchBookmarks"))
         try:
             timeout = float(q.get("timeoutSeconds") or 1800)
         except ValueError as exc:
@@ -588,7 +608,7 @@ class ApiServer:
         q = request.query
         if "propagationPolicy" in q:
             options["propagationPolicy"] = q["propagationPolicy"]
-        if q.get("orphanDependents") == "true" or options.get("orphanDependents") is True:
+        if _flag(q.get("orphanDependents")) or options.get("orphanDependents") is True:
             options.setdefault("propagationPolicy", "Orphan")
         return options
 
@@ -640,10 +660,3 @@ class ApiServer:
         return _json(
             {"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": {}, "items": deleted}
         )
-
-
-def crd_resource(server: ApiServer) -> Resource:
-    res = server.store.catalogue.get(*CRD_KEY[:1], "v1", CRD_KEY[1])
-    if res is None:  # pragma: no cover - the catalogue always has it
-        raise not_found(*CRD_KEY, "")
-    return res

@@ -35,6 +35,7 @@ Key = tuple[str, str]
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 DEFAULT_HISTORY = 10_000
+PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 def now_iso() -> str:
@@ -84,6 +85,17 @@ def _owner_uids(obj: Obj) -> set[str]:
         for ref in _meta(obj).get("ownerReferences") or []
         if isinstance(ref, dict) and "uid" in ref
     }
+
+
+def _check_type(res: Resource, body: Obj) -> None:
+    """A body of another kind or group than the URL's is refused, as the server's decoder does."""
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    group = api_version.rpartition("/")[0] if isinstance(api_version, str) else res.group
+    if (kind not in (None, "", res.kind)) or (api_version not in (None, "") and group != res.group):
+        raise bad_request(
+            f"the object provided is unrecognized (must be of type {res.kind}): "
+            f"{api_version}, Kind={kind} does not match {res.group_version}, Kind={res.kind}"
+        )
 
 
 def _generate_suffix() -> str:
@@ -185,6 +197,7 @@ class Store:
     def create(self, res: Resource, namespace: str, body: Any, *, dry_run: bool = False) -> Obj:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
+        _check_type(res, body)
         meta = dict(body.get("metadata") or {})
         if res.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
@@ -222,7 +235,8 @@ class Store:
                     ],
                 )
         name = meta["name"]
-        admission.validate_name(res, name)
+        if not (res.is_custom and self.crd_for(res) is not None):
+            admission.validate_name(res, name)  # custom resources: schema.py checks metadata with the rest
         if self.get(res.key, namespace, name) is not None:
             raise already_exists(res.group, res.plural, name)
         for drop in ("uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -254,7 +268,7 @@ class Store:
     def _schema(self, res: Resource, obj: Obj, old: Obj | None) -> Obj:
         crd = self.crd_for(res)
         if crd is None:
-            return obj
+            return self.schemas.prepare_builtin(res.group, res.version, res.kind, obj)
         return self.schemas.prepare(crd, res.version, obj, old)
 
     def _serve_crd(self, crd: Obj) -> None:
@@ -276,6 +290,7 @@ class Store:
         """PUT semantics (patches end here too, with the patched object as body)."""
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
+        _check_type(res, body)
         namespace = namespace if res.namespaced else ""
         old = self.require(res, namespace, name)
         meta_in = body.get("metadata") or {}
@@ -416,6 +431,13 @@ class Store:
         if propagation == "Orphan" and ORPHAN not in finalizers:
             finalizers.append(ORPHAN)
         is_namespace = res.key == NAMESPACE_KEY
+        if is_namespace and name in PROTECTED_NAMESPACES:
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                {"name": name, "kind": "namespaces"},
+            )
         if not finalizers and not is_namespace:
             self._remove(res.key, namespace, name, obj)
             return obj, True

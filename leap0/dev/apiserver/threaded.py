@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,6 +18,19 @@ from .kubeconfig import write_kubeconfig
 from .server import ApiServer
 
 T = TypeVar("T")
+
+
+async def _thread_time() -> float:
+    return time.thread_time()
+
+
+async def _cancel_leftovers() -> None:
+    """Cancel what the server left running (handlers of clients that still hold a connection)."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class ServerThread:
@@ -49,9 +63,13 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self._thread.start()
-        self.server = self.call(self._make())
-        self.url = self.call(self.server.start("127.0.0.1", self._port))
-        write_kubeconfig(self.kubeconfig, self.url)
+        try:
+            self.server = self.call(self._make())
+            self.url = self.call(self.server.start("127.0.0.1", self._port))
+            write_kubeconfig(self.kubeconfig, self.url)
+        except BaseException:
+            self.stop()  # e.g. the port is taken: leave no thread or loop behind
+            raise
         return self
 
     async def _make(self) -> ApiServer:
@@ -62,9 +80,14 @@ class ServerThread:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout)
 
+    def cpu_time(self) -> float:
+        """CPU seconds the server's thread has used so far (for benchmarks)."""
+        return float(self.call(_thread_time()))
+
     def stop(self) -> None:
         if self.server is not None:
             self.call(self.server.stop())
+            self.call(_cancel_leftovers())
             self.server = None
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)

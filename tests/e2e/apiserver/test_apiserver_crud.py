@@ -82,3 +82,21 @@ def test_create_in_a_missing_namespace_is_404(core: client.CoreV1Api) -> None:
     with pytest.raises(client.ApiException) as err:
         core.create_namespaced_pod("no-such-namespace", _pod("a"))
     assert err.value.status == 404
+
+
+def test_a_body_of_another_kind_is_400(core: client.CoreV1Api, namespace: str) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(
+            namespace, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}
+        )
+    assert err.value.status == 400
+    with pytest.raises(client.ApiException) as err:
+        core.create_namespaced_config_map(namespace, {"apiVersion": "apps/v1", "metadata": {"name": "x"}})
+    assert err.value.status == 400
+
+
+def test_the_default_namespace_may_not_be_deleted(core: client.CoreV1Api) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.delete_namespace("default")
+    assert err.value.status == 403
+    assert core.read_namespace("default").status.phase == "Active"

@@ -200,3 +200,10 @@ def test_deleting_a_namespace_deletes_its_content_then_itself(core: client.CoreV
     )
     core.patch_namespaced_config_map("cm", "doomed", {"metadata": {"finalizers": None}})
     _eventually(_gone(lambda: core.read_namespace("doomed")))
+
+
+def test_delete_collection_with_a_label_selector(core: client.CoreV1Api, namespace: str) -> None:
+    for name, team in (("a", "x"), ("b", "x"), ("c", "y")):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": name, "labels": {"team": team}}})
+    core.delete_collection_namespaced_config_map(namespace, label_selector="team=x")
+    assert [cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items] == ["c"]

@@ -96,3 +96,35 @@ def test_the_command_serves_writes_a_kubeconfig_and_stops_on_sigterm(tmp_path: P
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_the_command_fails_clearly_when_the_port_is_taken(apiserver: ServerThread, tmp_path: Path) -> None:
+    port = apiserver.url.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leap0.cli",
+            "dev",
+            "apiserver",
+            "--port",
+            port,
+            "--kubeconfig",
+            str(tmp_path / "k"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert not (tmp_path / "k").exists()
+
+
+def test_server_thread_on_a_taken_port_raises_and_cleans_up(apiserver: ServerThread) -> None:
+    port = int(apiserver.url.rsplit(":", 1)[1])
+    server = ServerThread(port=port)
+    with pytest.raises(OSError, match="address already in use"):
+        server.start()
+    assert not server._thread.is_alive()

@@ -181,3 +181,20 @@ def test_apply_of_the_crd_folder_is_accepted(apiserver: ServerThread) -> None:
     # No OpenAPI document for apiextensions.k8s.io is served, so validation is off for CRDs.
     out = kubectl(apiserver.kubeconfig, "apply", "--validate=false", "-f", str(crd_dir())).stdout
     assert "sandboxes.leap0.dev" in out
+
+
+def test_kubectl_create_sends_protobuf_for_built_in_kinds(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    name = f"{namespace}-made"
+    assert f"namespace/{name} created" in kubectl(kc, "create", "namespace", name).stdout
+    kubectl(kc, "-n", name, "create", "configmap", "cm", "--from-literal=a=b")
+    kubectl(kc, "-n", name, "create", "secret", "generic", "s", "--from-literal=k=v")
+    kubectl(kc, "-n", name, "create", "serviceaccount", "robot")
+    core = client.CoreV1Api(apiserver.api_client())
+    assert core.read_namespaced_config_map("cm", name).data == {"a": "b"}
+    assert core.read_namespaced_secret("s", name).data == {"k": "dg=="}
+    assert core.read_namespaced_service_account("robot", name).metadata.name == "robot"
+    refused = kubectl(kc, "-n", name, "create", "deployment", "d", "--image=busybox", check=False)
+    assert refused.returncode != 0
+    assert "not supported by the embedded API server" in refused.stderr
+    kubectl(kc, "delete", "namespace", name)

@@ -242,3 +242,23 @@ def test_secret_string_data_is_stored_base64_encoded(core: client.CoreV1Api, nam
     assert secret.data == {"k": "dg=="}
     assert secret.type == "Opaque"
     assert secret.string_data is None
+
+
+def test_dry_run_stores_nothing(core: client.CoreV1Api, namespace: str) -> None:
+    created = core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}}, dry_run="All")
+    assert created.metadata.name == "cm"
+    assert core.list_namespaced_config_map(namespace).items == []
+
+
+def test_pod_status_is_a_separate_subresource(core: client.CoreV1Api, namespace: str) -> None:
+    core.create_namespaced_pod(namespace, _pod("p"))
+    pod = core.patch_namespaced_pod(
+        "p", namespace, {"status": {"phase": "Running"}, "metadata": {"labels": {"a": "b"}}}
+    )
+    assert pod.status.phase == "Pending"  # status changes through the main resource are ignored
+    assert pod.metadata.labels == {"a": "b"}
+    pod = core.patch_namespaced_pod_status(
+        "p", namespace, {"status": {"phase": "Running"}, "metadata": {"labels": {"a": "c"}}}
+    )
+    assert pod.status.phase == "Running"
+    assert pod.metadata.labels == {"a": "b"}  # metadata changes through /status are ignored

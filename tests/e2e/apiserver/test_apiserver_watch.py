@@ -29,11 +29,15 @@ def _names(items: list[Any]) -> list[str]:
     return sorted(i.metadata.name for i in items)
 
 
-def _events(api: client.CoreV1Api, namespace: str, **kwargs: Any) -> list[tuple[str, str]]:
+def _events(api: client.CoreV1Api, namespace: str, expect: int = 0, **kwargs: Any) -> list[tuple[str, str]]:
+    """One watch's events: the first ``expect`` of them, or (expect=0) all until a 1 s timeout ends it."""
     w = watch.Watch()
     out = []
-    for ev in w.stream(api.list_namespaced_config_map, namespace, timeout_seconds=1, **kwargs):
+    timeout = 5 if expect else 1
+    for ev in w.stream(api.list_namespaced_config_map, namespace, timeout_seconds=timeout, **kwargs):
         out.append((ev["type"], ev["object"].metadata.name))
+        if len(out) == expect:
+            w.stop()
     return out
 
 
@@ -113,7 +117,7 @@ def test_watch_without_resource_version_starts_with_synthetic_added(
     core.create_namespaced_config_map(namespace, _cm("a"))
     core.patch_namespaced_config_map("a", namespace, {"data": {"k": "changed"}})
     core.create_namespaced_config_map(namespace, _cm("b"))
-    assert _events(core, namespace) == [("ADDED", "a"), ("ADDED", "b")]
+    assert _events(core, namespace, expect=2) == [("ADDED", "a"), ("ADDED", "b")]
 
 
 def test_watch_from_a_resource_version_replays_only_newer_events(
@@ -124,7 +128,7 @@ def test_watch_from_a_resource_version_replays_only_newer_events(
     core.create_namespaced_config_map(namespace, _cm("b"))
     core.patch_namespaced_config_map("a", namespace, {"data": {"k": "changed"}})
     core.delete_namespaced_config_map("b", namespace)
-    events = _events(core, namespace, resource_version=since)
+    events = _events(core, namespace, expect=3, resource_version=since)  # older events would come first
     assert events == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
 
 
@@ -135,7 +139,7 @@ def test_watch_delivers_live_events(core: client.CoreV1Api, namespace: str) -> N
 
     thread = threading.Thread(target=later)
     thread.start()
-    events = _events(core, namespace)
+    events = _events(core, namespace, expect=1)
     thread.join()
     assert events == [("ADDED", "live")]
 
@@ -172,7 +176,7 @@ def test_watch_from_a_compacted_resource_version_is_410_gone() -> None:
         # Within the retained history a watch still resumes.
         recent = core.list_namespaced_config_map("default").metadata.resource_version
         core.create_namespaced_config_map("default", _cm("late"))
-        assert _events(core, "default", resource_version=recent) == [("ADDED", "late")]
+        assert _events(core, "default", expect=1, resource_version=recent) == [("ADDED", "late")]
 
 
 def test_watch_stream_is_json_and_ends_after_timeout_seconds(apiserver: ServerThread, namespace: str) -> None:
@@ -216,3 +220,10 @@ def test_periodic_bookmarks_when_allowed() -> None:
         assert {e["type"] for e in events} == {"BOOKMARK"}
         path = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"
         assert _raw_watch(server, path)[2] == []
+
+
+def test_malformed_query_parameters_are_400_statuses(apiserver: ServerThread, namespace: str) -> None:
+    for query in ("limit=many", "labelSelector=a%20in%20()", "watch=1&resourceVersion=abc"):
+        status, _, body = http(apiserver.url, "GET", f"/api/v1/namespaces/{namespace}/configmaps?{query}")
+        assert status == 400, query
+        assert json.loads(body)["kind"] == "Status"

@@ -276,3 +276,106 @@ def test_kubectl_get_sbx_shows_the_printer_columns(
     labelled = kubectl("get", "sandboxes", "-n", namespace, "--show-labels", "--sort-by", ".metadata.name")
     assert labelled.returncode == 0, labelled.stderr
     assert labelled.stdout.splitlines()[0].split()[-1] == "LABELS"
+
+
+def test_kubectl_get_core_kinds_uses_their_printers(
+    kubectl: Any, apiserver: ServerThread, namespace: str
+) -> None:
+    core = client.CoreV1Api(apiserver.api_client())
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"a": "1", "b": "2"}}
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "sandbox", "image": "python"}, {"name": "telemetry", "image": "t"}]
+            },
+        },
+    )
+    secrets = kubectl("get", "secrets", "-n", namespace)
+    assert secrets.returncode == 0, secrets.stderr
+    assert secrets.stdout.splitlines()[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
+    assert secrets.stdout.splitlines()[1].split()[:3] == ["creds", "Opaque", "2"]
+    pods = kubectl("get", "pods", "-n", namespace)
+    assert pods.stdout.splitlines()[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert pods.stdout.splitlines()[1].split()[:4] == ["p", "0/2", "Pending", "0"]
+    namespaces = kubectl("get", "namespace", namespace)
+    assert namespaces.stdout.splitlines()[0].split() == ["NAME", "STATUS", "AGE"]
+    assert namespaces.stdout.splitlines()[1].split()[:2] == [namespace, "Active"]
+
+
+def test_core_kinds_refuse_unknown_fields_under_strict_and_prune_them_otherwise(
+    kubectl: Any, apiserver: ServerThread, namespace: str
+) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "typo"}, "stringDat": {"a": "b"}}
+    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(secret))
+    assert result.returncode != 0
+    assert (
+        'Secret in version "v1" cannot be handled as a Secret: '
+        'strict decoding error: unknown field "stringDat"' in result.stderr
+    )
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cm"},
+        "data": {"a": "1"},
+        "dat": {},
+    }
+    warned = kubectl("apply", "--validate=warn", "-n", namespace, "-f", "-", stdin=json.dumps(configmap))
+    assert warned.returncode == 0, warned.stderr
+    assert 'Warning: unknown field "dat"' in warned.stderr
+    stored = client.CoreV1Api(apiserver.api_client()).read_namespaced_config_map("cm", namespace)
+    assert stored.data == {"a": "1"}
+    raw = json.loads(kubectl("get", "configmap", "cm", "-n", namespace, "-o", "json").stdout)
+    assert "dat" not in raw
+
+
+def test_kubectl_explain_reads_the_crd_schema(kubectl: Any) -> None:
+    result = kubectl("explain", "sandboxes.spec.memory")
+    assert result.returncode == 0, result.stderr
+    assert "Memory limit (and request) in MiB; even." in result.stdout
+    assert "<integer>" in result.stdout
+
+
+def test_server_side_apply_is_validated_too(kubectl: Any, namespace: str) -> None:
+    bad = kubectl("apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa", namespace, {"memory": 100}))
+    assert bad.returncode != 0
+    assert (
+        "spec.memory: Invalid value: 100: spec.memory in body should be greater than or equal to 512"
+        in bad.stderr
+    )
+    good = kubectl(
+        "apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa", namespace, {"memory": 1024})
+    )
+    assert good.returncode == 0, good.stderr
+    typo = kubectl(
+        "apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa2", namespace, {"memroy": 1024})
+    )
+    assert typo.returncode != 0
+    assert 'unknown field "spec.memroy"' in typo.stderr
+
+
+def test_kubectl_apply_of_the_crds_themselves_works(kubectl: Any) -> None:
+    crds = Path(__file__).resolve().parents[3] / "crds"
+    result = kubectl("apply", "-f", str(crds))
+    assert result.returncode == 0, result.stderr
+    assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev" in result.stdout
+    again = kubectl("apply", "-f", str(crds / "sandboxes.leap0.dev.yaml"))
+    assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev unchanged" in again.stdout
+
+
+def test_a_bad_name_is_reported_with_the_other_errors(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    body = json.loads(sandbox_yaml("Bad_Name", namespace, {"vcpu": 20}))
+    with pytest.raises(client.ApiException) as err:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    assert err.value.status == 422
+    causes = json.loads(err.value.body)["details"]["causes"]
+    assert [c["field"] for c in causes] == ["metadata.name", "spec.vcpu"]
+    assert causes[0]["message"].endswith(
+        "(e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    )

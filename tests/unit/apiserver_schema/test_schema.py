@@ -414,3 +414,159 @@ def test_spec_cannot_be_removed_or_added_later_except_timeout() -> None:
         'spec: Invalid value: "object": spec is immutable after creation, except timeout'
     ]
     assert SANDBOX.prepare(sandbox({"timeout": 60}), without_spec)[1] == []
+
+
+def test_rule_reason_field_path_message_expression_and_default_message() -> None:
+    crd = {
+        "metadata": {"name": "things.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Thing", "plural": "things"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                                    "x-kubernetes-validations": [
+                                        {"rule": "self.a < self.b"},
+                                        {
+                                            "rule": "self.a != 3",
+                                            "reason": "FieldValueForbidden",
+                                            "fieldPath": ".a",
+                                            "messageExpression": "'a may not be ' + string(self.a)",
+                                        },
+                                        {
+                                            "rule": "self.b != 0",
+                                            "reason": "FieldValueRequired",
+                                            "message": "b!",
+                                        },
+                                        {"rule": "self.missing == 1", "message": "needs missing"},
+                                    ],
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    schema = ResourceSchema(crd, "v1")
+    obj = {
+        "apiVersion": "example.com/v1",
+        "kind": "Thing",
+        "metadata": {"name": "t"},
+        "spec": {"a": 3, "b": 0},
+    }
+    errors = schema.prepare(obj, None)[1]
+    assert messages(errors)[:3] == [
+        'spec: Invalid value: "object": failed rule: self.a < self.b',
+        "spec.a: Forbidden: a may not be 3",
+        "spec: Required value: b!",
+    ]
+    assert [e.type for e in errors[:3]] == ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired"]
+    assert messages(errors)[3].startswith('spec: Invalid value: "object": ')
+    assert messages(errors)[3].endswith(" evaluating rule: needs missing")
+
+
+def _thing_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "things.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Thing", "plural": "things"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}},
+                }
+            ],
+        },
+    }
+
+
+def _thing(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": spec}
+
+
+def test_cel_sees_date_times_as_timestamps_and_durations_as_durations() -> None:
+    schema = ResourceSchema(
+        _thing_crd(
+            {
+                "type": "object",
+                "properties": {
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"},
+                    "grace": {"type": "string", "format": "duration"},
+                },
+                "x-kubernetes-validations": [
+                    {"rule": "self.end > self.start", "message": "end must follow start"},
+                    {"rule": "self.grace <= duration('1h')", "message": "grace at most an hour"},
+                ],
+            }
+        ),
+        "v1",
+    )
+    good = _thing({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01+00:00", "grace": "30m"})
+    assert schema.prepare(good, None)[1] == []
+    bad = _thing({"start": "2026-01-01T00:00:00Z", "end": "2025-12-31T23:00:00Z", "grace": "1h30m"})
+    assert messages(schema.prepare(bad, None)[1]) == [
+        'spec: Invalid value: "object": end must follow start',
+        'spec: Invalid value: "object": grace at most an hour',
+    ]
+
+
+def test_set_lists_compare_without_order_and_atomic_lists_with_it() -> None:
+    schema = ResourceSchema(
+        _thing_crd(
+            {
+                "type": "object",
+                "properties": {
+                    "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+                    "steps": {"type": "array", "items": {"type": "string"}},
+                },
+                "x-kubernetes-validations": [
+                    {"rule": "self.tags == oldSelf.tags", "message": "tags are immutable"},
+                    {"rule": "self.steps == oldSelf.steps", "message": "steps are immutable"},
+                ],
+            }
+        ),
+        "v1",
+    )
+    old = _thing({"tags": ["a", "b"], "steps": ["x", "y"]})
+    assert schema.prepare(_thing({"tags": ["b", "a"], "steps": ["x", "y"], "n": 1}), old)[1] == []
+    assert messages(schema.prepare(_thing({"tags": ["a", "b"], "steps": ["y", "x"]}), old)[1]) == [
+        'spec: Invalid value: "object": steps are immutable'
+    ]
+
+
+def test_a_rule_that_does_not_compile_is_reported_on_each_write() -> None:
+    schema = ResourceSchema(
+        _thing_crd({"type": "object", "x-kubernetes-validations": [{"rule": "self.(", "message": "m"}]}),
+        "v1",
+    )
+    (error,) = schema.prepare(_thing({}), None)[1]
+    assert str(error).startswith('spec: Invalid value: "object": rule compile error: ')
+
+
+def test_cel_strings_extension_is_available() -> None:
+    schema = ResourceSchema(
+        _thing_crd(
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string"}},
+                "x-kubernetes-validations": [
+                    {"rule": "self.name.lowerAscii() == self.name", "message": "lower"}
+                ],
+            }
+        ),
+        "v1",
+    )
+    assert schema.prepare(_thing({"name": "abc"}), None)[1] == []
+    assert messages(schema.prepare(_thing({"name": "aBc"}), None)[1]) == [
+        'spec: Invalid value: "object": lower'
+    ]
