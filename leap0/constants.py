@@ -88,6 +88,20 @@ REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
 REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
+REASON_COMPLETED: Final = "Completed"  # the sandbox process exited with code 0 (restartPolicy Never)
+REASON_POD_DELETED: Final = "PodDeleted"  # the pod went away while the sandbox is live; it is recreated
+REASON_NO_DRIFT: Final = "AsCreated"  # the pod's containers are as the operator created them
+
+# A second condition: the pod's spec was edited after creation (reported, never reverted).
+CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"
+
+# --- Operator bookkeeping on objects it owns ---------------------------------------------------------
+# kopf's own storage (diff base, progress, peering) lives under this prefix.
+OPERATOR_PREFIX: Final = "leap0.dev"
+# On each pod: the container images it was created with (JSON), so edits are detected without the template.
+ANNOTATION_POD_IMAGES: Final = "leap0.dev/created-images"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "leap0-operator"
 
 # --- Pod wiring between the operator and the sidecar (downward API and volumes) -----------------------
 # The sandbox container's limits, given to the sidecar through resourceFieldRef (divisor 1m / 1).

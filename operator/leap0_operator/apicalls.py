@@ -2,11 +2,16 @@
 
 The RBAC manifest and the Helm chart's RBAC are checked against this list by tests, so a new call added to the
 operator without its permission fails CI instead of failing in a cluster.
+
+Where the calls are made: ``k8s.py`` (our own calls), the indexes and event handlers in ``handlers.py``
+(kopf's list/watch of what we serve), and kopf itself (resource discovery, namespace globs, peering).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from leap0 import constants
 
 
 class ApiCall(NamedTuple):
@@ -16,5 +21,44 @@ class ApiCall(NamedTuple):
     why: str
 
 
-# Filled in by the operator's implementation (issue: Operator). Keep entries minimal: least privilege.
-API_CALLS: list[ApiCall] = []
+API_CALLS: list[ApiCall] = [
+    # --- ours (k8s.py) ---
+    ApiCall("", "pods", ("create",), "k8s.create_pod: the sandbox pod of each Sandbox"),
+    ApiCall("", "pods", ("delete",), "k8s.delete_pod: the pod of an expired Sandbox"),
+    ApiCall(constants.GROUP, "sandboxes/status", ("patch",), "k8s.patch_sandbox_status: phase, conditions"),
+    ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.delete_sandbox: after retention"),
+    ApiCall("", "namespaces", ("get",), "k8s.namespace_labels: the org id label leap0.dev/org-id"),
+    # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
+    ApiCall(constants.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
+    ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),
+    ApiCall(
+        constants.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index, template_event"
+    ),
+    # --- kopf's own needs ---
+    ApiCall(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        ("list", "watch"),
+        "kopf: discover the served resources and follow CRD changes",
+    ),
+    ApiCall("", "namespaces", ("list", "watch"), "kopf: follow namespaces matching --namespace globs"),
+    ApiCall("kopf.dev", "kopfpeerings", ("get", "list", "watch", "patch"), "kopf: peering, namespaced mode"),
+    ApiCall("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch"), "kopf: peering, cluster"),
+]
+
+
+def permissions() -> set[tuple[str, str, str]]:
+    """Every (group, resource, verb) the operator needs."""
+    return {(call.group, call.resource, verb) for call in API_CALLS for verb in call.verbs}
+
+
+def rbac_rules() -> list[dict[str, list[str]]]:
+    """ClusterRole rules granting exactly :func:`permissions`, one rule per (group, resource)."""
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for group, resource, verb in permissions():
+        verbs.setdefault((group, resource), set()).add(verb)
+    order = ["get", "list", "watch", "create", "update", "patch", "delete"]
+    return [
+        {"apiGroups": [group], "resources": [resource], "verbs": sorted(v, key=order.index)}
+        for (group, resource), v in sorted(verbs.items())
+    ]

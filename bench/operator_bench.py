@@ -1,0 +1,326 @@
+"""Benchmark: the operator creating pods for N Sandboxes, beside the raw floor of creating N pods directly.
+
+    python bench/operator_bench.py                   # 1,000 sandboxes, 60 s idle window
+    python bench/operator_bench.py -n 200 --idle 10  # a quicker look
+
+(Not ``bench/operator.py``: run as a script, that name would shadow the standard library's ``operator``.)
+
+Runs ``leap0 dev apiserver`` and ``leap0-operator`` as child processes, then prints side by side: seconds
+until all N pods exist (operator vs. the same client POSTing N equivalent pods itself) and their ratio;
+mutating API calls by the operator per Sandbox until all are Pending, and after a played kubelet made them
+Running (the emulator counts mutations by User-Agent at GET /leap0/stats; kopf's is ``kopf/...``); writes
+by the operator during an idle window once all are Running; and the operator's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "operator")]
+
+from leap0 import constants  # noqa: E402
+from leap0_operator.config import OperatorConfig  # noqa: E402
+from leap0_operator.pod import build_pod  # noqa: E402
+from leap0_operator.resolve import resolve  # noqa: E402
+
+CONCURRENCY = 16
+SANDBOXES = f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{{ns}}/{constants.SANDBOX_PLURAL}"
+PODS = "/api/v1/namespaces/{ns}/pods"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "operator"), str(REPO / "sidecar")])
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """VmHWM: peak resident set size; VmRSS: current."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Client:
+    """The same client for the floor and for the operator run: aiohttp, CONCURRENCY requests in flight."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = aiohttp.ClientSession(headers={"User-Agent": "bench/1"})
+        self.gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Content-Type": content_type} if content_type else None
+        async with (
+            self.gate,
+            self.session.request(method, self.url + path, json=body, headers=headers) as rsp,
+        ):
+            data = await rsp.json()
+            if rsp.status >= 400:
+                raise RuntimeError(f"{method} {path}: {rsp.status} {data}")
+            return data
+
+    async def create_all(self, path: str, bodies: list[dict[str, Any]]) -> None:
+        await asyncio.gather(*(self.request("POST", path, body) for body in bodies))
+
+    async def count(self, path: str, predicate: Any = None) -> int:
+        items = (await self.request("GET", path))["items"]
+        return sum(1 for item in items if predicate is None or predicate(item))
+
+    async def wait_count(self, path: str, n: int, predicate: Any = None, limit_s: float = 600) -> None:
+        deadline = time.monotonic() + limit_s
+        while await self.count(path, predicate) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {n} at {path}")
+            await asyncio.sleep(0.1)
+
+    async def watch_until(self, path: str, n: int, predicate: Any = None, limit_s: float = 600) -> None:
+        """Follow a watch until ``n`` objects satisfy ``predicate`` (cheaper for the server than listing)."""
+        matching: set[str] = set()
+        timeout = aiohttp.ClientTimeout(total=limit_s)
+        async with self.session.get(self.url + path, params={"watch": "true"}, timeout=timeout) as rsp:
+            async for line in rsp.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                name = event["object"]["metadata"]["name"]
+                if event["type"] != "DELETED" and (predicate is None or predicate(event["object"])):
+                    matching.add(name)
+                else:
+                    matching.discard(name)
+                if len(matching) >= n:
+                    return
+        raise RuntimeError(f"the watch on {path} ended before {n} objects matched")
+
+    async def operator_mutations(self) -> int:
+        stats = await self.request("GET", "/leap0/stats")
+        return int(stats["mutations"].get("kopf", 0))
+
+
+def running_status(name: str) -> dict[str, Any]:
+    started = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    return {
+        "status": {
+            "phase": "Running",
+            "podIP": "10.0.0.1",
+            "startTime": "2026-01-01T00:00:00Z",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+            "initContainerStatuses": [{"name": "telemetry", "ready": True, "state": started}],
+            "containerStatuses": [{"name": "sandbox", "ready": True, "state": started}],
+        }
+    }
+
+
+def phase_is(phase: str) -> Any:
+    return lambda item: (item.get("status") or {}).get("phase") == phase
+
+
+async def bench(n: int, idle: float, url: str, start_operator: Any) -> dict[str, float]:
+    client = Client(url)
+    try:
+        for ns in ("bench-raw", "bench-op"):
+            await client.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+
+        # The floor: the same client creating N equivalent pods itself.
+        config = OperatorConfig()
+        pods = [
+            build_pod(
+                name=f"s{i}",
+                namespace="bench-raw",
+                effective=resolve({}, None, config),
+                org_id="x",
+                config=config,
+            )
+            for i in range(n)
+        ]
+        watching = asyncio.create_task(client.watch_until(PODS.format(ns="bench-raw"), n))
+        await asyncio.sleep(0.2)  # the watch is open
+        t0 = time.monotonic()
+        await client.create_all(PODS.format(ns="bench-raw"), pods)
+        await watching
+        raw_s = time.monotonic() - t0
+
+        # The operator: N Sandboxes, until N pods exist.
+        operator = start_operator()
+        warm = {
+            "apiVersion": constants.API_VERSION,
+            "kind": "Sandbox",
+            "metadata": {"name": "warmup"},
+            "spec": {},
+        }
+        await client.request("POST", SANDBOXES.format(ns="bench-op"), warm)
+        await client.wait_count(PODS.format(ns="bench-op"), 1, limit_s=60)
+        await client.wait_count(SANDBOXES.format(ns="bench-op"), 1, phase_is("Pending"), limit_s=60)
+        base = await client.operator_mutations()
+        cpu_before = cpu_seconds(operator.pid)
+        sandboxes = [
+            {
+                "apiVersion": constants.API_VERSION,
+                "kind": "Sandbox",
+                "metadata": {"name": f"s{i}"},
+                "spec": {},
+            }
+            for i in range(n)
+        ]
+        watching = asyncio.create_task(client.watch_until(PODS.format(ns="bench-op"), n + 1))
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        await client.create_all(SANDBOXES.format(ns="bench-op"), sandboxes)
+        await watching
+        op_s = time.monotonic() - t0
+        await client.watch_until(SANDBOXES.format(ns="bench-op"), n + 1, phase_is("Pending"))
+        until_pending = await client.operator_mutations() - base
+
+        # Play the kubelet: every pod Running; the operator follows with one status write each.
+        before_running = await client.operator_mutations()
+        await asyncio.gather(
+            *(
+                client.request(
+                    "PATCH",
+                    f"{PODS.format(ns='bench-op')}/s{i}/status",
+                    running_status(f"s{i}"),
+                    "application/merge-patch+json",
+                )
+                for i in range(n)
+            )
+        )
+        await client.watch_until(SANDBOXES.format(ns="bench-op"), n, phase_is("Running"))
+        to_running = await client.operator_mutations() - before_running
+        cpu_ms = (cpu_seconds(operator.pid) - cpu_before) * 1000 / n
+
+        # Idle: nothing changes, nothing should be written.
+        before_idle = await client.operator_mutations()
+        await asyncio.sleep(idle)
+        idle_writes = await client.operator_mutations() - before_idle
+        rss = rss_mib(operator.pid)
+        rss_now = rss_mib(operator.pid, "VmRSS")
+    finally:
+        await client.close()
+    return {
+        "raw_s": raw_s,
+        "op_s": op_s,
+        "until_pending": until_pending / n,
+        "to_running": to_running / n,
+        "idle_writes": idle_writes,
+        "rss": rss,
+        "rss_now": rss_now,
+        "cpu_ms": cpu_ms,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", "--sandboxes", type=int, default=1000)
+    parser.add_argument("--idle", type=float, default=60.0, help="idle window in seconds (default 60)")
+    parser.add_argument("--profile", metavar="FILE", help="run the operator under cProfile, stats to FILE")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="leap0-bench-") as tmp:
+        kubeconfig = Path(tmp) / "kubeconfig"
+        port = free_port()
+        apiserver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "leap0.dev.apiserver",
+                "--port",
+                str(port),
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+            env=child_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        children = [apiserver]
+
+        def start_operator() -> subprocess.Popen[bytes]:
+            log = open(Path(tmp) / "operator.log", "wb")  # noqa: SIM115
+            operator = subprocess.Popen(
+                [
+                    sys.executable,
+                    *(["-m", "cProfile", "-o", args.profile, "-m"] if args.profile else ["-m"]),
+                    "leap0_operator",
+                    "--standalone",
+                    "-n",
+                    "bench-op",
+                ],
+                env=child_env(KUBECONFIG=str(kubeconfig)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            children.append(operator)
+            return operator
+
+        try:
+            deadline = time.monotonic() + 30
+            while not kubeconfig.exists():
+                if time.monotonic() > deadline or apiserver.poll() is not None:
+                    raise RuntimeError("the embedded API server did not start")
+                time.sleep(0.05)
+            time.sleep(0.2)
+            figures = asyncio.run(
+                bench(args.sandboxes, args.idle, f"http://127.0.0.1:{port}", start_operator)
+            )
+        finally:
+            for child in reversed(children):
+                child.terminate()
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    n = args.sandboxes
+    print(f"leap0 operator benchmark: {n} sandboxes against the embedded API server")
+    print(f"{'':44}{'operator':>12}{'raw floor':>12}{'ratio':>8}   goal")
+    print(f"{'seconds until all pods exist':44}{figures['op_s']:12.2f}{figures['raw_s']:12.2f}"
+          f"{figures['op_s'] / figures['raw_s']:8.2f}   ratio <= 2")  # fmt: skip
+    pending = figures["until_pending"]
+    print(f"{'mutating calls per sandbox until Pending':44}{pending:12.2f}{1:12.2f}{'':8}   <= 2")
+    print(
+        f"{'mutating calls per sandbox, Pending->Running':44}{figures['to_running']:12.2f}{'':12}{'':8}   1"
+    )
+    print(
+        f"{f'operator writes during {args.idle:g} s idle':44}{figures['idle_writes']:12.0f}{'':12}{'':8}   0"
+    )
+    print(f"{'operator CPU per sandbox, to Running (ms)':44}{figures['cpu_ms']:12.2f}")
+    print(f"{'operator peak RSS (MiB)':44}{figures['rss']:12.1f}{'':12}{'':8}   <= 110")
+    print(f"{'operator RSS after the idle window (MiB)':44}{figures['rss_now']:12.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Operator settings: flags and environment, read once at startup (pure parsing, no I/O).
+
+Every setting has a flag and an environment variable (``LEAP0_OPERATOR_*``); a flag wins over the
+environment, the environment over the default. ``kopf run -m leap0_operator`` has no flags of ours, so
+there the environment alone applies. ``docs/operator.md`` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+
+from leap0 import __version__, constants
+
+ENV_PREFIX = "LEAP0_OPERATOR_"
+# Image names the Helm chart builds too (tag = the package version).
+OPERATOR_IMAGE_REPOSITORY = "ghcr.io/leap0-dev/leap0-operator"
+SIDECAR_IMAGE_REPOSITORY = "ghcr.io/leap0-dev/leap0-sidecar"
+DEFAULT_SIDECAR_IMAGE = f"{SIDECAR_IMAGE_REPOSITORY}:{__version__}"
+DEFAULT_SIDECAR_CPU = "100m"
+DEFAULT_SIDECAR_MEMORY = "64Mi"
+DEFAULT_EXPIRED_RETENTION_S = 3600.0
+DEFAULT_PEERING = "leap0"
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the operator cannot use; the message names the setting and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    """What the reconciler needs: the pod's defaults and the operator's policies."""
+
+    default_image: str = constants.DEFAULT_IMAGE
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    sidecar_cpu: str = DEFAULT_SIDECAR_CPU  # request = limit
+    sidecar_memory: str = DEFAULT_SIDECAR_MEMORY  # request = limit
+    # How long an Expired Sandbox object stays (for `kubectl get` and the SDK) before the operator deletes it.
+    expired_retention_s: float = DEFAULT_EXPIRED_RETENTION_S
+    # A platform-wide OTLP endpoint for sidecars of sandboxes that set none themselves (optional).
+    default_otlp_endpoint: str | None = None
+    # How long to wait before retrying an API call that failed in a way that may recover.
+    retry_delay_s: float = 5.0
+    # How long a namespace's org id is cached (it is read when a pod is created).
+    namespace_cache_s: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How kopf runs: which namespaces, and peering between replicas (mirrors ``kopf run``)."""
+
+    namespaces: tuple[str, ...] = ()
+    clusterwide: bool = False
+    standalone: bool = False
+    peering_name: str = DEFAULT_PEERING
+    peering_mandatory: bool = (
+        False  # the name was given: fail without that peering object (as kopf's -P does)
+    )
+    priority: int = 0
+    liveness_endpoint: str | None = None
+    verbose: bool = False
+    debug: bool = False
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(ENV_PREFIX + name)
+    return value if value not in (None, "") else None
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if seconds < 0:
+        raise ConfigError(f"{name}: must not be negative, got {value!r}")
+    return seconds
+
+
+def _quantity(name: str, value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ConfigError(f"{name}: expected a Kubernetes quantity such as 100m or 64Mi, got {value!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leap0-operator",
+        description="Reconcile leap0 Sandbox resources into sandbox pods. "
+        f"Every option also reads an environment variable {ENV_PREFIX}<NAME> (flags win).",
+    )
+    where = parser.add_argument_group("namespaces (as in `kopf run`)")
+    where.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        default=None,
+        help="serve this namespace (repeatable; globs allowed); env NAMESPACES (comma-separated)",
+    )
+    where.add_argument(
+        "-A",
+        "--all-namespaces",
+        dest="clusterwide",
+        action="store_true",
+        default=None,
+        help="serve the whole cluster (the default when no namespace is given); env ALL_NAMESPACES",
+    )
+    peers = parser.add_argument_group("peering between replicas (as in `kopf run`)")
+    peers.add_argument("--standalone", action="store_true", default=None, help="no peering; env STANDALONE")
+    peers.add_argument(
+        "-P",
+        "--peering",
+        dest="peering_name",
+        default=None,
+        help=f"name of the (Cluster)KopfPeering object (default {DEFAULT_PEERING}); env PEERING",
+    )
+    peers.add_argument("-p", "--priority", type=int, default=None, help="peering priority; env PRIORITY")
+    parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None, help="kopf liveness URL")
+    pod = parser.add_argument_group("sandbox pods")
+    pod.add_argument("--default-image", default=None, help=f"env DEFAULT_IMAGE ({constants.DEFAULT_IMAGE})")
+    pod.add_argument("--sidecar-image", default=None, help=f"env SIDECAR_IMAGE ({DEFAULT_SIDECAR_IMAGE})")
+    pod.add_argument("--sidecar-cpu", default=None, help=f"env SIDECAR_CPU ({DEFAULT_SIDECAR_CPU})")
+    pod.add_argument("--sidecar-memory", default=None, help=f"env SIDECAR_MEMORY ({DEFAULT_SIDECAR_MEMORY})")
+    pod.add_argument(
+        "--default-otlp-endpoint",
+        default=None,
+        help="OTLP endpoint for sidecars of sandboxes that set none; env DEFAULT_OTLP_ENDPOINT",
+    )
+    policy = parser.add_argument_group("policies")
+    policy.add_argument(
+        "--expired-retention",
+        default=None,
+        help=f"seconds an Expired Sandbox is kept before deletion ({DEFAULT_EXPIRED_RETENTION_S:g}); "
+        "env EXPIRED_RETENTION",
+    )
+    policy.add_argument("--retry-delay", default=None, help="seconds before retrying a failed API call (5)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-d", "--debug", action="store_true")
+    return parser
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[OperatorConfig, RunOptions]:
+    """Flags, then environment, then defaults. Raises :class:`ConfigError` (or exits on bad flags)."""
+    args = build_parser().parse_args(list(argv))
+    return _resolve(vars(args), environ)
+
+
+def from_environment(environ: Mapping[str, str]) -> OperatorConfig:
+    """The reconciler's settings from the environment alone (for ``kopf run -m leap0_operator``)."""
+    return _resolve({}, environ)[0]
+
+
+def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[OperatorConfig, RunOptions]:
+    def pick(flag: str, env: str) -> str | None:
+        value = flags.get(flag)
+        if value is not None:
+            return str(value)
+        return _env(environ, env)
+
+    defaults = OperatorConfig()
+    default_image = pick("default_image", "DEFAULT_IMAGE") or defaults.default_image
+    sidecar_image = pick("sidecar_image", "SIDECAR_IMAGE") or defaults.sidecar_image
+    sidecar_cpu = _quantity("sidecar cpu", pick("sidecar_cpu", "SIDECAR_CPU") or defaults.sidecar_cpu)
+    sidecar_memory = _quantity(
+        "sidecar memory", pick("sidecar_memory", "SIDECAR_MEMORY") or defaults.sidecar_memory
+    )
+    retention_raw = pick("expired_retention", "EXPIRED_RETENTION")
+    retention = (
+        _seconds("expired retention", retention_raw) if retention_raw else defaults.expired_retention_s
+    )
+    retry_raw = pick("retry_delay", "RETRY_DELAY")
+    retry = _seconds("retry delay", retry_raw) if retry_raw else defaults.retry_delay_s
+    config = OperatorConfig(
+        default_image=default_image,
+        sidecar_image=sidecar_image,
+        sidecar_cpu=sidecar_cpu,
+        sidecar_memory=sidecar_memory,
+        expired_retention_s=retention,
+        default_otlp_endpoint=pick("default_otlp_endpoint", "DEFAULT_OTLP_ENDPOINT"),
+        retry_delay_s=retry,
+    )
+
+    flag_namespaces = flags.get("namespaces")
+    if isinstance(flag_namespaces, list) and flag_namespaces:
+        namespaces = tuple(str(n) for n in flag_namespaces)
+    else:
+        namespaces = tuple(n.strip() for n in (_env(environ, "NAMESPACES") or "").split(",") if n.strip())
+    clusterwide_flag = flags.get("clusterwide")
+    if clusterwide_flag is None:
+        env_all = _env(environ, "ALL_NAMESPACES")
+        clusterwide = _bool(ENV_PREFIX + "ALL_NAMESPACES", env_all) if env_all else False
+    else:
+        clusterwide = bool(clusterwide_flag)
+    if namespaces and clusterwide:
+        raise ConfigError("either --namespace or --all-namespaces, not both")
+    if not namespaces:
+        clusterwide = True
+    standalone_flag = flags.get("standalone")
+    if standalone_flag is None:
+        env_standalone = _env(environ, "STANDALONE")
+        standalone = _bool(ENV_PREFIX + "STANDALONE", env_standalone) if env_standalone else False
+    else:
+        standalone = bool(standalone_flag)
+    priority_raw = pick("priority", "PRIORITY")
+    try:
+        priority = int(priority_raw) if priority_raw else 0
+    except ValueError:
+        raise ConfigError(f"priority: expected an integer, got {priority_raw!r}") from None
+    options = RunOptions(
+        namespaces=namespaces,
+        clusterwide=clusterwide,
+        standalone=standalone,
+        peering_name=pick("peering_name", "PEERING") or DEFAULT_PEERING,
+        peering_mandatory=pick("peering_name", "PEERING") is not None,
+        priority=priority,
+        liveness_endpoint=pick("liveness_endpoint", "LIVENESS"),
+        verbose=bool(flags.get("verbose")),
+        debug=bool(flags.get("debug")),
+    )
+    return config, options

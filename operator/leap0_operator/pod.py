@@ -1,0 +1,238 @@
+"""The sandbox pod, built from a resolved Sandbox (pure: plain dicts in, a plain pod manifest out).
+
+Layout (SPEC.md, "The pod"):
+
+- container ``sandbox``: the user's image, limits = requests from vcpu/memory/disk, the user's env minus the
+  upstream OTLP exporter settings, plus ``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318`` so the app's SDK
+  sends to the sidecar with zero configuration;
+- native sidecar ``telemetry`` (an init container with ``restartPolicy: Always``: it starts first and
+  outlives the app), with its own small fixed resources, the identity env, the user's upstream OTLP settings
+  (``valueFrom`` kept), the sandbox container's limits through the downward API, a strict security context;
+- a shared process namespace and a shared ``workspace`` volume, so the sidecar can measure the sandbox;
+- no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does), and an open
+  stdin on the sandbox container so a REPL/shell default command waits instead of exiting.
+
+The pod is named after the Sandbox (one pod per Sandbox, a deterministic name makes creation idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from leap0 import constants
+
+from .config import OperatorConfig
+from .resolve import Effective, EnvVar
+
+OTLP_EXPORTER_PREFIX = "OTEL_EXPORTER_OTLP_"
+SIDECAR_OTLP_HTTP_URL = f"http://127.0.0.1:{constants.OTLP_HTTP_PORT}"
+SIDECAR_USER_ID = 65532
+UPSTREAM_ENDPOINT_VARS = (
+    constants.OTEL_EXPORTER_OTLP_ENDPOINT,
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
+
+
+def pod_name(sandbox_name: str) -> str:
+    """The pod of Sandbox ``x`` is named ``x``."""
+    return sandbox_name
+
+
+def split_env(env: Sequence[EnvVar]) -> tuple[list[EnvVar], list[EnvVar]]:
+    """(app env, sidecar env): every ``OTEL_EXPORTER_OTLP_*`` variable describes the upstream exporter, so it
+    goes to the sidecar only; the rest (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ...) stays with
+    the app."""
+    app: list[EnvVar] = []
+    sidecar: list[EnvVar] = []
+    for var in env:
+        (sidecar if str(var["name"]).startswith(OTLP_EXPORTER_PREFIX) else app).append(dict(var))
+    return app, sidecar
+
+
+def _resources(cpu: str, memory: str, disk_mib: int | None = None) -> dict[str, Any]:
+    amounts: dict[str, str] = {"cpu": cpu, "memory": memory}
+    if disk_mib is not None:
+        amounts["ephemeral-storage"] = f"{disk_mib}Mi"
+    return {"limits": dict(amounts), "requests": dict(amounts)}
+
+
+def _downward_limit(name: str, resource: str, divisor: str) -> EnvVar:
+    return {
+        "name": name,
+        "valueFrom": {
+            "resourceFieldRef": {
+                "containerName": constants.SANDBOX_CONTAINER,
+                "resource": resource,
+                "divisor": divisor,
+            }
+        },
+    }
+
+
+def _field(name: str, path: str) -> EnvVar:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": constants.SIDECAR_HEALTH_PORT},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 1,
+    }
+
+
+def owner_reference(sandbox: Mapping[str, Any]) -> dict[str, Any]:
+    """The controller ownerReference making ``sandbox`` the pod's owner (deleting it deletes the pod)."""
+    meta = sandbox["metadata"]
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.SANDBOX_KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def created_images(pod: Mapping[str, Any]) -> dict[str, str]:
+    """Container name → image, for every container and init container of a pod manifest."""
+    spec = pod.get("spec") or {}
+    images: dict[str, str] = {}
+    for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+        images[str(container.get("name"))] = str(container.get("image"))
+    return images
+
+
+def build_pod(
+    *,
+    name: str,
+    namespace: str,
+    effective: Effective,
+    org_id: str,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The pod manifest for Sandbox ``namespace/name`` (without its ownerReference, added by the caller)."""
+    if effective.telemetry:
+        app_env, upstream_env = split_env(effective.env)
+    else:  # no sidecar: the app exports (if at all) straight to the user's endpoint
+        app_env, upstream_env = [dict(v) for v in effective.env], []
+    workspace_mount = {"name": constants.WORKSPACE_VOLUME, "mountPath": constants.WORKSPACE_PATH}
+    sandbox: dict[str, Any] = {
+        "name": constants.SANDBOX_CONTAINER,
+        "image": effective.image,
+        "resources": _resources(str(effective.vcpu), f"{effective.memory}Mi", effective.disk),
+        "volumeMounts": [workspace_mount],
+        # An open stdin keeps images whose default command is a REPL or a shell (python:3.12-slim runs
+        # `python3`) waiting for input instead of exiting at once: a sandbox lives until its timeout, and work
+        # reaches it through exec.
+        "stdin": True,
+    }
+    if effective.command is not None:
+        sandbox["command"] = list(effective.command)
+    if effective.args is not None:
+        sandbox["args"] = list(effective.args)
+
+    init_containers: list[dict[str, Any]] = []
+    if effective.telemetry:
+        app_env = [
+            *app_env,
+            {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": SIDECAR_OTLP_HTTP_URL},
+            {"name": constants.OTEL_EXPORTER_OTLP_PROTOCOL, "value": "http/protobuf"},
+        ]
+        if config.default_otlp_endpoint and not any(
+            v["name"] in UPSTREAM_ENDPOINT_VARS for v in upstream_env
+        ):
+            upstream_env.append(
+                {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": config.default_otlp_endpoint}
+            )
+        sidecar_env: list[EnvVar] = [
+            {"name": constants.ENV_SANDBOX_ID, "value": name},
+            {"name": constants.ENV_ORG_ID, "value": org_id},
+            {"name": constants.ENV_TEMPLATE_ID, "value": effective.template_id},
+            _field(constants.ENV_K8S_NAMESPACE, "metadata.namespace"),
+            _field(constants.ENV_K8S_POD_NAME, "metadata.name"),
+            _downward_limit(constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES, "limits.cpu", "1m"),
+            _downward_limit(constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES, "limits.memory", "1"),
+        ]
+        if effective.disk is not None:
+            sidecar_env.append(
+                _downward_limit(constants.ENV_SANDBOX_DISK_LIMIT_BYTES, "limits.ephemeral-storage", "1")
+            )
+        sidecar_env += [
+            {"name": constants.ENV_WORKSPACE, "value": constants.WORKSPACE_PATH},
+            {"name": constants.ENV_HEALTH_ENDPOINT, "value": f"0.0.0.0:{constants.SIDECAR_HEALTH_PORT}"},
+            *upstream_env,
+        ]
+        init_containers.append(
+            {
+                "name": constants.TELEMETRY_CONTAINER,
+                "image": config.sidecar_image,
+                "restartPolicy": "Always",
+                "env": sidecar_env,
+                "resources": _resources(config.sidecar_cpu, config.sidecar_memory),
+                "volumeMounts": [{**workspace_mount, "readOnly": True}],
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": SIDECAR_USER_ID,
+                    "runAsGroup": SIDECAR_USER_ID,
+                    "readOnlyRootFilesystem": True,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "startupProbe": _probe(constants.SIDECAR_HEALTH_PATH, 1, 30),
+                "readinessProbe": _probe(constants.SIDECAR_READY_PATH, 5, 3),
+                "livenessProbe": _probe(constants.SIDECAR_HEALTH_PATH, 10, 3),
+            }
+        )
+    if app_env:
+        sandbox["env"] = app_env
+
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "shareProcessNamespace": True,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [sandbox],
+        "volumes": [
+            {
+                "name": constants.WORKSPACE_VOLUME,
+                "emptyDir": {"sizeLimit": f"{effective.disk}Mi"} if effective.disk is not None else {},
+            }
+        ],
+    }
+    if init_containers:
+        spec["initContainers"] = init_containers
+    if effective.runtime_class_name:
+        spec["runtimeClassName"] = effective.runtime_class_name
+    if effective.node_selector:
+        spec["nodeSelector"] = dict(effective.node_selector)
+    if effective.tolerations:
+        spec["tolerations"] = [dict(t) for t in effective.tolerations]
+
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(name),
+            "namespace": namespace,
+            "labels": {
+                constants.LABEL_SANDBOX_ID: name,
+                constants.LABEL_ORG_ID: org_id,
+                constants.LABEL_TEMPLATE_ID: effective.template_id,
+                constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
+            },
+        },
+        "spec": spec,
+    }
+    pod["metadata"]["annotations"] = {
+        constants.ANNOTATION_POD_IMAGES: json.dumps(
+            created_images(pod), sort_keys=True, separators=(",", ":")
+        )
+    }
+    return pod

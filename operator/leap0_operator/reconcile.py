@@ -1,0 +1,456 @@
+"""What to do about one Sandbox, decided from plain data (pure): the pod's state, expiry, drift, the status.
+
+:func:`plan` takes the Sandbox, its template, its pod (or None) and the time, and returns a :class:`Plan`:
+whether to create or delete the pod, whether to delete the Sandbox (retention after expiry), the status the
+Sandbox should show, and when to look again. The kopf handlers only carry it out. Everything here is
+unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from leap0 import constants
+
+from .config import OperatorConfig
+from .pod import created_images, pod_name
+from .resolve import Effective, SpecError, resolve, template_id
+
+# The status fields the operator owns (status.kopf, if any, belongs to kopf).
+STATUS_FIELDS = (
+    "phase",
+    "reason",
+    "message",
+    "conditions",
+    "podName",
+    "podIP",
+    "startedAt",
+    "expiresAt",
+    "observedGeneration",
+    "vcpu",
+    "memory",
+    "disk",
+    "templateId",
+)
+
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+
+
+def format_time(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class PodState:
+    """The Sandbox's view of its pod: a phase, a reason a user can act on, and a message."""
+
+    phase: str
+    reason: str
+    message: str
+    ip: str | None = None
+    started_at: str | None = None
+
+
+def _statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = pod.get("status") or {}
+    return [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+
+
+def pod_state(pod: Mapping[str, Any]) -> PodState:
+    """Pending → Running (all containers ready) → Failed with the reason a user needs."""
+    status = pod.get("status") or {}
+    name = str((pod.get("metadata") or {}).get("name", ""))
+    ip = status.get("podIP") or None
+    statuses = _statuses(pod)
+
+    def failed(reason: str, message: str) -> PodState:
+        return PodState(constants.PHASE_FAILED, reason, message, ip)
+
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        why = waiting.get("reason")
+        if why in IMAGE_PULL_REASONS:
+            image = cs.get("image") or "the image"
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return failed(
+                constants.REASON_IMAGE_PULL_ERROR,
+                f"container {cs.get('name')} cannot pull {image} ({why}){detail}",
+            )
+        if why == "CrashLoopBackOff":
+            return failed(
+                constants.REASON_CRASH_LOOP, f"container {cs.get('name')} keeps crashing (CrashLoopBackOff)"
+            )
+    for cs in statuses:
+        for state_key in ("state", "lastState"):
+            terminated = (cs.get(state_key) or {}).get("terminated") or {}
+            if terminated.get("reason") == "OOMKilled" and (
+                state_key == "state" or cs.get("name") == constants.SANDBOX_CONTAINER
+            ):
+                return failed(
+                    constants.REASON_OOM_KILLED,
+                    f"container {cs.get('name')} ran out of memory and was killed (OOMKilled)",
+                )
+    for cs in statuses:
+        if cs.get("name") != constants.SANDBOX_CONTAINER:
+            continue
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated:
+            code = terminated.get("exitCode", 0)
+            if code == 0:
+                return failed(
+                    constants.REASON_COMPLETED,
+                    "the sandbox process exited with code 0; the sandbox has ended",
+                )
+            reason = terminated.get("reason") or "Error"
+            return failed(
+                constants.REASON_CONTAINER_FAILED, f"the sandbox process exited with code {code} ({reason})"
+            )
+    if status.get("phase") in ("Failed", "Succeeded"):
+        detail = status.get("message") or status.get("reason") or f"pod phase {status.get('phase')}"
+        return failed(constants.REASON_POD_FAILED, f"pod {name} ended: {detail}")
+    conditions = {c.get("type"): c for c in status.get("conditions") or ()}
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return failed(
+            constants.REASON_UNSCHEDULABLE,
+            f"pod {name} cannot be scheduled: {scheduled.get('message', '')}".rstrip(": "),
+        )
+    expected = {
+        str(c.get("name"))
+        for c in [
+            *((pod.get("spec") or {}).get("initContainers") or ()),
+            *((pod.get("spec") or {}).get("containers") or ()),
+        ]
+    }
+    ready = {str(cs.get("name")) for cs in statuses if cs.get("ready")}
+    if status.get("phase") == "Running" and expected and expected <= ready:
+        started = None
+        for cs in statuses:
+            if cs.get("name") == constants.SANDBOX_CONTAINER:
+                started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+        return PodState(
+            constants.PHASE_RUNNING,
+            constants.REASON_RUNNING,
+            f"pod {name} is running",
+            ip,
+            started or status.get("startTime"),
+        )
+    if statuses:
+        waiting_for = ", ".join(sorted(expected - ready)) or "containers"
+        return PodState(
+            constants.PHASE_PENDING,
+            constants.REASON_CONTAINERS_NOT_READY,
+            f"waiting for {waiting_for} to be ready",
+            ip,
+        )
+    # Same reason and message as right after creation, so the pod's first watch event causes no status write.
+    return PodState(constants.PHASE_PENDING, constants.REASON_POD_CREATED, created_message(name), ip)
+
+
+def created_message(pod: str) -> str:
+    return f"pod {pod} created, waiting for it to start"
+
+
+def detect_drift(pod: Mapping[str, Any]) -> str | None:
+    """A message when the pod's containers differ from how the operator created them, else None.
+
+    Edits are reported (status condition ``PodSpecDrift``), never reverted: fighting a human or another
+    controller in a loop helps no one.
+    """
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(constants.ANNOTATION_POD_IMAGES)
+    if not raw:
+        return None
+    try:
+        created = json.loads(raw)
+    except ValueError:
+        return f"annotation {constants.ANNOTATION_POD_IMAGES} was edited"
+    live = created_images(pod)
+    changes = []
+    for name in sorted(set(created) | set(live)):
+        before, after = created.get(name), live.get(name)
+        if before != after:
+            if before is None:
+                changes.append(f"container {name} was added")
+            elif after is None:
+                changes.append(f"container {name} was removed")
+            else:
+                changes.append(f"container {name} image changed from {before} to {after}")
+    return "; ".join(changes) if changes else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the handler does for one Sandbox, in this order."""
+
+    status: dict[str, Any] | None  # the desired status (owned fields), None when the Sandbox is going away
+    effective: Effective | None = None  # set when the pod must be created (the builder's input)
+    create_pod: bool = False
+    delete_pod: bool = False
+    delete_sandbox: bool = False
+    wake_at: datetime.datetime | None = None  # look again then (expiry, retention), even if nothing happens
+
+
+def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The operator's part of a status (without ``kopf``, ``None`` values dropped)."""
+    return {k: v for k, v in (status or {}).items() if k in STATUS_FIELDS and v is not None}
+
+
+def _condition(
+    current: Mapping[str, Any],
+    ctype: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+    generation: Any,
+) -> dict[str, Any]:
+    previous = next((c for c in current.get("conditions") or () if c.get("type") == ctype), None)
+    if previous is not None and previous.get("status") == status and previous.get("lastTransitionTime"):
+        since = previous["lastTransitionTime"]
+    else:
+        since = format_time(now)
+    condition = {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+def expiry(sandbox: Mapping[str, Any], effective: Effective | None) -> tuple[datetime.datetime, int | None]:
+    """(expiresAt, timeout): creation + ``spec.timeout`` when set (so changing it reschedules, both ways),
+    else the expiry recorded at the first reconcile (template and default timeouts are decided once), else
+    creation + the template's or default timeout."""
+    meta = sandbox.get("metadata") or {}
+    spec = sandbox.get("spec") or {}
+    created = parse_time(str(meta["creationTimestamp"]))
+    if isinstance(spec.get("timeout"), int):
+        return created + datetime.timedelta(seconds=spec["timeout"]), int(spec["timeout"])
+    recorded = (sandbox.get("status") or {}).get("expiresAt")
+    if recorded:
+        moment = parse_time(str(recorded))
+        return moment, int((moment - created).total_seconds())
+    timeout = effective.timeout if effective is not None else constants.DEFAULT_TIMEOUT_S
+    return created + datetime.timedelta(seconds=timeout), timeout
+
+
+def plan(
+    sandbox: Mapping[str, Any],
+    template: Mapping[str, Any] | None,
+    pod: Mapping[str, Any] | None,
+    now: datetime.datetime,
+    config: OperatorConfig,
+) -> Plan:
+    """Decide from the Sandbox, its template's spec (None if absent), its pod (None if absent), the time."""
+    meta = sandbox.get("metadata") or {}
+    spec = sandbox.get("spec") or {}
+    current = owned_status(sandbox.get("status"))
+    if meta.get("deletionTimestamp"):
+        return Plan(status=None)
+    name = str(meta["name"])
+    generation = meta.get("generation")
+    pod_going = pod is not None and bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+    effective: Effective | None
+    error: SpecError | None = None
+    try:
+        effective = resolve(spec, template, config)
+    except SpecError as exc:
+        effective, error = None, exc
+
+    desired: dict[str, Any] = {"observedGeneration": generation} if generation is not None else {}
+    # The effective values describe the pod: decided when it is created (a later template edit changes
+    # neither the pod nor what the status says about it), refreshed when a pod is (re)created.
+    fresh: dict[str, Any] = {"templateId": template_id(spec)}
+    if effective is not None:
+        fresh.update(vcpu=effective.vcpu, memory=effective.memory, templateId=effective.template_id)
+        if effective.disk is not None:
+            fresh["disk"] = effective.disk
+    recorded: dict[str, Any] = {
+        k: current[k] for k in ("vcpu", "memory", "disk", "templateId") if k in current
+    }
+    desired.update(recorded if "vcpu" in recorded else fresh)
+    expires_at, timeout = expiry(sandbox, effective)
+    desired["expiresAt"] = format_time(expires_at)
+    for key in ("podName", "startedAt"):
+        if key in current:
+            desired[key] = current[key]
+
+    def finish(phase: str, reason: str, message: str, **fields: Any) -> dict[str, Any]:
+        desired.update(phase=phase, reason=reason, message=message)
+        desired.update({k: v for k, v in fields.items() if v is not None})
+        desired["conditions"] = [
+            _condition(
+                current,
+                constants.CONDITION_READY,
+                "True" if phase == constants.PHASE_RUNNING else "False",
+                reason,
+                message,
+                now,
+                generation,
+            )
+        ]
+        return desired
+
+    retention = datetime.timedelta(seconds=config.expired_retention_s)
+    pod_present = pod is not None and not pod_going
+    if current.get("phase") == constants.PHASE_EXPIRED or now >= expires_at:
+        # Expired is final: the pod goes, the Sandbox stays for the retention period (for kubectl, the SDK).
+        if current.get("phase") == constants.PHASE_EXPIRED:
+            status = dict(current)
+            status.pop("podIP", None)
+            if generation is not None:
+                status["observedGeneration"] = generation
+            expired_at = parse_time(str(current.get("expiresAt", desired["expiresAt"])))
+        else:
+            expired_at = expires_at
+            status = finish(
+                constants.PHASE_EXPIRED,
+                constants.REASON_EXPIRED,
+                f"the sandbox reached its timeout of {timeout}s at {format_time(expires_at)}; "
+                "its pod was deleted",
+            )
+        delete_at = expired_at + retention
+        return Plan(
+            status=status,
+            delete_pod=pod_present,
+            delete_sandbox=now >= delete_at,
+            wake_at=None if now >= delete_at else delete_at,
+        )
+
+    if pod is None:
+        if error is not None:
+            return Plan(
+                status=finish(constants.PHASE_FAILED, error.reason, error.message), wake_at=expires_at
+            )
+        pname = pod_name(name)
+        desired["podName"] = pname
+        for key in ("vcpu", "memory", "disk", "templateId"):
+            desired.pop(key, None)
+        desired.update(fresh)
+        reason = constants.REASON_POD_DELETED if current.get("podName") else constants.REASON_POD_CREATED
+        message = (
+            f"pod {pname} was deleted while the sandbox is live; recreated it"
+            if reason == constants.REASON_POD_DELETED
+            else created_message(pname)
+        )
+        desired.pop("podIP", None)
+        return Plan(
+            status=finish(constants.PHASE_PENDING, reason, message),
+            effective=effective,
+            create_pod=True,
+            wake_at=expires_at,
+        )
+
+    pname = str((pod.get("metadata") or {}).get("name"))
+    desired["podName"] = pname
+    owners = [
+        r.get("uid") for r in (pod.get("metadata") or {}).get("ownerReferences") or () if r.get("controller")
+    ]
+    if pod_going or (owners and meta.get("uid") and meta.get("uid") not in owners):
+        status = finish(
+            constants.PHASE_PENDING,
+            constants.REASON_POD_DELETED,
+            f"waiting for the old pod {pname} to go away before creating a new one",
+        )
+        return Plan(status=status, wake_at=expires_at)
+
+    state = pod_state(pod)
+    started = desired.get("startedAt") or (
+        state.started_at if state.phase == constants.PHASE_RUNNING else None
+    )
+    status = finish(state.phase, state.reason, state.message, podIP=state.ip, startedAt=started)
+    drift = detect_drift(pod)
+    if drift is not None:
+        status["conditions"].append(
+            _condition(
+                current,
+                constants.CONDITION_POD_SPEC_DRIFT,
+                "True",
+                constants.REASON_POD_SPEC_DRIFT,
+                f"{drift}; the operator reports edits and does not revert them",
+                now,
+                generation,
+            )
+        )
+    return Plan(status=status, wake_at=expires_at)
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch taking the owned part of ``current`` to ``desired`` (empty when nothing changed);
+    fields that should disappear are set to None."""
+    have = owned_status(current)
+    patch: dict[str, Any] = {}
+    for key in STATUS_FIELDS:
+        if have.get(key) != desired.get(key):
+            patch[key] = desired.get(key)
+    return patch
+
+
+def trim_sandbox(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of a Sandbox in memory (its index): identity, spec, the owned status."""
+    meta = body.get("metadata") or {}
+    keep = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
+    return {
+        "apiVersion": body.get("apiVersion", constants.API_VERSION),
+        "kind": body.get("kind", constants.SANDBOX_KIND),
+        "metadata": {k: meta[k] for k in keep if meta.get(k) is not None},
+        "spec": dict(body.get("spec") or {}),
+        "status": owned_status(body.get("status")),
+    }
+
+
+def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of a pod in memory: enough for :func:`pod_state` and :func:`detect_drift`."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+
+    def containers(key: str) -> list[dict[str, Any]]:
+        return [{"name": c.get("name"), "image": c.get("image")} for c in spec.get(key) or ()]
+
+    def statuses(key: str) -> list[dict[str, Any]]:
+        keep = ("name", "ready", "image", "state", "lastState")
+        return [{k: cs[k] for k in keep if k in cs} for cs in status.get(key) or ()]
+
+    trimmed_meta: dict[str, Any] = {k: meta[k] for k in ("name", "uid", "deletionTimestamp") if meta.get(k)}
+    trimmed_meta["ownerReferences"] = [
+        {"uid": r.get("uid"), "controller": r.get("controller")} for r in meta.get("ownerReferences") or ()
+    ]
+    if constants.ANNOTATION_POD_IMAGES in annotations:
+        trimmed_meta["annotations"] = {
+            constants.ANNOTATION_POD_IMAGES: annotations[constants.ANNOTATION_POD_IMAGES]
+        }
+    trimmed_status: dict[str, Any] = {
+        k: status[k] for k in ("phase", "podIP", "startTime", "reason", "message") if status.get(k)
+    }
+    conditions = [
+        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        for c in status.get("conditions") or ()
+        if c.get("type") in ("PodScheduled", "Ready")
+    ]
+    if conditions:
+        trimmed_status["conditions"] = conditions
+    for key in ("initContainerStatuses", "containerStatuses"):
+        if status.get(key):
+            trimmed_status[key] = statuses(key)
+    return {
+        "metadata": trimmed_meta,
+        "spec": {"containers": containers("containers"), "initContainers": containers("initContainers")},
+        "status": trimmed_status,
+    }

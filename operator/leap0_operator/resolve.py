@@ -1,0 +1,131 @@
+"""Template resolution: a Sandbox's own fields, then its SandboxTemplate's, then the operator's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from leap0 import constants
+
+from .config import OperatorConfig
+
+EnvVar = dict[str, Any]
+
+
+class SpecError(Exception):
+    """A Sandbox that can never work as written (it ends ``Failed``; retrying would not help)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Effective:
+    """Everything the pod is built from, after the template and the defaults were applied."""
+
+    template_id: str
+    image: str
+    vcpu: int
+    memory: int  # MiB
+    disk: int | None  # MiB; None = not limited
+    timeout: int  # seconds
+    env: tuple[EnvVar, ...] = ()
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    telemetry: bool = True
+    runtime_class_name: str | None = None
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+
+def template_id(spec: Mapping[str, Any]) -> str:
+    """The id a Sandbox resolves to: ``spec.template``, else ``default``."""
+    value = spec.get("template")
+    return str(value) if value else constants.DEFAULT_TEMPLATE_ID
+
+
+def merge_env(template_env: Sequence[EnvVar], sandbox_env: Sequence[EnvVar]) -> tuple[EnvVar, ...]:
+    """The template's env overridden name by name by the Sandbox's; template order first, then new names."""
+    merged: dict[str, EnvVar] = {}
+    for var in template_env:
+        merged[str(var["name"])] = dict(var)
+    for var in sandbox_env:
+        merged[str(var["name"])] = dict(var)
+    return tuple(merged.values())
+
+
+def _int_in_range(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(
+            constants.REASON_INVALID_SPEC, f"{name} must be an integer from {low} to {high}, got {value!r}"
+        )
+    return value
+
+
+def resolve(
+    spec: Mapping[str, Any],
+    template: Mapping[str, Any] | None,
+    config: OperatorConfig,
+) -> Effective:
+    """Apply the template (its ``spec``, or None when it does not exist) and the defaults to a Sandbox spec.
+
+    Raises :class:`SpecError` when ``spec.template`` names a template that does not exist (an unset template
+    falls back to ``default``, which may be absent), or when the result has no image or values out of range.
+    """
+    tid = template_id(spec)
+    if template is None and spec.get("template"):
+        raise SpecError(
+            constants.REASON_TEMPLATE_NOT_FOUND,
+            f'SandboxTemplate "{tid}" does not exist in this namespace: create it, or unset spec.template',
+        )
+    tpl: Mapping[str, Any] = template or {}
+
+    def pick(field: str, default: Any) -> Any:
+        if spec.get(field) is not None:
+            return spec[field]
+        if tpl.get(field) is not None:
+            return tpl[field]
+        return default
+
+    image = pick("image", config.default_image)
+    if not image or not str(image).strip():
+        raise SpecError(
+            constants.REASON_INVALID_SPEC,
+            "no image: set spec.image, the template's image or the operator's default image",
+        )
+    vcpu = _int_in_range("vcpu", pick("vcpu", constants.DEFAULT_VCPU), constants.MIN_VCPU, constants.MAX_VCPU)
+    memory = _int_in_range(
+        "memory",
+        pick("memory", constants.DEFAULT_MEMORY_MIB),
+        constants.MIN_MEMORY_MIB,
+        constants.MAX_MEMORY_MIB,
+    )
+    disk_value = pick("disk", None)
+    disk = None if disk_value is None else _int_in_range("disk", disk_value, 1, 1048576)
+    timeout = _int_in_range(
+        "timeout",
+        pick("timeout", constants.DEFAULT_TIMEOUT_S),
+        constants.MIN_TIMEOUT_S,
+        constants.MAX_TIMEOUT_S,
+    )
+    command = spec.get("command")
+    args = spec.get("args")
+    telemetry = spec.get("telemetry") or {}
+    return Effective(
+        template_id=tid,
+        image=str(image),
+        vcpu=vcpu,
+        memory=memory,
+        disk=disk,
+        timeout=timeout,
+        env=merge_env(tpl.get("env") or (), spec.get("env") or ()),
+        command=tuple(command) if command is not None else None,
+        args=tuple(args) if args is not None else None,
+        telemetry=telemetry.get("enabled") is not False,
+        runtime_class_name=tpl.get("runtimeClassName") or None,
+        node_selector=dict(tpl.get("nodeSelector") or {}),
+        tolerations=tuple(tpl.get("tolerations") or ()),
+    )

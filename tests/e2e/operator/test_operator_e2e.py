@@ -1,0 +1,437 @@
+"""The operator as a process against the embedded API server; the test plays kubectl and the kubelet."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client
+from support import REPO, kubectl_path, subprocess_env
+
+from leap0 import constants
+
+pytestmark = pytest.mark.e2e
+T = TypeVar("T")
+EXAMPLES = REPO / "examples"
+
+
+class Operator:
+    """``python -m leap0_operator`` serving one namespace, its log kept for failures."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, *extra: str, **env: str) -> None:
+        self.log = log
+        if extra[:1] == ("kopf",):  # `kopf run -m leap0_operator ...`: settings from the environment only
+            args = [sys.executable, "-m", "kopf", "run", "-m", "leap0_operator", "-n", namespace, *extra[1:]]
+        else:
+            args = [
+                sys.executable, "-m", "leap0_operator", "-n", namespace,
+                "--expired-retention", "2", "--retry-delay", "1", *extra,
+            ]  # fmt: skip
+            if "--peering" not in extra:
+                args.append("--standalone")
+        self._log_file = log.open("ab")
+        self.process = subprocess.Popen(
+            args,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(KUBECONFIG=str(kubeconfig), **env),
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_file.close()
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+
+
+@pytest.fixture
+def start_operator(apiserver: Any, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+    started: list[Operator] = []
+
+    def start(*extra: str, **env: str) -> Operator:
+        log = tmp_path / f"operator-{len(started)}.log"
+        operator = Operator(apiserver.kubeconfig, namespace, log, *extra, **env)
+        started.append(operator)
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()
+        print(f"--- {operator.log.name} ---\n{operator.tail()}")
+
+
+@pytest.fixture
+def api(apiserver: Any) -> Iterator[client.ApiClient]:
+    with apiserver.api_client() as api_client:
+        yield api_client
+
+
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(client.ApiException):
+            last = probe()
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def kubectl(apiserver: Any, namespace: str, *args: str) -> str:
+    result = subprocess.run(
+        [kubectl_path(), "--kubeconfig", str(apiserver.kubeconfig), "-n", namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def sandbox(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = custom(api).get_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, name
+    )
+    return body
+
+
+def sandboxes(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    listed = custom(api).list_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL
+    )
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def create_sandbox(api: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.SANDBOX_KIND,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    custom(api).create_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, body
+    )
+
+
+def phase(
+    api: client.ApiClient, namespace: str, name: str, wanted: str
+) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = sandbox(api, namespace, name).get("status") or {}
+        return status if status.get("phase") == wanted else None
+
+    return probe
+
+
+def pod_exists(api: client.ApiClient, namespace: str, name: str) -> Callable[[], Any]:
+    return lambda: core(api).read_namespaced_pod(name, namespace)
+
+
+def pod_gone(api: client.ApiClient, namespace: str, name: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            core(api).read_namespaced_pod(name, namespace)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    return probe
+
+
+def play_kubelet(api: client.ApiClient, namespace: str, name: str, *, sandbox_state: dict[str, Any]) -> None:
+    """Write the pod status a kubelet would: the sidecar running and ready, the sandbox container as given."""
+    ready = "running" in sandbox_state
+    status = {
+        "phase": "Running" if ready else "Failed",
+        "podIP": "10.1.2.3",
+        "startTime": "2026-01-01T00:00:00Z",
+        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": str(ready)}],
+        "initContainerStatuses": [
+            {"name": "telemetry", "ready": True, "restartCount": 0, "image": "sidecar", "imageID": "",
+             "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}},
+        ],
+        "containerStatuses": [
+            {"name": "sandbox", "ready": ready, "restartCount": 0, "image": "python:3.12-slim", "imageID": "",
+             "state": sandbox_state},
+        ],
+    }  # fmt: skip
+    core(api).patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+RUNNING = {"running": {"startedAt": "2026-01-01T00:00:02Z"}}
+
+
+def wait_until_serving(api: client.ApiClient, namespace: str) -> None:
+    """The operator is up and reconciling (for timing-sensitive tests): a probe Sandbox got its pod."""
+    create_sandbox(api, namespace, "ready-probe", timeout=600)
+    wait_for("the operator to serve", pod_exists(api, namespace, "ready-probe"), timeout=60)
+
+
+def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "sandbox-minimal.yaml"))
+    pod = wait_for("the sandbox pod", pod_exists(api, namespace, "minimal"))
+    assert pod.metadata.labels[constants.LABEL_SANDBOX_ID] == "minimal"
+    assert pod.metadata.labels[constants.LABEL_ORG_ID] == namespace
+    (owner,) = pod.metadata.owner_references
+    assert (owner.kind, owner.name, owner.controller) == ("Sandbox", "minimal", True)
+    assert [c.name for c in pod.spec.containers] == ["sandbox"]
+    assert [c.name for c in pod.spec.init_containers] == ["telemetry"]
+    pending = wait_for("Pending", phase(api, namespace, "minimal", "Pending"))
+    assert pending["podName"] == "minimal"
+    assert pending["vcpu"] == 1
+    assert pending["memory"] == 1024
+    assert pending["expiresAt"]
+
+    play_kubelet(api, namespace, "minimal", sandbox_state=RUNNING)
+    running = wait_for("Running", phase(api, namespace, "minimal", "Running"))
+    assert running["podIP"] == "10.1.2.3"
+    assert running["startedAt"] == "2026-01-01T00:00:02Z"
+    ready = {c["type"]: c for c in running["conditions"]}[constants.CONDITION_READY]
+    assert ready["status"] == "True"
+
+    oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    play_kubelet(api, namespace, "minimal", sandbox_state=oom)
+    failed = wait_for("Failed", phase(api, namespace, "minimal", "Failed"))
+    assert failed["reason"] == constants.REASON_OOM_KILLED
+    assert "out of memory" in failed["message"]
+    table = kubectl(apiserver, namespace, "get", "sandboxes")
+    assert "minimal" in table
+
+
+def test_deleted_pod_is_recreated_and_deleting_the_sandbox_deletes_it(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    create_sandbox(api, namespace, "phoenix", timeout=600)
+    first = wait_for("the pod", pod_exists(api, namespace, "phoenix"))
+    core(api).delete_namespaced_pod("phoenix", namespace)
+    second = wait_for(
+        "a new pod",
+        lambda: (
+            (p := core(api).read_namespaced_pod("phoenix", namespace)).metadata.uid != first.metadata.uid
+            and p
+        ),
+    )
+    assert second.metadata.owner_references[0].name == "phoenix"
+    custom(api).delete_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, "phoenix"
+    )
+    wait_for("the pod to go with its Sandbox", pod_gone(api, namespace, "phoenix"))
+
+
+def test_expiry_deletes_the_pod_and_extending_the_timeout_postpones_it(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    wait_until_serving(api, namespace)
+    create_sandbox(api, namespace, "short", timeout=2)
+    create_sandbox(api, namespace, "extended", timeout=2)
+    wait_for(
+        "pods", lambda: pod_exists(api, namespace, "short")() and pod_exists(api, namespace, "extended")()
+    )
+    custom(api).patch_namespaced_custom_object(
+        constants.GROUP,
+        constants.VERSION,
+        namespace,
+        constants.SANDBOX_PLURAL,
+        "extended",
+        {"spec": {"timeout": 6}},
+    )
+    expired = wait_for("Expired", phase(api, namespace, "short", "Expired"), timeout=10)
+    assert expired["reason"] == constants.REASON_EXPIRED
+    assert pod_gone(api, namespace, "short")()
+    # The extended one outlives the original deadline, then expires at its new one.
+    assert pod_exists(api, namespace, "extended")()
+    wait_for("the extended Sandbox's expiry", phase(api, namespace, "extended", "Expired"), timeout=10)
+    assert pod_gone(api, namespace, "extended")()
+
+    # Expired Sandboxes are deleted after the retention period (2 s here).
+    def expired_ones_deleted() -> bool:
+        return not {"short", "extended"} & {item["metadata"]["name"] for item in sandboxes(api, namespace)}
+
+    wait_for("retention to delete the expired Sandboxes", expired_ones_deleted, timeout=10)
+
+
+def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    create_sandbox(api, namespace, "orphan", template="does-not-exist")
+    failed = wait_for("Failed", phase(api, namespace, "orphan", "Failed"))
+    assert failed["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
+    assert "does-not-exist" in failed["message"]
+    assert pod_gone(api, namespace, "orphan")()
+    # Creating the missing template lets it start.
+    template = {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.TEMPLATE_KIND,
+        "metadata": {"name": "does-not-exist"},
+        "spec": {"vcpu": 3},
+    }
+    custom(api).create_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, namespace, constants.TEMPLATE_PLURAL, template
+    )
+    late = wait_for("the pod once the template exists", pod_exists(api, namespace, "orphan"))
+    assert late.spec.containers[0].resources.limits["cpu"] == "3"
+
+    kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "template.yaml"))
+    kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "sandbox-telemetry.yaml"))
+    create_sandbox(api, namespace, "templated")
+    pod = wait_for("the templated pod", pod_exists(api, namespace, "templated"))
+    limits = pod.spec.containers[0].resources.limits
+    assert limits == {"cpu": "2", "memory": "2048Mi", "ephemeral-storage": "2048Mi"}
+    status = wait_for("Pending", phase(api, namespace, "templated", "Pending"))
+    assert (status["vcpu"], status["memory"], status["disk"], status["templateId"]) == (
+        2,
+        2048,
+        2048,
+        "default",
+    )
+
+    telemetry_pod = wait_for("the telemetry pod", pod_exists(api, namespace, "with-telemetry"))
+    sidecar_env = {e.name: e for e in telemetry_pod.spec.init_containers[0].env}
+    assert sidecar_env["OTEL_EXPORTER_OTLP_ENDPOINT"].value == "https://otlp.example.com"
+    headers_ref = sidecar_env["OTEL_EXPORTER_OTLP_HEADERS"].value_from.secret_key_ref
+    assert (headers_ref.name, headers_ref.key) == ("otlp-credentials", "headers")
+    app_env = {e.name: e.value for e in telemetry_pod.spec.containers[0].env}
+    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4318"
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in app_env
+
+
+def test_an_edited_pod_is_reported_not_fought(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    create_sandbox(api, namespace, "edited", timeout=600)
+    pod = wait_for("the pod", pod_exists(api, namespace, "edited"))
+    core(api).patch_namespaced_pod(
+        "edited", namespace, {"spec": {"containers": [{"name": "sandbox", "image": "evil:1"}]}}
+    )
+
+    def drift() -> dict[str, Any] | None:
+        conditions = (sandbox(api, namespace, "edited").get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == constants.CONDITION_POD_SPEC_DRIFT), None)
+
+    condition = wait_for("the PodSpecDrift condition", drift)
+    assert condition["status"] == "True"
+    assert "evil:1" in condition["message"]
+    time.sleep(0.5)
+    now = core(api).read_namespaced_pod("edited", namespace)
+    assert now.metadata.uid == pod.metadata.uid  # not recreated
+    assert now.spec.containers[0].image == "evil:1"  # not reverted
+
+
+def test_killing_and_restarting_the_operator_leaves_exactly_one_pod_each(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    names = [f"r{i}" for i in range(15)]
+    first = start_operator()
+    wait_until_serving(api, namespace)
+    for name in names[:8]:
+        create_sandbox(api, namespace, name, timeout=600)
+    wait_for("some pods", lambda: core(api).list_namespaced_pod(namespace).items)
+    first.stop(signal.SIGKILL)
+    for name in names[8:]:
+        create_sandbox(api, namespace, name, timeout=600)
+    create_sandbox(api, namespace, "expires-while-down", timeout=1)
+    time.sleep(1.5)
+    start_operator("--expired-retention", "60")
+
+    def all_pods() -> list[str] | None:
+        pods = sorted(p.metadata.name for p in core(api).list_namespaced_pod(namespace).items)
+        return pods if set(names) <= set(pods) else None
+
+    pods = wait_for("a pod per Sandbox", all_pods)
+    # One each, none for the Sandbox that expired while the operator was down.
+    assert pods == sorted([*names, "ready-probe"])
+    wait_for(
+        "the expiry missed while down", phase(api, namespace, "expires-while-down", "Expired"), timeout=10
+    )
+    for name in names:
+        wait_for("Pending", phase(api, namespace, name, "Pending"))
+
+
+def test_two_replicas_with_peering_create_one_pod_per_sandbox(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "leap0"}}
+    custom(api).create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", peering)
+    start_operator("--peering", "leap0", "--priority", "10")
+    start_operator("--peering", "leap0", "--priority", "20")
+    names = [f"p{i}" for i in range(10)]
+    for name in names:
+        create_sandbox(api, namespace, name, timeout=600)
+
+    def all_pods() -> list[str] | None:
+        pods = [p.metadata.name for p in core(api).list_namespaced_pod(namespace).items]
+        return pods if set(names) <= set(pods) else None
+
+    pods = wait_for("a pod per Sandbox", all_pods, timeout=30)
+    assert sorted(pods) == sorted(names)
+    for name in names:
+        wait_for("Pending", phase(api, namespace, name, "Pending"))
+
+
+def test_kopf_run_module_reads_its_settings_from_the_environment(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("kopf", "--standalone", LEAP0_OPERATOR_SIDECAR_IMAGE="registry.local/sidecar:test")
+    create_sandbox(api, namespace, "via-kopf", timeout=600)
+    pod = wait_for("the pod", pod_exists(api, namespace, "via-kopf"))
+    assert pod.spec.init_containers[0].image == "registry.local/sidecar:test"
+
+
+def operator_writes(apiserver: Any) -> int:
+    with urllib.request.urlopen(f"{apiserver.url}/leap0/stats", timeout=10) as response:
+        stats: dict[str, Any] = json.load(response)
+    return int(stats["mutations"].get("kopf", 0))
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    first = start_operator()
+    names = [f"q{i}" for i in range(5)]
+    for name in names:
+        create_sandbox(api, namespace, name, timeout=600)
+    for name in names:
+        wait_for("the pod", pod_exists(api, namespace, name))
+        play_kubelet(api, namespace, name, sandbox_state=RUNNING)
+    for name in names:
+        wait_for("Running", phase(api, namespace, name, "Running"))
+    first.stop()
+    before = operator_writes(apiserver)
+    second = start_operator()
+    wait_for("the restarted operator's first pass", lambda: "leap0 operator:" in second.log.read_text())
+    time.sleep(2)  # long enough to have seen every Sandbox and pod again
+    assert operator_writes(apiserver) == before

@@ -1,0 +1,93 @@
+"""Operator settings: flags win over the environment, which wins over defaults; bad values fail clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from support import subprocess_env
+
+from leap0 import constants
+from leap0_operator import config
+
+
+def test_defaults_serve_the_whole_cluster_with_the_contracts_default_image() -> None:
+    operator_config, options = config.parse([], {})
+    assert operator_config.default_image == constants.DEFAULT_IMAGE
+    assert operator_config.sidecar_image == "ghcr.io/leap0-dev/leap0-sidecar:0.1.0"
+    assert operator_config.expired_retention_s == 3600
+    assert operator_config.default_otlp_endpoint is None
+    assert options.clusterwide
+    assert options.namespaces == ()
+    assert not options.standalone
+    assert not options.peering_mandatory
+
+
+def test_environment_configures_everything() -> None:
+    env = {
+        "LEAP0_OPERATOR_SIDECAR_IMAGE": "registry.local/sidecar:dev",
+        "LEAP0_OPERATOR_SIDECAR_CPU": "50m",
+        "LEAP0_OPERATOR_SIDECAR_MEMORY": "32Mi",
+        "LEAP0_OPERATOR_DEFAULT_IMAGE": "busybox",
+        "LEAP0_OPERATOR_EXPIRED_RETENTION": "2.5",
+        "LEAP0_OPERATOR_NAMESPACES": "team-a, team-b",
+        "LEAP0_OPERATOR_PEERING": "blue",
+        "LEAP0_OPERATOR_PRIORITY": "7",
+        "LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT": "http://collector:4318",
+    }
+    operator_config, options = config.parse([], env)
+    assert operator_config == config.OperatorConfig(
+        default_image="busybox",
+        sidecar_image="registry.local/sidecar:dev",
+        sidecar_cpu="50m",
+        sidecar_memory="32Mi",
+        expired_retention_s=2.5,
+        default_otlp_endpoint="http://collector:4318",
+    )
+    assert options.namespaces == ("team-a", "team-b")
+    assert not options.clusterwide
+    assert options.peering_name == "blue"
+    assert options.peering_mandatory
+    assert options.priority == 7
+    assert config.from_environment(env) == operator_config
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = {"LEAP0_OPERATOR_SIDECAR_IMAGE": "from-env", "LEAP0_OPERATOR_NAMESPACES": "env-ns"}
+    operator_config, options = config.parse(
+        ["--sidecar-image", "from-flag", "-n", "a", "--namespace", "b", "--standalone", "-p", "3"], env
+    )
+    assert operator_config.sidecar_image == "from-flag"
+    assert options.namespaces == ("a", "b")
+    assert options.standalone
+    assert options.priority == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--sidecar-memory", "lots"], {}, "sidecar memory"),
+        ([], {"LEAP0_OPERATOR_EXPIRED_RETENTION": "soon"}, "expired retention"),
+        ([], {"LEAP0_OPERATOR_EXPIRED_RETENTION": "-1"}, "must not be negative"),
+        (["-n", "a", "-A"], {}, "not both"),
+        ([], {"LEAP0_OPERATOR_STANDALONE": "maybe"}, "STANDALONE"),
+        ([], {"LEAP0_OPERATOR_PRIORITY": "high"}, "priority"),
+    ],
+)
+def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message):
+        config.parse(argv, env)
+
+
+def test_the_command_refuses_a_bad_setting_before_starting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "leap0_operator", "--sidecar-memory", "lots"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(KUBECONFIG="/nonexistent"),
+    )
+    assert result.returncode == 2
+    assert "sidecar memory" in result.stderr
+    assert "'lots'" in result.stderr

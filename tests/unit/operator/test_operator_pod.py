@@ -1,0 +1,233 @@
+"""The pod builder and template resolution: the pod is exactly what the contract describes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from leap0 import constants
+from leap0_operator.config import OperatorConfig
+from leap0_operator.pod import build_pod, owner_reference
+from leap0_operator.resolve import SpecError, resolve
+
+CONFIG = OperatorConfig(sidecar_image="sidecar:test", sidecar_cpu="100m", sidecar_memory="64Mi")
+
+
+def _pod(spec: dict[str, Any], template: dict[str, Any] | None = None, org: str = "acme") -> dict[str, Any]:
+    return build_pod(
+        name="sbx-1", namespace="team-a", effective=resolve(spec, template, CONFIG), org_id=org, config=CONFIG
+    )
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = pod["spec"]
+    (found,) = [c for c in [*spec.get("initContainers", []), *spec["containers"]] if c["name"] == name]
+    return found
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {v["name"]: v.get("value", v.get("valueFrom")) for v in container.get("env", [])}
+
+
+def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
+    pod = _pod({})
+    assert pod["metadata"]["name"] == "sbx-1"
+    assert pod["metadata"]["namespace"] == "team-a"
+    assert pod["metadata"]["labels"] == {
+        constants.LABEL_SANDBOX_ID: "sbx-1",
+        constants.LABEL_ORG_ID: "acme",
+        constants.LABEL_TEMPLATE_ID: "default",
+        "app.kubernetes.io/managed-by": "leap0-operator",
+    }
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["shareProcessNamespace"] is True
+    assert spec["automountServiceAccountToken"] is False
+    sandbox = _container(pod, "sandbox")
+    assert sandbox["image"] == constants.DEFAULT_IMAGE
+    assert sandbox["resources"] == {
+        "limits": {"cpu": "1", "memory": "1024Mi"},
+        "requests": {"cpu": "1", "memory": "1024Mi"},
+    }
+    assert "command" not in sandbox
+    assert "args" not in sandbox
+    assert sandbox["stdin"] is True  # python3 (the default image's command) waits instead of exiting
+    telemetry = _container(pod, "telemetry")
+    assert [c["name"] for c in spec["initContainers"]] == ["telemetry"]
+    assert telemetry["restartPolicy"] == "Always"
+    assert telemetry["image"] == "sidecar:test"
+    assert telemetry["resources"] == {
+        "limits": {"cpu": "100m", "memory": "64Mi"},
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+    }
+    assert spec["volumes"] == [{"name": "workspace", "emptyDir": {}}]
+    for container in (sandbox, telemetry):
+        assert {"name": "workspace", "mountPath": "/workspace"}.items() <= container["volumeMounts"][
+            0
+        ].items()
+
+
+def test_sidecar_is_locked_down_and_probed_on_its_health_port() -> None:
+    telemetry = _container(_pod({}), "telemetry")
+    security = telemetry["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 65532
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+        ("livenessProbe", "/healthz"),
+    ):
+        assert telemetry[probe]["httpGet"] == {"path": path, "port": constants.SIDECAR_HEALTH_PORT}
+
+
+def test_identity_and_downward_api_limits_reach_the_sidecar() -> None:
+    env = _env(_container(_pod({"template": "gpu", "disk": 2048}, template={}), "telemetry"))
+    assert env[constants.ENV_SANDBOX_ID] == "sbx-1"
+    assert env[constants.ENV_ORG_ID] == "acme"
+    assert env[constants.ENV_TEMPLATE_ID] == "gpu"
+    assert env[constants.ENV_WORKSPACE] == "/workspace"
+    assert env[constants.ENV_K8S_NAMESPACE] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env[constants.ENV_K8S_POD_NAME] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    ref = {"containerName": "sandbox"}
+    assert env[constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES] == {
+        "resourceFieldRef": {**ref, "resource": "limits.cpu", "divisor": "1m"}
+    }
+    assert env[constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES] == {
+        "resourceFieldRef": {**ref, "resource": "limits.memory", "divisor": "1"}
+    }
+    assert env[constants.ENV_SANDBOX_DISK_LIMIT_BYTES] == {
+        "resourceFieldRef": {**ref, "resource": "limits.ephemeral-storage", "divisor": "1"}
+    }
+
+
+def test_disk_limits_ephemeral_storage_and_the_workspace() -> None:
+    pod = _pod({"vcpu": 2, "memory": 2048, "disk": 512})
+    limits = _container(pod, "sandbox")["resources"]["limits"]
+    assert limits == {"cpu": "2", "memory": "2048Mi", "ephemeral-storage": "512Mi"}
+    assert pod["spec"]["volumes"] == [{"name": "workspace", "emptyDir": {"sizeLimit": "512Mi"}}]
+    assert constants.ENV_SANDBOX_DISK_LIMIT_BYTES not in _env(_container(_pod({}), "telemetry"))
+
+
+def test_upstream_otlp_settings_go_to_the_sidecar_only_and_the_app_points_at_it() -> None:
+    secret_ref = {"secretKeyRef": {"name": "otlp", "key": "headers"}}
+    pod = _pod(
+        {
+            "env": [
+                {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"},
+                {"name": "OTEL_EXPORTER_OTLP_HEADERS", "valueFrom": secret_ref},
+                {
+                    "name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "value": "https://traces.example.com/v1/traces",
+                },
+                {"name": "OTEL_SERVICE_NAME", "value": "agent"},
+                {"name": "MODE", "value": "fast"},
+            ]
+        }
+    )
+    app = _env(_container(pod, "sandbox"))
+    assert app == {
+        "OTEL_SERVICE_NAME": "agent",
+        "MODE": "fast",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+    }
+    sidecar = _env(_container(pod, "telemetry"))
+    assert sidecar["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://otel.example.com"
+    assert sidecar["OTEL_EXPORTER_OTLP_HEADERS"] == secret_ref  # valueFrom stays valueFrom
+    assert sidecar["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "https://traces.example.com/v1/traces"
+    assert "MODE" not in sidecar
+    assert "OTEL_SERVICE_NAME" not in sidecar
+
+
+def test_telemetry_disabled_means_no_sidecar_and_nothing_pointing_at_it() -> None:
+    pod = _pod(
+        {
+            "telemetry": {"enabled": False},
+            "env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://x"}],
+        }
+    )
+    assert "initContainers" not in pod["spec"]
+    assert _env(_container(pod, "sandbox")) == {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}
+
+
+def test_platform_default_endpoint_applies_only_when_the_user_gave_none() -> None:
+    config = OperatorConfig(default_otlp_endpoint="http://platform:4318")
+    bare = build_pod(name="a", namespace="n", effective=resolve({}, None, config), org_id="n", config=config)
+    assert _env(_container(bare, "telemetry"))["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://platform:4318"
+    own = {"env": [{"name": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "value": "http://mine/v1/metrics"}]}
+    mine = build_pod(name="a", namespace="n", effective=resolve(own, None, config), org_id="n", config=config)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _env(_container(mine, "telemetry"))
+
+
+def test_command_and_args_override_the_entrypoint() -> None:
+    sandbox = _container(_pod({"command": ["sleep"], "args": ["infinity"]}), "sandbox")
+    assert sandbox["command"] == ["sleep"]
+    assert sandbox["args"] == ["infinity"]
+
+
+def test_template_supplies_defaults_and_placement_and_the_sandbox_wins() -> None:
+    template = {
+        "image": "ghcr.io/acme/agent:1",
+        "vcpu": 4,
+        "memory": 4096,
+        "disk": 100,
+        "timeout": 600,
+        "env": [{"name": "A", "value": "template"}, {"name": "B", "value": "template"}],
+        "runtimeClassName": "gvisor",
+        "nodeSelector": {"sandboxes": "yes"},
+        "tolerations": [{"key": "sandbox", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    effective = resolve(
+        {"template": "agent", "vcpu": 2, "env": [{"name": "B", "value": "mine"}]}, template, CONFIG
+    )
+    assert (effective.image, effective.vcpu, effective.memory, effective.disk, effective.timeout) == (
+        "ghcr.io/acme/agent:1",
+        2,
+        4096,
+        100,
+        600,
+    )
+    pod = build_pod(name="s", namespace="n", effective=effective, org_id="n", config=CONFIG)
+    assert _env(_container(pod, "sandbox"))["A"] == "template"
+    assert _env(_container(pod, "sandbox"))["B"] == "mine"
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    assert pod["spec"]["nodeSelector"] == {"sandboxes": "yes"}
+    assert pod["spec"]["tolerations"] == template["tolerations"]
+    assert pod["metadata"]["labels"][constants.LABEL_TEMPLATE_ID] == "agent"
+
+
+def test_missing_default_template_is_fine_but_a_named_one_is_a_permanent_error() -> None:
+    assert resolve({}, None, CONFIG).template_id == "default"
+    with pytest.raises(SpecError) as raised:
+        resolve({"template": "nope"}, None, CONFIG)
+    assert raised.value.reason == constants.REASON_TEMPLATE_NOT_FOUND
+    assert '"nope"' in raised.value.message
+
+
+def test_no_image_anywhere_is_a_permanent_error() -> None:
+    with pytest.raises(SpecError) as raised:
+        resolve({}, None, OperatorConfig(default_image=""))
+    assert raised.value.reason == constants.REASON_INVALID_SPEC
+    assert "image" in raised.value.message
+
+
+def test_out_of_range_template_values_are_rejected() -> None:
+    with pytest.raises(SpecError, match="vcpu"):
+        resolve({}, {"vcpu": 64}, CONFIG)
+
+
+def test_owner_reference_makes_the_sandbox_the_controller() -> None:
+    sandbox = {"metadata": {"name": "s", "uid": "u-1"}}
+    assert owner_reference(sandbox) == {
+        "apiVersion": "leap0.dev/v1alpha1",
+        "kind": "Sandbox",
+        "name": "s",
+        "uid": "u-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

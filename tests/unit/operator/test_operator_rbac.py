@@ -1,0 +1,62 @@
+"""operator/rbac.yaml grants exactly the API calls the operator lists (apicalls.API_CALLS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leap0 import constants
+from leap0_operator.apicalls import API_CALLS, permissions, rbac_rules
+
+RBAC = Path(__file__).resolve().parents[3] / "operator" / "rbac.yaml"
+
+
+def _docs() -> dict[str, dict[str, Any]]:
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc}
+
+
+def test_cluster_role_grants_exactly_the_listed_calls() -> None:
+    granted = {
+        (group, resource, verb)
+        for rule in _docs()["ClusterRole"]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == permissions()
+    assert _docs()["ClusterRole"]["rules"] == rbac_rules()
+
+
+def test_no_wildcards_and_no_secrets() -> None:
+    for group, resource, verb in permissions():
+        assert "*" not in (group, resource, verb)
+        assert resource != "secrets"
+
+
+def test_binding_ties_the_role_to_the_service_account() -> None:
+    docs = _docs()
+    binding = docs["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == docs["ClusterRole"]["metadata"]["name"]
+    (subject,) = binding["subjects"]
+    account = docs["ServiceAccount"]["metadata"]
+    assert (subject["kind"], subject["name"], subject["namespace"]) == (
+        "ServiceAccount",
+        account["name"],
+        account["namespace"],
+    )
+
+
+def test_every_call_says_why_and_covers_what_the_operator_does() -> None:
+    assert all(call.why for call in API_CALLS)
+    needed = {
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("", "pods", "watch"),
+        (constants.GROUP, "sandboxes/status", "patch"),
+        (constants.GROUP, "sandboxes", "delete"),
+        (constants.GROUP, "sandboxtemplates", "list"),
+        ("kopf.dev", "kopfpeerings", "patch"),
+    }
+    assert needed <= permissions()

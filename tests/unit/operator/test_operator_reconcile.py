@@ -1,0 +1,410 @@
+"""Status from the pod, expiry arithmetic, drift and the reconcile plan: pure decisions on plain dicts."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from leap0 import constants
+from leap0_operator.config import OperatorConfig
+from leap0_operator.pod import build_pod
+from leap0_operator.reconcile import (
+    detect_drift,
+    format_time,
+    plan,
+    pod_state,
+    status_patch,
+    trim_pod,
+    trim_sandbox,
+)
+from leap0_operator.resolve import resolve
+
+CONFIG = OperatorConfig(expired_retention_s=60)
+CREATED = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return CREATED + datetime.timedelta(seconds=seconds)
+
+
+def sandbox(
+    spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None, **meta: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "leap0.dev/v1alpha1",
+        "kind": "Sandbox",
+        "metadata": {
+            "name": "s",
+            "namespace": "n",
+            "uid": "u-1",
+            "generation": 1,
+            "creationTimestamp": format_time(CREATED),
+            **meta,
+        },
+        "spec": spec or {},
+        "status": status or {},
+    }
+
+
+def pod(status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    built = build_pod(name="s", namespace="n", effective=resolve({}, None, CONFIG), org_id="n", config=CONFIG)
+    built["metadata"].update(uid="p-1", ownerReferences=[{"uid": "u-1", "controller": True}], **meta)
+    built["status"] = status or {}
+    return built
+
+
+def running(ready: bool = True) -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "podIP": "10.0.0.7",
+        "startTime": format_time(at(2)),
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "initContainerStatuses": [{"name": "telemetry", "ready": ready, "state": {"running": {}}}],
+        "containerStatuses": [
+            {"name": "sandbox", "ready": ready, "state": {"running": {"startedAt": format_time(at(3))}}}
+        ],
+    }
+
+
+def terminated(**state: Any) -> dict[str, Any]:
+    return {
+        "phase": "Failed",
+        "containerStatuses": [{"name": "sandbox", "ready": False, "state": {"terminated": state}}],
+    }
+
+
+# --- pod_state -----------------------------------------------------------------------------------------
+def test_a_pod_without_status_is_pending_as_just_created() -> None:
+    state = pod_state(pod())
+    assert (state.phase, state.reason) == (constants.PHASE_PENDING, constants.REASON_POD_CREATED)
+
+
+def test_all_containers_ready_is_running_with_ip_and_start_time() -> None:
+    state = pod_state(pod(running()))
+    assert (state.phase, state.reason, state.ip, state.started_at) == (
+        constants.PHASE_RUNNING,
+        constants.REASON_RUNNING,
+        "10.0.0.7",
+        format_time(at(3)),
+    )
+
+
+def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
+    status = running()
+    status["initContainerStatuses"][0]["ready"] = False
+    state = pod_state(pod(status))
+    assert (state.phase, state.reason) == (constants.PHASE_PENDING, constants.REASON_CONTAINERS_NOT_READY)
+    assert "telemetry" in state.message
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "words"),
+    [
+        (
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "sandbox",
+                        "image": "nope:1",
+                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}},
+                    }
+                ],
+            },
+            constants.REASON_IMAGE_PULL_ERROR,
+            "nope:1",
+        ),
+        (
+            {
+                "phase": "Pending",
+                "containerStatuses": [{"name": "sandbox", "state": {"waiting": {"reason": "ErrImagePull"}}}],
+            },
+            constants.REASON_IMAGE_PULL_ERROR,
+            "cannot pull",
+        ),
+        (terminated(reason="OOMKilled", exitCode=137), constants.REASON_OOM_KILLED, "out of memory"),
+        (
+            {
+                "phase": "Running",
+                "initContainerStatuses": [
+                    {"name": "telemetry", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ],
+            },
+            constants.REASON_CRASH_LOOP,
+            "telemetry",
+        ),
+        (
+            {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes have enough memory",
+                    }
+                ],
+            },
+            constants.REASON_UNSCHEDULABLE,
+            "0/3 nodes",
+        ),
+        (terminated(reason="Error", exitCode=3), constants.REASON_CONTAINER_FAILED, "code 3"),
+        (terminated(reason="Completed", exitCode=0), constants.REASON_COMPLETED, "code 0"),
+        (
+            {"phase": "Failed", "reason": "Evicted", "message": "node ran out of disk"},
+            constants.REASON_POD_FAILED,
+            "out of disk",
+        ),
+    ],
+)
+def test_failures_carry_the_reason_a_user_needs(status: dict[str, Any], reason: str, words: str) -> None:
+    state = pod_state(pod(status))
+    assert state.phase == constants.PHASE_FAILED
+    assert state.reason == reason
+    assert words in state.message
+
+
+# --- drift ---------------------------------------------------------------------------------------------
+def test_an_untouched_pod_has_no_drift() -> None:
+    assert detect_drift(pod()) is None
+
+
+def test_an_edited_image_is_reported() -> None:
+    edited = pod()
+    edited["spec"]["containers"][0]["image"] = "evil:latest"
+    message = detect_drift(edited)
+    assert message is not None
+    assert "sandbox" in message
+    assert "evil:latest" in message
+
+
+def test_drift_survives_trimming_for_the_index() -> None:
+    edited = pod()
+    edited["spec"]["initContainers"][0]["image"] = "other-sidecar"
+    assert detect_drift(trim_pod(edited)) == detect_drift(edited)
+    assert json.loads(trim_pod(edited)["metadata"]["annotations"][constants.ANNOTATION_POD_IMAGES])
+
+
+def test_trimmed_pod_gives_the_same_state() -> None:
+    for status in (running(), terminated(reason="OOMKilled", exitCode=137), {}):
+        assert pod_state(trim_pod(pod(status))) == pod_state(pod(status))
+
+
+# --- plan: creation, status, recreation ----------------------------------------------------------------
+def test_new_sandbox_creates_its_pod_and_becomes_pending() -> None:
+    decision = plan(sandbox(), None, None, at(1), CONFIG)
+    assert decision.create_pod
+    assert decision.effective is not None
+    assert not decision.delete_pod
+    assert not decision.delete_sandbox
+    status = decision.status
+    assert status is not None
+    assert status["phase"] == constants.PHASE_PENDING
+    assert status["podName"] == "s"
+    assert status["expiresAt"] == format_time(at(constants.DEFAULT_TIMEOUT_S))
+    assert (status["vcpu"], status["memory"], status["templateId"], status["observedGeneration"]) == (
+        1,
+        1024,
+        "default",
+        1,
+    )
+    assert status["conditions"][0]["type"] == constants.CONDITION_READY
+    assert status["conditions"][0]["status"] == "False"
+    assert decision.wake_at == at(constants.DEFAULT_TIMEOUT_S)
+
+
+def test_the_pods_first_event_needs_no_second_write() -> None:
+    first = plan(sandbox(), None, None, at(1), CONFIG)
+    assert first.status is not None
+    after = plan(sandbox(status=first.status), None, pod(), at(1.5), CONFIG)
+    assert after.status is not None
+    assert status_patch(first.status, after.status) == {}
+
+
+def test_running_pod_makes_the_sandbox_running_and_ready() -> None:
+    first = plan(sandbox(), None, None, at(1), CONFIG).status
+    decision = plan(sandbox(status=first), None, pod(running()), at(5), CONFIG)
+    status = decision.status
+    assert status is not None
+    assert not decision.create_pod
+    assert status["phase"] == constants.PHASE_RUNNING
+    assert status["podIP"] == "10.0.0.7"
+    assert status["startedAt"] == format_time(at(3))
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == (
+        "True",
+        "Running",
+        format_time(at(5)),
+    )
+    # Nothing changes later: no write, and the transition time stays.
+    again = plan(sandbox(status=status), None, pod(running()), at(50), CONFIG)
+    assert again.status is not None
+    assert status_patch(status, again.status) == {}
+
+
+def test_oom_killed_pod_fails_the_sandbox() -> None:
+    status = plan(sandbox(), None, pod(terminated(reason="OOMKilled", exitCode=137)), at(9), CONFIG).status
+    assert status is not None
+    assert (status["phase"], status["reason"]) == ("Failed", "OOMKilled")
+    assert status["conditions"][0]["status"] == "False"
+
+
+def test_pod_deleted_while_live_is_recreated() -> None:
+    status = plan(sandbox(), None, pod(running()), at(5), CONFIG).status
+    decision = plan(sandbox(status=status), None, None, at(10), CONFIG)
+    assert decision.create_pod
+    assert decision.status is not None
+    assert decision.status["reason"] == constants.REASON_POD_DELETED
+    assert "podIP" not in decision.status
+    assert decision.status["startedAt"] == status["startedAt"] if status else False
+
+
+def test_a_terminating_or_foreign_pod_is_waited_for_not_duplicated() -> None:
+    going = plan(sandbox(), None, pod(deletionTimestamp=format_time(at(4))), at(5), CONFIG)
+    assert not going.create_pod
+    assert going.status is not None
+    assert going.status["phase"] == "Pending"
+    foreign = pod()
+    foreign["metadata"]["ownerReferences"] = [{"uid": "someone-else", "controller": True}]
+    assert not plan(sandbox(), None, foreign, at(5), CONFIG).create_pod
+
+
+def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
+    edited = pod(running())
+    edited["spec"]["containers"][0]["image"] = "evil:latest"
+    decision = plan(sandbox(), None, edited, at(5), CONFIG)
+    assert not decision.create_pod
+    assert not decision.delete_pod
+    assert decision.status is not None
+    drift = [c for c in decision.status["conditions"] if c["type"] == constants.CONDITION_POD_SPEC_DRIFT]
+    assert drift
+    assert drift[0]["status"] == "True"
+    assert "evil:latest" in drift[0]["message"]
+    assert decision.status["phase"] == constants.PHASE_RUNNING
+
+
+def test_unknown_template_fails_without_a_pod() -> None:
+    decision = plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
+    assert not decision.create_pod
+    assert decision.status is not None
+    assert (decision.status["phase"], decision.status["reason"]) == (
+        "Failed",
+        constants.REASON_TEMPLATE_NOT_FOUND,
+    )
+    assert "missing" in decision.status["message"]
+
+
+def test_template_deleted_later_does_not_fail_a_running_sandbox() -> None:
+    status = plan(sandbox({"template": "t"}), {"vcpu": 4}, pod(running()), at(5), CONFIG).status
+    later = plan(sandbox({"template": "t"}, status), None, pod(running()), at(6), CONFIG)
+    assert later.status is not None
+    assert later.status["phase"] == "Running"
+    assert later.status["vcpu"] == 4
+
+
+def test_deleting_sandbox_needs_nothing() -> None:
+    decision = plan(sandbox(deletionTimestamp=format_time(at(3))), None, pod(), at(4), CONFIG)
+    assert decision.status is None
+    assert not decision.create_pod
+    assert not decision.delete_pod
+
+
+# --- plan: expiry ----------------------------------------------------------------------------------------
+def test_expiry_is_creation_plus_timeout_from_spec_template_or_default() -> None:
+    assert plan(sandbox({"timeout": 30}), None, None, at(1), CONFIG).wake_at == at(30)
+    assert plan(sandbox(), {"timeout": 90}, None, at(1), CONFIG).wake_at == at(90)
+    assert plan(sandbox(), None, None, at(1), CONFIG).wake_at == at(300)
+
+
+def test_at_expiry_the_pod_is_deleted_and_the_sandbox_expired() -> None:
+    status = plan(sandbox({"timeout": 30}), None, pod(running()), at(5), CONFIG).status
+    decision = plan(sandbox({"timeout": 30}, status), None, pod(running()), at(30), CONFIG)
+    assert decision.delete_pod
+    assert not decision.create_pod
+    assert not decision.delete_sandbox
+    assert decision.status is not None
+    assert (decision.status["phase"], decision.status["reason"]) == ("Expired", "Expired")
+    assert "podIP" not in decision.status
+    assert decision.wake_at == at(30 + CONFIG.expired_retention_s)
+
+
+def test_an_expired_sandbox_is_never_revived_and_is_deleted_after_retention() -> None:
+    expired = plan(sandbox({"timeout": 30}), None, None, at(31), CONFIG).status
+    assert expired is not None
+    assert expired["phase"] == "Expired"
+    quiet = plan(sandbox({"timeout": 30}, expired), None, None, at(40), CONFIG)
+    assert not quiet.create_pod
+    assert quiet.status is not None
+    assert status_patch(expired, quiet.status) == {}
+    # Even a later, longer timeout does not bring the pod back.
+    assert not plan(sandbox({"timeout": 3000}, expired), None, None, at(40), CONFIG).create_pod
+    gone = plan(sandbox({"timeout": 30}, expired), None, None, at(90), CONFIG)
+    assert gone.delete_sandbox
+    assert gone.wake_at is None
+
+
+def test_changing_timeout_reschedules_in_both_directions() -> None:
+    status = plan(sandbox({"timeout": 100}), None, pod(running()), at(5), CONFIG).status
+    longer = plan(sandbox({"timeout": 200}, status, generation=2), None, pod(running()), at(6), CONFIG)
+    assert longer.wake_at == at(200)
+    assert longer.status is not None
+    assert status_patch(status, longer.status) == {
+        "expiresAt": format_time(at(200)),
+        "observedGeneration": 2,
+        "conditions": longer.status["conditions"],
+    }
+    shorter = plan(sandbox({"timeout": 10}, status, generation=3), None, pod(running()), at(11), CONFIG)
+    assert shorter.delete_pod
+    assert shorter.status is not None
+    assert shorter.status["phase"] == "Expired"
+
+
+def test_template_timeout_is_decided_once() -> None:
+    status = plan(sandbox(), {"timeout": 100}, None, at(1), CONFIG).status
+    assert status is not None
+    later = plan(sandbox(status=status), {"timeout": 5000}, pod(), at(2), CONFIG)
+    assert later.wake_at == at(100)
+
+
+def test_status_patch_removes_vanished_fields_and_leaves_kopf_alone() -> None:
+    assert status_patch({"phase": "Running", "podIP": "1.2.3.4", "kopf": {"x": 1}}, {"phase": "Running"}) == {
+        "podIP": None
+    }
+
+
+def test_trim_sandbox_keeps_what_the_plan_needs() -> None:
+    body = sandbox({"timeout": 5}, {"phase": "Pending", "kopf": {"progress": {}}})
+    body["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    trimmed = trim_sandbox(body)
+    assert "managedFields" not in trimmed["metadata"]
+    assert "kopf" not in trimmed["status"]
+    assert plan(trimmed, None, None, at(1), CONFIG) == plan(body, None, None, at(1), CONFIG)
+
+
+def test_template_edits_do_not_rewrite_a_live_sandboxs_values_but_a_recreated_pod_takes_them() -> None:
+    status = plan(sandbox({"template": "t"}), {"vcpu": 2}, None, at(1), CONFIG).status
+    assert status is not None
+    live = plan(sandbox({"template": "t"}, status), {"vcpu": 2}, pod(running()), at(5), CONFIG).status
+    assert live is not None
+    edited = plan(sandbox({"template": "t"}, live), {"vcpu": 6}, pod(running()), at(6), CONFIG)
+    assert edited.status is not None
+    assert status_patch(live, edited.status) == {}
+    recreated = plan(sandbox({"template": "t"}, live), {"vcpu": 6}, None, at(7), CONFIG)
+    assert recreated.create_pod
+    assert recreated.effective is not None
+    assert recreated.effective.vcpu == 6
+    assert recreated.status is not None
+    assert recreated.status["vcpu"] == 6
+
+
+def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
+    failed = plan(sandbox({"template": "late"}), None, None, at(1), CONFIG).status
+    assert failed is not None
+    assert failed["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
+    later = plan(sandbox({"template": "late"}, failed), {"memory": 2048}, None, at(2), CONFIG)
+    assert later.create_pod
+    assert later.status is not None
+    assert (later.status["phase"], later.status["memory"]) == ("Pending", 2048)

@@ -1,0 +1,50 @@
+"""kopf settings, all set in the one startup function: bookkeeping under leap0.dev, lean watching."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+from kopf._cogs.structs.references import Resource
+
+from leap0 import constants
+from leap0_operator import handlers
+
+
+def _configured() -> tuple[kopf.OperatorSettings, kopf.Memo]:
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    handlers.configure(settings=settings, memo=memo, logger=logging.getLogger("test"))
+    return settings, memo
+
+
+def test_kopf_bookkeeping_lives_under_leap0_dev() -> None:
+    settings, memo = _configured()
+    assert settings.persistence.finalizer == "leap0.dev/finalizer"
+    assert isinstance(settings.persistence.progress_storage, kopf.StatusProgressStorage)
+    diffbase = settings.persistence.diffbase_storage
+    assert isinstance(diffbase, kopf.AnnotationsDiffBaseStorage)
+    assert diffbase.prefix == "leap0.dev"
+    assert memo.runtime.config.default_image == constants.DEFAULT_IMAGE
+
+
+def test_only_sandbox_pods_are_watched_and_nothing_is_posted_or_limited() -> None:
+    settings, _ = _configured()
+    pods = Resource("", "v1", "pods", kind="Pod", namespaced=True)
+    sandboxes = Resource(constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL, namespaced=True)
+    assert settings.watching.label_selectors.collect(pods) == [constants.LABEL_SANDBOX_ID]
+    assert settings.watching.label_selectors.collect(sandboxes) == []
+    assert settings.posting.enabled is False
+    assert settings.queueing.worker_limit is None
+
+
+def test_replicas_without_a_priority_pick_different_ones() -> None:
+    priorities = {_configured()[0].peering.priority for _ in range(5)}
+    assert 0 not in priorities
+    assert len(priorities) > 1
+
+
+def test_the_diff_base_copies_nothing_per_event() -> None:
+    settings, _ = _configured()
+    body = kopf.Body({"metadata": {"name": "x"}, "spec": {"big": list(range(1000))}})
+    assert settings.persistence.diffbase_storage.build(body=body) == {}
+    assert settings.persistence.diffbase_storage.fetch(body=body) is None
