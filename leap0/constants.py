@@ -144,5 +144,4 @@ SDK_SANDBOX_NAME_PREFIX: Final = "sbx-"
 # into the Sandbox object; the sandbox's env references it with valueFrom.secretKeyRef.
 SDK_OTEL_SECRET_SUFFIX: Final = "-otlp"
 SDK_OTEL_SECRET_KEY: Final = OTEL_EXPORTER_OTLP_HEADERS
-LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 SDK_MANAGED_BY: Final = "leap0-sdk"
