@@ -232,3 +232,18 @@ def test_namespace_comes_from_the_kubeconfig_context(
         assert sdk._configuration.host == apiserver.url
     with Leap0Client(namespace="other", sdk_otel_enabled=False) as sdk:
         assert sdk.namespace == "other"
+
+
+def test_hosted_telemetry_alias_and_the_sidecar_switch(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS", raising=False)
+    exported = sdk.sandboxes.create(telemetry=True, wait=False, http_timeout=10)
+    assert _raw(apiserver, namespace, exported.id)["spec"]["env"] == [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4318"}
+    ]
+    quiet = sdk.sandboxes.create(telemetry_sidecar=False, wait=False)
+    assert _raw(apiserver, namespace, quiet.id)["spec"] == {"telemetry": {"enabled": False}}
+    with pytest.raises(TypeError, match="otel_export or telemetry"):
+        sdk.sandboxes.create(otel_export=True, telemetry=False, wait=False)
