@@ -1,13 +1,62 @@
-"""``leap0-sidecar``: run the telemetry sidecar."""
+"""``leap0-sidecar``: run the telemetry sidecar (configured by environment variables, see docs/sidecar.md)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import os
 import sys
+from collections.abc import Mapping
+
+from leap0_sidecar import config as config_module
+from leap0_sidecar.app import Sampler, Sidecar
+from leap0_sidecar.grpc_receiver import BindError
+
+
+def make_sampler(env: Mapping[str, str]) -> Sampler | None:
+    """The sandbox metrics sampler (leap0_sidecar.metrics), configured from the environment."""
+    try:
+        from leap0_sidecar.metrics import MetricsSampler, SamplerConfig  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        logging.getLogger("leap0_sidecar").error("sandbox metrics are unavailable: %s", exc)
+        return None
+    sampler: Sampler = MetricsSampler(SamplerConfig.from_env(env))
+    return sampler
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("leap0-sidecar: not built yet", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(
+        prog="leap0-sidecar",
+        description="The leap0 telemetry sidecar: receives OTLP on localhost, samples the sandbox's cgroup, "
+        "stamps the sandbox's identity and forwards everything as OTLP/HTTP. Configured by environment "
+        "variables (OTEL_EXPORTER_OTLP_*, LEAP0_*); see docs/sidecar.md.",
+    )
+    parser.parse_args(argv)
+    try:
+        config = config_module.load(os.environ)
+    except config_module.ConfigError as exc:
+        print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s leap0-sidecar: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        sampler = make_sampler(os.environ)
+    except ValueError as exc:
+        print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        return await Sidecar(config, sampler).run()
+
+    try:
+        return asyncio.run(run())
+    except (BindError, OSError) as exc:
+        print(f"leap0-sidecar: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
