@@ -1,4 +1,4 @@
-"""Real parts for the sidecar's tests: an upstream OTLP/HTTP receiver decoding protobuf, and the sidecar process.
+"""Real parts for the sidecar's tests: an upstream OTLP/HTTP receiver decoding protobuf, the sidecar process.
 
 No fixtures here (plain helpers, importable from any test); fixtures are in tests/e2e/sidecar/conftest.py.
 """
@@ -151,7 +151,7 @@ class Upstream:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         if self._server is None:
@@ -202,12 +202,12 @@ class SidecarProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, wait: bool = True) -> SidecarProcess:
-        env = subprocess_env(
-            LEAP0_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{self.http_port}",
-            LEAP0_OTLP_GRPC_ENDPOINT=f"127.0.0.1:{self.grpc_port}",
-            LEAP0_HEALTH_ENDPOINT=f"127.0.0.1:{self.health_port}",
-            **self.env,
-        )
+        ports = {
+            "LEAP0_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+            "LEAP0_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+            "LEAP0_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
+        }
+        env = subprocess_env(**{**ports, **self.env})
         for name in list(env):
             if name.startswith("OTEL_") and name not in self.env:
                 del env[name]

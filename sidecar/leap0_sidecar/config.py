@@ -18,6 +18,7 @@ message.
 from __future__ import annotations
 
 import math
+import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -187,13 +188,8 @@ def _signal_or_general(env: Mapping[str, str], signal: Signal, suffix: str) -> t
 
 
 def _upstream(env: Mapping[str, str], signal: Signal) -> Upstream | None:
+    # Every variable is checked even when there is no endpoint: a bad value is reported, not ignored.
     url = signal_url(env, signal)
-    if url is None:
-        return None
-    parsed = urllib.parse.urlsplit(url)
-    target = parsed.path or "/"
-    if parsed.query:
-        target += "?" + parsed.query
     name, value = _signal_or_general(env, signal, "HEADERS")
     headers = parse_headers(name, value) if value is not None else ()
     name, value = _signal_or_general(env, signal, "COMPRESSION")
@@ -202,9 +198,18 @@ def _upstream(env: Mapping[str, str], signal: Signal) -> Upstream | None:
         raise ConfigError(f"{name}={value!r}: supported values are gzip and none")
     name, value = _signal_or_general(env, signal, "TIMEOUT")
     timeout_ms = _number(name, value, s.DEFAULT_TIMEOUT_MS, minimum=1) if value is not None else None
-    files = {}
+    files: dict[str, str | None] = {}
     for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
-        files[suffix] = _signal_or_general(env, signal, suffix)[1]
+        name, value = _signal_or_general(env, signal, suffix)
+        if value is not None and not os.path.isfile(value):
+            raise ConfigError(f"{name}={value!r}: no such file")
+        files[suffix] = value
+    if url is None:
+        return None
+    parsed = urllib.parse.urlsplit(url)
+    target = parsed.path or "/"
+    if parsed.query:
+        target += "?" + parsed.query
     assert parsed.hostname is not None
     return Upstream(
         url=url,
@@ -309,7 +314,8 @@ def load(env: Mapping[str, str]) -> Config:
     if retry_max < retry_initial:
         raise ConfigError(f"{s.ENV_RETRY_MAX}={retry_max:g} is below {s.ENV_RETRY_INITIAL}={retry_initial:g}")
     queue_bytes = _size(env, s.ENV_QUEUE_BYTES, s.DEFAULT_QUEUE_BYTES)
-    max_request = _size(env, s.ENV_MAX_REQUEST_BYTES, s.DEFAULT_MAX_REQUEST_BYTES)
+    # Unset, the request limit follows a small queue down (a request bigger than the queue can't be queued).
+    max_request = _size(env, s.ENV_MAX_REQUEST_BYTES, min(s.DEFAULT_MAX_REQUEST_BYTES, queue_bytes))
     if max_request > queue_bytes:
         raise ConfigError(
             f"{s.ENV_MAX_REQUEST_BYTES}={max_request} exceeds {s.ENV_QUEUE_BYTES}={queue_bytes}: "

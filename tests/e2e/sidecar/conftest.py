@@ -19,7 +19,7 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture
 def sidecar_factory(tmp_path: Path) -> Iterator[Callable[..., SidecarProcess]]:
-    """Start sidecars: ``sidecar_factory(upstream_url_or_None, **env)``; all stopped at the end of the test."""
+    """Start sidecars: ``sidecar_factory(upstream_url_or_None, **env)``; all stopped after the test."""
     started: list[SidecarProcess] = []
 
     def start(endpoint: str | None, wait: bool = True, **env: str) -> SidecarProcess:

@@ -1,4 +1,4 @@
-"""OTLP/HTTP and OTLP/gRPC answers for good and bad input, as the OTLP specification says, from the real sidecar."""
+"""OTLP/HTTP and OTLP/gRPC answers to good and bad input, as the OTLP specification says (real sidecar)."""
 
 from __future__ import annotations
 

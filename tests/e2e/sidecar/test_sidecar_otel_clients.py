@@ -1,6 +1,6 @@
-"""The OpenTelemetry Python SDK's OTLP exporters (gRPC and HTTP) send spans, metrics and logs through the real
-sidecar to an upstream that decodes the protobuf: every resource arrives with the sandbox's identity, the app's
-spoofed leap0.* attributes overwritten, and the data itself intact."""
+"""The OpenTelemetry Python SDK's OTLP exporters (gRPC and HTTP) send spans, metrics and logs through the
+real sidecar to an upstream that decodes the protobuf: every resource arrives with the sandbox's identity,
+the app's spoofed leap0.* attributes overwritten, and the data itself intact."""
 
 from __future__ import annotations
 
