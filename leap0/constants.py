@@ -51,6 +51,25 @@ NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
 ATTR_ORG_ID: Final = "leap0.org.id"
 ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+ATTR_METRICS_SOURCE: Final = "leap0.metrics.source"
+
+# --- Sandbox metrics the sidecar emits (name and unit exactly as SPEC.md) ---------------------------
+METRIC_CPU_UTILIZATION: Final = "leap0.sandbox.cpu.utilization"
+METRIC_CPU_LIMIT: Final = "leap0.sandbox.cpu.limit"
+METRIC_MEMORY_UTILIZATION: Final = "leap0.sandbox.memory.utilization"
+METRIC_MEMORY_USAGE: Final = "leap0.sandbox.memory.usage"
+METRIC_MEMORY_LIMIT: Final = "leap0.sandbox.memory.limit"
+METRIC_FILESYSTEM_UTILIZATION: Final = "leap0.sandbox.filesystem.utilization"
+METRIC_FILESYSTEM_USAGE: Final = "leap0.sandbox.filesystem.usage"
+SANDBOX_METRICS: Final[dict[str, str]] = {
+    METRIC_CPU_UTILIZATION: "%",
+    METRIC_CPU_LIMIT: "{cpu}",
+    METRIC_MEMORY_UTILIZATION: "%",
+    METRIC_MEMORY_USAGE: "By",
+    METRIC_MEMORY_LIMIT: "By",
+    METRIC_FILESYSTEM_UTILIZATION: "%",
+    METRIC_FILESYSTEM_USAGE: "By",
+}
 
 # --- Environment variables -------------------------------------------------------------------------
 ENV_SANDBOX_ID: Final = "LEAP0_SANDBOX_ID"
@@ -60,6 +79,15 @@ ENV_OTLP_GRPC_ENDPOINT: Final = "LEAP0_OTLP_GRPC_ENDPOINT"
 ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
+# Set by the operator on the telemetry container (downward API), read by the sidecar's metrics sampler:
+# limits.cpu of the sandbox container with divisor 1m (millicores), limits.memory with divisor 1 (bytes),
+# the workspace size in bytes, where the workspace volume is mounted in the sidecar, and the pod's identity.
+ENV_SANDBOX_CPU_LIMIT_MILLICORES: Final = "LEAP0_SANDBOX_CPU_LIMIT_MILLICORES"
+ENV_SANDBOX_MEMORY_LIMIT_BYTES: Final = "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES"
+ENV_SANDBOX_DISK_LIMIT_BYTES: Final = "LEAP0_SANDBOX_DISK_LIMIT_BYTES"
+ENV_SANDBOX_WORKSPACE: Final = "LEAP0_SANDBOX_WORKSPACE"
+ENV_POD_NAME: Final = "LEAP0_POD_NAME"
+ENV_POD_NAMESPACE: Final = "LEAP0_POD_NAMESPACE"
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_EXPORTER_OTLP_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"

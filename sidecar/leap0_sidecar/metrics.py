@@ -1,0 +1,404 @@
+"""The sandbox's seven gauges as one serialized OTLP ``ExportMetricsServiceRequest``.
+
+``MetricsSampler(config).sample()`` reads the sandbox container's cgroup (v2, else v1), or, when it cannot be
+read, sums over the sandbox's processes with psutil against the downward-API limits, plus the workspace's
+disk use, and returns the protobuf bytes the pipeline enqueues like any ``/v1/metrics`` request. The messages
+are built with ``opentelemetry-proto`` directly (the OTel SDK's metrics pipeline costs memory the sidecar's
+budget has not got).
+
+Arithmetic (pure functions below):
+- CPU utilization = CPU time used since the previous sample / (wall time since then x limit CPUs) x 100,
+  clamped to 0-100. The sampler takes a baseline reading when it is created, so the first sample has a
+  value; after the source changes (re-discovery) the next sample has no baseline and omits this gauge.
+- CPU limit = the cgroup's quota / period; unlimited -> the machine's CPUs.
+- Memory usage = the working set as the kubelet computes it (usage minus inactive file, at least 0);
+  limit = the cgroup's; unlimited -> the machine's memory. Utilization = usage / limit x 100 (not clamped).
+- Filesystem: see ``filesystem.py``; the two filesystem gauges are omitted when no workspace is configured or
+  no reading exists yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from leap0_sidecar import names
+from leap0_sidecar.cgroups import CgroupReader, CgroupReading, open_cgroup_of
+from leap0_sidecar.filesystem import DEFAULT_WALK_INTERVAL, WorkspaceProbe
+from leap0_sidecar.procs import PsutilSource, sandbox_pids
+
+log = logging.getLogger(__name__)
+
+# While on the psutil source, look for a readable cgroup again at most this often (the sandbox container
+# starts after the native sidecar, so the first look may find no process).
+REDISCOVER_SECONDS = 10.0
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+def parse_millicores(text: str) -> float:
+    """A downward-API ``limits.cpu`` with divisor ``1m`` (e.g. ``"500"``) as CPUs (0.5)."""
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(f"CPU limit must be a positive number of millicores, got {text!r}")
+    return value / 1000
+
+
+def parse_bytes(text: str) -> int:
+    """A downward-API ``limits.memory`` / ``limits.ephemeral-storage`` with divisor ``1`` as bytes."""
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(f"a byte count must be positive, got {text!r}")
+    return value
+
+
+SOURCES = (names.SOURCE_CGROUP_V2, names.SOURCE_CGROUP_V1, names.SOURCE_PSUTIL)
+
+
+def _parse_source(text: str) -> str:
+    if text not in SOURCES:
+        raise ValueError(f"the metrics source must be one of {', '.join(SOURCES)}")
+    return text
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _checked(environ: Mapping[str, str], name: str, parse: Callable[[str], object]) -> str | None:
+    value = _env(environ, name)
+    if value is not None:
+        try:
+            parse(value)
+        except ValueError as error:
+            raise ValueError(f"{name}={value!r} is not valid: {error}") from None
+    return value
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """What the sampler reads and how it labels what it sends. ``from_env`` builds it from the pod's env."""
+
+    # Every /proc and /sys read goes under this root (fixture trees in tests).
+    root: Path = Path("/")
+    # Downward-API values as the operator sets them: limits.cpu in millicores, limits.memory in bytes.
+    cpu_limit_env: str | None = None
+    memory_limit_env: str | None = None
+    # The shared workspace volume as mounted in the sidecar, and its size limit in bytes.
+    workspace: Path | None = None
+    disk_limit_bytes: int | None = None
+    # Resource attributes of every sample (leap0.* identity, k8s.*).
+    resource_attributes: dict[str, str] = field(default_factory=dict)
+    sandbox_container: str = names.SANDBOX_CONTAINER
+    # One process of the sandbox (development and tests: skips the /proc scan; see procs.py).
+    sandbox_pid: int | None = None
+    # Force one source (cgroup-v2, cgroup-v1 or psutil) instead of choosing; a cgroup source that cannot be
+    # read still falls back to psutil.
+    force_source: str | None = None
+    # How often the workspace walk runs when statvfs is not exact.
+    walk_interval: float = DEFAULT_WALK_INTERVAL
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SamplerConfig:
+        """Read the ``LEAP0_*`` variables (see ``names.py``); a malformed number raises ``ValueError`` naming
+        it."""
+        attributes: dict[str, str] = {}
+        for env_name, attribute in (
+            (names.ENV_SANDBOX_ID, names.ATTR_SANDBOX_ID),
+            (names.ENV_ORG_ID, names.ATTR_ORG_ID),
+            (names.ENV_TEMPLATE_ID, names.ATTR_TEMPLATE_ID),
+            (names.ENV_POD_NAMESPACE, names.ATTR_K8S_NAMESPACE),
+            (names.ENV_POD_NAME, names.ATTR_K8S_POD),
+        ):
+            value = _env(environ, env_name)
+            if value is not None:
+                attributes[attribute] = value
+        disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
+        pid = _checked(environ, names.ENV_SANDBOX_PID, parse_bytes)
+        force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
+        workspace = _env(environ, names.ENV_SANDBOX_WORKSPACE)
+        return cls(
+            root=Path(_env(environ, names.ENV_METRICS_ROOT) or "/"),
+            cpu_limit_env=_checked(environ, names.ENV_SANDBOX_CPU_LIMIT_MILLICORES, parse_millicores),
+            memory_limit_env=_checked(environ, names.ENV_SANDBOX_MEMORY_LIMIT_BYTES, parse_bytes),
+            workspace=Path(workspace) if workspace else None,
+            disk_limit_bytes=int(disk) if disk else None,
+            resource_attributes=attributes,
+            sandbox_pid=int(pid) if pid else None,
+            force_source=force_source,
+        )
+
+
+# --- pure arithmetic -------------------------------------------------------------------------------------
+
+
+def cpu_utilization(cpu_delta_ns: int, interval_ns: int, limit_cpus: float) -> float:
+    """CPU used over an interval as a percentage of the limit, clamped to 0-100."""
+    if interval_ns <= 0 or limit_cpus <= 0:
+        return 0.0
+    return min(100.0, max(0.0, cpu_delta_ns / (interval_ns * limit_cpus) * 100.0))
+
+
+def percent(usage: int, limit: int) -> float:
+    """``usage`` as a percentage of ``limit`` (0 when the limit is unknown or zero)."""
+    return usage / limit * 100.0 if limit > 0 else 0.0
+
+
+def parse_cpu_list(text: str) -> int:
+    """The number of CPUs in a kernel CPU list such as ``"0-3,6"``."""
+    count = 0
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
+
+
+def machine_cpus(root: Path) -> int:
+    """CPUs online (``<root>/sys/devices/system/cpu/online``), else ``os.cpu_count()``."""
+    try:
+        return max(1, parse_cpu_list((root / "sys/devices/system/cpu/online").read_text()))
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+def machine_memory(root: Path) -> int:
+    """Memory of the machine (``MemTotal`` of ``<root>/proc/meminfo``) in bytes, 0 if unknown."""
+    try:
+        for line in (root / "proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+@dataclass(frozen=True)
+class SandboxReading:
+    """One sample's numbers (None = not known in this sample, the gauge is omitted)."""
+
+    source: str
+    time_unix_nano: int
+    interval_start_unix_nano: int | None
+    cpu_utilization: float | None
+    cpu_limit: float
+    memory_usage: int
+    memory_limit: int
+    memory_utilization: float
+    filesystem_usage: int | None = None
+    filesystem_utilization: float | None = None
+
+
+# --- encoding ---------------------------------------------------------------------------------------------
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def encode(reading: SandboxReading, attributes: Mapping[str, str]) -> bytes:
+    """The reading as a serialized ``ExportMetricsServiceRequest`` (one resource, one scope, gauges)."""
+    now = reading.time_unix_nano
+    metrics: list[Metric] = []
+
+    def gauge(name: str, value: float | int | None, start: int | None = None) -> None:
+        if value is None:
+            return
+        metric = Metric(name=name, unit=names.SANDBOX_METRICS[name])
+        point = metric.gauge.data_points.add()
+        point.time_unix_nano = now
+        if start is not None:
+            point.start_time_unix_nano = start
+        if isinstance(value, int):
+            point.as_int = value
+        else:
+            point.as_double = value
+        metrics.append(metric)
+
+    gauge(names.METRIC_CPU_UTILIZATION, reading.cpu_utilization, reading.interval_start_unix_nano)
+    gauge(names.METRIC_CPU_LIMIT, float(reading.cpu_limit))
+    gauge(names.METRIC_MEMORY_UTILIZATION, reading.memory_utilization)
+    gauge(names.METRIC_MEMORY_USAGE, reading.memory_usage)
+    gauge(names.METRIC_MEMORY_LIMIT, reading.memory_limit)
+    gauge(names.METRIC_FILESYSTEM_UTILIZATION, reading.filesystem_utilization)
+    gauge(names.METRIC_FILESYSTEM_USAGE, reading.filesystem_usage)
+    request = ExportMetricsServiceRequest(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=Resource(attributes=[_kv(k, v) for k, v in attributes.items()]),
+                scope_metrics=[
+                    ScopeMetrics(
+                        scope=InstrumentationScope(name=names.SCOPE_NAME, version=names.SCOPE_VERSION),
+                        metrics=metrics,
+                    )
+                ],
+            )
+        ]
+    )
+    return request.SerializeToString()
+
+
+# --- the sampler ------------------------------------------------------------------------------------------
+
+Source = CgroupReader | PsutilSource
+
+
+class MetricsSampler:
+    """Samples the sandbox container; see the module docstring. Not thread-safe: call from one task."""
+
+    def __init__(self, config: SamplerConfig) -> None:
+        self.config = config
+        if config.force_source is not None:
+            _parse_source(config.force_source)
+        self._cpu_fallback = parse_millicores(config.cpu_limit_env) if config.cpu_limit_env else None
+        self._memory_fallback = parse_bytes(config.memory_limit_env) if config.memory_limit_env else None
+        self._machine_cpus = machine_cpus(config.root)
+        self._machine_memory = machine_memory(config.root)
+        self._workspace = (
+            WorkspaceProbe(config.workspace, config.disk_limit_bytes, config.root, config.walk_interval)
+            if config.workspace is not None
+            else None
+        )
+        self._source: Source | None = None
+        self._source_pid: int | None = None
+        self._logged_source: str | None = None
+        self._next_discovery = 0.0
+        self._previous: tuple[int, int, int] | None = None  # (cpu ns, monotonic ns, unix ns)
+        self._discover()
+        self._read_cpu_baseline()
+
+    # -- source selection
+
+    @property
+    def source(self) -> str:
+        """The source in use: ``cgroup-v2``, ``cgroup-v1`` or ``psutil``."""
+        assert self._source is not None
+        return self._source.source
+
+    @property
+    def workspace(self) -> WorkspaceProbe | None:
+        return self._workspace
+
+    def _find_pid(self) -> int | None:
+        if self.config.sandbox_pid is not None:
+            return self.config.sandbox_pid
+        pids = sandbox_pids(self.config.root, os.getpid())
+        return pids[0] if pids else None
+
+    def _open_cgroup(self, pid: int | None) -> CgroupReader | None:
+        forced = self.config.force_source
+        if pid is None or forced == names.SOURCE_PSUTIL:
+            return None
+        versions = {names.SOURCE_CGROUP_V2: (2,), names.SOURCE_CGROUP_V1: (1,)}.get(forced or "", (2, 1))
+        return open_cgroup_of(self.config.root, pid, versions)
+
+    def _discover(self) -> None:
+        self._next_discovery = time.monotonic() + REDISCOVER_SECONDS
+        pid = self._find_pid()
+        reader = self._open_cgroup(pid)
+        source: Source = reader or PsutilSource(self.config.root, self.config.sandbox_pid)
+        self._set_source(source, pid)
+
+    def _set_source(self, source: Source, pid: int | None) -> None:
+        if self._source is not None:
+            self._source.close()
+        self._source, self._source_pid = source, pid
+        self._previous = None
+        if source.source != self._logged_source:
+            self._logged_source = source.source
+            log.info("sandbox metrics source: %s (%r, sandbox pid %s)", source.source, source, pid)
+
+    def _read_cpu_baseline(self) -> None:
+        try:
+            self._reading()
+        except (OSError, ValueError):
+            self._previous = None
+
+    def _maybe_rediscover(self) -> None:
+        if isinstance(self._source, PsutilSource):
+            if time.monotonic() >= self._next_discovery:
+                pid = self._find_pid()
+                reader = self._open_cgroup(pid)
+                self._next_discovery = time.monotonic() + REDISCOVER_SECONDS
+                if reader is not None:
+                    self._set_source(reader, pid)
+        elif self._source_pid is not None and not os.path.exists(
+            self.config.root / "proc" / str(self._source_pid)
+        ):
+            self._discover()  # the process we found the cgroup by is gone (restart): look again
+
+    # -- reading
+
+    def _reading(self) -> SandboxReading:
+        source = self._source
+        assert source is not None
+        raw = source.read()
+        mono, now = time.monotonic_ns(), time.time_ns()
+        if isinstance(raw, CgroupReading):  # the cgroup's own limits; unlimited -> the machine's
+            cpu_limit = raw.cpu_limit or float(self._machine_cpus)
+            memory_limit = raw.memory_limit or self._machine_memory
+        else:  # psutil: the downward-API limits, else the machine's
+            cpu_limit = self._cpu_fallback or float(self._machine_cpus)
+            memory_limit = self._memory_fallback or self._machine_memory
+        utilization: float | None = None
+        start: int | None = None
+        if self._previous is not None:
+            previous_cpu, previous_mono, start = self._previous
+            utilization = cpu_utilization(raw.cpu_usage_ns - previous_cpu, mono - previous_mono, cpu_limit)
+        self._previous = (raw.cpu_usage_ns, mono, now)
+        fs_usage: int | None = None
+        fs_utilization: float | None = None
+        if self._workspace is not None:
+            fs = self._workspace.read()
+            if fs is not None:
+                fs_usage, fs_utilization = fs.usage, percent(fs.usage, fs.limit)
+        return SandboxReading(
+            source=source.source,
+            time_unix_nano=now,
+            interval_start_unix_nano=start,
+            cpu_utilization=utilization,
+            cpu_limit=cpu_limit,
+            memory_usage=raw.memory_usage,
+            memory_limit=memory_limit,
+            memory_utilization=percent(raw.memory_usage, memory_limit),
+            filesystem_usage=fs_usage,
+            filesystem_utilization=fs_utilization,
+        )
+
+    def read(self) -> SandboxReading:
+        """One sample's numbers (what ``sample`` encodes)."""
+        self._maybe_rediscover()
+        try:
+            return self._reading()
+        except (OSError, ValueError) as error:
+            log.warning("sandbox metrics: %r failed (%s); looking for the cgroup again", self._source, error)
+            self._discover()
+            return self._reading()
+
+    def resource_attributes(self) -> dict[str, str]:
+        attributes = {names.ATTR_K8S_CONTAINER: self.config.sandbox_container}
+        attributes.update(self.config.resource_attributes)
+        attributes[names.ATTR_METRICS_SOURCE] = self.source
+        return attributes
+
+    def sample(self) -> bytes:
+        """A serialized OTLP ``ExportMetricsServiceRequest`` with the sandbox's gauges."""
+        return encode(self.read(), self.resource_attributes())
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+        if self._workspace is not None:
+            self._workspace.close()
