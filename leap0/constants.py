@@ -116,3 +116,21 @@ REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
 REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
+
+# --- Pod wiring between the operator and the sidecar (downward API and volumes) -----------------------
+# The sandbox container's limits, given to the sidecar through resourceFieldRef (divisor 1m / 1).
+ENV_SANDBOX_CPU_LIMIT_MILLICORES: Final = "LEAP0_SANDBOX_CPU_LIMIT_MILLICORES"
+ENV_SANDBOX_MEMORY_LIMIT_BYTES: Final = "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES"
+ENV_SANDBOX_DISK_LIMIT_BYTES: Final = "LEAP0_SANDBOX_DISK_LIMIT_BYTES"
+# The shared workspace volume, mounted in both containers.
+ENV_WORKSPACE: Final = "LEAP0_WORKSPACE"
+WORKSPACE_VOLUME: Final = "workspace"
+WORKSPACE_PATH: Final = "/workspace"
+# Kubernetes identity of the pod (fieldRef), stamped as k8s.namespace.name / k8s.pod.name.
+ENV_K8S_NAMESPACE: Final = "LEAP0_K8S_NAMESPACE"
+ENV_K8S_POD_NAME: Final = "LEAP0_K8S_POD_NAME"
+# The sidecar's health endpoint (the pod's probes use it; it serves only /healthz and /readyz).
+ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
+SIDECAR_HEALTH_PORT: Final = 13133
+SIDECAR_HEALTH_PATH: Final = "/healthz"
+SIDECAR_READY_PATH: Final = "/readyz"
