@@ -82,9 +82,6 @@ ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
 # Set by the operator on the telemetry container (downward API), read by the sidecar's metrics sampler:
 # limits.cpu of the sandbox container with divisor 1m (millicores), limits.memory with divisor 1 (bytes),
 # the workspace size in bytes, where the workspace volume is mounted in the sidecar, and the pod's identity.
-ENV_SANDBOX_CPU_LIMIT_MILLICORES: Final = "LEAP0_SANDBOX_CPU_LIMIT_MILLICORES"
-ENV_SANDBOX_MEMORY_LIMIT_BYTES: Final = "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES"
-ENV_SANDBOX_DISK_LIMIT_BYTES: Final = "LEAP0_SANDBOX_DISK_LIMIT_BYTES"
 ENV_SANDBOX_WORKSPACE: Final = "LEAP0_SANDBOX_WORKSPACE"
 ENV_POD_NAME: Final = "LEAP0_POD_NAME"
 ENV_POD_NAMESPACE: Final = "LEAP0_POD_NAMESPACE"

@@ -62,7 +62,7 @@ class Sidecar:
             "queue_bytes": self.queue.used,
             "queue_capacity": self.queue.capacity,
         }
-        if path == s.HEALTH_PATH_READY:
+        if path == s.SIDECAR_READY_PATH:
             return self.ready and self.pipeline.accepting, details
         return True, details
 

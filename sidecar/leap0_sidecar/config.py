@@ -86,7 +86,9 @@ class Config:
     upstreams: dict[Signal, Upstream | None]
     grpc_endpoint: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", s.OTLP_GRPC_PORT))
     http_endpoint: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", s.OTLP_HTTP_PORT))
-    health_endpoint: HostPort | None = field(default_factory=lambda: HostPort("0.0.0.0", s.HEALTH_PORT))
+    health_endpoint: HostPort | None = field(
+        default_factory=lambda: HostPort("0.0.0.0", s.SIDECAR_HEALTH_PORT)
+    )
     metrics_interval_s: float = s.DEFAULT_METRICS_INTERVAL_S
     queue_bytes: int = s.DEFAULT_QUEUE_BYTES
     max_request_bytes: int = s.DEFAULT_MAX_REQUEST_BYTES

@@ -157,10 +157,8 @@ class HttpClient:
             )
         )
         assert head is not None
-        writer.write(head)
-        # With Content-Length framing h11 returns the body object itself (no copy).
-        writer.write(conn.send(h11.Data(data=body)) or b"")
-        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        # One write for head and body (with Content-Length framing h11 returns the body itself, no copy).
+        writer.writelines([head, conn.send(h11.Data(data=body)) or b"", conn.send(h11.EndOfMessage()) or b""])
         await writer.drain()
         status = 0
         headers: dict[str, str] = {}

@@ -39,7 +39,7 @@ log = logging.getLogger("leap0_sidecar.http")
 READ_SIZE: Final = 65536
 MAX_HEAD_BYTES: Final = 64 * 1024
 _PATH_SIGNALS: Final[dict[str, Signal]] = {path: signal for signal, path in s.SIGNAL_PATHS.items()}
-_HEALTH_PATHS: Final = (s.HEALTH_PATH_LIVE, s.HEALTH_PATH_READY)
+_HEALTH_PATHS: Final = (s.SIDECAR_HEALTH_PATH, s.SIDECAR_READY_PATH)
 _REASONS: Final = {status.value: status.phrase.encode() for status in http.HTTPStatus}
 
 
@@ -197,9 +197,14 @@ class HttpReceiver:
         if reply.close:
             headers.append(("connection", "close"))
         reason = _REASONS.get(reply.status, b"")
-        writer.write(conn.send(h11.Response(status_code=reply.status, headers=headers, reason=reason)) or b"")
-        writer.write(conn.send(h11.Data(data=reply.body)) or b"")
-        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        # One write (one syscall, one segment) for head and body.
+        writer.writelines(
+            [
+                conn.send(h11.Response(status_code=reply.status, headers=headers, reason=reason)) or b"",
+                conn.send(h11.Data(data=reply.body)) or b"",
+                conn.send(h11.EndOfMessage()) or b"",
+            ]
+        )
 
     @staticmethod
     async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> h11.Event | type[h11.PAUSED]:

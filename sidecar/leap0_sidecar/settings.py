@@ -48,13 +48,13 @@ OTLP_GRPC_PORT: Final = 4317
 OTLP_HTTP_PORT: Final = 4318
 # The pod's probes reach the sidecar on the pod IP, so health listens on all interfaces on its own port
 # (the OpenTelemetry Collector's health_check port); it serves nothing but the two paths below.
-HEALTH_PORT: Final = 13133
-HEALTH_PATH_LIVE: Final = "/healthz"
-HEALTH_PATH_READY: Final = "/readyz"
+SIDECAR_HEALTH_PORT: Final = 13133
+SIDECAR_HEALTH_PATH: Final = "/healthz"
+SIDECAR_READY_PATH: Final = "/readyz"
 
 DEFAULT_OTLP_GRPC_ENDPOINT: Final = f"127.0.0.1:{OTLP_GRPC_PORT}"
 DEFAULT_OTLP_HTTP_ENDPOINT: Final = f"127.0.0.1:{OTLP_HTTP_PORT}"
-DEFAULT_HEALTH_ENDPOINT: Final = f"0.0.0.0:{HEALTH_PORT}"
+DEFAULT_HEALTH_ENDPOINT: Final = f"0.0.0.0:{SIDECAR_HEALTH_PORT}"
 DEFAULT_METRICS_INTERVAL_S: Final = 10.0
 DEFAULT_TIMEOUT_MS: Final = 10_000
 DEFAULT_QUEUE_BYTES: Final = 16 * 1024 * 1024
