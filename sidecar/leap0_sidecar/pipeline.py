@@ -37,6 +37,10 @@ class Pipeline:
         """What the receivers suggest to a client they push back on (whole seconds, at least 1)."""
         return max(1, math.ceil(self.config.retry_initial_s))
 
+    def stamp(self, signal: Signal, request: bytes) -> bytes:
+        """The request with the identity on every resource (bench/sidecar.py swaps in a naive full decode)."""
+        return self.stamper.rewrite(request)
+
     def ingest(self, signal: Signal, request: bytes, transport: str, *, internal: bool = False) -> Outcome:
         """Take one serialized Export*ServiceRequest; raises identity.WireError when it is malformed.
 
@@ -47,7 +51,7 @@ class Pipeline:
         if not self.accepting and not internal:
             self.stats.refused(signal, Outcome.SHUTTING_DOWN.value)
             return Outcome.SHUTTING_DOWN
-        stamped = self.stamper.rewrite(request)
+        stamped = self.stamp(signal, request)
         if self.config.upstreams[signal] is None:
             self.stats.dropped(signal, "export_disabled")
             return Outcome.ACCEPTED
