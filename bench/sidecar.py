@@ -95,13 +95,15 @@ def make_request(spans_per_request: int, seq: int) -> bytes:
                 kind=Span.SPAN_KIND_SERVER,
                 start_time_unix_nano=1_700_000_000_000_000_000 + i,
                 end_time_unix_nano=1_700_000_000_000_500_000 + i,
-                attributes=[kv(f"app.attribute.{j}", f"value-{j}-" + "x" * 34) for j in range(8)],
+                attributes=[kv(f"app.attribute.{j}", f"value-{j}-" + "x" * 24) for j in range(8)],
             )
         )
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
-                resource=Resource(attributes=[kv("service.name", "bench"), kv("leap0.sandbox.id", "spoofed")]),
+                resource=Resource(
+                    attributes=[kv("service.name", "bench"), kv("leap0.sandbox.id", "spoofed")]
+                ),
                 scope_spans=[ScopeSpans(spans=spans)],
             )
         ]
@@ -163,7 +165,9 @@ class Sidecar:
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
             **env,
         )
-        command = [sys.executable, __file__, "--serve-naive"] if naive else [sys.executable, "-m", "leap0_sidecar"]
+        command = (
+            [sys.executable, __file__, "--serve-naive"] if naive else [sys.executable, "-m", "leap0_sidecar"]
+        )
         self.proc = subprocess.Popen(command, env=child_env, stderr=subprocess.DEVNULL)
         self.ps = psutil.Process(self.proc.pid)
         deadline = time.monotonic() + 30
@@ -296,8 +300,10 @@ def main() -> int:
     down.proc.send_signal(signal.SIGKILL)
     down.proc.wait()
     print()
-    print(f"idle RSS:                        {idle:6.1f} MiB (goal <= {IDLE_RSS_GOAL_MIB} MiB: "
-          f"{'yes' if idle <= IDLE_RSS_GOAL_MIB else 'NO'})")
+    print(
+        f"idle RSS:                        {idle:6.1f} MiB (goal <= {IDLE_RSS_GOAL_MIB} MiB: "
+        f"{'yes' if idle <= IDLE_RSS_GOAL_MIB else 'NO'})"
+    )
     print(f"RSS after the runs above:        {after:6.1f} MiB")
     print(
         f"peak RSS, upstream down, full:   {peak:6.1f} MiB (queue {state.get('queue_bytes', 0) / 2**20:.1f} of "

@@ -40,6 +40,7 @@ class Sidecar:
             retry_initial_s=config.retry_initial_s,
             retry_max_s=config.retry_max_s,
             max_batch_bytes=config.max_request_bytes,
+            batch_linger_s=config.batch_linger_s,
         )
         receiver_options = {
             "max_body": config.max_request_bytes,
@@ -165,6 +166,7 @@ class Sidecar:
         self.ready = False
         self._metrics_task.cancel()
         await asyncio.gather(self.http.close(), self.grpc.close(), return_exceptions=True)
+        self.exporter.flush_now()
         await self._take_metrics()
         queued = self.queue.used
         if queued:

@@ -96,6 +96,7 @@ class Config:
     shutdown_timeout_s: float = s.DEFAULT_SHUTDOWN_TIMEOUT_S
     retry_initial_s: float = s.DEFAULT_RETRY_INITIAL_S
     retry_max_s: float = s.DEFAULT_RETRY_MAX_S
+    batch_linger_s: float = s.DEFAULT_BATCH_LINGER_S
     log_level: str = "INFO"
     warnings: tuple[str, ...] = ()
 
@@ -340,6 +341,7 @@ def load(env: Mapping[str, str]) -> Config:
         shutdown_timeout_s=_positive(env, s.ENV_SHUTDOWN_TIMEOUT, s.DEFAULT_SHUTDOWN_TIMEOUT_S),
         retry_initial_s=retry_initial,
         retry_max_s=retry_max,
+        batch_linger_s=_number(s.ENV_BATCH_LINGER, _get(env, s.ENV_BATCH_LINGER), s.DEFAULT_BATCH_LINGER_S),
         log_level=log_level,
         warnings=tuple(warnings),
     )

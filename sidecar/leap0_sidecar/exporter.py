@@ -1,18 +1,17 @@
 """Forwarding: one worker per signal sends queued requests to the upstream as OTLP/HTTP protobuf.
 
-The HTTP/1.1 client is h11 (the protocol state machine) on asyncio streams with one keep-alive connection per
-signal: measured cheaper than aiohttp or urllib3 in a thread for this one-request-at-a-time pattern, and it
-adds no dependency beyond the receiver's. Retry policy (pure functions below): 429, 502, 503, 504, connection
-errors and timeouts are retried with exponential backoff and jitter, or after ``Retry-After`` when the
-upstream sends it; every other status is permanent and the data is dropped and counted. Retries go on while
-the data is queued (the queue's byte bound, and the receivers' pushback when it is full, keep that finite); at
-shutdown they stop at the deadline.
+The HTTP/1.1 client writes the request itself (a fixed head, Content-Length framing) and parses the answer
+with httptools, on asyncio streams with one keep-alive connection per signal: the same parser as the receiver,
+so no extra dependency, and cheaper than aiohttp, urllib3 in a thread, or h11 for one request at a time. Retry
+policy (pure functions below): 429, 502, 503, 504, connection errors and timeouts are retried with exponential
+backoff and jitter, or after ``Retry-After`` when the upstream sends it; every other status is permanent and
+the data is dropped and counted. Retries go on while the data is queued (the queue's byte bound, and the
+receivers' pushback when it is full, keep that finite); at shutdown they stop at the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import gzip
 import logging
 import random
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-import h11
+import httptools
 
 from leap0_sidecar.config import Upstream
 from leap0_sidecar.otlp import RESPONSE_TYPES
@@ -49,6 +48,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only here: the module costs memory and HTTP dates are rare
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -91,6 +92,34 @@ def _ssl_context(upstream: Upstream) -> ssl.SSLContext | None:
     return context
 
 
+class _Collector:
+    """httptools callbacks for one response."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.size = 0
+        self.head_done = False
+        self.done = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.size < _MAX_RESPONSE_BODY:
+            self.body.append(body)
+            self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+_CLIENT_ERRORS = (OSError, EOFError, httptools.HttpParserError)
+
+
 class HttpClient:
     """POSTs to one upstream URL over a kept-alive HTTP/1.1 connection."""
 
@@ -99,32 +128,33 @@ class HttpClient:
         self._ssl = _ssl_context(upstream)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._conn: h11.Connection | None = None
         default_port = 443 if upstream.scheme == "https" else 80
         host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
         host_header = host if upstream.port == default_port else f"{host}:{upstream.port}"
-        self._headers: list[tuple[str, str]] = [
+        headers = [
             ("host", host_header),
             ("user-agent", USER_AGENT),
             ("content-type", "application/x-protobuf"),
             *[(k, v) for k, v in upstream.headers if k not in _RESERVED_HEADERS],
         ]
         if upstream.gzip:
-            self._headers.append(("content-encoding", "gzip"))
+            headers.append(("content-encoding", "gzip"))
+        lines = [f"POST {upstream.target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers)]
+        self._head = ("\r\n".join(lines) + "\r\ncontent-length: ").encode("latin-1")
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        self._reader = self._writer = self._conn = None
+        self._reader = self._writer = None
 
     async def post(self, body: bytes) -> Response:
         """One request; raises UpstreamError when no response arrives within the timeout."""
         try:
             async with asyncio.timeout(self.upstream.timeout_s):
-                reused = self._conn is not None
+                reused = self._writer is not None
                 try:
                     return await self._post(body)
-                except (OSError, h11.ProtocolError, EOFError):
+                except _CLIENT_ERRORS:
                     if not reused:
                         raise
                     # The server may have closed the idle kept-alive connection: once more, on a fresh one.
@@ -133,60 +163,35 @@ class HttpClient:
         except TimeoutError:
             self.close()
             raise UpstreamError(f"no response within {self.upstream.timeout_s:g} s") from None
-        except (OSError, h11.ProtocolError, EOFError) as exc:
+        except _CLIENT_ERRORS as exc:
             self.close()
             raise UpstreamError(str(exc) or type(exc).__name__) from None
 
     async def _post(self, body: bytes) -> Response:
-        if self._conn is None:
+        if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
                 self.upstream.host,
                 self.upstream.port,
                 ssl=self._ssl,
                 server_hostname=self.upstream.host if self._ssl else None,
             )
-            self._conn = h11.Connection(h11.CLIENT)
-        conn, reader, writer = self._conn, self._reader, self._writer
+        reader, writer = self._reader, self._writer
         assert reader is not None
-        assert writer is not None
-        head = conn.send(
-            h11.Request(
-                method="POST",
-                target=self.upstream.target,
-                headers=[*self._headers, ("content-length", str(len(body)))],
-            )
-        )
-        assert head is not None
-        # One write for head and body (with Content-Length framing h11 returns the body itself, no copy).
-        writer.writelines([head, conn.send(h11.Data(data=body)) or b"", conn.send(h11.EndOfMessage()) or b""])
+        writer.writelines([self._head, b"%d\r\n\r\n" % len(body), body])
         await writer.drain()
-        status = 0
-        headers: dict[str, str] = {}
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await reader.read(65536)
-                if not data:
-                    raise EOFError("connection closed by the upstream before a complete response")
-                conn.receive_data(data)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
-            elif isinstance(event, h11.Data):
-                if size < _MAX_RESPONSE_BODY:
-                    chunks.append(bytes(event.data))
-                    size += len(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise EOFError("connection closed by the upstream")
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-        else:
+        collector = _Collector()
+        parser = httptools.HttpResponseParser(collector)
+        while not collector.done:
+            data = await reader.read(65536)
+            if not data:
+                if collector.head_done:  # a body delimited by the end of the connection
+                    self.close()
+                    break
+                raise EOFError("connection closed by the upstream before a complete response")
+            parser.feed_data(data)
+        if not parser.should_keep_alive():
             self.close()
-        return Response(status, headers, b"".join(chunks))
+        return Response(parser.get_status_code(), collector.headers, b"".join(collector.body))
 
 
 # --- Workers --------------------------------------------------------------------------------------
@@ -204,6 +209,8 @@ class Exporter:
         retry_initial_s: float,
         retry_max_s: float,
         max_batch_bytes: int,
+        batch_linger_s: float = 0.0,
+        batch_target_bytes: int = 256 * 1024,
     ) -> None:
         self.upstreams = upstreams
         self.queue = queue
@@ -211,6 +218,9 @@ class Exporter:
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.max_batch_bytes = max_batch_bytes
+        self.batch_linger_s = batch_linger_s
+        self.batch_target_bytes = batch_target_bytes
+        self.stopping = False
         self.inflight: dict[Signal, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._clients: list[HttpClient] = []
@@ -221,6 +231,10 @@ class Exporter:
                 client = HttpClient(upstream)
                 self._clients.append(client)
                 self._tasks.append(asyncio.create_task(self._run(signal, client), name=f"export-{signal}"))
+
+    def flush_now(self) -> None:
+        """No more lingering: send what is queued at once (shutdown)."""
+        self.stopping = True
 
     async def stop(self) -> None:
         """Cancel the workers; what they held in flight is counted as dropped (reason ``shutdown``)."""
@@ -233,6 +247,13 @@ class Exporter:
     async def _run(self, signal: Signal, client: HttpClient) -> None:
         while True:
             await self.queue.wait(signal)
+            if (
+                self.batch_linger_s
+                and not self.stopping
+                and self.queue.waiting_bytes(signal) < self.batch_target_bytes
+            ):
+                # Let more requests of the signal arrive: one upstream request for many received ones.
+                await asyncio.sleep(self.batch_linger_s)
             batch = self.queue.take(signal, self.max_batch_bytes)
             if not batch:
                 continue

@@ -13,7 +13,6 @@ import binascii
 import json
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -76,6 +75,8 @@ def json_to_protobuf(signal: Signal, body: bytes) -> bytes:
         raise JsonError(f"invalid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise JsonError("invalid OTLP/JSON: the body must be a JSON object")
+    from google.protobuf import json_format  # only for JSON requests: the module costs memory
+
     _convert_ids(document, "$")
     message = REQUEST_TYPES[signal]()
     try:
@@ -107,6 +108,8 @@ def status_body(code: int, message: str, json_encoding: bool, *, retry_delay_s: 
     """A google.rpc.Status body, as the OTLP/HTTP specification asks for failed requests."""
     result = status(code, message, retry_delay_s=retry_delay_s)
     if json_encoding:
+        from google.protobuf import json_format
+
         return json_format.MessageToJson(result, indent=None).encode()
     data: bytes = result.SerializeToString()
     return data

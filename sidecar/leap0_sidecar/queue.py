@@ -18,6 +18,7 @@ class ExportQueue:
         self.capacity = capacity_bytes
         self.used = 0  # bytes queued or in flight
         self._items: dict[Signal, deque[bytes]] = {signal: deque() for signal in SIGNALS}
+        self._waiting_bytes: dict[Signal, int] = dict.fromkeys(SIGNALS, 0)
         self._wakeups: dict[Signal, asyncio.Event] = {}
         self._empty: asyncio.Event | None = None
 
@@ -33,6 +34,10 @@ class ExportQueue:
             return sum(len(d) for d in self._items.values())
         return len(self._items[signal])
 
+    def waiting_bytes(self, signal: Signal) -> int:
+        """Bytes of a signal waiting (not in flight)."""
+        return self._waiting_bytes[signal]
+
     def free(self) -> int:
         return self.capacity - self.used
 
@@ -44,6 +49,7 @@ class ExportQueue:
         if self._empty is not None:
             self._empty.clear()
         self._items[signal].append(data)
+        self._waiting_bytes[signal] += len(data)
         self._wakeup(signal).set()
         return True
 
@@ -56,6 +62,7 @@ class ExportQueue:
             data = items.popleft()
             size += len(data)
             batch.append(data)
+        self._waiting_bytes[signal] -= size
         if not items:
             self._wakeup(signal).clear()
         return batch

@@ -82,6 +82,7 @@ def test_permanent_error_is_dropped_and_counted(
     sidecar = sidecar_factory(upstream.url, LEAP0_METRICS_INTERVAL="0.3", **FAST_RETRY)
     upstream.script.append((400, {}))
     assert post(sidecar, traces_request("rejected"))[0] == 200
+    wait_for(lambda: upstream.attempts, what="the first attempt")  # (else both go in one batch)
     assert post(sidecar, traces_request("accepted"))[0] == 200
     wait_for(lambda: upstream.span_names() == ["accepted"], what="the second span")
 
