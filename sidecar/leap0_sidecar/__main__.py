@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from leap0_sidecar import config as config_module
-from leap0_sidecar.app import Sampler, Sidecar
-from leap0_sidecar.grpc_receiver import BindError
+
+if TYPE_CHECKING:
+    from leap0_sidecar.app import Sampler
 
 
 def make_sampler(env: Mapping[str, str]) -> Sampler | None:
@@ -43,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s leap0-sidecar: %(message)s",
         stream=sys.stderr,
     )
+    if not any(u is not None and u.scheme == "https" for u in config.upstreams.values()):
+        # Without an https upstream the ssl module (OpenSSL, about 4 MiB of the sidecar's memory) is never
+        # needed: asyncio loads it at import unless it is marked absent, and then works without it.
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    import asyncio
+
+    from leap0_sidecar.app import Sidecar
+    from leap0_sidecar.grpc_receiver import BindError
+
     try:
         sampler = make_sampler(os.environ)
     except ValueError as exc:

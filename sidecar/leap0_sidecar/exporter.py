@@ -15,10 +15,9 @@ import asyncio
 import gzip
 import logging
 import random
-import ssl
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -83,9 +82,15 @@ class UpstreamError(Exception):
     """The request could not be delivered (connection refused or reset, timeout, protocol error)."""
 
 
+if TYPE_CHECKING:
+    import ssl
+
+
 def _ssl_context(upstream: Upstream) -> ssl.SSLContext | None:
     if upstream.scheme != "https":
         return None
+    import ssl  # only for https upstreams: see __main__.py
+
     context = ssl.create_default_context(cafile=upstream.ca_file)
     if upstream.client_cert:
         context.load_cert_chain(upstream.client_cert, upstream.client_key)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import http.client
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -260,3 +263,39 @@ def test_bad_configuration_exits_non_zero_with_a_clear_message(
     assert sidecar.wait(15) == 2
     assert "configuration error" in sidecar.logs()
     assert message in sidecar.logs()
+
+
+def test_https_upstream_with_a_custom_ca(
+    tmp_path: Path, sidecar_factory: Callable[..., SidecarProcess]
+) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    upstream = Upstream(tls=(cert, key))
+    upstream.start()
+    try:
+        sidecar = sidecar_factory(upstream.url, OTEL_EXPORTER_OTLP_CERTIFICATE=str(cert))
+        assert post(sidecar, traces_request("over-tls"))[0] == 200
+        wait_for(lambda: upstream.span_names() == ["over-tls"], what="the span over https")
+    finally:
+        upstream.stop()
