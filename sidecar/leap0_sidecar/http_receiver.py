@@ -166,8 +166,8 @@ class HttpReceiver:
     ) -> tuple[Reply | None, Signal | None]:
         """An answer decided from the head alone, or the signal of an OTLP request to read the body of."""
         if path in _HEALTH_PATHS and self.health is not None:
-            if method not in ("GET", "HEAD"):
-                return _text(405, f"{path} accepts GET", headers=(("allow", "GET, HEAD"),)), None
+            if method != "GET":
+                return _text(405, f"{path} accepts GET", headers=(("allow", "GET"),)), None
             ok, details = self.health(path)
             body = json.dumps({"status": "ok" if ok else "unavailable", **details}).encode()
             return Reply(200 if ok else 503, body, "application/json"), None

@@ -244,6 +244,8 @@ def test_own_metrics_carry_identity_and_counts(
         "leap0.sidecar.queue.bytes",
         "leap0.sidecar.queue.size",
     } <= names
+    # The real metrics sampler's gauges travel the same way, with the same identity.
+    assert {"leap0.sandbox.cpu.limit", "leap0.sandbox.memory.usage"} <= names
 
 
 @pytest.mark.parametrize(
