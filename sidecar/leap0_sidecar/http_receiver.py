@@ -42,7 +42,7 @@ DISCARD_S: Final = 2.0
 _PATH_SIGNALS: Final[dict[str, Signal]] = {path: signal for signal, path in s.SIGNAL_PATHS.items()}
 _HEALTH_PATHS: Final = (s.SIDECAR_HEALTH_PATH, s.SIDECAR_READY_PATH)
 _REASONS: Final = {status.value: status.phrase for status in http.HTTPStatus}
-_HEADERS_USED: Final = frozenset({b"content-type", b"content-encoding", b"content-length"})
+_HEADERS_USED: Final = frozenset({b"content-type", b"content-encoding", b"content-length", b"expect"})
 
 
 class BodyTooLarge(Exception):
@@ -308,6 +308,12 @@ class _Connection(asyncio.Protocol):
             raise BodyTooLarge(
                 f"the body ({int(declared)} bytes) exceeds the limit of {self.receiver.max_body} bytes"
             )
+        if (
+            self.early is None
+            and self.headers.get(b"expect", b"").lower() == b"100-continue"
+            and self.transport
+        ):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # (curl asks before sending a body)
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)

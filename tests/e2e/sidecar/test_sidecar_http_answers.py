@@ -221,3 +221,16 @@ def test_health_endpoints(sidecar: SidecarProcess) -> None:
     conn.request("POST", "/v1/traces", body=traces_request("x"), headers=PROTOBUF)
     assert conn.getresponse().status == 404
     conn.close()
+
+
+def test_expect_100_continue_is_answered(upstream: Upstream, sidecar: SidecarProcess) -> None:
+    body = traces_request("after-continue")
+    with socket.create_connection(("127.0.0.1", sidecar.http_port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n"
+            b"expect: 100-continue\r\ncontent-length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    wait_for(lambda: upstream.span_names() == ["after-continue"], what="the span")
