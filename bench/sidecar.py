@@ -77,6 +77,65 @@ def serve_naive() -> int:
     return sidecar_main.main([])
 
 
+def serve_grpc_floor(port: int) -> int:
+    """grpcio's asyncio server with an empty bytes-in handler: what any grpcio receiver costs per call."""
+    import asyncio
+
+    async def export(request: bytes, context: Any) -> bytes:
+        return b""
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(export)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(GRPC_TRACE_SERVICE, {"Export": handler}),)
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+    return 0
+
+
+GRPC_TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class GrpcFloor:
+    """A process running serve_grpc_floor, measured like a sidecar."""
+
+    def __init__(self) -> None:
+        self.grpc_port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-grpc-floor", str(self.grpc_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+
+    def cpu(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def grpc_floor_per_10k(spans_per_request: int, total_spans: int) -> float:
+    floor = GrpcFloor()
+    try:
+        requests = [make_request(spans_per_request, i) for i in range(total_spans // spans_per_request)]
+        send_grpc(floor, requests[:20])
+        before = floor.cpu()
+        send_grpc(floor, requests)
+        return (floor.cpu() - before) * 10_000 / (len(requests) * spans_per_request)
+    finally:
+        floor.stop()
+
+
 # --- payloads ---------------------------------------------------------------------------------------------
 
 
@@ -240,7 +299,7 @@ def send_http(sidecar: Sidecar, requests: list[bytes]) -> int:
     return refused
 
 
-def send_grpc(sidecar: Sidecar, requests: list[bytes]) -> int:
+def send_grpc(sidecar: Sidecar | GrpcFloor, requests: list[bytes]) -> int:
     refused = 0
     with grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc_port}") as channel:
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
@@ -287,9 +346,12 @@ def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=50_000, help="spans per measurement (default 50000)")
     parser.add_argument("--serve-naive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-grpc-floor", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_naive:
         return serve_naive()
+    if args.serve_grpc_floor:
+        return serve_grpc_floor(args.serve_grpc_floor)
 
     size = len(make_request(100, 0)) / 100
     print(f"payload: {size:.0f} B per span (8 string attributes), {args.spans} spans per measurement")
@@ -314,6 +376,11 @@ def run() -> int:
     sidecar.stop()
     naive.stop()
     print("(CPU seconds of the sidecar process per 10,000 spans: receive + identity stamp + forward)")
+    for spans_per_request in (100, 10):
+        floor = grpc_floor_per_10k(spans_per_request, args.spans)
+        print(
+            f"grpcio alone, empty handler, {spans_per_request:>3} spans/request: {floor:.4f}s per 10k spans"
+        )
 
     # Peak memory with the upstream down: fill the default queue until the sidecar pushes back.
     down = Sidecar(f"http://127.0.0.1:{free_port()}")
