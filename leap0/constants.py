@@ -79,12 +79,6 @@ ENV_OTLP_GRPC_ENDPOINT: Final = "LEAP0_OTLP_GRPC_ENDPOINT"
 ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
-# Set by the operator on the telemetry container (downward API), read by the sidecar's metrics sampler:
-# limits.cpu of the sandbox container with divisor 1m (millicores), limits.memory with divisor 1 (bytes),
-# the workspace size in bytes, where the workspace volume is mounted in the sidecar, and the pod's identity.
-ENV_SANDBOX_WORKSPACE: Final = "LEAP0_SANDBOX_WORKSPACE"
-ENV_POD_NAME: Final = "LEAP0_POD_NAME"
-ENV_POD_NAMESPACE: Final = "LEAP0_POD_NAMESPACE"
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_EXPORTER_OTLP_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"

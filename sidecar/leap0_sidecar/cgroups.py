@@ -230,6 +230,11 @@ class CgroupV2Reader:
             self.close()
             raise
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What this reader reads: equal keys read the same cgroup."""
+        return (self.source, str(self.directory))
+
     def _open(self, name: str) -> CachedFile:
         cached = CachedFile(self.directory / name)
         self._files.append(cached)
@@ -278,6 +283,11 @@ class CgroupV1Reader:
             self.close()
             raise
 
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What this reader reads: equal keys read the same cgroup."""
+        return (self.source, str(self.cpuacct_dir), str(self.memory_dir), str(self.cpu_dir))
+
     def _open(self, path: Path) -> CachedFile:
         cached = CachedFile(path)
         self._files.append(cached)
@@ -315,33 +325,19 @@ def under(root: Path, absolute: str) -> Path:
     return root / absolute.lstrip("/")
 
 
-def candidate_dirs(root: Path, pid: int, cgroup_path: str, mounts: list[CgroupMount]) -> list[Path]:
-    """Where the cgroup ``cgroup_path`` of process ``pid`` may be readable, best first.
+def candidate_dirs(base: Path, cgroup_path: str, mounts: Iterable[CgroupMount]) -> list[Path]:
+    """Directories showing the cgroup ``cgroup_path`` through ``mounts``, under ``base``.
 
-    1. Our own mounts of the hierarchy (``mounts``, from ``/proc/self/mountinfo``): the mount shows the
-       hierarchy from its ``root``, so the directory is the mount point plus the path below that root. A path
-       with ``/..`` means the process is outside our cgroup namespace: not visible through our mounts.
-    2. The process's own view, ``/proc/<pid>/root/sys/fs/cgroup`` (needs ptrace access to the process): with a
-       private cgroup namespace its own cgroup is the root of its mount; otherwise the path below it.
+    A mount shows the hierarchy from its ``root``, so the directory is the mount point plus the path below
+    that root. A path with ``/..`` lies outside the cgroup namespace it was read in: not visible.
     """
     found: list[Path] = []
     if "/.." not in cgroup_path:
         for mount in mounts:
             mroot = mount.root.rstrip("/")
             if cgroup_path == mount.root or cgroup_path.startswith(mroot + "/"):
-                found.append(under(root, mount.mount_point) / cgroup_path[len(mroot) :].lstrip("/"))
+                found.append(under(base, mount.mount_point) / cgroup_path[len(mroot) :].lstrip("/"))
     return found
-
-
-def _own_view_dirs(root: Path, pid: int, subdir: str, cgroup_path: str) -> list[Path]:
-    base = root / "proc" / str(pid) / "root" / "sys" / "fs" / "cgroup"
-    if subdir:
-        base = base / subdir
-    dirs = []
-    if "/.." not in cgroup_path and cgroup_path not in ("", "/"):
-        dirs.append(base / cgroup_path.lstrip("/"))
-    dirs.append(base)
-    return dirs
 
 
 def _read_text(path: Path) -> str | None:
@@ -351,10 +347,42 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def open_v2(root: Path, pid: int, cgroup_path: str, mounts: list[CgroupMount]) -> CgroupV2Reader | None:
-    v2_mounts = [m for m in mounts if m.version == 2]
-    dirs = candidate_dirs(root, pid, cgroup_path, v2_mounts) + _own_view_dirs(root, pid, "", cgroup_path)
-    for directory in dirs:
+class _Discovery:
+    """Where the cgroup of process ``pid`` can be read, best first:
+
+    1. through our own cgroup mounts (``<root>/proc/self/mountinfo``);
+    2. through the process's own view, ``<root>/proc/<pid>/root`` plus its mounts (``/proc/<pid>/mountinfo``);
+       both need ptrace read access to the process. When the process is in a cgroup namespace of its own (its
+       path reads ``/../...`` from ours), its cgroup is the root of its own cgroup2 mount. That guess is taken
+       for v2 only, where a root cgroup would fail the probe (no ``memory.current``), never for v1.
+    """
+
+    def __init__(self, root: Path, pid: int) -> None:
+        self.root = root
+        self.pid = pid
+        self.ours = cgroup_mounts(parse_mountinfo(_read_text(root / "proc" / "self" / "mountinfo") or ""))
+        self.view = root / "proc" / str(pid) / "root"
+        text = _read_text(root / "proc" / str(pid) / "mountinfo")
+        self.theirs = cgroup_mounts(parse_mountinfo(text)) if text is not None else None
+
+    def dirs(self, cgroup_path: str, version: int, controller: str = "") -> list[Path]:
+        def relevant(mounts: Iterable[CgroupMount]) -> list[CgroupMount]:
+            return [
+                m for m in mounts if m.version == version and (version == 2 or controller in m.controllers)
+            ]
+
+        found = candidate_dirs(self.root, cgroup_path, relevant(self.ours))
+        if self.theirs is not None:
+            found += candidate_dirs(self.view, cgroup_path, relevant(self.theirs))
+        if "/.." in cgroup_path and version == 2:
+            mounts = relevant(self.theirs) if self.theirs is not None else []
+            found += [under(self.view, m.mount_point) for m in mounts if m.root == "/"]
+            found.append(self.view / "sys" / "fs" / "cgroup")
+        return found
+
+
+def open_v2(discovery: _Discovery, cgroup_path: str) -> CgroupV2Reader | None:
+    for directory in discovery.dirs(cgroup_path, 2):
         if (directory / "memory.current").is_file() and (directory / "cpu.stat").is_file():
             try:
                 return CgroupV2Reader(directory)
@@ -363,26 +391,22 @@ def open_v2(root: Path, pid: int, cgroup_path: str, mounts: list[CgroupMount]) -
     return None
 
 
-def _v1_dir(
-    root: Path, pid: int, controller: str, paths: dict[str, str], mounts: list[CgroupMount], probe: str
-) -> Path | None:
+def _v1_dir(discovery: _Discovery, controller: str, paths: dict[str, str], probe: str) -> Path | None:
     path = paths.get(controller)
     if path is None:
         return None
-    hierarchy = [m for m in mounts if m.version == 1 and controller in m.controllers]
-    subdir = next((Path(m.mount_point).name for m in hierarchy), controller)
-    for directory in candidate_dirs(root, pid, path, hierarchy) + _own_view_dirs(root, pid, subdir, path):
+    for directory in discovery.dirs(path, 1, controller):
         if (directory / probe).is_file():
             return directory
     return None
 
 
-def open_v1(root: Path, pid: int, paths: dict[str, str], mounts: list[CgroupMount]) -> CgroupV1Reader | None:
-    cpuacct = _v1_dir(root, pid, "cpuacct", paths, mounts, "cpuacct.usage")
-    memory = _v1_dir(root, pid, "memory", paths, mounts, "memory.usage_in_bytes")
+def open_v1(discovery: _Discovery, paths: dict[str, str]) -> CgroupV1Reader | None:
+    cpuacct = _v1_dir(discovery, "cpuacct", paths, "cpuacct.usage")
+    memory = _v1_dir(discovery, "memory", paths, "memory.usage_in_bytes")
     if cpuacct is None or memory is None:
         return None
-    cpu = _v1_dir(root, pid, "cpu", paths, mounts, "cpu.cfs_quota_us")
+    cpu = _v1_dir(discovery, "cpu", paths, "cpu.cfs_quota_us")
     try:
         return CgroupV1Reader(cpuacct, memory, cpu)
     except OSError:
@@ -398,10 +422,9 @@ def open_cgroup_of(root: Path, pid: int, versions: tuple[int, ...] = (2, 1)) -> 
     if text is None:
         return None
     paths = parse_proc_cgroup(text)
-    mountinfo = _read_text(root / "proc" / "self" / "mountinfo") or ""
-    mounts = cgroup_mounts(parse_mountinfo(mountinfo))
+    discovery = _Discovery(root, pid)
     if "" in paths and 2 in versions:
-        reader = open_v2(root, pid, paths[""], mounts)
+        reader = open_v2(discovery, paths[""])
         if reader is not None:
             return reader
-    return open_v1(root, pid, paths, mounts) if 1 in versions else None
+    return open_v1(discovery, paths) if 1 in versions else None

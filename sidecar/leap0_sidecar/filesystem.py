@@ -56,8 +56,10 @@ def statvfs_is_exact(mounts: Iterable[Mount], workspace: str) -> bool:
     return exact
 
 
-def walk_usage(top: Path, max_entries: int, max_seconds: float) -> WalkResult:
-    """Allocated bytes under ``top`` (like ``du -sx``), within the entry and time caps."""
+def walk_usage(
+    top: Path, max_entries: int, max_seconds: float, stop: threading.Event | None = None
+) -> WalkResult:
+    """Allocated bytes under ``top`` (like ``du -sx``), within the entry and time caps, until ``stop``."""
     started = time.monotonic()
     deadline = started + max_seconds
     try:
@@ -79,7 +81,10 @@ def walk_usage(top: Path, max_entries: int, max_seconds: float) -> WalkResult:
         with iterator:
             for entry in iterator:
                 entries += 1
-                if entries > max_entries or (entries & 0x3FF == 0 and time.monotonic() > deadline):
+                if entries > max_entries or (
+                    entries & 0x3FF == 0
+                    and (time.monotonic() > deadline or (stop is not None and stop.is_set()))
+                ):
                     complete = False
                     break
                 try:
@@ -121,7 +126,7 @@ class WorkspaceProbe:
             mountinfo = (root / "proc" / "self" / "mountinfo").read_text()
         except OSError:
             mountinfo = ""
-        self.exact = statvfs_is_exact(parse_mountinfo(mountinfo), os.path.abspath(workspace))
+        self.exact = statvfs_is_exact(parse_mountinfo(mountinfo), os.path.realpath(workspace))
         self.mode = "statvfs" if self.exact else "walk"
         self._walk: WalkResult | None = None
         self._stop = threading.Event()
@@ -142,7 +147,7 @@ class WorkspaceProbe:
 
     def walk_now(self) -> WalkResult:
         """One walk, published for the following samples."""
-        result = walk_usage(self.workspace, self.max_entries, self.max_seconds)
+        result = walk_usage(self.workspace, self.max_entries, self.max_seconds, self._stop)
         if not result.complete and not self._warned:
             self._warned = True
             log.warning(
@@ -186,6 +191,7 @@ class WorkspaceProbe:
         return FilesystemReading(walk.usage, limit)
 
     def close(self) -> None:
+        """Stop the walk thread (a running walk stops within about 1,000 entries)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.max_seconds + 1)
+            self._thread.join(timeout=1.0)

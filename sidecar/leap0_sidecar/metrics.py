@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics, ScopeMetrics
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
 
 from leap0_sidecar import names
 from leap0_sidecar.cgroups import CgroupReader, CgroupReading, open_cgroup_of
@@ -63,6 +62,13 @@ def parse_bytes(text: str) -> int:
 
 
 SOURCES = (names.SOURCE_CGROUP_V2, names.SOURCE_CGROUP_V1, names.SOURCE_PSUTIL)
+
+
+def _parse_pid(text: str) -> int:
+    value = int(text.strip())
+    if value <= 0:
+        raise ValueError(f"a process id must be positive, got {text!r}")
+    return value
 
 
 def _parse_source(text: str) -> str:
@@ -118,16 +124,16 @@ class SamplerConfig:
             (names.ENV_SANDBOX_ID, names.ATTR_SANDBOX_ID),
             (names.ENV_ORG_ID, names.ATTR_ORG_ID),
             (names.ENV_TEMPLATE_ID, names.ATTR_TEMPLATE_ID),
-            (names.ENV_POD_NAMESPACE, names.ATTR_K8S_NAMESPACE),
-            (names.ENV_POD_NAME, names.ATTR_K8S_POD),
+            (names.ENV_K8S_NAMESPACE, names.ATTR_K8S_NAMESPACE),
+            (names.ENV_K8S_POD_NAME, names.ATTR_K8S_POD),
         ):
             value = _env(environ, env_name)
             if value is not None:
                 attributes[attribute] = value
         disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
-        pid = _checked(environ, names.ENV_SANDBOX_PID, parse_bytes)
+        pid = _checked(environ, names.ENV_SANDBOX_PID, _parse_pid)
         force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
-        workspace = _env(environ, names.ENV_SANDBOX_WORKSPACE)
+        workspace = _env(environ, names.ENV_WORKSPACE)
         return cls(
             root=Path(_env(environ, names.ENV_METRICS_ROOT) or "/"),
             cpu_limit_env=_checked(environ, names.ENV_SANDBOX_CPU_LIMIT_MILLICORES, parse_millicores),
@@ -204,50 +210,54 @@ class SandboxReading:
 # --- encoding ---------------------------------------------------------------------------------------------
 
 
-def _kv(key: str, value: str) -> KeyValue:
-    return KeyValue(key=key, value=AnyValue(string_value=value))
+class GaugeEncoder:
+    """Encodes readings as ``ExportMetricsServiceRequest`` bytes, reusing one request (resource and scope are
+    built once; each call replaces the metrics), which costs a third of building the request afresh."""
+
+    def __init__(self, attributes: Mapping[str, str]) -> None:
+        self.attributes = dict(attributes)
+        self._request = ExportMetricsServiceRequest()
+        resource_metrics = self._request.resource_metrics.add()
+        for key, value in self.attributes.items():
+            resource_metrics.resource.attributes.add(key=key, value=AnyValue(string_value=value))
+        scope_metrics = resource_metrics.scope_metrics.add(
+            scope=InstrumentationScope(name=names.SCOPE_NAME, version=names.SCOPE_VERSION)
+        )
+        self._metrics = scope_metrics.metrics
+
+    def encode(self, reading: SandboxReading) -> bytes:
+        metrics = self._metrics
+        del metrics[:]
+        now = reading.time_unix_nano
+        if reading.cpu_utilization is not None:
+            metrics.add(name=names.METRIC_CPU_UTILIZATION, unit=names.UNIT_PERCENT).gauge.data_points.add(
+                start_time_unix_nano=reading.interval_start_unix_nano or 0,
+                time_unix_nano=now,
+                as_double=reading.cpu_utilization,
+            )
+        for name, unit, value in (
+            (names.METRIC_CPU_LIMIT, names.UNIT_CPU, float(reading.cpu_limit)),
+            (names.METRIC_MEMORY_UTILIZATION, names.UNIT_PERCENT, reading.memory_utilization),
+        ):
+            metrics.add(name=name, unit=unit).gauge.data_points.add(time_unix_nano=now, as_double=value)
+        for name, unit, count in (
+            (names.METRIC_MEMORY_USAGE, names.UNIT_BYTES, reading.memory_usage),
+            (names.METRIC_MEMORY_LIMIT, names.UNIT_BYTES, reading.memory_limit),
+        ):
+            metrics.add(name=name, unit=unit).gauge.data_points.add(time_unix_nano=now, as_int=count)
+        if reading.filesystem_utilization is not None and reading.filesystem_usage is not None:
+            metrics.add(
+                name=names.METRIC_FILESYSTEM_UTILIZATION, unit=names.UNIT_PERCENT
+            ).gauge.data_points.add(time_unix_nano=now, as_double=reading.filesystem_utilization)
+            metrics.add(name=names.METRIC_FILESYSTEM_USAGE, unit=names.UNIT_BYTES).gauge.data_points.add(
+                time_unix_nano=now, as_int=reading.filesystem_usage
+            )
+        return self._request.SerializeToString()
 
 
 def encode(reading: SandboxReading, attributes: Mapping[str, str]) -> bytes:
     """The reading as a serialized ``ExportMetricsServiceRequest`` (one resource, one scope, gauges)."""
-    now = reading.time_unix_nano
-    metrics: list[Metric] = []
-
-    def gauge(name: str, value: float | int | None, start: int | None = None) -> None:
-        if value is None:
-            return
-        metric = Metric(name=name, unit=names.SANDBOX_METRICS[name])
-        point = metric.gauge.data_points.add()
-        point.time_unix_nano = now
-        if start is not None:
-            point.start_time_unix_nano = start
-        if isinstance(value, int):
-            point.as_int = value
-        else:
-            point.as_double = value
-        metrics.append(metric)
-
-    gauge(names.METRIC_CPU_UTILIZATION, reading.cpu_utilization, reading.interval_start_unix_nano)
-    gauge(names.METRIC_CPU_LIMIT, float(reading.cpu_limit))
-    gauge(names.METRIC_MEMORY_UTILIZATION, reading.memory_utilization)
-    gauge(names.METRIC_MEMORY_USAGE, reading.memory_usage)
-    gauge(names.METRIC_MEMORY_LIMIT, reading.memory_limit)
-    gauge(names.METRIC_FILESYSTEM_UTILIZATION, reading.filesystem_utilization)
-    gauge(names.METRIC_FILESYSTEM_USAGE, reading.filesystem_usage)
-    request = ExportMetricsServiceRequest(
-        resource_metrics=[
-            ResourceMetrics(
-                resource=Resource(attributes=[_kv(k, v) for k, v in attributes.items()]),
-                scope_metrics=[
-                    ScopeMetrics(
-                        scope=InstrumentationScope(name=names.SCOPE_NAME, version=names.SCOPE_VERSION),
-                        metrics=metrics,
-                    )
-                ],
-            )
-        ]
-    )
-    return request.SerializeToString()
+    return GaugeEncoder(attributes).encode(reading)
 
 
 # --- the sampler ------------------------------------------------------------------------------------------
@@ -256,7 +266,8 @@ Source = CgroupReader | PsutilSource
 
 
 class MetricsSampler:
-    """Samples the sandbox container; see the module docstring. Not thread-safe: call from one task."""
+    """Samples the sandbox container; see the module docstring. ``sample()`` is serialized by a lock, so it
+    may be called from worker threads."""
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
@@ -271,7 +282,9 @@ class MetricsSampler:
             if config.workspace is not None
             else None
         )
+        self._lock = threading.Lock()  # sample() may be called from worker threads (asyncio.to_thread)
         self._source: Source | None = None
+        self._encoder: GaugeEncoder | None = None
         self._source_pid: int | None = None
         self._logged_source: str | None = None
         self._next_discovery = 0.0
@@ -312,10 +325,14 @@ class MetricsSampler:
         self._set_source(source, pid)
 
     def _set_source(self, source: Source, pid: int | None) -> None:
+        same_cgroup = (
+            self._source is not None and source.key is not None and source.key == self._source.key
+        )  # e.g. the process we found it by exited but the container runs on: keep the CPU baseline
         if self._source is not None:
             self._source.close()
         self._source, self._source_pid = source, pid
-        self._previous = None
+        if not same_cgroup:
+            self._previous = None
         if source.source != self._logged_source:
             self._logged_source = source.source
             log.info("sandbox metrics source: %s (%r, sandbox pid %s)", source.source, source, pid)
@@ -378,14 +395,20 @@ class MetricsSampler:
         )
 
     def read(self) -> SandboxReading:
-        """One sample's numbers (what ``sample`` encodes)."""
+        """One sample's numbers (what ``sample`` encodes). Never raises for a vanished or unreadable cgroup:
+        it looks for the cgroup again, and falls back to psutil for this sample if that fails too."""
         self._maybe_rediscover()
         try:
             return self._reading()
         except (OSError, ValueError) as error:
             log.warning("sandbox metrics: %r failed (%s); looking for the cgroup again", self._source, error)
-            self._discover()
+        self._discover()
+        try:
             return self._reading()
+        except (OSError, ValueError) as error:
+            log.warning("sandbox metrics: %r failed too (%s); using psutil", self._source, error)
+        self._set_source(PsutilSource(self.config.root, self.config.sandbox_pid), self.config.sandbox_pid)
+        return self._reading()
 
     def resource_attributes(self) -> dict[str, str]:
         attributes = {names.ATTR_K8S_CONTAINER: self.config.sandbox_container}
@@ -395,10 +418,53 @@ class MetricsSampler:
 
     def sample(self) -> bytes:
         """A serialized OTLP ``ExportMetricsServiceRequest`` with the sandbox's gauges."""
-        return encode(self.read(), self.resource_attributes())
+        with self._lock:
+            reading = self.read()
+            if self._encoder is None or self._encoder.attributes[names.ATTR_METRICS_SOURCE] != reading.source:
+                self._encoder = GaugeEncoder(self.resource_attributes())
+            return self._encoder.encode(reading)
 
     def close(self) -> None:
         if self._source is not None:
             self._source.close()
         if self._workspace is not None:
             self._workspace.close()
+
+
+# --- a look from the command line ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m leap0_sidecar.metrics [--count N] [--interval S]``: print samples as OTLP/JSON.
+
+    Configured from the environment like the sidecar (``LEAP0_SANDBOX_PID`` points it at a process on a
+    developer's machine). Exit status 2 with the reason for a bad configuration.
+    """
+    import argparse
+    import sys
+
+    from google.protobuf.json_format import MessageToJson
+
+    parser = argparse.ArgumentParser(prog="python -m leap0_sidecar.metrics", description=main.__doc__)
+    parser.add_argument("--count", type=int, default=1, help="samples to print (default 1)")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        sampler = MetricsSampler(SamplerConfig.from_env(os.environ))
+    except ValueError as error:
+        print(f"leap0_sidecar.metrics: {error}", file=sys.stderr)
+        return 2
+    try:
+        for index in range(args.count):
+            if index:
+                time.sleep(args.interval)
+            request = ExportMetricsServiceRequest.FromString(sampler.sample())
+            print(MessageToJson(request, indent=None), flush=True)
+    finally:
+        sampler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -68,10 +68,11 @@ ENV_SANDBOX_MEMORY_LIMIT_BYTES: Final = "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES"
 #   the workspace size (spec.disk MiB x 1048576), or resourceFieldRef limits.ephemeral-storage, divisor 1
 ENV_SANDBOX_DISK_LIMIT_BYTES: Final = "LEAP0_SANDBOX_DISK_LIMIT_BYTES"
 # Where the shared workspace volume is mounted in the telemetry container (unset: no filesystem gauges).
-ENV_SANDBOX_WORKSPACE: Final = "LEAP0_SANDBOX_WORKSPACE"
-#   fieldRef metadata.name / metadata.namespace
-ENV_POD_NAME: Final = "LEAP0_POD_NAME"
-ENV_POD_NAMESPACE: Final = "LEAP0_POD_NAMESPACE"
+ENV_WORKSPACE: Final = "LEAP0_WORKSPACE"
+WORKSPACE_PATH: Final = "/workspace"
+#   fieldRef metadata.namespace / metadata.name
+ENV_K8S_NAMESPACE: Final = "LEAP0_K8S_NAMESPACE"
+ENV_K8S_POD_NAME: Final = "LEAP0_K8S_POD_NAME"
 # Development and tests: a process of the sandbox (skips the /proc scan), and the root every /proc and /sys
 # read goes under.
 ENV_SANDBOX_PID: Final = "LEAP0_SANDBOX_PID"

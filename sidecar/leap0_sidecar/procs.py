@@ -20,21 +20,29 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from leap0_sidecar import names
+
+if TYPE_CHECKING:
+    import psutil
 
 # A process: (pid, create time in seconds since the epoch), so a reused pid is a different process.
 ProcessKey = tuple[int, float]
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: str) -> bytes | None:
+    # os.open/os.read: a third of the cost of open() for the small /proc files read at every sample
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def list_pids(root: Path) -> list[int]:
@@ -46,22 +54,47 @@ def list_pids(root: Path) -> list[int]:
     return sorted(int(entry) for entry in entries if entry.isdigit())
 
 
+class ProcessScanner:
+    """Finds the sandbox's processes under ``<root>/proc`` (rules in this module's docstring).
+
+    Each pid is classified once, when it first appears (two small reads); later scans list ``/proc`` only. The
+    cgroups of our own process and of pid 1 are read once.
+    """
+
+    def __init__(self, root: Path, own_pid: int | None = None) -> None:
+        self.proc = str(root / "proc")
+        self.own_pid = own_pid
+        self._own = _read(f"{self.proc}/self/cgroup")
+        self._pause = _read(f"{self.proc}/1/cgroup")
+        self._known: dict[int, bool] = {}
+
+    def _is_sandbox(self, pid: int) -> bool:
+        if pid == 1 or pid == self.own_pid:
+            return False
+        cgroup = _read(f"{self.proc}/{pid}/cgroup")
+        if not cgroup or cgroup in (self._own, self._pause):
+            return False
+        return bool(_read(f"{self.proc}/{pid}/cmdline"))
+
+    def scan(self) -> list[int]:
+        try:
+            entries = os.listdir(self.proc)
+        except OSError:
+            return []
+        known = self._known
+        current: dict[int, bool] = {}
+        for entry in entries:
+            if entry.isdigit():
+                pid = int(entry)
+                verdict = known.get(pid)
+                current[pid] = self._is_sandbox(pid) if verdict is None else verdict
+        self._known = current
+        return sorted(pid for pid, verdict in current.items() if verdict)
+
+
 def sandbox_pids(root: Path, own_pid: int | None = None) -> list[int]:
     """The sandbox container's processes under ``<root>/proc`` by the rules in this module's docstring."""
-    proc = root / "proc"
-    own = _read(proc / "self" / "cgroup")
-    pause = _read(proc / "1" / "cgroup")
-    found: list[int] = []
-    for pid in list_pids(root):
-        if pid == 1 or pid == own_pid:
-            continue
-        cgroup = _read(proc / str(pid) / "cgroup")
-        if not cgroup or cgroup in (own, pause):
-            continue
-        if not _read(proc / str(pid) / "cmdline"):
-            continue
-        found.append(pid)
-    return found
+    return ProcessScanner(root, own_pid).scan()
 
 
 def cpu_seconds_delta(
@@ -101,11 +134,16 @@ class PsutilSource:
     """
 
     source = names.SOURCE_PSUTIL
+    key = None  # each instance keeps its own CPU state: never the same as another
 
     def __init__(self, root: Path, sandbox_pid: int | None = None) -> None:
+        # imported here: psutil adds about 2-4 MiB of RSS, paid only when the cgroup cannot be read
+        import psutil
+
+        self._psutil = psutil
         self.root = root
         self.sandbox_pid = sandbox_pid
-        self._own_pid = os.getpid()
+        self._scanner = ProcessScanner(root, os.getpid())
         self._processes: dict[int, psutil.Process] = {}
         self._previous: dict[ProcessKey, float] = {}
         self._previous_time: float | None = None
@@ -113,17 +151,20 @@ class PsutilSource:
 
     def pids(self) -> list[int]:
         if self.sandbox_pid is None:
-            return sandbox_pids(self.root, self._own_pid)
+            return self._scanner.scan()
         try:
-            tree = psutil.Process(self.sandbox_pid).children(recursive=True)
-        except psutil.Error:
+            tree = self._psutil.Process(self.sandbox_pid).children(recursive=True)
+        except self._psutil.Error:
             return []
         return [self.sandbox_pid, *(p.pid for p in tree)]
 
     def _process(self, pid: int) -> psutil.Process:
+        # Cached per pid; a pid that disappears from /proc is dropped at that scan. (Skipping psutil's
+        # is_running() check saves a read per process; a pid reused between two scans keeps the old object,
+        # whose create_time then names the old process: its CPU counts from its next reading on.)
         process = self._processes.get(pid)
-        if process is None or not process.is_running():
-            process = self._processes[pid] = psutil.Process(pid)
+        if process is None:
+            process = self._processes[pid] = self._psutil.Process(pid)
         return process
 
     def read(self) -> ProcessesReading:
@@ -134,11 +175,12 @@ class PsutilSource:
         for pid in pids:
             try:
                 process = self._process(pid)
-                with process.oneshot():
-                    times = process.cpu_times()
-                    memory = process.memory_info()
-                    key = (pid, process.create_time())
-            except psutil.Error:
+                # two reads (stat, statm); oneshot() would cost more than it saves for two calls, and
+                # create_time() is the value psutil cached when the Process was made
+                times = process.cpu_times()
+                memory = process.memory_info()
+                key = (pid, process.create_time())
+            except self._psutil.Error:
                 self._processes.pop(pid, None)
                 continue
             current[key] = times.user + times.system + times.children_user + times.children_system

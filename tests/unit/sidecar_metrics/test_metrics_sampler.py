@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from sidecar_metrics_fixtures import (
     v2_cgroup,
     v2_pod,
 )
+from support import subprocess_env
 
 from leap0_sidecar import metrics, names
 from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
@@ -68,12 +72,12 @@ def test_from_env() -> None:
             "LEAP0_SANDBOX_ID": "sbx-1",
             "LEAP0_ORG_ID": "acme",
             "LEAP0_TEMPLATE_ID": "default",
-            "LEAP0_POD_NAME": "sbx-1-pod",
-            "LEAP0_POD_NAMESPACE": "team-a",
+            "LEAP0_K8S_POD_NAME": "sbx-1-pod",
+            "LEAP0_K8S_NAMESPACE": "team-a",
             "LEAP0_SANDBOX_CPU_LIMIT_MILLICORES": "1500",
             "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES": str(2 * GIB),
             "LEAP0_SANDBOX_DISK_LIMIT_BYTES": str(10 * GIB),
-            "LEAP0_SANDBOX_WORKSPACE": "/workspace",
+            "LEAP0_WORKSPACE": "/workspace",
             "LEAP0_METRICS_ROOT": "/host",
             "UNRELATED": "x",
         }
@@ -280,3 +284,63 @@ def test_sample_is_a_valid_request_for_any_reading() -> None:
         "leap0.sandbox.memory.limit",
     ]
     assert request.resource_metrics[0].resource.attributes[0].key == "a"
+
+
+def test_unreadable_cgroup_never_breaks_a_sample(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    directory = v2_pod(tmp_path, memory_current=10 * MIB)
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path, memory_limit_env=str(GIB)))
+    assert sampler.source == "cgroup-v2"
+    (directory / "memory.current").write_text("garbage\n")
+    attributes, gauges, _ = decode(sampler.sample())
+    assert attributes["leap0.metrics.source"] == "psutil"
+    assert value(gauges["leap0.sandbox.memory.limit"]) == GIB
+    assert "failed too" in caplog.text
+    sampler.close()
+
+
+def test_source_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    v2_pod(tmp_path)
+    caplog.set_level("INFO", logger="leap0_sidecar.metrics")
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path))
+    for _ in range(3):
+        sampler.sample()
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "sandbox metrics source: cgroup-v2" in caplog.records[0].getMessage()
+    assert len([r for r in caplog.records if "metrics source" in r.getMessage()]) == 1
+    sampler.close()
+
+
+def test_keeps_the_cpu_baseline_when_only_the_process_changes(tmp_path: Path) -> None:
+    # The process the cgroup was found by exits, another of the same container runs on: same cgroup, so the
+    # next sample still has CPU utilization.
+    v2_pod(tmp_path)
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path))
+    sampler.sample()
+    shutil.rmtree(tmp_path / "proc/42")  # pid 43 is in the same cgroup
+    _, gauges, _ = decode(sampler.sample())
+    assert "leap0.sandbox.cpu.utilization" in gauges
+    sampler.close()
+
+
+def test_command_line_prints_otlp_json(tmp_path: Path) -> None:
+    v2_pod(tmp_path, cpu_max="150000 100000", memory_current=3 * MIB)
+    env = subprocess_env(LEAP0_METRICS_ROOT=str(tmp_path), LEAP0_SANDBOX_ID="sbx-cli")
+    command = [sys.executable, "-m", "leap0_sidecar.metrics", "--count", "2", "--interval", "0.05"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=60)
+    first, second = (json.loads(line) for line in out.stdout.splitlines())
+    resource = second["resourceMetrics"][0]
+    attributes = {a["key"]: a["value"]["stringValue"] for a in resource["resource"]["attributes"]}
+    assert attributes["leap0.sandbox.id"] == "sbx-cli"
+    gauges = {m["name"]: m for m in resource["scopeMetrics"][0]["metrics"]}
+    assert gauges["leap0.sandbox.cpu.limit"]["gauge"]["dataPoints"][0]["asDouble"] == 1.5
+    assert gauges["leap0.sandbox.memory.usage"]["gauge"]["dataPoints"][0]["asInt"] == str(3 * MIB)
+    assert "sandbox metrics source: cgroup-v2" in out.stderr
+    assert first["resourceMetrics"][0]["resource"] == resource["resource"]
+
+
+def test_command_line_rejects_bad_config() -> None:
+    env = subprocess_env(LEAP0_SANDBOX_MEMORY_LIMIT_BYTES="1Gi")
+    command = [sys.executable, "-m", "leap0_sidecar.metrics"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES='1Gi' is not valid" in out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from leap0_sidecar.cgroups import parse_mountinfo
@@ -91,3 +92,13 @@ def test_probe_of_a_missing_workspace(tmp_path: Path) -> None:
         assert probe.read() is None
     finally:
         probe.close()
+
+
+def test_walk_stops_when_asked(tmp_path: Path) -> None:
+    for i in range(3000):
+        (tmp_path / f"f{i}").touch()
+    stop = threading.Event()
+    stop.set()
+    result = walk_usage(tmp_path, max_entries=1_000_000, max_seconds=60.0, stop=stop)
+    assert not result.complete
+    assert result.entries <= 1024

@@ -94,12 +94,12 @@ def test_mountinfo_octal_escapes() -> None:
 def test_candidate_dirs_follow_the_mount_root(tmp_path: Path) -> None:
     # A mount showing the hierarchy from /kubepods (as inside a container without its own cgroup namespace).
     mount = cgroups.CgroupMount("/sys/fs/cgroup/memory", "/kubepods", 1, frozenset({"memory"}))
-    assert cgroups.candidate_dirs(tmp_path, 5, "/kubepods/pod1/c1", [mount]) == [
+    assert cgroups.candidate_dirs(tmp_path, "/kubepods/pod1/c1", [mount]) == [
         tmp_path / "sys/fs/cgroup/memory/pod1/c1"
     ]
-    assert cgroups.candidate_dirs(tmp_path, 5, "/other/c1", [mount]) == []
+    assert cgroups.candidate_dirs(tmp_path, "/other/c1", [mount]) == []
     # outside our cgroup namespace: never through our mounts
-    assert cgroups.candidate_dirs(tmp_path, 5, "/../sandbox", [mount]) == []
+    assert cgroups.candidate_dirs(tmp_path, "/../sandbox", [mount]) == []
 
 
 def test_v2_nested_kubepods_path(tmp_path: Path) -> None:
@@ -226,3 +226,61 @@ def test_forced_version(tmp_path: Path) -> None:
 
 def test_unreadable_process(tmp_path: Path) -> None:
     assert open_cgroup_of(tmp_path, 99) is None
+
+
+def test_v1_through_the_process_own_mounts(tmp_path: Path) -> None:
+    # Our own mounts show only our container's cgroups (bind mounts of our directories, as Docker does on v1);
+    # the sandbox's mounts (its /proc/<pid>/mountinfo) show its own: read them through /proc/<pid>/root.
+    sandbox = "/kubepods/burstable/pod1/sandbox"
+    write(
+        tmp_path / "proc/self/mountinfo",
+        "35 31 0:32 /kubepods/burstable/pod1/sidecar /sys/fs/cgroup/memory ro"
+        " - cgroup cgroup rw,memory\n"
+        "32 31 0:29 /kubepods/burstable/pod1/sidecar /sys/fs/cgroup/cpu,cpuacct ro"
+        " - cgroup cgroup rw,cpu,cpuacct\n",
+    )
+    process(tmp_path, 42, f"12:memory:{sandbox}\n4:cpu,cpuacct:{sandbox}\n")
+    write(
+        tmp_path / "proc/42/mountinfo",
+        f"35 31 0:32 {sandbox} /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n"
+        f"32 31 0:29 {sandbox} /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n",
+    )
+    view = tmp_path / "proc/42/root/sys/fs/cgroup"
+    write(view / "cpu,cpuacct/cpuacct.usage", "77\n")
+    write(view / "cpu,cpuacct/cpu.cfs_quota_us", "200000\n")
+    write(view / "cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+    for name, text in (
+        ("memory.usage_in_bytes", "500"),
+        ("memory.limit_in_bytes", "1000"),
+        ("memory.stat", ""),
+    ):
+        write(view / "memory" / name, text + "\n")
+    reader = open_cgroup_of(tmp_path, 42)
+    assert isinstance(reader, CgroupV1Reader)
+    assert reader.memory_dir == view / "memory"
+    reading = reader.read()
+    assert (reading.cpu_usage_ns, reading.cpu_limit, reading.memory_usage) == (77, 2.0, 500)
+    reader.close()
+
+
+def test_v2_private_namespace_with_readable_mounts(tmp_path: Path) -> None:
+    write(tmp_path / "proc/self/mountinfo", V2_MOUNTINFO)
+    write(tmp_path / "proc/self/cgroup", "0::/\n")
+    process(tmp_path, 42, "0::/../cri-containerd-5a1c.scope\n")
+    write(tmp_path / "proc/42/mountinfo", "30 22 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n")
+    v2_cgroup(tmp_path / "proc/42/root", "/", memory_current=9 * MIB)
+    reader = open_cgroup_of(tmp_path, 42)
+    assert isinstance(reader, CgroupV2Reader)
+    assert reader.read().memory_usage == 9 * MIB
+    reader.close()
+
+
+def test_v1_outside_our_namespace_is_not_guessed(tmp_path: Path) -> None:
+    # v1 roots have every file a container cgroup has: never take the process's mount root on a guess.
+    write(tmp_path / "proc/self/mountinfo", V1_MOUNTINFO)
+    process(tmp_path, 42, "12:memory:/../box\n4:cpu,cpuacct:/../box\n")
+    view = tmp_path / "proc/42/root/sys/fs/cgroup"
+    write(view / "cpu,cpuacct/cpuacct.usage", "1\n")
+    for name in ("memory.usage_in_bytes", "memory.limit_in_bytes", "memory.stat"):
+        write(view / "memory" / name, "1\n")
+    assert open_cgroup_of(tmp_path, 42) is None

@@ -1,0 +1,208 @@
+"""What the server does to an object before storing it: defaults of built-in kinds, the pod update rules and
+the CRD schema (pruning, types, CEL) of custom resources. Pure functions over plain dicts."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from .catalog import Resource
+from .errors import ApiError, invalid
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def validate_name(res: Resource, name: str) -> None:
+    """Names are DNS subdomains (namespaces: DNS labels), as the server checks them."""
+    label = res.key == ("", "namespaces")
+    limit = 63 if label else 253
+    pattern = _DNS_LABEL if label else _DNS_SUBDOMAIN
+    if len(name) > limit or not pattern.fullmatch(name):
+        what = "RFC 1123 label" if label else "RFC 1123 subdomain"
+        raise invalid(
+            res.kind,
+            res.group,
+            name,
+            [
+                (
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{name}": a lowercase {what} must consist of lower case alphanumeric '
+                    "characters, '-' or '.', and must start and end with an alphanumeric character",
+                )
+            ],
+        )
+
+
+def validate_labels(res: Resource, name: str, obj: dict[str, Any]) -> None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if not isinstance(labels, dict):
+        raise invalid(res.kind, res.group, name, [("metadata.labels", "FieldValueInvalid", "must be a map")])
+    for key, value in labels.items():
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+            raise invalid(
+                res.kind,
+                res.group,
+                name,
+                [
+                    (
+                        "metadata.labels",
+                        "FieldValueInvalid",
+                        f'Invalid value: "{value}": a valid label must be an empty string or consist of '
+                        "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                        f"alphanumeric character (label {key!r})",
+                    )
+                ],
+            )
+
+
+def _qos(pod_spec: dict[str, Any]) -> str:
+    containers = list(pod_spec.get("containers") or []) + list(pod_spec.get("initContainers") or [])
+    requests_any = False
+    guaranteed = bool(containers)
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            requests_any = True
+        for r in ("cpu", "memory"):
+            if r not in limits or requests.get(r, limits.get(r)) != limits.get(r):
+                guaranteed = False
+    if guaranteed:
+        return "Guaranteed"
+    return "Burstable" if requests_any else "BestEffort"
+
+
+def default_on_create(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side defaults of the built-in kinds the product touches (a subset of the real ones)."""
+    key = res.key
+    if key == ("", "pods"):
+        spec = dict(obj.get("spec") or {})
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        spec.setdefault("schedulerName", "default-scheduler")
+        containers = []
+        for c in spec.get("containers") or []:
+            c = dict(c)
+            image = str(c.get("image", ""))
+            tagged_latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+            c.setdefault(
+                "imagePullPolicy", "Always" if tagged_latest and "@" not in image else "IfNotPresent"
+            )
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            containers.append(c)
+        spec["containers"] = containers
+        obj = {**obj, "spec": spec, "status": {"phase": "Pending", "qosClass": _qos(spec)}}
+    elif key == ("", "secrets"):
+        obj = _secret_string_data(obj)
+        obj.setdefault("type", "Opaque")
+    elif key == ("", "namespaces"):
+        meta = dict(obj["metadata"])
+        meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
+        obj = {**obj, "metadata": meta, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+    return obj
+
+
+def _secret_string_data(obj: dict[str, Any]) -> dict[str, Any]:
+    string_data = obj.get("stringData")
+    if not string_data:
+        return {k: v for k, v in obj.items() if k != "stringData"}
+    data = dict(obj.get("data") or {})
+    for k, v in string_data.items():
+        data[k] = base64.b64encode(str(v).encode()).decode()
+    return {**{k: v for k, v in obj.items() if k != "stringData"}, "data": data}
+
+
+# Pod spec fields an update may change (the rest is immutable on a real server).
+_POD_MUTABLE = {"activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds"}
+
+
+def _pod_spec_shape(spec: dict[str, Any]) -> dict[str, Any]:
+    shaped = {k: v for k, v in spec.items() if k not in _POD_MUTABLE}
+    for field in ("containers", "initContainers"):
+        if field in shaped:
+            shaped[field] = [{k: v for k, v in c.items() if k != "image"} for c in shaped[field] or []]
+    return shaped
+
+
+def check_update(res: Resource, name: str, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """Rules of updates to built-in kinds: immutable pod spec, secret stringData folded into data."""
+    if res.key == ("", "pods"):
+        if _pod_spec_shape(new.get("spec") or {}) != _pod_spec_shape(old.get("spec") or {}):
+            raise invalid(
+                "Pod",
+                "",
+                name,
+                [
+                    (
+                        "spec",
+                        "FieldValueForbidden",
+                        "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+                        "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` "
+                        "(only additions to existing tolerations), `spec.terminationGracePeriodSeconds`",
+                    )
+                ],
+            )
+    elif res.key == ("", "secrets"):
+        new = _secret_string_data(new)
+    return new
+
+
+def check_crd(obj: dict[str, Any]) -> None:
+    """The few CustomResourceDefinition rules the server needs to serve it."""
+    name = obj["metadata"]["name"]
+    spec = obj.get("spec") or {}
+    names = spec.get("names") or {}
+    causes: list[tuple[str, str, str]] = []
+    if not spec.get("group"):
+        causes.append(("spec.group", "FieldValueRequired", "Required value"))
+    if not names.get("plural") or not names.get("kind"):
+        causes.append(("spec.names", "FieldValueRequired", "Required value: plural and kind"))
+    elif name != f"{names['plural']}.{spec.get('group')}":
+        causes.append(
+            (
+                "metadata.name",
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group',
+            )
+        )
+    if not spec.get("versions"):
+        causes.append(
+            ("spec.versions", "FieldValueRequired", "Required value: must have at least one version")
+        )
+    if spec.get("scope") not in ("Namespaced", "Cluster"):
+        causes.append(
+            ("spec.scope", "FieldValueNotSupported", 'Unsupported value: must be "Namespaced" or "Cluster"')
+        )
+    if causes:
+        raise invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
+
+
+def crd_status(obj: dict[str, Any], now: str) -> dict[str, Any]:
+    """An accepted, established CRD's status."""
+    spec = obj.get("spec") or {}
+    conditions = [
+        {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
+        for t, r, m in (
+            ("NamesAccepted", "NoConflicts", "no conflicts found"),
+            ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+        )
+    ]
+    return {
+        "acceptedNames": spec.get("names") or {},
+        "conditions": conditions,
+        "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
+    }
+
+
+def raise_if(errors: list[tuple[str, str, str]], res: Resource, name: str) -> None:
+    if errors:
+        raise invalid(res.kind, res.group, name, errors)
+
+
+__all__ = ["ApiError"]

@@ -1,0 +1,39 @@
+"""``leap0 dev apiserver``: serve until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from leap0.crds import load_crds
+
+from .kubeconfig import write_kubeconfig
+from .server import ApiServer
+
+
+async def serve(host: str, port: int, kubeconfig: Path) -> None:
+    server = ApiServer(load_crds())
+    url = await server.start(host, port)
+    write_kubeconfig(kubeconfig, url)
+    print(f"leap0 dev apiserver: listening on {url} (plain http, no authentication)", flush=True)
+    print(f"kubeconfig written to {kubeconfig}: export KUBECONFIG={kubeconfig}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        print("leap0 dev apiserver: stopped", file=sys.stderr, flush=True)
+
+
+def run(host: str, port: int, kubeconfig: Path) -> int:
+    try:
+        asyncio.run(serve(host, port, kubeconfig))
+    except OSError as exc:
+        print(f"leap0 dev apiserver: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

