@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -27,6 +28,10 @@ def make_sampler(env: Mapping[str, str]) -> Sampler | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGTERM during start-up (imports take a moment) still means an orderly stop with exit code 0.
+    early_signals: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, frame: early_signals.append(received))
     parser = argparse.ArgumentParser(
         prog="leap0-sidecar",
         description="The leap0 telemetry sidecar: receives OTLP on localhost, samples the sandbox's cgroup, "
@@ -60,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def run() -> int:
-        return await Sidecar(config, sampler).run()
+        sidecar = Sidecar(config, sampler)
+        for signum in early_signals:
+            sidecar.request_stop(signal.Signals(signum).name)
+        return await sidecar.run()
 
     try:
         return asyncio.run(run())

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from grpc import Compression as GrpcCompression
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -63,14 +65,15 @@ def make_logs(text: str) -> Any:
 
 
 def exporters(transport: str, sidecar: SidecarProcess) -> tuple[Any, Any, Any]:
+    # The span exporters send gzip bodies (as apps configured with OTEL_EXPORTER_OTLP_COMPRESSION do).
     if transport == "grpc":
         return (
-            GrpcSpanExporter(endpoint=sidecar.grpc_target, insecure=True),
+            GrpcSpanExporter(endpoint=sidecar.grpc_target, insecure=True, compression=GrpcCompression.Gzip),
             GrpcMetricExporter(endpoint=sidecar.grpc_target, insecure=True),
             GrpcLogExporter(endpoint=sidecar.grpc_target, insecure=True),
         )
     return (
-        HttpSpanExporter(endpoint=f"{sidecar.http_url}/v1/traces"),
+        HttpSpanExporter(endpoint=f"{sidecar.http_url}/v1/traces", compression=HttpCompression.Gzip),
         HttpMetricExporter(endpoint=f"{sidecar.http_url}/v1/metrics"),
         HttpLogExporter(endpoint=f"{sidecar.http_url}/v1/logs"),
     )
