@@ -265,9 +265,18 @@ class Exporter:
             nbytes = sum(len(b) for b in batch)
             self.inflight[signal] = len(batch)
             try:
-                await self._deliver(
-                    signal, client, batch[0] if len(batch) == 1 else b"".join(batch), len(batch)
-                )
+                if len(batch) == 1:
+                    await self._deliver(signal, client, batch[0], 1)
+                elif await self._deliver(signal, client, b"".join(batch), len(batch), split_on_413=True):
+                    # The upstream takes smaller requests than our batch: the requests one by one.
+                    log.info(
+                        "%s: %s refused a %d-request batch as too large: sending them one by one",
+                        signal,
+                        client.upstream.url,
+                        len(batch),
+                    )
+                    for item in batch:
+                        await self._deliver(signal, client, item, 1)
             except asyncio.CancelledError:
                 self.stats.dropped(signal, "shutdown", len(batch))
                 raise
@@ -275,7 +284,10 @@ class Exporter:
                 self.inflight[signal] = 0
                 self.queue.done(nbytes)
 
-    async def _deliver(self, signal: Signal, client: HttpClient, body: bytes, requests: int) -> None:
+    async def _deliver(
+        self, signal: Signal, client: HttpClient, body: bytes, requests: int, *, split_on_413: bool = False
+    ) -> bool:
+        """Deliver one request, retrying as needed; True if it should be split (413 with split_on_413)."""
         payload = gzip.compress(body, compresslevel=1, mtime=0) if client.upstream.gzip else body
         attempt = 0
         url = client.upstream.url
@@ -291,7 +303,9 @@ class Exporter:
                     if attempt:
                         log.info("%s: delivered to %s after %d retries", signal, url, attempt)
                     _log_partial_success(signal, response)
-                    return
+                    return False
+                if response.status == 413 and split_on_413:
+                    return True
                 if not is_retryable(response.status):
                     self.stats.dropped(signal, "permanent_error", requests)
                     log.warning(
@@ -303,7 +317,7 @@ class Exporter:
                         len(body),
                         response.body[:300].decode("utf-8", "replace"),
                     )
-                    return
+                    return False
                 reason = f"HTTP {response.status}"
                 retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
             delay = (

@@ -301,3 +301,15 @@ def test_https_upstream_with_a_custom_ca(
         wait_for(lambda: upstream.span_names() == ["over-tls"], what="the span over https")
     finally:
         upstream.stop()
+
+
+def test_batch_refused_as_too_large_is_sent_request_by_request(
+    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess]
+) -> None:
+    sidecar = sidecar_factory(upstream.url, LEAP0_SIDECAR_BATCH_LINGER="0.5", **FAST_RETRY)
+    upstream.script.append((413, {}))  # the first (batched) request is too large for this upstream
+    assert post(sidecar, traces_request("first"))[0] == 200
+    assert post(sidecar, traces_request("second"))[0] == 200
+    wait_for(lambda: sorted(upstream.span_names()) == ["first", "second"], what="both spans")
+    assert len(upstream.received) == 2  # one request each
+    assert "refused a 2-request batch as too large" in sidecar.logs()
