@@ -106,12 +106,16 @@ class _Collector:
         self.size = 0
         self.head_done = False
         self.done = False
+        self.keep_alive = False
+        self.parser: httptools.HttpResponseParser | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.head_done = True
+        # (llhttp resets its flags once the message is complete: ask now)
+        self.keep_alive = self.parser is not None and self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         if self.size < _MAX_RESPONSE_BODY:
@@ -185,7 +189,7 @@ class HttpClient:
         writer.writelines([self._head, b"%d\r\n\r\n" % len(body), body])
         await writer.drain()
         collector = _Collector()
-        parser = httptools.HttpResponseParser(collector)
+        parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
             data = await reader.read(65536)
             if not data:
@@ -194,7 +198,7 @@ class HttpClient:
                     break
                 raise EOFError("connection closed by the upstream before a complete response")
             parser.feed_data(data)
-        if not parser.should_keep_alive():
+        if not collector.keep_alive:
             self.close()
         return Response(parser.get_status_code(), collector.headers, b"".join(collector.body))
 

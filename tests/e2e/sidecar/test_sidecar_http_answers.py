@@ -234,3 +234,22 @@ def test_expect_100_continue_is_answered(upstream: Upstream, sidecar: SidecarPro
         sock.sendall(body)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
     wait_for(lambda: upstream.span_names() == ["after-continue"], what="the span")
+
+
+def test_keep_alive_and_pipelined_requests_on_one_connection(
+    upstream: Upstream, sidecar: SidecarProcess
+) -> None:
+    def request(name: str) -> bytes:
+        body = traces_request(name)
+        head = b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n"
+        return head + b"content-length: %d\r\n\r\n" % len(body) + body
+
+    with socket.create_connection(("127.0.0.1", sidecar.http_port), timeout=5) as sock:
+        sock.sendall(request("one"))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        sock.sendall(request("two") + request("three"))  # pipelined: two requests in one write
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 OK") < 2:
+            answers += sock.recv(65536)
+        assert b"connection: close" not in answers
+    wait_for(lambda: sorted(upstream.span_names()) == ["one", "three", "two"], what="the three spans")
