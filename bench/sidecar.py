@@ -49,29 +49,61 @@ SIDECAR_MEMORY_LIMIT_MIB = 64  # the operator's default limit for the telemetry 
 # --- the naive baseline, run inside the sidecar process -------------------------------------------------
 
 
+def naive_rewrite(kvs: list[Any], signal: str, request: bytes) -> bytes:
+    """Decode the whole request, replace the identity attributes of each resource, re-encode."""
+    from leap0_sidecar.otlp import REQUEST_TYPES
+
+    keys = {kv.key for kv in kvs}
+    message: Any = REQUEST_TYPES[signal]().FromString(request)  # type: ignore[index]
+    for field in ("resource_spans", "resource_metrics", "resource_logs"):
+        if field in message.DESCRIPTOR.fields_by_name:
+            for resource_x in getattr(message, field):
+                attributes = resource_x.resource.attributes
+                kept = [kv for kv in attributes if kv.key not in keys]
+                del attributes[:]
+                attributes.extend(kept)
+                attributes.extend(kvs)
+    data: bytes = message.SerializeToString()
+    return data
+
+
+def stamp_microbench() -> None:
+    """The identity stamp alone, in this process: µs per request, resource-only rewrite vs naive."""
+    sys.path[:0] = [str(REPO / "sidecar")]
+    from leap0_sidecar.identity import IdentityStamper, identity_key_values
+
+    identity = [
+        ("leap0.sandbox.id", "bench"),
+        ("leap0.org.id", "bench-org"),
+        ("leap0.template.id", "default"),
+    ]
+    stamper = IdentityStamper(identity)
+    kvs = identity_key_values(identity)
+    for spans in (100, 10):
+        request = make_request(spans, 0)
+        results = []
+        for function in (stamper.rewrite, lambda r: naive_rewrite(kvs, "traces", r)):
+            n = 2000
+            start = time.process_time()
+            for _ in range(n):
+                function(request)
+            results.append((time.process_time() - start) / n * 1e6)
+        print(
+            f"identity stamp, {spans:>3} spans/request: {results[0]:6.1f} µs (resource only) vs "
+            f"{results[1]:6.1f} µs (full decode + re-encode): {results[1] / results[0]:.1f}x"
+        )
+
+
 def serve_naive() -> int:
     """The sidecar with a naive identity stamp: decode the whole request, set the attributes, re-encode."""
     sys.path[:0] = [str(REPO / "sidecar")]
     from leap0_sidecar import __main__ as sidecar_main
     from leap0_sidecar.identity import identity_key_values
-    from leap0_sidecar.otlp import REQUEST_TYPES
     from leap0_sidecar.pipeline import Pipeline
     from leap0_sidecar.settings import Signal
 
     def naive_stamp(self: Pipeline, signal: Signal, request: bytes) -> bytes:
-        kvs = identity_key_values(self.config.identity.attributes())
-        keys = {kv.key for kv in kvs}
-        message: Any = REQUEST_TYPES[signal].FromString(request)
-        for field in ("resource_spans", "resource_metrics", "resource_logs"):
-            if field in message.DESCRIPTOR.fields_by_name:
-                for resource_x in getattr(message, field):
-                    attributes = resource_x.resource.attributes
-                    kept = [kv for kv in attributes if kv.key not in keys]
-                    del attributes[:]
-                    attributes.extend(kept)
-                    attributes.extend(kvs)
-        data: bytes = message.SerializeToString()
-        return data
+        return naive_rewrite(identity_key_values(self.config.identity.attributes()), signal, request)
 
     Pipeline.stamp = naive_stamp  # type: ignore[method-assign]
     return sidecar_main.main([])
@@ -355,6 +387,7 @@ def run() -> int:
 
     size = len(make_request(100, 0)) / 100
     print(f"payload: {size:.0f} B per span (8 string attributes), {args.spans} spans per measurement")
+    stamp_microbench()
     upstream = Upstream()
     endpoint = f"http://127.0.0.1:{upstream.port}"
 
