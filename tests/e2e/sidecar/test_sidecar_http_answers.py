@@ -253,3 +253,25 @@ def test_keep_alive_and_pipelined_requests_on_one_connection(
             answers += sock.recv(65536)
         assert b"connection: close" not in answers
     wait_for(lambda: sorted(upstream.span_names()) == ["one", "three", "two"], what="the three spans")
+
+
+def test_grpc_message_over_the_limit_is_refused(small_sidecar: SidecarProcess) -> None:
+    with grpc.insecure_channel(small_sidecar.grpc_target) as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        with pytest.raises(grpc.RpcError) as info:
+            export(traces_request(*[f"span-{i}-" + "x" * 100 for i in range(1000)]), timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("taken", ["http", "grpc"])
+def test_a_taken_port_stops_the_sidecar_with_exit_1(
+    sidecar_factory: Callable[..., SidecarProcess], taken: str
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        variable = "LEAP0_OTLP_HTTP_ENDPOINT" if taken == "http" else "LEAP0_OTLP_GRPC_ENDPOINT"
+        process = sidecar_factory(None, wait=False, **{variable: f"127.0.0.1:{port}"})
+        assert process.wait(20) == 1
+    assert "cannot start" in process.logs()
