@@ -42,13 +42,16 @@ class Sidecar:
             max_batch_bytes=config.max_request_bytes,
             batch_linger_s=config.batch_linger_s,
         )
-        receiver_options = {
-            "max_body": config.max_request_bytes,
-            "receive_timeout_s": config.receive_timeout_s,
-            "health": self.health,
-        }
-        self.http = HttpReceiver(self.pipeline, otlp_routes=True, **receiver_options)  # type: ignore[arg-type]
-        self.health_http = HttpReceiver(self.pipeline, otlp_routes=False, **receiver_options)  # type: ignore[arg-type]
+        self.http, self.health_http = (
+            HttpReceiver(
+                self.pipeline,
+                otlp_routes=otlp_routes,
+                max_body=config.max_request_bytes,
+                receive_timeout_s=config.receive_timeout_s,
+                health=self.health,
+            )
+            for otlp_routes in (True, False)
+        )
         self.grpc = GrpcReceiver(self.pipeline, max_message_bytes=config.max_request_bytes)
         self.ready = False
         self.ports: dict[str, int] = {}
@@ -175,12 +178,10 @@ class Sidecar:
             )
         await self.queue.wait_empty(max(0.0, deadline - time.monotonic()))
         await self.exporter.stop()
-        lost = 0
         for sig in s.SIGNALS:
             waiting = self.queue.take(sig, self.queue.capacity)
             if waiting:
                 self.stats.dropped(sig, "shutdown", len(waiting))
-                lost += len(waiting)
         dropped = sum(
             v
             for (name, _, reason), v in self.stats.counts.items()

@@ -12,6 +12,7 @@ receivers' pushback when it is full, keep that finite); at shutdown they stop at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import logging
 import random
@@ -31,6 +32,7 @@ log = logging.getLogger("leap0_sidecar.exporter")
 
 RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 USER_AGENT: Final = "leap0-sidecar"
+SHUTDOWN_RETRY_S: Final = 1.0  # the longest wait between attempts while flushing at shutdown
 _MAX_RESPONSE_BODY: Final = 64 * 1024
 _RESERVED_HEADERS: Final = frozenset(
     {"host", "content-length", "content-type", "content-encoding", "connection"}
@@ -230,6 +232,7 @@ class Exporter:
         self.batch_linger_s = batch_linger_s
         self.batch_target_bytes = batch_target_bytes
         self.stopping = False
+        self._stopping_event = asyncio.Event()
         self.inflight: dict[Signal, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._clients: list[HttpClient] = []
@@ -244,6 +247,7 @@ class Exporter:
     def flush_now(self) -> None:
         """No more lingering: send what is queued at once (shutdown)."""
         self.stopping = True
+        self._stopping_event.set()  # cut short the backoff sleeps: try now, then often
 
     async def stop(self) -> None:
         """Cancel the workers; what they held in flight is counted as dropped (reason ``shutdown``)."""
@@ -339,7 +343,11 @@ class Exporter:
                 self.queue.used,
             )
             attempt += 1
-            await asyncio.sleep(delay)
+            if self.stopping:
+                await asyncio.sleep(min(delay, SHUTDOWN_RETRY_S))
+            else:
+                with contextlib.suppress(TimeoutError):  # (a shutdown ends the wait early)
+                    await asyncio.wait_for(self._stopping_event.wait(), delay)
 
 
 def _log_partial_success(signal: Signal, response: Response) -> None:

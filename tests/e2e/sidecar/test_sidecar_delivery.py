@@ -313,3 +313,20 @@ def test_batch_refused_as_too_large_is_sent_request_by_request(
     wait_for(lambda: sorted(upstream.span_names()) == ["first", "second"], what="both spans")
     assert len(upstream.received) == 2  # one request each
     assert "refused a 2-request batch as too large" in sidecar.logs()
+
+
+def test_sigterm_cuts_a_long_backoff_short_to_flush(
+    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess]
+) -> None:
+    upstream.stop()
+    sidecar = sidecar_factory(
+        upstream.url, LEAP0_SIDECAR_RETRY_INITIAL_INTERVAL="20", LEAP0_SIDECAR_RETRY_MAX_INTERVAL="30"
+    )
+    assert post(sidecar, traces_request("waiting-out-a-backoff"))[0] == 200
+    wait_for(lambda: "retrying in" in sidecar.logs(), what="the first failed attempt")  # next one in 10-30 s
+    upstream.start()
+    started = time.monotonic()
+    sidecar.signal(signal.SIGTERM)
+    assert sidecar.wait(15) == 0
+    assert time.monotonic() - started < 5
+    assert upstream.span_names() == ["waiting-out-a-backoff"]
