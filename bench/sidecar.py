@@ -254,8 +254,8 @@ class Sidecar:
             LEAP0_HEALTH_ENDPOINT=f"127.0.0.1:{self.health_port}",
             LEAP0_METRICS_INTERVAL="3600",
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-            **env,
         )
+        child_env.update(env)
         command = (
             [sys.executable, __file__, "--serve-naive"] if naive else [sys.executable, "-m", "leap0_sidecar"]
         )
@@ -391,9 +391,16 @@ def run() -> int:
     upstream = Upstream()
     endpoint = f"http://127.0.0.1:{upstream.port}"
 
-    sidecar = Sidecar(endpoint)
+    # Idle: a fresh sidecar taking a metrics sample every second, nothing else to do.
+    idler = Sidecar(endpoint, LEAP0_METRICS_INTERVAL="1")
     time.sleep(1.0)
-    idle = sidecar.rss_mib()
+    idle = idler.rss_mib()
+    cpu_before = idler.cpu()
+    time.sleep(10.0)
+    idle_cpu_ms = (idler.cpu() - cpu_before) * 1000 / 10
+    idler.stop()
+
+    sidecar = Sidecar(endpoint)
     naive = Sidecar(endpoint, naive=True)
     print()
     print(f"{'transport':<10}{'spans/req':>10}{'sidecar':>12}{'naive':>12}{'ratio':>8}{'goal':>8}  met")
@@ -435,6 +442,7 @@ def run() -> int:
         f"idle RSS:                        {idle:6.1f} MiB (goal <= {IDLE_RSS_GOAL_MIB} MiB: "
         f"{'yes' if idle <= IDLE_RSS_GOAL_MIB else 'NO'})"
     )
+    print(f"idle CPU (metrics every 1 s):    {idle_cpu_ms:6.1f} ms per second")
     print(f"RSS after the runs above:        {after:6.1f} MiB")
     queued, capacity = state.get("queue_bytes", 0) / 2**20, state.get("queue_capacity", 0) / 2**20
     limit = SIDECAR_MEMORY_LIMIT_MIB
