@@ -157,3 +157,69 @@ async def test_own_metrics_request() -> None:
     assert metrics["leap0.sidecar.queue.bytes"].gauge.data_points[0].as_int == 10
     assert metrics["leap0.sidecar.queue.capacity"].unit == "By"
     assert request.resource_metrics[0].resource.attributes[0].key == "a"
+
+
+def test_otlp_json_logs_and_metric_exemplars() -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    logs = {
+        "resourceLogs": [
+            {
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {
+                                "timeUnixNano": "1544712660300000000",
+                                "severityNumber": 10,
+                                "body": {"stringValue": "hello"},
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    record = (
+        ExportLogsServiceRequest.FromString(otlp.json_to_protobuf("logs", json.dumps(logs).encode()))
+        .resource_logs[0]
+        .scope_logs[0]
+        .log_records[0]
+    )
+    assert (record.severity_number, record.body.string_value) == (10, "hello")
+    assert record.trace_id.hex() == "5b8efff798038103d269b633813fc60c"
+    metrics = {
+        "resourceMetrics": [
+            {
+                "scopeMetrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "m",
+                                "sum": {
+                                    "aggregationTemporality": 2,
+                                    "isMonotonic": True,
+                                    "dataPoints": [
+                                        {
+                                            "asInt": "5",
+                                            "exemplars": [{"asInt": "1", "spanId": "0102030405060708"}],
+                                        }
+                                    ],
+                                },
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    point = (
+        ExportMetricsServiceRequest.FromString(otlp.json_to_protobuf("metrics", json.dumps(metrics).encode()))
+        .resource_metrics[0]
+        .scope_metrics[0]
+        .metrics[0]
+        .sum.data_points[0]
+    )
+    assert point.as_int == 5
+    assert point.exemplars[0].span_id == bytes(range(1, 9))
