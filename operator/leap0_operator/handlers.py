@@ -1,4 +1,4 @@
-"""kopf wiring (thin): settings, indexes of Sandboxes/pods/templates, event handlers calling the reconciler.
+"""kopf wiring (thin): settings, indexes of pods and templates, event handlers feeding the reconciler.
 
 Why event handlers and indexes rather than ``@kopf.on.create``/``on.update`` with progress storage: the
 reconcile is level-triggered (recomputed from the Sandbox, its pod and its template each time), so kopf's

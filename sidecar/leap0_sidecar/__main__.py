@@ -1,13 +1,80 @@
-"""``leap0-sidecar``: run the telemetry sidecar."""
+"""``leap0-sidecar``: run the telemetry sidecar (configured by environment variables, see docs/sidecar.md)."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import signal
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from leap0_sidecar import config as config_module
+
+if TYPE_CHECKING:
+    from leap0_sidecar.app import Sampler
+
+
+def make_sampler(env: Mapping[str, str]) -> Sampler | None:
+    """The sandbox metrics sampler (leap0_sidecar.metrics), configured from the environment."""
+    try:
+        from leap0_sidecar.metrics import MetricsSampler, SamplerConfig  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        logging.getLogger("leap0_sidecar").error("sandbox metrics are unavailable: %s", exc)
+        return None
+    sampler: Sampler = MetricsSampler(SamplerConfig.from_env(env))
+    return sampler
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("leap0-sidecar: not built yet", file=sys.stderr)
-    return 2
+    # A SIGTERM during start-up (imports take a moment) still means an orderly stop with exit code 0.
+    early_signals: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, frame: early_signals.append(received))
+    parser = argparse.ArgumentParser(
+        prog="leap0-sidecar",
+        description="The leap0 telemetry sidecar: receives OTLP on localhost, samples the sandbox's cgroup, "
+        "stamps the sandbox's identity and forwards everything as OTLP/HTTP. Configured by environment "
+        "variables (OTEL_EXPORTER_OTLP_*, LEAP0_*); see docs/sidecar.md.",
+    )
+    parser.parse_args(argv)
+    try:
+        config = config_module.load(os.environ)
+    except config_module.ConfigError as exc:
+        print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s leap0-sidecar: %(message)s",
+        stream=sys.stderr,
+    )
+    if not any(u is not None and u.scheme == "https" for u in config.upstreams.values()):
+        # Without an https upstream the ssl module (OpenSSL, about 4 MiB of the sidecar's memory) is never
+        # needed: asyncio loads it at import unless it is marked absent, and then works without it.
+        sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    import asyncio
+
+    from leap0_sidecar.app import Sidecar
+    from leap0_sidecar.grpc_receiver import BindError
+
+    try:
+        sampler = make_sampler(os.environ)
+    except ValueError as exc:
+        print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        sidecar = Sidecar(config, sampler)
+        for signum in early_signals:
+            sidecar.request_stop(signal.Signals(signum).name)
+        return await sidecar.run()
+
+    try:
+        return asyncio.run(run())
+    except (BindError, OSError) as exc:
+        print(f"leap0-sidecar: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ from pathlib import Path
 
 from leap0.crds import load_crds
 
+from .exec import ExecHandler
 from .kubeconfig import write_kubeconfig
 from .server import ApiServer
 
 
 async def serve(host: str, port: int, kubeconfig: Path) -> None:
     server = ApiServer(load_crds())
+    # `kubectl exec` and the SDK's process.execute run the command as a local process (a kubelet stand-in).
+    server.exec_handler = ExecHandler()
     url = await server.start(host, port)
     write_kubeconfig(kubeconfig, url)
     print(f"leap0 dev apiserver: listening on {url} (plain http, no authentication)", flush=True)
@@ -32,7 +35,7 @@ async def serve(host: str, port: int, kubeconfig: Path) -> None:
 
 def run(host: str, port: int, kubeconfig: Path) -> int:
     try:
-        asyncio.run(serve(host, port, kubeconfig))
+        asyncio.run(serve(host, port, kubeconfig.absolute()))
     except OSError as exc:
         print(f"leap0 dev apiserver: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1

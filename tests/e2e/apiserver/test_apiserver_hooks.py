@@ -92,6 +92,11 @@ def test_the_command_serves_writes_a_kubeconfig_and_stops_on_sigterm(tmp_path: P
         out = kubectl(kubeconfig, "get", "crd", "-o", "name").stdout
         assert "customresourcedefinition.apiextensions.k8s.io/sandboxes.leap0.dev" in out
         assert "default" in kubectl(kubeconfig, "get", "namespaces", "-o", "name").stdout
+        pod = '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},'
+        pod += '"spec":{"containers":[{"name":"c","image":"i"}]}}'
+        kubectl(kubeconfig, "apply", "-f", "-", input=pod)
+        # kubectl exec reaches the command's exec stand-in, which runs the command locally.
+        assert kubectl(kubeconfig, "exec", "p", "--", "echo", "hello").stdout == "hello\n"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)

@@ -1,0 +1,460 @@
+"""``Leap0Client``: sandboxes through the cluster's Kubernetes API (kubeconfig or in-cluster config)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, NoReturn
+
+from leap0 import constants as c
+from leap0._kube import load_configuration, resolve_namespace
+from leap0._telemetry import Telemetry, make_telemetry
+from leap0.exceptions import (
+    ApiError,
+    Leap0Error,
+    SandboxFailedError,
+    SandboxNotFoundError,
+    SandboxTimeoutError,
+    SandboxValidationError,
+)
+from leap0.models import (
+    EnvInput,
+    JsonDict,
+    api_error_message,
+    api_error_reason,
+    build_otel_secret,
+    build_sandbox_body,
+    generate_sandbox_name,
+    merge_env,
+    normalize_env,
+    otel_export_env,
+    otel_secret_name,
+    resolve_create_args,
+    sandbox_owner_reference,
+)
+from leap0.sandbox import Sandbox
+
+DEFAULT_WAIT_TIMEOUT_S = 180.0
+_NAME_ATTEMPTS = 3
+
+
+def wait_verdict(obj: Mapping[str, Any]) -> str:
+    """``running``, ``failed`` (Failed or Expired) or ``pending``: where a watched Sandbox stands."""
+    phase = (obj.get("status") or {}).get("phase")
+    if phase == c.PHASE_RUNNING:
+        return "running"
+    if phase in c.TERMINAL_PHASES:
+        return "failed"
+    return "pending"
+
+
+class Leap0Client:
+    """Entry point of the SDK.
+
+    ``Leap0Client(namespace=None, kubeconfig=None, sdk_otel_enabled=None)``: the kubeconfig file given, else
+    ``$KUBECONFIG``, else ``~/.kube/config``, else the in-cluster service account. The namespace is the
+    argument, else the kubeconfig context's (or the pod's), else ``default``. ``sdk_otel_enabled`` turns the
+    SDK's own spans and metrics on or off (None: ``LEAP0_SDK_OTEL_ENABLED``, else on when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set). ``tracer_provider``/``meter_provider`` override the providers
+    used when telemetry is on (default: the application's global ones, else the SDK's own OTLP/HTTP ones).
+    """
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        sdk_otel_enabled: bool | None = None,
+        *,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ) -> None:
+        import kubernetes.client
+
+        k8s: Any = kubernetes.client
+
+        env = dict(os.environ)
+        self._configuration, configured_ns = load_configuration(kubeconfig, env)
+        self.namespace = resolve_namespace(namespace, configured_ns)
+        self._api_client: Any = k8s.ApiClient(self._configuration)
+        self._custom: Any = k8s.CustomObjectsApi(self._api_client)
+        self._core: Any = k8s.CoreV1Api(self._api_client)
+        self._telemetry: Telemetry = make_telemetry(sdk_otel_enabled, env, tracer_provider, meter_provider)
+        self._closed = False
+        self.sandboxes = SandboxesClient(self)
+
+    @property
+    def sdk_otel_enabled(self) -> bool:
+        return self._telemetry.enabled
+
+    def close(self) -> None:
+        """Release connections and flush/shut down the SDK's own telemetry providers. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._telemetry.close()
+        finally:
+            self._api_client.close()
+
+    def __enter__(self) -> Leap0Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Leap0Error("this Leap0Client is closed")
+
+    def __repr__(self) -> str:
+        return f"Leap0Client(namespace={self.namespace!r}, host={self._configuration.host!r})"
+
+
+def _raise_api(exc: Any, *, sandbox_id: str | None, namespace: str) -> NoReturn:
+    """Translate a kubernetes ApiException into the SDK's typed errors."""
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    message = api_error_message(body, f"{getattr(exc, 'reason', '') or 'API error'} (HTTP {status})")
+    reason = api_error_reason(body)
+    if status == 404 and sandbox_id is not None:
+        raise SandboxNotFoundError(sandbox_id, namespace) from exc
+    if status == 422:
+        raise SandboxValidationError(message, status=status, reason=reason) from exc
+    raise ApiError(message, status=status, reason=reason) from exc
+
+
+class SandboxesClient:
+    """``client.sandboxes``: create, get, list, delete Sandbox objects in the client's namespace."""
+
+    def __init__(self, client: Leap0Client) -> None:
+        self._client = client
+
+    # --- thin API calls ---------------------------------------------------------------------------
+    def _ns(self) -> str:
+        return self._client.namespace
+
+    def _get_obj(self, sandbox_id: str) -> JsonDict:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj: JsonDict = self._client._custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, sandbox_id
+            )
+        except ApiException as exc:
+            _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
+        return obj
+
+    def _bind(self, obj: Mapping[str, Any]) -> Sandbox:
+        return Sandbox.from_object(obj, self._client)
+
+    # --- public API -------------------------------------------------------------------------------
+    def create(
+        self,
+        template: str | None = None,
+        vcpu: int | None = None,
+        memory: int | None = None,
+        timeout: int | None = None,
+        env_vars: EnvInput | None = None,
+        otel_export: bool | None = None,
+        wait: bool = True,
+        *,
+        image: str | None = None,
+        disk: int | None = None,
+        command: Sequence[str] | None = None,
+        args: Sequence[str] | None = None,
+        telemetry_sidecar: bool | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT_S,
+        template_name: str | None = None,
+        memory_mib: int | None = None,
+        timeout_min: int | None = None,
+        telemetry: bool | None = None,
+        http_timeout: float | None = None,
+    ) -> Sandbox:
+        """Create a sandbox and (``wait=True``) return it once it is Running.
+
+        ``vcpu`` (1-8), ``memory`` (MiB, 512-8192, even) and ``timeout`` (seconds, 1-28800) left as None come
+        from the template, else the operator's defaults (1, 1024, 300). The API validates ranges and its
+        message comes back as ``SandboxValidationError``. ``env_vars`` is a ``{"NAME": "value"}`` dict or a
+        list of Kubernetes EnvVar dicts. ``otel_export=True`` forwards telemetry produced inside the sandbox
+        to the local ``OTEL_EXPORTER_OTLP_ENDPOINT`` (headers through a Secret owned by the Sandbox).
+        Hosted-SDK spellings: ``template_name``, ``memory_mib``, ``timeout_min`` (minutes), ``telemetry``
+        (= ``otel_export``). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
+        ``SandboxTimeoutError`` if it is not Running within ``wait_timeout`` seconds (the sandbox is kept).
+        """
+        self._client._check_open()
+        tmpl, vcpu_, memory_, timeout_ = resolve_create_args(
+            template=template,
+            template_name=template_name,
+            vcpu=vcpu,
+            memory=memory,
+            memory_mib=memory_mib,
+            timeout=timeout,
+            timeout_min=timeout_min,
+        )
+        if otel_export is not None and telemetry is not None and otel_export != telemetry:
+            raise TypeError("give either otel_export or telemetry (its hosted-SDK alias), not both")
+        export = bool(otel_export if otel_export is not None else telemetry)
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_CREATE) as op:
+            user_env = normalize_env(env_vars)
+            obj = self._create_obj(
+                name=name,
+                template=tmpl,
+                image=image,
+                vcpu=vcpu_,
+                memory=memory_,
+                disk=disk,
+                timeout=timeout_,
+                user_env=user_env,
+                otel_export=export,
+                command=command,
+                args=args,
+                telemetry_sidecar=telemetry_sidecar,
+                labels=labels,
+                http_timeout=http_timeout,
+            )
+            op.set_sandbox_id(obj["metadata"]["name"])
+            if not wait:
+                return self._bind(obj)
+            return self._bind(self._wait_running(obj, wait_timeout))
+
+    def _create_obj(
+        self,
+        *,
+        name: str | None,
+        template: str | None,
+        image: str | None,
+        vcpu: int | None,
+        memory: int | None,
+        disk: int | None,
+        timeout: int | None,
+        user_env: list[JsonDict],
+        otel_export: bool,
+        command: Sequence[str] | None,
+        args: Sequence[str] | None,
+        telemetry_sidecar: bool | None,
+        labels: Mapping[str, str] | None,
+        http_timeout: float | None,
+    ) -> JsonDict:
+        from kubernetes.client.exceptions import ApiException
+
+        ns = self._ns()
+        attempts = 1 if name is not None else _NAME_ATTEMPTS
+        for attempt in range(attempts):
+            sandbox_name = name if name is not None else generate_sandbox_name()
+            env = user_env
+            secret_data: dict[str, str] | None = None
+            if otel_export:
+                otel_env, secret_data = otel_export_env(os.environ, otel_secret_name(sandbox_name))
+                env = merge_env(otel_env, user_env)  # the user's own env_vars win on equal names
+            body = build_sandbox_body(
+                name=sandbox_name,
+                namespace=ns,
+                template=template,
+                image=image,
+                vcpu=vcpu,
+                memory=memory,
+                disk=disk,
+                timeout=timeout,
+                env=env,
+                command=command,
+                args=args,
+                telemetry=telemetry_sidecar,
+                labels=labels,
+            )
+            secret_created = False
+            if secret_data is not None:
+                # The Secret first, so the pod never starts without it; owned by the Sandbox once that exists.
+                secret = build_otel_secret(
+                    name=otel_secret_name(sandbox_name),
+                    namespace=ns,
+                    sandbox_name=sandbox_name,
+                    data=secret_data,
+                )
+                try:
+                    self._client._core.create_namespaced_secret(ns, secret, _request_timeout=http_timeout)
+                    secret_created = True
+                except ApiException as exc:
+                    if exc.status == 409 and attempt + 1 < attempts:
+                        continue
+                    _raise_api(exc, sandbox_id=None, namespace=ns)
+            try:
+                obj: JsonDict = self._client._custom.create_namespaced_custom_object(
+                    c.GROUP, c.VERSION, ns, c.SANDBOX_PLURAL, body, _request_timeout=http_timeout
+                )
+            except ApiException as exc:
+                if secret_created:
+                    self._delete_secret_quietly(otel_secret_name(sandbox_name))
+                if exc.status == 409 and attempt + 1 < attempts:
+                    continue
+                _raise_api(exc, sandbox_id=None, namespace=ns)
+            if secret_created:
+                self._own_secret(obj, otel_secret_name(sandbox_name))
+            return obj
+        raise ApiError("could not find a free sandbox name", status=409)  # pragma: no cover
+
+    def _own_secret(self, sandbox_obj: Mapping[str, Any], secret_name: str) -> None:
+        """Make the Sandbox the Secret's owner, so garbage collection deletes it with the Sandbox."""
+        from kubernetes.client.exceptions import ApiException
+
+        meta = sandbox_obj["metadata"]
+        patch = {"metadata": {"ownerReferences": [sandbox_owner_reference(meta["name"], meta["uid"])]}}
+        try:
+            self._client._core.patch_namespaced_secret(
+                secret_name, self._ns(), patch, _content_type="application/merge-patch+json"
+            )
+        except ApiException as exc:
+            # Without an owner the Secret would outlive the Sandbox: undo both rather than leak it.
+            self._delete_secret_quietly(secret_name)
+            with contextlib.suppress(ApiException):
+                self._client._custom.delete_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, meta["name"]
+                )
+            _raise_api(exc, sandbox_id=None, namespace=self._ns())
+
+    def _delete_secret_quietly(self, secret_name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        with contextlib.suppress(ApiException):
+            self._client._core.delete_namespaced_secret(secret_name, self._ns())
+
+    def _wait_running(self, obj: Mapping[str, Any], wait_timeout: float) -> Mapping[str, Any]:
+        """Watch the Sandbox (field selector on its name, from the create's resourceVersion) until Running."""
+        import kubernetes.watch
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        watch_mod: Any = kubernetes.watch
+        name = obj["metadata"]["name"]
+        ns = self._ns()
+        deadline = time.monotonic() + wait_timeout
+        latest: Mapping[str, Any] = obj
+        resource_version = obj["metadata"].get("resourceVersion")
+        while True:
+            verdict = wait_verdict(latest)
+            if verdict == "running":
+                return latest
+            if verdict == "failed":
+                status = latest.get("status") or {}
+                sb = Sandbox.from_object(latest)
+                raise SandboxFailedError(name, status.get("phase", c.PHASE_FAILED), sb.reason, sb.message)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                sb = Sandbox.from_object(latest)
+                raise SandboxTimeoutError(
+                    f"sandbox {name!r} not Running after {wait_timeout:g} s "
+                    f"(phase {sb.phase or 'none yet'}{', ' + sb.reason if sb.reason else ''})",
+                    sandbox_id=name,
+                    phase=sb.phase,
+                    reason=sb.reason,
+                )
+            w: Any = watch_mod.Watch()
+            try:
+                for event in w.stream(
+                    self._client._custom.list_namespaced_custom_object,
+                    c.GROUP,
+                    c.VERSION,
+                    ns,
+                    c.SANDBOX_PLURAL,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=max(1, math.ceil(remaining)),
+                    # the read timeout ends the watch at the deadline even if the server is late to
+                    _request_timeout=(10, max(0.05, remaining)),
+                ):
+                    kind = event.get("type")
+                    raw = event.get("raw_object") or {}
+                    rv = (raw.get("metadata") or {}).get("resourceVersion")
+                    if rv:
+                        resource_version = rv
+                    if kind == "BOOKMARK":
+                        continue
+                    if kind == "DELETED":
+                        raise SandboxNotFoundError(name, ns, f"sandbox {name!r} was deleted while starting")
+                    if (raw.get("metadata") or {}).get("name") != name:
+                        continue
+                    latest = raw
+                    if wait_verdict(latest) != "pending":
+                        break
+                    if time.monotonic() >= deadline:
+                        break
+            except ApiException as exc:
+                if exc.status == 410:  # too old: start again from the current object
+                    latest = self._get_obj(name)
+                    resource_version = latest["metadata"].get("resourceVersion")
+                    continue
+                _raise_api(exc, sandbox_id=name, namespace=ns)
+            except Urllib3Error:
+                pass  # read timeout or dropped watch: the loop checks the deadline and watches again
+            finally:
+                w.stop()
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        """The sandbox with this id (``SandboxNotFoundError`` if there is none)."""
+        self._client._check_open()
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_GET, sandbox_id):
+            return self._bind(self._get_obj(sandbox_id))
+
+    def list(self, label_selector: str | None = None) -> list[Sandbox]:
+        """Every sandbox in the client's namespace (optionally filtered by a label selector)."""
+        from kubernetes.client.exceptions import ApiException
+
+        self._client._check_open()
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_LIST) as op:
+            kwargs: dict[str, Any] = {}
+            if label_selector:
+                kwargs["label_selector"] = label_selector
+            try:
+                result = self._client._custom.list_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
+                )
+            except ApiException as exc:
+                _raise_api(exc, sandbox_id=None, namespace=self._ns())
+            items = [self._bind(item) for item in result.get("items") or []]
+            op.set_attribute("leap0.sandbox.count", len(items))
+            return items
+
+    def delete(self, sandbox: str | Sandbox) -> None:
+        """Delete a sandbox by id or object (``SandboxNotFoundError`` if it does not exist)."""
+        from kubernetes.client.exceptions import ApiException
+
+        self._client._check_open()
+        sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_DELETE, sandbox_id):
+            try:
+                self._client._custom.delete_namespaced_custom_object(
+                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, sandbox_id
+                )
+            except ApiException as exc:
+                _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
+
+    def set_timeout(self, sandbox: str | Sandbox, timeout: int) -> Sandbox:
+        """Set ``spec.timeout`` (lifetime in seconds from creation; the API checks 1-28800)."""
+        from kubernetes.client.exceptions import ApiException
+
+        self._client._check_open()
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            raise TypeError(f"timeout must be an int number of seconds, got {timeout!r}")
+        sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_SET_TIMEOUT, sandbox_id):
+            try:
+                obj = self._client._custom.patch_namespaced_custom_object(
+                    c.GROUP,
+                    c.VERSION,
+                    self._ns(),
+                    c.SANDBOX_PLURAL,
+                    sandbox_id,
+                    {"spec": {"timeout": timeout}},
+                    _content_type="application/merge-patch+json",
+                )
+            except ApiException as exc:
+                _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
+            return self._bind(obj)

@@ -1,0 +1,333 @@
+"""Typed models of the SDK and the pure functions that build and read API objects.
+
+Nothing here talks to the network: the client (``leap0.client``) hands these functions plain dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leap0 import constants as c
+
+JsonDict = dict[str, Any]
+EnvInput = Mapping[str, str] | Sequence[Mapping[str, Any]]
+
+_NAME_ALPHABET = string.ascii_lowercase + string.digits
+
+
+class SandboxData(BaseModel):
+    """What the API says about one Sandbox: its spec as written and the operator's status."""
+
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+    id: str = Field(description="The sandbox id: the Sandbox's metadata.name.")
+    namespace: str
+    uid: str | None = None
+    resource_version: str | None = None
+    created_at: datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    # spec (as requested; None means "from the template, else the operator's default")
+    template: str | None = None
+    image: str | None = None
+    vcpu: int | None = None
+    memory: int | None = Field(default=None, description="Memory limit in MiB.")
+    disk: int | None = Field(default=None, description="Workspace size in MiB.")
+    timeout: int | None = Field(default=None, description="Lifetime in seconds from creation.")
+    env: list[JsonDict] = Field(default_factory=list)
+    # status (written by the operator)
+    phase: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    template_id: str | None = None
+    effective_vcpu: int | None = None
+    effective_memory: int | None = None
+    pod_name: str | None = None
+    pod_ip: str | None = None
+    started_at: datetime | None = None
+    expires_at: datetime | None = None
+    observed_generation: int | None = None
+    conditions: list[JsonDict] = Field(default_factory=list)
+
+    @property
+    def is_running(self) -> bool:
+        return self.phase == c.PHASE_RUNNING
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.phase in c.TERMINAL_PHASES
+
+
+def sandbox_fields(obj: Mapping[str, Any]) -> JsonDict:
+    """The fields of :class:`SandboxData` read from a Sandbox object as the API returns it (a plain dict)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    reason = status.get("reason")
+    message = status.get("message")
+    ready = ready_condition(status)
+    if ready is not None:
+        reason = reason or ready.get("reason")
+        message = message or ready.get("message")
+    return {
+        "id": meta.get("name", ""),
+        "namespace": meta.get("namespace", ""),
+        "uid": meta.get("uid"),
+        "resource_version": meta.get("resourceVersion"),
+        "created_at": meta.get("creationTimestamp"),
+        "labels": dict(meta.get("labels") or {}),
+        "template": spec.get("template"),
+        "image": spec.get("image"),
+        "vcpu": spec.get("vcpu"),
+        "memory": spec.get("memory"),
+        "disk": spec.get("disk"),
+        "timeout": spec.get("timeout"),
+        "env": list(spec.get("env") or []),
+        "phase": status.get("phase"),
+        "reason": reason,
+        "message": message,
+        "template_id": status.get("templateId"),
+        "effective_vcpu": status.get("vcpu"),
+        "effective_memory": status.get("memory"),
+        "pod_name": status.get("podName"),
+        "pod_ip": status.get("podIP"),
+        "started_at": status.get("startedAt"),
+        "expires_at": status.get("expiresAt"),
+        "observed_generation": status.get("observedGeneration"),
+        "conditions": list(status.get("conditions") or []),
+    }
+
+
+def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == c.CONDITION_READY:
+            return cond
+    return None
+
+
+def generate_sandbox_name() -> str:
+    """A fresh sandbox id: ``sbx-`` and 10 random characters (about 3.7e15 possibilities)."""
+    return c.SDK_SANDBOX_NAME_PREFIX + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(10))
+
+
+def otel_secret_name(sandbox_name: str) -> str:
+    return sandbox_name + c.SDK_OTEL_SECRET_SUFFIX
+
+
+def normalize_env(env_vars: EnvInput | None) -> list[JsonDict]:
+    """User env as a list of Kubernetes EnvVar dicts.
+
+    Accepts the hosted SDK's ``{"NAME": "value"}`` dict, or a list of EnvVar dicts (``value`` or
+    ``valueFrom.secretKeyRef``) passed through as given.
+    """
+    if env_vars is None:
+        return []
+    if isinstance(env_vars, Mapping):
+        out: list[JsonDict] = []
+        for name, value in env_vars.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise TypeError(f"env_vars must map str to str; got {name!r}: {value!r}")
+            out.append({"name": name, "value": value})
+        return out
+    out = []
+    for item in env_vars:
+        if not isinstance(item, Mapping) or "name" not in item:
+            raise TypeError(f"env_vars entries must be EnvVar dicts with a 'name'; got {item!r}")
+        out.append(dict(item))
+    return out
+
+
+def merge_env(first: Iterable[JsonDict], then: Iterable[JsonDict]) -> list[JsonDict]:
+    """``first`` overridden by ``then`` on equal names, in first-seen order (env is keyed by name)."""
+    merged: dict[str, JsonDict] = {}
+    for item in [*first, *then]:
+        merged[item["name"]] = item
+    return list(merged.values())
+
+
+def otel_export_env(
+    local_env: Mapping[str, str], secret_name: str
+) -> tuple[list[JsonDict], dict[str, str] | None]:
+    """The sandbox env entries for ``otel_export=True`` and the Secret data (None: no Secret needed).
+
+    The endpoint is not secret and goes in as a plain value; the headers (API keys) go into a Secret and
+    the env references them with ``valueFrom.secretKeyRef``. Raises ConfigurationError without an endpoint.
+    """
+    from leap0.exceptions import ConfigurationError
+
+    endpoint = local_env.get(c.OTEL_EXPORTER_OTLP_ENDPOINT, "").strip()
+    if not endpoint:
+        raise ConfigurationError(
+            f"otel_export=True needs {c.OTEL_EXPORTER_OTLP_ENDPOINT} set in the local environment "
+            "(the OTLP/HTTP endpoint the sandbox's telemetry is forwarded to)"
+        )
+    env: list[JsonDict] = [{"name": c.OTEL_EXPORTER_OTLP_ENDPOINT, "value": endpoint}]
+    headers = local_env.get(c.OTEL_EXPORTER_OTLP_HEADERS, "").strip()
+    if not headers:
+        return env, None
+    env.append(
+        {
+            "name": c.OTEL_EXPORTER_OTLP_HEADERS,
+            "valueFrom": {"secretKeyRef": {"name": secret_name, "key": c.SDK_OTEL_SECRET_KEY}},
+        }
+    )
+    return env, {c.SDK_OTEL_SECRET_KEY: headers}
+
+
+def resolve_create_args(
+    *,
+    template: str | None,
+    template_name: str | None,
+    vcpu: int | None,
+    memory: int | None,
+    memory_mib: int | None,
+    timeout: int | None,
+    timeout_min: int | None,
+) -> tuple[str | None, int | None, int | None, int | None]:
+    """(template, vcpu, memory MiB, timeout s) from the contract's names and the hosted SDK's aliases.
+
+    ``template_name`` = ``template``, ``memory_mib`` = ``memory``, ``timeout_min`` = ``timeout`` in minutes.
+    Giving both spellings with different values is a TypeError (ambiguous call).
+    """
+
+    def pick(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+        if value is not None and alias_value is not None and value != alias_value:
+            raise TypeError(f"give either {name}={value!r} or {alias}={alias_value!r}, not both")
+        return value if value is not None else alias_value
+
+    tmpl = pick("template", template, "template_name", template_name)
+    mem = pick("memory", memory, "memory_mib", memory_mib)
+    if timeout_min is not None and isinstance(timeout_min, bool | float):
+        raise TypeError("timeout_min must be an integer number of minutes")
+    tmo = pick("timeout", timeout, "timeout_min", None if timeout_min is None else timeout_min * 60)
+    for label, val in (("vcpu", vcpu), ("memory", mem), ("timeout", tmo)):
+        if val is not None and (isinstance(val, bool) or not isinstance(val, int)):
+            raise TypeError(f"{label} must be an int, got {val!r}")
+    return tmpl, vcpu, mem, tmo
+
+
+def build_sandbox_body(
+    *,
+    name: str,
+    namespace: str,
+    template: str | None = None,
+    image: str | None = None,
+    vcpu: int | None = None,
+    memory: int | None = None,
+    disk: int | None = None,
+    timeout: int | None = None,
+    env: Sequence[JsonDict] = (),
+    command: Sequence[str] | None = None,
+    args: Sequence[str] | None = None,
+    telemetry: bool | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> JsonDict:
+    """The Sandbox object to POST. Only given fields are set, so a template's values still apply."""
+    spec: JsonDict = {}
+    for key, value in (
+        ("template", template),
+        ("image", image),
+        ("vcpu", vcpu),
+        ("memory", memory),
+        ("disk", disk),
+        ("timeout", timeout),
+    ):
+        if value is not None:
+            spec[key] = value
+    if env:
+        spec["env"] = [dict(e) for e in env]
+    if command is not None:
+        spec["command"] = list(command)
+    if args is not None:
+        spec["args"] = list(args)
+    if telemetry is not None:
+        spec["telemetry"] = {"enabled": telemetry}
+    metadata: JsonDict = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": c.API_VERSION, "kind": c.SANDBOX_KIND, "metadata": metadata, "spec": spec}
+
+
+def build_otel_secret(
+    *, name: str, namespace: str, sandbox_name: str, data: Mapping[str, str], owner_uid: str | None = None
+) -> JsonDict:
+    """The Secret with the OTLP headers of an ``otel_export`` sandbox; owned by the Sandbox once it exists."""
+    metadata: JsonDict = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {c.LABEL_SANDBOX_ID: sandbox_name, c.LABEL_MANAGED_BY: c.SDK_MANAGED_BY},
+    }
+    if owner_uid is not None:
+        metadata["ownerReferences"] = [sandbox_owner_reference(sandbox_name, owner_uid)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "stringData": dict(data),
+    }
+
+
+def sandbox_owner_reference(sandbox_name: str, uid: str) -> JsonDict:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.SANDBOX_KIND,
+        "name": sandbox_name,
+        "uid": uid,
+        "blockOwnerDeletion": True,
+    }
+
+
+def api_error_message(body: str | bytes | None, fallback: str) -> str:
+    """The ``message`` of a metav1.Status error body (the schema's message for a 422), else ``fallback``."""
+    if not body:
+        return fallback
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else body
+        return text.strip() or fallback
+    if isinstance(data, Mapping):
+        message = data.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return fallback
+
+
+def api_error_reason(body: str | bytes | None) -> str | None:
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    reason = data.get("reason") if isinstance(data, Mapping) else None
+    return reason if isinstance(reason, str) else None
+
+
+class ProcessResult(BaseModel):
+    """What a command run in the sandbox gave back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def result(self) -> str:
+        """The hosted SDK's name for the output (stdout)."""
+        return self.stdout
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0

@@ -1,0 +1,195 @@
+"""The running sidecar: receivers, exporter, metrics loop, health, and the orderly shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Protocol
+
+from leap0_sidecar import settings as s
+from leap0_sidecar import stats as stats_module
+from leap0_sidecar.config import Config
+from leap0_sidecar.exporter import Exporter
+from leap0_sidecar.grpc_receiver import GrpcReceiver
+from leap0_sidecar.http_receiver import HttpReceiver
+from leap0_sidecar.identity import WireError
+from leap0_sidecar.pipeline import Pipeline
+from leap0_sidecar.queue import ExportQueue
+from leap0_sidecar.stats import Stats
+
+log = logging.getLogger("leap0_sidecar")
+
+
+class Sampler(Protocol):
+    def sample(self) -> bytes: ...
+
+
+class Sidecar:
+    def __init__(self, config: Config, sampler: Sampler | None) -> None:
+        self.config = config
+        self.sampler = sampler
+        self.queue = ExportQueue(config.queue_bytes)
+        self.stats = Stats()
+        self.pipeline = Pipeline(config, self.queue, self.stats)
+        self.exporter = Exporter(
+            config.upstreams,
+            self.queue,
+            self.stats,
+            retry_initial_s=config.retry_initial_s,
+            retry_max_s=config.retry_max_s,
+            max_batch_bytes=config.max_request_bytes,
+            batch_linger_s=config.batch_linger_s,
+        )
+        self.http, self.health_http = (
+            HttpReceiver(
+                self.pipeline,
+                otlp_routes=otlp_routes,
+                max_body=config.max_request_bytes,
+                receive_timeout_s=config.receive_timeout_s,
+                health=self.health,
+            )
+            for otlp_routes in (True, False)
+        )
+        self.grpc = GrpcReceiver(self.pipeline, max_message_bytes=config.max_request_bytes)
+        self.ready = False
+        self.ports: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._sampler_failed = False
+
+    # --- health -------------------------------------------------------------------------------------
+
+    def health(self, path: str) -> tuple[bool, dict[str, object]]:
+        details: dict[str, object] = {
+            "export": "on" if self.config.export_enabled else "off",
+            "queue_bytes": self.queue.used,
+            "queue_capacity": self.queue.capacity,
+        }
+        if path == s.SIDECAR_READY_PATH:
+            return self.ready and self.pipeline.accepting, details
+        return True, details
+
+    # --- metrics ------------------------------------------------------------------------------------
+
+    async def _take_metrics(self) -> None:
+        parts: list[bytes] = []
+        if self.sampler is not None:
+            try:
+                parts.append(await asyncio.to_thread(self.sampler.sample))
+            except Exception:
+                if not self._sampler_failed:
+                    log.exception(
+                        "the sandbox metrics sample failed (reported once; the sidecar's own metrics go on)"
+                    )
+                self._sampler_failed = True
+        parts.append(stats_module.build_request(self.stats, self.queue, ()))
+        try:
+            self.pipeline.ingest("metrics", b"".join(parts), "sampler", internal=True)
+        except WireError as exc:  # our own bytes: a bug, never the app's fault
+            log.error("a metrics sample is malformed, dropped: %s", exc)
+
+    async def _metrics_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.metrics_interval_s
+        next_at = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at = max(next_at + interval, loop.time())
+            await self._take_metrics()
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def request_stop(self, signame: str = "") -> None:
+        if not self._stop.is_set():
+            log.info("%s received: stopping", signame or "stop")
+        self._stop.set()
+
+    async def start(self) -> None:
+        c = self.config
+        self.ports["grpc"] = await self.grpc.start(c.grpc_endpoint.host, c.grpc_endpoint.port)
+        self.ports["http"] = await self.http.start(c.http_endpoint.host, c.http_endpoint.port)
+        if c.health_endpoint is not None:
+            self.ports["health"] = await self.health_http.start(
+                c.health_endpoint.host, c.health_endpoint.port
+            )
+        self.exporter.start()
+        self._metrics_task = asyncio.create_task(self._metrics_loop(), name="metrics")
+        self.ready = True
+        for warning in c.warnings:
+            log.warning("%s", warning)
+        identity = ", ".join(f"{k}={v}" for k, v in c.identity.attributes())
+        log.info(
+            "listening: OTLP/gRPC on %s:%d, OTLP/HTTP on %s:%d, health on %s; identity: %s",
+            c.grpc_endpoint.host,
+            self.ports["grpc"],
+            c.http_endpoint.host,
+            self.ports["http"],
+            f"{c.health_endpoint.host}:{self.ports['health']}" if c.health_endpoint else "off",
+            identity,
+        )
+        if not c.export_enabled:
+            log.warning(
+                "export is OFF: no %s (nor per-signal endpoint) is set: telemetry is accepted and discarded",
+                s.OTEL_EXPORTER_OTLP_ENDPOINT,
+            )
+        else:
+            for sig, upstream in c.upstreams.items():
+                if upstream is None:
+                    log.warning(
+                        "export of %s is OFF (no endpoint for it): they are accepted and discarded", sig
+                    )
+                else:
+                    log.info(
+                        "exporting %s to %s (compression %s, timeout %g s)",
+                        sig,
+                        upstream.url,
+                        "gzip" if upstream.gzip else "none",
+                        upstream.timeout_s,
+                    )
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or request_stop), then shut down; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signal.Signals(signum).name)
+        try:
+            await self.start()
+            await self._stop.wait()
+            await self.shutdown()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        return 0
+
+    async def shutdown(self) -> None:
+        """Stop accepting, take a last metrics sample, flush the queue until the deadline, drop the rest."""
+        deadline = time.monotonic() + self.config.shutdown_timeout_s
+        self.pipeline.accepting = False
+        self.ready = False
+        self._metrics_task.cancel()
+        await asyncio.gather(self.http.close(), self.grpc.close(), return_exceptions=True)
+        self.exporter.flush_now()
+        await self._take_metrics()
+        queued = self.queue.used
+        if queued:
+            log.info(
+                "flushing %d queued bytes (deadline %g s)", queued, max(0.0, deadline - time.monotonic())
+            )
+        await self.queue.wait_empty(max(0.0, deadline - time.monotonic()))
+        await self.exporter.stop()
+        for sig in s.SIGNALS:
+            waiting = self.queue.take(sig, self.queue.capacity)
+            if waiting:
+                self.stats.dropped(sig, "shutdown", len(waiting))
+        dropped = sum(
+            v
+            for (name, _, reason), v in self.stats.counts.items()
+            if name == s.METRIC_DROPPED and reason == "shutdown"
+        )
+        if dropped:
+            log.warning("shutdown deadline passed: %d export request(s) not delivered", dropped)
+        elif queued:
+            log.info("flushed everything queued")
+        await self.health_http.close()
+        log.info("stopped")

@@ -1,0 +1,92 @@
+"""The OTLP/gRPC receiver: TraceService, MetricsService and LogsService ``Export`` on grpcio's asyncio server.
+
+Generic handlers take the request as bytes (no deserializer): the pipeline rewrites the resources without
+decoding the spans, which measured about a third cheaper than generated stubs. Answers follow the OTLP
+specification: an empty ``Export*ServiceResponse``; ``INVALID_ARGUMENT`` with the parser's reason for
+malformed data; ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` when the queue is full (in
+``grpc-status-details-bin`` as the specification says, and in ``google.rpc.retryinfo-bin``, where the
+OpenTelemetry Python exporter reads it); ``UNAVAILABLE`` while shutting down.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import grpc.aio
+
+from leap0_sidecar import otlp
+from leap0_sidecar import settings as s
+from leap0_sidecar.identity import WireError
+from leap0_sidecar.pipeline import Outcome, Pipeline
+from leap0_sidecar.settings import Signal
+
+log = logging.getLogger("leap0_sidecar.grpc")
+
+
+class BindError(OSError):
+    pass
+
+
+class GrpcReceiver:
+    def __init__(self, pipeline: Pipeline, *, max_message_bytes: int) -> None:
+        self.pipeline = pipeline
+        self.max_message_bytes = max_message_bytes
+        self.server: grpc.aio.Server | None = None
+
+    def _handler(self, signal: Signal) -> grpc.RpcMethodHandler:
+        pipeline = self.pipeline
+
+        async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            try:
+                outcome = pipeline.ingest(signal, request, "grpc")
+            except WireError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid protobuf: {exc}")
+            if outcome is Outcome.ACCEPTED:
+                return b""
+            delay = pipeline.retry_after_s()
+            if outcome is Outcome.QUEUE_FULL:
+                code, message = (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "the sidecar's export queue is full (the upstream is slow or unreachable): retry later",
+                )
+            else:
+                code, message = grpc.StatusCode.UNAVAILABLE, "the sidecar is shutting down"
+            status = otlp.status(code.value[0], message, retry_delay_s=delay)
+            await context.abort(
+                code,
+                message,
+                trailing_metadata=(
+                    ("grpc-status-details-bin", status.SerializeToString()),
+                    ("google.rpc.retryinfo-bin", otlp.retry_info(delay).SerializeToString()),
+                ),
+            )
+            raise AssertionError("unreachable: abort raises")
+
+        return grpc.unary_unary_rpc_method_handler(export)
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+                # Fail when the port is taken instead of sharing it with another process.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        for signal, service in s.GRPC_SERVICES.items():
+            self.server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(service, {"Export": self._handler(signal)}),)
+            )
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise BindError(f"cannot listen on {address} (OTLP/gRPC): {exc}") from None
+        if not bound:
+            raise BindError(f"cannot listen on {address} (OTLP/gRPC)")
+        await self.server.start()
+        return int(bound)
+
+    async def close(self, grace_s: float = 1.0) -> None:
+        if self.server is not None:
+            await self.server.stop(grace_s)

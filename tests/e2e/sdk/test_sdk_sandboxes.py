@@ -1,0 +1,249 @@
+"""Sandboxes through the SDK against the embedded API server (operator played by ``stand_in_operator``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+from sdk_support import failed_status, running_status, set_status, start_pod, wait_for
+
+from leap0 import (
+    ConfigurationError,
+    Leap0Client,
+    SandboxFailedError,
+    SandboxNotFoundError,
+    SandboxTimeoutError,
+    SandboxValidationError,
+)
+from leap0 import constants as c
+from leap0.dev.apiserver import ServerThread
+
+pytestmark = pytest.mark.e2e
+
+
+def _raw(apiserver: ServerThread, namespace: str, name: str) -> dict[str, Any]:
+    api = client.CustomObjectsApi(apiserver.api_client())
+    obj: dict[str, Any] = api.get_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespace, c.SANDBOX_PLURAL, name
+    )
+    return obj
+
+
+def test_create_without_wait_get_list_delete(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str
+) -> None:
+    sandbox = sdk.sandboxes.create(vcpu=2, memory=2048, timeout=30, wait=False)
+    assert sandbox.id.startswith("sbx-")
+    assert sandbox.namespace == namespace
+    assert sandbox.phase is None
+    assert _raw(apiserver, namespace, sandbox.id)["spec"] == {"vcpu": 2, "memory": 2048, "timeout": 30}
+
+    got = sdk.sandboxes.get(sandbox.id)
+    assert (got.id, got.vcpu, got.memory, got.timeout, got.uid) == (sandbox.id, 2, 2048, 30, sandbox.uid)
+    other = sdk.sandboxes.create(wait=False)
+    assert sorted(s.id for s in sdk.sandboxes.list()) == sorted([sandbox.id, other.id])
+
+    sandbox.delete()
+    with pytest.raises(SandboxNotFoundError):
+        sdk.sandboxes.get(sandbox.id)
+    with pytest.raises(SandboxNotFoundError):
+        sdk.sandboxes.delete(sandbox.id)
+    sdk.sandboxes.delete(other)
+    assert sdk.sandboxes.list() == []
+
+
+def test_unset_values_are_left_to_the_template(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str
+) -> None:
+    sandbox = sdk.sandboxes.create(wait=False)
+    assert _raw(apiserver, namespace, sandbox.id)["spec"] == {}
+
+
+def test_hosted_sdk_spellings(sdk: Leap0Client, apiserver: ServerThread, namespace: str) -> None:
+    sandbox = sdk.sandboxes.create(
+        template_name="python", memory_mib=2048, timeout_min=2, env_vars={"A": "1"}, wait=False
+    )
+    assert _raw(apiserver, namespace, sandbox.id)["spec"] == {
+        "template": "python",
+        "memory": 2048,
+        "timeout": 120,
+        "env": [{"name": "A", "value": "1"}],
+    }
+
+
+def test_create_waits_until_running_by_watching(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, stand_in_operator: Any
+) -> None:
+    stand_in_operator(namespace, delay=1.0)
+    assert apiserver.server is not None
+    before = apiserver.server.requests
+    started = time.monotonic()
+    sandbox = sdk.sandboxes.create(vcpu=2, memory=2048, timeout=30)
+    assert time.monotonic() - started >= 0.9
+    assert sandbox.phase == c.PHASE_RUNNING
+    assert sandbox.pod_name == sandbox.id
+    assert sandbox.reason == c.REASON_RUNNING
+    # One create and one watch from the SDK (a poll loop would show dozens); the stand-in made a few more.
+    assert apiserver.server.requests - before < 10
+
+
+def test_wait_timeout_raises_and_keeps_the_sandbox(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(SandboxTimeoutError, match=r"not Running after 0\.5 s") as info:
+        sdk.sandboxes.create(wait_timeout=0.5)
+    assert 0.4 < time.monotonic() - started < 3
+    assert info.value.sandbox_id is not None
+    assert sdk.sandboxes.get(info.value.sandbox_id).phase is None
+
+
+def test_failed_sandbox_raises_with_the_operators_reason(
+    sdk: Leap0Client, namespace: str, stand_in_operator: Any
+) -> None:
+    message = 'Back-off pulling image "nope:latest"'
+    stand_in_operator(namespace, lambda name: failed_status(c.REASON_IMAGE_PULL_ERROR, message))
+    with pytest.raises(SandboxFailedError) as info:
+        sdk.sandboxes.create(image="nope:latest", wait_timeout=10)
+    assert info.value.reason == c.REASON_IMAGE_PULL_ERROR
+    assert info.value.message == message
+    assert info.value.phase == c.PHASE_FAILED
+    assert "ImagePullError" in str(info.value)
+    assert message in str(info.value)
+
+
+def test_deleted_while_waiting_is_not_found(sdk: Leap0Client, namespace: str, stand_in_operator: Any) -> None:
+    def delete_it(name: str) -> None:
+        sdk.sandboxes.delete(name)
+
+    stand_in_operator(namespace, delete_it)
+    with pytest.raises(SandboxNotFoundError, match="deleted while starting"):
+        sdk.sandboxes.create(wait_timeout=10)
+
+
+def test_refresh_and_set_timeout(sdk: Leap0Client, apiserver: ServerThread, namespace: str) -> None:
+    sandbox = sdk.sandboxes.create(timeout=30, wait=False)
+    start_pod(apiserver.api_client(), namespace, sandbox.id)
+    set_status(apiserver.api_client(), namespace, sandbox.id, running_status(sandbox.id))
+    assert sandbox.phase is None
+    assert sandbox.refresh().phase == c.PHASE_RUNNING
+    sandbox.set_timeout(600)
+    assert sandbox.timeout == 600
+    assert sdk.sandboxes.get(sandbox.id).timeout == 600
+
+
+def test_invalid_values_come_back_with_the_schema_message(sdk: Leap0Client, apiserver: ServerThread) -> None:
+    probe = {"apiVersion": c.API_VERSION, "kind": c.SANDBOX_KIND, "metadata": {"name": "probe"}}
+    api = client.CustomObjectsApi(apiserver.api_client())
+    try:
+        api.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, sdk.namespace, c.SANDBOX_PLURAL, {**probe, "spec": {"vcpu": 9}}, dry_run="All"
+        )
+    except client.ApiException:
+        pass
+    else:
+        pytest.skip("this emulator version does not validate the CRD schema yet")
+    with pytest.raises(SandboxValidationError, match=r"spec\.vcpu") as info:
+        sdk.sandboxes.create(vcpu=9, wait=False)
+    assert info.value.status == 422
+    with pytest.raises(SandboxValidationError, match=r"spec\.memory"):
+        sdk.sandboxes.create(memory=1023, wait=False)
+    assert sdk.sandboxes.list() == []
+
+
+def test_otel_export_keeps_headers_out_of_the_sandbox_and_gc_deletes_the_secret(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example.com")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=abc123secret")
+    sandbox = sdk.sandboxes.create(vcpu=2, memory=2048, timeout=30, otel_export=True, wait=False)
+
+    raw = _raw(apiserver, namespace, sandbox.id)
+    assert "abc123secret" not in json.dumps(raw)
+    secret_name = f"{sandbox.id}-otlp"
+    assert raw["spec"]["env"] == [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"},
+        {
+            "name": "OTEL_EXPORTER_OTLP_HEADERS",
+            "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "OTEL_EXPORTER_OTLP_HEADERS"}},
+        },
+    ]
+    core = client.CoreV1Api(apiserver.api_client())
+    secret = core.read_namespaced_secret(secret_name, namespace)
+    assert base64.b64decode(secret.data["OTEL_EXPORTER_OTLP_HEADERS"]) == b"x-api-key=abc123secret"
+    (owner,) = secret.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("Sandbox", sandbox.id, sandbox.uid)
+
+    sandbox.delete()
+
+    def secret_gone() -> bool:
+        try:
+            core.read_namespaced_secret(secret_name, namespace)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(secret_gone, timeout=10)
+
+
+def test_otel_export_user_env_wins_and_no_headers_means_no_secret(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS", raising=False)
+    sandbox = sdk.sandboxes.create(otel_export=True, env_vars={"APP": "x"}, wait=False)
+    assert _raw(apiserver, namespace, sandbox.id)["spec"]["env"] == [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4318"},
+        {"name": "APP", "value": "x"},
+    ]
+    secrets = client.CoreV1Api(apiserver.api_client()).list_namespaced_secret(namespace).items
+    assert [s.metadata.name for s in secrets] == []
+
+
+def test_otel_export_without_local_endpoint_fails_before_creating_anything(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=abc")
+    with pytest.raises(ConfigurationError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
+        sdk.sandboxes.create(otel_export=True)
+    assert sdk.sandboxes.list() == []
+    assert client.CoreV1Api(apiserver.api_client()).list_namespaced_secret(namespace).items == []
+
+
+def test_closed_client_refuses_calls(apiserver: ServerThread, namespace: str) -> None:
+    sdk = Leap0Client(namespace=namespace, kubeconfig=apiserver.kubeconfig, sdk_otel_enabled=False)
+    sdk.close()
+    sdk.close()  # idempotent
+    with pytest.raises(Exception, match="closed"):
+        sdk.sandboxes.list()
+
+
+def test_namespace_comes_from_the_kubeconfig_context(
+    apiserver: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(apiserver.kubeconfig))  # set after `import kubernetes`: still read
+    with Leap0Client(sdk_otel_enabled=False) as sdk:
+        assert sdk.namespace == "default"
+        assert sdk._configuration.host == apiserver.url
+    with Leap0Client(namespace="other", sdk_otel_enabled=False) as sdk:
+        assert sdk.namespace == "other"
+
+
+def test_hosted_telemetry_alias_and_the_sidecar_switch(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS", raising=False)
+    exported = sdk.sandboxes.create(telemetry=True, wait=False, http_timeout=10)
+    assert _raw(apiserver, namespace, exported.id)["spec"]["env"] == [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://collector:4318"}
+    ]
+    quiet = sdk.sandboxes.create(telemetry_sidecar=False, wait=False)
+    assert _raw(apiserver, namespace, quiet.id)["spec"] == {"telemetry": {"enabled": False}}
+    with pytest.raises(TypeError, match="otel_export or telemetry"):
+        sdk.sandboxes.create(otel_export=True, telemetry=False, wait=False)

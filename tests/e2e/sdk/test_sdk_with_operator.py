@@ -1,0 +1,145 @@
+"""The SDK with the real operator running against the embedded API server (kubelet played by the test).
+
+The operator runs as a process (``python -m leap0_operator``) serving the test's namespace; the test plays
+only the kubelet (pod status), and the emulator answers exec with the kubelet's protocol.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from sdk_support import OtlpReceiver, StandInKubelet, kubelet_image_pull_status, wait_for
+from support import subprocess_env
+
+from leap0 import Leap0Client, SandboxFailedError
+from leap0 import constants as c
+from leap0.dev.apiserver import ServerThread
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        importlib.util.find_spec("leap0_operator.handlers") is None, reason="the operator is not merged yet"
+    ),
+]
+
+
+@pytest.fixture
+def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = tmp_path / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
+        )
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            print("--- operator log ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+
+
+@pytest.fixture
+def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]:
+    stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def kubeconfig_here(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Path:
+    """The emulator's kubeconfig with the test's namespace as the context's namespace."""
+    doc = yaml.safe_load(apiserver.kubeconfig.read_text())
+    for ctx in doc["contexts"]:
+        ctx["context"]["namespace"] = namespace
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+SEED = """\
+from leap0 import Leap0Client
+client = Leap0Client()
+sandbox = client.sandboxes.create(vcpu=2, memory=2048, timeout=30, otel_export=True)
+print(sandbox.id)
+client.close()
+"""
+
+
+def test_seed_example_with_the_operator(
+    apiserver: ServerThread,
+    namespace: str,
+    operator: Any,
+    kubelet: StandInKubelet,
+    kubeconfig_here: Path,
+) -> None:
+    with OtlpReceiver() as receiver:
+        env = subprocess_env(
+            KUBECONFIG=str(kubeconfig_here),
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            OTEL_EXPORTER_OTLP_HEADERS="x-api-key=abc123",
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", SEED], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        sandbox_id = result.stdout.strip()
+        assert [s["attributes"]["leap0.sandbox.id"] for s in receiver.spans()] == [sandbox_id]
+
+    api = apiserver.api_client()
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespace, c.SANDBOX_PLURAL, sandbox_id
+    )
+    assert obj["status"]["phase"] == c.PHASE_RUNNING
+    pod = client.CoreV1Api(api).read_namespaced_pod(obj["status"]["podName"], namespace)
+    # The operator handed the user's endpoint and the headers' secretKeyRef to the sidecar.
+    containers = [*(pod.spec.init_containers or []), *pod.spec.containers]
+    env = {e.name: e for ctr in containers if ctr.name == c.TELEMETRY_CONTAINER for e in ctr.env or []}
+    assert env[c.OTEL_EXPORTER_OTLP_ENDPOINT].value == receiver.url
+    ref = env[c.OTEL_EXPORTER_OTLP_HEADERS].value_from.secret_key_ref
+    secret = client.CoreV1Api(api).read_namespaced_secret(ref.name, namespace)
+    assert base64.b64decode(secret.data[ref.key]) == b"x-api-key=abc123"
+
+
+def test_lifecycle_and_tool_calls_with_the_operator(
+    apiserver: ServerThread, namespace: str, operator: Any, kubelet: StandInKubelet, sdk: Leap0Client
+) -> None:
+    sandbox = sdk.sandboxes.create(vcpu=2, memory=2048, timeout=60, wait_timeout=60)
+    assert sandbox.phase == c.PHASE_RUNNING
+    assert sandbox.pod_name
+    assert sandbox.expires_at is not None
+    result = sandbox.process.execute("echo hello; exit 2")
+    assert (result.exit_code, result.stdout) == (2, "hello\n")
+    sandbox.filesystem.write("x.txt", "via the operator's pod")
+    assert sandbox.filesystem.read_text("x.txt") == "via the operator's pod"
+    assert [s.id for s in sdk.sandboxes.list()] == [sandbox.id]
+
+    sandbox.delete()
+    core = client.CoreV1Api(apiserver.api_client())
+    wait_for(lambda: not core.list_namespaced_pod(namespace).items, timeout=20)
+
+
+def test_image_pull_failure_reaches_the_caller_with_the_operators_reason(
+    apiserver: ServerThread, namespace: str, operator: Any, kubelet: StandInKubelet, sdk: Leap0Client
+) -> None:
+    kubelet.behaviour = kubelet_image_pull_status
+    with pytest.raises(SandboxFailedError) as info:
+        sdk.sandboxes.create(image="registry.invalid/nope:1", wait_timeout=60)
+    assert info.value.reason == c.REASON_IMAGE_PULL_ERROR
+    assert "registry.invalid/nope:1" in str(info.value)

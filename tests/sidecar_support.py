@@ -1,0 +1,273 @@
+"""Real parts for the sidecar's tests: an upstream OTLP/HTTP receiver decoding protobuf, the sidecar process.
+
+No fixtures here (plain helpers, importable from any test); fixtures are in tests/e2e/sidecar/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from support import subprocess_env
+
+REQUEST_TYPES: dict[str, type[Message]] = {
+    "/v1/traces": ExportTraceServiceRequest,
+    "/v1/metrics": ExportMetricsServiceRequest,
+    "/v1/logs": ExportLogsServiceRequest,
+}
+
+IDENTITY_ENV = {
+    "LEAP0_SANDBOX_ID": "sbx-real",
+    "LEAP0_ORG_ID": "org-real",
+    "LEAP0_TEMPLATE_ID": "tpl-real",
+    "LEAP0_K8S_NAMESPACE": "team-a",
+    "LEAP0_K8S_POD_NAME": "sbx-real-pod",
+}
+IDENTITY = {
+    "leap0.sandbox.id": "sbx-real",
+    "leap0.org.id": "org-real",
+    "leap0.template.id": "tpl-real",
+    "k8s.namespace.name": "team-a",
+    "k8s.pod.name": "sbx-real-pod",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def resource_attributes(resource: Any) -> dict[str, str]:
+    return {kv.key: kv.value.string_value for kv in resource.attributes}
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    message: Any
+    at: float
+
+
+@dataclass
+class Upstream:
+    """An OTLP/HTTP receiver on a free port that decodes what it receives (with real protobuf).
+
+    ``script`` holds (status, headers) answers used before the default 200; ``stop()``/``start()`` simulate an
+    outage (listening socket and kept-alive connections closed, so the sidecar sees connection errors).
+    """
+
+    port: int = field(default_factory=free_port)
+    received: list[Received] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve https
+    _server: http.server.ThreadingHTTPServer | None = None
+    _sockets: set[socket.socket] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with upstream._lock:
+                    upstream._sockets.add(self.connection)
+
+            def finish(self) -> None:
+                with upstream._lock:
+                    upstream._sockets.discard(self.connection)
+                super().finish()
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with upstream._lock:
+                    upstream.attempts.append(time.monotonic())
+                    answer = upstream.script.pop(0) if upstream.script else None
+                if answer is not None:
+                    status, headers = answer
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                message = REQUEST_TYPES[self.path].FromString(body)
+                with upstream._lock:
+                    upstream.received.append(
+                        Received(
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            message,
+                            time.monotonic(),
+                        )
+                    )
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+        with self._lock:
+            for sock in list(self._sockets):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def messages(self, path: str) -> list[Any]:
+        with self._lock:
+            return [r.message for r in self.received if r.path == path]
+
+    def resources(self, path: str) -> list[Any]:
+        field_name = {
+            "/v1/traces": "resource_spans",
+            "/v1/metrics": "resource_metrics",
+            "/v1/logs": "resource_logs",
+        }
+        return [rx for m in self.messages(path) for rx in getattr(m, field_name[path])]
+
+    def span_names(self) -> list[str]:
+        return [
+            span.name for rs in self.resources("/v1/traces") for ss in rs.scope_spans for span in ss.spans
+        ]
+
+
+@dataclass
+class SidecarProcess:
+    """``python -m leap0_sidecar`` on free ports, logging to a file."""
+
+    env: dict[str, str]
+    log_path: Path
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, wait: bool = True) -> SidecarProcess:
+        ports = {
+            "LEAP0_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{self.http_port}",
+            "LEAP0_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+            "LEAP0_HEALTH_ENDPOINT": f"127.0.0.1:{self.health_port}",
+        }
+        env = subprocess_env(**{**ports, **self.env})
+        for name in list(env):
+            if name.startswith("OTEL_") and name not in self.env:
+                del env[name]
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "leap0_sidecar"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        if wait:
+            wait_for(self.ready, 15, "the sidecar's /readyz")
+        return self
+
+    def ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the sidecar exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1) as r:
+                return bool(json.load(r)["status"] == "ok")
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+
+@contextlib.contextmanager
+def env_vars(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
