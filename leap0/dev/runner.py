@@ -409,7 +409,7 @@ class LocalPod:
         self.last_reported: Obj | None = None
         self.stopping = False
         self.ports: list[int] = []
-        base = config.workdir or Path(tempfile.gettempdir()) / "leap0-runner"
+        base = (config.workdir or Path(tempfile.gettempdir()) / "leap0-runner").resolve()
         self.dir = base / f"{self.namespace}_{self.name}_{self.uid[:8]}"
         try:
             self._build(host, lookups, taken_ports)

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 from kubernetes import client
-from support import REPO, kubectl_path, subprocess_env
+from support import kubectl_path, subprocess_env
 
 from leap0 import constants
 from leap0.dev.apiserver import ServerThread
@@ -184,7 +184,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
 
 def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
-    workdir = tmp_path / "work"
+    # Run as a user would, from a directory of their own with the default (relative) kubeconfig and workdir.
     command = [
         sys.executable,
         "-m",
@@ -196,12 +196,10 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
         "--otlp-grpc-port=0",
         "--otlp-http-port=0",
         "--metrics-interval=2",
-        f"--kubeconfig={tmp_path / 'kubeconfig.yaml'}",
-        f"--workdir={workdir}",
     ]
     with open(out, "wb") as sink:
         env = subprocess_env()
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
 
         def shown() -> bool:
