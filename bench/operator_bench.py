@@ -156,14 +156,19 @@ async def bench(n: int, idle: float, url: str, start_operator: Any) -> dict[str,
         config = OperatorConfig()
         pods = [
             build_pod(
-                name=f"s{i}",
-                namespace="bench-raw",
+                owner={
+                    "apiVersion": constants.API_VERSION,
+                    "kind": constants.SANDBOX_KIND,
+                    "metadata": {"name": f"s{i}", "namespace": "bench-raw", "uid": f"uid-{i}"},
+                },
                 effective=resolve({}, None, config),
                 org_id="x",
                 config=config,
             )
             for i in range(n)
         ]
+        for pod in pods:  # no owner here (the emulator would collect pods whose owner does not exist)
+            del pod["metadata"]["ownerReferences"]
         watching = asyncio.create_task(client.watch_until(PODS.format(ns="bench-raw"), n))
         await asyncio.sleep(0.2)  # the watch is open
         t0 = time.monotonic()
