@@ -261,7 +261,7 @@ def main() -> int:
     )
     parser.add_argument("-n", "--sandboxes", type=int, default=1000)
     parser.add_argument("--idle", type=float, default=60.0, help="idle window in seconds (default 60)")
-    parser.add_argument("--profile", metavar="FILE", help="run the operator under cProfile (CPU time), stats to FILE")
+    parser.add_argument("--profile", metavar="FILE", help="profile the operator (cProfile, CPU time) to FILE")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="leap0-bench-") as tmp:
