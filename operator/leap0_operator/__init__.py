@@ -2,7 +2,7 @@
 
 ``leap0-operator`` (``python -m leap0_operator``) is the way to run it, with flags for its settings.
 ``kopf run -m leap0_operator`` works as well: when kopf is already loaded, importing this package registers
-the handlers (``leap0_operator.handlers``); otherwise importing it stays light (config, builders, API calls).
+the handlers (``leap0_operator.handlers``); otherwise importing the package imports nothing else.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -9,6 +10,11 @@ import sys
 # and the like; the operator never passes such objects and talks to the API through kopf's own session.
 # Hiding them saves ~50 MiB of RSS (kubernetes_asyncio's models alone are ~35 MiB). Only this process.
 UNUSED_CLIENTS = ("kubernetes", "kubernetes_asyncio", "pykube")
+# kopf allocates many short-lived objects per watch event: with CPython's default generation-0 threshold (700)
+# the cyclic collector runs every few events. Collecting less often, with everything imported at startup
+# frozen out of the scans, cut the operator's CPU per sandbox by 6-10% in bench/operator_bench.py (1,000
+# sandboxes, mean of 5 runs: 3.31 -> 3.10 ms), peak RSS unchanged. Only when collection happens changes.
+GC_THRESHOLDS = (10_000, 20, 20)
 
 
 def hide_unused_kubernetes_clients() -> None:
@@ -32,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import handlers
 
+    gc.freeze()  # the modules and objects of startup are long-lived: not scanned again
+    gc.set_threshold(*GC_THRESHOLDS)
     handlers.ACTIVE_CONFIG = operator_config
     handlers.ACTIVE_OPTIONS = options
     kopf.configure(verbose=options.verbose, debug=options.debug)

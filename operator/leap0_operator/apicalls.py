@@ -23,11 +23,11 @@ class ApiCall(NamedTuple):
 
 API_CALLS: list[ApiCall] = [
     # --- ours (k8s.py) ---
-    ApiCall("", "pods", ("create",), "k8s.create_pod: the sandbox pod of each Sandbox"),
-    ApiCall("", "pods", ("delete",), "k8s.delete_pod: the pod of an expired Sandbox"),
-    ApiCall(constants.GROUP, "sandboxes/status", ("patch",), "k8s.patch_sandbox_status: phase, conditions"),
-    ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.delete_sandbox: after retention"),
-    ApiCall("", "namespaces", ("get",), "k8s.namespace_labels: the org id label leap0.dev/org-id"),
+    ApiCall("", "pods", ("create",), "k8s.Api.create_pod: the sandbox pod of each Sandbox"),
+    ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired Sandbox"),
+    ApiCall(constants.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
+    ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
+    ApiCall("", "namespaces", ("get",), "k8s.Api.namespace_labels: the org id label leap0.dev/org-id"),
     # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
     ApiCall(constants.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
     ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),

@@ -22,6 +22,7 @@ import kopf
 from leap0 import constants
 
 from . import config as config_module
+from . import k8s
 from .reconcile import trim_pod, trim_sandbox
 from .resolve import template_id
 from .runtime import Key, Runtime, Sources, first
@@ -51,6 +52,7 @@ class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Every kopf setting of the operator, in one place."""
+    k8s.check_kopf_private_api()  # fail at startup, with what moved, rather than on the first API call
     config = ACTIVE_CONFIG or config_module.from_environment(os.environ)
     # kopf's own bookkeeping lives under leap0.dev. With only event handlers and indexes there is no
     # finalizer, no progress and no diff base on our objects; these keep any future change handler consistent.

@@ -1,44 +1,95 @@
 """The few API calls the operator makes itself, through kopf's own authenticated session.
 
-kopf already holds an aiohttp session with the cluster's credentials (re-authenticating on 401s, retrying 5xx,
-429 and connection errors with backoff), so these calls reuse it instead of loading a second Kubernetes client
-(``kubernetes_asyncio``'s models alone cost ~60 MiB of RSS). Each call here has its entry in ``apicalls.py``.
+**A private kopf API, on purpose, isolated here.** kopf already holds an aiohttp session with the cluster's
+credentials (its own service-account/kubeconfig loaders, re-authentication on 401s). Reusing it keeps the
+operator within its memory goal: the public alternative, ``kubernetes_asyncio``, was measured with
+``bench/operator_bench.py`` at 1,000 sandboxes at 138-139 MiB peak RSS (importing it alone costs ~40 MiB:
+its ~800 generated model classes) against 100-106 MiB with kopf's session; the goal is 110 MiB. The price is
+a dependency on ``kopf._cogs.clients``, which kopf does not promise to keep. So:
+
+- every private kopf import of the operator is in this module, and only here;
+- :func:`check_kopf_private_api` verifies what this module relies on; the operator calls it at startup and
+  ``tests/unit/operator/test_operator_k8s.py`` calls it in CI, so a kopf release that moves it fails loudly,
+  with a message saying what moved, instead of failing on the first API call in a cluster;
+- kopf is pinned to the minor versions checked (``pyproject.toml``, the ``operator`` extra).
+
+**Errors** are translated into kopf's public vocabulary for the reconcile worker (``runtime.py``):
+``kopf.TemporaryError(delay=...)`` for what may recover (5xx, 429 with its ``Retry-After``, 403 during
+upgrades and quota, connection errors, timeouts), ``kopf.PermanentError`` when the API refuses the pod as
+invalid (400/422: the same manifest will never be accepted). kopf's own in-request retries are off for these
+calls (``backoffs=()``): the worker retries the whole reconcile from the latest state, with backoff, without
+holding a worker while it waits. Each call has its entry in ``apicalls.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
-from kopf._cogs.clients import api, errors
-from kopf._cogs.configs.configuration import OperatorSettings
+import aiohttp
+import kopf
 
 from leap0 import constants
 
+try:  # kopf's private client API (see the module docstring): the only place the operator imports it
+    from kopf._cogs.clients import api as _kopf_api
+    from kopf._cogs.clients import errors as _kopf_errors
+except ImportError as _missing:  # pragma: no cover - only with an unsupported kopf
+    _kopf_api = _kopf_errors = None  # type: ignore[assignment]
+    _IMPORT_ERROR: ImportError | None = _missing
+else:
+    _IMPORT_ERROR = None
+
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
-NotFound = errors.APINotFoundError
-Conflict = errors.APIConflictError
-ApiError = errors.APIError
-
 
 # kopf's session has no connection limit: a burst of 1,000 new Sandboxes could open ~1,000 connections at once
 # (memory in both processes, and no faster). Our calls share this many in flight; kopf's watches are apart.
-# (The reconcile workers bound it already; this keeps the bound for any other caller.)
 MAX_IN_FLIGHT = 32
-_gate: asyncio.Semaphore | None = None
+# Statuses meaning "this request, as written, will never succeed" (for the pod POST: the spec is invalid).
+INVALID_STATUSES = frozenset({400, 422})
 
 
-@contextlib.asynccontextmanager
-async def _in_flight() -> AsyncIterator[None]:
-    global _gate
-    if _gate is None:
-        _gate = asyncio.Semaphore(MAX_IN_FLIGHT)
-    async with _gate:
-        yield
+class KopfPrivateApiMoved(RuntimeError):
+    """The installed kopf no longer has the private client API this module uses."""
+
+
+def check_kopf_private_api() -> None:
+    """Raise :class:`KopfPrivateApiMoved` naming what is missing, if kopf's private client API moved."""
+    where = f"kopf {getattr(kopf, '__version__', '?')}"
+    advice = (
+        "leap0_operator/k8s.py makes its API calls through kopf's private client API; "
+        "install a kopf version the operator extra of pyproject.toml allows, or port k8s.py"
+    )
+    if _IMPORT_ERROR is not None:
+        raise KopfPrivateApiMoved(f"{where}: cannot import kopf._cogs.clients ({_IMPORT_ERROR}); {advice}")
+    request = getattr(_kopf_api, "request", None)
+    if request is None or not callable(request):
+        raise KopfPrivateApiMoved(f"{where}: kopf._cogs.clients.api.request is gone; {advice}")
+    parameters = inspect.signature(request).parameters
+    needed = ("method", "url", "settings", "payload", "headers", "backoffs", "logger")
+    missing = [name for name in needed if name not in parameters]
+    if missing:
+        raise KopfPrivateApiMoved(
+            f"{where}: kopf._cogs.clients.api.request lost its parameters {', '.join(missing)}; {advice}"
+        )
+    for name in ("APIError", "APINotFoundError", "APIConflictError", "APITooManyRequestsError"):
+        cls = getattr(_kopf_errors, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise KopfPrivateApiMoved(f"{where}: kopf._cogs.clients.errors.{name} is gone; {advice}")
+        if not isinstance(getattr(cls, "status", None), property):
+            raise KopfPrivateApiMoved(f"{where}: kopf._cogs.clients.errors.{name}.status is gone; {advice}")
+
+
+def retry_after(headers: Any, default: float) -> float:
+    """The server's ``Retry-After`` in seconds (a 429's), else ``default``."""
+    value = (headers or {}).get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default
 
 
 def _sandbox_url(namespace: str, name: str, subresource: str = "") -> str:
@@ -47,63 +98,95 @@ def _sandbox_url(namespace: str, name: str, subresource: str = "") -> str:
     return f"{url}/{subresource}" if subresource else url
 
 
-async def create_pod(settings: OperatorSettings, logger: Logger, pod: dict[str, Any]) -> bool:
-    """POST the pod; False when a pod of that name exists (409), which is fine: names are deterministic."""
-    namespace = pod["metadata"]["namespace"]
-    try:
-        async with _in_flight():
-            await api.post(
-                f"/api/v1/namespaces/{namespace}/pods", payload=pod, settings=settings, logger=logger
-            )
-    except Conflict:
-        return False
-    return True
+class Api:
+    """The operator's own API calls. ``retry_delay`` is the delay of the ``TemporaryError``s raised here
+    (unless the server asks for another with ``Retry-After``)."""
 
+    def __init__(self, settings: kopf.OperatorSettings, logger: Logger, retry_delay: float) -> None:
+        self.settings = settings
+        self.logger = logger
+        self.retry_delay = retry_delay
+        self._gate: asyncio.Semaphore | None = None
 
-async def delete_pod(settings: OperatorSettings, logger: Logger, namespace: str, name: str) -> bool:
-    """DELETE the pod; False when it is already gone (404)."""
-    try:
-        async with _in_flight():
-            await api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}", settings=settings, logger=logger)
-    except NotFound:
-        return False
-    return True
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+        absent: int | None = None,
+        invalid_is_permanent: bool = False,
+        read: bool = False,
+    ) -> tuple[bool, Any]:
+        """(done, body): ``done`` is False when the answer was the ``absent`` status (404 or 409)."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+        try:
+            async with self._gate:
+                response = await _kopf_api.request(
+                    method,
+                    url,
+                    payload=payload,
+                    headers=headers,
+                    backoffs=(),  # no retries inside the call: the worker retries the reconcile
+                    settings=self.settings,
+                    logger=self.logger,
+                )
+                async with response:
+                    return True, (await response.json() if read else None)
+        except _kopf_errors.APIError as exc:
+            if exc.status == absent:
+                return False, None
+            detail = exc.message or str(exc) or f"HTTP {exc.status}"
+            if invalid_is_permanent and exc.status in INVALID_STATUSES:
+                raise kopf.PermanentError(f"the API server refused {what}: {detail}") from exc
+            delay = retry_after(exc.headers, self.retry_delay) if exc.status == 429 else self.retry_delay
+            raise kopf.TemporaryError(f"{what}: HTTP {exc.status}: {detail}", delay=delay) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise kopf.TemporaryError(f"{what}: {exc!r}", delay=self.retry_delay) from exc
 
+    async def create_pod(self, pod: dict[str, Any]) -> bool:
+        """POST the pod; False when a pod of that name exists (409: fine, names are deterministic)."""
+        meta = pod["metadata"]
+        done, _ = await self._call(
+            "post",
+            f"/api/v1/namespaces/{meta['namespace']}/pods",
+            f"creating pod {meta['name']}",
+            payload=pod,
+            absent=409,
+            invalid_is_permanent=True,
+        )
+        return done
 
-async def patch_sandbox_status(
-    settings: OperatorSettings, logger: Logger, namespace: str, name: str, status: dict[str, Any]
-) -> bool:
-    """Merge-patch the Sandbox's status subresource; False when the Sandbox is gone."""
-    try:
-        async with _in_flight():
-            await api.patch(
-                _sandbox_url(namespace, name, "status"),
-                payload={"status": status},
-                headers=MERGE_PATCH,
-                settings=settings,
-                logger=logger,
-            )
-    except NotFound:
-        return False
-    return True
+    async def delete_pod(self, namespace: str, name: str) -> bool:
+        """DELETE the pod; False when it is already gone (404)."""
+        url = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        done, _ = await self._call("delete", url, f"deleting pod {name}", absent=404)
+        return done
 
+    async def patch_sandbox_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge-patch the Sandbox's status subresource; False when the Sandbox is gone."""
+        done, _ = await self._call(
+            "patch",
+            _sandbox_url(namespace, name, "status"),
+            f"writing the status of Sandbox {name}",
+            payload={"status": status},
+            headers=MERGE_PATCH,
+            absent=404,
+        )
+        return done
 
-async def delete_sandbox(settings: OperatorSettings, logger: Logger, namespace: str, name: str) -> bool:
-    """DELETE an expired Sandbox after its retention (its pod goes with it through the ownerReference)."""
-    try:
-        async with _in_flight():
-            await api.delete(_sandbox_url(namespace, name), settings=settings, logger=logger)
-    except NotFound:
-        return False
-    return True
+    async def delete_sandbox(self, namespace: str, name: str) -> bool:
+        """DELETE an expired Sandbox after its retention (its pod goes with it through the ownerReference)."""
+        url = _sandbox_url(namespace, name)
+        done, _ = await self._call("delete", url, f"deleting Sandbox {name}", absent=404)
+        return done
 
-
-async def namespace_labels(settings: OperatorSettings, logger: Logger, namespace: str) -> dict[str, str]:
-    """The namespace's labels (for the org id); empty when the namespace cannot be read."""
-    try:
-        async with _in_flight():
-            body = await api.get(f"/api/v1/namespaces/{namespace}", settings=settings, logger=logger)
-    except NotFound:
-        return {}
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    return {str(k): str(v) for k, v in labels.items()}
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The namespace's labels (for the org id); empty when the namespace cannot be found."""
+        url = f"/api/v1/namespaces/{namespace}"
+        done, body = await self._call("get", url, f"reading namespace {namespace}", absent=404, read=True)
+        labels = ((body or {}).get("metadata") or {}).get("labels") or {} if done else {}
+        return {str(k): str(v) for k, v in labels.items()}

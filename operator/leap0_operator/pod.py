@@ -12,14 +12,20 @@ Layout (SPEC.md, "The pod"):
 - no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does), and an open
   stdin on the sandbox container so a REPL/shell default command waits instead of exiting.
 
-The pod is named after the Sandbox (one pod per Sandbox, a deterministic name makes creation idempotent).
+The pod is named after the Sandbox, in its namespace (one pod per Sandbox: a deterministic name makes creation
+idempotent, a second POST gets 409), and owned by it through kopf's public adoption helper
+``kopf.append_owner_reference`` (a pure function on plain dicts). Not ``kopf.adopt`` itself: besides the
+ownerReference and the name it also copies the Sandbox's own labels onto the pod, and the pod's labels are the
+contract's (``leap0.dev/*``), not the user's.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
+
+import kopf
 
 from leap0 import constants
 
@@ -86,19 +92,6 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def owner_reference(sandbox: Mapping[str, Any]) -> dict[str, Any]:
-    """The controller ownerReference making ``sandbox`` the pod's owner (deleting it deletes the pod)."""
-    meta = sandbox["metadata"]
-    return {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.SANDBOX_KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def created_images(pod: Mapping[str, Any]) -> dict[str, str]:
     """Container name → image, for every container and init container of a pod manifest."""
     spec = pod.get("spec") or {}
@@ -110,13 +103,16 @@ def created_images(pod: Mapping[str, Any]) -> dict[str, str]:
 
 def build_pod(
     *,
-    name: str,
-    namespace: str,
+    owner: Mapping[str, Any],
     effective: Effective,
     org_id: str,
     config: OperatorConfig,
 ) -> dict[str, Any]:
-    """The pod manifest for Sandbox ``namespace/name`` (without its ownerReference, added by the caller)."""
+    """The pod manifest of the Sandbox ``owner`` (its body: ``apiVersion``, ``kind``, ``metadata`` with
+    ``name``, ``namespace`` and ``uid``), which is its controller: deleting the Sandbox deletes the pod
+    (no finalizer needed)."""
+    name = str(owner["metadata"]["name"])
+    namespace = str(owner["metadata"]["namespace"])
     if effective.telemetry:
         app_env, upstream_env = split_env(effective.env)
     else:  # no sidecar: the app exports (if at all) straight to the user's endpoint
@@ -235,4 +231,5 @@ def build_pod(
             created_images(pod), sort_keys=True, separators=(",", ":")
         )
     }
+    kopf.append_owner_reference(pod, owner=kopf.Body(cast(kopf.RawBody, owner)), block_owner_deletion=True)
     return pod

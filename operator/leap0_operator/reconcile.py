@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import kopf
+
 from leap0 import constants
 
 from .config import OperatorConfig
@@ -255,7 +257,31 @@ def plan(
     now: datetime.datetime,
     config: OperatorConfig,
 ) -> Plan:
-    """Decide from the Sandbox, its template's spec (None if absent), its pod (None if absent), the time."""
+    """Decide from the Sandbox, its template's spec (None if absent), its pod (None if absent), the time.
+
+    Raises :class:`SpecError` (a ``kopf.PermanentError``) when the pod must be created but the spec can never
+    work (a missing explicit template, no image, values out of range): the caller then applies
+    :func:`failed`. A pod that exists already is not judged again (a template deleted later changes nothing).
+    """
+    return _plan(sandbox, template, pod, now, config, None)
+
+
+def failed(
+    sandbox: Mapping[str, Any], error: kopf.PermanentError, now: datetime.datetime, config: OperatorConfig
+) -> Plan:
+    """The plan after a reconcile ended in ``error``: ``Failed`` with its message and no pod, not retried
+    (only woken at ``expiresAt``: a failed Sandbox still expires and is cleaned up after its retention)."""
+    return _plan(sandbox, None, None, now, config, error)
+
+
+def _plan(
+    sandbox: Mapping[str, Any],
+    template: Mapping[str, Any] | None,
+    pod: Mapping[str, Any] | None,
+    now: datetime.datetime,
+    config: OperatorConfig,
+    permanent: kopf.PermanentError | None,
+) -> Plan:
     meta = sandbox.get("metadata") or {}
     spec = sandbox.get("spec") or {}
     current = owned_status(sandbox.get("status"))
@@ -266,9 +292,9 @@ def plan(
     pod_going = pod is not None and bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
     effective: Effective | None
-    error: SpecError | None = None
+    error: kopf.PermanentError | None = permanent
     try:
-        effective = resolve(spec, template, config)
+        effective = resolve(spec, template, config) if permanent is None else None
     except SpecError as exc:
         effective, error = None, exc
 
@@ -333,10 +359,11 @@ def plan(
         )
 
     if pod is None:
+        if error is not None and permanent is None:
+            raise error  # the caller decides what a PermanentError means: failed(), below
         if error is not None:
-            return Plan(
-                status=finish(constants.PHASE_FAILED, error.reason, error.message), wake_at=expires_at
-            )
+            reason = error.reason if isinstance(error, SpecError) else constants.REASON_INVALID_SPEC
+            return Plan(status=finish(constants.PHASE_FAILED, reason, str(error)), wake_at=expires_at)
         pname = pod_name(name)
         desired["podName"] = pname
         for key in ("vcpu", "memory", "disk", "templateId"):

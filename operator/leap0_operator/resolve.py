@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import kopf
+
 from leap0 import constants
 
 from .config import OperatorConfig
@@ -13,8 +15,9 @@ from .config import OperatorConfig
 EnvVar = dict[str, Any]
 
 
-class SpecError(Exception):
-    """A Sandbox that can never work as written (it ends ``Failed``; retrying would not help)."""
+class SpecError(kopf.PermanentError):
+    """A Sandbox that can never work as written: a ``kopf.PermanentError`` (it ends ``Failed`` with this
+    message and is not retried; creating the missing template later looks at it again)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

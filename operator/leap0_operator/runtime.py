@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
-from kopf._cogs.configs.configuration import OperatorSettings
+import kopf
 
 from leap0 import constants
 
 from . import k8s
 from .config import OperatorConfig
-from .pod import build_pod, owner_reference, pod_name
-from .reconcile import owned_status, plan, status_patch
+from .pod import build_pod, pod_name
+from .reconcile import failed, owned_status, plan, status_patch
 
 Key = tuple[str, str]  # (namespace, sandbox name)
 Lookup = Callable[[Key], Mapping[str, Any] | None]
@@ -36,6 +36,16 @@ logger = logging.getLogger("leap0_operator")
 RECONCILE_WORKERS = 32
 # A pod POSTed but not yet seen on the watch is trusted to exist for this long.
 POSTED_TTL_S = 30.0
+# A reconcile failing again and again with TemporaryErrors waits twice as long each time, up to this.
+MAX_RETRY_DELAY_S = 60.0
+
+
+def retry_delay(delay: float | None, attempt: int) -> float:
+    """The wait before retrying after the ``attempt``-th TemporaryError in a row whose delay is ``delay``:
+    the delay itself the first time, doubling on repeats, never more than ``MAX_RETRY_DELAY_S`` (unless the
+    error itself asks for longer, e.g. a server's ``Retry-After``)."""
+    base = max(0.0, float(delay or 0.0))
+    return max(base, min(base * 2.0 ** (attempt - 1), MAX_RETRY_DELAY_S))
 
 
 class Wakeups:
@@ -163,9 +173,9 @@ class Sources:
 
 
 class Runtime:
-    def __init__(self, config: OperatorConfig, settings: OperatorSettings) -> None:
+    def __init__(self, config: OperatorConfig, settings: kopf.OperatorSettings) -> None:
         self.config = config
-        self.settings = settings
+        self.api = k8s.Api(settings, logger, retry_delay=config.retry_delay_s)
         self.sources: Sources | None = None
         self.sandboxes: dict[Key, dict[str, Any]] = {}  # trimmed Sandboxes, kept by the Sandbox event handler
         self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
@@ -174,6 +184,7 @@ class Runtime:
         self._written: dict[Key, dict[str, Any]] = {}
         self._org_ids: dict[str, tuple[str, float]] = {}
         self._org_fetches: dict[str, asyncio.Future[str]] = {}
+        self._failures: dict[Key, int] = {}  # TemporaryErrors in a row, per Sandbox (backoff)
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def forget(self, key: Key) -> None:
@@ -181,6 +192,7 @@ class Runtime:
         self.sandboxes.pop(key, None)
         self._posted.pop(key, None)
         self._written.pop(key, None)
+        self._failures.pop(key, None)
         self.wakeups.cancel(key)
 
     def remember(self, key: Key, sandbox: dict[str, Any]) -> bool:
@@ -217,7 +229,7 @@ class Runtime:
         return await asyncio.shield(fetching)
 
     async def _fetch_org_id(self, namespace: str) -> str:
-        labels = await k8s.namespace_labels(self.settings, logger, namespace)
+        labels = await self.api.namespace_labels(namespace)
         org = labels.get(constants.NAMESPACE_ORG_LABEL) or namespace
         self._org_ids[namespace] = (org, time.monotonic())
         return org
@@ -235,15 +247,30 @@ class Runtime:
         self.queue.add(key)
 
     async def reconcile(self, key: Key) -> None:
-        """Bring one Sandbox's pod and status in line with the API's state (called by the queue's workers)."""
-        try:
-            await self._reconcile(key)
-        except (k8s.ApiError, OSError, TimeoutError) as exc:
-            # The API may recover (kopf already retried transient errors with backoff): try again later.
-            logger.warning("Sandbox %s/%s: %s; retrying in %gs", *key, exc, self.config.retry_delay_s)
-            self.wakeups.schedule(key, time.time() + self.config.retry_delay_s)
+        """Bring one Sandbox's pod and status in line with the API's state (called by the queue's workers).
 
-    async def _reconcile(self, key: Key) -> None:
+        kopf's error vocabulary, translated exactly: a ``kopf.PermanentError`` (a spec that can never work,
+        a pod the API refuses as invalid) makes the Sandbox ``Failed`` with the error's message and is not
+        retried; a ``kopf.TemporaryError`` (an API error that may recover) retries the reconcile after the
+        error's delay, doubling on repeats (``retry_delay``). A retry recomputes everything from the latest
+        state, so it never replays a stale request.
+        """
+        try:
+            try:
+                await self._reconcile(key)
+            except kopf.PermanentError as exc:
+                logger.warning("Sandbox %s/%s: %s (permanent: not retried)", *key, exc)
+                await self._reconcile(key, permanent=exc)
+        except kopf.TemporaryError as exc:
+            attempt = self._failures.get(key, 0) + 1
+            self._failures[key] = attempt
+            delay = retry_delay(exc.delay, attempt)
+            logger.warning("Sandbox %s/%s: %s; retry #%d in %gs", *key, exc, attempt, delay)
+            self.wakeups.schedule(key, time.time() + delay)
+        else:
+            self._failures.pop(key, None)
+
+    async def _reconcile(self, key: Key, permanent: kopf.PermanentError | None = None) -> None:
         if self.sources is None:
             return
         namespace, name = key
@@ -268,28 +295,29 @@ class Runtime:
         template_id = (sandbox.get("spec") or {}).get("template") or constants.DEFAULT_TEMPLATE_ID
         template = self.sources.template((namespace, str(template_id)))
         now = datetime.datetime.now(datetime.UTC)
-        decision = plan(sandbox, template, pod, now, self.config)
+        if permanent is None:
+            decision = plan(sandbox, template, pod, now, self.config)
+        else:
+            decision = failed(sandbox, permanent, now, self.config)
 
         if decision.create_pod and decision.effective is not None:
             manifest = build_pod(
-                name=name,
-                namespace=namespace,
+                owner=sandbox,
                 effective=decision.effective,
                 org_id=await self._org_id(namespace),
                 config=self.config,
             )
-            manifest["metadata"]["ownerReferences"] = [owner_reference(sandbox)]
-            created = await k8s.create_pod(self.settings, logger, manifest)
+            created = await self.api.create_pod(manifest)
             self._posted[key] = (manifest, time.monotonic())
             logger.debug(
                 "Sandbox %s/%s: %s pod %s", namespace, name, "created" if created else "found", pod_name(name)
             )
         if decision.delete_pod and pod is not None:
-            await k8s.delete_pod(self.settings, logger, namespace, str(pod["metadata"]["name"]))
+            await self.api.delete_pod(namespace, str(pod["metadata"]["name"]))
             self._posted.pop(key, None)
             logger.info("Sandbox %s/%s expired: deleted its pod", namespace, name)
         if decision.delete_sandbox:
-            if await k8s.delete_sandbox(self.settings, logger, namespace, name):
+            if await self.api.delete_sandbox(namespace, name):
                 logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
             self.forget(key)
             return
@@ -311,7 +339,7 @@ class Runtime:
                         decision.status.get("reason"),
                         decision.status.get("message"),
                     )
-                if await k8s.patch_sandbox_status(self.settings, logger, namespace, name, patch):
+                if await self.api.patch_sandbox_status(namespace, name, patch):
                     self._written[key] = decision.status
         self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
 

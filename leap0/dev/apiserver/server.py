@@ -100,6 +100,8 @@ class ApiServer:
         # Overridable hooks: the SDK plugs its exec implementation here, the local runner its logs.
         self.exec_handler: SubresourceHandler = default_subresource_handler
         self.log_handler: SubresourceHandler = default_subresource_handler
+        # Test hook (fault injection): sees every request first; a response it returns is sent instead.
+        self.intercept: Callable[[web.Request], web.StreamResponse | None] | None = None
         self.mutations: Counter[str] = Counter()
         self.requests = 0
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -140,6 +142,8 @@ class ApiServer:
         path = request.path
         if request.method in MUTATING and not path.startswith("/leap0/"):
             self.mutations[user_agent_product(request.headers.get("User-Agent", ""))] += 1
+        if self.intercept is not None and (injected := self.intercept(request)) is not None:
+            return injected
         hooks.begin_request(request.query.get("fieldValidation", ""))
         try:
             target = parse_resource_path(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from kubernetes import client
 from support import REPO, kubectl_path, subprocess_env
 
@@ -435,3 +436,68 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(
     wait_for("the restarted operator's first pass", lambda: "leap0 operator:" in second.log.read_text())
     time.sleep(2)  # long enough to have seen every Sandbox and pod again
     assert operator_writes(apiserver) == before
+
+
+class PodPostFaults:
+    """Fault injection on the embedded API server: the first pod POSTs of one namespace get the given
+    answers ((status, reason, extra headers) each); every POST attempt is recorded with its time."""
+
+    def __init__(self, apiserver: Any, namespace: str, *answers: tuple[int, str, dict[str, str]]) -> None:
+        self.server = apiserver.server
+        self.path = f"/api/v1/namespaces/{namespace}/pods"
+        self.answers = list(answers)
+        self.attempts: list[float] = []
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method != "POST" or request.path.rstrip("/") != self.path:
+            return None
+        self.attempts.append(time.monotonic())
+        if not self.answers:
+            return None
+        code, reason, headers = self.answers.pop(0)
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
+                "message": f"injected {reason}: spec.containers[0].image: Invalid value"}  # fmt: skip
+        return web.json_response(body, status=code, headers=headers)
+
+    def __enter__(self) -> PodPostFaults:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def test_api_errors_that_may_recover_are_retried_with_backoff(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    # A 500, then a 429 asking for 1 s: TemporaryErrors; the third POST succeeds (--retry-delay 1).
+    faults = PodPostFaults(
+        apiserver, namespace, (500, "InternalError", {}), (429, "TooManyRequests", {"Retry-After": "1"})
+    )
+    with faults:
+        operator = start_operator()
+        create_sandbox(api, namespace, "flaky")
+        wait_for("the pod after two failed POSTs", pod_exists(api, namespace, "flaky"), timeout=30)
+        status = wait_for("Pending", phase(api, namespace, "flaky", "Pending"))
+    assert status["reason"] == constants.REASON_POD_CREATED
+    first, second, third = faults.attempts  # retried, once per failure, no more
+    assert second - first >= 0.9  # the retry delay
+    assert third - second >= 1.9  # the second failure in a row waits twice as long (backoff)
+    log = operator.log.read_text()
+    assert "retry #1 in 1s" in log
+    assert "retry #2 in 2s" in log
+
+
+def test_a_pod_the_api_refuses_as_invalid_fails_the_sandbox_without_retrying(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    with PodPostFaults(apiserver, namespace, (422, "Invalid", {})) as faults:
+        start_operator()
+        create_sandbox(api, namespace, "refused")
+        status = wait_for("Failed", phase(api, namespace, "refused", "Failed"))
+        time.sleep(2.5)  # well past the retry delay (1 s) and its first doubling: nothing is retried
+    assert status["reason"] == constants.REASON_INVALID_SPEC
+    assert "refused creating pod refused" in status["message"]
+    assert "spec.containers[0].image: Invalid value" in status["message"]
+    assert len(faults.attempts) == 1
+    assert pod_gone(api, namespace, "refused")()

@@ -8,16 +8,22 @@ import pytest
 
 from leap0 import constants
 from leap0_operator.config import OperatorConfig
-from leap0_operator.pod import build_pod, owner_reference
+from leap0_operator.pod import build_pod
 from leap0_operator.resolve import SpecError, resolve
 
 CONFIG = OperatorConfig(sidecar_image="sidecar:test", sidecar_cpu="100m", sidecar_memory="64Mi")
 
 
+def owner(name: str = "sbx-1", namespace: str = "team-a", **labels: str) -> dict[str, Any]:
+    """A Sandbox body as the operator holds it."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": constants.API_VERSION, "kind": constants.SANDBOX_KIND, "metadata": meta}
+
+
 def _pod(spec: dict[str, Any], template: dict[str, Any] | None = None, org: str = "acme") -> dict[str, Any]:
-    return build_pod(
-        name="sbx-1", namespace="team-a", effective=resolve(spec, template, CONFIG), org_id=org, config=CONFIG
-    )
+    return build_pod(owner=owner(), effective=resolve(spec, template, CONFIG), org_id=org, config=CONFIG)
 
 
 def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
@@ -157,10 +163,10 @@ def test_telemetry_disabled_means_no_sidecar_and_nothing_pointing_at_it() -> Non
 
 def test_platform_default_endpoint_applies_only_when_the_user_gave_none() -> None:
     config = OperatorConfig(default_otlp_endpoint="http://platform:4318")
-    bare = build_pod(name="a", namespace="n", effective=resolve({}, None, config), org_id="n", config=config)
+    bare = build_pod(owner=owner("a", "n"), effective=resolve({}, None, config), org_id="n", config=config)
     assert _env(_container(bare, "telemetry"))["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://platform:4318"
     own = {"env": [{"name": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "value": "http://mine/v1/metrics"}]}
-    mine = build_pod(name="a", namespace="n", effective=resolve(own, None, config), org_id="n", config=config)
+    mine = build_pod(owner=owner("a", "n"), effective=resolve(own, None, config), org_id="n", config=config)
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in _env(_container(mine, "telemetry"))
 
 
@@ -192,7 +198,7 @@ def test_template_supplies_defaults_and_placement_and_the_sandbox_wins() -> None
         100,
         600,
     )
-    pod = build_pod(name="s", namespace="n", effective=effective, org_id="n", config=CONFIG)
+    pod = build_pod(owner=owner("s", "n"), effective=effective, org_id="n", config=CONFIG)
     assert _env(_container(pod, "sandbox"))["A"] == "template"
     assert _env(_container(pod, "sandbox"))["B"] == "mine"
     assert pod["spec"]["runtimeClassName"] == "gvisor"
@@ -221,13 +227,28 @@ def test_out_of_range_template_values_are_rejected() -> None:
         resolve({}, {"vcpu": 64}, CONFIG)
 
 
-def test_owner_reference_makes_the_sandbox_the_controller() -> None:
-    sandbox = {"metadata": {"name": "s", "uid": "u-1"}}
-    assert owner_reference(sandbox) == {
-        "apiVersion": "leap0.dev/v1alpha1",
-        "kind": "Sandbox",
-        "name": "s",
-        "uid": "u-1",
-        "controller": True,
-        "blockOwnerDeletion": True,
+def test_the_sandbox_adopts_its_pod_as_controller_without_lending_it_its_labels() -> None:
+    pod = build_pod(
+        owner=owner("s", "n", team="x", **{constants.LABEL_SANDBOX_ID: "forged"}),
+        effective=resolve({}, None, CONFIG),
+        org_id="n",
+        config=CONFIG,
+    )
+    assert pod["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "leap0.dev/v1alpha1",
+            "kind": "Sandbox",
+            "name": "s",
+            "uid": "uid-s",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert (pod["metadata"]["name"], pod["metadata"]["namespace"]) == ("s", "n")
+    assert "generateName" not in pod["metadata"]
+    assert pod["metadata"]["labels"] == {
+        constants.LABEL_SANDBOX_ID: "s",
+        constants.LABEL_ORG_ID: "n",
+        constants.LABEL_TEMPLATE_ID: "default",
+        constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
     }

@@ -6,6 +6,7 @@ import datetime
 import json
 from typing import Any
 
+import kopf
 import pytest
 
 from leap0 import constants
@@ -13,6 +14,7 @@ from leap0_operator.config import OperatorConfig
 from leap0_operator.pod import build_pod
 from leap0_operator.reconcile import (
     detect_drift,
+    failed,
     format_time,
     plan,
     pod_state,
@@ -20,7 +22,7 @@ from leap0_operator.reconcile import (
     trim_pod,
     trim_sandbox,
 )
-from leap0_operator.resolve import resolve
+from leap0_operator.resolve import SpecError, resolve
 
 CONFIG = OperatorConfig(expired_retention_s=60)
 CREATED = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
@@ -50,8 +52,8 @@ def sandbox(
 
 
 def pod(status: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
-    built = build_pod(name="s", namespace="n", effective=resolve({}, None, CONFIG), org_id="n", config=CONFIG)
-    built["metadata"].update(uid="p-1", ownerReferences=[{"uid": "u-1", "controller": True}], **meta)
+    built = build_pod(owner=sandbox(), effective=resolve({}, None, CONFIG), org_id="n", config=CONFIG)
+    built["metadata"].update(uid="p-1", **meta)
     built["status"] = status or {}
     return built
 
@@ -286,9 +288,12 @@ def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
     assert decision.status["phase"] == constants.PHASE_RUNNING
 
 
-def test_unknown_template_fails_without_a_pod() -> None:
-    decision = plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
+def test_unknown_template_is_a_permanent_error_and_fails_without_a_pod() -> None:
+    with pytest.raises(kopf.PermanentError) as raised:
+        plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
+    decision = failed(sandbox({"template": "missing"}), raised.value, at(1), CONFIG)
     assert not decision.create_pod
+    assert decision.wake_at == at(300)  # not retried; it still expires
     assert decision.status is not None
     assert (decision.status["phase"], decision.status["reason"]) == (
         "Failed",
@@ -401,10 +406,26 @@ def test_template_edits_do_not_rewrite_a_live_sandboxs_values_but_a_recreated_po
 
 
 def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
-    failed = plan(sandbox({"template": "late"}), None, None, at(1), CONFIG).status
-    assert failed is not None
-    assert failed["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
-    later = plan(sandbox({"template": "late"}, failed), {"memory": 2048}, None, at(2), CONFIG)
+    missing = SpecError(constants.REASON_TEMPLATE_NOT_FOUND, "no template late")
+    status = failed(sandbox({"template": "late"}), missing, at(1), CONFIG).status
+    assert status is not None
+    assert status["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
+    later = plan(sandbox({"template": "late"}, status), {"memory": 2048}, None, at(2), CONFIG)
     assert later.create_pod
     assert later.status is not None
     assert (later.status["phase"], later.status["memory"]) == ("Pending", 2048)
+
+
+def test_a_pod_refused_as_invalid_fails_with_the_servers_message() -> None:
+    refused = kopf.PermanentError("the API server refused creating pod s: spec.containers[0].image: Required")
+    status = failed(sandbox(), refused, at(1), CONFIG).status
+    assert status is not None
+    assert (status["phase"], status["reason"]) == ("Failed", constants.REASON_INVALID_SPEC)
+    assert status["message"] == str(refused)
+    assert status["conditions"][0]["message"] == str(refused)
+
+
+def test_a_permanent_error_does_not_undo_expiry() -> None:
+    status = failed(sandbox({"timeout": 30}), kopf.PermanentError("x"), at(31), CONFIG).status
+    assert status is not None
+    assert status["phase"] == constants.PHASE_EXPIRED
