@@ -6,6 +6,7 @@ with their leap0.* identity, and Ctrl-C stops everything.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
 import subprocess
@@ -68,6 +69,23 @@ while True:
         sum(range(10000))
     time.sleep(0.5)
 """
+
+
+def stop_everything(process: subprocess.Popen[bytes]) -> None:
+    """After a failure: Ctrl-C, then kill dev up and whatever it started (its children have sessions of their
+    own, so they would outlive a killed parent)."""
+    if process.poll() is not None:
+        return
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -220,6 +238,4 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
         assert "up: stopped" in out.read_text()
         wait_until(lambda: gone(children), 10, "every process dev up started to stop")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        stop_everything(process)

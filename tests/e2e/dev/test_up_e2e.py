@@ -6,6 +6,7 @@ merged; tests/e2e/dev/test_chain_e2e.py runs the real chain.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -44,6 +45,23 @@ options = UpOptions(
 )
 sys.exit(run(options))
 """
+
+
+def stop_everything(process: subprocess.Popen[bytes]) -> None:
+    """After a failure: Ctrl-C, then kill dev up and whatever it started (its children have sessions of their
+    own, so they would outlive a killed parent)."""
+    if process.poll() is not None:
+        return
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -111,9 +129,7 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
             pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
         ]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        stop_everything(process)
 
 
 def test_up_says_clearly_when_a_port_is_taken(tmp_path: Path) -> None:
