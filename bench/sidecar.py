@@ -9,9 +9,9 @@ prints in one run:
   spans per request (about 500 B per span, eight string attributes), received + identity stamped + forwarded;
 - the same for a naive baseline in the same run (the same sidecar with every request fully decoded, the
   attributes set, and re-encoded), and the ratio;
-- idle RSS, and peak RSS with the upstream down and the queue full.
-
-The sandbox metrics sample cost is measured by the metrics sampler's own benchmark. Figures and goals are
+- idle RSS, and peak RSS with the upstream down and the queue full;
+- the CPU cost of one sandbox metrics sample in microseconds (the sampler on this process's own cgroup; the
+  metrics sampler's own benchmark, bench/sidecar_metrics.py, breaks it down per source). Figures and goals are
 recorded in docs/sidecar.md. CPU time is the sidecar process's own (user + system, all threads), so other load
 on the machine changes it little.
 """
@@ -43,6 +43,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 REPO = Path(__file__).resolve().parent.parent
 GOALS = {("http", 100): 0.05, ("grpc", 100): 0.1, ("http", 10): 0.25, ("grpc", 10): 0.25}
 IDLE_RSS_GOAL_MIB = 40
+SAMPLE_GOAL_US = 100.0
 SIDECAR_MEMORY_LIMIT_MIB = 64  # the operator's default limit for the telemetry container
 
 
@@ -366,6 +367,26 @@ def cpu_per_10k(sidecar: Sidecar, transport: str, spans_per_request: int, total_
     return used * 10_000 / (len(requests) * spans_per_request)
 
 
+def metrics_sample_us(samples: int = 2000) -> tuple[float, str]:
+    """CPU microseconds (user + system, best of 3) of one ``MetricsSampler.sample()`` on this process's own
+    cgroup, read as the sidecar reads the sandbox's, and the source it used."""
+    sys.path[:0] = [str(REPO / "sidecar")]
+    from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
+
+    sampler = MetricsSampler(SamplerConfig(sandbox_pid=os.getpid()))
+    try:
+        sampler.sample()
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            for _ in range(samples):
+                sampler.sample()
+            best = min(best, (time.process_time() - started) / samples * 1e6)
+        return best, sampler.source
+    finally:
+        sampler.close()
+
+
 def main() -> int:
     try:
         return run()
@@ -449,6 +470,11 @@ def run() -> int:
     print(
         f"peak RSS, upstream down, full:   {peak:6.1f} MiB (queue {queued:.1f} of {capacity:.0f} MiB after "
         f"{accepted} requests; limit {limit} MiB: {'under' if peak < limit else 'OVER'})"
+    )
+    sample_us, source = metrics_sample_us()
+    print(
+        f"one metrics sample ({source}):   {sample_us:6.1f} us (goal <= {SAMPLE_GOAL_US:.0f} us: "
+        f"{'yes' if sample_us <= SAMPLE_GOAL_US else 'NO'})"
     )
     return 0
 

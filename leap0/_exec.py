@@ -50,6 +50,14 @@ def build_exec_argv(
         inner = [str(part) for part in command]
         if not inner:
             raise ValueError("command must not be empty")
+    if env is not None and not isinstance(env, Mapping):
+        # e.g. execute(cmd, cwd, 5): SPEC.md's short signature omits env, so a positional timeout lands here.
+        raise TypeError(
+            f"env must be a mapping of variable names to values, not {type(env).__name__}; "
+            "pass the timeout by keyword: execute(command, cwd, timeout=...)"
+        )
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
     if cwd is None and not env and timeout is None:
         return inner
     lines: list[str] = []

@@ -1,8 +1,8 @@
 """Names the sidecar's metrics sampler relies on: metric names and units, attributes, env vars.
 
 The sidecar's image installs only ``leap0_sidecar``, so it cannot import ``leap0.constants``. The values that
-exist in both places are checked equal by ``tests/unit/sidecar_metrics/test_names.py``. Metric names and units
-follow ``SPEC.md`` letter for letter.
+exist in both places are checked equal by ``tests/unit/sidecar_metrics/test_sidecar_names.py``. Metric names
+and units follow ``SPEC.md`` letter for letter.
 """
 
 from __future__ import annotations

@@ -56,3 +56,16 @@ def test_exit_code_of_the_command_is_kept() -> None:
 def test_bad_input_is_rejected(command: str | list[str], kw: dict[str, object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         build_exec_argv(command, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"env": 5}, r"env must be a mapping .* timeout=\.\.\."),  # execute(cmd, cwd, 5), SPEC's short form
+        ({"env": ["A=1"]}, "env must be a mapping"),
+        ({"timeout": "5"}, "timeout must be a number"),
+    ],
+)
+def test_wrongly_typed_env_or_timeout_is_a_clear_type_error(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        build_exec_argv("ls", cwd="/tmp", **kw)  # type: ignore[arg-type]
