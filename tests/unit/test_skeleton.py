@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from leap0 import constants
@@ -44,3 +45,14 @@ def test_crd_schemas_carry_no_defaults() -> None:
 
     for crd in load_crds():
         walk(crd["spec"]["versions"][0]["schema"])
+
+
+def test_the_packaged_crd_folder_is_the_repositorys_crds() -> None:
+    """An installed (non-editable) leap0 finds the CRDs through leap0/_crds, a link to crds/ built into the wheel."""
+    import leap0
+
+    packaged = Path(leap0.__file__).parent / "_crds"
+    repo = Path(leap0.__file__).parent.parent / "crds"
+    assert packaged.is_symlink()
+    assert packaged.resolve() == repo.resolve()
+    assert sorted(p.name for p in packaged.glob("*.yaml")) == sorted(p.name for p in repo.glob("*.yaml"))
