@@ -48,7 +48,7 @@ def test_crd_schemas_carry_no_defaults() -> None:
 
 
 def test_the_packaged_crd_folder_is_the_repositorys_crds() -> None:
-    """An installed (non-editable) leap0 finds the CRDs through leap0/_crds, a link to crds/ built into the wheel."""
+    """A non-editable install finds the CRDs through leap0/_crds, a link to crds/ built into the wheel."""
     import leap0
 
     packaged = Path(leap0.__file__).parent / "_crds"
