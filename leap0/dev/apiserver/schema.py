@@ -147,6 +147,11 @@ def _error(path: str, type_: str, value: Any = _OMIT, detail: str = "") -> Field
     return FieldError(path, type_, body, None if value is _OMIT else value)
 
 
+def _too_many(path: str, count: int, most: int) -> FieldError:
+    """``field.TooMany``: a list or map over its maxItems / maxProperties (Go words both as "item")."""
+    return _error(path, FIELD_VALUE_TOO_MANY, count, f"must have at most {most} item{'s' * (most != 1)}")
+
+
 # --- paths --------------------------------------------------------------------------------------------------
 def _child(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
@@ -768,15 +773,7 @@ class ResourceSchema:
     ) -> None:
         errors = walk.schema_errors
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            most = int(schema["maxItems"])
-            errors.append(
-                _error(
-                    path,
-                    FIELD_VALUE_TOO_MANY,
-                    len(value),
-                    f"must have at most {most} item{'s' * (most != 1)}",
-                )
-            )
+            errors.append(_too_many(path, len(value), int(schema["maxItems"])))
         if "minItems" in schema and len(value) < schema["minItems"]:
             errors.append(
                 _error(
@@ -807,15 +804,7 @@ class ResourceSchema:
             if name not in value:
                 errors.append(_error(_child(path, name), FIELD_VALUE_REQUIRED))
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            most = int(schema["maxProperties"])
-            errors.append(
-                _error(
-                    path,
-                    FIELD_VALUE_TOO_MANY,
-                    len(value),
-                    f"must have at most {most} item{'s' * (most != 1)}",
-                )
-            )
+            errors.append(_too_many(path, len(value), int(schema["maxProperties"])))
         if "minProperties" in schema and len(value) < schema["minProperties"]:
             errors.append(
                 _error(
