@@ -520,6 +520,29 @@ def test_cel_sees_date_times_as_timestamps_and_durations_as_durations() -> None:
     ]
 
 
+def test_map_sizes_are_worded_as_the_server_words_them() -> None:
+    strings = {"type": "string"}
+    schema = ResourceSchema(
+        _thing_crd(
+            {
+                "type": "object",
+                "properties": {
+                    "one": {"type": "object", "maxProperties": 1, "additionalProperties": strings},
+                    "some": {"type": "object", "minProperties": 2, "additionalProperties": strings},
+                },
+            }
+        ),
+        "v1",
+    )
+    assert schema.prepare(_thing({"one": {"a": "1"}, "some": {"a": "1", "b": "2"}}), None)[1] == []
+    errors = schema.prepare(_thing({"one": {"a": "1", "b": "2"}, "some": {"a": "1"}}), None)[1]
+    assert messages(errors) == [
+        "spec.one: Too many: 2: must have at most 1 item",
+        "spec.some: Invalid value: 1: spec.some in body should have at least 2 properties",
+    ]
+    assert [e.type for e in errors] == ["FieldValueTooMany", "FieldValueInvalid"]
+
+
 def test_set_lists_compare_without_order_and_atomic_lists_with_it() -> None:
     schema = ResourceSchema(
         _thing_crd(
