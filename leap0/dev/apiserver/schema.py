@@ -37,6 +37,8 @@ from cel_expr_python import cel
 from cel_expr_python.ext import ext_math, ext_strings
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from .errors import status_body
+
 __all__ = [
     "FIELD_VALUE_DUPLICATE",
     "FIELD_VALUE_FORBIDDEN",
@@ -1064,12 +1066,4 @@ def strict_decoding_status(kind: str, version: str, unknown: list[str]) -> dict[
     "spec.x"``."""
     fields = ", ".join(f"unknown field {json.dumps(u)}" for u in unknown)
     reason = f"{kind} in version {json.dumps(version)} cannot be handled as a {kind}"
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f"{reason}: strict decoding error: {fields}",
-        "reason": "BadRequest",
-        "code": 400,
-    }
+    return status_body(400, "BadRequest", f"{reason}: strict decoding error: {fields}")
