@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import http.server
 import json
 import os
@@ -26,6 +27,7 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from support import subprocess_env
 
 REQUEST_TYPES: dict[str, type[Message]] = {
@@ -69,6 +71,35 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
 
 def resource_attributes(resource: Any) -> dict[str, str]:
     return {kv.key: kv.value.string_value for kv in resource.attributes}
+
+
+PROTOBUF = {"content-type": "application/x-protobuf"}
+
+
+def traces_request(*names: str, padding: int = 0) -> bytes:
+    """A serialized OTLP trace request: one span per name, each with a ``pad`` attribute of ``padding``
+    bytes when ``padding`` is set."""
+    spans = []
+    for name in names:
+        span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=name)
+        if padding:
+            span.attributes.add(key="pad").value.string_value = "x" * padding
+        spans.append(span)
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
+    return request.SerializeToString()
+
+
+def post(
+    sidecar: SidecarProcess, body: bytes, path: str = "/v1/traces", headers: dict[str, str] = PROTOBUF
+) -> tuple[int, dict[str, str], bytes]:
+    """POST to the sidecar's OTLP/HTTP port: status, headers (names lower-cased), body."""
+    conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=10)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
 
 
 @dataclass

@@ -67,3 +67,16 @@ def http(
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
+
+
+def gauge_values(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
+    """A serialized ExportMetricsServiceRequest of one resource: its attributes and each gauge's one value."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    (resource_metrics,) = ExportMetricsServiceRequest.FromString(data).resource_metrics
+    attributes = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
+    values: dict[str, float] = {}
+    for metric in resource_metrics.scope_metrics[0].metrics:
+        (point,) = metric.gauge.data_points
+        values[metric.name] = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+    return attributes, values

@@ -204,16 +204,15 @@ class OtlpSink:
                     self._answer(413, b"body too large", "text/plain")
                     return
                 body = self.rfile.read(length)
+                path = self.path.split("?")[0]
                 content_type = self.headers.get("Content-Type", "")
                 try:
-                    message = decode(
-                        self.path.split("?")[0], content_type, self.headers.get("Content-Encoding", ""), body
-                    )
+                    message = decode(path, content_type, self.headers.get("Content-Encoding", ""), body)
                 except SinkError as exc:
                     self._answer(exc.status, str(exc).encode(), "text/plain")
                     return
-                sink.add(Received(self.path.split("?")[0], message, dict(self.headers.items())))
-                response = SIGNALS[self.path.split("?")[0]][1]()
+                sink.add(Received(path, message, dict(self.headers.items())))
+                response = SIGNALS[path][1]()
                 if content_type.startswith("application/json"):
                     self._answer(200, json_format.MessageToJson(response).encode(), "application/json")
                 else:

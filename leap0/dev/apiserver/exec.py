@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
+from .errors import status_body
+
 V5_PROTOCOL = "v5.channel.k8s.io"
 V4_PROTOCOL = "v4.channel.k8s.io"
 PROTOCOLS = (V5_PROTOCOL, V4_PROTOCOL)
@@ -139,16 +141,7 @@ def start_failure_status(command: Sequence[str], error: BaseException) -> dict[s
 
 
 def _bad_request(message: str) -> web.Response:
-    body = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "BadRequest",
-        "code": 400,
-    }
-    return web.json_response(body, status=400)
+    return web.json_response(status_body(400, "BadRequest", message), status=400)
 
 
 def parse_target(namespace: str, pod: str, query: Any) -> ExecTarget:

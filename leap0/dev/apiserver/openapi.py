@@ -307,6 +307,37 @@ def _resource_paths(
     write = [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION]
     obj, lst = _ref(schema_name), _ref(list_name)
     status_ref = _ref(f"{META}.Status")
+
+    # The object and its /status subresource answer get, put and patch alike, the operation ids ending
+    # in "Status" for the subresource.
+    def read(suffix: str) -> dict[str, Any]:
+        return _op(f"read{ns_word}{op_kind}{suffix}", "get", gvk, tag, obj)
+
+    def replace(suffix: str) -> dict[str, Any]:
+        return _op(
+            f"replace{ns_word}{op_kind}{suffix}",
+            "put",
+            gvk,
+            tag,
+            obj,
+            params=write,
+            body=obj,
+            codes=("200", "201"),
+        )
+
+    def patch(suffix: str) -> dict[str, Any]:
+        return _op(
+            f"patch{ns_word}{op_kind}{suffix}",
+            "patch",
+            gvk,
+            tag,
+            obj,
+            params=[*write, _FORCE],
+            body=_ref(f"{META}.Patch"),
+            body_types=patch_types,
+            codes=("200", "201"),
+        )
+
     paths: dict[str, Any] = {
         collection: {
             "get": _op(f"list{ns_word}{op_kind}", "list", gvk, tag, lst, params=_LIST_PARAMS),
@@ -332,17 +363,8 @@ def _resource_paths(
             "parameters": [*common, _PRETTY],
         },
         item: {
-            "get": _op(f"read{ns_word}{op_kind}", "get", gvk, tag, obj),
-            "put": _op(
-                f"replace{ns_word}{op_kind}",
-                "put",
-                gvk,
-                tag,
-                obj,
-                params=write,
-                body=obj,
-                codes=("200", "201"),
-            ),
+            "get": read(""),
+            "put": replace(""),
             "delete": _op(
                 f"delete{ns_word}{op_kind}",
                 "delete",
@@ -353,44 +375,15 @@ def _resource_paths(
                 body=_ref(f"{META}.DeleteOptions"),
                 codes=("200", "202"),
             ),
-            "patch": _op(
-                f"patch{ns_word}{op_kind}",
-                "patch",
-                gvk,
-                tag,
-                obj,
-                params=[*write, _FORCE],
-                body=_ref(f"{META}.Patch"),
-                body_types=patch_types,
-                codes=("200", "201"),
-            ),
+            "patch": patch(""),
             "parameters": [*name_param, *common, _PRETTY],
         },
     }
     if status:
         paths[f"{item}/status"] = {
-            "get": _op(f"read{ns_word}{op_kind}Status", "get", gvk, tag, obj),
-            "put": _op(
-                f"replace{ns_word}{op_kind}Status",
-                "put",
-                gvk,
-                tag,
-                obj,
-                params=write,
-                body=obj,
-                codes=("200", "201"),
-            ),
-            "patch": _op(
-                f"patch{ns_word}{op_kind}Status",
-                "patch",
-                gvk,
-                tag,
-                obj,
-                params=[*write, _FORCE],
-                body=_ref(f"{META}.Patch"),
-                body_types=patch_types,
-                codes=("200", "201"),
-            ),
+            "get": read("Status"),
+            "put": replace("Status"),
+            "patch": patch("Status"),
             "parameters": [*name_param, *common, _PRETTY],
         }
     if namespaced:

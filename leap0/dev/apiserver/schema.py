@@ -37,6 +37,8 @@ from cel_expr_python import cel
 from cel_expr_python.ext import ext_math, ext_strings
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from .errors import status_body
+
 __all__ = [
     "FIELD_VALUE_DUPLICATE",
     "FIELD_VALUE_FORBIDDEN",
@@ -145,6 +147,11 @@ def _error(path: str, type_: str, value: Any = _OMIT, detail: str = "") -> Field
     if detail:
         body += f": {detail}"
     return FieldError(path, type_, body, None if value is _OMIT else value)
+
+
+def _too_many(path: str, count: int, most: int) -> FieldError:
+    """``field.TooMany``: a list or map over its maxItems / maxProperties (Go words both as "item")."""
+    return _error(path, FIELD_VALUE_TOO_MANY, count, f"must have at most {most} item{'s' * (most != 1)}")
 
 
 # --- paths --------------------------------------------------------------------------------------------------
@@ -768,15 +775,7 @@ class ResourceSchema:
     ) -> None:
         errors = walk.schema_errors
         if "maxItems" in schema and len(value) > schema["maxItems"]:
-            most = int(schema["maxItems"])
-            errors.append(
-                _error(
-                    path,
-                    FIELD_VALUE_TOO_MANY,
-                    len(value),
-                    f"must have at most {most} item{'s' * (most != 1)}",
-                )
-            )
+            errors.append(_too_many(path, len(value), int(schema["maxItems"])))
         if "minItems" in schema and len(value) < schema["minItems"]:
             errors.append(
                 _error(
@@ -807,15 +806,7 @@ class ResourceSchema:
             if name not in value:
                 errors.append(_error(_child(path, name), FIELD_VALUE_REQUIRED))
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            most = int(schema["maxProperties"])
-            errors.append(
-                _error(
-                    path,
-                    FIELD_VALUE_TOO_MANY,
-                    len(value),
-                    f"must have at most {most} item{'s' * (most != 1)}",
-                )
-            )
+            errors.append(_too_many(path, len(value), int(schema["maxProperties"])))
         if "minProperties" in schema and len(value) < schema["minProperties"]:
             errors.append(
                 _error(
@@ -1075,12 +1066,4 @@ def strict_decoding_status(kind: str, version: str, unknown: list[str]) -> dict[
     "spec.x"``."""
     fields = ", ".join(f"unknown field {json.dumps(u)}" for u in unknown)
     reason = f"{kind} in version {json.dumps(version)} cannot be handled as a {kind}"
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f"{reason}: strict decoding error: {fields}",
-        "reason": "BadRequest",
-        "code": 400,
-    }
+    return status_body(400, "BadRequest", f"{reason}: strict decoding error: {fields}")

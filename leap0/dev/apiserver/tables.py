@@ -207,25 +207,26 @@ def human_duration(seconds: float) -> str:
         return f"{whole}s"
     minutes = whole // 60
     if minutes < 10:
-        rest = whole % 60
-        return f"{minutes}m" if rest == 0 else f"{minutes}m{rest}s"
+        return _and_rest(f"{minutes}m", whole % 60, "s")
     if minutes < 180:
         return f"{minutes}m"
     hours = whole // 3600
     if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h" if rest == 0 else f"{hours}h{rest}m"
+        return _and_rest(f"{hours}h", minutes % 60, "m")
     if hours < 48:
         return f"{hours}h"
     if hours < 24 * 8:
-        rest = hours % 24
-        return f"{hours // 24}d" if rest == 0 else f"{hours // 24}d{rest}h"
+        return _and_rest(f"{hours // 24}d", hours % 24, "h")
     if hours < 24 * 365 * 2:
         return f"{hours // 24}d"
     if hours < 24 * 365 * 8:
-        rest = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if rest == 0 else f"{hours // 24 // 365}y{rest}d"
+        return _and_rest(f"{hours // 24 // 365}y", (hours // 24) % 365, "d")
     return f"{hours // 24 // 365}y"
+
+
+def _and_rest(big: str, rest: int, unit: str) -> str:
+    """``HumanDuration``'s two-unit forms ("2m30s", "3d1h"): the smaller unit only when it is not zero."""
+    return big if rest == 0 else f"{big}{rest}{unit}"
 
 
 def _created_at(obj: dict[str, Any]) -> str | None:

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from leap0.dev.apiserver import ServerThread
-
 pytestmark = pytest.mark.e2e
 
 
@@ -20,11 +18,6 @@ def _pod(name: str, **labels: str) -> dict[str, Any]:
         "metadata": {"name": name, "labels": labels},
         "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
     }
-
-
-@pytest.fixture
-def core(apiserver: ServerThread) -> client.CoreV1Api:
-    return client.CoreV1Api(apiserver.api_client())
 
 
 def test_create_sets_uid_resource_version_generation_and_timestamp(

@@ -17,16 +17,6 @@ pytestmark = pytest.mark.e2e
 G, V, P = constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
 
 
-@pytest.fixture
-def core(apiserver: ServerThread) -> client.CoreV1Api:
-    return client.CoreV1Api(apiserver.api_client())
-
-
-@pytest.fixture
-def custom(apiserver: ServerThread) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(apiserver.api_client())
-
-
 def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():

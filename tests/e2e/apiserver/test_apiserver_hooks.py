@@ -65,20 +65,25 @@ def test_stats_count_mutations_by_user_agent_product(tmp_path: Path) -> None:
         assert json.loads(http(server.url, "GET", "/leap0/stats")[2])["total"] == 0
 
 
+def _command(port: str, kubeconfig: Path) -> list[str]:
+    """``leap0 dev apiserver --port PORT --kubeconfig FILE`` run from this checkout."""
+    return [
+        sys.executable,
+        "-m",
+        "leap0.cli",
+        "dev",
+        "apiserver",
+        "--port",
+        port,
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+
+
 def test_the_command_serves_writes_a_kubeconfig_and_stops_on_sigterm(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kc.yaml"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "leap0.cli",
-            "dev",
-            "apiserver",
-            "--port",
-            "0",
-            "--kubeconfig",
-            str(kubeconfig),
-        ],
+        _command("0", kubeconfig),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,17 +111,7 @@ def test_the_command_serves_writes_a_kubeconfig_and_stops_on_sigterm(tmp_path: P
 def test_the_command_fails_clearly_when_the_port_is_taken(apiserver: ServerThread, tmp_path: Path) -> None:
     port = apiserver.url.rsplit(":", 1)[1]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "leap0.cli",
-            "dev",
-            "apiserver",
-            "--port",
-            port,
-            "--kubeconfig",
-            str(tmp_path / "k"),
-        ],
+        _command(port, tmp_path / "k"),
         capture_output=True,
         text=True,
         timeout=60,

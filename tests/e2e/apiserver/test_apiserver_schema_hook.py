@@ -21,11 +21,6 @@ def _sandbox(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{G}/{V}", "kind": "Sandbox", "metadata": {"name": name}, "spec": spec}
 
 
-@pytest.fixture
-def custom(apiserver: ServerThread) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(apiserver.api_client())
-
-
 def _causes(err: pytest.ExceptionInfo[client.ApiException]) -> list[str]:
     body = json.loads(err.value.body)
     assert body["reason"] == "Invalid"

@@ -38,16 +38,6 @@ def _sandbox(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def core(apiserver: ServerThread) -> client.CoreV1Api:
-    return client.CoreV1Api(apiserver.api_client())
-
-
-@pytest.fixture
-def custom(apiserver: ServerThread) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(apiserver.api_client())
-
-
 def _reason(err: pytest.ExceptionInfo[client.ApiException]) -> str:
     return str(json.loads(err.value.body)["reason"])
 

@@ -16,11 +16,6 @@ from leap0.dev.apiserver import ServerThread
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def core(apiserver: ServerThread) -> client.CoreV1Api:
-    return client.CoreV1Api(apiserver.api_client())
-
-
 def _cm(name: str, **labels: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}, "data": {"k": name}}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import shutil
 import signal
 import subprocess
@@ -14,35 +13,20 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.trace.export import SpanExportResult
-from sidecar_support import IDENTITY, SidecarProcess, Upstream, resource_attributes, wait_for
+from sidecar_support import (
+    IDENTITY,
+    SidecarProcess,
+    Upstream,
+    post,
+    resource_attributes,
+    traces_request,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
-PROTOBUF = {"content-type": "application/x-protobuf"}
 FAST_RETRY = {"LEAP0_SIDECAR_RETRY_INITIAL_INTERVAL": "0.05", "LEAP0_SIDECAR_RETRY_MAX_INTERVAL": "0.3"}
-
-
-def traces_request(name: str, padding: int = 0) -> bytes:
-    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=name)
-    if padding:
-        span.attributes.add(key="pad").value.string_value = "x" * padding
-    request = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
-    )
-    return request.SerializeToString()
-
-
-def post(sidecar: SidecarProcess, body: bytes, path: str = "/v1/traces") -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=10)
-    try:
-        conn.request("POST", path, body=body, headers=PROTOBUF)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def test_upstream_outage_then_back_everything_arrives_once(

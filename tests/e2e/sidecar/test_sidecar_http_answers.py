@@ -12,51 +12,30 @@ from collections.abc import Callable
 import grpc
 import pytest
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from sidecar_support import IDENTITY, SidecarProcess, Upstream, resource_attributes, wait_for
+from sidecar_support import (
+    IDENTITY,
+    PROTOBUF,
+    SidecarProcess,
+    Upstream,
+    post,
+    resource_attributes,
+    traces_request,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def traces_request(*names: str) -> bytes:
-    request = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[
-            ResourceSpans(
-                scope_spans=[
-                    ScopeSpans(
-                        spans=[Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=n) for n in names]
-                    )
-                ]
-            )
-        ]
-    )
-    return request.SerializeToString()
-
-
-def post(
-    sidecar: SidecarProcess, path: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=10)
-    try:
-        conn.request("POST", path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
-
-
-PROTOBUF = {"content-type": "application/x-protobuf"}
 JSON = {"content-type": "application/json"}
 
 
 def test_protobuf_and_gzip_accepted_with_empty_response(upstream: Upstream, sidecar: SidecarProcess) -> None:
-    status, headers, body = post(sidecar, "/v1/traces", traces_request("plain"), PROTOBUF)
+    status, headers, body = post(sidecar, traces_request("plain"), "/v1/traces", PROTOBUF)
     assert (status, headers["content-type"], body) == (200, "application/x-protobuf", b"")
     status, _, _ = post(
         sidecar,
-        "/v1/traces",
         gzip.compress(traces_request("zipped")),
+        "/v1/traces",
         {**PROTOBUF, "content-encoding": "gzip"},
     )
     assert status == 200
@@ -86,7 +65,7 @@ def test_json_accepted_with_hex_ids_and_json_response(upstream: Upstream, sideca
             }
         ]
     }
-    status, headers, body = post(sidecar, "/v1/traces", json.dumps(document).encode(), JSON)
+    status, headers, body = post(sidecar, json.dumps(document).encode(), "/v1/traces", JSON)
     assert (status, headers["content-type"]) == (200, "application/json")
     assert json.loads(body) == {}
     wait_for(lambda: upstream.span_names() == ["from-json"], what="the JSON span upstream")
@@ -101,7 +80,7 @@ def test_json_accepted_with_hex_ids_and_json_response(upstream: Upstream, sideca
 
 def test_malformed_protobuf_is_400_with_the_reason(sidecar: SidecarProcess) -> None:
     truncated = traces_request("x")[:-3]
-    status, headers, body = post(sidecar, "/v1/traces", truncated, PROTOBUF)
+    status, headers, body = post(sidecar, truncated, "/v1/traces", PROTOBUF)
     assert status == 400
     assert headers["content-type"] == "application/x-protobuf"
     error = status_pb2.Status.FromString(body)
@@ -110,15 +89,15 @@ def test_malformed_protobuf_is_400_with_the_reason(sidecar: SidecarProcess) -> N
 
 
 def test_malformed_json_is_400_with_the_reason(sidecar: SidecarProcess) -> None:
-    status, headers, body = post(sidecar, "/v1/traces", b'{"resourceSpans": [', JSON)
+    status, headers, body = post(sidecar, b'{"resourceSpans": [', "/v1/traces", JSON)
     assert (status, headers["content-type"]) == (400, "application/json")
     assert "invalid JSON" in json.loads(body)["message"]
     bad_id = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}).encode()
-    status, _, body = post(sidecar, "/v1/traces", bad_id, JSON)
+    status, _, body = post(sidecar, bad_id, "/v1/traces", JSON)
     assert status == 400
     assert "not a hex string" in json.loads(body)["message"]
     wrong_type = json.dumps({"resourceSpans": {"oops": 1}}).encode()
-    status, _, body = post(sidecar, "/v1/traces", wrong_type, JSON)
+    status, _, body = post(sidecar, wrong_type, "/v1/traces", JSON)
     assert status == 400
     assert "resourceSpans" in json.loads(body)["message"]
 
@@ -132,12 +111,12 @@ def test_wrong_content_type_is_415_and_connection_stays_usable(sidecar: SidecarP
     conn.request("POST", "/v1/traces", body=traces_request("after-415"), headers=PROTOBUF)
     assert conn.getresponse().status == 200
     conn.close()
-    status, _, _ = post(sidecar, "/v1/traces", b"x", {**PROTOBUF, "content-encoding": "br"})
+    status, _, _ = post(sidecar, b"x", "/v1/traces", {**PROTOBUF, "content-encoding": "br"})
     assert status == 415
 
 
 def test_unknown_path_404_and_wrong_method_405(sidecar: SidecarProcess) -> None:
-    assert post(sidecar, "/v1/other", b"", PROTOBUF)[0] == 404
+    assert post(sidecar, b"", "/v1/other", PROTOBUF)[0] == 404
     conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=10)
     conn.request("GET", "/v1/traces")
     response = conn.getresponse()
@@ -155,7 +134,7 @@ def small_sidecar(upstream: Upstream, sidecar_factory: Callable[..., SidecarProc
 
 
 def test_oversized_body_is_413(small_sidecar: SidecarProcess) -> None:
-    status, _, body = post(small_sidecar, "/v1/traces", b"\x00" * (200 * 1024), PROTOBUF)
+    status, _, body = post(small_sidecar, b"\x00" * (200 * 1024), "/v1/traces", PROTOBUF)
     assert status == 413
     assert b"exceeds the limit of 65536 bytes" in body
 
@@ -172,14 +151,14 @@ def test_oversized_chunked_body_is_413(small_sidecar: SidecarProcess) -> None:
 def test_gzip_bomb_is_413(upstream: Upstream, small_sidecar: SidecarProcess) -> None:
     bomb = gzip.compress(b"\x00" * (50 * 1024 * 1024))
     assert len(bomb) < 64 * 1024
-    status, _, body = post(small_sidecar, "/v1/traces", bomb, {**PROTOBUF, "content-encoding": "gzip"})
+    status, _, body = post(small_sidecar, bomb, "/v1/traces", {**PROTOBUF, "content-encoding": "gzip"})
     assert status == 413
     assert b"decompressed body exceeds" in body
     assert upstream.received == []
 
 
 def test_invalid_gzip_is_400(small_sidecar: SidecarProcess) -> None:
-    status, _, body = post(small_sidecar, "/v1/traces", b"not gzip", {**PROTOBUF, "content-encoding": "gzip"})
+    status, _, body = post(small_sidecar, b"not gzip", "/v1/traces", {**PROTOBUF, "content-encoding": "gzip"})
     assert status == 400
     assert "invalid gzip" in status_pb2.Status.FromString(body).message
 

@@ -3,7 +3,6 @@ specification says a partial success must not be retried) and the rejection is l
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import threading
 from collections.abc import Callable, Iterator
@@ -11,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from sidecar_support import SidecarProcess, wait_for
+from sidecar_support import SidecarProcess, post, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -69,15 +68,7 @@ def test_partial_success_is_logged_and_not_retried(
     request = trace_service_pb2.ExportTraceServiceRequest(
         resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[Span(name="s")])])]
     )
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=10)
-    conn.request(
-        "POST",
-        "/v1/traces",
-        body=request.SerializeToString(),
-        headers={"content-type": "application/x-protobuf"},
-    )
-    assert conn.getresponse().status == 200
-    conn.close()
+    assert post(sidecar, request.SerializeToString())[0] == 200
     wait_for(
         lambda: "the upstream rejected 3 item(s): spans without a name" in sidecar.logs(), what="the log"
     )

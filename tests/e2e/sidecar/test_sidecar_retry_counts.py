@@ -3,36 +3,22 @@
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Callable
 
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from sidecar_support import IDENTITY, SidecarProcess, Upstream, resource_attributes, wait_for
+from sidecar_support import (
+    IDENTITY,
+    SidecarProcess,
+    Upstream,
+    post,
+    resource_attributes,
+    traces_request,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 FAST_RETRY = {"LEAP0_SIDECAR_RETRY_INITIAL_INTERVAL": "0.05", "LEAP0_SIDECAR_RETRY_MAX_INTERVAL": "0.2"}
-
-
-def _traces_request(name: str) -> bytes:
-    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=name)
-    request = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
-    )
-    return request.SerializeToString()
-
-
-def _post(sidecar: SidecarProcess, body: bytes) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=10)
-    try:
-        conn.request("POST", "/v1/traces", body=body, headers={"content-type": "application/x-protobuf"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def test_retried_attempts_are_counted_per_signal(
@@ -42,7 +28,7 @@ def test_retried_attempts_are_counted_per_signal(
     # scripted answer may hit a metrics request instead of the span: count retries over all signals.
     upstream.script.extend([(502, {}), (503, {}), (504, {})])
     sidecar = sidecar_factory(upstream.url, LEAP0_METRICS_INTERVAL="0.3", **FAST_RETRY)
-    assert _post(sidecar, _traces_request("retried")) == 200
+    assert post(sidecar, traces_request("retried"))[0] == 200
     wait_for(lambda: upstream.span_names() == ["retried"], what="the span after the retries")
 
     def retried() -> dict[str, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from support import gauge_values
 
 from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
 
@@ -53,16 +53,6 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _gauges(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
-    (resource_metrics,) = ExportMetricsServiceRequest.FromString(data).resource_metrics
-    attributes = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
-    values: dict[str, float] = {}
-    for metric in resource_metrics.scope_metrics[0].metrics:
-        (point,) = metric.gauge.data_points
-        values[metric.name] = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
-    return attributes, values
-
-
 @pytest.fixture
 def tree() -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
@@ -96,7 +86,7 @@ def test_psutil_source_with_real_processes(tree: subprocess.Popen[str]) -> None:
     try:
         assert sampler.source == "psutil"
         time.sleep(0.3)
-        attributes, idle = _gauges(sampler.sample())
+        attributes, idle = gauge_values(sampler.sample())
         assert attributes["leap0.metrics.source"] == "psutil"
         assert attributes["leap0.sandbox.id"] == "sbx-psutil"
         assert idle["leap0.sandbox.cpu.limit"] == 1.0
@@ -114,7 +104,7 @@ def test_psutil_source_with_real_processes(tree: subprocess.Popen[str]) -> None:
         sampler.sample()
         before, wall_before = _cpu_seconds(tree.pid), time.monotonic()
         time.sleep(1.0)
-        _, busy = _gauges(sampler.sample())
+        _, busy = gauge_values(sampler.sample())
         after, wall_after = _cpu_seconds(tree.pid), time.monotonic()
         independent = (after - before) / (wall_after - wall_before) * 100
         utilization = busy["leap0.sandbox.cpu.utilization"]
@@ -151,7 +141,7 @@ def test_workspace_on_its_own_filesystem_uses_statvfs(tmpfs: Path, tmp_path: Pat
         try:
             assert sampler.workspace is not None
             assert sampler.workspace.mode == "statvfs"
-            _, values = _gauges(sampler.sample())  # exact mode: a reading from the first sample on
+            _, values = gauge_values(sampler.sample())  # exact mode: a reading from the first sample on
             usage = values["leap0.sandbox.filesystem.usage"]
             assert 10 * MIB <= usage <= 10 * MIB + 256 * 1024
             assert values["leap0.sandbox.filesystem.utilization"] == pytest.approx(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from support import gauge_values
 
 from leap0_sidecar.cgroups import cgroup_mounts, parse_mountinfo
 from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
@@ -127,17 +127,6 @@ def sandbox() -> Iterator[Sandbox]:
                     time.sleep(0.05)
 
 
-def _gauges(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
-    request = ExportMetricsServiceRequest.FromString(data)
-    (resource_metrics,) = request.resource_metrics
-    attributes = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
-    values: dict[str, float] = {}
-    for metric in resource_metrics.scope_metrics[0].metrics:
-        (point,) = metric.gauge.data_points
-        values[metric.name] = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
-    return attributes, values
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -164,7 +153,7 @@ def _check(sampler: MetricsSampler, sandbox: Sandbox) -> None:
         cpu_before, wall_before = _cpu_seconds(sandbox.pids), time.monotonic()
         periods_before, throttled_before = _throttling(sandbox)
         time.sleep(1.5)
-        attributes, values = _gauges(sampler.sample())
+        attributes, values = gauge_values(sampler.sample())
         cpu_after, wall_after = _cpu_seconds(sandbox.pids), time.monotonic()
         periods_after, throttled_after = _throttling(sandbox)
         independent = (cpu_after - cpu_before) / ((wall_after - wall_before) * 0.5) * 100

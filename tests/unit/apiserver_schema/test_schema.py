@@ -416,63 +416,6 @@ def test_spec_cannot_be_removed_or_added_later_except_timeout() -> None:
     assert SANDBOX.prepare(sandbox({"timeout": 60}), without_spec)[1] == []
 
 
-def test_rule_reason_field_path_message_expression_and_default_message() -> None:
-    crd = {
-        "metadata": {"name": "things.example.com"},
-        "spec": {
-            "group": "example.com",
-            "names": {"kind": "Thing", "plural": "things"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-                                    "x-kubernetes-validations": [
-                                        {"rule": "self.a < self.b"},
-                                        {
-                                            "rule": "self.a != 3",
-                                            "reason": "FieldValueForbidden",
-                                            "fieldPath": ".a",
-                                            "messageExpression": "'a may not be ' + string(self.a)",
-                                        },
-                                        {
-                                            "rule": "self.b != 0",
-                                            "reason": "FieldValueRequired",
-                                            "message": "b!",
-                                        },
-                                        {"rule": "self.missing == 1", "message": "needs missing"},
-                                    ],
-                                }
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
-    schema = ResourceSchema(crd, "v1")
-    obj = {
-        "apiVersion": "example.com/v1",
-        "kind": "Thing",
-        "metadata": {"name": "t"},
-        "spec": {"a": 3, "b": 0},
-    }
-    errors = schema.prepare(obj, None)[1]
-    assert messages(errors)[:3] == [
-        'spec: Invalid value: "object": failed rule: self.a < self.b',
-        "spec.a: Forbidden: a may not be 3",
-        "spec: Required value: b!",
-    ]
-    assert [e.type for e in errors[:3]] == ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired"]
-    assert messages(errors)[3].startswith('spec: Invalid value: "object": ')
-    assert messages(errors)[3].endswith(" evaluating rule: needs missing")
-
-
 def _thing_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {"name": "things.example.com"},
@@ -491,6 +434,42 @@ def _thing_crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
 
 def _thing(spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": spec}
+
+
+def test_rule_reason_field_path_message_expression_and_default_message() -> None:
+    schema = ResourceSchema(
+        _thing_crd(
+            {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                "x-kubernetes-validations": [
+                    {"rule": "self.a < self.b"},
+                    {
+                        "rule": "self.a != 3",
+                        "reason": "FieldValueForbidden",
+                        "fieldPath": ".a",
+                        "messageExpression": "'a may not be ' + string(self.a)",
+                    },
+                    {
+                        "rule": "self.b != 0",
+                        "reason": "FieldValueRequired",
+                        "message": "b!",
+                    },
+                    {"rule": "self.missing == 1", "message": "needs missing"},
+                ],
+            }
+        ),
+        "v1",
+    )
+    errors = schema.prepare(_thing({"a": 3, "b": 0}), None)[1]
+    assert messages(errors)[:3] == [
+        'spec: Invalid value: "object": failed rule: self.a < self.b',
+        "spec.a: Forbidden: a may not be 3",
+        "spec: Required value: b!",
+    ]
+    assert [e.type for e in errors[:3]] == ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired"]
+    assert messages(errors)[3].startswith('spec: Invalid value: "object": ')
+    assert messages(errors)[3].endswith(" evaluating rule: needs missing")
 
 
 def test_cel_sees_date_times_as_timestamps_and_durations_as_durations() -> None:
@@ -518,6 +497,29 @@ def test_cel_sees_date_times_as_timestamps_and_durations_as_durations() -> None:
         'spec: Invalid value: "object": end must follow start',
         'spec: Invalid value: "object": grace at most an hour',
     ]
+
+
+def test_map_sizes_are_worded_as_the_server_words_them() -> None:
+    strings = {"type": "string"}
+    schema = ResourceSchema(
+        _thing_crd(
+            {
+                "type": "object",
+                "properties": {
+                    "one": {"type": "object", "maxProperties": 1, "additionalProperties": strings},
+                    "some": {"type": "object", "minProperties": 2, "additionalProperties": strings},
+                },
+            }
+        ),
+        "v1",
+    )
+    assert schema.prepare(_thing({"one": {"a": "1"}, "some": {"a": "1", "b": "2"}}), None)[1] == []
+    errors = schema.prepare(_thing({"one": {"a": "1", "b": "2"}, "some": {"a": "1"}}), None)[1]
+    assert messages(errors) == [
+        "spec.one: Too many: 2: must have at most 1 item",
+        "spec.some: Invalid value: 1: spec.some in body should have at least 2 properties",
+    ]
+    assert [e.type for e in errors] == ["FieldValueTooMany", "FieldValueInvalid"]
 
 
 def test_set_lists_compare_without_order_and_atomic_lists_with_it() -> None:
