@@ -1,30 +1,19 @@
-"""Bridges to the pure modules the server calls but does not own: ``schema``, ``tables`` and ``openapi``.
+"""Bridges from the server to the pure modules ``schema``, ``builtin``, ``tables`` and ``openapi``.
 
-Each has a tiny fallback used until the module exists (the "schema" helper writes them).
+They are imported directly: a module that fails to import (say, a missing CEL library) must stop the server,
+not silently turn validation off.
 """
 
 from __future__ import annotations
 
-import importlib
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
 
+from . import builtin as _builtin
+from . import openapi as _openapi
+from . import schema as _schema
+from . import tables as _tables
 from .errors import ApiError
-
-
-def _optional(name: str) -> Any:
-    try:
-        return importlib.import_module(f"{__package__}.{name}")
-    except ImportError:
-        return None
-
-
-_schema = _optional("schema")
-_tables = _optional("tables")
-_openapi = _optional("openapi")
-_builtin = _optional("builtin")
-
 
 # The request's ``fieldValidation`` (Strict, Warn or Ignore; the server's default is Warn) and the warnings
 # the request collected: set per request by the server, read by ``SchemaCache.prepare`` (aiohttp runs each
@@ -56,8 +45,6 @@ class SchemaCache:
         self, crd: dict[str, Any], version: str, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> dict[str, Any]:
         """The object pruned and checked against the CRD's schema; a 422 Invalid ``ApiError`` if it fails."""
-        if _schema is None:
-            return obj
         meta = crd["metadata"]
         key = (meta["name"], version, str(meta.get("resourceVersion", "")))
         schema = self._cache.get(key)
@@ -76,8 +63,6 @@ class SchemaCache:
 
     def prepare_builtin(self, group: str, version: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         """A built-in kind's object without the fields its Go type lacks (refused under Strict)."""
-        if _builtin is None:
-            return obj
         schema = _builtin.BuiltinSchema.for_kind(group, version, kind)
         if schema is None:
             return obj
@@ -92,7 +77,7 @@ def _check_unknown_fields(kind: str, version: str, find: Any, obj: dict[str, Any
     decoding error under Strict, ``Warning`` headers under Warn. True when there are unknown fields."""
     mode = _FIELD_VALIDATION.get()
     unknown: list[str] = find(obj)
-    if unknown and mode == "Strict" and _schema is not None:
+    if unknown and mode == "Strict":
         body = _schema.strict_decoding_status(kind, version, unknown)
         raise ApiError(400, "BadRequest", str(body["message"]), body=body)
     warnings = _WARNINGS.get()
@@ -101,52 +86,19 @@ def _check_unknown_fields(kind: str, version: str, find: Any, obj: dict[str, Any
     return bool(unknown)
 
 
-def _age(timestamp: str | None, now: datetime) -> str:
-    if not timestamp:
-        return "<unknown>"
-    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    seconds = int((now - then).total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
 def render_table(
     crd: dict[str, Any] | None, version: str, objects: list[dict[str, Any]], list_metadata: dict[str, Any]
 ) -> dict[str, Any]:
-    """A meta.k8s.io/v1 Table of the objects (the schema helper's printer columns, else Name/Age)."""
-    if _tables is not None:
-        table: dict[str, Any] = _tables.render_table(crd, version, objects, list_metadata)
-        return table
-    now = datetime.now(UTC)
-    return {
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": dict(list_metadata),
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
-            {"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0},
-        ],
-        "rows": [
-            {"cells": [o["metadata"]["name"], _age(o["metadata"].get("creationTimestamp"), now)]}
-            for o in objects
-        ],
-    }
+    """A meta.k8s.io/v1 Table of the objects (the CRD's printer columns; built-in columns for core kinds)."""
+    table: dict[str, Any] = _tables.render_table(crd, version, objects, list_metadata)
+    return table
 
 
 def openapi_v3_root(crds: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if _openapi is None:
-        return None
     root: dict[str, Any] = _openapi.openapi_v3_root(crds)
     return root
 
 
 def openapi_v3_document(crds: list[dict[str, Any]], group: str, version: str) -> dict[str, Any] | None:
-    if _openapi is None:
-        return None
     doc: dict[str, Any] | None = _openapi.openapi_v3_document(crds, group, version)
     return doc
