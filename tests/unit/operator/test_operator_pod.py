@@ -271,3 +271,21 @@ def test_the_pods_grace_period_leaves_the_sidecar_time_to_flush() -> None:
         sidecar_env = _env(_container(built, "telemetry"))
         deadline = float(sidecar_env.get(settings.ENV_SHUTDOWN_TIMEOUT, settings.DEFAULT_SHUTDOWN_TIMEOUT_S))
         assert deadline + APP_EXIT_BUDGET_S <= grace, (deadline, grace)
+
+
+def test_pod_names_are_the_contracts_letter_for_letter() -> None:
+    """Literal names (SPEC.md and the operator issue), so a renamed constant cannot silently move them."""
+    pod = _pod({"template": "gpu"}, template={})
+    assert {
+        "leap0.dev/sandbox-id": "sbx-1",
+        "leap0.dev/org-id": "acme",
+        "leap0.dev/template-id": "gpu",
+    }.items() <= (pod["metadata"]["labels"].items())
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["sandbox"]
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["telemetry"]
+    sidecar = _env(_container(pod, "telemetry"))
+    assert (sidecar["LEAP0_SANDBOX_ID"], sidecar["LEAP0_ORG_ID"], sidecar["LEAP0_TEMPLATE_ID"]) == (
+        "sbx-1",
+        "acme",
+        "gpu",
+    )
