@@ -574,3 +574,23 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
         (constants.GROUP, "sandboxes", "delete"),
         ("kopf.dev", "kopfpeerings", "patch"),
     } <= calls.seen
+
+
+def test_a_namespaced_operator_leaves_other_namespaces_alone(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """`-n NS` serves NS only: a Sandbox elsewhere gets neither a pod nor a status from this operator."""
+    other = f"{namespace}-other"
+    core(api).create_namespace({"metadata": {"name": other}})
+    try:
+        start_operator()
+        create_sandbox(api, other, "outsider", timeout=600)
+        create_sandbox(api, namespace, "insider", timeout=600)
+        wait_for("the served namespace's pod", pod_exists(api, namespace, "insider"))
+        wait_for("Pending", phase(api, namespace, "insider", "Pending"))
+        time.sleep(1)  # the outsider was created first: had it been seen, its pod would exist by now
+        assert pod_gone(api, other, "outsider")()
+        assert "status" not in sandbox(api, other, "outsider")
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core(api).delete_namespace(other)
