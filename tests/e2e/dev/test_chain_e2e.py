@@ -219,15 +219,15 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
         env = subprocess_env()
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
+        identity = "[leap0.sandbox.id=demo, leap0.org.id=default, leap0.template.id=default]"
 
         def shown() -> bool:
-            text = out.read_text()
-            metrics = all(f"metric {m} " in text for m in SANDBOX_METRICS)
-            spans = any(
-                line.split(" ", 1)[1].startswith("span   demo.task") and "leap0.sandbox.id=demo" in line
-                for line in text.splitlines()
-                if " " in line
+            lines = [line.split(" ", 1)[1] for line in out.read_text().splitlines() if " " in line]
+            metrics = all(
+                any(line.startswith(f"metric {m} ") and line.endswith(identity) for line in lines)
+                for m in SANDBOX_METRICS
             )
+            spans = any(line.startswith("span   demo.task") and line.endswith(identity) for line in lines)
             return metrics and spans
 
         wait_until(shown, 60, f"the seven metrics and the demo's spans in:\n{out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -260,3 +261,48 @@ def test_kubectl_exec_runs_in_the_sandbox_container(
         assert result.returncode == 4
     finally:
         apiserver.server.exec_handler = previous
+
+
+def test_taken_otlp_ports_move_the_sidecar_and_the_app_follows(
+    apiserver: ServerThread, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """With 4317/4318 taken on this machine (a local Collector), each pod's sidecar gets free ports of its own
+    and the app's zero-config endpoint is rewritten to them: nothing to configure."""
+    held = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        grpc_taken, http_taken = (int(s.getsockname()[1]) for s in held)
+        config = RunnerConfig(
+            otlp_grpc_port=grpc_taken,
+            otlp_http_port=http_taken,
+            health_port=0,
+            workdir=tmp_path / "runner",
+            max_grace_seconds=2,
+            sidecar_argv=[sys.executable, "-c", FAKE_SIDECAR],
+            namespace=namespace,
+        )
+        secret(core, namespace)
+        sidecar_dump, app_dump = tmp_path / "sidecar.json", tmp_path / "app.json"
+        app = f"import json, os, time; json.dump(dict(os.environ), open({str(app_dump)!r}, 'w'))"
+        app += "; time.sleep(600)"
+        pod = sandbox_pod("ports", sidecar_dump, ["python", "-c", app])
+        pod["spec"]["containers"][0]["env"] = [
+            {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": "http://127.0.0.1:4318"},
+            {"name": "GRPC_TARGET", "value": "127.0.0.1:4317"},
+        ]
+        with Runner(apiserver.api_client(), config):
+            core.create_namespaced_pod(namespace, pod)
+            sidecar_env = json.loads(wait_until(lambda: sidecar_dump.exists() and sidecar_dump.read_text()))
+            app_env = json.loads(wait_until(lambda: app_dump.exists() and app_dump.read_text()))
+            core.delete_namespaced_pod("ports", namespace)
+    finally:
+        for sock in held:
+            sock.close()
+    http_endpoint = sidecar_env[constants.ENV_OTLP_HTTP_ENDPOINT]
+    grpc_endpoint = sidecar_env[constants.ENV_OTLP_GRPC_ENDPOINT]
+    assert http_endpoint != f"127.0.0.1:{http_taken}"
+    assert grpc_endpoint != f"127.0.0.1:{grpc_taken}"
+    assert app_env[constants.OTEL_EXPORTER_OTLP_ENDPOINT] == f"http://{http_endpoint}"
+    assert app_env["GRPC_TARGET"] == grpc_endpoint

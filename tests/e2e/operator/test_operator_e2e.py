@@ -19,6 +19,8 @@ from kubernetes import client
 from support import REPO, kubectl_path, subprocess_env
 
 from leap0 import constants
+from leap0.dev.apiserver.routing import parse_resource_path
+from leap0.dev.apiserver.server import user_agent_product
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -501,3 +503,94 @@ def test_a_pod_the_api_refuses_as_invalid_fails_the_sandbox_without_retrying(
     assert "spec.containers[0].image: Invalid value" in status["message"]
     assert len(faults.attempts) == 1
     assert pod_gone(api, namespace, "refused")()
+
+
+class OperatorCalls:
+    """Every resource request the operator process (user agent ``kopf``) makes, as the RBAC verb it needs."""
+
+    VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.seen: set[tuple[str, str, str]] = set()
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        target = parse_resource_path(request.path)
+        if target is None:  # discovery: allowed to every authenticated user
+            return None
+        resource = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
+        if request.method == "GET":
+            watch = request.query.get("watch", "").lower() in ("1", "true")
+            verb = "get" if target.name else "watch" if watch else "list"
+        elif request.method == "DELETE":
+            verb = "delete" if target.name else "deletecollection"
+        else:
+            verb = self.VERBS[request.method]
+        self.seen.add((target.group, resource, verb))
+        return None
+
+    def __enter__(self) -> OperatorCalls:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def test_every_call_the_operator_makes_is_in_its_rbac_list(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """API_CALLS (hence operator/rbac.yaml and the chart's RBAC) is checked against the requests the operator
+    really sends through a whole life: peering, pod creation, status, recreation, expiry and retention."""
+    from leap0_operator.apicalls import permissions
+
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "leap0"}}
+    custom(api).create_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", peering)
+    with OperatorCalls(apiserver) as calls:
+        start_operator("--peering", "leap0", "--priority", "10")
+        create_sandbox(api, namespace, "audited", timeout=4)
+        first = wait_for("the pod", pod_exists(api, namespace, "audited"))
+        play_kubelet(api, namespace, "audited", sandbox_state=RUNNING)
+        wait_for("Running", phase(api, namespace, "audited", "Running"))
+        core(api).delete_namespaced_pod("audited", namespace)
+        wait_for(
+            "the pod recreated",
+            lambda: pod_exists(api, namespace, "audited")().metadata.uid != first.metadata.uid,
+        )
+        wait_for("Expired", phase(api, namespace, "audited", "Expired"), timeout=10)
+        wait_for(
+            "retention to delete it",
+            lambda: "audited" not in {s["metadata"]["name"] for s in sandboxes(api, namespace)},
+            timeout=10,
+        )
+    assert calls.seen <= permissions(), sorted(calls.seen - permissions())
+    # The test saw the operator's work, not just its start-up.
+    assert {
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        (constants.GROUP, "sandboxes/status", "patch"),
+        (constants.GROUP, "sandboxes", "delete"),
+        ("kopf.dev", "kopfpeerings", "patch"),
+    } <= calls.seen
+
+
+def test_a_namespaced_operator_leaves_other_namespaces_alone(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """`-n NS` serves NS only: a Sandbox elsewhere gets neither a pod nor a status from this operator."""
+    other = f"{namespace}-other"
+    core(api).create_namespace({"metadata": {"name": other}})
+    try:
+        start_operator()
+        create_sandbox(api, other, "outsider", timeout=600)
+        create_sandbox(api, namespace, "insider", timeout=600)
+        wait_for("the served namespace's pod", pod_exists(api, namespace, "insider"))
+        wait_for("Pending", phase(api, namespace, "insider", "Pending"))
+        time.sleep(1)  # the outsider was created first: had it been seen, its pod would exist by now
+        assert pod_gone(api, other, "outsider")()
+        assert "status" not in sandbox(api, other, "outsider")
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core(api).delete_namespace(other)

@@ -150,6 +150,21 @@ def test_chart_default_images_are_these_images() -> None:
         assert repository == f"ghcr.io/leap0-dev/{title.group(1)}"
 
 
+def test_operator_default_sidecar_image_is_the_charts() -> None:
+    """Run without the chart (``leap0-operator`` alone), the operator injects the same sidecar image the chart
+    would: the sidecar image's repository, tagged with the package version (the chart's appVersion)."""
+    from leap0_operator import config
+
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    chart = yaml.safe_load((CHART_VALUES.parent / "Chart.yaml").read_text())
+    sidecar = values["sidecar"]["image"]
+    charts_sidecar = f"{sidecar['repository']}:{sidecar.get('tag') or chart['appVersion']}"
+    operators_sidecar = config.DEFAULT_SIDECAR_IMAGE
+    assert operators_sidecar == charts_sidecar
+    operator_repository = config.OPERATOR_IMAGE_REPOSITORY
+    assert operator_repository == values["image"]["repository"]
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_no_symlink_in_the_build_context_points_outside_what_is_copied(image: str) -> None:
     """A link to a file the Dockerfile does not COPY would dangle in the build stage and break the wheel."""

@@ -252,3 +252,40 @@ def test_the_sandbox_adopts_its_pod_as_controller_without_lending_it_its_labels(
         constants.LABEL_TEMPLATE_ID: "default",
         constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
     }
+
+
+KUBERNETES_DEFAULT_GRACE_S = 30  # a pod's terminationGracePeriodSeconds when its spec leaves it unset
+APP_EXIT_BUDGET_S = 5  # what must be left for the app, which Kubernetes stops before the native sidecar
+
+
+def test_the_pods_grace_period_leaves_the_sidecar_time_to_flush() -> None:
+    """Kubernetes stops the app, then the native sidecar, within one grace period; the sidecar's flush
+    deadline (SIGTERM → flush the queue → exit 0) must fit in it, or its last telemetry is SIGKILLed away."""
+    from leap0_sidecar import settings
+
+    for built in (
+        _pod({}),
+        _pod({"env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://x"}]}),
+    ):
+        grace = built["spec"].get("terminationGracePeriodSeconds", KUBERNETES_DEFAULT_GRACE_S)
+        sidecar_env = _env(_container(built, "telemetry"))
+        deadline = float(sidecar_env.get(settings.ENV_SHUTDOWN_TIMEOUT, settings.DEFAULT_SHUTDOWN_TIMEOUT_S))
+        assert deadline + APP_EXIT_BUDGET_S <= grace, (deadline, grace)
+
+
+def test_pod_names_are_the_contracts_letter_for_letter() -> None:
+    """Literal names (SPEC.md and the operator issue), so a renamed constant cannot silently move them."""
+    pod = _pod({"template": "gpu"}, template={})
+    assert {
+        "leap0.dev/sandbox-id": "sbx-1",
+        "leap0.dev/org-id": "acme",
+        "leap0.dev/template-id": "gpu",
+    }.items() <= (pod["metadata"]["labels"].items())
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["sandbox"]
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["telemetry"]
+    sidecar = _env(_container(pod, "telemetry"))
+    assert (sidecar["LEAP0_SANDBOX_ID"], sidecar["LEAP0_ORG_ID"], sidecar["LEAP0_TEMPLATE_ID"]) == (
+        "sbx-1",
+        "acme",
+        "gpu",
+    )
