@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +86,36 @@ def gauge_values(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
         (point,) = metric.gauge.data_points
         values[metric.name] = point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
     return attributes, values
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
+    """After a failure: Ctrl-C, then kill the process and whatever it started (its children may have sessions
+    of their own, so they would outlive a killed parent)."""
+    import psutil
+
+    if process.poll() is not None:
+        return
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()

@@ -6,13 +6,11 @@ with their leap0.* identity, and Ctrl-C stops everything.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import psutil
 import pytest
 import yaml
 from kubernetes import client
-from support import kubectl_path, subprocess_env
+from support import kubectl_path, stop_process_tree, subprocess_env, wait_for
 
 from leap0 import constants
 from leap0.dev.apiserver import ServerThread
@@ -69,34 +67,6 @@ while True:
         sum(range(10000))
     time.sleep(0.5)
 """
-
-
-def stop_everything(process: subprocess.Popen[bytes]) -> None:
-    """After a failure: Ctrl-C, then kill dev up and whatever it started (its children have sessions of their
-    own, so they would outlive a killed parent)."""
-    if process.poll() is not None:
-        return
-    descendants = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    for child in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def gone(pids: list[int]) -> bool:
@@ -168,7 +138,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
                 )
                 return (obj.get("status") or {}).get("phase")
 
-            wait_until(lambda: phase() == constants.PHASE_RUNNING, 60, "the Sandbox Running")
+            wait_for(lambda: phase() == constants.PHASE_RUNNING, 60, "the Sandbox Running")
             identity = {
                 constants.ATTR_SANDBOX_ID: "chain",
                 constants.ATTR_ORG_ID: "acme",
@@ -181,8 +151,8 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
             def seen_metrics() -> set[str]:
                 return {p["name"] for p in upstream.metric_points() if has_identity(p["resource"])}
 
-            wait_until(lambda: seen_metrics() >= SANDBOX_METRICS, 60, f"the seven metrics {SANDBOX_METRICS}")
-            spans = wait_until(
+            wait_for(lambda: seen_metrics() >= SANDBOX_METRICS, 60, f"the seven metrics {SANDBOX_METRICS}")
+            spans = wait_for(
                 lambda: [s for s in upstream.spans() if s["name"] == "chain.work"], 30, "the app's spans"
             )
             assert all(has_identity(s["resource"]) for s in spans), spans[0]["resource"]
@@ -197,7 +167,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
             pids = [c.pid for c in local.containers if c.pid is not None]
             assert len(pids) == 2
             subprocess.run([*kubectl, "-n", namespace, "delete", "sandbox", "chain"], check=True)
-            wait_until(lambda: gone(pids), 30, "the sandbox's processes to stop")
+            wait_for(lambda: gone(pids), 30, "the sandbox's processes to stop")
 
 
 def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -230,12 +200,12 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
             spans = any(line.startswith("span   demo.task") and line.endswith(identity) for line in lines)
             return metrics and spans
 
-        wait_until(shown, 60, f"the seven metrics and the demo's spans in:\n{out}")
+        wait_for(shown, 60, f"the seven metrics and the demo's spans in:\n{out}")
         children = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
         assert children
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert "up: stopped" in out.read_text()
-        wait_until(lambda: gone(children), 10, "every process dev up started to stop")
+        wait_for(lambda: gone(children), 10, "every process dev up started to stop")
     finally:
-        stop_everything(process)
+        stop_process_tree(process)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from support import kubectl_path
+from support import kubectl_path, wait_for
 
 from leap0 import constants
 from leap0.dev.apiserver import ServerThread
@@ -38,15 +38,7 @@ http.server.HTTPServer((host, int(port)), H).serve_forever()
 """
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+wait_until = functools.partial(wait_for, timeout=20)
 
 
 def alive(pid: int) -> bool:

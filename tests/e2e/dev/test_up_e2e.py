@@ -6,20 +6,16 @@ merged; tests/e2e/dev/test_chain_e2e.py runs the real chain.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
-from support import kubectl_path, subprocess_env
+from support import kubectl_path, stop_process_tree, subprocess_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,34 +43,6 @@ sys.exit(run(options))
 """
 
 
-def stop_everything(process: subprocess.Popen[bytes]) -> None:
-    """After a failure: Ctrl-C, then kill dev up and whatever it started (its children have sessions of their
-    own, so they would outlive a killed parent)."""
-    if process.poll() is not None:
-        return
-    descendants = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    for child in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def start(tmp_path: Path, sink_port: int) -> tuple[subprocess.Popen[bytes], Path]:
     out = tmp_path / "up.out"
     with open(out, "wb") as stream:
@@ -90,13 +58,13 @@ def start(tmp_path: Path, sink_port: int) -> tuple[subprocess.Popen[bytes], Path
 def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     process, out = start(tmp_path, 0)
     try:
-        wait_until(lambda: "up: Ctrl-C stops everything" in out.read_text(), 30, f"dev up started:\n{out}")
+        wait_for(lambda: "up: Ctrl-C stops everything" in out.read_text(), 30, f"dev up started:\n{out}")
         text = out.read_text()
         assert "sink: OTLP/HTTP on http://127.0.0.1:" in text
         assert "SandboxTemplate default/default created" in text
         assert "example: Sandbox default/demo applied" in text
         operator = json.loads(
-            wait_until(
+            wait_for(
                 lambda: (tmp_path / "op.json").exists() and (tmp_path / "op.json").read_text(),
                 10,
                 "the operator",
@@ -129,7 +97,7 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
             pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
         ]
     finally:
-        stop_everything(process)
+        stop_process_tree(process)
 
 
 def test_up_says_clearly_when_a_port_is_taken(tmp_path: Path) -> None:

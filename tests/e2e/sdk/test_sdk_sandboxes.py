@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from sdk_support import failed_status, running_status, set_status, start_pod, wait_for
+from sdk_support import failed_status, running_status, set_status, start_pod
+from support import wait_for
 
 from leap0 import (
     ConfigurationError,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from sdk_support import OtlpReceiver, StandInKubelet, kubelet_image_pull_status, wait_for
-from support import subprocess_env
+from sdk_support import OtlpReceiver, StandInKubelet, kubelet_image_pull_status
+from support import subprocess_env, wait_for
 
 from leap0 import Leap0Client, SandboxFailedError
 from leap0 import constants as c

@@ -23,7 +23,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sidecar_support import IDENTITY, SidecarProcess, Upstream, resource_attributes, wait_for
+from sidecar_support import IDENTITY, SidecarProcess, Upstream, resource_attributes
+from support import wait_for
 
 pytestmark = pytest.mark.e2e
 

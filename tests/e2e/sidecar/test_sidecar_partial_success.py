@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from sidecar_support import SidecarProcess, post, wait_for
+from sidecar_support import SidecarProcess, post
+from support import wait_for
 
 pytestmark = pytest.mark.e2e
 
