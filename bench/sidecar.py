@@ -371,7 +371,8 @@ def metrics_sample_us(samples: int = 2000) -> tuple[float, str]:
     """CPU microseconds (user + system, best of 3) of one ``MetricsSampler.sample()`` on this process's own
     cgroup, read as the sidecar reads the sandbox's, and the source it used."""
     sys.path[:0] = [str(REPO / "sidecar")]
-    from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
+    from leap0_sidecar.config import SamplerConfig
+    from leap0_sidecar.sandbox_metrics import MetricsSampler
 
     sampler = MetricsSampler(SamplerConfig(sandbox_pid=os.getpid()))
     try:

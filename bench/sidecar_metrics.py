@@ -36,8 +36,9 @@ from sidecar_metrics_fixtures import GIB, MIB, v2_pod  # noqa: E402
 
 import leap0_contract as contract  # noqa: E402
 from leap0_sidecar.cgroups import cgroup_mounts, parse_mountinfo  # noqa: E402
+from leap0_sidecar.config import SamplerConfig  # noqa: E402
 from leap0_sidecar.filesystem import walk_usage  # noqa: E402
-from leap0_sidecar.metrics import MetricsSampler, SamplerConfig  # noqa: E402
+from leap0_sidecar.sandbox_metrics import MetricsSampler  # noqa: E402
 
 GOAL_US = 100.0
 
@@ -182,7 +183,8 @@ def sampler_rss_kib(root: Path) -> tuple[int, int, int]:
         "    for line in open('/proc/self/status'):\n"
         "        if line.startswith('VmRSS:'): return int(line.split()[1])\n"
         "bare = rss()\n"
-        "from leap0_sidecar.metrics import MetricsSampler, SamplerConfig\n"
+        "from leap0_sidecar.config import SamplerConfig\n"
+        "from leap0_sidecar.sandbox_metrics import MetricsSampler\n"
         "imported = rss()\n"
         "import sys; from pathlib import Path\n"
         "s = MetricsSampler(SamplerConfig(root=Path(sys.argv[1]))); s.sample()\n"
@@ -248,7 +250,7 @@ def main() -> int:
         pids = [process.pid, *(p.pid for p in others)]
         pod = tmp / "pod"
         pod_view(pod, pids)
-        sampler = MetricsSampler(SamplerConfig(root=pod, force_source="psutil", cpu_limit_env="1000"))
+        sampler = MetricsSampler(SamplerConfig(root=pod, force_source="psutil", cpu_limit=1.0))
         assert sampler.source == "psutil"
         ours = per_call_us(sampler.sample, n)
         naive = per_call_us(psutil_naive(pids), n)

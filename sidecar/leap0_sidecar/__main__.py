@@ -7,24 +7,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from leap0_sidecar import config as config_module
-
-if TYPE_CHECKING:
-    from leap0_sidecar.app import Sampler
-
-
-def make_sampler(env: Mapping[str, str]) -> Sampler | None:
-    """The sandbox metrics sampler (leap0_sidecar.metrics), configured from the environment."""
-    try:
-        from leap0_sidecar.metrics import MetricsSampler, SamplerConfig  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        logging.getLogger("leap0_sidecar").error("sandbox metrics are unavailable: %s", exc)
-        return None
-    sampler: Sampler = MetricsSampler(SamplerConfig.from_env(env))
-    return sampler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from leap0_sidecar.app import Sidecar
     from leap0_sidecar.grpc_receiver import BindError
+    from leap0_sidecar.sandbox_metrics import MetricsSampler
 
-    try:
-        sampler = make_sampler(os.environ)
-    except ValueError as exc:
-        print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
-        return 2
+    sampler = MetricsSampler(config.sampler)
 
     async def run() -> int:
         sidecar = Sidecar(config, sampler)

@@ -9,7 +9,7 @@ import time
 from typing import Protocol
 
 import leap0_contract as contract
-from leap0_sidecar import stats as stats_module
+from leap0_sidecar import self_metrics
 from leap0_sidecar.config import Config
 from leap0_sidecar.exporter import Exporter
 from leap0_sidecar.grpc_receiver import GrpcReceiver
@@ -17,7 +17,7 @@ from leap0_sidecar.http_receiver import HttpReceiver
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Pipeline
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.stats import Stats
+from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar")
 
@@ -31,12 +31,12 @@ class Sidecar:
         self.config = config
         self.sampler = sampler
         self.queue = ExportQueue(config.queue_bytes)
-        self.stats = Stats()
-        self.pipeline = Pipeline(config, self.queue, self.stats)
+        self.counters = Counters()
+        self.pipeline = Pipeline(config, self.queue, self.counters)
         self.exporter = Exporter(
             config.upstreams,
             self.queue,
-            self.stats,
+            self.counters,
             retry_initial_s=config.retry_initial_s,
             retry_max_s=config.retry_max_s,
             max_batch_bytes=config.max_request_bytes,
@@ -83,7 +83,7 @@ class Sidecar:
                         "the sandbox metrics sample failed (reported once; the sidecar's own metrics go on)"
                     )
                 self._sampler_failed = True
-        parts.append(stats_module.build_request(self.stats, self.queue, ()))
+        parts.append(self_metrics.build_request(self.counters, self.queue, ()))
         try:
             self.pipeline.ingest("metrics", b"".join(parts), "sampler", internal=True)
         except WireError as exc:  # our own bytes: a bug, never the app's fault
@@ -181,10 +181,10 @@ class Sidecar:
         for sig in contract.SIGNALS:
             waiting = self.queue.take(sig, self.queue.capacity)
             if waiting:
-                self.stats.dropped(sig, "shutdown", len(waiting))
+                self.counters.dropped(sig, "shutdown", len(waiting))
         dropped = sum(
             v
-            for (name, _, reason), v in self.stats.counts.items()
+            for (name, _, reason), v in self.counters.counts.items()
             if name == contract.METRIC_SIDECAR_DROPPED and reason == "shutdown"
         )
         if dropped:

@@ -22,6 +22,7 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import leap0_contract as contract
@@ -42,6 +43,13 @@ DEFAULT_RETRY_INITIAL_S: Final = 1.0
 DEFAULT_RETRY_MAX_S: Final = 30.0
 # How long a forwarder waits for more requests of its signal before sending (unless 256 KiB are waiting).
 DEFAULT_BATCH_LINGER_S: Final = 0.2
+# How often the workspace walk runs when statvfs is not exact (see filesystem.py).
+DEFAULT_WALK_INTERVAL_S: Final = 30.0
+SANDBOX_METRICS_SOURCES: Final = (
+    contract.SOURCE_CGROUP_V2,
+    contract.SOURCE_CGROUP_V1,
+    contract.SOURCE_PSUTIL,
+)
 
 
 class ConfigError(ValueError):
@@ -97,6 +105,29 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class SamplerConfig:
+    """What the sandbox metrics sampler reads and how it labels what it sends (parsed, valid values)."""
+
+    # Every /proc and /sys read goes under this root (fixture trees in tests).
+    root: Path = Path("/")
+    # The sandbox container's limits from the downward API (used by the psutil source only).
+    cpu_limit: float | None = None  # CPUs (limits.cpu)
+    memory_limit_bytes: int | None = None  # limits.memory
+    # The shared workspace volume as mounted in the sidecar, and its size limit in bytes.
+    workspace: Path | None = None
+    disk_limit_bytes: int | None = None
+    # Resource attributes of every sample (leap0.* identity, k8s.*).
+    resource_attributes: dict[str, str] = field(default_factory=dict)
+    sandbox_container: str = contract.SANDBOX_CONTAINER
+    # One process of the sandbox (development and tests: skips the /proc scan; see procs.py).
+    sandbox_pid: int | None = None
+    # Force one source (cgroup-v2, cgroup-v1 or psutil) instead of choosing; a cgroup source that cannot be
+    # read still falls back to psutil.
+    force_source: str | None = None
+    walk_interval: float = DEFAULT_WALK_INTERVAL_S
+
+
+@dataclass(frozen=True)
 class Config:
     identity: Identity
     # None per signal when no endpoint is configured: that signal is accepted and discarded.
@@ -116,6 +147,7 @@ class Config:
     batch_linger_s: float = DEFAULT_BATCH_LINGER_S
     log_level: str = "INFO"
     warnings: tuple[str, ...] = ()
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
 
     @property
     def export_enabled(self) -> bool:
@@ -313,6 +345,51 @@ def _identity(env: Mapping[str, str]) -> Identity:
     )
 
 
+def _positive_int(env: Mapping[str, str], name: str, what: str) -> int | None:
+    value = _get(env, name)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) <= 0:
+        raise ConfigError(f"{name}={value!r}: {what} must be a positive whole number")
+    return int(value)
+
+
+def load_sampler(env: Mapping[str, str]) -> SamplerConfig:
+    """The sandbox metrics sampler's settings; raises ConfigError naming the variable.
+
+    Alone (``python -m leap0_sidecar.sandbox_metrics``) the identity is optional: the resource carries the
+    ``leap0.*`` and ``k8s.*`` attributes that are set.
+    """
+    attributes: dict[str, str] = {}
+    for env_name, attribute in (
+        (contract.ENV_SANDBOX_ID, contract.ATTR_SANDBOX_ID),
+        (contract.ENV_ORG_ID, contract.ATTR_ORG_ID),
+        (contract.ENV_TEMPLATE_ID, contract.ATTR_TEMPLATE_ID),
+        (contract.ENV_K8S_NAMESPACE, contract.ATTR_K8S_NAMESPACE),
+        (contract.ENV_K8S_POD_NAME, contract.ATTR_K8S_POD_NAME),
+    ):
+        value = _get(env, env_name)
+        if value is not None:
+            attributes[attribute] = value
+    millicores = _positive_int(env, contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES, "a CPU limit in millicores")
+    source = _get(env, contract.ENV_METRICS_SOURCE)
+    if source is not None and source not in SANDBOX_METRICS_SOURCES:
+        raise ConfigError(
+            f"{contract.ENV_METRICS_SOURCE}={source!r}: one of {', '.join(SANDBOX_METRICS_SOURCES)}"
+        )
+    workspace = _get(env, contract.ENV_WORKSPACE)
+    return SamplerConfig(
+        root=Path(_get(env, contract.ENV_METRICS_ROOT) or "/"),
+        cpu_limit=millicores / 1000 if millicores is not None else None,
+        memory_limit_bytes=_positive_int(env, contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES, "a byte count"),
+        workspace=Path(workspace) if workspace else None,
+        disk_limit_bytes=_positive_int(env, contract.ENV_SANDBOX_DISK_LIMIT_BYTES, "a byte count"),
+        resource_attributes=attributes,
+        sandbox_pid=_positive_int(env, contract.ENV_SANDBOX_PID, "a process id"),
+        force_source=source,
+    )
+
+
 def load(env: Mapping[str, str]) -> Config:
     """The whole configuration; raises ConfigError on the first bad value."""
     warnings: list[str] = []
@@ -384,4 +461,5 @@ def load(env: Mapping[str, str]) -> Config:
         ),
         log_level=log_level,
         warnings=tuple(warnings),
+        sampler=load_sampler(env),
     )

@@ -26,7 +26,7 @@ from leap0_contract import Signal
 from leap0_sidecar.config import Upstream
 from leap0_sidecar.otlp import RESPONSE_TYPES
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.stats import Stats
+from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar.exporter")
 
@@ -215,7 +215,7 @@ class Exporter:
         self,
         upstreams: dict[Signal, Upstream | None],
         queue: ExportQueue,
-        stats: Stats,
+        counters: Counters,
         *,
         retry_initial_s: float,
         retry_max_s: float,
@@ -225,7 +225,7 @@ class Exporter:
     ) -> None:
         self.upstreams = upstreams
         self.queue = queue
-        self.stats = stats
+        self.counters = counters
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.max_batch_bytes = max_batch_bytes
@@ -286,7 +286,7 @@ class Exporter:
                     for item in batch:
                         await self._deliver(signal, client, item, 1)
             except asyncio.CancelledError:
-                self.stats.dropped(signal, "shutdown", len(batch))
+                self.counters.dropped(signal, "shutdown", len(batch))
                 raise
             finally:
                 self.inflight[signal] = 0
@@ -307,7 +307,7 @@ class Exporter:
                 reason = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             else:
                 if 200 <= response.status < 300:
-                    self.stats.forwarded(signal, requests)
+                    self.counters.forwarded(signal, requests)
                     if attempt:
                         log.info("%s: delivered to %s after %d retries", signal, url, attempt)
                     _log_partial_success(signal, response)
@@ -315,7 +315,7 @@ class Exporter:
                 if response.status == 413 and split_on_413:
                     return True
                 if not is_retryable(response.status):
-                    self.stats.dropped(signal, "permanent_error", requests)
+                    self.counters.dropped(signal, "permanent_error", requests)
                     log.warning(
                         "%s: %s answered %d, a permanent error: dropped %d request(s) (%d bytes): %s",
                         signal,
@@ -333,7 +333,7 @@ class Exporter:
                 if retry_after is not None
                 else backoff_delay(attempt, self.retry_initial_s, self.retry_max_s, random.random())
             )
-            self.stats.retried(signal)
+            self.counters.retried(signal)
             (log.warning if attempt == 0 else log.debug)(
                 "%s: %s failed (%s); retrying in %.1f s (queue: %d bytes)",
                 signal,

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leap0_sidecar.cgroups import Mount, parse_mountinfo
+from leap0_sidecar.config import DEFAULT_WALK_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WALK_INTERVAL = 30.0
 DEFAULT_MAX_ENTRIES = 200_000
 DEFAULT_MAX_SECONDS = 2.0
 
@@ -113,7 +113,7 @@ class WorkspaceProbe:
         workspace: Path,
         limit_bytes: int | None = None,
         root: Path = Path("/"),
-        walk_interval: float = DEFAULT_WALK_INTERVAL,
+        walk_interval: float = DEFAULT_WALK_INTERVAL_S,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_seconds: float = DEFAULT_MAX_SECONDS,
     ) -> None:

@@ -14,7 +14,7 @@ from leap0_contract import Signal
 from leap0_sidecar.config import Config
 from leap0_sidecar.identity import IdentityStamper
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.stats import Stats
+from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar")
 
@@ -26,10 +26,10 @@ class Outcome(enum.Enum):
 
 
 class Pipeline:
-    def __init__(self, config: Config, queue: ExportQueue, stats: Stats) -> None:
+    def __init__(self, config: Config, queue: ExportQueue, counters: Counters) -> None:
         self.config = config
         self.queue = queue
-        self.stats = stats
+        self.counters = counters
         self.stamper = IdentityStamper(config.identity.attributes())
         self.accepting = True
 
@@ -47,18 +47,18 @@ class Pipeline:
         ``internal`` is the sidecar's own metrics sample: taken even while stopping, and dropped (counted)
         when the queue is full, since there is nobody to push back on.
         """
-        self.stats.received(signal, transport)
+        self.counters.received(signal, transport)
         if not self.accepting and not internal:
-            self.stats.refused(signal, Outcome.SHUTTING_DOWN.value)
+            self.counters.refused(signal, Outcome.SHUTTING_DOWN.value)
             return Outcome.SHUTTING_DOWN
         stamped = self.stamp(signal, request)
         if self.config.upstreams[signal] is None:
-            self.stats.dropped(signal, "export_disabled")
+            self.counters.dropped(signal, "export_disabled")
             return Outcome.ACCEPTED
         if self.queue.offer(signal, stamped):
             return Outcome.ACCEPTED
         if internal:
-            self.stats.dropped(signal, "queue_full")
+            self.counters.dropped(signal, "queue_full")
         else:
-            self.stats.refused(signal, Outcome.QUEUE_FULL.value)
+            self.counters.refused(signal, Outcome.QUEUE_FULL.value)
         return Outcome.QUEUE_FULL

@@ -245,6 +245,8 @@ def test_own_metrics_carry_identity_and_counts(
         ({"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}, "supported values are gzip and none"),
         ({"LEAP0_METRICS_INTERVAL": "soon"}, "LEAP0_METRICS_INTERVAL='soon': not a number"),
         ({"LEAP0_OTLP_HTTP_ENDPOINT": "localhost"}, "expected host:port"),
+        # The sandbox metrics sampler's settings take the same path as every other setting.
+        ({"LEAP0_SANDBOX_MEMORY_LIMIT_BYTES": "1Gi"}, "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES='1Gi'"),
     ],
 )
 def test_bad_configuration_exits_non_zero_with_a_clear_message(

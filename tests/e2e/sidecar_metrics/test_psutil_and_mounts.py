@@ -14,7 +14,8 @@ import psutil
 import pytest
 from support import gauge_values
 
-from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
+from leap0_sidecar.config import SamplerConfig
+from leap0_sidecar.sandbox_metrics import MetricsSampler
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +79,8 @@ def test_psutil_source_with_real_processes(tree: subprocess.Popen[str]) -> None:
     config = SamplerConfig(
         sandbox_pid=tree.pid,
         force_source="psutil",
-        cpu_limit_env="1000",
-        memory_limit_env=str(1 * GIB),
+        cpu_limit=1.0,
+        memory_limit_bytes=1 * GIB,
         resource_attributes={"leap0.sandbox.id": "sbx-psutil"},
     )
     sampler = MetricsSampler(config)

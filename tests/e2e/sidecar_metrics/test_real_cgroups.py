@@ -26,7 +26,8 @@ import pytest
 from support import gauge_values
 
 from leap0_sidecar.cgroups import cgroup_mounts, parse_mountinfo
-from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
+from leap0_sidecar.config import SamplerConfig, load_sampler
+from leap0_sidecar.sandbox_metrics import MetricsSampler
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -188,7 +189,7 @@ def test_real_v1_cgroup_by_pid(sandbox: Sandbox) -> None:
         "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES": str(8 << 30),
         "LEAP0_SANDBOX_ID": "sbx-real",
     }
-    sampler = MetricsSampler(SamplerConfig.from_env(environ))
+    sampler = MetricsSampler(load_sampler(environ))
     try:
         _check(sampler, sandbox)
     finally:

@@ -16,7 +16,7 @@ from leap0_sidecar import otlp
 from leap0_sidecar.exporter import backoff_delay, is_retryable, parse_retry_after
 from leap0_sidecar.http_receiver import BodyTooLarge, GzipError, gunzip_limited
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.stats import Stats, build_request
+from leap0_sidecar.self_metrics import Counters, build_request
 
 
 def test_retry_after_seconds_and_http_date() -> None:
@@ -133,13 +133,13 @@ def test_error_bodies_are_google_rpc_status() -> None:
 
 
 async def test_own_metrics_request() -> None:
-    stats = Stats()
-    stats.received("traces", "http")
-    stats.received("traces", "http")
-    stats.dropped("logs", "permanent_error")
+    counters = Counters()
+    counters.received("traces", "http")
+    counters.received("traces", "http")
+    counters.dropped("logs", "permanent_error")
     queue = ExportQueue(1000)
     queue.offer("traces", b"x" * 10)
-    request = ExportMetricsServiceRequest.FromString(build_request(stats, queue, [("a", "b")], now_ns=5))
+    request = ExportMetricsServiceRequest.FromString(build_request(counters, queue, [("a", "b")], now_ns=5))
     metrics = {m.name: m for m in request.resource_metrics[0].scope_metrics[0].metrics}
     received = metrics["leap0.sidecar.requests.received"]
     assert received.sum.is_monotonic

@@ -26,8 +26,9 @@ from sidecar_metrics_fixtures import (
 from support import subprocess_env
 
 import leap0_contract as contract
-from leap0_sidecar import metrics
-from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
+from leap0_sidecar import sandbox_metrics as metrics
+from leap0_sidecar.config import ConfigError, SamplerConfig, load, load_sampler
+from leap0_sidecar.sandbox_metrics import MetricsSampler
 
 IDENTITY = {"leap0.sandbox.id": "sbx-1", "leap0.org.id": "acme", "leap0.template.id": "default"}
 
@@ -67,8 +68,8 @@ def test_cpu_list() -> None:
     assert metrics.parse_cpu_list("0") == 1
 
 
-def test_from_env() -> None:
-    config = SamplerConfig.from_env(
+def test_load_sampler() -> None:
+    config = load_sampler(
         {
             "LEAP0_SANDBOX_ID": "sbx-1",
             "LEAP0_ORG_ID": "acme",
@@ -88,12 +89,12 @@ def test_from_env() -> None:
         "k8s.pod.name": "sbx-1-pod",
         "k8s.namespace.name": "team-a",
     }
-    assert (config.cpu_limit_env, config.memory_limit_env) == ("1500", str(2 * GIB))
+    assert (config.cpu_limit, config.memory_limit_bytes) == (1.5, 2 * GIB)
     assert config.disk_limit_bytes == 10 * GIB
     assert config.workspace == Path("/workspace")
     assert config.root == Path("/host")
     assert config.sandbox_container == "sandbox"
-    empty = SamplerConfig.from_env({"LEAP0_SANDBOX_CPU_LIMIT_MILLICORES": ""})
+    empty = load_sampler({"LEAP0_SANDBOX_CPU_LIMIT_MILLICORES": ""})
     assert empty == SamplerConfig()
 
 
@@ -108,14 +109,26 @@ def test_from_env() -> None:
         ("LEAP0_METRICS_SOURCE", "cgroup-v3"),
     ],
 )
-def test_from_env_rejects_bad_values_naming_them(name: str, bad: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        SamplerConfig.from_env({name: bad})
+def test_bad_sampler_values_are_configuration_errors_naming_them(name: str, bad: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_sampler({name: bad})
+    # The sidecar's one configuration path reports them the same way.
+    identity = {"LEAP0_SANDBOX_ID": "s", "LEAP0_ORG_ID": "o", "LEAP0_TEMPLATE_ID": "t"}
+    with pytest.raises(ConfigError, match=name):
+        load({**identity, name: bad})
 
 
-def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="millicores"):
-        MetricsSampler(SamplerConfig(root=tmp_path, cpu_limit_env="-3"))
+def test_the_sidecars_config_carries_the_sampler_config() -> None:
+    config = load(
+        {
+            "LEAP0_SANDBOX_ID": "sbx-1",
+            "LEAP0_ORG_ID": "acme",
+            "LEAP0_TEMPLATE_ID": "default",
+            "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES": str(GIB),
+        }
+    )
+    assert config.sampler.resource_attributes == IDENTITY
+    assert config.sampler.memory_limit_bytes == GIB
 
 
 # --- the sampler on fixture trees ------------------------------------------------------------------------
@@ -198,7 +211,7 @@ def test_v1_unlimited(tmp_path: Path) -> None:
 def test_falls_back_to_downward_api_limits(tmp_path: Path) -> None:
     v2_pod(tmp_path)
     shutil.rmtree(tmp_path / "sys/fs/cgroup")  # cgroup not readable from the sidecar
-    config = SamplerConfig(root=tmp_path, cpu_limit_env="1500", memory_limit_env=str(2 * GIB))
+    config = SamplerConfig(root=tmp_path, cpu_limit=1.5, memory_limit_bytes=2 * GIB)
     sampler = MetricsSampler(config)
     attributes, gauges, _ = decode(sampler.sample())
     assert sampler.source == attributes["leap0.metrics.source"] == "psutil"
@@ -289,7 +302,7 @@ def test_sample_is_a_valid_request_for_any_reading() -> None:
 
 def test_unreadable_cgroup_never_breaks_a_sample(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     directory = v2_pod(tmp_path, memory_current=10 * MIB)
-    sampler = MetricsSampler(SamplerConfig(root=tmp_path, memory_limit_env=str(GIB)))
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path, memory_limit_bytes=GIB))
     assert sampler.source == "cgroup-v2"
     (directory / "memory.current").write_text("garbage\n")
     attributes, gauges, _ = decode(sampler.sample())
@@ -301,7 +314,7 @@ def test_unreadable_cgroup_never_breaks_a_sample(tmp_path: Path, caplog: pytest.
 
 def test_source_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     v2_pod(tmp_path)
-    caplog.set_level("INFO", logger="leap0_sidecar.metrics")
+    caplog.set_level("INFO", logger="leap0_sidecar.sandbox_metrics")
     sampler = MetricsSampler(SamplerConfig(root=tmp_path))
     for _ in range(3):
         sampler.sample()
@@ -326,7 +339,7 @@ def test_keeps_the_cpu_baseline_when_only_the_process_changes(tmp_path: Path) ->
 def test_command_line_prints_otlp_json(tmp_path: Path) -> None:
     v2_pod(tmp_path, cpu_max="150000 100000", memory_current=3 * MIB)
     env = subprocess_env(LEAP0_METRICS_ROOT=str(tmp_path), LEAP0_SANDBOX_ID="sbx-cli")
-    command = [sys.executable, "-m", "leap0_sidecar.metrics", "--count", "2", "--interval", "0.05"]
+    command = [sys.executable, "-m", "leap0_sidecar.sandbox_metrics", "--count", "2", "--interval", "0.05"]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=60)
     first, second = (json.loads(line) for line in out.stdout.splitlines())
     resource = second["resourceMetrics"][0]
@@ -341,7 +354,7 @@ def test_command_line_prints_otlp_json(tmp_path: Path) -> None:
 
 def test_command_line_rejects_bad_config() -> None:
     env = subprocess_env(LEAP0_SANDBOX_MEMORY_LIMIT_BYTES="1Gi")
-    command = [sys.executable, "-m", "leap0_sidecar.metrics"]
+    command = [sys.executable, "-m", "leap0_sidecar.sandbox_metrics"]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert "LEAP0_SANDBOX_MEMORY_LIMIT_BYTES='1Gi' is not valid" in out.stderr
+    assert "configuration error: LEAP0_SANDBOX_MEMORY_LIMIT_BYTES='1Gi'" in out.stderr

@@ -25,7 +25,7 @@ from leap0_sidecar.queue import ExportQueue
 CounterKey = tuple[str, Signal, str]  # (metric name, signal, reason or transport or "")
 
 
-class Stats:
+class Counters:
     def __init__(self) -> None:
         self.start_ns = time.time_ns()
         self.counts: Counter[CounterKey] = Counter()
@@ -72,7 +72,7 @@ def _attr(key: str, value: str) -> KeyValue:
 
 
 def build_request(
-    stats: Stats,
+    counters: Counters,
     queue: ExportQueue,
     resource_attributes: Iterable[tuple[str, str]],
     now_ns: int | None = None,
@@ -80,7 +80,7 @@ def build_request(
     """A serialized ExportMetricsServiceRequest: the sidecar's counters (cumulative sums), queue gauges."""
     now = now_ns if now_ns is not None else time.time_ns()
     metrics: dict[str, metrics_pb2.Metric] = {}
-    for (name, signal, extra), value in sorted(stats.counts.items()):
+    for (name, signal, extra), value in sorted(counters.counts.items()):
         metric = metrics.get(name)
         if metric is None:
             metric = metrics[name] = metrics_pb2.Metric(
@@ -89,7 +89,7 @@ def build_request(
             metric.sum.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
             metric.sum.is_monotonic = True
         point = metric.sum.data_points.add(
-            start_time_unix_nano=stats.start_ns, time_unix_nano=now, as_int=value
+            start_time_unix_nano=counters.start_ns, time_unix_nano=now, as_int=value
         )
         point.attributes.append(_attr("signal", signal))
         if extra:

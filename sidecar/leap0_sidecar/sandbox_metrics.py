@@ -23,8 +23,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -32,7 +32,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 
 import leap0_contract as contract
 from leap0_sidecar.cgroups import CgroupReader, CgroupReading, open_cgroup_of
-from leap0_sidecar.filesystem import DEFAULT_WALK_INTERVAL, WorkspaceProbe
+from leap0_sidecar.config import ConfigError, SamplerConfig, load_sampler
+from leap0_sidecar.filesystem import WorkspaceProbe
 from leap0_sidecar.procs import PsutilSource, sandbox_pids
 
 log = logging.getLogger(__name__)
@@ -40,110 +41,6 @@ log = logging.getLogger(__name__)
 # While on the psutil source, look for a readable cgroup again at most this often (the sandbox container
 # starts after the native sidecar, so the first look may find no process).
 REDISCOVER_SECONDS = 10.0
-
-
-# --- configuration ----------------------------------------------------------------------------------------
-
-
-def parse_millicores(text: str) -> float:
-    """A downward-API ``limits.cpu`` with divisor ``1m`` (e.g. ``"500"``) as CPUs (0.5)."""
-    value = int(text.strip())
-    if value <= 0:
-        raise ValueError(f"CPU limit must be a positive number of millicores, got {text!r}")
-    return value / 1000
-
-
-def parse_bytes(text: str) -> int:
-    """A downward-API ``limits.memory`` / ``limits.ephemeral-storage`` with divisor ``1`` as bytes."""
-    value = int(text.strip())
-    if value <= 0:
-        raise ValueError(f"a byte count must be positive, got {text!r}")
-    return value
-
-
-SOURCES = (contract.SOURCE_CGROUP_V2, contract.SOURCE_CGROUP_V1, contract.SOURCE_PSUTIL)
-
-
-def _parse_pid(text: str) -> int:
-    value = int(text.strip())
-    if value <= 0:
-        raise ValueError(f"a process id must be positive, got {text!r}")
-    return value
-
-
-def _parse_source(text: str) -> str:
-    if text not in SOURCES:
-        raise ValueError(f"the metrics source must be one of {', '.join(SOURCES)}")
-    return text
-
-
-def _env(environ: Mapping[str, str], name: str) -> str | None:
-    value = environ.get(name, "").strip()
-    return value or None
-
-
-def _checked(environ: Mapping[str, str], name: str, parse: Callable[[str], object]) -> str | None:
-    value = _env(environ, name)
-    if value is not None:
-        try:
-            parse(value)
-        except ValueError as error:
-            raise ValueError(f"{name}={value!r} is not valid: {error}") from None
-    return value
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """What the sampler reads and how it labels what it sends. ``from_env`` builds it from the pod's env."""
-
-    # Every /proc and /sys read goes under this root (fixture trees in tests).
-    root: Path = Path("/")
-    # Downward-API values as the operator sets them: limits.cpu in millicores, limits.memory in bytes.
-    cpu_limit_env: str | None = None
-    memory_limit_env: str | None = None
-    # The shared workspace volume as mounted in the sidecar, and its size limit in bytes.
-    workspace: Path | None = None
-    disk_limit_bytes: int | None = None
-    # Resource attributes of every sample (leap0.* identity, k8s.*).
-    resource_attributes: dict[str, str] = field(default_factory=dict)
-    sandbox_container: str = contract.SANDBOX_CONTAINER
-    # One process of the sandbox (development and tests: skips the /proc scan; see procs.py).
-    sandbox_pid: int | None = None
-    # Force one source (cgroup-v2, cgroup-v1 or psutil) instead of choosing; a cgroup source that cannot be
-    # read still falls back to psutil.
-    force_source: str | None = None
-    # How often the workspace walk runs when statvfs is not exact.
-    walk_interval: float = DEFAULT_WALK_INTERVAL
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> SamplerConfig:
-        """Read the ``LEAP0_*`` variables; a malformed number raises ``ValueError`` naming
-        it."""
-        attributes: dict[str, str] = {}
-        for env_name, attribute in (
-            (contract.ENV_SANDBOX_ID, contract.ATTR_SANDBOX_ID),
-            (contract.ENV_ORG_ID, contract.ATTR_ORG_ID),
-            (contract.ENV_TEMPLATE_ID, contract.ATTR_TEMPLATE_ID),
-            (contract.ENV_K8S_NAMESPACE, contract.ATTR_K8S_NAMESPACE),
-            (contract.ENV_K8S_POD_NAME, contract.ATTR_K8S_POD_NAME),
-        ):
-            value = _env(environ, env_name)
-            if value is not None:
-                attributes[attribute] = value
-        disk = _checked(environ, contract.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
-        pid = _checked(environ, contract.ENV_SANDBOX_PID, _parse_pid)
-        force_source = _checked(environ, contract.ENV_METRICS_SOURCE, _parse_source)
-        workspace = _env(environ, contract.ENV_WORKSPACE)
-        return cls(
-            root=Path(_env(environ, contract.ENV_METRICS_ROOT) or "/"),
-            cpu_limit_env=_checked(environ, contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES, parse_millicores),
-            memory_limit_env=_checked(environ, contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES, parse_bytes),
-            workspace=Path(workspace) if workspace else None,
-            disk_limit_bytes=int(disk) if disk else None,
-            resource_attributes=attributes,
-            sandbox_pid=int(pid) if pid else None,
-            force_source=force_source,
-        )
 
 
 # --- pure arithmetic -------------------------------------------------------------------------------------
@@ -275,10 +172,8 @@ class MetricsSampler:
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
-        if config.force_source is not None:
-            _parse_source(config.force_source)
-        self._cpu_fallback = parse_millicores(config.cpu_limit_env) if config.cpu_limit_env else None
-        self._memory_fallback = parse_bytes(config.memory_limit_env) if config.memory_limit_env else None
+        self._cpu_fallback = config.cpu_limit
+        self._memory_fallback = config.memory_limit_bytes
         self._machine_cpus = machine_cpus(config.root)
         self._machine_memory = machine_memory(config.root)
         self._workspace = (
@@ -444,7 +339,7 @@ class MetricsSampler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m leap0_sidecar.metrics [--count N] [--interval S]``: print samples as OTLP/JSON.
+    """``python -m leap0_sidecar.sandbox_metrics [--count N] [--interval S]``: print samples as OTLP/JSON.
 
     Configured from the environment like the sidecar (``LEAP0_SANDBOX_PID`` points it at a process on a
     developer's machine). Exit status 2 with the reason for a bad configuration.
@@ -454,16 +349,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from google.protobuf.json_format import MessageToJson
 
-    parser = argparse.ArgumentParser(prog="python -m leap0_sidecar.metrics", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m leap0_sidecar.sandbox_metrics", description=main.__doc__)
     parser.add_argument("--count", type=int, default=1, help="samples to print (default 1)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        sampler = MetricsSampler(SamplerConfig.from_env(os.environ))
-    except ValueError as error:
-        print(f"leap0_sidecar.metrics: {error}", file=sys.stderr)
+        config = load_sampler(os.environ)
+    except ConfigError as error:
+        print(f"leap0_sidecar.sandbox_metrics: configuration error: {error}", file=sys.stderr)
         return 2
+    sampler = MetricsSampler(config)
     try:
         for index in range(args.count):
             if index:
