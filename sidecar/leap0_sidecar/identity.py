@@ -18,10 +18,13 @@ requests of one signal is simply their concatenation.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeAlias
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+Buffer: TypeAlias = bytes | memoryview
 
 
 class WireError(ValueError):
@@ -31,6 +34,7 @@ class WireError(ValueError):
 _WT_VARINT, _WT_I64, _WT_LEN, _WT_SGROUP, _WT_EGROUP, _WT_I32 = 0, 1, 2, 3, 4, 5
 _TAG_RESOURCE_X = b"\x0a"  # field 1, wire type 2: ResourceSpans/ResourceMetrics/ResourceLogs in a request
 _TAG_RESOURCE = b"\x0a"  # field 1, wire type 2: Resource in ResourceSpans/...
+MAX_FIELD_NUMBER = 2**29 - 1  # the largest field number protobuf allows
 
 
 def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -77,8 +81,10 @@ def iter_fields(
         else:
             key, pos = read_varint(buf, pos, end)
         number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise WireError(f"invalid field number 0 at offset {field_start}")
+        if number == 0 or number > MAX_FIELD_NUMBER:
+            raise WireError(
+                f"invalid field number {number} at offset {field_start} (field numbers are 1 to 2^29-1)"
+            )
         if wire_type == _WT_LEN:
             if pos < end and buf[pos] < 0x80:
                 length = buf[pos]
@@ -137,41 +143,43 @@ class IdentityStamper:
             resource = msg.SerializeToString()
         return resource + self._suffix
 
-    def rewrite_resource_x(self, buf: bytes, start: int, end: int) -> bytes:
-        """One ResourceSpans/ResourceMetrics/ResourceLogs (``buf[start:end]``), rewritten."""
-        resource_parts: list[bytes] = []
-        rest: list[bytes] = []
+    def rewrite_resource_x(self, buf: bytes, view: memoryview, start: int, end: int) -> list[Buffer]:
+        """One ResourceSpans/ResourceMetrics/ResourceLogs (``buf[start:end]``), rewritten, in pieces (views
+        of ``buf`` where it is copied untouched)."""
+        resource_parts: list[Buffer] = []
+        rest: list[Buffer] = []
         copy_from = start
         for number, wire_type, field_start, value_start, field_end in iter_fields(buf, start, end):
             if number == 1:
                 if wire_type != _WT_LEN:
                     raise WireError(f"resource field has wire type {wire_type}, expected length-delimited")
                 if copy_from < field_start:
-                    rest.append(buf[copy_from:field_start])
-                resource_parts.append(buf[value_start:field_end])
+                    rest.append(view[copy_from:field_start])
+                resource_parts.append(view[value_start:field_end])
                 copy_from = field_end
         if not resource_parts:  # the app sent no resource at all: add one
-            return self._only_identity + buf[start:end]
+            return [self._only_identity, view[start:end]]
         if copy_from < end:
-            rest.append(buf[copy_from:end])
+            rest.append(view[copy_from:end])
         # Several occurrences of a singular message field merge, so their concatenation is the resource.
         resource = self.rewrite_resource(b"".join(resource_parts))
-        return b"".join([_TAG_RESOURCE, encode_varint(len(resource)), resource, *rest])
+        return [_TAG_RESOURCE, encode_varint(len(resource)), resource, *rest]
 
     def rewrite(self, request: bytes) -> bytes:
         """Rewrite a serialized Export*ServiceRequest; raises WireError when it is malformed."""
-        out: list[bytes] = []
+        out: list[Buffer] = []
+        view = memoryview(request)  # slices of a view copy nothing: one copy of the request in all
         copy_from = 0
         for number, wire_type, field_start, value_start, field_end in iter_fields(request):
             if number != 1 or wire_type != _WT_LEN:
                 continue  # unknown field: copied with the untouched run around it
             if copy_from < field_start:
-                out.append(request[copy_from:field_start])
-            inner = self.rewrite_resource_x(request, value_start, field_end)
+                out.append(view[copy_from:field_start])
+            inner = self.rewrite_resource_x(request, view, value_start, field_end)
             out.append(_TAG_RESOURCE_X)
-            out.append(encode_varint(len(inner)))
-            out.append(inner)
+            out.append(encode_varint(sum(len(piece) for piece in inner)))
+            out.extend(inner)
             copy_from = field_end
         if copy_from < len(request):
-            out.append(request[copy_from:])
+            out.append(view[copy_from:])
         return b"".join(out)
