@@ -13,6 +13,13 @@ Answers are short fixed responses written here. Routes and answers, as the OTLP/
   full or the sidecar is stopping (the OTel SDKs retry); 404 for other paths, 405 for other methods; 408 when
   a request is not received completely within the receive timeout (slow or stuck clients); 400 for bad HTTP.
 - ``GET /healthz`` (alive) and ``GET /readyz`` (receivers up and accepting), JSON bodies.
+
+Memory stays bounded whatever a client sends: a request's bytes are reserved in the export queue's byte bound
+from its head on (503 with ``Retry-After`` at once when they do not fit, the body then read and discarded);
+data is parsed in slices of ``FEED_BYTES`` and a connection is not read while its unsent answers exceed
+``WRITE_BUFFER_HIGH`` (a client that pipelines requests without reading the answers stops being read);
+OTLP/JSON is converted in a worker thread, one request at a time, one span (metric, log record) at a time
+(otlp.json_to_protobuf), while its connection waits.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import http
 import json
 import logging
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -34,11 +42,16 @@ from leap0_contract import Signal
 from leap0_sidecar import otlp
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Outcome, Pipeline
+from leap0_sidecar.queue import ExportQueue
 
 log = logging.getLogger("leap0_sidecar.http")
 
 MAX_HEAD_BYTES: Final = 64 * 1024
 DISCARD_S: Final = 2.0
+# Data is handed to the parser in slices of this size, so that reading stops soon after the unsent answers
+# pass WRITE_BUFFER_HIGH (a slice of pipelined GETs makes at most about ten times its size in answers).
+FEED_BYTES: Final = 16 * 1024
+WRITE_BUFFER_HIGH: Final = 64 * 1024
 _PATH_SIGNALS: Final[dict[str, Signal]] = {path: signal for signal, path in contract.SIGNAL_PATHS.items()}
 _HEALTH_PATHS: Final = (contract.SIDECAR_HEALTH_PATH, contract.SIDECAR_READY_PATH)
 _REASONS: Final = {status.value: status.phrase for status in http.HTTPStatus}
@@ -126,6 +139,7 @@ class HttpReceiver:
         self.closing = False
         self._sweeper: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._json_slot = asyncio.Semaphore(1)  # OTLP/JSON conversions at once
 
     async def start(self, host: str, port: int) -> int:
         self.loop = asyncio.get_running_loop()
@@ -141,7 +155,7 @@ class HttpReceiver:
         if self.server is not None:
             self.server.close()
         for connection in list(self.connections):
-            if connection.busy_since is None:
+            if connection.busy_since is None and connection.job is None:
                 connection.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -164,7 +178,10 @@ class HttpReceiver:
     def route(
         self, method: str, path: str, headers: dict[bytes, bytes]
     ) -> tuple[Reply | None, Signal | None]:
-        """An answer decided from the head alone, or the signal of an OTLP request to read the body of."""
+        """An answer decided from the head alone, or the signal of an OTLP request to read the body of.
+
+        JSON or protobuf is decided by the media type alone (``application/x-protobuf; profile=json`` is
+        protobuf)."""
         if path in _HEALTH_PATHS and self.health is not None:
             if method != "GET":
                 return _text(405, f"{path} accepts GET", headers=(("allow", "GET"),)), None
@@ -176,7 +193,7 @@ class HttpReceiver:
             return _text(404, f"no such path: {path}"), None
         if method != "POST":
             return _text(405, f"{path} accepts POST", headers=(("allow", "POST"),)), None
-        content_type = headers.get(b"content-type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+        content_type = otlp.media_type(headers.get(b"content-type", b"").decode("latin-1"))
         if content_type not in (otlp.CONTENT_PROTOBUF, otlp.CONTENT_JSON):
             return _text(
                 415,
@@ -188,26 +205,12 @@ class HttpReceiver:
             return _text(415, f"unsupported content encoding {encoding!r}: use gzip or none"), None
         return None, signal
 
-    def handle_otlp(self, signal: Signal, body: bytes, json_encoding: bool, gzipped: bool) -> Reply:
-        content_type = otlp.CONTENT_JSON if json_encoding else otlp.CONTENT_PROTOBUF
+    def refuse(self, signal: Signal, json_encoding: bool) -> Reply:
+        """503 for a request whose bytes do not fit in the queue's bound (counted as refused)."""
+        self.pipeline.refuse(signal, "http")
+        return self._unavailable(Outcome.QUEUE_FULL, json_encoding)
 
-        def bad(reason: str) -> Reply:
-            return Reply(400, otlp.status_body(otlp.INVALID_ARGUMENT, reason, json_encoding), content_type)
-
-        try:
-            if gzipped:
-                body = gunzip_limited(body, self.max_body)
-            if json_encoding:
-                body = otlp.json_to_protobuf(signal, body)
-            outcome = self.pipeline.ingest(signal, body, "http")
-        except BodyTooLarge as exc:
-            return _text(413, str(exc), close=True)
-        except (GzipError, otlp.JsonError) as exc:
-            return bad(str(exc))
-        except WireError as exc:
-            return bad(f"invalid protobuf: {exc}")
-        if outcome is Outcome.ACCEPTED:
-            return Reply(200, otlp.success_body(json_encoding), content_type)
+    def _unavailable(self, outcome: Outcome, json_encoding: bool) -> Reply:
         delay = self.pipeline.retry_after_s()
         if outcome is Outcome.QUEUE_FULL:
             message = "the sidecar's export queue is full (the upstream is slow or unreachable): retry later"
@@ -216,24 +219,117 @@ class HttpReceiver:
         return Reply(
             503,
             otlp.status_body(otlp.UNAVAILABLE, message, json_encoding, retry_delay_s=delay),
-            content_type,
+            _content_type(json_encoding),
             headers=(("retry-after", str(delay)),),
             close=outcome is Outcome.SHUTTING_DOWN,
         )
 
+    def _bad(self, reason: str, json_encoding: bool) -> Reply:
+        return Reply(
+            400, otlp.status_body(otlp.INVALID_ARGUMENT, reason, json_encoding), _content_type(json_encoding)
+        )
+
+    def inflate(self, request: _Request) -> Reply | None:
+        """Decompress a gzip body in place (its inflated bytes reserved too); an answer if that fails."""
+        if not request.gzipped:
+            return None
+        try:
+            inflated = gunzip_limited(request.body, self.max_body)
+        except BodyTooLarge as exc:
+            return _text(413, str(exc), close=True)
+        except GzipError as exc:
+            return self._bad(str(exc), request.json_encoding)
+        if not self.pipeline.queue.reserve(len(inflated)):
+            return self.refuse(request.signal, request.json_encoding)
+        request.reserved += len(inflated)
+        request.body = inflated
+        return None
+
+    def ingest(self, request: _Request, protobuf: bytes) -> Reply:
+        """Stamp and queue a protobuf request; its reservation is released first (the queue takes over)."""
+        self.pipeline.queue.release(request.reserved)
+        request.reserved = 0
+        try:
+            outcome = self.pipeline.ingest(request.signal, protobuf, "http")
+        except WireError as exc:
+            return self._bad(f"invalid protobuf: {exc}", request.json_encoding)
+        if outcome is Outcome.ACCEPTED:
+            return Reply(200, otlp.success_body(request.json_encoding), _content_type(request.json_encoding))
+        return self._unavailable(outcome, request.json_encoding)
+
+    def handle_protobuf(self, request: _Request) -> Reply:
+        try:
+            return self.inflate(request) or self.ingest(request, request.body)
+        finally:
+            request.release(self.pipeline.queue)
+
+    async def handle_json(self, request: _Request) -> Reply:
+        """Convert OTLP/JSON in a worker thread (one request at a time), then ingest it."""
+        try:
+            reply = self.inflate(request)
+            if reply is not None:
+                return reply
+            async with self._json_slot:
+                try:
+                    protobuf = await asyncio.to_thread(otlp.json_to_protobuf, request.signal, request.body)
+                except otlp.JsonTooLarge as exc:
+                    return Reply(
+                        413,
+                        otlp.status_body(otlp.INVALID_ARGUMENT, str(exc), True),
+                        otlp.CONTENT_JSON,
+                    )
+                except otlp.JsonError as exc:
+                    return self._bad(str(exc), True)
+            request.body = b""
+            return self.ingest(request, protobuf)
+        finally:
+            request.release(self.pipeline.queue)
+
+
+def _content_type(json_encoding: bool) -> str:
+    return otlp.CONTENT_JSON if json_encoding else otlp.CONTENT_PROTOBUF
+
+
+@dataclass
+class _Request:
+    """A complete OTLP request waiting to be handled, with the queue bytes reserved for it."""
+
+    signal: Signal
+    body: bytes
+    json_encoding: bool
+    gzipped: bool
+    reserved: int
+
+    def release(self, queue: ExportQueue) -> None:
+        if self.reserved:
+            queue.release(self.reserved)
+            self.reserved = 0
+
 
 class _Connection(asyncio.Protocol):
-    """One client connection: httptools calls the ``on_*`` methods while data is fed to it."""
+    """One client connection: httptools calls the ``on_*`` methods while data is fed to it.
+
+    Requests are answered in order. A JSON request is converted in a worker thread (``job``); requests that
+    complete meanwhile wait in ``backlog``, and no more data is parsed until the job is done. Unparsed data
+    waits in ``pending`` (at most one read) while parsing is held back, and the connection is not read.
+    """
 
     def __init__(self, receiver: HttpReceiver) -> None:
         self.receiver = receiver
         assert receiver.loop is not None
         self.loop = receiver.loop
+        self.queue = receiver.pipeline.queue
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.busy_since: float | None = None  # when the current request's first byte arrived
         self.last_active = self.loop.time()
         self.discarding_until: float | None = None
+        self.pending = b""
+        self.pending_at = 0
+        self.writing_paused = False
+        self.job: asyncio.Task[None] | None = None
+        self.backlog: deque[_Request | Reply] = deque()
+        self.reserved = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -244,23 +340,74 @@ class _Connection(asyncio.Protocol):
         self.size = 0
         self.early: Reply | None = None
         self.signal: Signal | None = None
+        self.json_encoding = False
+        self.declared: int | None = None
+
+    def _release(self) -> None:
+        if self.reserved:
+            self.queue.release(self.reserved)
+            self.reserved = 0
 
     # --- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self.receiver.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.receiver.connections.discard(self)
         self.transport = None
+        self.pending = b""
+        self.body = []
+        self._release()
+        for waiting in self.backlog:
+            if isinstance(waiting, _Request):
+                waiting.release(self.queue)
+        self.backlog.clear()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True  # (the next _feed stops reading)
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._feed()
 
     def data_received(self, data: bytes) -> None:
         if self.discarding_until is not None or self.transport is None:
             return
         if self.busy_since is None:
             self.busy_since = self.loop.time()
+        if self.pending_at < len(self.pending):
+            self.pending = self.pending[self.pending_at :] + data
+        else:
+            self.pending = data
+        self.pending_at = 0
+        self._feed()
+
+    def _feed(self) -> None:
+        """Parse pending data, a slice at a time, while answers are being read and no job runs."""
+        pending = self.pending
+        while self.pending_at < len(pending) and not self.writing_paused and self.job is None:
+            start = self.pending_at
+            self.pending_at = min(len(pending), start + FEED_BYTES)
+            chunk = (
+                pending
+                if start == 0 and self.pending_at == len(pending)
+                else pending[start : self.pending_at]
+            )
+            if not self._parse(chunk) or self.transport is None or self.discarding_until is not None:
+                return
+        if self.pending_at >= len(pending):
+            self.pending, self.pending_at = b"", 0
+        if self.transport is not None:
+            if self.writing_paused or self.job is not None:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def _parse(self, data: bytes) -> bool:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -270,10 +417,14 @@ class _Connection(asyncio.Protocol):
             else:
                 log.error("unexpected error handling an HTTP request", exc_info=cause)
                 self._answer(_text(500, "internal error", close=True))
+            return False
         except httptools.HttpParserUpgrade:
             self._answer(_text(400, "protocol upgrades are not supported", close=True))
+            return False
         except httptools.HttpParserError as exc:
             self._answer(_text(400, f"bad HTTP request: {exc}", close=True))
+            return False
+        return True
 
     def eof_received(self) -> bool:
         return False  # close when the client does
@@ -308,32 +459,77 @@ class _Connection(asyncio.Protocol):
             raise BodyTooLarge(
                 f"the body ({int(declared)} bytes) exceeds the limit of {self.receiver.max_body} bytes"
             )
-        if (
-            self.early is None
-            and self.headers.get(b"expect", b"").lower() == b"100-continue"
-            and self.transport
-        ):
+        if self.early is not None or self.signal is None:
+            return
+        self.json_encoding = (
+            otlp.media_type(self.headers.get(b"content-type", b"").decode("latin-1")) == otlp.CONTENT_JSON
+        )
+        if declared.isdigit():
+            self.declared = int(declared)
+            if not self.queue.reserve(self.declared):
+                self.early = self.receiver.refuse(self.signal, self.json_encoding)
+                return
+            self.reserved = self.declared
+        if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # (curl asks before sending a body)
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
         if self.size > self.receiver.max_body:
             raise BodyTooLarge(f"the body exceeds the limit of {self.receiver.max_body} bytes")
-        if self.early is None:
-            self.body.append(body)
+        if self.early is not None:
+            return  # read and discarded
+        if self.size > self.reserved:  # a chunked body: reserve as it arrives
+            if not self.queue.reserve(self.size - self.reserved):
+                assert self.signal is not None
+                self._release()
+                self.body = []
+                self.early = self.receiver.refuse(self.signal, self.json_encoding)
+                return
+            self.reserved = self.size
+        self.body.append(body)
 
     def on_message_complete(self) -> None:
-        reply = self.early
-        if reply is None:
+        waiting: _Request | Reply
+        if self.early is not None:
+            waiting = self.early
+            self._release()
+        else:
             assert self.signal is not None
             body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-            content_type = self.headers.get(b"content-type", b"").lower()
+            self.body = []
             gzipped = self.headers.get(b"content-encoding", b"").strip().lower() == b"gzip"
-            reply = self.receiver.handle_otlp(self.signal, body, b"json" in content_type, gzipped)
-        self._answer(reply)
+            waiting = _Request(self.signal, body, self.json_encoding, gzipped, self.reserved)
+            self.reserved = 0  # (the request holds the reservation now)
         self._reset()
+        if self.job is not None or self.backlog:
+            self.backlog.append(waiting)
+        else:
+            self._handle(waiting)
 
-    # --- answers and timeouts ----------------------------------------------------------------------
+    # --- handling, answers and timeouts -------------------------------------------------------------
+
+    def _handle(self, waiting: _Request | Reply) -> None:
+        if isinstance(waiting, Reply):
+            self._answer(waiting)
+        elif waiting.json_encoding:
+            self.busy_since = None
+            self.job = self.loop.create_task(self._convert(waiting))
+        else:
+            self._answer(self.receiver.handle_protobuf(waiting))
+
+    async def _convert(self, request: _Request) -> None:
+        try:
+            reply = await self.receiver.handle_json(request)
+        except Exception:  # (a bug: answered, logged, and the connection goes on)
+            log.exception("unexpected error converting an OTLP/JSON request")
+            reply = _text(500, "internal error", close=True)
+        self.job = None
+        self._answer(reply)
+        while self.backlog and self.job is None and self.transport is not None:
+            self._handle(self.backlog.popleft())
+        if self.job is None:
+            self._feed()
 
     def _answer(self, reply: Reply, *, discard: bool = False) -> None:
         transport = self.transport
@@ -345,16 +541,20 @@ class _Connection(asyncio.Protocol):
         self.last_active = self.loop.time()
         if keep_alive:
             return
+        self.pending = b""
+        self.body = []
+        self._release()
         if discard and transport.can_write_eof():
             # The client may still be sending the body we refused: read and ignore it for a moment, so it
             # gets to read the answer instead of a connection reset.
             transport.write_eof()
+            transport.resume_reading()
             self.discarding_until = self.loop.time() + DISCARD_S
         else:
             transport.close()
 
     def check_timeouts(self, now: float) -> None:
-        if self.transport is None:
+        if self.transport is None or self.job is not None:
             return
         if self.discarding_until is not None:
             if now > self.discarding_until:

@@ -41,6 +41,11 @@ class Pipeline:
         """The request with the identity on every resource (bench/sidecar.py swaps in a naive full decode)."""
         return self.stamper.rewrite(request)
 
+    def refuse(self, signal: Signal, transport: str) -> None:
+        """Count a request pushed back before it was read (its bytes would not fit in the queue)."""
+        self.counters.received(signal, transport)
+        self.counters.refused(signal, Outcome.QUEUE_FULL.value)
+
     def ingest(self, signal: Signal, request: bytes, transport: str, *, internal: bool = False) -> Outcome:
         """Take one serialized Export*ServiceRequest; raises identity.WireError when it is malformed.
 

@@ -1,8 +1,9 @@
 """The export queue: export requests per signal, bounded in bytes (pure bookkeeping plus asyncio wake-ups).
 
 Bytes stay counted until the exporter has finished with them (forwarded or dropped), so the bound covers what
-is in flight too: the sidecar's memory for telemetry never exceeds ``capacity`` plus one request being
-received.
+is in flight too; the HTTP receiver reserves a request's bytes here while it receives and decodes it
+(``reserve``/``release``), so the sidecar's memory for telemetry, queued, in flight or arriving, stays within
+``capacity``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,19 @@ class ExportQueue:
 
     def free(self) -> int:
         return self.capacity - self.used
+
+    def reserve(self, nbytes: int) -> bool:
+        """Count ``nbytes`` of a request being received; False (nothing counted) when they do not fit."""
+        if self.used + nbytes > self.capacity:
+            return False
+        self.used += nbytes
+        if self._empty is not None:
+            self._empty.clear()
+        return True
+
+    def release(self, nbytes: int) -> None:
+        """Bytes reserved earlier are no longer being received (queued with ``offer``, or given up)."""
+        self.done(nbytes)
 
     def offer(self, signal: Signal, data: bytes) -> bool:
         """Queue a request; False (and nothing queued) when it does not fit."""
