@@ -11,7 +11,7 @@ from typing import Protocol
 import leap0_contract as contract
 from leap0_sidecar import self_metrics
 from leap0_sidecar.config import Config
-from leap0_sidecar.exporter import Exporter
+from leap0_sidecar.exporter import Exporter, HttpClient, UpstreamError
 from leap0_sidecar.grpc_receiver import GrpcReceiver
 from leap0_sidecar.http_receiver import HttpReceiver
 from leap0_sidecar.identity import WireError
@@ -20,6 +20,8 @@ from leap0_sidecar.queue import ExportQueue
 from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar")
+
+FINAL_COUNTS_TIMEOUT_S = 2.0  # the last counters, sent after the flush: not worth more of the grace period
 
 
 class Sampler(Protocol):
@@ -162,6 +164,24 @@ class Sidecar:
                 loop.remove_signal_handler(signum)
         return 0
 
+    async def _send_final_counts(self) -> None:
+        """The sidecar's own counters once more, straight to the upstream (not queued: the queue is closed),
+        so what the shutdown lost is counted where the rest of its metrics are. Best effort, short."""
+        upstream = self.config.upstreams["metrics"]
+        if upstream is None:
+            return
+        request = self.pipeline.stamp("metrics", self_metrics.build_request(self.counters, self.queue, ()))
+        client = HttpClient(upstream)
+        try:
+            response = await client.post([request], timeout_s=min(upstream.timeout_s, FINAL_COUNTS_TIMEOUT_S))
+        except UpstreamError as exc:
+            log.info("the final counts were not sent: %s", exc)
+        else:
+            if not 200 <= response.status < 300:
+                log.info("the final counts were not accepted: the upstream answered %d", response.status)
+        finally:
+            client.close()
+
     async def shutdown(self) -> None:
         """Stop accepting, take a last metrics sample, flush the queue until the deadline, drop the rest."""
         deadline = time.monotonic() + self.config.shutdown_timeout_s
@@ -182,14 +202,22 @@ class Sidecar:
             waiting = self.queue.take(sig, self.queue.capacity)
             if waiting:
                 self.counters.dropped(sig, "shutdown", len(waiting))
-        dropped = sum(
+        lost = sum(
             v
             for (name, _, reason), v in self.counters.counts.items()
             if name == contract.METRIC_SIDECAR_DROPPED and reason == "shutdown"
         )
-        if dropped:
-            log.warning("shutdown deadline passed: %d export request(s) not delivered", dropped)
-        elif queued:
+        unknown = sum(self.exporter.unknown.values())
+        if lost:
+            log.warning("shutdown deadline passed: %d export request(s) not delivered", lost)
+        if unknown:
+            log.warning(
+                "shutdown deadline passed: %d export request(s) were being sent and got no answer "
+                "(the upstream may have them)",
+                unknown,
+            )
+        if not lost and not unknown and queued:
             log.info("flushed everything queued")
+        await self._send_final_counts()
         await self.health_http.close()
         log.info("stopped")

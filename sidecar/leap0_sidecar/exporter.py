@@ -7,16 +7,20 @@ policy (pure functions below): 429, 502, 503, 504, connection errors and timeout
 backoff and jitter, or after ``Retry-After`` when the upstream sends it; every other status is permanent and
 the data is dropped and counted. Retries go on while the data is queued (the queue's byte bound, and the
 receivers' pushback when it is full, keep that finite); at shutdown they stop at the deadline.
+
+A batch (several received requests sent as one) refused with 400 or 413 is split in halves and each half
+sent again, down to single requests: a request the upstream cannot parse (the receivers check the outer
+levels of the protobuf, not every span) is dropped alone instead of taking the rest of its batch with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import logging
 import random
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -33,6 +37,9 @@ log = logging.getLogger("leap0_sidecar.exporter")
 RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 USER_AGENT: Final = "leap0-sidecar"
 SHUTDOWN_RETRY_S: Final = 1.0  # the longest wait between attempts while flushing at shutdown
+IN_FLIGHT_GRACE_S: Final = 1.0  # at the shutdown deadline, how long an attempt under way may still finish
+SPLIT_STATUS: Final = frozenset({400, 413})  # a batch refused with these is sent again in halves
+_WRITE_SLICE: Final = 64 * 1024  # a request body is written in slices, waiting for each to leave
 _MAX_RESPONSE_BODY: Final = 64 * 1024
 _RESERVED_HEADERS: Final = frozenset(
     {"host", "content-length", "content-type", "content-encoding", "connection"}
@@ -158,10 +165,11 @@ class HttpClient:
             self._writer.close()
         self._reader = self._writer = None
 
-    async def post(self, body: bytes) -> Response:
-        """One request; raises UpstreamError when no response arrives within the timeout."""
+    async def post(self, body: list[bytes], timeout_s: float | None = None) -> Response:
+        """One request whose body is the concatenation of ``body``; raises UpstreamError when no response
+        arrives within the timeout (the upstream's, or ``timeout_s``)."""
         try:
-            async with asyncio.timeout(self.upstream.timeout_s):
+            async with asyncio.timeout(timeout_s or self.upstream.timeout_s):
                 reused = self._writer is not None
                 try:
                     return await self._post(body)
@@ -178,7 +186,7 @@ class HttpClient:
             self.close()
             raise UpstreamError(str(exc) or type(exc).__name__) from None
 
-    async def _post(self, body: bytes) -> Response:
+    async def _post(self, body: list[bytes]) -> Response:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
                 self.upstream.host,
@@ -188,8 +196,12 @@ class HttpClient:
             )
         reader, writer = self._reader, self._writer
         assert reader is not None
-        writer.writelines([self._head, b"%d\r\n\r\n" % len(body), body])
-        await writer.drain()
+        writer.write(self._head + b"%d\r\n\r\n" % sum(len(part) for part in body))
+        for part in body:  # in slices, each sent before the next: the transport never copies a whole body
+            view = memoryview(part)
+            for start in range(0, len(part), _WRITE_SLICE):
+                writer.write(view[start : start + _WRITE_SLICE])
+                await writer.drain()
         collector = _Collector()
         parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
@@ -231,9 +243,14 @@ class Exporter:
         self.max_batch_bytes = max_batch_bytes
         self.batch_linger_s = batch_linger_s
         self.batch_target_bytes = batch_target_bytes
-        self.stopping = False
+        self.stopping = False  # shutdown: flush without lingering
         self._stopping_event = asyncio.Event()
+        self.closing = False  # the shutdown deadline: no more attempts
+        self._closing_event = asyncio.Event()
         self.inflight: dict[Signal, int] = {}
+        self.attempting: dict[Signal, int] = dict.fromkeys(upstreams, 0)
+        # Requests whose attempt was cut off at the deadline: the upstream may or may not have them.
+        self.unknown: dict[Signal, int] = dict.fromkeys(upstreams, 0)
         self._tasks: list[asyncio.Task[None]] = []
         self._clients: list[HttpClient] = []
 
@@ -250,7 +267,14 @@ class Exporter:
         self._stopping_event.set()  # cut short the backoff sleeps: try now, then often
 
     async def stop(self) -> None:
-        """Cancel the workers; what they held in flight is counted as dropped (reason ``shutdown``)."""
+        """Stop the workers (the shutdown deadline). A worker waiting to retry stops at once, and its data is
+        counted as dropped (reason ``shutdown``); an attempt under way gets IN_FLIGHT_GRACE_S to finish, and
+        if it does not, its data is counted in ``unknown`` (the upstream may have it), not as dropped."""
+        self.flush_now()
+        self.closing = True
+        self._closing_event.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=IN_FLIGHT_GRACE_S)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -258,7 +282,7 @@ class Exporter:
             client.close()
 
     async def _run(self, signal: Signal, client: HttpClient) -> None:
-        while True:
+        while not self.closing:
             await self.queue.wait(signal)
             if (
                 self.batch_linger_s
@@ -267,44 +291,58 @@ class Exporter:
             ):
                 # Let more requests of the signal arrive: one upstream request for many received ones.
                 await asyncio.sleep(self.batch_linger_s)
+            if self.closing:
+                return
             batch = self.queue.take(signal, self.max_batch_bytes)
             if not batch:
                 continue
             nbytes = sum(len(b) for b in batch)
             self.inflight[signal] = len(batch)
             try:
-                if len(batch) == 1:
-                    await self._deliver(signal, client, batch[0], 1)
-                elif await self._deliver(signal, client, b"".join(batch), len(batch), split_on_413=True):
-                    # The upstream takes smaller requests than our batch: the requests one by one.
-                    log.info(
-                        "%s: %s refused a %d-request batch as too large: sending them one by one",
-                        signal,
-                        client.upstream.url,
-                        len(batch),
-                    )
-                    for item in batch:
-                        await self._deliver(signal, client, item, 1)
-            except asyncio.CancelledError:
-                self.counters.dropped(signal, "shutdown", len(batch))
-                raise
+                await self._deliver_batch(signal, client, batch)
             finally:
                 self.inflight[signal] = 0
                 self.queue.done(nbytes)
 
-    async def _deliver(
-        self, signal: Signal, client: HttpClient, body: bytes, requests: int, *, split_on_413: bool = False
-    ) -> bool:
-        """Deliver one request, retrying as needed; True if it should be split (413 with split_on_413)."""
-        payload = gzip.compress(body, compresslevel=1, mtime=0) if client.upstream.gzip else body
+    async def _deliver_batch(self, signal: Signal, client: HttpClient, batch: list[bytes]) -> None:
+        """Deliver requests sent as one; refused with 400 or 413, the batch is sent again in halves."""
+        if not await self._deliver(signal, client, batch, split=len(batch) > 1):
+            return
+        log.info(
+            "%s: %s refused a %d-request batch (as malformed or too large): sending it again in halves",
+            signal,
+            client.upstream.url,
+            len(batch),
+        )
+        half = len(batch) // 2
+        await self._deliver_batch(signal, client, batch[:half])
+        await self._deliver_batch(signal, client, batch[half:])
+
+    async def _deliver(self, signal: Signal, client: HttpClient, batch: list[bytes], *, split: bool) -> bool:
+        """Deliver requests as one, retrying as needed; True if the batch should be split (a 400 or 413 and
+        ``split``). Counts what is forwarded and dropped, at the deadline too."""
+        requests = len(batch)
+        if self.closing:  # (the second half of a split batch, at the deadline)
+            self.counters.dropped(signal, "shutdown", requests)
+            return False
+        size = sum(len(part) for part in batch)
+        if client.upstream.gzip:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip, level 1
+            payload = [*(compressor.compress(part) for part in batch), compressor.flush()]
+        else:
+            payload = batch
         attempt = 0
         url = client.upstream.url
         while True:
             retry_after: float | None = None
             try:
+                self.attempting[signal] = requests
                 response = await client.post(payload)
             except UpstreamError as exc:
                 reason = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            except asyncio.CancelledError:
+                self.unknown[signal] += requests  # cancelled while the upstream may have had it
+                raise
             else:
                 if 200 <= response.status < 300:
                     self.counters.forwarded(signal, requests)
@@ -312,7 +350,7 @@ class Exporter:
                         log.info("%s: delivered to %s after %d retries", signal, url, attempt)
                     _log_partial_success(signal, response)
                     return False
-                if response.status == 413 and split_on_413:
+                if response.status in SPLIT_STATUS and split:
                     return True
                 if not is_retryable(response.status):
                     self.counters.dropped(signal, "permanent_error", requests)
@@ -322,12 +360,14 @@ class Exporter:
                         url,
                         response.status,
                         requests,
-                        len(body),
+                        size,
                         response.body[:300].decode("utf-8", "replace"),
                     )
                     return False
                 reason = f"HTTP {response.status}"
                 retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+            finally:
+                self.attempting[signal] = 0
             delay = (
                 retry_after
                 if retry_after is not None
@@ -344,10 +384,14 @@ class Exporter:
             )
             attempt += 1
             if self.stopping:
-                await asyncio.sleep(min(delay, SHUTDOWN_RETRY_S))
-            else:
-                with contextlib.suppress(TimeoutError):  # (a shutdown ends the wait early)
-                    await asyncio.wait_for(self._stopping_event.wait(), delay)
+                delay = min(delay, SHUTDOWN_RETRY_S)
+            with contextlib.suppress(TimeoutError):  # (a shutdown ends the wait early)
+                await asyncio.wait_for(
+                    (self._closing_event if self.stopping else self._stopping_event).wait(), delay
+                )
+            if self.closing:  # the deadline passed while waiting to retry: this data is lost
+                self.counters.dropped(signal, "shutdown", requests)
+                return False
 
 
 def _log_partial_success(signal: Signal, response: Response) -> None:

@@ -60,7 +60,7 @@ async def test_request_format_and_keep_alive() -> None:
     server, port = await serve(handler)
     http = client(port, OTEL_EXPORTER_OTLP_HEADERS="x-api-key=k%201", OTEL_EXPORTER_OTLP_COMPRESSION="gzip")
     for i in range(3):
-        response = await http.post(b"body%d" % i)
+        response = await http.post([b"body%d" % i])
         assert response.status == 200
     http.close()
     server.close()
@@ -87,9 +87,9 @@ async def test_chunked_answer_and_connection_close() -> None:
 
     server, port = await serve(handler)
     http = client(port)
-    response = await http.post(b"x")
+    response = await http.post([b"x"])
     assert (response.status, response.headers["retry-after"], response.body) == (503, "3", b"busy!")
-    response = await http.post(b"y")  # a new connection, since the server closed the last one
+    response = await http.post([b"y"])  # a new connection, since the server closed the last one
     assert response.status == 503
     http.close()
     server.close()
@@ -113,9 +113,9 @@ async def test_body_until_close_and_stale_keep_alive_connection() -> None:
 
     server, port = await serve(handler)
     http = client(port)
-    assert (await http.post(b"a")).status == 200
+    assert (await http.post([b"a"])).status == 200
     await asyncio.sleep(0.05)
-    response = await http.post(b"b")  # the stale connection fails; retried once on a new one
+    response = await http.post([b"b"])  # the stale connection fails; retried once on a new one
     assert (response.status, response.body) == (200, b"until-close")
     http.close()
     server.close()
@@ -128,10 +128,10 @@ async def test_timeout_and_refused_connection_raise_upstream_error() -> None:
     server, port = await serve(silent)
     http = client(port, OTEL_EXPORTER_OTLP_TIMEOUT="200")
     with pytest.raises(UpstreamError, match=r"no response within 0\.2 s"):
-        await http.post(b"x")
+        await http.post([b"x"])
     server.close()
     http.close()
     refused = client(port)  # nothing listens any more
     await asyncio.sleep(0.05)
     with pytest.raises(UpstreamError):
-        await refused.post(b"x")
+        await refused.post([b"x"])
