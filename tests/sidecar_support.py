@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -101,10 +101,13 @@ class Received:
 
 @dataclass
 class Upstream:
-    """An OTLP/HTTP receiver on a free port that decodes what it receives (with real protobuf).
+    """An OTLP/HTTP receiver on a free port that decodes what it receives (with real protobuf) and, as the
+    OpenTelemetry Collector does, answers 400 to a body it cannot decode (``rejected`` counts those).
 
-    ``script`` holds (status, headers) answers used before the default 200; ``stop()``/``start()`` simulate an
-    outage (listening socket and kept-alive connections closed, so the sidecar sees connection errors).
+    ``script`` holds (status, headers) answers used before the default 200; ``refuse`` maps a path to a
+    status answered to every request for it; ``stall_s`` delays each answer (a slow upstream);
+    ``stop()``/``start()`` simulate an outage (listening socket and kept-alive connections closed, so the
+    sidecar sees connection errors).
     """
 
     port: int = field(default_factory=free_port)
@@ -112,6 +115,9 @@ class Upstream:
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     attempts: list[float] = field(default_factory=list)
     tls: tuple[Path, Path] | None = None  # (certificate, key): serve https
+    refuse: dict[str, int] = field(default_factory=dict)
+    stall_s: float = 0.0
+    rejected: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
     _sockets: set[socket.socket] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -141,6 +147,10 @@ class Upstream:
                 with upstream._lock:
                     upstream.attempts.append(time.monotonic())
                     answer = upstream.script.pop(0) if upstream.script else None
+                if self.path in upstream.refuse:
+                    answer = (upstream.refuse[self.path], {})
+                if upstream.stall_s:
+                    time.sleep(upstream.stall_s)
                 if answer is not None:
                     status, headers = answer
                     self.send_response(status)
@@ -151,7 +161,18 @@ class Upstream:
                     return
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
-                message = REQUEST_TYPES[self.path].FromString(body)
+                try:
+                    message = REQUEST_TYPES[self.path].FromString(body)
+                except DecodeError as exc:
+                    with upstream._lock:
+                        upstream.rejected += 1
+                    reason = f"cannot decode the request: {exc}".encode()
+                    self.send_response(400)
+                    self.send_header("content-type", "text/plain")
+                    self.send_header("content-length", str(len(reason)))
+                    self.end_headers()
+                    self.wfile.write(reason)
+                    return
                 with upstream._lock:
                     upstream.received.append(
                         Received(
@@ -256,6 +277,12 @@ class SidecarProcess:
         except OSError:
             return False
 
+    def health_state(self) -> dict[str, Any]:
+        """The /healthz document (status, export, queue_bytes, queue_capacity)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as response:
+            state: dict[str, Any] = json.load(response)
+            return state
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -277,6 +304,42 @@ class SidecarProcess:
                 self.proc.wait()
         if hasattr(self, "_log"):
             self._log.close()
+
+
+MIB = 1024 * 1024
+
+
+class RssSampler:
+    """Samples a process's RSS (psutil) in a thread until stopped; ``peak`` is the largest sample, and
+    ``high_water()`` the kernel's own peak (VmHWM), which no sampling interval can miss."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            self._stop.wait(0.005)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def high_water(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
 
 
 @contextlib.contextmanager

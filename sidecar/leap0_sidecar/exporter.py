@@ -168,8 +168,9 @@ class HttpClient:
     async def post(self, body: list[bytes], timeout_s: float | None = None) -> Response:
         """One request whose body is the concatenation of ``body``; raises UpstreamError when no response
         arrives within the timeout (the upstream's, or ``timeout_s``)."""
+        timeout = timeout_s or self.upstream.timeout_s
         try:
-            async with asyncio.timeout(timeout_s or self.upstream.timeout_s):
+            async with asyncio.timeout(timeout):
                 reused = self._writer is not None
                 try:
                     return await self._post(body)
@@ -181,7 +182,7 @@ class HttpClient:
                     return await self._post(body)
         except TimeoutError:
             self.close()
-            raise UpstreamError(f"no response within {self.upstream.timeout_s:g} s") from None
+            raise UpstreamError(f"no response within {timeout:g} s") from None
         except _CLIENT_ERRORS as exc:
             self.close()
             raise UpstreamError(str(exc) or type(exc).__name__) from None

@@ -66,7 +66,7 @@ class GzipError(ValueError):
     pass
 
 
-def gunzip_limited(data: bytes, limit: int) -> bytes:
+def gunzip_limited(data: bytes | bytearray, limit: int) -> bytes:
     """Inflate a gzip body (one or more members); BodyTooLarge as soon as it exceeds ``limit`` bytes."""
     out: list[bytes] = []
     size = 0
@@ -245,7 +245,7 @@ class HttpReceiver:
         request.body = inflated
         return None
 
-    def ingest(self, request: _Request, protobuf: bytes) -> Reply:
+    def ingest(self, request: _Request, protobuf: bytes | bytearray) -> Reply:
         """Stamp and queue a protobuf request; its reservation is released first (the queue takes over)."""
         self.pipeline.queue.release(request.reserved)
         request.reserved = 0
@@ -295,7 +295,7 @@ class _Request:
     """A complete OTLP request waiting to be handled, with the queue bytes reserved for it."""
 
     signal: Signal
-    body: bytes
+    body: bytes | bytearray
     json_encoding: bool
     gzipped: bool
     reserved: int
@@ -336,7 +336,8 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
         self.head_size = 0
-        self.body: list[bytes] = []
+        self.body: list[bytes] = []  # a chunked body's pieces
+        self.buffer: bytearray | None = None  # a body of known length, filled in place
         self.size = 0
         self.early: Reply | None = None
         self.signal: Signal | None = None
@@ -360,7 +361,7 @@ class _Connection(asyncio.Protocol):
         self.receiver.connections.discard(self)
         self.transport = None
         self.pending = b""
-        self.body = []
+        self.body, self.buffer = [], None
         self._release()
         for waiting in self.backlog:
             if isinstance(waiting, _Request):
@@ -470,6 +471,7 @@ class _Connection(asyncio.Protocol):
                 self.early = self.receiver.refuse(self.signal, self.json_encoding)
                 return
             self.reserved = self.declared
+            self.buffer = bytearray(self.declared)
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # (curl asks before sending a body)
 
@@ -479,6 +481,9 @@ class _Connection(asyncio.Protocol):
             raise BodyTooLarge(f"the body exceeds the limit of {self.receiver.max_body} bytes")
         if self.early is not None:
             return  # read and discarded
+        if self.buffer is not None:  # (llhttp delivers exactly Content-Length bytes)
+            self.buffer[self.size - len(body) : self.size] = body
+            return
         if self.size > self.reserved:  # a chunked body: reserve as it arrives
             if not self.queue.reserve(self.size - self.reserved):
                 assert self.signal is not None
@@ -496,8 +501,11 @@ class _Connection(asyncio.Protocol):
             self._release()
         else:
             assert self.signal is not None
-            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-            self.body = []
+            if self.buffer is not None:
+                body: bytes | bytearray = self.buffer
+            else:
+                body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+            self.body, self.buffer = [], None
             gzipped = self.headers.get(b"content-encoding", b"").strip().lower() == b"gzip"
             waiting = _Request(self.signal, body, self.json_encoding, gzipped, self.reserved)
             self.reserved = 0  # (the request holds the reservation now)
@@ -542,7 +550,7 @@ class _Connection(asyncio.Protocol):
         if keep_alive:
             return
         self.pending = b""
-        self.body = []
+        self.body, self.buffer = [], None
         self._release()
         if discard and transport.can_write_eof():
             # The client may still be sending the body we refused: read and ignore it for a moment, so it

@@ -37,7 +37,7 @@ _TAG_RESOURCE = b"\x0a"  # field 1, wire type 2: Resource in ResourceSpans/...
 MAX_FIELD_NUMBER = 2**29 - 1  # the largest field number protobuf allows
 
 
-def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_varint(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int]:
     """Decode a base-128 varint at ``pos``; return (value, position after it)."""
     result = 0
     shift = 0
@@ -64,7 +64,7 @@ def encode_varint(value: int) -> bytes:
 
 
 def iter_fields(
-    buf: bytes, start: int = 0, end: int | None = None
+    buf: bytes | bytearray, start: int = 0, end: int | None = None
 ) -> Iterable[tuple[int, int, int, int, int]]:
     """Yield (number, wire type, field start, value start, field end) for each field in ``buf[start:end]``.
 
@@ -143,7 +143,9 @@ class IdentityStamper:
             resource = msg.SerializeToString()
         return resource + self._suffix
 
-    def rewrite_resource_x(self, buf: bytes, view: memoryview, start: int, end: int) -> list[Buffer]:
+    def rewrite_resource_x(
+        self, buf: bytes | bytearray, view: memoryview, start: int, end: int
+    ) -> list[Buffer]:
         """One ResourceSpans/ResourceMetrics/ResourceLogs (``buf[start:end]``), rewritten, in pieces (views
         of ``buf`` where it is copied untouched)."""
         resource_parts: list[Buffer] = []
@@ -165,7 +167,7 @@ class IdentityStamper:
         resource = self.rewrite_resource(b"".join(resource_parts))
         return [_TAG_RESOURCE, encode_varint(len(resource)), resource, *rest]
 
-    def rewrite(self, request: bytes) -> bytes:
+    def rewrite(self, request: bytes | bytearray) -> bytes:
         """Rewrite a serialized Export*ServiceRequest; raises WireError when it is malformed."""
         out: list[Buffer] = []
         view = memoryview(request)  # slices of a view copy nothing: one copy of the request in all

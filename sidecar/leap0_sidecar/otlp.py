@@ -50,6 +50,9 @@ _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "paren
 _ID_LENGTHS = {"traceId": 16, "trace_id": 16}
 
 
+Bytes = bytes | bytearray
+
+
 class JsonError(ValueError):
     """An OTLP/JSON body that cannot be converted; the message is the parser's reason."""
 
@@ -116,7 +119,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
 
 
-def _space(body: bytes, pos: int) -> int:
+def _space(body: Bytes, pos: int) -> int:
     """The position after any white space at ``pos``; the end of the body is malformed JSON here."""
     match = _SPACE.match(body, pos)
     assert match is not None  # (it matches the empty string)
@@ -125,7 +128,7 @@ def _space(body: bytes, pos: int) -> int:
     return match.end()
 
 
-def _value_end(body: bytes, pos: int, path: str) -> int:
+def _value_end(body: Bytes, pos: int, path: str) -> int:
     """Where the JSON value starting at ``pos`` ends (its syntax inside is checked when it is decoded)."""
     first = body[pos : pos + 1]
     if first == b'"':
@@ -153,7 +156,7 @@ def _value_end(body: bytes, pos: int, path: str) -> int:
     return scalar.end()
 
 
-def _decode(body: bytes, start: int, end: int, path: str) -> Any:
+def _decode(body: Bytes, start: int, end: int, path: str) -> Any:
     if end - start > JSON_VALUE_LIMIT:
         raise JsonTooLarge(
             f"{path} is {end - start} bytes of JSON, more than the {JSON_VALUE_LIMIT} the sidecar decodes "
@@ -171,7 +174,7 @@ def _decode(body: bytes, start: int, end: int, path: str) -> Any:
     return value
 
 
-def _walk_object(body: bytes, pos: int, path: str, member: Callable[[str, int, str], int]) -> int:
+def _walk_object(body: Bytes, pos: int, path: str, member: Callable[[str, int, str], int]) -> int:
     """Call ``member(name, value start, path)`` (which returns where the value ends) for each member of the
     object at ``pos``; return where the object ends."""
     if body[pos : pos + 1] != b"{":
@@ -196,7 +199,7 @@ def _walk_object(body: bytes, pos: int, path: str, member: Callable[[str, int, s
         pos = _space(body, pos + 1)
 
 
-def _walk_array(body: bytes, pos: int, path: str, element: Callable[[int, str], int]) -> int:
+def _walk_array(body: Bytes, pos: int, path: str, element: Callable[[int, str], int]) -> int:
     """Call ``element(start, path)`` (which returns where the element ends) for each element of the array
     at ``pos`` (``null`` is an empty array); return where the array ends."""
     if body[pos : pos + 4] == b"null":
@@ -291,7 +294,7 @@ Child = Callable[[int, str], tuple[bytes, int]]
 
 
 def _container(
-    body: bytes,
+    body: Bytes,
     pos: int,
     path: str,
     message_type: type[Message],
@@ -319,7 +322,7 @@ def _container(
     return _to_protobuf(rest, message_type, path) + b"".join(children), end
 
 
-def json_to_protobuf(signal: Signal, body: bytes) -> bytes:
+def json_to_protobuf(signal: Signal, body: Bytes) -> bytes:
     """An OTLP/JSON export request as the serialized protobuf request; raises JsonError with the reason.
 
     Unknown members are skipped unread (OTLP/JSON receivers ignore unknown fields).

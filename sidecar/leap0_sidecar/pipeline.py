@@ -37,7 +37,7 @@ class Pipeline:
         """What the receivers suggest to a client they push back on (whole seconds, at least 1)."""
         return max(1, math.ceil(self.config.retry_initial_s))
 
-    def stamp(self, signal: Signal, request: bytes) -> bytes:
+    def stamp(self, signal: Signal, request: bytes | bytearray) -> bytes:
         """The request with the identity on every resource (bench/sidecar.py swaps in a naive full decode)."""
         return self.stamper.rewrite(request)
 
@@ -46,7 +46,9 @@ class Pipeline:
         self.counters.received(signal, transport)
         self.counters.refused(signal, Outcome.QUEUE_FULL.value)
 
-    def ingest(self, signal: Signal, request: bytes, transport: str, *, internal: bool = False) -> Outcome:
+    def ingest(
+        self, signal: Signal, request: bytes | bytearray, transport: str, *, internal: bool = False
+    ) -> Outcome:
         """Take one serialized Export*ServiceRequest; raises identity.WireError when it is malformed.
 
         ``internal`` is the sidecar's own metrics sample: taken even while stopping, and dropped (counted)
