@@ -21,6 +21,7 @@ import logging
 import random
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -197,12 +198,12 @@ class HttpClient:
             )
         reader, writer = self._reader, self._writer
         assert reader is not None
-        writer.write(self._head + b"%d\r\n\r\n" % sum(len(part) for part in body))
-        for part in body:  # in slices, each sent before the next: the transport never copies a whole body
-            view = memoryview(part)
-            for start in range(0, len(part), _WRITE_SLICE):
-                writer.write(view[start : start + _WRITE_SLICE])
-                await writer.drain()
+        head = self._head + b"%d\r\n\r\n" % sum(len(part) for part in body)
+        # In slices of about _WRITE_SLICE, each handed over once the previous one left: the transport never
+        # holds a copy of a whole batch, and small requests still go out many to a send.
+        for piece in _slices(head, body, _WRITE_SLICE):
+            writer.write(piece)
+            await writer.drain()
         collector = _Collector()
         parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
@@ -216,6 +217,24 @@ class HttpClient:
         if not collector.keep_alive:
             self.close()
         return Response(parser.get_status_code(), collector.headers, b"".join(collector.body))
+
+
+def _slices(head: bytes, parts: list[bytes], size: int) -> Iterator[bytes | memoryview]:
+    """``head`` and ``parts`` as consecutive pieces of about ``size`` bytes: small parts joined, large ones
+    cut (as views)."""
+    waiting: list[bytes | memoryview] = [head]
+    waiting_bytes = len(head)
+    for part in parts:
+        view = memoryview(part)
+        for start in range(0, len(part), size):
+            piece = view[start : start + size]
+            waiting.append(piece)
+            waiting_bytes += len(piece)
+            if waiting_bytes >= size:
+                yield waiting[0] if len(waiting) == 1 else b"".join(waiting)
+                waiting, waiting_bytes = [], 0
+    if waiting:
+        yield waiting[0] if len(waiting) == 1 else b"".join(waiting)
 
 
 # --- Workers --------------------------------------------------------------------------------------
