@@ -1,6 +1,6 @@
 """Benchmark of the telemetry sidecar's pipeline (a documented command, not a test).
 
-    python bench/sidecar.py [--spans 20000]
+    python bench/sidecar.py [--spans 20000] [--before REF]
 
 Runs the real sidecar (``python -m leap0_sidecar``) as a child process, forwarding to a local upstream, and
 prints in one run:
@@ -10,6 +10,11 @@ prints in one run:
 - the same for a naive baseline in the same run (the same sidecar with every request fully decoded, the
   attributes set, and re-encoded), and the ratio;
 - idle RSS, and peak RSS with the upstream down and the queue full;
+- what validating every request fully (a protobuf parse of the whole request) would add per request, against
+  the identity stamp and against the whole pipeline's CPU per request (the choice between validating and
+  splitting a batch the upstream refuses with 400 rests on it);
+- with ``--before REF`` (a git revision), the same CPU figures for the sidecar as it was at REF, in the same
+  run, and the ratio;
 - the CPU cost of one sandbox metrics sample in microseconds (the sampler on this process's own cgroup; the
   metrics sampler's own benchmark, bench/sidecar_metrics.py, breaks it down per source). Figures and goals are
 recorded in docs/sidecar.md. CPU time is the sidecar process's own (user + system, all threads), so other load
@@ -68,8 +73,9 @@ def naive_rewrite(kvs: list[Any], signal: str, request: bytes) -> bytes:
     return data
 
 
-def stamp_microbench() -> None:
-    """The identity stamp alone, in this process: µs per request, resource-only rewrite vs naive."""
+def stamp_microbench() -> dict[int, float]:
+    """The identity stamp alone, in this process: µs per request, resource-only rewrite vs naive; returns the
+    µs of a full protobuf parse (what validating every request would add) per spans/request."""
     sys.path[:0] = [str(REPO / "sidecar")]
     from leap0_sidecar.identity import IdentityStamper, identity_key_values
 
@@ -80,10 +86,16 @@ def stamp_microbench() -> None:
     ]
     stamper = IdentityStamper(identity)
     kvs = identity_key_values(identity)
+    validation: dict[int, float] = {}
     for spans in (100, 10):
         request = make_request(spans, 0)
         results = []
-        for function in (stamper.rewrite, lambda r: naive_rewrite(kvs, "traces", r)):
+        functions = (
+            stamper.rewrite,
+            lambda r: naive_rewrite(kvs, "traces", r),
+            ExportTraceServiceRequest.FromString,
+        )
+        for function in functions:
             n = 2000
             start = time.process_time()
             for _ in range(n):
@@ -93,6 +105,8 @@ def stamp_microbench() -> None:
             f"identity stamp, {spans:>3} spans/request: {results[0]:6.1f} µs (resource only) vs "
             f"{results[1]:6.1f} µs (full decode + re-encode): {results[1] / results[0]:.1f}x"
         )
+        validation[spans] = results[2]
+    return validation
 
 
 def serve_naive() -> int:
@@ -240,11 +254,11 @@ class Upstream:
 
 
 class Sidecar:
-    def __init__(self, endpoint: str, naive: bool = False, **env: str) -> None:
+    def __init__(self, endpoint: str, naive: bool = False, source: Path = REPO, **env: str) -> None:
         self.http_port, self.grpc_port, self.health_port = free_port(), free_port(), free_port()
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         child_env.update(
-            PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "sidecar")]),
+            PYTHONPATH=os.pathsep.join([str(source), str(source / "sidecar")]),
             LEAP0_SANDBOX_ID="bench",
             LEAP0_ORG_ID="bench-org",
             LEAP0_TEMPLATE_ID="default",
@@ -388,6 +402,21 @@ def metrics_sample_us(samples: int = 2000) -> tuple[float, str]:
         sampler.close()
 
 
+def checkout(ref: str) -> Path:
+    """The sidecar and the contract as they were at a git revision, in a temporary directory."""
+    import io
+    import tarfile
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="sidecar-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "sidecar", "leap0_contract"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
 def main() -> int:
     try:
         return run()
@@ -399,6 +428,9 @@ def main() -> int:
 def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=50_000, help="spans per measurement (default 50000)")
+    parser.add_argument(
+        "--before", metavar="REF", help="also measure the sidecar as it was at this git revision (same run)"
+    )
     parser.add_argument("--serve-naive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-grpc-floor", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -409,7 +441,8 @@ def run() -> int:
 
     size = len(make_request(100, 0)) / 100
     print(f"payload: {size:.0f} B per span (8 string attributes), {args.spans} spans per measurement")
-    stamp_microbench()
+    validation = stamp_microbench()
+    before_source = checkout(args.before) if args.before else None
     upstream = Upstream()
     endpoint = f"http://127.0.0.1:{upstream.port}"
 
@@ -424,20 +457,38 @@ def run() -> int:
 
     sidecar = Sidecar(endpoint)
     naive = Sidecar(endpoint, naive=True)
+    before = Sidecar(endpoint, source=before_source) if before_source else None
     print()
-    print(f"{'transport':<10}{'spans/req':>10}{'sidecar':>12}{'naive':>12}{'ratio':>8}{'goal':>8}  met")
+    header = f"{'transport':<10}{'spans/req':>10}{'sidecar':>12}{'naive':>12}{'ratio':>8}{'goal':>8}  met"
+    print(header + (f"{'before':>12}{'now/before':>12}" if before else ""))
+    per_request: dict[tuple[str, int], float] = {}
     for transport, spans_per_request in (("http", 100), ("grpc", 100), ("http", 10), ("grpc", 10)):
         ours = cpu_per_10k(sidecar, transport, spans_per_request, args.spans)
         baseline = cpu_per_10k(naive, transport, spans_per_request, args.spans)
+        per_request[(transport, spans_per_request)] = ours / 10_000 * spans_per_request * 1e6
         goal = GOALS[(transport, spans_per_request)]
-        print(
+        line = (
             f"{transport:<10}{spans_per_request:>10}{ours:>11.4f}s{baseline:>11.4f}s{baseline / ours:>7.2f}x"
-            f"{goal:>7.2f}s  {'yes' if ours <= goal else 'NO'}"
+            f"{goal:>7.2f}s  {'yes' if ours <= goal else 'NO '}"
         )
+        if before is not None:
+            then = cpu_per_10k(before, transport, spans_per_request, args.spans)
+            line += f"{then:>11.4f}s{ours / then:>11.2f}x"
+        print(line)
     after = sidecar.rss_mib()
     sidecar.stop()
     naive.stop()
+    if before is not None:
+        before.stop()
     print("(CPU seconds of the sidecar process per 10,000 spans: receive + identity stamp + forward)")
+    for spans_per_request in (100, 10):
+        pipeline_us = per_request[("http", spans_per_request)]
+        print(
+            f"full validation (protobuf parse), {spans_per_request:>3} spans/request: "
+            f"{validation[spans_per_request]:6.1f} µs per request, "
+            f"+{validation[spans_per_request] / pipeline_us * 100:.0f}% of the HTTP pipeline's "
+            f"{pipeline_us:.0f} µs per request"
+        )
     for spans_per_request in (100, 10):
         floor = grpc_floor_per_10k(spans_per_request, args.spans)
         print(
