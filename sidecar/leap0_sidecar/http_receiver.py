@@ -389,6 +389,8 @@ class _Connection(asyncio.Protocol):
 
     def _feed(self) -> None:
         """Parse pending data, a slice at a time, while answers are being read and no job runs."""
+        if self.transport is None:
+            return
         pending = self.pending
         while self.pending_at < len(pending) and not self.writing_paused and self.job is None:
             start = self.pending_at
