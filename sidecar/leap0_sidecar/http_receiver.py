@@ -50,11 +50,14 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 DISCARD_S: Final = 2.0
 # Data is handed to the parser in slices of this size, so that reading stops soon after the unsent answers
 # pass WRITE_BUFFER_HIGH (a slice of pipelined GETs makes at most about ten times its size in answers).
-FEED_BYTES: Final = 16 * 1024
+FEED_BYTES: Final = 64 * 1024
 WRITE_BUFFER_HIGH: Final = 64 * 1024
+# A body of known length above this is filled in place (one copy of it in memory, not pieces and their join).
+FILL_IN_PLACE_BYTES: Final = 256 * 1024
 _PATH_SIGNALS: Final[dict[str, Signal]] = {path: signal for signal, path in contract.SIGNAL_PATHS.items()}
 _HEALTH_PATHS: Final = (contract.SIDECAR_HEALTH_PATH, contract.SIDECAR_READY_PATH)
 _REASONS: Final = {status.value: status.phrase for status in http.HTTPStatus}
+_JSON_MEDIA_TYPE: Final = otlp.CONTENT_JSON.encode()
 _HEADERS_USED: Final = frozenset({b"content-type", b"content-encoding", b"content-length", b"expect"})
 
 
@@ -245,21 +248,23 @@ class HttpReceiver:
         request.body = inflated
         return None
 
-    def ingest(self, request: _Request, protobuf: bytes | bytearray) -> Reply:
-        """Stamp and queue a protobuf request; its reservation is released first (the queue takes over)."""
-        self.pipeline.queue.release(request.reserved)
-        request.reserved = 0
+    def ingest(self, signal: Signal, protobuf: bytes | bytearray, json_encoding: bool) -> Reply:
+        """Stamp and queue a protobuf request (its reservation released just before: the queue takes over)."""
         try:
-            outcome = self.pipeline.ingest(request.signal, protobuf, "http")
+            outcome = self.pipeline.ingest(signal, protobuf, "http")
         except WireError as exc:
-            return self._bad(f"invalid protobuf: {exc}", request.json_encoding)
+            return self._bad(f"invalid protobuf: {exc}", json_encoding)
         if outcome is Outcome.ACCEPTED:
-            return Reply(200, otlp.success_body(request.json_encoding), _content_type(request.json_encoding))
-        return self._unavailable(outcome, request.json_encoding)
+            return _OK_JSON if json_encoding else _OK_PROTOBUF
+        return self._unavailable(outcome, json_encoding)
 
     def handle_protobuf(self, request: _Request) -> Reply:
         try:
-            return self.inflate(request) or self.ingest(request, request.body)
+            reply = self.inflate(request)
+            if reply is not None:
+                return reply
+            request.release(self.pipeline.queue)
+            return self.ingest(request.signal, request.body, request.json_encoding)
         finally:
             request.release(self.pipeline.queue)
 
@@ -281,7 +286,8 @@ class HttpReceiver:
                 except otlp.JsonError as exc:
                     return self._bad(str(exc), True)
             request.body = b""
-            return self.ingest(request, protobuf)
+            request.release(self.pipeline.queue)
+            return self.ingest(request.signal, protobuf, True)
         finally:
             request.release(self.pipeline.queue)
 
@@ -290,7 +296,11 @@ def _content_type(json_encoding: bool) -> str:
     return otlp.CONTENT_JSON if json_encoding else otlp.CONTENT_PROTOBUF
 
 
-@dataclass
+_OK_PROTOBUF: Final = Reply(200, otlp.success_body(False), otlp.CONTENT_PROTOBUF)
+_OK_JSON: Final = Reply(200, otlp.success_body(True), otlp.CONTENT_JSON)
+
+
+@dataclass(slots=True)
 class _Request:
     """A complete OTLP request waiting to be handled, with the queue bytes reserved for it."""
 
@@ -327,6 +337,7 @@ class _Connection(asyncio.Protocol):
         self.pending = b""
         self.pending_at = 0
         self.writing_paused = False
+        self.reading_paused = False
         self.job: asyncio.Task[None] | None = None
         self.backlog: deque[_Request | Reply] = deque()
         self.reserved = 0
@@ -392,25 +403,34 @@ class _Connection(asyncio.Protocol):
         if self.transport is None:
             return
         pending = self.pending
-        while self.pending_at < len(pending) and not self.writing_paused and self.job is None:
+        size = len(pending)
+        if self.pending_at == 0 and size <= FEED_BYTES and not self.writing_paused and self.job is None:
+            self.pending_at = size  # (the common case: one small read, parsed whole)
+            if not self._parse(pending):
+                return
+        while self.pending_at < size and not self.writing_paused and self.job is None:
             start = self.pending_at
-            self.pending_at = min(len(pending), start + FEED_BYTES)
+            step = FEED_BYTES
+            if self.declared is not None:  # the rest of a body answers nothing: it goes in one piece
+                step += self.declared - self.size
+            self.pending_at = min(size, start + step)
             chunk = (
                 pending
-                if start == 0 and self.pending_at == len(pending)
-                else pending[start : self.pending_at]
+                if start == 0 and self.pending_at == size
+                else memoryview(pending)[start : self.pending_at]
             )
             if not self._parse(chunk) or self.transport is None or self.discarding_until is not None:
                 return
-        if self.pending_at >= len(pending):
+        if self.pending_at >= size:
             self.pending, self.pending_at = b"", 0
-        if self.transport is not None:
-            if self.writing_paused or self.job is not None:
-                self.transport.pause_reading()
-            else:
-                self.transport.resume_reading()
+        if self.transport is not None and (self.writing_paused or self.job is not None):
+            self.transport.pause_reading()
+            self.reading_paused = True
+        elif self.reading_paused and self.transport is not None:
+            self.transport.resume_reading()
+            self.reading_paused = False
 
-    def _parse(self, data: bytes) -> bool:
+    def _parse(self, data: bytes | memoryview) -> bool:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -458,22 +478,23 @@ class _Connection(asyncio.Protocol):
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         self.early, self.signal = self.receiver.route(method, path, self.headers)
         declared = self.headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.receiver.max_body:
-            raise BodyTooLarge(
-                f"the body ({int(declared)} bytes) exceeds the limit of {self.receiver.max_body} bytes"
-            )
-        if self.early is not None or self.signal is None:
-            return
-        self.json_encoding = (
-            otlp.media_type(self.headers.get(b"content-type", b"").decode("latin-1")) == otlp.CONTENT_JSON
-        )
         if declared.isdigit():
             self.declared = int(declared)
+            if self.declared > self.receiver.max_body:
+                raise BodyTooLarge(
+                    f"the body ({self.declared} bytes) exceeds the limit of {self.receiver.max_body} bytes"
+                )
+        if self.early is not None or self.signal is None:
+            return
+        content_type = self.headers.get(b"content-type", b"")
+        self.json_encoding = content_type.split(b";", 1)[0].strip().lower() == _JSON_MEDIA_TYPE
+        if self.declared is not None:
             if not self.queue.reserve(self.declared):
                 self.early = self.receiver.refuse(self.signal, self.json_encoding)
                 return
             self.reserved = self.declared
-            self.buffer = bytearray(self.declared)
+            if self.declared > FILL_IN_PLACE_BYTES:  # (not worth it for small bodies)
+                self.buffer = bytearray(self.declared)
         if self.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # (curl asks before sending a body)
 
@@ -509,6 +530,13 @@ class _Connection(asyncio.Protocol):
                 body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
             self.body, self.buffer = [], None
             gzipped = self.headers.get(b"content-encoding", b"").strip().lower() == b"gzip"
+            if not gzipped and not self.json_encoding and self.job is None and not self.backlog:
+                # The common case, handled at once: plain protobuf, nothing waiting before it.
+                signal = self.signal
+                self._release()
+                self._reset()
+                self._answer(self.receiver.ingest(signal, body, False))
+                return
             waiting = _Request(self.signal, body, self.json_encoding, gzipped, self.reserved)
             self.reserved = 0  # (the request holds the reservation now)
         self._reset()

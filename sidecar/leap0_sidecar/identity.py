@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-Buffer: TypeAlias = bytes | memoryview
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 
 class WireError(ValueError):
@@ -35,6 +35,7 @@ _WT_VARINT, _WT_I64, _WT_LEN, _WT_SGROUP, _WT_EGROUP, _WT_I32 = 0, 1, 2, 3, 4, 5
 _TAG_RESOURCE_X = b"\x0a"  # field 1, wire type 2: ResourceSpans/ResourceMetrics/ResourceLogs in a request
 _TAG_RESOURCE = b"\x0a"  # field 1, wire type 2: Resource in ResourceSpans/...
 MAX_FIELD_NUMBER = 2**29 - 1  # the largest field number protobuf allows
+_VIEW_FROM_BYTES = 64 * 1024
 
 
 def read_varint(buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int]:
@@ -143,9 +144,7 @@ class IdentityStamper:
             resource = msg.SerializeToString()
         return resource + self._suffix
 
-    def rewrite_resource_x(
-        self, buf: bytes | bytearray, view: memoryview, start: int, end: int
-    ) -> list[Buffer]:
+    def rewrite_resource_x(self, buf: bytes | bytearray, view: Buffer, start: int, end: int) -> list[Buffer]:
         """One ResourceSpans/ResourceMetrics/ResourceLogs (``buf[start:end]``), rewritten, in pieces (views
         of ``buf`` where it is copied untouched)."""
         resource_parts: list[Buffer] = []
@@ -170,7 +169,8 @@ class IdentityStamper:
     def rewrite(self, request: bytes | bytearray) -> bytes:
         """Rewrite a serialized Export*ServiceRequest; raises WireError when it is malformed."""
         out: list[Buffer] = []
-        view = memoryview(request)  # slices of a view copy nothing: one copy of the request in all
+        # Slices of a view copy nothing (one copy of a large request in all); small ones are cheaper sliced.
+        view = memoryview(request) if len(request) > _VIEW_FROM_BYTES else request
         copy_from = 0
         for number, wire_type, field_start, value_start, field_end in iter_fields(request):
             if number != 1 or wire_type != _WT_LEN:
