@@ -40,7 +40,8 @@ USER_AGENT: Final = "leap0-sidecar"
 SHUTDOWN_RETRY_S: Final = 1.0  # the longest wait between attempts while flushing at shutdown
 IN_FLIGHT_GRACE_S: Final = 1.0  # at the shutdown deadline, how long an attempt under way may still finish
 SPLIT_STATUS: Final = frozenset({400, 413})  # a batch refused with these is sent again in halves
-_WRITE_SLICE: Final = 64 * 1024  # a request body is written in slices, waiting for each to leave
+_WRITE_SLICE: Final = 64 * 1024  # a large request body is written in slices, waiting for each to leave
+_WRITE_WHOLE: Final = 512 * 1024  # a body up to this size is written in one piece (one send)
 _MAX_RESPONSE_BODY: Final = 64 * 1024
 _RESERVED_HEADERS: Final = frozenset(
     {"host", "content-length", "content-type", "content-encoding", "connection"}
@@ -198,12 +199,17 @@ class HttpClient:
             )
         reader, writer = self._reader, self._writer
         assert reader is not None
-        head = self._head + b"%d\r\n\r\n" % sum(len(part) for part in body)
-        # In slices of about _WRITE_SLICE, each handed over once the previous one left: the transport never
-        # holds a copy of a whole batch, and small requests still go out many to a send.
-        for piece in _slices(head, body, _WRITE_SLICE):
-            writer.write(piece)
+        size = sum(len(part) for part in body)
+        head = self._head + b"%d\r\n\r\n" % size
+        if size <= _WRITE_WHOLE:
+            writer.write(b"".join([head, *body]))
             await writer.drain()
+        else:
+            # In slices of about _WRITE_SLICE, each handed over once the previous one left: the transport
+            # never holds a copy of a whole large batch.
+            for piece in _slices(head, body, _WRITE_SLICE):
+                writer.write(piece)
+                await writer.drain()
         collector = _Collector()
         parser = collector.parser = httptools.HttpResponseParser(collector)
         while not collector.done:
