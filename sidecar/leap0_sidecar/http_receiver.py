@@ -419,7 +419,9 @@ class _Connection(asyncio.Protocol):
                 if start == 0 and self.pending_at == size
                 else memoryview(pending)[start : self.pending_at]
             )
-            if not self._parse(chunk) or self.transport is None or self.discarding_until is not None:
+            if not self._parse(chunk) or self.transport is None or self.transport.is_closing():
+                return
+            if self.discarding_until is not None:
                 return
         if self.pending_at >= size:
             self.pending, self.pending_at = b"", 0
@@ -571,8 +573,8 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self, reply: Reply, *, discard: bool = False) -> None:
         transport = self.transport
-        if transport is None:
-            return
+        if transport is None or transport.is_closing() or self.discarding_until is not None:
+            return  # (requests pipelined after one answered with "connection: close" are not answered)
         keep_alive = not reply.close and not self.receiver.closing and self.parser.should_keep_alive()
         transport.write(reply.encode(keep_alive))
         self.busy_since = None
