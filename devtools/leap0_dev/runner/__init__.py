@@ -30,6 +30,8 @@ one concern a module:
 - :mod:`.pod`: one pod's containers and the pod status they make;
 - :mod:`.watch`: :class:`Runner`, the pod watch, the loop running pods and the status writes;
 - :mod:`.podexec`: :class:`PodExecRunner`, ``kubectl exec`` in a container.
+
+Every process it starts ends with the process running the runner (:mod:`leap0_dev.children`).
 """
 
 from .config import RunnerConfig

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from leap0_dev import podspec
+from leap0_dev import children, podspec
 
 if TYPE_CHECKING:
     from .watch import Runner
@@ -38,7 +38,7 @@ class PodExecRunner:
         if container.cgroup is not None:
             argv = ["/bin/sh", "-c", _JOIN, "sh", *container.cgroup.procs_files, "--", *argv]
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        return await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             *argv,
             cwd=container.cwd,
             env=container.env,
@@ -46,4 +46,9 @@ class PodExecRunner:
             stdout=pipe if target.stdout else devnull,
             stderr=pipe if target.stderr else devnull,
             start_new_session=True,
+            preexec_fn=children.die_with_parent(),
         )
+        # What it starts lives in the container until the container stops, as on a node.
+        children.adopt(process.pid)
+        container.exec_groups.add(process.pid)
+        return process

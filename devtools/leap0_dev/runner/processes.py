@@ -4,7 +4,6 @@ policy says, probed for readiness, and stopped with its whole process group."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -12,7 +11,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from leap0_dev import podspec
+from leap0_dev import children, podspec
 from leap0_dev.podspec import ContainerState, Obj
 
 from .cgroups import Cgroup
@@ -62,6 +61,8 @@ class Container:
         self.held = False
         self.probe_port: int | None = None
         self.last_probe = 0.0
+        # Process groups of the commands ``kubectl exec`` ran in this container: they end with it.
+        self.exec_groups: set[int] = set()
 
     @property
     def pid(self) -> int | None:
@@ -81,14 +82,8 @@ class Container:
             argv = ["/bin/sh", "-c", _WRAPPER, "sh", *files, "--", *self.argv]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            self.process = children.popen(
+                argv, env=self.env, cwd=self.cwd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT
             )
         self.held = True
         if not hold:
@@ -121,6 +116,12 @@ class Container:
         self.state.exit_code = code
         self.state.reason = reason
         self.state.finished_at = now_iso()
+        # What the container's command left running goes with it, as a container's processes go with its
+        # first process.
+        for group in (process.pid, *self.exec_groups):
+            children.kill_group(group)
+            children.forget(group)
+        self.exec_groups.clear()
         self.process = None
         if self.cgroup is not None:
             self.cgroup.remove()
@@ -172,17 +173,13 @@ class Container:
         if process is None:
             return
         self.release()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGTERM)
+        children.kill_group(process.pid, signal.SIGTERM)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            children.kill_group(process.pid, signal.SIGKILL)
             process.wait(5)
-        self.poll()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # anything the container left behind in its group
+        self.poll()  # also kills what the container left behind in its group
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
