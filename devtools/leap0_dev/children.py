@@ -6,8 +6,10 @@ child started too, and a terminal's Ctrl-C reaches ``leap0 dev up`` alone, which
 guards make sure none outlives ``leap0 dev up`` when it cannot stop them itself (SIGKILL, a crash):
 
 - the Linux parent-death signal: each child asks the kernel (``prctl(PR_SET_PDEATHSIG, SIGKILL)``) to be
-  killed when the thread that started it ends. So that this thread is not a short-lived one, :func:`popen`
-  starts every child from one thread that lives as long as the process;
+  killed when the thread that started it ends, through util-linux's ``setpriv --pdeathsig KILL`` in front of
+  its command when this machine has it (which keeps Python's fast spawn), else in a ``preexec_fn``. So the
+  thread calling :func:`popen` must outlive the child (the runner's loop stops its pods before it ends;
+  ``leap0 dev up`` starts the operator from its main thread);
 - a reaper: a small process of its own, told each child's process group as it is started and forgotten when
   it is stopped. When its pipe from this process closes (this process ended, for whatever reason, or called
   :func:`close`), it kills the groups still registered, so the children's own children go too.
@@ -15,10 +17,10 @@ guards make sure none outlives ``leap0 dev up`` when it cannot stop them itself 
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +52,8 @@ if sys.platform.startswith("linux"):
     with contextlib.suppress(OSError, AttributeError):
         _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
-_spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="leap0-children")
+_setpriv: list[str] | None = None  # the setpriv prefix once known to work here; [] when it does not
+
 _lock = threading.Lock()
 _reaper: subprocess.Popen[bytes] | None = None
 
@@ -65,6 +68,22 @@ def _die_with(parent: int) -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return preexec
+
+
+def _guard(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """The command and ``preexec_fn`` giving a child the parent-death signal (tied to the calling thread)."""
+    global _setpriv
+    if _setpriv is None:
+        _setpriv = []
+        found = shutil.which("setpriv") if _prctl is not None else None
+        if found is not None:
+            prefix = [found, "--pdeathsig", "KILL", "--"]
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
+                    _setpriv = prefix
+    if _setpriv:
+        return [*_setpriv, *argv], None
+    return argv, _die_with(os.getpid())
 
 
 def _tell_reaper(line: str) -> None:
@@ -88,27 +107,26 @@ def _tell_reaper(line: str) -> None:
 
 def popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """``subprocess.Popen`` for a child that must end with this process: its own session and process group
-    (its pid is the group's id), the parent-death signal, and its group registered with the reaper."""
-    kwargs["start_new_session"] = True
-    kwargs["preexec_fn"] = _die_with(os.getpid())
-
-    def start() -> subprocess.Popen[Any]:
-        return subprocess.Popen(argv, **kwargs)
-
-    process = _spawner.submit(start).result()
+    (its pid is the group's id), the parent-death signal (tied to the calling thread), and its group
+    registered with the reaper."""
+    command, preexec = _guard(argv)
+    process: subprocess.Popen[Any] = subprocess.Popen(
+        command, start_new_session=True, preexec_fn=preexec, **kwargs
+    )
     _tell_reaper(str(process.pid))
     return process
 
 
-def adopt(pid: int) -> None:
-    """Register a child started elsewhere in a session of its own (asyncio's subprocesses): ``popen``'s
-    reaper guard for it. Pass ``preexec_fn=die_with_parent()`` when starting it for the other guard."""
-    _tell_reaper(str(pid))
-
-
 def die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn`` giving the child the parent-death signal (tied to the thread that starts it)."""
+    """A ``preexec_fn`` giving the child the parent-death signal, tied to the thread that starts it; for
+    children that :func:`popen` cannot start (asyncio's), where a command in front would change what a
+    missing executable looks like."""
     return _die_with(os.getpid())
+
+
+def adopt(pid: int) -> None:
+    """Register a child started elsewhere in a session of its own (asyncio's subprocesses) with the reaper."""
+    _tell_reaper(str(pid))
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:

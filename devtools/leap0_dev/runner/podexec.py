@@ -46,7 +46,7 @@ class PodExecRunner:
             stdout=pipe if target.stdout else devnull,
             stderr=pipe if target.stderr else devnull,
             start_new_session=True,
-            preexec_fn=children.die_with_parent(),
+            preexec_fn=children.die_with_parent(),  # dies with the server's event loop
         )
         # What it starts lives in the container until the container stops, as on a node.
         children.adopt(process.pid)

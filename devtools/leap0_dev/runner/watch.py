@@ -66,12 +66,17 @@ class Runner:
         return self
 
     def stop(self) -> None:
+        """Stop watching, then every pod (the run loop does it as it ends: the containers it started die
+        with it, by their parent-death signal, so it must outlive them)."""
         self._stop.set()
         if self._response is not None:
             with contextlib.suppress(Exception):
                 self._response.shutdown()
         for thread in self._threads:
-            thread.join(15)
+            thread.join(15 if thread.name == "leap0-runner-watch" else None)
+        self._stop_pods()  # when the run loop could not
+
+    def _stop_pods(self) -> None:
         with self._lock:
             pods = list(self.pods.values())
             self.pods.clear()
@@ -132,6 +137,12 @@ class Runner:
         local.start()
 
     def _run_loop(self) -> None:
+        try:
+            self._run_pods()
+        finally:
+            self._stop_pods()
+
+    def _run_pods(self) -> None:
         from kubernetes.client import ApiException
 
         while not self._stop.is_set():
