@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import kubectl_path, stop_process_tree, subprocess_env, wait_for
+from support import alive, kubectl_path, stop_process_tree, subprocess_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -93,9 +93,7 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert out.read_text().rstrip().endswith("up: stopped")
-        assert not [
-            pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-        ]
+        assert not [pid for pid in children if alive(pid)]
     finally:
         stop_process_tree(process)
 

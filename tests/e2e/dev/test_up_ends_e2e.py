@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from support import kubectl, stop_process_tree, subprocess_env, wait_for
+from support import alive, kubectl, stop_process_tree, subprocess_env, wait_for
 
 import leap0_contract as contract
 
@@ -113,24 +113,16 @@ def command_line(process: psutil.Process) -> str:
         return ""
 
 
-def gone(processes: list[psutil.Process]) -> bool:
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                return False
-    return True
-
-
 def test_ctrl_c_with_the_output_pipe_closed_stops_everything(up: Up) -> None:
     started = up.started
     os.close(up.output)  # the reader is gone: every later line it prints fails to be written
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(60) == 0
-    wait_for(lambda: gone(started), 20, f"every process dev up started to end: {started}")
+    wait_for(lambda: not any(map(alive, started)), 20, f"every process dev up started to end: {started}")
 
 
 def test_sigkill_of_dev_up_ends_every_process_it_started(up: Up) -> None:
     started = up.started
     up.process.kill()
     up.process.wait(10)
-    wait_for(lambda: gone(started), 20, f"every process dev up started to end: {started}")
+    wait_for(lambda: not any(map(alive, started)), 20, f"every process dev up started to end: {started}")

@@ -11,6 +11,8 @@ import pytest
 from leap0._exec import build_exec_argv, parse_exec_status, run_exec
 from leap0_dev.apiserver.exec import exit_status, start_failure_status
 
+pytestmark = pytest.mark.e2e
+
 
 def _run(endpoint, argv, **kw):
     cfg = endpoint.configuration()

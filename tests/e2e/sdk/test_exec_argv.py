@@ -10,6 +10,8 @@ import pytest
 
 from leap0._exec import build_exec_argv
 
+pytestmark = pytest.mark.e2e
+
 
 def _sh(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
