@@ -1,7 +1,7 @@
 """``leap0 dev up``'s orchestration: what it starts, what it applies, and that Ctrl-C stops it all.
 
-The operator here is a stand-in process (``UpOptions.operator_argv``), so this runs before the operator is
-merged; tests/e2e/dev/test_chain_e2e.py runs the real chain.
+The operator here is a stand-in process (``UpOptions.operator_argv``), so what is checked is dev up's own
+part; tests/e2e/dev/test_chain_e2e.py runs the real chain.
 """
 
 from __future__ import annotations
