@@ -86,10 +86,12 @@ def _guard(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
     return argv, _die_with(os.getpid())
 
 
-def _tell_reaper(line: str) -> None:
+def _tell_reaper(line: str, start: bool = True) -> None:
     global _reaper
     with _lock:
         if _reaper is None:
+            if not start:
+                return
             _reaper = subprocess.Popen(
                 [sys.executable, "-S", "-c", _REAPER],
                 stdin=subprocess.PIPE,
@@ -137,7 +139,7 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
 
 def forget(pgid: int) -> None:
     """The group was stopped: the reaper must not signal it (its id may be reused)."""
-    _tell_reaper(f"-{pgid}")
+    _tell_reaper(f"-{pgid}", start=False)
 
 
 def close() -> None:
