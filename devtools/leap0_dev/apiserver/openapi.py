@@ -16,6 +16,8 @@ bundled with the ``kubernetes-validate`` package (converted back to OpenAPI: nul
 ``$ref``s pointed at ``#/components/schemas``, int-or-string and quantity given their OpenAPI forms).
 
 kubectl 1.37 does not read ``/openapi/v2`` for any of this (checked with a request log), so none is served.
+
+Part of the kubectl-compatibility layer (with ``tables`` and ``protobuf``): nothing but kubectl needs it.
 """
 
 from __future__ import annotations
