@@ -46,6 +46,12 @@ class Up:
                 self.text += chunk.decode(errors="replace")
         return self.text
 
+    def close_output(self) -> None:
+        """Close the read end of its stdout: as ``tee`` ending, every later line it prints fails."""
+        if self.output >= 0:
+            os.close(self.output)
+            self.output = -1
+
     def tree(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children(recursive=True)
 
@@ -98,8 +104,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
         running.started = running.tree()
         yield running
     finally:
-        with contextlib.suppress(OSError):
-            os.close(read_end)
+        running.close_output()
         stop_process_tree(process)
         for child in running.started:  # after a failure: what the test saw running must not stay
             with contextlib.suppress(psutil.Error):
@@ -115,7 +120,7 @@ def command_line(process: psutil.Process) -> str:
 
 def test_ctrl_c_with_the_output_pipe_closed_stops_everything(up: Up) -> None:
     started = up.started
-    os.close(up.output)  # the reader is gone: every later line it prints fails to be written
+    up.close_output()
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(60) == 0
     wait_for(lambda: not any(map(alive, started)), 20, f"every process dev up started to end: {started}")
