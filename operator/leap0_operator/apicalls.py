@@ -28,6 +28,7 @@ API_CALLS: list[ApiCall] = [
     ApiCall(contract.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
     ApiCall(contract.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
     ApiCall("", "namespaces", ("get",), "k8s.Api.namespace_labels: the org id label leap0.dev/org-id"),
+    ApiCall("", "events", ("create",), "k8s.Api.create_event: an Event per Sandbox status transition"),
     # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
     ApiCall(contract.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
     ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),

@@ -184,6 +184,18 @@ class Api:
         done, _ = await self._call("delete", url, f"deleting Sandbox {name}", absent=404)
         return done
 
+    async def create_event(self, event: dict[str, Any]) -> bool:
+        """POST a core/v1 Event (``lifecycle.event_body``); False when one of that name exists (409)."""
+        meta = event["metadata"]
+        done, _ = await self._call(
+            "post",
+            f"/api/v1/namespaces/{meta['namespace']}/events",
+            f"posting event {event.get('reason')} on Sandbox {event['involvedObject']['name']}",
+            payload=event,
+            absent=409,
+        )
+        return done
+
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
         """The namespace's labels (for the org id); empty when the namespace cannot be found."""
         url = f"/api/v1/namespaces/{namespace}"
