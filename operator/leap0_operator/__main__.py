@@ -36,12 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     hide_unused_kubernetes_clients()
     import kopf
 
-    from . import handlers
+    from . import handlers as handlers  # registers the handlers with kopf
 
     gc.freeze()  # the modules and objects of startup are long-lived: not scanned again
     gc.set_threshold(*GC_THRESHOLDS)
-    handlers.ACTIVE_CONFIG = operator_config
-    handlers.ACTIVE_OPTIONS = options
     kopf.configure(verbose=options.verbose, debug=options.debug)
     kopf.run(
         clusterwide=options.clusterwide,
@@ -49,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=options.standalone,
         priority=options.priority or None,
         liveness_endpoint=options.liveness_endpoint,
+        memo=kopf.Memo(config=operator_config, options=options),  # read by handlers.configure (startup)
     )
     return 0
 
