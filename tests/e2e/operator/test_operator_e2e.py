@@ -573,6 +573,7 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
         (contract.GROUP, "sandboxes/status", "patch"),
         (contract.GROUP, "sandboxes", "delete"),
         ("kopf.dev", "kopfpeerings", "patch"),
+        ("", "events", "create"),
     } <= calls.seen
 
 
@@ -836,3 +837,46 @@ def test_names_longer_than_63_characters_are_refused_at_apply(apiserver: Any, na
             assert (result.returncode != 0) is refused, (kind, length, result.stderr)
             if refused:
                 assert "metadata.name must be at most 63 characters" in result.stderr
+
+
+class PodDeleteFaults:
+    """The first ``count`` pod DELETEs in one namespace answer 500 (fault injection on the emulator)."""
+
+    def __init__(self, apiserver: Any, namespace: str, count: int) -> None:
+        self.server = apiserver.server
+        self.prefix = f"/api/v1/namespaces/{namespace}/pods/"
+        self.left = count
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method != "DELETE" or not request.path.startswith(self.prefix) or self.left <= 0:
+            return None
+        self.left -= 1
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                "reason": "InternalError", "message": "injected: etcd is unhappy"}  # fmt: skip
+        return web.json_response(body, status=500)
+
+    def __enter__(self) -> PodDeleteFaults:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def test_a_failing_expiry_deletion_is_one_warning_not_one_per_retry(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("--expired-retention", "600")  # the Expired Sandbox stays for the test to read
+    wait_until_serving(api, namespace)
+    with PodDeleteFaults(apiserver, namespace, count=2):
+        create_sandbox(api, namespace, "sticky", timeout=2)
+        wait_for("the pod", pod_exists(api, namespace, "sticky"))
+        wait_for("Expired after two failed deletes", phase(api, namespace, "sticky", "Expired"), timeout=20)
+    assert pod_gone(api, namespace, "sticky")()
+    events = sandbox_events(api, namespace, "sticky")
+    assert [(t, r) for t, r, _ in events] == [
+        ("Warning", contract.REASON_EXPIRY_DELETION_FAILED),
+        ("Normal", contract.REASON_EXPIRED),
+    ]
+    assert "deleting pod sticky failed" in events[0][2]
+    assert "injected: etcd is unhappy" in events[0][2]
