@@ -326,7 +326,8 @@ def main() -> int:
     pending = figures["until_pending"]
     print(f"{'mutating calls per sandbox until Pending':44}{pending:12.2f}{1:12.2f}{'':8}   <= 2")
     print(
-        f"{'mutating calls per sandbox, Pending->Running':44}{figures['to_running']:12.2f}{'':12}{'':8}   1"
+        f"{'mutating calls per sandbox, Pending->Running':44}{figures['to_running']:12.2f}{'':12}{'':8}   "
+        "2 (status + its Event)"
     )
     print(
         f"{f'operator writes during {args.idle:g} s idle':44}{figures['idle_writes']:12.0f}{'':12}{'':8}   0"
