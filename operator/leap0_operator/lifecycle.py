@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import leap0_contract as contract
+
+from . import objects
 
 # The kubelet's waiting reasons of an image that cannot be pulled (any container).
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
@@ -67,9 +69,9 @@ def created_message(pod: str) -> str:
     return f"pod {pod} created, waiting for it to start"
 
 
-def _statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    status = pod.get("status") or {}
-    return [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+def _state(container_status: Mapping[str, Any], key: str, which: str) -> Mapping[str, Any]:
+    """``state.waiting``, ``lastState.terminated``...: a container status's state detail, or empty."""
+    return objects.section(objects.section(container_status, key), which)
 
 
 def pod_state(pod: Mapping[str, Any]) -> PodState:
@@ -81,17 +83,17 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     the scheduler cannot place (``Pending``/``Unschedulable`` with the scheduler's message); every container
     ready (``Running``); else ``Pending`` while the containers start.
     """
-    status = pod.get("status") or {}
-    name = str((pod.get("metadata") or {}).get("name", ""))
+    status = objects.status(pod)
+    name = objects.name(pod)
     ip = status.get("podIP") or None
-    statuses = _statuses(pod)
+    statuses = objects.container_statuses(pod)
 
     def failed(reason: str, message: str, *, final: bool = True) -> PodState:
         return PodState(contract.PHASE_FAILED, reason, message, ip, final=final)
 
     setup: PodState | None = None
     for cs in statuses:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
+        waiting = _state(cs, "state", "waiting")
         why = waiting.get("reason")
         if why in IMAGE_PULL_REASONS:
             image = cs.get("image") or "the image"
@@ -110,7 +112,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             setup = PodState(contract.PHASE_PENDING, str(why), message, ip)
     for cs in statuses:
         for state_key in ("state", "lastState"):
-            terminated = (cs.get(state_key) or {}).get("terminated") or {}
+            terminated = _state(cs, state_key, "terminated")
             if terminated.get("reason") == "OOMKilled" and (
                 state_key == "state" or cs.get("name") == contract.SANDBOX_CONTAINER
             ):
@@ -121,7 +123,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     for cs in statuses:
         if cs.get("name") != contract.SANDBOX_CONTAINER:
             continue
-        terminated = (cs.get("state") or {}).get("terminated")
+        terminated = _state(cs, "state", "terminated")
         if terminated:
             code = terminated.get("exitCode", 0)
             if code == 0:
@@ -138,24 +140,18 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         return failed(contract.REASON_POD_FAILED, f"pod {name} ended: {detail}")
     if setup is not None:
         return setup
-    conditions = {c.get("type"): c for c in status.get("conditions") or ()}
-    scheduled = conditions.get("PodScheduled") or {}
+    conditions = {c.get("type"): c for c in objects.items(status, "conditions")}
+    scheduled = conditions.get("PodScheduled") or objects.EMPTY
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         message = str(scheduled.get("message") or f"pod {name} cannot be scheduled")
         return PodState(contract.PHASE_PENDING, contract.REASON_UNSCHEDULABLE, message, ip)
-    expected = {
-        str(c.get("name"))
-        for c in [
-            *((pod.get("spec") or {}).get("initContainers") or ()),
-            *((pod.get("spec") or {}).get("containers") or ()),
-        ]
-    }
+    expected = {str(c.get("name")) for c in objects.all_containers(pod)}
     ready = {str(cs.get("name")) for cs in statuses if cs.get("ready")}
     if status.get("phase") == "Running" and expected and expected <= ready:
         started = None
         for cs in statuses:
             if cs.get("name") == contract.SANDBOX_CONTAINER:
-                started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+                started = _state(cs, "state", "running").get("startedAt")
         return PodState(
             contract.PHASE_RUNNING,
             contract.REASON_RUNNING,
@@ -186,7 +182,7 @@ def startup_timeout(template: Mapping[str, Any] | None, default_s: int) -> int:
 
 def startup_deadline(pod: Mapping[str, Any], timeout_s: int) -> datetime.datetime | None:
     """When a pod created at its ``creationTimestamp`` must be Running (None before the API stamped it)."""
-    created = (pod.get("metadata") or {}).get("creationTimestamp")
+    created = objects.metadata(pod).get("creationTimestamp")
     if not created:
         return None
     return parse_time(str(created)) + datetime.timedelta(seconds=timeout_s)
@@ -222,8 +218,7 @@ class SandboxEvent:
 
 
 def _condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
-    conditions: Sequence[Mapping[str, Any]] = status.get("conditions") or ()
-    return next((c for c in conditions if c.get("type") == ctype), None)
+    return next((c for c in objects.items(status, "conditions") if c.get("type") == ctype), None)
 
 
 def transition_events(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> list[SandboxEvent]:
@@ -291,17 +286,17 @@ def event_body(
     """The core/v1 Event about ``sandbox`` (what ``kubectl describe sbx`` lists): named ``<sandbox>.<serial
     in hex>`` as client-go names its events (``serial`` = the time in nanoseconds, unique per event), reported
     by ``leap0-operator`` (``source.component``, the "From" column) from ``instance`` (the operator's pod)."""
-    meta = sandbox.get("metadata") or {}
-    name = str(meta.get("name", ""))
-    namespace = str(meta.get("namespace", ""))
+    name = objects.name(sandbox)
+    namespace = objects.namespace(sandbox)
     involved: dict[str, Any] = {
         "apiVersion": sandbox.get("apiVersion", contract.API_VERSION),
         "kind": sandbox.get("kind", contract.SANDBOX_KIND),
         "name": name,
         "namespace": namespace,
     }
-    if meta.get("uid"):
-        involved["uid"] = meta["uid"]
+    uid = objects.uid(sandbox)
+    if uid:
+        involved["uid"] = uid
     stamp = format_time(now)
     return {
         "apiVersion": "v1",
