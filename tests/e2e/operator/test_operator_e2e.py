@@ -788,6 +788,10 @@ def test_a_recreated_pod_says_so_and_keeps_the_sandboxs_resources(
         contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, "small"
     )
     create_template({"vcpu": 4, "memory": 4096})
+    # A new sandbox of that template gets the new resources: the operator has seen the re-created template.
+    create_sandbox(api, namespace, "newcomer", timeout=600, template="small")
+    newcomer = wait_for("the newcomer's pod", pod_exists(api, namespace, "newcomer"))
+    assert newcomer.spec.containers[0].resources.limits == {"cpu": "4", "memory": "4096Mi"}
     core(api).delete_namespaced_pod("reborn", namespace)
     second = wait_for(
         "a new pod",
