@@ -855,6 +855,16 @@ def sandbox_events(api: client.ApiClient, namespace: str, name: str) -> list[tup
     return [(e.type, e.reason, e.message) for e in items]
 
 
+def events_once(api: client.ApiClient, namespace: str, name: str, count: int) -> list[tuple[str, str, str]]:
+    """The Sandbox's Events once there are ``count`` (an Event is posted just after its status write)."""
+
+    def probe() -> list[tuple[str, str, str]] | None:
+        events = sandbox_events(api, namespace, name)
+        return events if len(events) >= count else None
+
+    return wait_for(f"{count} events on {name}", probe)
+
+
 def reason_is(api: client.ApiClient, namespace: str, name: str, reason: str) -> Callable[[], Any]:
     def probe() -> dict[str, Any] | None:
         status: dict[str, Any] = sandbox(api, namespace, name).get("status") or {}
@@ -886,21 +896,21 @@ def test_unschedulable_waits_pending_then_runs_with_one_event_per_transition(
         ("Normal", contract.REASON_UNSCHEDULABLE, SCHEDULER_MESSAGE),
         ("Normal", contract.REASON_RUNNING, "pod scale-up is running"),
     ]
-    assert wait_for("two events", lambda: (e := sandbox_events(api, namespace, "scale-up")) == expected and e)
+    assert events_once(api, namespace, "scale-up", 2) == expected
 
     described = kubectl(apiserver, namespace, "describe", "sbx", "scale-up").split("Events:", 1)[1]
     assert "Normal  Unschedulable" in described
     assert "leap0-operator  0/3 nodes are available: 3 Insufficient cpu." in described
     assert "Normal  Running" in described
 
-    # Reconciles that change nothing (a label on the Sandbox, the same pod status again) post nothing, and an
-    # idle operator writes nothing at all.
+    # Reconciles that change nothing (a label on the Sandbox, the same pod status again) write nothing, post
+    # nothing, and an idle operator writes nothing at all.
+    before = operator_writes(apiserver)
     custom(api).patch_namespaced_custom_object(
         contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "scale-up",
         {"metadata": {"labels": {"touched": "yes"}}},
     )  # fmt: skip
     play_kubelet(api, namespace, "scale-up", sandbox_state=RUNNING)
-    before = operator_writes(apiserver)
     time.sleep(2)
     assert operator_writes(apiserver) == before
     assert sandbox_events(api, namespace, "scale-up") == expected
@@ -929,7 +939,7 @@ def test_startup_timeout_fails_the_sandbox_and_deletes_its_pod(
     assert failed["reason"] == contract.REASON_STARTUP_TIMEOUT
     assert failed["message"].startswith(f"still Unschedulable after 3 s: {SCHEDULER_MESSAGE}")
     wait_for("the pod deleted", pod_gone(api, namespace, "stuck"))
-    assert [(t, r) for t, r, _ in sandbox_events(api, namespace, "stuck")] == [
+    assert [(t, r) for t, r, _ in events_once(api, namespace, "stuck", 2)] == [
         ("Normal", contract.REASON_UNSCHEDULABLE),
         ("Warning", contract.REASON_STARTUP_TIMEOUT),
     ]
@@ -962,7 +972,7 @@ def test_container_config_errors_surface_the_kubelets_reason_and_message(
     assert (status["phase"], status["message"]) == (contract.PHASE_PENDING, missing)
     play_kubelet(api, namespace, "no-secret", sandbox_state=RUNNING)
     wait_for("Running", phase(api, namespace, "no-secret", contract.PHASE_RUNNING))
-    assert [(t, r) for t, r, _ in sandbox_events(api, namespace, "no-secret")] == [
+    assert [(t, r) for t, r, _ in events_once(api, namespace, "no-secret", 2)] == [
         ("Normal", contract.REASON_CREATE_CONTAINER_CONFIG_ERROR),
         ("Normal", contract.REASON_RUNNING),
     ]
@@ -1016,7 +1026,7 @@ def test_a_recreated_pod_says_so_and_keeps_the_sandboxs_resources(
     play_kubelet(api, namespace, "reborn", sandbox_state={"running": {"startedAt": "2026-01-01T01:00:00Z"}})
     running = wait_for("Running again", phase(api, namespace, "reborn", contract.PHASE_RUNNING))
     assert running["startedAt"] == "2026-01-01T01:00:00Z"
-    assert [r for _, r, _ in sandbox_events(api, namespace, "reborn")] == [
+    assert [r for _, r, _ in events_once(api, namespace, "reborn", 3)] == [
         contract.REASON_RUNNING,
         contract.REASON_POD_DELETED,
         contract.REASON_RUNNING,
@@ -1085,7 +1095,7 @@ def test_a_failing_expiry_deletion_is_one_warning_not_one_per_retry(
         wait_for("the pod", pod_exists(api, namespace, "sticky"))
         wait_for("Expired after two failed deletes", phase(api, namespace, "sticky", "Expired"), timeout=20)
     assert pod_gone(api, namespace, "sticky")()
-    events = sandbox_events(api, namespace, "sticky")
+    events = events_once(api, namespace, "sticky", 2)
     assert [(t, r) for t, r, _ in events] == [
         ("Warning", contract.REASON_EXPIRY_DELETION_FAILED),
         ("Normal", contract.REASON_EXPIRED),
