@@ -2,8 +2,9 @@
 ends, and which Kubernetes Event each status change posts.
 
 - :func:`pod_state` classifies a pod into the Sandbox's phase, reason and message. A state is *final* when
-  nothing will change it (a container or the pod ended); a ``Pending`` state waits, and so does an image pull
-  error (reported ``Failed`` at once, but the kubelet keeps retrying), until the startup timeout.
+  nothing will change it (a container or the pod ended); a ``Pending`` state waits, and so do an image pull
+  error and a crash loop (reported ``Failed`` at once, but the kubelet keeps retrying), until the startup
+  timeout.
 - :func:`startup_deadline` and :func:`startup_timeout_message`: a sandbox not Running within the startup
   timeout after its pod was created fails with ``StartupTimeout`` and a message naming the last pod reason.
 - :func:`transition_events` lists the Events one status change posts (one per transition, none when the
@@ -77,8 +78,8 @@ def _state(container_status: Mapping[str, Any], key: str, which: str) -> Mapping
 def pod_state(pod: Mapping[str, Any]) -> PodState:
     """Pending → Running (all containers ready) → Failed with the reason a user needs.
 
-    In order: an image that cannot be pulled (``Failed``/``ImagePullError``, not final: the kubelet retries),
-    a crash loop (only the sidecar restarts) and OOM kills and ended containers or pods (``Failed``, final);
+    In order: an image that cannot be pulled and a crash loop (only the sidecar restarts) are ``Failed`` but
+    not final (the kubelet retries); OOM kills and ended containers or pods are ``Failed`` and final;
     a container the kubelet cannot create or start (``Pending`` with the kubelet's reason and message); a pod
     the scheduler cannot place (``Pending``/``Unschedulable`` with the scheduler's message); every container
     ready (``Running``); else ``Pending`` while the containers start.
@@ -105,7 +106,9 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             )
         if why == "CrashLoopBackOff":
             return failed(
-                contract.REASON_CRASH_LOOP, f"container {cs.get('name')} keeps crashing (CrashLoopBackOff)"
+                contract.REASON_CRASH_LOOP,
+                f"container {cs.get('name')} keeps crashing (CrashLoopBackOff)",
+                final=False,
             )
         if why in CONTAINER_SETUP_REASONS and setup is None:
             message = str(waiting.get("message") or f"container {cs.get('name')} cannot start ({why})")

@@ -184,7 +184,7 @@ CASES: list[tuple[str, dict[str, Any], str, str, str, bool]] = [
         F,
         contract.REASON_CRASH_LOOP,
         "telemetry keeps crashing",
-        True,
+        False,
     ),
     (
         "running",
