@@ -232,6 +232,9 @@ def test_describe_sandbox_shows_its_core_v1_events(apiserver: ServerThread, name
     assert "Warning  Failed" in events
     assert "exited with code 1" in events
     assert "not about the described sandbox" not in events
+    only = kubectl(kc, "-n", namespace, "events", "--for", "sbx/described").stdout
+    assert "pod described is running" in only
+    assert "not about the described sandbox" not in only
     listed = kubectl(kc, "-n", namespace, "get", "events").stdout
     assert "sandbox/described" in listed
     assert "sandbox/other" in listed
