@@ -143,6 +143,17 @@ class Client:
         stats = await self.request("GET", "/leap0/stats")
         return int(stats["mutations"].get("kopf", 0))
 
+    async def settled_mutations(self, quiet_s: float = 1.0) -> int:
+        """The operator's mutation count once it stopped moving for ``quiet_s`` (an Event is posted just
+        after the status write the bench waits for, so the last ones land a moment later)."""
+        last = await self.operator_mutations()
+        while True:
+            await asyncio.sleep(quiet_s)
+            now = await self.operator_mutations()
+            if now == last:
+                return now
+            last = now
+
 
 def running_status(name: str) -> dict[str, Any]:
     started = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
@@ -241,7 +252,7 @@ async def bench(n: int, idle: float, url: str, start_operator: Any, burst: int) 
         )
         burst_rate = n / (time.monotonic() - t0)
         await client.watch_until(SANDBOXES.format(ns="bench-op"), n, phase_is("Running"))
-        to_running = await client.operator_mutations() - before_running
+        to_running = await client.settled_mutations() - before_running
         cpu_ms = (cpu_seconds(operator.pid) - cpu_before) * 1000 / n
 
         # Idle: nothing changes, nothing should be written.
