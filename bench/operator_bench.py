@@ -143,6 +143,17 @@ class Client:
         stats = await self.request("GET", "/leap0/stats")
         return int(stats["mutations"].get("kopf", 0))
 
+    async def settled_mutations(self, quiet_s: float = 1.0) -> int:
+        """The operator's mutation count once it stopped moving for ``quiet_s`` (an Event is posted just
+        after the status write the bench waits for, so the last ones land a moment later)."""
+        last = await self.operator_mutations()
+        while True:
+            await asyncio.sleep(quiet_s)
+            now = await self.operator_mutations()
+            if now == last:
+                return now
+            last = now
+
 
 def running_status(name: str) -> dict[str, Any]:
     started = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
@@ -241,7 +252,7 @@ async def bench(n: int, idle: float, url: str, start_operator: Any, burst: int) 
         )
         burst_rate = n / (time.monotonic() - t0)
         await client.watch_until(SANDBOXES.format(ns="bench-op"), n, phase_is("Running"))
-        to_running = await client.operator_mutations() - before_running
+        to_running = await client.settled_mutations() - before_running
         cpu_ms = (cpu_seconds(operator.pid) - cpu_before) * 1000 / n
 
         # Idle: nothing changes, nothing should be written.
@@ -347,7 +358,8 @@ def main() -> int:
     pending = figures["until_pending"]
     print(f"{'mutating calls per sandbox until Pending':44}{pending:12.2f}{1:12.2f}{'':8}   <= 2")
     print(
-        f"{'mutating calls per sandbox, Pending->Running':44}{figures['to_running']:12.2f}{'':12}{'':8}   1"
+        f"{'mutating calls per sandbox, Pending->Running':44}{figures['to_running']:12.2f}{'':12}{'':8}   "
+        "2 (status + its Event)"
     )
     print(
         f"{f'operator writes during {args.idle:g} s idle':44}{figures['idle_writes']:12.0f}{'':12}{'':8}   0"

@@ -168,6 +168,24 @@ REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 REASON_COMPLETED: Final = "Completed"  # the sandbox process exited with code 0 (restartPolicy Never)
 REASON_POD_DELETED: Final = "PodDeleted"  # the pod went away while the sandbox is live; it is recreated
+# Not Running within the startup timeout after its pod was created: Failed, and the pod is deleted.
+REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
+# The kubelet's own reasons, surfaced as they are (Pending: the kubelet retries; the startup timeout ends
+# them).
+REASON_CREATE_CONTAINER_CONFIG_ERROR: Final = "CreateContainerConfigError"  # e.g. a missing Secret
+REASON_CREATE_CONTAINER_ERROR: Final = "CreateContainerError"
+REASON_RUN_CONTAINER_ERROR: Final = "RunContainerError"
+# Event only (a Warning): deleting the pod of an expired sandbox, or the Sandbox after retention, failed.
+REASON_EXPIRY_DELETION_FAILED: Final = "ExpiryDeletionFailed"
+
+# Seconds a sandbox may take from pod creation to Running (operator --startup-timeout; a template's
+# spec.startupTimeout wins).
+DEFAULT_STARTUP_TIMEOUT_S: Final = 600
+
+# --- Kubernetes Events the operator posts on Sandboxes (core/v1) --------------------------------------
+EVENT_REPORTING_COMPONENT: Final = "leap0-operator"  # source.component ("From" in kubectl describe)
+EVENT_TYPE_NORMAL: Final = "Normal"
+EVENT_TYPE_WARNING: Final = "Warning"
 
 # A second condition: the pod's spec was edited after creation (reported, never reverted).
 CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"

@@ -49,6 +49,9 @@ class OperatorConfig:
     retry_delay_s: float = 5.0
     # How long a namespace's org id is cached (it is read when a pod is created).
     namespace_cache_s: float = 60.0
+    # How long a sandbox may take from its pod's creation to Running before it fails (StartupTimeout) and its
+    # pod is deleted; a SandboxTemplate's spec.startupTimeout wins.
+    startup_timeout_s: int = contract.DEFAULT_STARTUP_TIMEOUT_S
     # The server-side timeoutSeconds of every watch; the client gives up on a silent stream a little later.
     watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S
     # How often the operator lists what it watches and drops what the watches missed (0: only after re-lists).
@@ -93,6 +96,16 @@ def _seconds(name: str, value: str) -> float:
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
     if seconds < 0:
         raise ConfigError(f"{name}: must not be negative, got {value!r}")
+    return seconds
+
+
+def _whole_seconds(name: str, value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number of seconds, got {value!r}") from None
+    if seconds < 1:
+        raise ConfigError(f"{name}: must be at least 1 second, got {value!r}")
     return seconds
 
 
@@ -154,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "env EXPIRED_RETENTION",
     )
     policy.add_argument("--retry-delay", default=None, help="seconds before retrying a failed API call (5)")
+    policy.add_argument(
+        "--startup-timeout",
+        default=None,
+        help="seconds a sandbox may take from pod creation to Running before it fails with StartupTimeout "
+        f"and its pod is deleted ({contract.DEFAULT_STARTUP_TIMEOUT_S}; a template's startupTimeout wins); "
+        "env STARTUP_TIMEOUT",
+    )
     watch = parser.add_argument_group("watching")
     watch.add_argument(
         "--watch-timeout",
@@ -203,6 +223,8 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
     )
     retry_raw = pick("retry_delay", "RETRY_DELAY")
     retry = _seconds("retry delay", retry_raw) if retry_raw else defaults.retry_delay_s
+    startup_raw = pick("startup_timeout", "STARTUP_TIMEOUT")
+    startup = _whole_seconds("startup timeout", startup_raw) if startup_raw else defaults.startup_timeout_s
     watch_raw = pick("watch_timeout", "WATCH_TIMEOUT")
     watch_timeout = _seconds("watch timeout", watch_raw) if watch_raw else defaults.watch_timeout_s
     if watch_timeout < 1:
@@ -217,6 +239,7 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         expired_retention_s=retention,
         default_otlp_endpoint=pick("default_otlp_endpoint", "DEFAULT_OTLP_ENDPOINT"),
         retry_delay_s=retry,
+        startup_timeout_s=startup,
         watch_timeout_s=watch_timeout,
         resync_period_s=resync,
     )

@@ -19,15 +19,17 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import os
+import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import kopf
 
 import leap0_contract as contract
 
-from . import k8s, objects
+from . import k8s, lifecycle, objects
 from .config import OperatorConfig
 from .objects import Key
 from .pod import build_pod, pod_name
@@ -112,6 +114,8 @@ class Controller:
         self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
         self.wakeups = Wakeups(self._wake)
         self._failures: dict[Key, int] = {}  # TemporaryErrors in a row, per Sandbox (backoff)
+        # reportingInstance of the Events we post: the operator's pod (its host name).
+        self.instance = os.environ.get("HOSTNAME") or socket.gethostname()
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._resync_locks: dict[str, asyncio.Lock] = {}
@@ -321,12 +325,16 @@ class Controller:
                     "created" if created else "found",
                     pod_name(name),
                 )
+        expiring = decision.status is not None and decision.status.get("phase") == contract.PHASE_EXPIRED
         if decision.delete_pod and observed.pod is not None:
-            await self.api.delete_pod(namespace, objects.name(observed.pod))
+            pod = objects.name(observed.pod)
+            await self._deleting(observed, f"pod {pod}", self.api.delete_pod(namespace, pod), expiring)
             self.writes.pod_gone(key)
-            logger.info("Sandbox %s/%s expired: deleted its pod", namespace, name)
+            why = "expired" if expiring else "did not start in time"
+            logger.info("Sandbox %s/%s %s: deleted its pod", namespace, name, why)
         if decision.delete_sandbox:
-            if await self.api.delete_sandbox(namespace, name):
+            deleting = self.api.delete_sandbox(namespace, name)
+            if await self._deleting(observed, f"Sandbox {name}", deleting, expiring):
                 logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
             self.sandbox_deleted(key)
             return
@@ -335,7 +343,34 @@ class Controller:
                 self._log_transition(key, decision.status)
             if await self.api.patch_sandbox_status(namespace, name, decision.patch):
                 self.writes.status_written(key, decision.status)
+                await self.post_events(observed, decision.events)
         self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
+
+    async def _deleting(
+        self, observed: Observed, what: str, call: Coroutine[Any, Any, bool], expiring: bool
+    ) -> bool:
+        """Await a DELETE of the expiry path; when it fails (a TemporaryError, retried with backoff), post a
+        Warning Event the first time of a run of failures, not on every retry."""
+        try:
+            return await call
+        except kopf.TemporaryError as exc:
+            if expiring and not self._failures.get(observed.key):
+                await self.post_events(observed, (lifecycle.deletion_failed_event(what, str(exc)),))
+            raise
+
+    async def post_events(self, observed: Observed, events: Sequence[lifecycle.SandboxEvent]) -> None:
+        """POST each Event (core/v1) about the Sandbox. Events are auxiliary: one that cannot be posted is
+        logged and dropped, never retried (a retry would repeat the reconcile's other calls)."""
+        for i, event in enumerate(events):
+            body = lifecycle.event_body(
+                observed.sandbox, event, observed.now, time.time_ns() + i, self.instance
+            )
+            try:
+                await self.api.create_event(body)
+            except kopf.TemporaryError as exc:
+                logger.warning(
+                    "Sandbox %s/%s: could not post the %s event: %s", *observed.key, event.reason, exc
+                )
 
     @staticmethod
     def _log_transition(key: Key, status: Mapping[str, Any]) -> None:

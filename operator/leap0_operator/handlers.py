@@ -138,7 +138,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
         settings.peering.standalone = options.standalone
     if settings.peering.priority == 0:
         settings.peering.priority = random.randint(1, 1_000_000)
-    # Status writes are our own merge patches; kopf posts no Kubernetes Events for us (each is a write).
+    # Status writes are our own merge patches. kopf posts no Kubernetes Events (it would turn log lines into
+    # writes); the controller posts one per status transition itself (lifecycle.transition_events).
     settings.posting.enabled = False
     # kopf logs every handled event ("Handler ... succeeded") at INFO: with thousands of sandboxes that is
     # noise (and CPU). Failures are still logged; --verbose/--debug bring the rest back.

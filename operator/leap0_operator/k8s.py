@@ -224,6 +224,18 @@ class Api:
         done, _ = await self._call("delete", url, f"deleting Sandbox {name}", absent=404)
         return done
 
+    async def create_event(self, event: dict[str, Any]) -> bool:
+        """POST a core/v1 Event (``lifecycle.event_body``); False when one of that name exists (409)."""
+        meta = event["metadata"]
+        done, _ = await self._call(
+            "post",
+            f"/api/v1/namespaces/{meta['namespace']}/events",
+            f"posting event {event.get('reason')} on Sandbox {event['involvedObject']['name']}",
+            payload=event,
+            absent=409,
+        )
+        return done
+
     async def list_objects(
         self, url: str, label_selector: str | None = None, chunk: int = LIST_CHUNK
     ) -> AsyncIterator[list[dict[str, Any]]]:

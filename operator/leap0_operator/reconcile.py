@@ -17,8 +17,9 @@ from typing import Any
 
 import leap0_contract as contract
 
-from . import objects
+from . import lifecycle, objects
 from .config import OperatorConfig
+from .lifecycle import PodState, SandboxEvent, created_message, format_time, parse_time, pod_state
 from .pod import created_images, pod_name
 from .resolve import Effective, SpecError, resolve, template_id
 
@@ -39,117 +40,8 @@ STATUS_FIELDS = (
     "templateId",
 )
 
-IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
-
-
-def format_time(moment: datetime.datetime) -> str:
-    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str) -> datetime.datetime:
-    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class PodState:
-    """The Sandbox's view of its pod: a phase, a reason a user can act on, and a message."""
-
-    phase: str
-    reason: str
-    message: str
-    ip: str | None = None
-    started_at: str | None = None
-
-
-def pod_state(pod: Mapping[str, Any]) -> PodState:
-    """Pending → Running (all containers ready) → Failed with the reason a user needs."""
-    status = objects.status(pod)
-    name = objects.name(pod)
-    ip = status.get("podIP") or None
-    statuses = objects.container_statuses(pod)
-
-    def failed(reason: str, message: str) -> PodState:
-        return PodState(contract.PHASE_FAILED, reason, message, ip)
-
-    for cs in statuses:
-        waiting = objects.section(objects.section(cs, "state"), "waiting")
-        why = waiting.get("reason")
-        if why in IMAGE_PULL_REASONS:
-            image = cs.get("image") or "the image"
-            detail = f": {waiting['message']}" if waiting.get("message") else ""
-            return failed(
-                contract.REASON_IMAGE_PULL_ERROR,
-                f"container {cs.get('name')} cannot pull {image} ({why}){detail}",
-            )
-        if why == "CrashLoopBackOff":
-            return failed(
-                contract.REASON_CRASH_LOOP, f"container {cs.get('name')} keeps crashing (CrashLoopBackOff)"
-            )
-    for cs in statuses:
-        for state_key in ("state", "lastState"):
-            terminated = objects.section(objects.section(cs, state_key), "terminated")
-            if terminated.get("reason") == "OOMKilled" and (
-                state_key == "state" or cs.get("name") == contract.SANDBOX_CONTAINER
-            ):
-                return failed(
-                    contract.REASON_OOM_KILLED,
-                    f"container {cs.get('name')} ran out of memory and was killed (OOMKilled)",
-                )
-    for cs in statuses:
-        if cs.get("name") != contract.SANDBOX_CONTAINER:
-            continue
-        terminated = objects.section(objects.section(cs, "state"), "terminated")
-        if terminated:
-            code = terminated.get("exitCode", 0)
-            if code == 0:
-                return failed(
-                    contract.REASON_COMPLETED,
-                    "the sandbox process exited with code 0; the sandbox has ended",
-                )
-            reason = terminated.get("reason") or "Error"
-            return failed(
-                contract.REASON_CONTAINER_FAILED, f"the sandbox process exited with code {code} ({reason})"
-            )
-    if status.get("phase") in ("Failed", "Succeeded"):
-        detail = status.get("message") or status.get("reason") or f"pod phase {status.get('phase')}"
-        return failed(contract.REASON_POD_FAILED, f"pod {name} ended: {detail}")
-    conditions = {c.get("type"): c for c in objects.items(status, "conditions")}
-    scheduled = conditions.get("PodScheduled") or objects.EMPTY
-    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-        return failed(
-            contract.REASON_UNSCHEDULABLE,
-            f"pod {name} cannot be scheduled: {scheduled.get('message', '')}".rstrip(": "),
-        )
-    expected = {str(c.get("name")) for c in objects.all_containers(pod)}
-    ready = {str(cs.get("name")) for cs in statuses if cs.get("ready")}
-    if status.get("phase") == "Running" and expected and expected <= ready:
-        started = None
-        for cs in statuses:
-            if cs.get("name") == contract.SANDBOX_CONTAINER:
-                started = objects.section(objects.section(cs, "state"), "running").get("startedAt")
-        return PodState(
-            contract.PHASE_RUNNING,
-            contract.REASON_RUNNING,
-            f"pod {name} is running",
-            ip,
-            started or status.get("startTime"),
-        )
-    if statuses:
-        waiting_for = ", ".join(sorted(expected - ready)) or "containers"
-        return PodState(
-            contract.PHASE_PENDING,
-            contract.REASON_CONTAINERS_NOT_READY,
-            f"waiting for {waiting_for} to be ready",
-            ip,
-        )
-    # Same reason and message as right after creation, so the pod's first watch event causes no status write.
-    return PodState(contract.PHASE_PENDING, contract.REASON_POD_CREATED, created_message(name), ip)
-
-
-def created_message(pod: str) -> str:
-    return f"pod {pod} created, waiting for it to start"
+# Re-exported: the pod-state classification and the time helpers live in lifecycle.py.
+__all__ = ["PodState", "created_message", "format_time", "parse_time", "pod_state"]
 
 
 def detect_drift(pod: Mapping[str, Any]) -> str | None:
@@ -190,6 +82,8 @@ class Plan:
     delete_pod: bool = False
     delete_sandbox: bool = False
     wake_at: datetime.datetime | None = None  # look again then (expiry, retention), even if nothing happens
+    # Kubernetes Events to post once ``patch`` is written (one per transition; none without a status write).
+    events: tuple[SandboxEvent, ...] = ()
 
     @property
     def create_pod(self) -> bool:
@@ -261,7 +155,8 @@ def plan(
         effective: Effective | SpecError = resolve(objects.spec(sandbox), template, config)
     except SpecError as exc:
         effective = exc
-    return _plan(sandbox, pod, now, config, effective)
+    startup_s = lifecycle.startup_timeout(template, config.startup_timeout_s)
+    return _plan(sandbox, pod, now, config, effective, startup_s)
 
 
 def failed(
@@ -270,7 +165,25 @@ def failed(
     """The plan when creating the pod failed for good (the API refused it as invalid): ``Failed`` with the
     error's reason and message and no pod, not retried (only woken at ``expiresAt``: a failed Sandbox still
     expires and is cleaned up after its retention)."""
-    return _plan(sandbox, None, now, config, error)
+    return _plan(sandbox, None, now, config, error, config.startup_timeout_s)
+
+
+def recreated_message(pod: str) -> str:
+    return f"pod {pod} was deleted while the sandbox is live; recreated it"
+
+
+def kept_resources(effective: Effective, recorded: Mapping[str, Any]) -> Effective:
+    """``effective`` with the vcpu, memory and disk the sandbox was started with (recorded in its status),
+    so a recreated pod never silently takes a re-created or edited template's other resources."""
+    if "vcpu" not in recorded or "memory" not in recorded:
+        return effective
+    disk = recorded.get("disk")
+    return dataclasses.replace(
+        effective,
+        vcpu=int(recorded["vcpu"]),
+        memory=int(recorded["memory"]),
+        disk=int(disk) if disk is not None else None,
+    )
 
 
 def _plan(
@@ -279,6 +192,7 @@ def _plan(
     now: datetime.datetime,
     config: OperatorConfig,
     resolved: Effective | SpecError,
+    startup_s: int,
 ) -> Plan:
     meta = objects.metadata(sandbox)
     spec = objects.spec(sandbox)
@@ -325,7 +239,9 @@ def _plan(
         return desired
 
     def decided(status: dict[str, Any], **actions: Any) -> Plan:
-        return Plan(status=status, patch=status_patch(current, status), **actions)
+        patch = status_patch(current, status)
+        events = tuple(lifecycle.transition_events(current, status)) if patch else ()
+        return Plan(status=status, patch=patch, events=events, **actions)
 
     retention = datetime.timedelta(seconds=config.expired_retention_s)
     pod_present = pod is not None and not pod_going
@@ -353,6 +269,17 @@ def _plan(
             wake_at=None if now >= delete_at else delete_at,
         )
 
+    if (
+        current.get("phase") == contract.PHASE_FAILED
+        and current.get("reason") == contract.REASON_STARTUP_TIMEOUT
+    ):
+        # Final: its pod was deleted and is not recreated (it still expires and is cleaned up).
+        status = dict(current)
+        status.pop("podIP", None)
+        if generation is not None:
+            status["observedGeneration"] = generation
+        return decided(status, delete_pod=pod_present, wake_at=expires_at)
+
     if pod is None:
         if effective is None:
             assert isinstance(resolved, SpecError)
@@ -360,15 +287,17 @@ def _plan(
             return decided(failure, wake_at=expires_at)
         pname = pod_name(name)
         desired["podName"] = pname
-        for key in ("vcpu", "memory", "disk", "templateId"):
-            desired.pop(key, None)
-        desired.update(fresh)
-        reason = contract.REASON_POD_DELETED if current.get("podName") else contract.REASON_POD_CREATED
-        message = (
-            f"pod {pname} was deleted while the sandbox is live; recreated it"
-            if reason == contract.REASON_POD_DELETED
-            else created_message(pname)
-        )
+        recreated = bool(current.get("podName"))
+        if recreated:
+            # A sandbox keeps the resources it was started with; startedAt will be the new pod's.
+            effective = kept_resources(effective, recorded)
+            desired.pop("startedAt", None)
+        else:
+            for key in ("vcpu", "memory", "disk", "templateId"):
+                desired.pop(key, None)
+            desired.update(fresh)
+        reason = contract.REASON_POD_DELETED if recreated else contract.REASON_POD_CREATED
+        message = recreated_message(pname) if recreated else created_message(pname)
         desired.pop("podIP", None)
         return decided(
             finish(contract.PHASE_PENDING, reason, message), effective=effective, wake_at=expires_at
@@ -387,10 +316,26 @@ def _plan(
         return decided(status, wake_at=expires_at)
 
     state = pod_state(pod)
+    if state.reason == contract.REASON_POD_CREATED and current.get("reason") == contract.REASON_POD_DELETED:
+        # A recreated pod the kubelet has not reported on yet: the status keeps saying why it is Pending.
+        state = dataclasses.replace(
+            state, reason=contract.REASON_POD_DELETED, message=recreated_message(pname)
+        )
+    was_running = bool(desired.get("startedAt"))
+    deadline = lifecycle.startup_deadline(pod, startup_s)
+    if lifecycle.startup_timed_out(state, was_running, deadline, now):
+        desired.pop("podIP", None)
+        message = lifecycle.startup_timeout_message(state, startup_s)
+        status = finish(contract.PHASE_FAILED, contract.REASON_STARTUP_TIMEOUT, message)
+        return decided(status, delete_pod=True, wake_at=expires_at)
     started = desired.get("startedAt") or (
         state.started_at if state.phase == contract.PHASE_RUNNING else None
     )
     status = finish(state.phase, state.reason, state.message, podIP=state.ip, startedAt=started)
+    wake_at = expires_at
+    starting = not was_running and not state.final and state.phase != contract.PHASE_RUNNING
+    if starting and deadline is not None:
+        wake_at = min(expires_at, deadline)
     drift = detect_drift(pod)
     if drift is not None:
         status["conditions"].append(
@@ -404,7 +349,7 @@ def _plan(
                 generation,
             )
         )
-    return decided(status, wake_at=expires_at)
+    return decided(status, wake_at=wake_at)
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
@@ -445,7 +390,8 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         keep = ("name", "ready", "image", "state", "lastState")
         return [{k: cs[k] for k in keep if k in cs} for cs in objects.items(status, key)]
 
-    trimmed_meta: dict[str, Any] = {k: meta[k] for k in ("name", "uid", "deletionTimestamp") if meta.get(k)}
+    kept = ("name", "uid", "creationTimestamp", "deletionTimestamp")  # creation: the startup deadline
+    trimmed_meta: dict[str, Any] = {k: meta[k] for k in kept if meta.get(k)}
     trimmed_meta["ownerReferences"] = [
         {"uid": r.get("uid"), "controller": r.get("controller")}
         for r in objects.items(meta, "ownerReferences")

@@ -87,7 +87,9 @@ def resolve(
     if template is None and spec.get("template"):
         raise SpecError(
             contract.REASON_TEMPLATE_NOT_FOUND,
-            f'SandboxTemplate "{tid}" does not exist in this namespace: create it, or unset spec.template',
+            f'SandboxTemplate "{tid}" does not exist in this namespace: create it (the sandbox then '
+            "starts), or delete this Sandbox and create it again naming an existing template or none "
+            "(spec.template cannot be changed)",
         )
     tpl: Mapping[str, Any] = template or {}
 

@@ -574,6 +574,7 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
         (contract.GROUP, "sandboxes/status", "patch"),
         (contract.GROUP, "sandboxes", "delete"),
         ("kopf.dev", "kopfpeerings", "patch"),
+        ("", "events", "create"),
     } <= calls.seen
 
 
@@ -802,3 +803,302 @@ def test_the_operator_outlives_an_api_outage_and_converges_after_it(
         wait_for("the pod of the Sandbox created during the outage", pod_exists(api, namespace, "during"), 40)
         wait_for("Pending", phase(api, namespace, "during", "Pending"))
     assert operator.process.poll() is None
+
+
+# --- the sandbox's life: scheduling, the startup timeout, kubelet errors, Events --------------------------
+SCHEDULER_MESSAGE = (
+    "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
+    "3 No preemption victims found for incoming pod."
+)
+
+
+def write_pod_status(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Write a pod status as the scheduler or the kubelet would (the whole status, every time)."""
+    core(api).patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def unschedulable_status() -> dict[str, Any]:
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": SCHEDULER_MESSAGE,
+            }
+        ],
+    }
+
+
+def waiting_status(telemetry: dict[str, Any], sandbox_state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "initContainerStatuses": [
+            {"name": "telemetry", "ready": False, "restartCount": 0, "image": "sidecar", "imageID": "",
+             "state": telemetry},
+        ],
+        "containerStatuses": [
+            {"name": "sandbox", "ready": False, "restartCount": 0, "image": "python:3.12-slim", "imageID": "",
+             "state": sandbox_state},
+        ],
+    }  # fmt: skip
+
+
+def sandbox_events(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about Sandbox ``name``, oldest first."""
+    listed = core(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=Sandbox,involvedObject.name={name}"
+    )
+    items = sorted(listed.items, key=lambda e: int(e.metadata.resource_version))
+    return [(e.type, e.reason, e.message) for e in items]
+
+
+def events_once(api: client.ApiClient, namespace: str, name: str, count: int) -> list[tuple[str, str, str]]:
+    """The Sandbox's Events once there are ``count`` (an Event is posted just after its status write)."""
+
+    def probe() -> list[tuple[str, str, str]] | None:
+        events = sandbox_events(api, namespace, name)
+        return events if len(events) >= count else None
+
+    return wait_for(f"{count} events on {name}", probe)
+
+
+def reason_is(api: client.ApiClient, namespace: str, name: str, reason: str) -> Callable[[], Any]:
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = sandbox(api, namespace, name).get("status") or {}
+        return status if status.get("reason") == reason else None
+
+    return probe
+
+
+def test_unschedulable_waits_pending_then_runs_with_one_event_per_transition(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """A cluster scaling up: Pending/Unschedulable with the scheduler's message (not Failed), then Running.
+    `kubectl describe sbx` shows one Event per transition, reported by leap0-operator; reconciles that change
+    nothing post nothing, and an idle operator writes nothing."""
+    start_operator()
+    create_sandbox(api, namespace, "scale-up", timeout=600)
+    wait_for("the pod", pod_exists(api, namespace, "scale-up"))
+    write_pod_status(api, namespace, "scale-up", unschedulable_status())
+    waiting = wait_for("Unschedulable", reason_is(api, namespace, "scale-up", contract.REASON_UNSCHEDULABLE))
+    assert waiting["phase"] == contract.PHASE_PENDING
+    assert waiting["message"] == SCHEDULER_MESSAGE
+    ready = {c["type"]: c for c in waiting["conditions"]}[contract.CONDITION_READY]
+    assert (ready["status"], ready["reason"]) == ("False", contract.REASON_UNSCHEDULABLE)
+
+    play_kubelet(api, namespace, "scale-up", sandbox_state=RUNNING)
+    running = wait_for("Running", phase(api, namespace, "scale-up", contract.PHASE_RUNNING))
+    assert running["startedAt"] == "2026-01-01T00:00:02Z"
+    expected = [
+        ("Normal", contract.REASON_UNSCHEDULABLE, SCHEDULER_MESSAGE),
+        ("Normal", contract.REASON_RUNNING, "pod scale-up is running"),
+    ]
+    assert events_once(api, namespace, "scale-up", 2) == expected
+
+    described = kubectl(apiserver, namespace, "describe", "sbx", "scale-up").split("Events:", 1)[1]
+    assert "Normal  Unschedulable" in described
+    assert "leap0-operator  0/3 nodes are available: 3 Insufficient cpu." in described
+    assert "Normal  Running" in described
+
+    # Reconciles that change nothing (a label on the Sandbox, the same pod status again) write nothing, post
+    # nothing, and an idle operator writes nothing at all.
+    before = operator_writes(apiserver)
+    custom(api).patch_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "scale-up",
+        {"metadata": {"labels": {"touched": "yes"}}},
+    )  # fmt: skip
+    play_kubelet(api, namespace, "scale-up", sandbox_state=RUNNING)
+    time.sleep(2)
+    assert operator_writes(apiserver) == before
+    assert sandbox_events(api, namespace, "scale-up") == expected
+
+
+def test_startup_timeout_fails_the_sandbox_and_deletes_its_pod(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("--startup-timeout", "3")
+    template = {
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
+        "metadata": {"name": "patient"},
+        "spec": {"startupTimeout": 3600},
+    }
+    custom(api).create_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, template
+    )
+    create_sandbox(api, namespace, "stuck", timeout=600)
+    create_sandbox(api, namespace, "patient", timeout=600, template="patient")
+    for name in ("stuck", "patient"):
+        wait_for("the pod", pod_exists(api, namespace, name))
+        write_pod_status(api, namespace, name, unschedulable_status())
+
+    failed = wait_for("StartupTimeout", phase(api, namespace, "stuck", contract.PHASE_FAILED))
+    assert failed["reason"] == contract.REASON_STARTUP_TIMEOUT
+    assert failed["message"].startswith(f"still Unschedulable after 3 s: {SCHEDULER_MESSAGE}")
+    wait_for("the pod deleted", pod_gone(api, namespace, "stuck"))
+    assert [(t, r) for t, r, _ in events_once(api, namespace, "stuck", 2)] == [
+        ("Normal", contract.REASON_UNSCHEDULABLE),
+        ("Warning", contract.REASON_STARTUP_TIMEOUT),
+    ]
+    time.sleep(1)  # Failed is final: the pod is not recreated
+    assert pod_gone(api, namespace, "stuck")()
+    assert sandbox(api, namespace, "stuck")["status"]["reason"] == contract.REASON_STARTUP_TIMEOUT
+    # The template's startupTimeout (an hour) wins over the operator's 3 s.
+    patient = sandbox(api, namespace, "patient")["status"]
+    assert (patient["phase"], patient["reason"]) == (contract.PHASE_PENDING, contract.REASON_UNSCHEDULABLE)
+    assert pod_exists(api, namespace, "patient")()
+
+
+def test_container_config_errors_surface_the_kubelets_reason_and_message(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """A secretKeyRef to a missing Secret: the kubelet's CreateContainerConfigError and its message (not a
+    generic 'waiting for containers'); the sandbox waits (the Secret may come) and runs once it does."""
+    start_operator()
+    create_sandbox(api, namespace, "no-secret", timeout=600)
+    wait_for("the pod", pod_exists(api, namespace, "no-secret"))
+    missing = 'secret "otlp-credentials" not found'
+    config_error = {"waiting": {"reason": "CreateContainerConfigError", "message": missing}}
+    write_pod_status(
+        api, namespace, "no-secret", waiting_status(config_error, {"waiting": {"reason": "PodInitializing"}})
+    )
+    status = wait_for(
+        "CreateContainerConfigError",
+        reason_is(api, namespace, "no-secret", contract.REASON_CREATE_CONTAINER_CONFIG_ERROR),
+    )
+    assert (status["phase"], status["message"]) == (contract.PHASE_PENDING, missing)
+    play_kubelet(api, namespace, "no-secret", sandbox_state=RUNNING)
+    wait_for("Running", phase(api, namespace, "no-secret", contract.PHASE_RUNNING))
+    assert [(t, r) for t, r, _ in events_once(api, namespace, "no-secret", 2)] == [
+        ("Normal", contract.REASON_CREATE_CONTAINER_CONFIG_ERROR),
+        ("Normal", contract.REASON_RUNNING),
+    ]
+
+
+def test_a_recreated_pod_says_so_and_keeps_the_sandboxs_resources(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """After its pod is deleted: status PodDeleted until the new pod runs, `startedAt` the new pod's, and the
+    resources the sandbox started with, even if its template was re-created with others meanwhile."""
+    start_operator()
+    template = {
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
+        "metadata": {"name": "small"},
+        "spec": {"vcpu": 2, "memory": 2048},
+    }
+
+    def create_template(spec: dict[str, Any]) -> None:
+        custom(api).create_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, {**template, "spec": spec}
+        )
+
+    create_template({"vcpu": 2, "memory": 2048})
+    create_sandbox(api, namespace, "reborn", timeout=600, template="small")
+    first = wait_for("the pod", pod_exists(api, namespace, "reborn"))
+    play_kubelet(api, namespace, "reborn", sandbox_state=RUNNING)
+    wait_for("Running", phase(api, namespace, "reborn", contract.PHASE_RUNNING))
+
+    custom(api).delete_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, "small"
+    )
+    create_template({"vcpu": 4, "memory": 4096})
+    # A new sandbox of that template gets the new resources: the operator has seen the re-created template.
+    create_sandbox(api, namespace, "newcomer", timeout=600, template="small")
+    newcomer = wait_for("the newcomer's pod", pod_exists(api, namespace, "newcomer"))
+    assert newcomer.spec.containers[0].resources.limits == {"cpu": "4", "memory": "4096Mi"}
+    core(api).delete_namespaced_pod("reborn", namespace)
+    second = wait_for(
+        "a new pod",
+        lambda: (p := pod_exists(api, namespace, "reborn")()).metadata.uid != first.metadata.uid and p,
+    )
+    assert second.spec.containers[0].resources.limits == {"cpu": "2", "memory": "2048Mi"}
+    deleted = wait_for("PodDeleted", reason_is(api, namespace, "reborn", contract.REASON_POD_DELETED))
+    assert deleted["phase"] == contract.PHASE_PENDING
+    assert "startedAt" not in deleted
+    assert (deleted["vcpu"], deleted["memory"]) == (2, 2048)
+    time.sleep(0.5)  # the new pod's first watch events change nothing: it still says why it is Pending
+    assert sandbox(api, namespace, "reborn")["status"]["reason"] == contract.REASON_POD_DELETED
+
+    play_kubelet(api, namespace, "reborn", sandbox_state={"running": {"startedAt": "2026-01-01T01:00:00Z"}})
+    running = wait_for("Running again", phase(api, namespace, "reborn", contract.PHASE_RUNNING))
+    assert running["startedAt"] == "2026-01-01T01:00:00Z"
+    assert [r for _, r, _ in events_once(api, namespace, "reborn", 3)] == [
+        contract.REASON_RUNNING,
+        contract.REASON_POD_DELETED,
+        contract.REASON_RUNNING,
+    ]
+
+
+def test_names_longer_than_63_characters_are_refused_at_apply(apiserver: Any, namespace: str) -> None:
+    """Sandbox and template names become label values on the pod (at most 63 characters)."""
+    for kind, spec in ((contract.SANDBOX_KIND, "{timeout: 60}"), (contract.TEMPLATE_KIND, "{vcpu: 1}")):
+        for length, refused in ((63, False), (64, True)):
+            manifest = (
+                f"apiVersion: {contract.API_VERSION}\nkind: {kind}\nmetadata: {{name: {'a' * length}}}\n"
+            )
+            result = subprocess.run(
+                [
+                    kubectl_path(),
+                    "--kubeconfig",
+                    str(apiserver.kubeconfig),
+                    "-n",
+                    namespace,
+                    "apply",
+                    "-f",
+                    "-",
+                ],
+                input=manifest + f"spec: {spec}\n",
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert (result.returncode != 0) is refused, (kind, length, result.stderr)
+            if refused:
+                assert "metadata.name must be at most 63 characters" in result.stderr
+
+
+class PodDeleteFaults:
+    """The first ``count`` pod DELETEs in one namespace answer 500 (fault injection on the emulator)."""
+
+    def __init__(self, apiserver: Any, namespace: str, count: int) -> None:
+        self.server = apiserver.server
+        self.prefix = f"/api/v1/namespaces/{namespace}/pods/"
+        self.left = count
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method != "DELETE" or not request.path.startswith(self.prefix) or self.left <= 0:
+            return None
+        self.left -= 1
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                "reason": "InternalError", "message": "injected: etcd is unhappy"}  # fmt: skip
+        return web.json_response(body, status=500)
+
+    def __enter__(self) -> PodDeleteFaults:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def test_a_failing_expiry_deletion_is_one_warning_not_one_per_retry(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("--expired-retention", "600")  # the Expired Sandbox stays for the test to read
+    wait_until_serving(api, namespace)
+    with PodDeleteFaults(apiserver, namespace, count=2):
+        create_sandbox(api, namespace, "sticky", timeout=2)
+        wait_for("the pod", pod_exists(api, namespace, "sticky"))
+        wait_for("Expired after two failed deletes", phase(api, namespace, "sticky", "Expired"), timeout=20)
+    assert pod_gone(api, namespace, "sticky")()
+    events = events_once(api, namespace, "sticky", 2)
+    assert [(t, r) for t, r, _ in events] == [
+        ("Warning", contract.REASON_EXPIRY_DELETION_FAILED),
+        ("Normal", contract.REASON_EXPIRED),
+    ]
+    assert "deleting pod sticky failed" in events[0][2]
+    assert "injected: etcd is unhappy" in events[0][2]

@@ -181,7 +181,11 @@ def test_custom_images_reach_the_operator_and_the_sidecar_it_injects() -> None:
 def test_operator_settings_reach_the_operators_flags() -> None:
     values = {
         "sidecar": {"cpu": "10m", "memory": "32Mi"},
-        "sandbox": {"defaultImage": "python:3.13-slim", "expiredRetentionSeconds": 1000000},
+        "sandbox": {
+            "defaultImage": "python:3.13-slim",
+            "expiredRetentionSeconds": 1000000,
+            "startupTimeoutSeconds": 120,
+        },
         "logLevel": "debug",
         "watchTimeoutSeconds": 60,
         "resyncPeriodSeconds": 0,
@@ -193,6 +197,7 @@ def test_operator_settings_reach_the_operators_flags() -> None:
         "sidecar-memory": "32Mi",
         "default-image": "python:3.13-slim",
         "expired-retention": "1000000",
+        "startup-timeout": "120",
         "watch-timeout": "60",
         "resync-period": "0",
         "retry-delay": "2",

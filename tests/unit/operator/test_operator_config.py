@@ -17,6 +17,7 @@ def test_defaults_serve_the_whole_cluster_with_the_contracts_default_image() -> 
     assert operator_config.default_image == contract.DEFAULT_IMAGE
     assert operator_config.sidecar_image == "ghcr.io/leap0-dev/leap0-sidecar:0.1.0"
     assert operator_config.expired_retention_s == 3600
+    assert operator_config.startup_timeout_s == 600
     assert operator_config.default_otlp_endpoint is None
     assert options.clusterwide
     assert options.namespaces == ()
@@ -35,6 +36,7 @@ def test_environment_configures_everything() -> None:
         "LEAP0_OPERATOR_PEERING": "blue",
         "LEAP0_OPERATOR_PRIORITY": "7",
         "LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT": "http://collector:4318",
+        "LEAP0_OPERATOR_STARTUP_TIMEOUT": "90",
         "LEAP0_OPERATOR_WATCH_TIMEOUT": "120",
         "LEAP0_OPERATOR_RESYNC_PERIOD": "0",
     }
@@ -46,6 +48,7 @@ def test_environment_configures_everything() -> None:
         sidecar_memory="32Mi",
         expired_retention_s=2.5,
         default_otlp_endpoint="http://collector:4318",
+        startup_timeout_s=90,
         watch_timeout_s=120,
         resync_period_s=0,
     )
@@ -74,6 +77,8 @@ def test_flags_win_over_the_environment() -> None:
         (["--sidecar-memory", "lots"], {}, "sidecar memory"),
         ([], {"LEAP0_OPERATOR_EXPIRED_RETENTION": "soon"}, "expired retention"),
         ([], {"LEAP0_OPERATOR_EXPIRED_RETENTION": "-1"}, "must not be negative"),
+        ([], {"LEAP0_OPERATOR_STARTUP_TIMEOUT": "1.5"}, "startup timeout: expected a whole number"),
+        (["--startup-timeout", "0"], {}, "startup timeout: must be at least 1 second"),
         (["-n", "a", "-A"], {}, "not both"),
         ([], {"LEAP0_OPERATOR_STANDALONE": "maybe"}, "STANDALONE"),
         ([], {"LEAP0_OPERATOR_PRIORITY": "high"}, "priority"),
