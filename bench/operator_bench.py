@@ -371,7 +371,7 @@ def main() -> int:
     if not args.metrics_off:
         print(f"{'scraped: leap0_sandboxes{phase=Running}':44}{figures['running']:12.0f}{'':12}{'':8}   {n}")
         startups = figures["startups"]
-        print(f"{'scraped: startup histogram count':44}{startups:12.0f}{'':12}{'':8}   {n + 1}")
+        print(f"{'scraped: startup histogram count':44}{startups:12.0f}{'':12}{'':8}   {n}")
     return 0
 
 
