@@ -19,7 +19,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -32,6 +32,9 @@ from .pod import build_pod, pod_name
 from .reconcile import Plan, failed, plan
 from .resolve import SpecError, template_key
 from .runtime import OrgIds, Wakeups, WorkQueue, WriteTracker, retry_delay
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 Lookup = Callable[[Key], Mapping[str, Any] | None]
 
@@ -65,9 +68,10 @@ class Controller:
     """Reconciles Sandboxes: the work queue's handler, with the pieces it uses (write tracker, org ids,
     wake-ups) and the Sandboxes seen on the watch (trimmed, by key)."""
 
-    def __init__(self, config: OperatorConfig, api: k8s.Api) -> None:
+    def __init__(self, config: OperatorConfig, api: k8s.Api, metrics: Metrics | None = None) -> None:
         self.config = config
         self.api = api
+        self.metrics = metrics
         self.sources: Sources | None = None  # set by the first kopf handler (kopf's indexes live there)
         self.sandboxes: dict[Key, dict[str, Any]] = {}  # trimmed Sandboxes, kept by the Sandbox event handler
         self.writes = WriteTracker()
@@ -75,12 +79,17 @@ class Controller:
         self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
         self.wakeups = Wakeups(self._wake)
         self._failures: dict[Key, int] = {}  # TemporaryErrors in a row, per Sandbox (backoff)
+        self._seen: dict[Key, float] = {}  # first seen without a pod yet (the pod-create histogram)
+        if metrics is not None:
+            metrics.watch(self.phase_counts, self.queue.depth)
 
     # --- what the watches report ------------------------------------------------------------------------
     def sandbox_seen(self, key: Key, sandbox: dict[str, Any]) -> None:
         """Keep the Sandbox's latest state and reconcile it, unless the event only echoes our status write."""
         previous = self.sandboxes.get(key)
         self.sandboxes[key] = sandbox
+        if previous is None and self.metrics is not None:
+            self._seen[key] = time.monotonic()
         if not self.writes.is_echo(key, previous, sandbox):
             self.queue.add(key)
 
@@ -89,6 +98,7 @@ class Controller:
         self.sandboxes.pop(key, None)
         self.writes.forget(key)
         self._failures.pop(key, None)
+        self._seen.pop(key, None)
         self.wakeups.cancel(key)
 
     def pod_seen(self, key: Key, deleted: bool = False) -> None:
@@ -104,6 +114,13 @@ class Controller:
                 and objects.status(sandbox).get("reason") == contract.REASON_TEMPLATE_NOT_FOUND
             ):
                 self.queue.add(sandbox_key)
+
+    def phase_counts(self) -> dict[str, int]:
+        """Sandboxes per phase as the watch shows them (read by the metrics server's thread)."""
+        from .metrics import phase_counts
+
+        snapshot = list(self.sandboxes.values())  # one C-level copy: safe while the loop changes the dict
+        return phase_counts(objects.status(s).get("phase") for s in snapshot)
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def start(self, sources: Sources) -> None:
@@ -126,11 +143,13 @@ class Controller:
         if observed is None:
             self.sandbox_deleted(key)
             return
+        result = contract.RECONCILE_FAILED  # unless it ends otherwise: an exception propagating is a failure
         try:
-            await self.execute(
+            result = await self.execute(
                 observed, plan(observed.sandbox, observed.template, observed.pod, observed.now, self.config)
             )
         except kopf.TemporaryError as exc:
+            result = contract.RECONCILE_RETRY
             attempt = self._failures.get(key, 0) + 1
             self._failures[key] = attempt
             delay = retry_delay(exc.delay, attempt)
@@ -138,6 +157,9 @@ class Controller:
             self.wakeups.schedule(key, time.time() + delay)
         else:
             self._failures.pop(key, None)
+        finally:
+            if self.metrics is not None:
+                self.metrics.count_reconcile(result)
 
     def observe(self, key: Key) -> Observed | None:
         """The planner's input for ``key``; None when the Sandbox is gone."""
@@ -154,10 +176,13 @@ class Controller:
             now=datetime.datetime.now(datetime.UTC),
         )
 
-    async def execute(self, observed: Observed, decision: Plan) -> None:
-        """Carry out ``decision`` (API calls in the plan's order), then schedule the next look."""
+    async def execute(self, observed: Observed, decision: Plan) -> str:
+        """Carry out ``decision`` (API calls in the plan's order), then schedule the next look. Returns the
+        reconcile's result for the metrics: ``failed`` when it made the Sandbox Failed, else ``ok``."""
         key = observed.key
         namespace, name = key
+        if observed.pod is not None:
+            self._seen.pop(key, None)
         if decision.effective is not None:
             manifest = build_pod(
                 owner=observed.sandbox,
@@ -173,6 +198,9 @@ class Controller:
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)
+                seen = self._seen.pop(key, None)
+                if created and seen is not None and self.metrics is not None:
+                    self.metrics.observe_pod_created(time.monotonic() - seen)
                 logger.debug(
                     "Sandbox %s/%s: %s pod %s",
                     namespace,
@@ -181,20 +209,36 @@ class Controller:
                     pod_name(name),
                 )
         if decision.delete_pod and observed.pod is not None:
-            await self.api.delete_pod(namespace, objects.name(observed.pod))
+            deleted = await self.api.delete_pod(namespace, objects.name(observed.pod))
             self.writes.pod_gone(key)
+            if deleted and self.metrics is not None:
+                expires_at = (decision.status or objects.status(observed.sandbox)).get("expiresAt")
+                self.metrics.observe_expiry(expires_at, datetime.datetime.now(datetime.UTC))
             logger.info("Sandbox %s/%s expired: deleted its pod", namespace, name)
         if decision.delete_sandbox:
             if await self.api.delete_sandbox(namespace, name):
                 logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
             self.sandbox_deleted(key)
-            return
+            return contract.RECONCILE_OK
+        result = contract.RECONCILE_OK
         if decision.status is not None and decision.patch:
             if decision.patch.get("reason"):
                 self._log_transition(key, decision.status)
             if await self.api.patch_sandbox_status(namespace, name, decision.patch):
                 self.writes.status_written(key, decision.status)
+                result = self._phase_changed(observed, decision.status.get("phase"))
         self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
+        return result
+
+    def _phase_changed(self, observed: Observed, phase: Any) -> str:
+        """After a status write: a new Running phase is a startup (creation to now); a new Failed phase makes
+        the reconcile ``failed``."""
+        if objects.status(observed.sandbox).get("phase") == phase:
+            return contract.RECONCILE_OK
+        if phase == contract.PHASE_RUNNING and self.metrics is not None:
+            created = objects.metadata(observed.sandbox).get("creationTimestamp")
+            self.metrics.observe_running(created, datetime.datetime.now(datetime.UTC))
+        return contract.RECONCILE_FAILED if phase == contract.PHASE_FAILED else contract.RECONCILE_OK
 
     @staticmethod
     def _log_transition(key: Key, status: Mapping[str, Any]) -> None:

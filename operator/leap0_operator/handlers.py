@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -24,6 +24,9 @@ import leap0_contract as contract
 from . import config as config_module
 from . import k8s, objects
 from .controller import Controller, Sources
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 from .objects import Key
 from .reconcile import trim_pod, trim_sandbox
 
@@ -84,7 +87,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     if options is None or not (options.verbose or options.debug):
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Leave settings.queueing.worker_limit unset: a limit serialises objects behind the 5 s idle timeout.
-    memo.controller = Controller(config, k8s.Api(settings, logger, retry_delay=config.retry_delay_s))
+    # leap0-operator --metrics-port puts the operator's metrics in the memo (see metrics.py); else none.
+    metrics: Metrics | None = getattr(memo, "metrics", None)
+    api = k8s.Api(
+        settings,
+        logger,
+        retry_delay=config.retry_delay_s,
+        on_request=metrics.count_api_call if metrics is not None else None,
+    )
+    memo.controller = Controller(config, api, metrics)
     logger.info(
         "leap0 operator: sidecar %s (cpu %s, memory %s), default image %s, expired retention %gs, peering %s",
         config.sidecar_image,

@@ -155,6 +155,12 @@ class Metrics:
     def count_api_request(self, method: str, resource: str, code: int | str) -> None:
         self.api_requests.labels(method.upper(), resource, str(code)).inc()
 
+    def count_api_call(self, method: str, url: str, code: int | None) -> None:
+        """One of the operator's API requests, as ``k8s.Api`` reports it: its URL and HTTP status (None: no
+        answer came)."""
+        status = contract.API_CODE_NO_RESPONSE if code is None else code
+        self.count_api_request(method, api_resource(url), status)
+
     def observe_running(self, created: str | None, now: datetime.datetime) -> None:
         """A Sandbox created at ``created`` (its creationTimestamp) became Running at ``now``."""
         seconds = seconds_between(created, now)
@@ -185,3 +191,18 @@ class Metrics:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def api_resource(url: str) -> str:
+    """The resource an API path addresses, as ``leap0_api_requests_total`` labels it: ``pods``,
+    ``sandboxes``, ``sandboxes/status``, ``namespaces`` (a namespace itself)."""
+    parts = [p for p in url.split("?", 1)[0].split("/") if p]
+    if parts[:1] == ["api"]:
+        parts = parts[2:]  # api, v1
+    elif parts[:1] == ["apis"]:
+        parts = parts[3:]  # apis, group, version
+    if parts[:1] == ["namespaces"] and len(parts) >= 3:
+        parts = parts[2:]
+    if not parts:
+        return ""
+    return f"{parts[0]}/{parts[2]}" if len(parts) > 2 else parts[0]

@@ -109,3 +109,31 @@ def test_two_instances_do_not_share_a_registry() -> None:
     failed = (contract.OPERATOR_METRIC_RECONCILES, (("result", "failed"),))
     assert scrape(first)[failed] == 1
     assert scrape(second)[failed] == 0
+
+
+def test_api_paths_are_labelled_by_resource() -> None:
+    from leap0_operator.metrics import api_resource
+
+    assert api_resource("/api/v1/namespaces/team-a/pods") == "pods"
+    assert api_resource("/api/v1/namespaces/team-a/pods/sbx-1") == "pods"
+    assert api_resource("/api/v1/namespaces/team-a") == "namespaces"
+    base = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/team-a/{contract.SANDBOX_PLURAL}/sbx-1"
+    assert api_resource(base) == "sandboxes"
+    assert api_resource(base + "/status") == "sandboxes/status"
+
+
+def test_metrics_port_comes_from_the_flag_or_the_environment_and_is_off_by_default() -> None:
+    import pytest
+
+    from leap0_operator import config
+
+    assert config.parse([], {})[1].metrics_port is None
+    assert config.parse(["--metrics-port", "9100"], {})[1].metrics_port == 9100
+    env = {contract.ENV_OPERATOR_METRICS_PORT: "9200"}
+    assert config.parse([], env)[1].metrics_port == 9200
+    assert config.parse(["--metrics-port=9100"], env)[1].metrics_port == 9100  # the flag wins
+    assert config.parse(["--metrics-port", "0"], {})[1].metrics_port == 0  # any free port
+    with pytest.raises(config.ConfigError, match=r"metrics port.*'http'"):
+        config.parse(["--metrics-port", "http"], {})
+    with pytest.raises(config.ConfigError, match=r"metrics port.*70000"):
+        config.parse([], {contract.ENV_OPERATOR_METRICS_PORT: "70000"})
