@@ -8,6 +8,7 @@ phase and the median startup time (interpolated in the histogram's buckets, as P
 from __future__ import annotations
 
 import math
+import socket
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -17,6 +18,24 @@ from prometheus_client.parser import text_string_to_metric_families
 import leap0_contract as contract
 
 SUMMARY_EVERY_S = 60.0
+# The operator's metrics port in `leap0 dev up` (the chart's too), or a free one when taken.
+DEFAULT_PORT = 8081
+
+
+def free_port(preferred: int = DEFAULT_PORT) -> int:
+    """``preferred`` when it can be bound on localhost, else any free port."""
+    for candidate in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port for the operator's metrics")
+
+
+def url(port: int) -> str:
+    return f"http://127.0.0.1:{port}{contract.OPERATOR_METRICS_PATH}"
 
 
 def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
