@@ -87,8 +87,16 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     if options is None or not (options.verbose or options.debug):
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Leave settings.queueing.worker_limit unset: a limit serialises objects behind the 5 s idle timeout.
-    # leap0-operator --metrics-port puts the operator's metrics in the memo (see metrics.py); else none.
+    # leap0-operator --metrics-port puts the operator's metrics in the memo (see metrics.py); under
+    # `kopf run -m leap0_operator` they start here when LEAP0_OPERATOR_METRICS_PORT is set.
     metrics: Metrics | None = getattr(memo, "metrics", None)
+    if metrics is None and options is None:
+        port = config_module.parse([], os.environ)[1].metrics_port
+        if port is not None:
+            from .metrics import Metrics
+
+            metrics = memo.metrics = Metrics()
+            logger.info("leap0 operator: metrics at http://0.0.0.0:%d/metrics", metrics.serve(port))
     api = k8s.Api(
         settings,
         logger,

@@ -193,3 +193,44 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
         assert promql_label_names(query) <= labels, query
     assert queried <= served, queried - served
     assert contract.OPERATOR_METRIC_STARTUP_DURATION + "_bucket" in queried
+
+
+def test_kopf_run_serves_the_metrics_when_the_environment_asks(
+    apiserver: Any, namespace: str, tmp_path: Path
+) -> None:
+    """``kopf run -m leap0_operator`` has no flags of ours: LEAP0_OPERATOR_METRICS_PORT turns them on."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{contract.OPERATOR_METRICS_PATH}"
+    env = subprocess_env(
+        KUBECONFIG=str(apiserver.kubeconfig), **{contract.ENV_OPERATOR_METRICS_PORT: str(port)}
+    )
+    with (tmp_path / "kopf.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kopf", "run", "-m", "leap0_operator", "-n", namespace, "--standalone"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        with apiserver.api_client() as api:
+            create_sandbox(api, namespace, "via-kopf", timeout=600)
+
+            def pod_counted() -> Samples | None:
+                samples = scrape(url)
+                pods = ("POST", "pods", "201")
+                labels = dict(zip(("method", "resource", "code"), pods, strict=True))
+                return (
+                    samples
+                    if samples and value(samples, contract.OPERATOR_METRIC_API_REQUESTS, **labels)
+                    else None
+                )
+
+            samples: Samples = wait_for(pod_counted, timeout=60, what="the pod POST counted at /metrics")
+        assert value(samples, contract.OPERATOR_METRIC_POD_CREATE_DURATION + "_count") == 1
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
