@@ -102,7 +102,7 @@ class Metrics:
         self.registry.register(self._phases)
         self.startup = Histogram(
             contract.OPERATOR_METRIC_STARTUP_DURATION,
-            "Seconds from a Sandbox's creation to its first Running status",
+            "Seconds from a Sandbox's creation to the operator writing its Running status",
             buckets=STARTUP_BUCKETS,
             registry=self.registry,
         )

@@ -210,3 +210,13 @@ def test_dashboard_label_namespace_and_annotations_are_configurable() -> None:
         assert "grafana_dashboard" not in configmap["metadata"]["labels"]
         assert configmap["metadata"]["namespace"] == "monitoring"
         assert configmap["metadata"]["annotations"] == {"grafana_folder": "leap0"}
+
+
+def test_notes_tell_where_the_metrics_and_dashboards_are() -> None:
+    from chart_support import notes
+
+    text = notes(EVERYTHING)
+    assert "port-forward service/leap0-leap0-operator-metrics 8081" in text
+    assert "(scraped through the ServiceMonitor)" in text
+    assert "ConfigMaps labelled grafana_dashboard=1" in text
+    assert "port-forward" not in notes({"metrics": {"enabled": False}})
