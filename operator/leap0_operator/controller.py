@@ -287,6 +287,9 @@ class Controller:
             result = await self.execute(
                 observed, plan(observed.sandbox, observed.template, observed.pod, observed.now, self.config)
             )
+        except asyncio.CancelledError:
+            result = ""  # the operator is stopping: not a reconcile result
+            raise
         except kopf.TemporaryError as exc:
             result = contract.RECONCILE_RETRY
             attempt = self._failures.get(key, 0) + 1
@@ -297,7 +300,7 @@ class Controller:
         else:
             self._failures.pop(key, None)
         finally:
-            if self.metrics is not None:
+            if self.metrics is not None and result:
                 self.metrics.count_reconcile(result)
 
     def observe(self, key: Key) -> Observed | None:
