@@ -13,6 +13,9 @@ Running (the emulator counts mutations by User-Agent at GET /leap0/stats; kopf's
 by the operator during an idle window once all are Running; and the operator's peak RSS (VmHWM), once all
 are Pending and again after the burst: every pod turned Running by ``--burst-concurrency`` PATCHes in flight
 (default 64), the event rate that used to decide the operator's peak memory.
+
+The operator serves its Prometheus metrics (``--metrics-port``) and is scraped once at the end, so their cost
+is inside the figures; ``--metrics-off`` runs it without them (the baseline of that cost).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +177,23 @@ def phase_is(phase: str) -> Any:
     return lambda item: (item.get("status") or {}).get("phase") == phase
 
 
-async def bench(n: int, idle: float, url: str, start_operator: Any, burst: int) -> dict[str, float]:
+def scrape(url: str) -> dict[str, float]:
+    """The operator's /metrics: sample name (with its labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+async def bench(
+    n: int, idle: float, url: str, start_operator: Any, burst: int, metrics_url: str | None
+) -> dict[str, float]:
     client = Client(url)
     burster = Client(url, burst)
     try:
@@ -259,6 +279,7 @@ async def bench(n: int, idle: float, url: str, start_operator: Any, burst: int) 
         before_idle = await client.operator_mutations()
         await asyncio.sleep(idle)
         idle_writes = await client.operator_mutations() - before_idle
+        scraped = await asyncio.to_thread(scrape, metrics_url) if metrics_url else {}
         rss = rss_mib(operator.pid)
         rss_now = rss_mib(operator.pid, "VmRSS")
     finally:
@@ -275,6 +296,8 @@ async def bench(n: int, idle: float, url: str, start_operator: Any, burst: int) 
         "rss": rss,
         "rss_now": rss_now,
         "cpu_ms": cpu_ms,
+        "running": scraped.get(f"{contract.OPERATOR_METRIC_SANDBOXES}{{phase=Running}}", float("nan")),
+        "startups": scraped.get(f"{contract.OPERATOR_METRIC_STARTUP_DURATION}_count", float("nan")),
     }
 
 
@@ -288,7 +311,10 @@ def main() -> int:
     parser.add_argument(
         "--burst-concurrency", type=int, default=64, help="PATCHes in flight turning the pods Running (64)"
     )
+    parser.add_argument("--metrics-off", action="store_true", help="run the operator without --metrics-port")
     args = parser.parse_args()
+    metrics_port = None if args.metrics_off else free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}{contract.OPERATOR_METRICS_PATH}" if metrics_port else None
 
     with tempfile.TemporaryDirectory(prefix="leap0-bench-") as tmp:
         kubeconfig = Path(tmp) / "kubeconfig"
@@ -318,6 +344,7 @@ def main() -> int:
                     "--standalone",
                     "-n",
                     "bench-op",
+                    *(["--metrics-port", str(metrics_port)] if metrics_port else []),
                 ],
                 env=child_env(KUBECONFIG=str(kubeconfig)),
                 stdout=log,
@@ -340,6 +367,7 @@ def main() -> int:
                     f"http://127.0.0.1:{port}",
                     start_operator,
                     args.burst_concurrency,
+                    metrics_url,
                 )
             )
         finally:
@@ -351,7 +379,8 @@ def main() -> int:
                     child.kill()
 
     n = args.sandboxes
-    print(f"leap0 operator benchmark: {n} sandboxes against the embedded API server")
+    metrics = "off" if args.metrics_off else "on"
+    print(f"leap0 operator benchmark: {n} sandboxes against the embedded API server, metrics {metrics}")
     print(f"{'':44}{'operator':>12}{'raw floor':>12}{'ratio':>8}   goal")
     print(f"{'seconds until all pods exist':44}{figures['op_s']:12.2f}{figures['raw_s']:12.2f}"
           f"{figures['op_s'] / figures['raw_s']:8.2f}   ratio <= 2")  # fmt: skip
@@ -370,6 +399,10 @@ def main() -> int:
     print(f"{'pods turned Running per second (burst)':44}{figures['burst_rate']:12.0f}")
     print(f"{'operator peak RSS, after the burst (MiB)':44}{figures['rss']:12.1f}{'':12}{'':8}   {goal}")
     print(f"{'operator RSS after the idle window (MiB)':44}{figures['rss_now']:12.1f}")
+    if not args.metrics_off:
+        print(f"{'scraped: leap0_sandboxes{phase=Running}':44}{figures['running']:12.0f}{'':12}{'':8}   {n}")
+        startups = figures["startups"]
+        print(f"{'scraped: startup histogram count':44}{startups:12.0f}{'':12}{'':8}   {n}")
     return 0
 
 

@@ -265,3 +265,30 @@ METRIC_SIDECAR_REFUSED: Final = "leap0.sidecar.requests.refused"
 METRIC_SIDECAR_QUEUE_SIZE: Final = "leap0.sidecar.queue.size"
 METRIC_SIDECAR_QUEUE_BYTES: Final = "leap0.sidecar.queue.bytes"
 METRIC_SIDECAR_QUEUE_CAPACITY: Final = "leap0.sidecar.queue.capacity"
+
+# --- The operator's own Prometheus metrics (served at /metrics on --metrics-port) ----------------------
+# Names as Prometheus shows them (counters with their _total). Every phase of PHASES is a value of
+# OPERATOR_LABEL_PHASE, zeros included.
+ENV_OPERATOR_METRICS_PORT: Final = "LEAP0_OPERATOR_METRICS_PORT"
+OPERATOR_METRICS_PATH: Final = "/metrics"
+OPERATOR_METRIC_SANDBOXES: Final = "leap0_sandboxes"
+OPERATOR_METRIC_STARTUP_DURATION: Final = "leap0_sandbox_startup_duration_seconds"
+OPERATOR_METRIC_POD_CREATE_DURATION: Final = "leap0_sandbox_pod_create_duration_seconds"
+OPERATOR_METRIC_RECONCILES: Final = "leap0_reconcile_total"
+OPERATOR_METRIC_API_REQUESTS: Final = "leap0_api_requests_total"
+OPERATOR_METRIC_QUEUE_DEPTH: Final = "leap0_work_queue_depth"
+OPERATOR_METRIC_EXPIRY_LATENESS: Final = "leap0_expiry_lateness_seconds"
+OPERATOR_LABEL_PHASE: Final = "phase"
+OPERATOR_LABEL_RESULT: Final = "result"
+OPERATOR_LABEL_METHOD: Final = "method"
+OPERATOR_LABEL_RESOURCE: Final = "resource"
+OPERATOR_LABEL_CODE: Final = "code"
+RECONCILE_OK: Final = "ok"
+RECONCILE_RETRY: Final = "retry"
+RECONCILE_FAILED: Final = "failed"
+RECONCILE_RESULTS: Final = (RECONCILE_OK, RECONCILE_RETRY, RECONCILE_FAILED)
+# The code of an API request that got no HTTP answer (connection refused, reset, timed out).
+API_CODE_NO_RESPONSE: Final = "none"
+# The process metrics of the Prometheus client library (RSS, CPU) the dashboards use.
+PROCESS_METRIC_RSS: Final = "process_resident_memory_bytes"
+PROCESS_METRIC_CPU: Final = "process_cpu_seconds_total"

@@ -70,7 +70,17 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--no-example", action="store_true", help="do not apply the demo Sandbox")
     up.add_argument(
-        "-v", "--verbose", action="store_true", help="also print the sidecars' own leap0.sidecar.* metrics"
+        "--operator-metrics-port",
+        type=int,
+        default=8081,
+        help="the operator's /metrics port (default 8081; a free one when taken)",
+    )
+    up.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the sidecars' own leap0.sidecar.* metrics, and every minute a summary of the "
+        "operator's metrics (sandboxes per phase, startup p50)",
     )
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument(
@@ -102,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 duration=args.duration,
                 workdir=args.workdir,
                 verbose=args.verbose,
+                operator_metrics_port=args.operator_metrics_port,
             )
         )
     raise AssertionError(f"unknown dev command {args.dev_command!r}")

@@ -29,7 +29,7 @@ import yaml
 
 import leap0_contract as contract
 
-from . import children
+from . import children, operator_metrics
 from .apiserver import ServerThread
 from .apiserver.exec import ExecHandler
 from .runner import PodExecRunner, Runner, RunnerConfig
@@ -55,7 +55,9 @@ class UpOptions:
     example: bool = True
     duration: float | None = None  # stop by itself after this many seconds (tests, demos)
     workdir: Path | None = None
-    verbose: bool = False  # also print the sidecars' own leap0.sidecar.* metrics
+    verbose: bool = False  # also print the sidecars' own leap0.sidecar.* metrics and an operator summary
+    operator_metrics_port: int = operator_metrics.DEFAULT_PORT  # a free one when taken
+    summary_every: float = operator_metrics.SUMMARY_EVERY_S  # with verbose: the operator's summary line
     operator_argv: list[str] = field(default_factory=lambda: [sys.executable, "-m", "leap0_operator"])
 
 
@@ -204,8 +206,15 @@ def run(options: UpOptions) -> int:
             env["KUBECONFIG"] = str(options.kubeconfig.resolve())
             env["PYTHONPATH"] = source_pythonpath()
             env["PYTHONUNBUFFERED"] = "1"
+            metrics_port = operator_metrics.free_port(options.operator_metrics_port)
             operator: subprocess.Popen[str] = children.popen(
-                [*options.operator_argv, "--all-namespaces", "--standalone"],
+                [
+                    *options.operator_argv,
+                    "--all-namespaces",
+                    "--standalone",
+                    "--metrics-port",
+                    str(metrics_port),
+                ],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -217,6 +226,14 @@ def run(options: UpOptions) -> int:
                 target=_pipe_operator, args=(operator, console, log_path), daemon=True, name="operator-log"
             ).start()
             console(f"operator: pid {operator.pid}, log {log_path}")
+            console(f"operator: metrics at {operator_metrics.url(metrics_port)}")
+            if options.verbose:
+                threading.Thread(
+                    target=operator_metrics.print_summaries,
+                    args=(operator_metrics.url(metrics_port), console, stop, options.summary_every),
+                    daemon=True,
+                    name="operator-summary",
+                ).start()
 
             runner = Runner(
                 api_client,

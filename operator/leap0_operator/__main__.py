@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import handlers as handlers  # registers the handlers with kopf
 
+    memo = kopf.Memo(config=operator_config, options=options)  # read by handlers.configure (startup)
+    if options.metrics_port is not None:
+        from .metrics import Metrics
+
+        memo.metrics = Metrics()
+        port = memo.metrics.serve(options.metrics_port)
+        print(f"leap0-operator: metrics at http://0.0.0.0:{port}/metrics", file=sys.stderr, flush=True)
+
     gc.freeze()  # the modules and objects of startup are long-lived: not scanned again
     gc.set_threshold(*GC_THRESHOLDS)
     kopf.configure(verbose=options.verbose, debug=options.debug)
@@ -56,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=options.standalone,
         priority=options.priority or None,
         liveness_endpoint=options.liveness_endpoint,
-        memo=kopf.Memo(config=operator_config, options=options),  # read by handlers.configure (startup)
+        memo=memo,
     )
     return 0
 

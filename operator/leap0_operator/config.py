@@ -71,6 +71,8 @@ class RunOptions:
     )
     priority: int = 0
     liveness_endpoint: str | None = None
+    # Serve the operator's Prometheus metrics at /metrics on this port (0: any free port); None: off.
+    metrics_port: int | None = None
     verbose: bool = False
     debug: bool = False
 
@@ -149,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peers.add_argument("-p", "--priority", type=int, default=None, help="peering priority; env PRIORITY")
     parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None, help="kopf liveness URL")
+    parser.add_argument(
+        "--metrics-port",
+        default=None,
+        help="serve Prometheus metrics at /metrics on this port; env METRICS_PORT (unset: off)",
+    )
     pod = parser.add_argument_group("sandbox pods")
     pod.add_argument("--default-image", default=None, help=f"env DEFAULT_IMAGE ({contract.DEFAULT_IMAGE})")
     pod.add_argument("--sidecar-image", default=None, help=f"env SIDECAR_IMAGE ({DEFAULT_SIDECAR_IMAGE})")
@@ -270,6 +277,13 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         priority = int(priority_raw) if priority_raw else 0
     except ValueError:
         raise ConfigError(f"priority: expected an integer, got {priority_raw!r}") from None
+    metrics_raw = pick("metrics_port", "METRICS_PORT")
+    try:
+        metrics_port = int(metrics_raw) if metrics_raw else None
+    except ValueError:
+        raise ConfigError(f"metrics port: expected a port number, got {metrics_raw!r}") from None
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise ConfigError(f"metrics port: expected 0 to 65535, got {metrics_raw!r}")
     options = RunOptions(
         namespaces=namespaces,
         clusterwide=clusterwide,
@@ -278,6 +292,7 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         peering_mandatory=pick("peering_name", "PEERING") is not None,
         priority=priority,
         liveness_endpoint=pick("liveness_endpoint", "LIVENESS"),
+        metrics_port=metrics_port,
         verbose=bool(flags.get("verbose")),
         debug=bool(flags.get("debug")),
     )

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -37,6 +37,9 @@ from .reconcile import Plan, failed, plan, trim_pod, trim_sandbox
 from .resolve import SpecError, template_key
 from .runtime import OrgIds, Wakeups, WorkQueue, WriteTracker, retry_delay
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 logger = logging.getLogger("leap0_operator")
 
@@ -97,9 +100,12 @@ class Controller:
     """Reconciles Sandboxes: the work queue's handler, with the pieces it uses (the stores of what the watches
     show, the write tracker, org ids, wake-ups) and the resyncs that keep the stores equal to the API."""
 
-    def __init__(self, config: OperatorConfig, api: k8s.Api, clusterwide: bool = False) -> None:
+    def __init__(
+        self, config: OperatorConfig, api: k8s.Api, clusterwide: bool = False, metrics: Metrics | None = None
+    ) -> None:
         self.config = config
         self.api = api
+        self.metrics = metrics
         self.clusterwide = clusterwide  # resyncs list cluster-wide, else each namespace the stores hold
         self.sandboxes = Store()  # trimmed Sandboxes
         self.pods = Store()  # trimmed sandbox pods, by their Sandbox's key
@@ -120,11 +126,16 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._resync_locks: dict[str, asyncio.Lock] = {}
         self._relists: set[str] = set()  # kinds with a resync pending after a re-list
+        self._seen: dict[Key, float] = {}  # first seen without a pod yet (the pod-create histogram)
+        if metrics is not None:
+            metrics.watch(self.phase_counts, self.queue.depth)
 
     # --- what the watches report ------------------------------------------------------------------------
     def sandbox_seen(self, key: Key, sandbox: dict[str, Any]) -> None:
         """Keep the Sandbox's latest state and reconcile it, unless the event only echoes our status write."""
         previous = self.sandboxes.put(key, sandbox)
+        if previous is None and self.metrics is not None:
+            self._seen[key] = time.monotonic()
         if not self.writes.is_echo(key, previous, sandbox):
             self.queue.add(key)
 
@@ -133,6 +144,7 @@ class Controller:
         self.sandboxes.delete(key)
         self.writes.forget(key)
         self._failures.pop(key, None)
+        self._seen.pop(key, None)
         self.wakeups.cancel(key)
 
     def pod_seen(self, key: Key, pod: dict[str, Any] | None) -> None:
@@ -160,6 +172,13 @@ class Controller:
                 and objects.status(sandbox).get("reason") == contract.REASON_TEMPLATE_NOT_FOUND
             ):
                 self.queue.add(sandbox_key)
+
+    def phase_counts(self) -> dict[str, int]:
+        """Sandboxes per phase in the operator's view (read by the metrics server's thread at a scrape;
+        ``Store.items`` copies first, so the loop may change the store meanwhile)."""
+        from .metrics import phase_counts
+
+        return phase_counts(objects.status(s).get("phase") for _, s in self.sandboxes.items())
 
     def watch_relisted(self, plural: str) -> None:
         """A watch of ``plural`` restarted from a fresh list (after 410 Gone): resync that kind soon."""
@@ -272,11 +291,16 @@ class Controller:
         if observed is None:
             self.sandbox_deleted(key)
             return
+        result = contract.RECONCILE_FAILED  # unless it ends otherwise: an exception propagating is a failure
         try:
-            await self.execute(
+            result = await self.execute(
                 observed, plan(observed.sandbox, observed.template, observed.pod, observed.now, self.config)
             )
+        except asyncio.CancelledError:
+            result = ""  # the operator is stopping: not a reconcile result
+            raise
         except kopf.TemporaryError as exc:
+            result = contract.RECONCILE_RETRY
             attempt = self._failures.get(key, 0) + 1
             self._failures[key] = attempt
             delay = retry_delay(exc.delay, attempt)
@@ -284,6 +308,9 @@ class Controller:
             self.wakeups.schedule(key, time.time() + delay)
         else:
             self._failures.pop(key, None)
+        finally:
+            if self.metrics is not None and result:
+                self.metrics.count_reconcile(result)
 
     def observe(self, key: Key) -> Observed | None:
         """The planner's input for ``key``; None when the Sandbox is gone."""
@@ -299,10 +326,13 @@ class Controller:
             now=datetime.datetime.now(datetime.UTC),
         )
 
-    async def execute(self, observed: Observed, decision: Plan) -> None:
-        """Carry out ``decision`` (API calls in the plan's order), then schedule the next look."""
+    async def execute(self, observed: Observed, decision: Plan) -> str:
+        """Carry out ``decision`` (API calls in the plan's order), then schedule the next look. Returns the
+        reconcile's result for the metrics: ``failed`` when it made the Sandbox Failed, else ``ok``."""
         key = observed.key
         namespace, name = key
+        if observed.pod is not None:
+            self._seen.pop(key, None)
         if decision.effective is not None:
             manifest = build_pod(
                 owner=observed.sandbox,
@@ -318,6 +348,9 @@ class Controller:
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)
+                seen = self._seen.pop(key, None)
+                if created and seen is not None and self.metrics is not None:
+                    self.metrics.observe_pod_created(time.monotonic() - seen)
                 logger.debug(
                     "Sandbox %s/%s: %s pod %s",
                     namespace,
@@ -328,8 +361,13 @@ class Controller:
         expiring = decision.status is not None and decision.status.get("phase") == contract.PHASE_EXPIRED
         if decision.delete_pod and observed.pod is not None:
             pod = objects.name(observed.pod)
-            await self._deleting(observed, f"pod {pod}", self.api.delete_pod(namespace, pod), expiring)
+            deleted = await self._deleting(
+                observed, f"pod {pod}", self.api.delete_pod(namespace, pod), expiring
+            )
             self.writes.pod_gone(key)
+            if deleted and expiring and self.metrics is not None:
+                expires_at = (decision.status or objects.status(observed.sandbox)).get("expiresAt")
+                self.metrics.observe_expiry(expires_at, datetime.datetime.now(datetime.UTC))
             why = "expired" if expiring else "did not start in time"
             logger.info("Sandbox %s/%s %s: deleted its pod", namespace, name, why)
         if decision.delete_sandbox:
@@ -337,14 +375,27 @@ class Controller:
             if await self._deleting(observed, f"Sandbox {name}", deleting, expiring):
                 logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
             self.sandbox_deleted(key)
-            return
+            return contract.RECONCILE_OK
+        result = contract.RECONCILE_OK
         if decision.status is not None and decision.patch:
             if decision.patch.get("reason"):
                 self._log_transition(key, decision.status)
             if await self.api.patch_sandbox_status(namespace, name, decision.patch):
                 self.writes.status_written(key, decision.status)
+                result = self._phase_changed(observed, decision.status.get("phase"))
                 await self.post_events(observed, decision.events)
         self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
+        return result
+
+    def _phase_changed(self, observed: Observed, phase: Any) -> str:
+        """After a status write: a new Running phase is a startup (creation to now); a new Failed phase makes
+        the reconcile ``failed``."""
+        if objects.status(observed.sandbox).get("phase") == phase:
+            return contract.RECONCILE_OK
+        if phase == contract.PHASE_RUNNING and self.metrics is not None:
+            created = objects.metadata(observed.sandbox).get("creationTimestamp")
+            self.metrics.observe_running(created, datetime.datetime.now(datetime.UTC))
+        return contract.RECONCILE_FAILED if phase == contract.PHASE_FAILED else contract.RECONCILE_OK
 
     async def _deleting(
         self, observed: Observed, what: str, call: Coroutine[Any, Any, bool], expiring: bool

@@ -17,7 +17,7 @@ import logging
 import os
 import random
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -27,6 +27,9 @@ from . import config as config_module
 from . import k8s
 from .controller import Controller
 from .reconcile import trim_pod, trim_sandbox
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 SANDBOXES = (contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL)
 TEMPLATES = (contract.GROUP, contract.VERSION, contract.TEMPLATE_PLURAL)
@@ -148,8 +151,23 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     apply_watch_settings(settings, config)
     apply_memory_settings(settings)
     clusterwide = options.clusterwide if options is not None else False
-    api = k8s.Api(settings, logger, retry_delay=config.retry_delay_s)
-    memo.controller = controller = Controller(config, api, clusterwide=clusterwide)
+    # leap0-operator --metrics-port puts the operator's metrics in the memo (see metrics.py); under
+    # `kopf run -m leap0_operator` they start here when LEAP0_OPERATOR_METRICS_PORT is set.
+    metrics: Metrics | None = getattr(memo, "metrics", None)
+    if metrics is None and options is None:
+        port = config_module.parse([], os.environ)[1].metrics_port
+        if port is not None:
+            from .metrics import Metrics
+
+            metrics = memo.metrics = Metrics()
+            logger.info("leap0 operator: metrics at http://0.0.0.0:%d/metrics", metrics.serve(port))
+    api = k8s.Api(
+        settings,
+        logger,
+        retry_delay=config.retry_delay_s,
+        on_request=metrics.count_api_call if metrics is not None else None,
+    )
+    memo.controller = controller = Controller(config, api, clusterwide=clusterwide, metrics=metrics)
     k8s.WatchRelists(controller.watch_relisted, show_debug=options is not None and options.debug).install()
     logger.info(
         "leap0 operator: sidecar %s (cpu %s, memory %s), default image %s, expired retention %gs, peering %s",

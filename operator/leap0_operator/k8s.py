@@ -142,10 +142,18 @@ class Api:
     """The operator's own API calls. ``retry_delay`` is the delay of the ``TemporaryError``s raised here
     (unless the server asks for another with ``Retry-After``)."""
 
-    def __init__(self, settings: kopf.OperatorSettings, logger: Logger, retry_delay: float) -> None:
+    def __init__(
+        self,
+        settings: kopf.OperatorSettings,
+        logger: Logger,
+        retry_delay: float,
+        on_request: Callable[[str, str, int | None], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.logger = logger
         self.retry_delay = retry_delay
+        # Told of every request: (method, url, HTTP status or None when no answer came) — the metrics.
+        self.on_request = on_request
         self._gate: asyncio.Semaphore | None = None
 
     async def _call(
@@ -174,9 +182,13 @@ class Api:
                     settings=self.settings,
                     logger=self.logger,
                 )
+                if self.on_request is not None:
+                    self.on_request(method, url, response.status)
                 async with response:
                     return True, (await response.json() if read else None)
         except _kopf_errors.APIError as exc:
+            if self.on_request is not None:
+                self.on_request(method, url, exc.status)
             if exc.status == absent:
                 return False, None
             detail = exc.message or str(exc) or f"HTTP {exc.status}"
@@ -185,6 +197,8 @@ class Api:
             delay = retry_after(exc.headers, self.retry_delay) if exc.status == 429 else self.retry_delay
             raise kopf.TemporaryError(f"{what}: HTTP {exc.status}: {detail}", delay=delay) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if self.on_request is not None:
+                self.on_request(method, url, None)
             raise kopf.TemporaryError(f"{what}: {exc!r}", delay=self.retry_delay) from exc
 
     async def create_pod(self, pod: dict[str, Any]) -> bool:

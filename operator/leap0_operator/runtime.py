@@ -132,6 +132,10 @@ class WorkQueue:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    def depth(self) -> int:
+        """Keys waiting for a worker."""
+        return self._queue.qsize()
+
     async def join(self) -> None:
         """Wait until every queued key was reconciled (tests)."""
         await self._queue.join()

@@ -71,6 +71,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.peering.enabled) }}
 {{- fail "replicas > 1 needs peering.enabled=true (kopf peering keeps a single replica active)" }}
 {{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.healthPort)) }}
+{{- fail "metrics.port and healthPort must differ (two servers in one container)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true (nothing to scrape otherwise)" }}
+{{- end }}
 {{- if and .Values.otlp.endpoint .Values.otlp.existingSecret.name }}
 {{- fail "otlp.endpoint and otlp.existingSecret.name are exclusive: set one" }}
 {{- end }}

@@ -70,7 +70,9 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
                 "the operator",
             )
         )
-        assert operator["argv"] == ["--all-namespaces", "--standalone"]
+        metrics_url = text.split("operator: metrics at ", 1)[1].split()[0]
+        port = metrics_url.removeprefix("http://127.0.0.1:").removesuffix("/metrics")
+        assert operator["argv"] == ["--all-namespaces", "--standalone", "--metrics-port", port]
         assert Path(operator["kubeconfig"]) == (tmp_path / "kubeconfig.yaml").resolve()
 
         kubectl = [kubectl_path(), "--kubeconfig", str(tmp_path / "kubeconfig.yaml"), "-n", "default"]

@@ -190,9 +190,11 @@ def test_operator_settings_reach_the_operators_flags() -> None:
         "watchTimeoutSeconds": 60,
         "resyncPeriodSeconds": 0,
         "extraArgs": ["--retry-delay=2"],
+        "metrics": {"port": 9100},
     }
     container = deployment_container(render(values))
     assert {k: v for k, v in flags(container).items() if k != "sidecar-image" and k != "liveness"} == {
+        "metrics-port": "9100",
         "sidecar-cpu": "10m",
         "sidecar-memory": "32Mi",
         "default-image": "python:3.13-slim",
