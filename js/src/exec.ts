@@ -183,7 +183,8 @@ export async function runExec(
   if (opts.deadlineS !== undefined) {
     timer = setTimeout(() => {
       timedOut = true;
-      ws.close();
+      ws.terminate(); // no closing handshake with a command that is still running: the server ends it
+
     }, Math.max(0, opts.deadlineS * 1000 - (performance.now() - started)));
   }
   try {

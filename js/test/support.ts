@@ -396,6 +396,11 @@ function attributes(list: Json[] | undefined): Json {
 export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen: string[]; stop(): Promise<void> }> {
   const target = new URL(apiUrl);
   const chosen: string[] = [];
+  const sockets = new Set<Socket>();
+  const track = (sock: Socket): void => {
+    sockets.add(sock);
+    sock.on("close", () => sockets.delete(sock));
+  };
   const server = createHttpServer((req, res) => {
     const upstream = httpRequest(
       { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
@@ -407,6 +412,7 @@ export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen
     req.pipe(upstream);
   });
   server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    track(socket);
     const headers = { ...req.headers };
     const offered = String(headers["sec-websocket-protocol"] ?? "");
     headers["sec-websocket-protocol"] = offered
@@ -427,6 +433,7 @@ export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen
       upstream.pipe(socket);
       socket.pipe(upstream);
     });
+    track(upstream);
     upstream.on("error", () => socket.destroy());
     socket.on("error", () => upstream.destroy());
   });
@@ -436,6 +443,7 @@ export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen
     url: `http://127.0.0.1:${port}`,
     chosen,
     stop: async () => {
+      for (const sock of sockets) sock.destroy();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },
