@@ -17,10 +17,10 @@ import pytest
 from kubernetes import client
 from support import REPO
 
+import leap0_contract as c
 from leap0 import Leap0Client
-from leap0 import constants as c
 from leap0._exec import build_exec_argv
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 
