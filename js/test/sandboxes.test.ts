@@ -151,6 +151,20 @@ describe("create, get, list, delete", () => {
     assert.deepEqual(await sdk.sandboxes.list(), []);
   });
 
+  test("any other API error is an ApiError with the status (a name already taken: 409)", async () => {
+    const ns = await newNamespace(api);
+    const sdk = await client(ns);
+    await sdk.sandboxes.create({ name: "taken", wait: false });
+    await assert.rejects(sdk.sandboxes.create({ name: "taken", wait: false }), (err: unknown) => {
+      assert.ok(err instanceof ApiError && err instanceof Leap0Error);
+      assert.ok(!(err instanceof SandboxValidationError) && !(err instanceof SandboxNotFoundError));
+      assert.equal(err.status, 409);
+      assert.equal(err.reason, "AlreadyExists");
+      assert.match(err.message, /taken/);
+      return true;
+    });
+  });
+
   test("a closed client refuses calls; close is idempotent", async () => {
     const sdk = await client(await newNamespace(api));
     await sdk.close();

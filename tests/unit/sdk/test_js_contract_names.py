@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from support import REPO
@@ -32,3 +33,9 @@ def test_every_sdk_operation_of_the_contract_exists_in_js() -> None:
     operations = {name: value for name, value in vars(c).items() if name.startswith("SDK_OP_")}
     assert operations
     assert {name: names.get(name) for name in operations} == operations
+
+
+def test_the_js_package_has_the_distributions_version() -> None:
+    package = json.loads((REPO / "js" / "package.json").read_text())
+    assert package["name"] == "leap0"
+    assert package["version"] == c.PACKAGE_VERSION
