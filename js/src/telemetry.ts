@@ -8,6 +8,7 @@
  * configured from the standard `OTEL_EXPORTER_OTLP_*` variables, and flushes and shuts them down in `close()`.
  */
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import * as c from "./constants.js";
 import { SDK_VERSION } from "./version.js";
 
@@ -71,6 +72,7 @@ type Api = typeof import("@opentelemetry/api");
 type Tracer = import("@opentelemetry/api").Tracer;
 type Meter = import("@opentelemetry/api").Meter;
 type Histogram = import("@opentelemetry/api").Histogram;
+type Span = import("@opentelemetry/api").Span;
 
 interface State {
   api: Api;
@@ -124,6 +126,9 @@ export class OtelTelemetry implements Telemetry {
   readonly enabled = true;
   private readonly state: Promise<State>;
   private readonly histograms = new Map<string, Histogram>();
+  // The SDK's own span in progress, so a call made inside another (the reread inside `execute`) is its child
+  // even when the application registered no context manager.
+  private readonly current = new AsyncLocalStorage<Span>();
 
   constructor(tracerProvider?: TracerProviderLike, meterProvider?: MeterProviderLike) {
     this.state = OtelTelemetry.init(tracerProvider, meterProvider);
@@ -175,12 +180,15 @@ export class OtelTelemetry implements Telemetry {
     const { api } = state;
     const histogram = this.histogram(state, name);
     const started = performance.now();
-    return state.tracer.startActiveSpan(name, { kind: api.SpanKind.CLIENT }, async (span) => {
-      const op: Operation = {
-        setSandboxId: (id) => span.setAttribute(c.ATTR_SANDBOX_ID, id),
-        setAttribute: (key, value) => span.setAttribute(key, value),
-      };
-      if (sandboxId) op.setSandboxId(sandboxId);
+    const outer = this.current.getStore();
+    const parent = outer === undefined ? api.context.active() : api.trace.setSpan(api.context.active(), outer);
+    const span = state.tracer.startSpan(name, { kind: api.SpanKind.CLIENT }, parent);
+    const op: Operation = {
+      setSandboxId: (id) => span.setAttribute(c.ATTR_SANDBOX_ID, id),
+      setAttribute: (key, value) => span.setAttribute(key, value),
+    };
+    if (sandboxId) op.setSandboxId(sandboxId);
+    const run = async (): Promise<T> => {
       try {
         const result = await fn(op);
         span.setStatus({ code: api.SpanStatusCode.OK });
@@ -195,7 +203,9 @@ export class OtelTelemetry implements Telemetry {
       } finally {
         span.end();
       }
-    });
+    };
+    // active for the application's own instrumentation too (when it registered a context manager)
+    return this.current.run(span, () => api.context.with(api.trace.setSpan(parent, span), run));
   }
 
   /** Flush and shut down the providers the SDK built itself (never the application's). */

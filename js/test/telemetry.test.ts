@@ -107,6 +107,14 @@ test("one CLIENT span and one histogram point per operation, error status on fai
     finished.slice(0, -1).map((s) => s.status.code),
     Array(finished.length - 1).fill(SpanStatusCode.OK),
   );
+  // the reread inside process.execute is its child; the others are roots
+  const execute = finished[4]!;
+  assert.equal(finished[3]!.parentSpanContext?.spanId, execute.spanContext().spanId);
+  assert.equal(finished[3]!.spanContext().traceId, execute.spanContext().traceId);
+  assert.deepEqual(
+    finished.filter((_, i) => i !== 3).map((s) => s.parentSpanContext),
+    Array(finished.length - 1).fill(undefined),
+  );
   const failed = finished.at(-1)!;
   assert.equal(failed.status.code, SpanStatusCode.ERROR);
   assert.match(failed.status.message ?? "", /SandboxNotFoundError/);
