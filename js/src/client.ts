@@ -43,6 +43,7 @@ import { makeTelemetry, type MeterProviderLike, type Telemetry, type TracerProvi
 /** Seconds `create` waits for Running by default. */
 export const DEFAULT_WAIT_TIMEOUT_S = 180;
 const NAME_ATTEMPTS = 3;
+const RECONNECT_PAUSE_MS = 250;
 
 export interface Leap0ClientOptions {
   /** The namespace to work in (default: the kubeconfig context's, or the pod's, else `default`). */
@@ -399,7 +400,9 @@ export class SandboxesClient {
       }
       if (result.kind === "error") {
         if (httpError(result.error) !== undefined) raiseApi(result.error, name, ns);
-        // a dropped connection: the loop checks the deadline and watches again
+        // a dropped or refused connection: a short pause, then the loop checks the deadline and watches again
+        const left = deadline - performance.now();
+        if (left > 0) await new Promise((r) => setTimeout(r, Math.min(RECONNECT_PAUSE_MS, left)));
       }
     }
   }
