@@ -15,11 +15,14 @@ import {
   SandboxValidationError,
 } from "leap0";
 import {
+  apiProxy,
   type ApiServer,
   failedStatus,
   getSandbox,
   kubeconfigFor,
+  kubeconfigWithServer,
   newNamespace,
+  runningStatus,
   setSandboxStatus,
   standInOperator,
   startApiServer,
@@ -176,19 +179,27 @@ describe("create, get, list, delete", () => {
 describe("waiting for Running", () => {
   test("create waits by watching: one create and one watch, not a poll loop", async () => {
     const ns = await newNamespace(api);
-    const sdk = await client(ns);
-    const operator = await standInOperator(api, ns);
-    // let the stand-in's own watch settle before counting
-    await new Promise((r) => setTimeout(r, 200));
+    // the SDK's own requests, recorded by a proxy; the stand-in operator answers after a second
+    const proxy = await apiProxy(api.url);
+    const sdk = new Leap0Client({ namespace: ns, kubeconfig: kubeconfigWithServer(api, proxy.url, ns, dir), sdkOtelEnabled: false });
+    const operator = await standInOperator(api, ns, runningStatus, 1000);
     const before = await api.requests();
     const sandbox = await sdk.sandboxes.create({ vcpu: 1 });
     const used = (await api.requests()) - before;
+    operator.stop();
+    await proxy.stop();
     assert.equal(sandbox.phase, "Running");
     assert.equal(sandbox.podName, sandbox.id);
-    // create + watch from the SDK, pod create + status patch from the stand-in, the stats read: a poll would
-    // show many more
-    assert.ok(used < 10, `${used} requests while waiting`);
-    operator.stop();
+    const base = `/apis/leap0.dev/v1alpha1/namespaces/${ns}/sandboxes`;
+    assert.equal(proxy.requests.length, 2, proxy.requests.join("\n"));
+    assert.equal(proxy.requests[0], `POST ${base}`);
+    const watch = new URL(proxy.requests[1]!.slice("GET ".length), "http://x");
+    assert.equal(watch.pathname, base);
+    assert.equal(watch.searchParams.get("watch"), "true");
+    assert.equal(watch.searchParams.get("fieldSelector"), `metadata.name=${sandbox.id}`);
+    assert.ok(watch.searchParams.get("resourceVersion"), "watches from the create's resourceVersion");
+    // the server agrees: the SDK's two, the stand-in's pod create and status patch, the stats read
+    assert.ok(used <= 6, `${used} requests while waiting`);
   });
 
   test("a Failed sandbox rejects with the operator's reason", async () => {

@@ -172,6 +172,7 @@ export async function standInOperator(
   api: ApiServer,
   namespace: string,
   behaviour: (name: string) => Json | undefined = runningStatus,
+  delayMs = 100,
 ): Promise<{ seen: string[]; stop(): void }> {
   const seen: string[] = [];
   let stopped = false;
@@ -201,7 +202,7 @@ export async function standInOperator(
         const name = obj?.metadata?.name as string | undefined;
         if (type !== "ADDED" || name === undefined || seen.includes(name)) return;
         seen.push(name);
-        setTimeout(() => void react(name), 100);
+        setTimeout(() => void react(name), delayMs);
       },
       () => void start(),
     );
@@ -389,19 +390,31 @@ function attributes(list: Json[] | undefined): Json {
   return out;
 }
 
+export interface Proxy {
+  url: string;
+  /** `METHOD path?query` of every request passed on, in order. */
+  requests: string[];
+  /** The exec subprotocol the server picked, per upgrade. */
+  chosen: string[];
+  stop(): Promise<void>;
+}
+
 /**
- * A TCP proxy in front of the API server that takes `v5.channel.k8s.io` off the exec upgrade's offered
- * subprotocols, so the server answers with v4: the SDK's v4 path, against the same server.
+ * A proxy in front of the API server that records the requests passed through it; with `withholdV5` it takes
+ * `v5.channel.k8s.io` off the exec upgrade's offered subprotocols, so the server answers with v4: the SDK's v4
+ * path, against the same server.
  */
-export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen: string[]; stop(): Promise<void> }> {
+export async function apiProxy(apiUrl: string, opts: { withholdV5?: boolean } = {}): Promise<Proxy> {
   const target = new URL(apiUrl);
   const chosen: string[] = [];
+  const requests: string[] = [];
   const sockets = new Set<Socket>();
   const track = (sock: Socket): void => {
     sockets.add(sock);
     sock.on("close", () => sockets.delete(sock));
   };
   const server = createHttpServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
     const upstream = httpRequest(
       { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
       (up) => {
@@ -413,13 +426,16 @@ export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen
   });
   server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
     track(socket);
+    requests.push(`${req.method} ${req.url}`);
     const headers = { ...req.headers };
-    const offered = String(headers["sec-websocket-protocol"] ?? "");
-    headers["sec-websocket-protocol"] = offered
-      .split(",")
-      .map((p) => p.trim())
-      .filter((p) => p && p !== "v5.channel.k8s.io")
-      .join(", ");
+    if (opts.withholdV5) {
+      const offered = String(headers["sec-websocket-protocol"] ?? "");
+      headers["sec-websocket-protocol"] = offered
+        .split(",")
+        .map((p) => p.trim())
+        .filter((p) => p && p !== "v5.channel.k8s.io")
+        .join(", ");
+    }
     const upstream = connect(Number(target.port), target.hostname, () => {
       let text = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (const [k, v] of Object.entries(headers)) text += `${k}: ${String(v)}\r\n`;
@@ -441,6 +457,7 @@ export async function v4OnlyProxy(apiUrl: string): Promise<{ url: string; chosen
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
+    requests,
     chosen,
     stop: async () => {
       for (const sock of sockets) sock.destroy();

@@ -24,16 +24,17 @@ import {
   setSandboxStatus,
   startApiServer,
   tempDir,
-  v4OnlyProxy,
+  apiProxy,
+  type Proxy,
 } from "./support.js";
 
 let api: ApiServer;
-let proxy: Awaited<ReturnType<typeof v4OnlyProxy>>;
+let proxy: Proxy;
 const dir = tempDir();
 
 before(async () => {
   api = await startApiServer();
-  proxy = await v4OnlyProxy(api.url);
+  proxy = await apiProxy(api.url, { withholdV5: true });
 });
 after(async () => {
   await proxy.stop();
