@@ -212,8 +212,14 @@ export class OtelTelemetry implements Telemetry {
   async close(): Promise<void> {
     const state = await this.state;
     const owned = state.owned.splice(0);
-    // spans first: the span processor exports what is pending; then the meter's last collection
-    for (const provider of owned) await provider.shutdown();
+    // both at once: each exports what is pending (spans) or a last collection (metrics)
+    const results = await Promise.allSettled(owned.map((provider) => provider.shutdown()));
+    for (const result of results) {
+      if (result.status === "rejected") {
+        // an unreachable collector must not fail the application: reported through OpenTelemetry's own logger
+        state.api.diag.warn(`leap0 SDK telemetry: the last export at close() failed: ${String(result.reason)}`);
+      }
+    }
   }
 }
 

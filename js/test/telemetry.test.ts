@@ -277,3 +277,30 @@ console.log(JSON.stringify({ spans: spans.getFinishedSpans().map((s) => s.instru
     await receiver.stop();
   }
 });
+
+test("close() resolves when the collector is unreachable (the failure goes to OpenTelemetry's logger)", async () => {
+  const receiver = await new OtlpReceiver().start();
+  const refused = receiver.url;
+  await receiver.stop(); // nothing listens there any more
+  const script = join(JS_DIR, "build-test", "unreachable-child.mjs");
+  writeFileSync(
+    script,
+    `import { Leap0Client } from "leap0";
+const client = new Leap0Client({ kubeconfig: process.env.KC });
+await client.sandboxes.list();
+await client.close();
+console.log("closed", client.sdkOtelEnabled);
+`,
+  );
+  const result = await runNode([script], {
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: dir,
+      KC: api.kubeconfig,
+      OTEL_EXPORTER_OTLP_ENDPOINT: refused,
+      OTEL_EXPORTER_OTLP_TIMEOUT: "300", // ms: the exporters give up quickly here
+    },
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout.trim(), "closed true");
+});
