@@ -26,14 +26,23 @@ const JS = join(REPO, "js");
 const jsRequire = createRequire(join(JS, "package.json"));
 const load = (name) => import(pathToFileURL(jsRequire.resolve(name)).href);
 const k8s = await load("@kubernetes/client-node");
-const { Leap0Client } = await import(pathToFileURL(join(JS, "dist", "index.js")).href);
-const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = await load("@opentelemetry/sdk-trace-base");
-const { MeterProvider, PeriodicExportingMetricReader, InMemoryMetricExporter, AggregationTemporality } = await load(
-  "@opentelemetry/sdk-metrics",
+const { Leap0Client } = await import(
+  pathToFileURL(join(JS, "dist", "index.js")).href
 );
+const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } =
+  await load("@opentelemetry/sdk-trace-base");
+const {
+  MeterProvider,
+  PeriodicExportingMetricReader,
+  InMemoryMetricExporter,
+  AggregationTemporality,
+} = await load("@opentelemetry/sdk-metrics");
 
 const { values: opts } = parseArgs({
-  options: { calls: { type: "string", default: "200" }, execs: { type: "string", default: "30" } },
+  options: {
+    calls: { type: "string", default: "200" },
+    execs: { type: "string", default: "30" },
+  },
 });
 const CALLS = Number(opts.calls);
 const EXECS = Number(opts.execs);
@@ -44,16 +53,22 @@ const PLURAL = "sandboxes";
 
 async function startApiServer(dir) {
   const kubeconfig = join(dir, "kubeconfig");
-  const proc = spawn(join(REPO, ".venv", "bin", "leap0"), ["dev", "apiserver", "--port", "0", "--kubeconfig", kubeconfig], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const proc = spawn(
+    join(REPO, ".venv", "bin", "leap0"),
+    ["dev", "apiserver", "--port", "0", "--kubeconfig", kubeconfig],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   await new Promise((ok, fail) => {
     let out = "";
     proc.stdout.on("data", (d) => {
       out += d;
       if (out.includes("kubeconfig written")) ok();
     });
-    proc.once("exit", (code) => fail(new Error(`leap0 dev apiserver exited (${code})`)));
+    proc.once("exit", (code) =>
+      fail(new Error(`leap0 dev apiserver exited (${code})`)),
+    );
   });
   return { kubeconfig, stop: () => proc.kill("SIGTERM") };
 }
@@ -80,19 +95,45 @@ class Sink extends Writable {
 }
 
 async function rawExec(kc, namespace, pod) {
-  const handlerStreams = { stdin: new PassThrough(), stdout: new Sink(), stderr: new Sink() };
-  const exec = new k8s.Exec(kc, new (await wsHandler())(kc, undefined, handlerStreams));
+  const handlerStreams = {
+    stdin: new PassThrough(),
+    stdout: new Sink(),
+    stderr: new Sink(),
+  };
+  const exec = new k8s.Exec(
+    kc,
+    new (await wsHandler())(kc, undefined, handlerStreams),
+  );
   let status;
-  const ws = await exec.exec(namespace, pod, "sandbox", ["true"], handlerStreams.stdout, handlerStreams.stderr, null, false, (s) => {
-    status = s;
-  });
+  const ws = await exec.exec(
+    namespace,
+    pod,
+    "sandbox",
+    ["true"],
+    handlerStreams.stdout,
+    handlerStreams.stderr,
+    null,
+    false,
+    (s) => {
+      status = s;
+    },
+  );
   await new Promise((r) => ws.on("close", r));
-  if (status?.status !== "Success") throw new Error(`raw exec failed: ${JSON.stringify(status)}`);
+  if (status?.status !== "Success")
+    throw new Error(`raw exec failed: ${JSON.stringify(status)}`);
 }
 let WebSocketHandler;
 async function wsHandler() {
-  WebSocketHandler ??= (await import(pathToFileURL(join(JS, "node_modules/@kubernetes/client-node/dist/web-socket-handler.js")).href))
-    .WebSocketHandler;
+  WebSocketHandler ??= (
+    await import(
+      pathToFileURL(
+        join(
+          JS,
+          "node_modules/@kubernetes/client-node/dist/web-socket-handler.js",
+        ),
+      ).href
+    )
+  ).WebSocketHandler;
   return WebSocketHandler;
 }
 
@@ -146,41 +187,78 @@ async function main() {
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const ns = "default";
-    const off = new Leap0Client({ kubeconfig: server.kubeconfig, sdkOtelEnabled: false });
-    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())] });
+    const off = new Leap0Client({
+      kubeconfig: server.kubeconfig,
+      sdkOtelEnabled: false,
+    });
+    const tracerProvider = new BasicTracerProvider({
+      spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())],
+    });
     const meterProvider = new MeterProvider({
       readers: [
         new PeriodicExportingMetricReader({
-          exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE),
+          exporter: new InMemoryMetricExporter(
+            AggregationTemporality.CUMULATIVE,
+          ),
           exportIntervalMillis: 3_600_000,
         }),
       ],
     });
-    const on = new Leap0Client({ kubeconfig: server.kubeconfig, sdkOtelEnabled: true, tracerProvider, meterProvider });
+    const on = new Leap0Client({
+      kubeconfig: server.kubeconfig,
+      sdkOtelEnabled: true,
+      tracerProvider,
+      meterProvider,
+    });
 
     // a fixed population for get and list
     const population = [];
-    for (let i = 0; i < 20; i++) population.push((await off.sandboxes.create({ labels: { bench: "list" }, wait: false })).id);
+    for (let i = 0; i < 20; i++)
+      population.push(
+        (await off.sandboxes.create({ labels: { bench: "list" }, wait: false }))
+          .id,
+      );
     const target = population[0];
-    const crd = { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL };
+    const crd = {
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: PLURAL,
+    };
     let counter = 0;
     const fresh = () => `bench-${process.pid}-${counter++}`;
-    const body = (name) => ({ apiVersion: `${GROUP}/${VERSION}`, kind: "Sandbox", metadata: { name, namespace: ns }, spec: { vcpu: 1 } });
+    const body = (name) => ({
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: "Sandbox",
+      metadata: { name, namespace: ns },
+      spec: { vcpu: 1 },
+    });
 
     const rows = [];
     const [rawCd, offCd, onCd] = await perCall(
       [
         async () => {
           const name = fresh();
-          await custom.createNamespacedCustomObject({ ...crd, body: body(name) });
+          await custom.createNamespacedCustomObject({
+            ...crd,
+            body: body(name),
+          });
           await custom.deleteNamespacedCustomObject({ ...crd, name });
         },
         async () => {
-          const s = await off.sandboxes.create({ vcpu: 1, wait: false, name: fresh() });
+          const s = await off.sandboxes.create({
+            vcpu: 1,
+            wait: false,
+            name: fresh(),
+          });
           await off.sandboxes.delete(s.id);
         },
         async () => {
-          const s = await on.sandboxes.create({ vcpu: 1, wait: false, name: fresh() });
+          const s = await on.sandboxes.create({
+            vcpu: 1,
+            wait: false,
+            name: fresh(),
+          });
           await on.sandboxes.delete(s.id);
         },
       ],
@@ -198,7 +276,11 @@ async function main() {
     rows.push(["get", rawGet, offGet, onGet]);
     const [rawList, offList, onList] = await perCall(
       [
-        () => custom.listNamespacedCustomObject({ ...crd, labelSelector: "bench=list" }),
+        () =>
+          custom.listNamespacedCustomObject({
+            ...crd,
+            labelSelector: "bench=list",
+          }),
         () => off.sandboxes.list("bench=list"),
         () => on.sandboxes.list("bench=list"),
       ],
@@ -208,39 +290,73 @@ async function main() {
 
     // execute: a Running sandbox with its pod (the emulator runs the command locally)
     const sb = await off.sandboxes.create({ wait: false });
-    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: sb.id }, spec: { containers: [{ name: "sandbox", image: "x" }] } } });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: sb.id },
+        spec: { containers: [{ name: "sandbox", image: "x" }] },
+      },
+    });
     await custom.patchNamespacedCustomObjectStatus(
-      { ...crd, name: sb.id, body: { status: { phase: "Running", podName: sb.id } } },
+      {
+        ...crd,
+        name: sb.id,
+        body: { status: { phase: "Running", podName: sb.id } },
+      },
       k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
     );
     const sbOff = await off.sandboxes.get(sb.id);
     const sbOn = await on.sandboxes.get(sb.id);
     const [rawExecMs, offExec, onExec] = await perCall(
-      [() => rawExec(kc, ns, sb.id), () => sbOff.process.execute(["true"]), () => sbOn.process.execute(["true"])],
+      [
+        () => rawExec(kc, ns, sb.id),
+        () => sbOff.process.execute(["true"]),
+        () => sbOn.process.execute(["true"]),
+      ],
       EXECS,
     );
     rows.push(["process.execute", rawExecMs, offExec, onExec]);
     await off.close();
     await on.close();
 
-    console.log(`leap0 JS SDK vs @kubernetes/client-node, ms per call (median of ${ROUNDS} interleaved rounds)`);
-    console.log("| call | raw client | SDK, telemetry off | ratio (goal ≤ 1.2x) | SDK, telemetry on | ratio (goal ≤ 1.5x) |");
+    console.log(
+      `leap0 JS SDK vs @kubernetes/client-node, ms per call (median of ${ROUNDS} interleaved rounds)`,
+    );
+    console.log(
+      "| call | raw client | SDK, telemetry off | ratio (goal ≤ 1.2x) | SDK, telemetry on | ratio (goal ≤ 1.5x) |",
+    );
     console.log("|---|---|---|---|---|---|");
     let met = true;
     for (const [name, raw, o, n] of rows) {
       met &&= o / raw <= 1.2 && n / raw <= 1.5;
-      console.log(`| ${name} | ${raw.toFixed(2)} | ${o.toFixed(2)} | ${ratio(o, raw)} | ${n.toFixed(2)} | ${ratio(n, raw)} |`);
+      console.log(
+        `| ${name} | ${raw.toFixed(2)} | ${o.toFixed(2)} | ${ratio(o, raw)} | ${n.toFixed(2)} | ${ratio(n, raw)} |`,
+      );
     }
     console.log(`per-call goals ${met ? "met" : "NOT met"}`);
 
-    const leap0 = importCost(dir, pathToFileURL(join(JS, "dist", "index.js")).href, "leap0");
-    const base = importCost(dir, pathToFileURL(jsRequire.resolve("@kubernetes/client-node")).href, "k8s");
+    const leap0 = importCost(
+      dir,
+      pathToFileURL(join(JS, "dist", "index.js")).href,
+      "leap0",
+    );
+    const base = importCost(
+      dir,
+      pathToFileURL(jsRequire.resolve("@kubernetes/client-node")).href,
+      "k8s",
+    );
     console.log("\nimport cost in a fresh node process (median of 5)");
     console.log("| import | ms | modules | OpenTelemetry modules |");
     console.log("|---|---|---|---|");
-    console.log(`| @kubernetes/client-node (baseline) | ${base.ms.toFixed(0)} | ${base.modules} | ${base.otel} |`);
-    console.log(`| leap0 (telemetry off) | ${leap0.ms.toFixed(0)} | ${leap0.modules} | ${leap0.otel} |`);
-    console.log(`import goal (no OpenTelemetry module) ${leap0.otel === 0 ? "met" : "NOT met"}; ratio ${ratio(leap0.ms, base.ms)}`);
+    console.log(
+      `| @kubernetes/client-node (baseline) | ${base.ms.toFixed(0)} | ${base.modules} | ${base.otel} |`,
+    );
+    console.log(
+      `| leap0 (telemetry off) | ${leap0.ms.toFixed(0)} | ${leap0.modules} | ${leap0.otel} |`,
+    );
+    console.log(
+      `import goal (no OpenTelemetry module) ${leap0.otel === 0 ? "met" : "NOT met"}; ratio ${ratio(leap0.ms, base.ms)}`,
+    );
   } finally {
     server.stop();
     rmSync(dir, { recursive: true, force: true });

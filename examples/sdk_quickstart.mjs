@@ -14,7 +14,11 @@
 // from "leap0"; this file imports the built package from the checkout.
 
 import { parseArgs } from "node:util";
-import { Leap0Client, Leap0Error, SandboxTimeoutError } from "../js/dist/index.js";
+import {
+  Leap0Client,
+  Leap0Error,
+  SandboxTimeoutError,
+} from "../js/dist/index.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -42,7 +46,9 @@ async function main() {
       });
     } catch (err) {
       if (err instanceof SandboxTimeoutError) {
-        console.error(`error: ${err.message} (is an operator running? try --no-wait)`);
+        console.error(
+          `error: ${err.message} (is an operator running? try --no-wait)`,
+        );
         if (err.sandboxId) await client.sandboxes.delete(err.sandboxId);
         return 1;
       }
@@ -53,13 +59,25 @@ async function main() {
       throw err;
     }
     try {
-      console.log(`created sandbox ${sandbox.id} (phase: ${sandbox.phase ?? "Pending"})`);
-      console.log("sandboxes here:", (await client.sandboxes.list()).map((s) => s.id).join(", "));
+      console.log(
+        `created sandbox ${sandbox.id} (phase: ${sandbox.phase ?? "Pending"})`,
+      );
+      console.log(
+        "sandboxes here:",
+        (await client.sandboxes.list()).map((s) => s.id).join(", "),
+      );
       if (!args["no-wait"]) {
-        const result = await sandbox.process.execute("echo hello from leap0; uname -s");
-        console.log(`exit code ${result.exitCode}, stdout: ${JSON.stringify(result.stdout.trim())}`);
+        const result = await sandbox.process.execute(
+          "echo hello from leap0; uname -s",
+        );
+        console.log(
+          `exit code ${result.exitCode}, stdout: ${JSON.stringify(result.stdout.trim())}`,
+        );
         await sandbox.filesystem.write("hello.txt", "written by the SDK\n");
-        console.log("read back:", (await sandbox.filesystem.readText("hello.txt")).trim());
+        console.log(
+          "read back:",
+          (await sandbox.filesystem.readText("hello.txt")).trim(),
+        );
       }
     } catch (err) {
       if (!(err instanceof Leap0Error)) throw err;

@@ -14,7 +14,7 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # The JavaScript/TypeScript SDK: `npm ci` installs the lockfile and builds dist/ (prepare); `npm run check` is
-# tsc over the sources and the tests (emitting the tests to build-test/); `npm test` is node --test, whose
+# Prettier's format check and tsc over the sources and the tests (emitting the tests to build-test/); `npm test` is node --test, whose
 # non-zero exit on a failure stops this script. Its tests start the embedded API server from .venv.
 (cd js && npm ci --no-audit --no-fund && npm run check && npm test)
 # pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.

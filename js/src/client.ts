@@ -110,7 +110,8 @@ function raiseApi(err: unknown, sandboxId: string | undefined, namespace: string
   if (http === undefined) throw err;
   const message = apiErrorMessage(http.body, `${http.message || "API error"} (HTTP ${http.code})`);
   const reason = apiErrorReason(http.body);
-  if (http.code === 404 && sandboxId !== undefined) throw new SandboxNotFoundError(sandboxId, namespace, undefined, err);
+  if (http.code === 404 && sandboxId !== undefined)
+    throw new SandboxNotFoundError(sandboxId, namespace, undefined, err);
   if (http.code === 422) {
     throw new SandboxValidationError(message, { status: http.code, ...(reason ? { reason } : {}), cause: err });
   }
@@ -209,7 +210,11 @@ export class SandboxesClient {
   async create(options: CreateSandboxOptions = {}): Promise<Sandbox> {
     this.#client.checkOpen();
     const args = resolveCreateArgs(options);
-    if (options.otelExport !== undefined && options.telemetry !== undefined && options.otelExport !== options.telemetry) {
+    if (
+      options.otelExport !== undefined &&
+      options.telemetry !== undefined &&
+      options.otelExport !== options.telemetry
+    ) {
       throw new TypeError("give either otelExport or telemetry (its hosted-SDK alias), not both");
     }
     const otelExport = Boolean(options.otelExport ?? options.telemetry);
@@ -363,7 +368,11 @@ export class SandboxesClient {
             (type: string, object: JsonObject) => {
               if (settled) return;
               if (type === "ERROR") {
-                finish(object.code === 410 ? { kind: "expired" } : { kind: "error", error: { code: object.code, body: object } });
+                finish(
+                  object.code === 410
+                    ? { kind: "expired" }
+                    : { kind: "error", error: { code: object.code, body: object } },
+                );
                 return;
               }
               const objMeta = (object?.metadata ?? {}) as JsonObject;

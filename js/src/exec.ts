@@ -167,9 +167,19 @@ export async function runExec(
   });
   let status: unknown;
   const exec = new Exec(kubeConfig, handler);
-  const ws = await exec.exec(target.namespace, target.pod, target.container, [...argv], stdout, stderr, stdin, false, (s) => {
-    status = s;
-  });
+  const ws = await exec.exec(
+    target.namespace,
+    target.pod,
+    target.container,
+    [...argv],
+    stdout,
+    stderr,
+    stdin,
+    false,
+    (s) => {
+      status = s;
+    },
+  );
   let timedOut = false;
   const closed = new Promise<void>((resolve) => {
     if (ws.readyState === ws.CLOSED) {
@@ -181,11 +191,13 @@ export async function runExec(
   });
   let timer: NodeJS.Timeout | undefined;
   if (opts.deadlineS !== undefined) {
-    timer = setTimeout(() => {
-      timedOut = true;
-      ws.terminate(); // no closing handshake with a command that is still running: the server ends it
-
-    }, Math.max(0, opts.deadlineS * 1000 - (performance.now() - started)));
+    timer = setTimeout(
+      () => {
+        timedOut = true;
+        ws.terminate(); // no closing handshake with a command that is still running: the server ends it
+      },
+      Math.max(0, opts.deadlineS * 1000 - (performance.now() - started)),
+    );
   }
   try {
     if (stdin !== null && opts.stdin !== undefined) {

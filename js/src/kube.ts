@@ -21,7 +21,10 @@ function isFile(path: string): boolean {
 }
 
 /** Which kubeconfig to load: the option, else `$KUBECONFIG`, else `~/.kube/config` if it exists. */
-export function kubeconfigPath(explicit: string | undefined, env: Record<string, string | undefined>): string | undefined {
+export function kubeconfigPath(
+  explicit: string | undefined,
+  env: Record<string, string | undefined>,
+): string | undefined {
   if (explicit !== undefined) return explicit;
   const fromEnv = (env.KUBECONFIG ?? "").trim();
   if (fromEnv) return fromEnv;

@@ -2,13 +2,15 @@
 
 import type { Leap0Client } from "./client.js";
 import * as c from "./constants.js";
+import { FilesystemError, ProcessError, ProcessTimeoutError, SandboxNotRunningError } from "./errors.js";
 import {
-  FilesystemError,
-  ProcessError,
-  ProcessTimeoutError,
-  SandboxNotRunningError,
-} from "./errors.js";
-import { buildExecArgv, CLIENT_GRACE_S, type ExecOptions, type ExecOutcome, runExec, TIMEOUT_EXIT_CODES } from "./exec.js";
+  buildExecArgv,
+  CLIENT_GRACE_S,
+  type ExecOptions,
+  type ExecOutcome,
+  runExec,
+  TIMEOUT_EXIT_CODES,
+} from "./exec.js";
 import type { EnvVar, JsonObject, NetworkSpec, ProcessResult, SandboxData } from "./models.js";
 
 // Writes go through stdin to `head -c N`, which stops after exactly N bytes: no end-of-input signal is
@@ -115,7 +117,12 @@ export class Sandbox implements SandboxData {
     const client = this.bound();
     const pod = await this.pod();
     try {
-      return await runExec(client.kubeConfig, { namespace: this.namespace, pod, container: c.SANDBOX_CONTAINER }, argv, opts);
+      return await runExec(
+        client.kubeConfig,
+        { namespace: this.namespace, pod, container: c.SANDBOX_CONTAINER },
+        argv,
+        opts,
+      );
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);
       throw new ProcessError(`exec in sandbox '${this.id}' (pod ${pod}) failed: ${detail}`, { cause: err });

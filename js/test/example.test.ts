@@ -3,7 +3,15 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type ApiServer, newNamespace, REPO_DIR, runNode, standInOperator, startApiServer, tempDir } from "./support.js";
+import {
+  type ApiServer,
+  newNamespace,
+  REPO_DIR,
+  runNode,
+  standInOperator,
+  startApiServer,
+  tempDir,
+} from "./support.js";
 
 const EXAMPLE = join(REPO_DIR, "examples", "sdk_quickstart.mjs");
 let api: ApiServer;
@@ -35,7 +43,17 @@ test("without anything running pods it says so", async () => {
   assert.equal(result.code, 1);
   assert.match(result.stderr, /not Running after 0\.5 s/);
   assert.match(result.stderr, /--no-wait/);
-  assert.deepEqual((await api.custom.listNamespacedCustomObject({ group: "leap0.dev", version: "v1alpha1", namespace: ns, plural: "sandboxes" })).items, []);
+  assert.deepEqual(
+    (
+      await api.custom.listNamespacedCustomObject({
+        group: "leap0.dev",
+        version: "v1alpha1",
+        namespace: ns,
+        plural: "sandboxes",
+      })
+    ).items,
+    [],
+  );
 });
 
 test("the full path with pods running", async () => {

@@ -20,15 +20,19 @@ test("npm pack, install into a fresh folder, import and type-check", async () =>
   const files = info!.files.map((f) => f.path).sort();
   assert.ok(files.includes("dist/index.js") && files.includes("dist/index.d.ts"), files.join(" "));
   assert.ok(files.includes("package.json"));
-  assert.deepEqual(files.filter((f) => f.startsWith("src/") || f.startsWith("test/") || f.startsWith("build-test/")), []);
+  assert.deepEqual(
+    files.filter((f) => f.startsWith("src/") || f.startsWith("test/") || f.startsWith("build-test/")),
+    [],
+  );
 
   const project = tempDir("leap0-consumer-");
-  writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", version: "1.0.0", type: "module", private: true }));
-  await run(
-    "npm",
-    ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", join(out, info!.filename)],
-    { cwd: project },
+  writeFileSync(
+    join(project, "package.json"),
+    JSON.stringify({ name: "consumer", version: "1.0.0", type: "module", private: true }),
   );
+  await run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", join(out, info!.filename)], {
+    cwd: project,
+  });
   assert.ok(readdirSync(join(project, "node_modules", "leap0", "dist")).includes("index.js"));
 
   writeFileSync(
@@ -54,7 +58,14 @@ export async function run(client: Leap0Client): Promise<ProcessResult> {
   writeFileSync(
     join(project, "tsconfig.json"),
     JSON.stringify({
-      compilerOptions: { module: "NodeNext", moduleResolution: "NodeNext", strict: true, noEmit: true, skipLibCheck: true, types: [] },
+      compilerOptions: {
+        module: "NodeNext",
+        moduleResolution: "NodeNext",
+        strict: true,
+        noEmit: true,
+        skipLibCheck: true,
+        types: [],
+      },
       files: ["main.ts"],
     }),
   );

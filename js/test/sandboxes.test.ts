@@ -63,14 +63,23 @@ describe("create, get, list, delete", () => {
   test("create without wait, then get, list and delete", async () => {
     const ns = await newNamespace(api);
     const sdk = await client(ns);
-    const sandbox = await sdk.sandboxes.create({ vcpu: 2, memory: 2048, timeout: 30, wait: false, labels: { team: "a" } });
+    const sandbox = await sdk.sandboxes.create({
+      vcpu: 2,
+      memory: 2048,
+      timeout: 30,
+      wait: false,
+      labels: { team: "a" },
+    });
     assert.match(sandbox.id, /^sbx-[a-z0-9]{10}$/);
     assert.equal(sandbox.namespace, ns);
     assert.deepEqual([sandbox.vcpu, sandbox.memory, sandbox.timeout], [2, 2048, 30]);
     assert.deepEqual(sandbox.labels, { team: "a" });
     const got = await sdk.sandboxes.get(sandbox.id);
     assert.equal(got.uid, sandbox.uid);
-    assert.deepEqual((await sdk.sandboxes.list()).map((s) => s.id), [sandbox.id]);
+    assert.deepEqual(
+      (await sdk.sandboxes.list()).map((s) => s.id),
+      [sandbox.id],
+    );
     assert.deepEqual(await sdk.sandboxes.list("team=b"), []);
     await sdk.sandboxes.delete(sandbox);
     await assert.rejects(sdk.sandboxes.get(sandbox.id), SandboxNotFoundError);
@@ -131,10 +140,17 @@ describe("create, get, list, delete", () => {
     const ns = await newNamespace(api);
     const sdk = await client(ns);
     const sandbox = await sdk.sandboxes.create({ timeout: 60, wait: false });
-    await setSandboxStatus(api, ns, sandbox.id, { phase: "Pending", reason: "PodCreated", expiresAt: "2030-01-01T00:00:00Z" });
+    await setSandboxStatus(api, ns, sandbox.id, {
+      phase: "Pending",
+      reason: "PodCreated",
+      expiresAt: "2030-01-01T00:00:00Z",
+    });
     assert.equal(sandbox.phase, undefined);
     assert.equal(await sandbox.refresh(), sandbox);
-    assert.deepEqual([sandbox.phase, sandbox.reason, sandbox.expiresAt], ["Pending", "PodCreated", "2030-01-01T00:00:00Z"]);
+    assert.deepEqual(
+      [sandbox.phase, sandbox.reason, sandbox.expiresAt],
+      ["Pending", "PodCreated", "2030-01-01T00:00:00Z"],
+    );
     await sandbox.setTimeout(600);
     assert.equal(sandbox.timeout, 600);
     assert.equal((await getSandbox(api, ns, sandbox.id)).spec.timeout, 600);
@@ -172,7 +188,10 @@ describe("create, get, list, delete", () => {
     const sdk = await client(await newNamespace(api));
     await sdk.close();
     await sdk.close();
-    await assert.rejects(sdk.sandboxes.list(), (err: unknown) => err instanceof Leap0Error && /closed/.test(err.message));
+    await assert.rejects(
+      sdk.sandboxes.list(),
+      (err: unknown) => err instanceof Leap0Error && /closed/.test(err.message),
+    );
   });
 });
 
@@ -181,7 +200,11 @@ describe("waiting for Running", () => {
     const ns = await newNamespace(api);
     // the SDK's own requests, recorded by a proxy; the stand-in operator answers after a second
     const proxy = await apiProxy(api.url);
-    const sdk = new Leap0Client({ namespace: ns, kubeconfig: kubeconfigWithServer(api, proxy.url, ns, dir), sdkOtelEnabled: false });
+    const sdk = new Leap0Client({
+      namespace: ns,
+      kubeconfig: kubeconfigWithServer(api, proxy.url, ns, dir),
+      sdkOtelEnabled: false,
+    });
     const operator = await standInOperator(api, ns, runningStatus, 1000);
     const before = await api.requests();
     const sandbox = await sdk.sandboxes.create({ vcpu: 1 });
@@ -248,51 +271,73 @@ describe("otelExport", () => {
   test("headers go into a Secret owned by the Sandbox, never into its spec; GC deletes the Secret", async () => {
     const ns = await newNamespace(api);
     const sdk = await client(ns);
-    await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example.com", OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=abc123secret" }, async () => {
-      const sandbox = await sdk.sandboxes.create({ vcpu: 2, memory: 2048, timeout: 30, otelExport: true, wait: false });
-      const raw = await getSandbox(api, ns, sandbox.id);
-      assert.ok(!JSON.stringify(raw).includes("abc123secret"));
-      const secretName = `${sandbox.id}-otlp`;
-      assert.deepEqual(raw.spec.env, [
-        { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "https://otel.example.com" },
-        {
-          name: "OTEL_EXPORTER_OTLP_HEADERS",
-          valueFrom: { secretKeyRef: { name: secretName, key: "OTEL_EXPORTER_OTLP_HEADERS" } },
-        },
-      ]);
-      const secret = await api.core.readNamespacedSecret({ name: secretName, namespace: ns });
-      assert.equal(Buffer.from(secret.data!.OTEL_EXPORTER_OTLP_HEADERS!, "base64").toString(), "x-api-key=abc123secret");
-      assert.deepEqual(secret.metadata!.labels, { "leap0.dev/sandbox-id": sandbox.id, "app.kubernetes.io/managed-by": "leap0-sdk" });
-      const [owner] = secret.metadata!.ownerReferences!;
-      assert.deepEqual([owner!.kind, owner!.name, owner!.uid], ["Sandbox", sandbox.id, sandbox.uid]);
+    await withEnv(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example.com", OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=abc123secret" },
+      async () => {
+        const sandbox = await sdk.sandboxes.create({
+          vcpu: 2,
+          memory: 2048,
+          timeout: 30,
+          otelExport: true,
+          wait: false,
+        });
+        const raw = await getSandbox(api, ns, sandbox.id);
+        assert.ok(!JSON.stringify(raw).includes("abc123secret"));
+        const secretName = `${sandbox.id}-otlp`;
+        assert.deepEqual(raw.spec.env, [
+          { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "https://otel.example.com" },
+          {
+            name: "OTEL_EXPORTER_OTLP_HEADERS",
+            valueFrom: { secretKeyRef: { name: secretName, key: "OTEL_EXPORTER_OTLP_HEADERS" } },
+          },
+        ]);
+        const secret = await api.core.readNamespacedSecret({ name: secretName, namespace: ns });
+        assert.equal(
+          Buffer.from(secret.data!.OTEL_EXPORTER_OTLP_HEADERS!, "base64").toString(),
+          "x-api-key=abc123secret",
+        );
+        assert.deepEqual(secret.metadata!.labels, {
+          "leap0.dev/sandbox-id": sandbox.id,
+          "app.kubernetes.io/managed-by": "leap0-sdk",
+        });
+        const [owner] = secret.metadata!.ownerReferences!;
+        assert.deepEqual([owner!.kind, owner!.name, owner!.uid], ["Sandbox", sandbox.id, sandbox.uid]);
 
-      await sandbox.delete();
-      await waitFor(
-        () => api.core.readNamespacedSecret({ name: secretName, namespace: ns }).then(() => false, (e: { code?: number }) => e.code === 404),
-        "garbage collection of the Secret",
-      );
-    });
+        await sandbox.delete();
+        await waitFor(
+          () =>
+            api.core.readNamespacedSecret({ name: secretName, namespace: ns }).then(
+              () => false,
+              (e: { code?: number }) => e.code === 404,
+            ),
+          "garbage collection of the Secret",
+        );
+      },
+    );
   });
 
   test("without headers there is no Secret, and the user's envVars win on equal names", async () => {
     const ns = await newNamespace(api);
     const sdk = await client(ns);
-    await withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", OTEL_EXPORTER_OTLP_HEADERS: undefined }, async () => {
-      const sandbox = await sdk.sandboxes.create({ otelExport: true, envVars: { APP: "x" }, wait: false });
-      assert.deepEqual((await getSandbox(api, ns, sandbox.id)).spec.env, [
-        { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "http://collector:4318" },
-        { name: "APP", value: "x" },
-      ]);
-      const mine = await sdk.sandboxes.create({
-        telemetry: true,
-        envVars: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://mine:4318" },
-        wait: false,
-      });
-      assert.deepEqual((await getSandbox(api, ns, mine.id)).spec.env, [
-        { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "http://mine:4318" },
-      ]);
-      assert.deepEqual((await api.core.listNamespacedSecret({ namespace: ns })).items, []);
-    });
+    await withEnv(
+      { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318", OTEL_EXPORTER_OTLP_HEADERS: undefined },
+      async () => {
+        const sandbox = await sdk.sandboxes.create({ otelExport: true, envVars: { APP: "x" }, wait: false });
+        assert.deepEqual((await getSandbox(api, ns, sandbox.id)).spec.env, [
+          { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "http://collector:4318" },
+          { name: "APP", value: "x" },
+        ]);
+        const mine = await sdk.sandboxes.create({
+          telemetry: true,
+          envVars: { OTEL_EXPORTER_OTLP_ENDPOINT: "http://mine:4318" },
+          wait: false,
+        });
+        assert.deepEqual((await getSandbox(api, ns, mine.id)).spec.env, [
+          { name: "OTEL_EXPORTER_OTLP_ENDPOINT", value: "http://mine:4318" },
+        ]);
+        assert.deepEqual((await api.core.listNamespacedSecret({ namespace: ns })).items, []);
+      },
+    );
   });
 
   test("without a local endpoint it fails before creating anything", async () => {
@@ -339,7 +384,10 @@ describe("configuration", () => {
     await withEnv({ KUBECONFIG: undefined, HOME: dir, KUBERNETES_SERVICE_HOST: undefined }, async () => {
       assert.throws(
         () => new Leap0Client({ sdkOtelEnabled: false }),
-        (err: unknown) => err instanceof ConfigurationError && /KUBECONFIG/.test(err.message) && /leap0 dev apiserver/.test(err.message),
+        (err: unknown) =>
+          err instanceof ConfigurationError &&
+          /KUBECONFIG/.test(err.message) &&
+          /leap0 dev apiserver/.test(err.message),
       );
     });
     assert.throws(() => new Leap0Client({ kubeconfig: join(dir, "missing") }), ConfigurationError);

@@ -39,7 +39,11 @@ export function tempDir(prefix = "leap0-js-"): string {
 }
 
 /** Wait for a condition through a real signal source; the tests never time their assertions. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false>, what: string, limitMs = 20000): Promise<T> {
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false>,
+  what: string,
+  limitMs = 20000,
+): Promise<T> {
   const until = Date.now() + limitMs;
   for (;;) {
     const value = await check();
@@ -137,7 +141,13 @@ export function kubeconfigFor(api: ApiServer, namespace: string, dir: string): s
 }
 
 export async function getSandbox(api: ApiServer, namespace: string, name: string): Promise<Json> {
-  return (await api.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name })) as Json;
+  return (await api.custom.getNamespacedCustomObject({
+    group: GROUP,
+    version: VERSION,
+    namespace,
+    plural: PLURAL,
+    name,
+  })) as Json;
 }
 
 export async function setSandboxStatus(api: ApiServer, namespace: string, name: string, status: Json): Promise<void> {
@@ -276,7 +286,10 @@ export async function standInKubelet(api: ApiServer, namespace: string): Promise
 }
 
 /** The real operator (`python -m leap0_operator`) serving one namespace of the server. */
-export async function startOperator(api: ApiServer, namespace: string): Promise<{ stop(): Promise<void>; log(): string }> {
+export async function startOperator(
+  api: ApiServer,
+  namespace: string,
+): Promise<{ stop(): Promise<void>; log(): string }> {
   let log = "";
   const proc = spawn(join(VENV, "bin", "python"), ["-m", "leap0_operator", "-n", namespace, "--standalone"], {
     env: { ...process.env, KUBECONFIG: api.kubeconfig },
@@ -385,7 +398,8 @@ function attributes(list: Json[] | undefined): Json {
   const out: Json = {};
   for (const { key, value } of list ?? []) {
     const v = value ?? {};
-    out[key] = v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : undefined) ?? v.boolValue ?? v.doubleValue;
+    out[key] =
+      v.stringValue ?? (v.intValue !== undefined ? Number(v.intValue) : undefined) ?? v.boolValue ?? v.doubleValue;
   }
   return out;
 }

@@ -63,7 +63,13 @@ test("one CLIENT span and one histogram point per operation, error status on fai
   const reader = new PeriodicExportingMetricReader({ exporter: metrics, exportIntervalMillis: 3_600_000 });
   const meterProvider = new MeterProvider({ readers: [reader] });
 
-  const sdk = new Leap0Client({ namespace: ns, kubeconfig: api.kubeconfig, sdkOtelEnabled: true, tracerProvider, meterProvider });
+  const sdk = new Leap0Client({
+    namespace: ns,
+    kubeconfig: api.kubeconfig,
+    sdkOtelEnabled: true,
+    tracerProvider,
+    meterProvider,
+  });
   assert.equal(sdk.sdkOtelEnabled, true);
   const sandbox = await sdk.sandboxes.create({ wait: false });
   await api.core.createNamespacedPod({
@@ -118,7 +124,10 @@ test("one CLIENT span and one histogram point per operation, error status on fai
   const failed = finished.at(-1)!;
   assert.equal(failed.status.code, SpanStatusCode.ERROR);
   assert.match(failed.status.message ?? "", /SandboxNotFoundError/);
-  assert.deepEqual(failed.events.map((e) => e.name), ["exception"]);
+  assert.deepEqual(
+    failed.events.map((e) => e.name),
+    ["exception"],
+  );
 
   await reader.forceFlush();
   const histograms = new Map<string, { attributes: Record<string, unknown>; count: number }[]>();
@@ -134,19 +143,16 @@ test("one CLIENT span and one histogram point per operation, error status on fai
       }
     }
   }
-  assert.deepEqual(
-    [...histograms.keys()].sort(),
-    [
-      "filesystem_read_duration",
-      "filesystem_write_duration",
-      "process_execute_duration",
-      "sandboxes_create_duration",
-      "sandboxes_delete_duration",
-      "sandboxes_get_duration",
-      "sandboxes_list_duration",
-      "sandboxes_set_timeout_duration",
-    ],
-  );
+  assert.deepEqual([...histograms.keys()].sort(), [
+    "filesystem_read_duration",
+    "filesystem_write_duration",
+    "process_execute_duration",
+    "sandboxes_create_duration",
+    "sandboxes_delete_duration",
+    "sandboxes_get_duration",
+    "sandboxes_list_duration",
+    "sandboxes_set_timeout_duration",
+  ]);
   const gets = Object.fromEntries(histograms.get("sandboxes_get_duration")!.map((p) => [p.attributes.status, p.count]));
   assert.deepEqual(gets, { success: 2, error: 1 });
   assert.deepEqual(histograms.get("sandboxes_create_duration"), [{ attributes: { status: "success" }, count: 1 }]);
@@ -161,15 +167,33 @@ describe("enablement: option > LEAP0_SDK_OTEL_ENABLED > a local OTEL_EXPORTER_OT
     ["a blank endpoint", undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: "  " }, false],
     ["the flag on", undefined, { LEAP0_SDK_OTEL_ENABLED: "true" }, true],
     ["the flag as 1", undefined, { LEAP0_SDK_OTEL_ENABLED: "1" }, true],
-    ["the flag off beats the endpoint", undefined, { LEAP0_SDK_OTEL_ENABLED: "false", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, false],
-    ["an unknown flag is ignored", undefined, { LEAP0_SDK_OTEL_ENABLED: "maybe", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, true],
-    ["the option off beats both", false, { LEAP0_SDK_OTEL_ENABLED: "true", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, false],
+    [
+      "the flag off beats the endpoint",
+      undefined,
+      { LEAP0_SDK_OTEL_ENABLED: "false", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" },
+      false,
+    ],
+    [
+      "an unknown flag is ignored",
+      undefined,
+      { LEAP0_SDK_OTEL_ENABLED: "maybe", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" },
+      true,
+    ],
+    [
+      "the option off beats both",
+      false,
+      { LEAP0_SDK_OTEL_ENABLED: "true", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" },
+      false,
+    ],
     ["the option on beats the flag off", true, { LEAP0_SDK_OTEL_ENABLED: "off" }, true],
   ];
   for (const [name, option, env, expected] of cases) {
     test(name, async () => {
       await withEnv(env, async () => {
-        const sdk = new Leap0Client({ kubeconfig: api.kubeconfig, ...(option === undefined ? {} : { sdkOtelEnabled: option }) });
+        const sdk = new Leap0Client({
+          kubeconfig: api.kubeconfig,
+          ...(option === undefined ? {} : { sdkOtelEnabled: option }),
+        });
         assert.equal(sdk.sdkOtelEnabled, expected);
         await sdk.close();
       });
@@ -226,15 +250,33 @@ test("telemetry off loads no OpenTelemetry module; on loads the SDK's", async ()
   const receiver = await new OtlpReceiver().start();
   try {
     const off = await loadedModules({ LEAP0_SDK_OTEL_ENABLED: "false", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
-    assert.ok(off.some((m) => m.includes("@kubernetes/client-node")), "the listing sees the SDK's modules");
-    assert.deepEqual(off.filter((m) => m.includes("@opentelemetry")), []);
+    assert.ok(
+      off.some((m) => m.includes("@kubernetes/client-node")),
+      "the listing sees the SDK's modules",
+    );
+    assert.deepEqual(
+      off.filter((m) => m.includes("@opentelemetry")),
+      [],
+    );
     assert.equal(receiver.requests.length, 0);
 
     const on = await loadedModules({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url });
-    for (const pkg of ["api", "sdk-trace-base", "sdk-metrics", "exporter-trace-otlp-http", "exporter-metrics-otlp-http"]) {
-      assert.ok(on.some((m) => m.includes(`@opentelemetry/${pkg}/`)), `@opentelemetry/${pkg} loaded when on`);
+    for (const pkg of [
+      "api",
+      "sdk-trace-base",
+      "sdk-metrics",
+      "exporter-trace-otlp-http",
+      "exporter-metrics-otlp-http",
+    ]) {
+      assert.ok(
+        on.some((m) => m.includes(`@opentelemetry/${pkg}/`)),
+        `@opentelemetry/${pkg} loaded when on`,
+      );
     }
-    assert.deepEqual(receiver.spans().map((s) => [s.name, s.scope]), [["sandboxes.list", "leap0-sdk-js"]]);
+    assert.deepEqual(
+      receiver.spans().map((s) => [s.name, s.scope]),
+      [["sandboxes.list", "leap0-sdk-js"]],
+    );
   } finally {
     await receiver.stop();
   }

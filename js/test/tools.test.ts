@@ -77,12 +77,12 @@ for (const protocol of ["v5", "v4"] as const) {
       await sandbox.process.execute("mkdir -p 'dir with space'");
       const result = await sandbox.process.execute('pwd; printf "%s\\n" "$GREETING" "$OTHER"', {
         cwd: "dir with space",
-        env: { GREETING: "it's $HOME `x` \"q\"", OTHER: "" },
+        env: { GREETING: 'it\'s $HOME `x` "q"', OTHER: "" },
       });
       assert.equal(result.exitCode, 0, result.stderr);
       const [pwd, greeting, other] = result.stdout.split("\n");
       assert.match(pwd!, /dir with space$/);
-      assert.equal(greeting, "it's $HOME `x` \"q\"");
+      assert.equal(greeting, 'it\'s $HOME `x` "q"');
       assert.equal(other, "");
       const missing = await sandbox.process.execute("pwd", { cwd: "/no/such/dir" });
       assert.equal(missing.exitCode, 1);
@@ -92,11 +92,17 @@ for (const protocol of ["v5", "v4"] as const) {
     test("a command running past its timeout is stopped and rejects with ProcessTimeoutError", async () => {
       const sandbox = await runningSandbox(protocol);
       await assert.rejects(sandbox.process.execute("echo started; sleep 30", { timeout: 1 }), (err: unknown) => {
-        assert.ok(err instanceof ProcessTimeoutError && err instanceof SandboxTimeoutError && err instanceof Leap0Error);
+        assert.ok(
+          err instanceof ProcessTimeoutError && err instanceof SandboxTimeoutError && err instanceof Leap0Error,
+        );
         assert.equal(err.stdout, "started\n");
         return true;
       });
-      assert.deepEqual(await sandbox.process.execute("exit 124", { timeout: 10 }), { exitCode: 124, stdout: "", stderr: "" });
+      assert.deepEqual(await sandbox.process.execute("exit 124", { timeout: 10 }), {
+        exitCode: 124,
+        stdout: "",
+        stderr: "",
+      });
     });
 
     test("a command that cannot start is a ProcessError", async () => {

@@ -61,7 +61,9 @@ test("the exec prologue quotes nothing of the user's command and applies cwd, en
 test("the exec status channel: success, an exit code, or an error", () => {
   assert.deepEqual(parseExecStatus({ status: "Success" }), { exitCode: 0 });
   assert.deepEqual(
-    parseExecStatus('{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"7"}]}}'),
+    parseExecStatus(
+      '{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"7"}]}}',
+    ),
     { exitCode: 7 },
   );
   assert.deepEqual(parseExecStatus({ status: "Failure", message: "container not found" }), {
@@ -81,6 +83,9 @@ test("sandbox fields fall back to the Ready condition's reason and message", () 
 
 test("enablement and histogram names", () => {
   assert.equal(resolveEnabled(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://x" }), true);
-  assert.equal(resolveEnabled(undefined, { LEAP0_SDK_OTEL_ENABLED: "no", OTEL_EXPORTER_OTLP_ENDPOINT: "http://x" }), false);
+  assert.equal(
+    resolveEnabled(undefined, { LEAP0_SDK_OTEL_ENABLED: "no", OTEL_EXPORTER_OTLP_ENDPOINT: "http://x" }),
+    false,
+  );
   assert.equal(histogramName("sandboxes.set_timeout"), "sandboxes_set_timeout_duration");
 });
