@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { test } from "node:test";
@@ -14,9 +14,24 @@ import { JS_DIR, runNode, tempDir } from "./support.js";
 const run = promisify(execFile);
 
 test("npm pack, install into a fresh folder, import and type-check", async () => {
+  // a copy of the package's sources, so the build that `npm pack` runs does not rewrite js/dist under the
+  // other test files
+  const source = tempDir("leap0-src-");
+  for (const entry of [
+    "package.json",
+    "package-lock.json",
+    "tsconfig.json",
+    "tsconfig.build.json",
+    "README.md",
+    "src",
+  ]) {
+    cpSync(join(JS_DIR, entry), join(source, entry), { recursive: true });
+  }
+  symlinkSync(join(JS_DIR, "node_modules"), join(source, "node_modules"), "dir");
   const out = tempDir("leap0-pack-");
-  const { stdout } = await run("npm", ["pack", "--json", "--pack-destination", out], { cwd: JS_DIR });
+  const { stdout } = await run("npm", ["pack", "--json", "--pack-destination", out], { cwd: source });
   const [info] = JSON.parse(stdout) as { filename: string; files: { path: string }[] }[];
+  assert.ok(existsSync(join(source, "dist", "index.js")), "npm pack built the package (prepare)");
   const files = info!.files.map((f) => f.path).sort();
   assert.ok(files.includes("dist/index.js") && files.includes("dist/index.d.ts"), files.join(" "));
   assert.ok(files.includes("package.json"));
