@@ -64,7 +64,65 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--workdir", type=Path, default=Path(".leap0"), help="logs and pod files (default .leap0)"
     )
+    mcp = sub.add_parser(
+        "mcp",
+        help="the MCP server: sandboxes as tools for AI agents (extra: pip install 'leap0[mcp]')",
+        description="Serve sandboxes as Model Context Protocol tools (create_sandbox, execute_command, "
+        "write_file, read_file, list_files, list_sandboxes, get_sandbox, set_timeout, delete_sandbox) over "
+        "stdio, or over streamable HTTP with --http. Cluster access as for the SDK: --kubeconfig, else "
+        "$KUBECONFIG, else ~/.kube/config, else in-cluster. Sandboxes are never deleted on exit.",
+    )
+    mcp.add_argument(
+        "--namespace", "-n", default=None, help="namespace of the sandboxes (default: the context's)"
+    )
+    mcp.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file")
+    mcp.add_argument("--template", default=None, help="SandboxTemplate of create_sandbox when none is given")
+    mcp.add_argument(
+        "--max-output",
+        type=int,
+        default=64 * 1024,
+        help="bytes kept of each of stdout and stderr of a command (default 65536)",
+    )
+    mcp.add_argument(
+        "--max-read",
+        type=int,
+        default=1024 * 1024,
+        help="largest file read_file returns, in bytes (default 1048576)",
+    )
+    mcp.add_argument(
+        "--create-timeout",
+        type=float,
+        default=180.0,
+        help="seconds create_sandbox waits for a sandbox to be Running (default 180)",
+    )
+    mcp.add_argument(
+        "--owner",
+        default=None,
+        help="owner label of the sandboxes this server creates and may use (default: a random id per "
+        "process; set it to keep access to them across restarts)",
+    )
+    mcp.add_argument(
+        "--all-sandboxes",
+        action="store_true",
+        help="act on every sandbox of the namespace, not only this owner's",
+    )
+    mcp.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve streamable HTTP on HOST:PORT (path /mcp) instead of stdio; a bearer token is required",
+    )
+    mcp.add_argument(
+        "--token-file", type=Path, default=None, help="file holding the bearer token (else $LEAP0_MCP_TOKEN)"
+    )
+    mcp.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve HTTP without a token (allowed on a loopback address only)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "mcp":
+        return _run_mcp(args)
     if args.command == "dev" and args.dev_command == "apiserver":
         from leap0.dev.apiserver.run import run  # the dev extra's dependencies load only here
 
@@ -89,6 +147,34 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"leap0 {args.command} {args.dev_command}: unknown command", file=sys.stderr)
     return 2
+
+
+def _run_mcp(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("mcp") is None:
+        print(
+            "leap0 mcp: the MCP server needs the mcp extra: pip install 'leap0[mcp]'",
+            file=sys.stderr,
+        )
+        return 2
+    from leap0.mcp.run import McpCommand, run
+
+    return run(
+        McpCommand(
+            namespace=args.namespace,
+            kubeconfig=args.kubeconfig,
+            template=args.template,
+            max_output=args.max_output,
+            max_read=args.max_read,
+            create_timeout=args.create_timeout,
+            owner=args.owner,
+            all_sandboxes=args.all_sandboxes,
+            http=args.http,
+            token_file=args.token_file,
+            insecure_no_auth=args.insecure_no_auth,
+        )
+    )
 
 
 if __name__ == "__main__":
