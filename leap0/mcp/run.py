@@ -138,6 +138,7 @@ def _serve_http(server: Any, host: str, port: int, token: str | None) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     bound = sock.getsockname()[1]
     print(f"leap0 mcp: streamable HTTP on http://{_url_host(host)}:{bound}/mcp", file=sys.stderr, flush=True)
 

@@ -8,19 +8,15 @@ exec with the kubelet's protocol, running commands as local processes.
 
 from __future__ import annotations
 
-import contextlib
-import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp_support import HttpServer, stdio_session
 from sdk_support import StandInKubelet
 from support import subprocess_env
 
@@ -93,60 +89,9 @@ def mcp_args(apiserver: ServerThread, namespace: str) -> list[str]:
     ]
 
 
-@contextlib.asynccontextmanager
-async def stdio_session(args: list[str], **env: str) -> AsyncIterator[ClientSession]:
-    """An initialized MCP client session with ``python <args>`` over stdio."""
-    params = StdioServerParameters(command=sys.executable, args=args, env=subprocess_env(**env))
-    with open("/dev/null", "w") as errlog:  # noqa: ASYNC230 - the server's log lines
-        async with stdio_client(params, errlog=errlog) as streams, ClientSession(*streams) as session:
-            await session.initialize()
-            yield session
-
-
 @pytest.fixture
 def stdio() -> Callable[..., Any]:
     return stdio_session
-
-
-def kubeconfig_for(apiserver: ServerThread, namespace: str, path: Path) -> Path:
-    doc = yaml.safe_load(apiserver.kubeconfig.read_text())
-    for ctx in doc["contexts"]:
-        ctx["context"]["namespace"] = namespace
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-class HttpServer:
-    """``leap0 mcp --http 127.0.0.1:0`` as a child process; ``url`` is its /mcp endpoint."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self._log = log
-        self._out = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=self._out, env=env
-        )
-        self.url = ""
-
-    def wait_url(self) -> str:
-        from support import wait_for
-
-        def announced() -> str | None:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"leap0 mcp exited {self.proc.returncode}: {self._log.read_text()}")
-            found = re.search(r"streamable HTTP on (\S+)", self._log.read_text())
-            return found.group(1) if found else None
-
-        self.url = wait_for(announced, timeout=60, what="leap0 mcp --http to listen")
-        return self.url
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
 
 
 @pytest.fixture

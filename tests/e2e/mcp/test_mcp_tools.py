@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from mcp_support import call, ok
 
 from leap0 import constants as c
 from leap0.dev.apiserver import ServerThread
@@ -34,20 +35,6 @@ def _types(prop: dict[str, Any]) -> set[str]:
     if "$ref" in prop:
         return {"object"}
     return {prop["type"]} if "type" in prop else set()
-
-
-async def call(session: Any, name: str, **arguments: Any) -> tuple[bool, dict[str, Any] | None, str]:
-    """(is_error, structured content, text) of a tool call."""
-    result = await session.call_tool(name, arguments)
-    text = "\n".join(block.text for block in result.content if block.type == "text")
-    return result.is_error, result.structured_content, text
-
-
-async def ok(session: Any, name: str, **arguments: Any) -> dict[str, Any]:
-    is_error, structured, text = await call(session, name, **arguments)
-    assert not is_error, text
-    assert structured is not None
-    return structured
 
 
 async def test_tools_and_their_schemas(stdio: Callable[..., Any], mcp_args: list[str]) -> None:
