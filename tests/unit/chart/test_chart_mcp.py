@@ -13,6 +13,7 @@ from chart_support import (
     NAMESPACE,
     bound_rules,
     claimed_kube_versions,
+    notes,
     of_kind,
     render,
     validate_object,
@@ -154,6 +155,13 @@ def test_rbac_reaches_only_sandboxes_and_exec_in_the_served_namespace(scenario: 
         ("", "pods/exec", "create"),
         ("", "pods/exec", "get"),
     }
+
+
+def test_notes_tell_where_the_server_is() -> None:
+    text = notes(ON)
+    assert f"http://{MCP_NAME}.{NAMESPACE}.svc:8765/mcp" in text
+    assert "Secret mcp-token" in text
+    assert "/mcp" not in notes({})
 
 
 def test_enabled_without_a_token_secret_is_refused() -> None:
