@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jsonschema
 
-from leap0.crds import load_crds
-from leap0.dev.apiserver.schema import ResourceSchema
+from leap0_dev.apiserver.schema import ResourceSchema
+from leap0_dev.crds import load_crds
 
 
 def _per_write(n: int, write: Callable[[], Any]) -> float:

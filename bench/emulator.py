@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client, config, watch
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 
 def _pod(i: int) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
-from leap0 import constants  # noqa: E402
+import leap0_contract as contract  # noqa: E402
 from leap0_operator.config import OperatorConfig  # noqa: E402
 from leap0_operator.pod import build_pod  # noqa: E402
 from leap0_operator.resolve import resolve  # noqa: E402
@@ -48,7 +48,7 @@ PROFILED = (
     "finally:\n"
     "    profile.dump_stats(out)\n"
 )
-SANDBOXES = f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{{ns}}/{constants.SANDBOX_PLURAL}"
+SANDBOXES = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/{{ns}}/{contract.SANDBOX_PLURAL}"
 PODS = "/api/v1/namespaces/{ns}/pods"
 
 
@@ -168,8 +168,8 @@ async def bench(n: int, idle: float, url: str, start_operator: Any) -> dict[str,
         pods = [
             build_pod(
                 owner={
-                    "apiVersion": constants.API_VERSION,
-                    "kind": constants.SANDBOX_KIND,
+                    "apiVersion": contract.API_VERSION,
+                    "kind": contract.SANDBOX_KIND,
                     "metadata": {"name": f"s{i}", "namespace": "bench-raw", "uid": f"uid-{i}"},
                 },
                 effective=resolve({}, None, config),
@@ -190,7 +190,7 @@ async def bench(n: int, idle: float, url: str, start_operator: Any) -> dict[str,
         # The operator: N Sandboxes, until N pods exist.
         operator = start_operator()
         warm = {
-            "apiVersion": constants.API_VERSION,
+            "apiVersion": contract.API_VERSION,
             "kind": "Sandbox",
             "metadata": {"name": "warmup"},
             "spec": {},
@@ -202,7 +202,7 @@ async def bench(n: int, idle: float, url: str, start_operator: Any) -> dict[str,
         cpu_before = cpu_seconds(operator.pid)
         sandboxes = [
             {
-                "apiVersion": constants.API_VERSION,
+                "apiVersion": contract.API_VERSION,
                 "kind": "Sandbox",
                 "metadata": {"name": f"s{i}"},
                 "spec": {},
@@ -271,7 +271,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "leap0.dev.apiserver",
+                "leap0_dev.apiserver",
                 "--port",
                 str(port),
                 "--kubeconfig",

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client
 
-from leap0.dev.apiserver import ServerThread
-from leap0.dev.runner import Runner, RunnerConfig
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.runner import Runner, RunnerConfig
 
 # Each process writes a file once its interpreter runs, then waits to be stopped.
 STAY = "import os, pathlib, time; pathlib.Path(os.environ['MARK']).touch(); time.sleep(600)"

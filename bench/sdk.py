@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kubernetes import client
 from kubernetes.stream import stream
 
+import leap0_contract as c
 from leap0 import Leap0Client
-from leap0 import constants as c
-from leap0.dev.apiserver import ServerThread
-from leap0.dev.apiserver.exec import ExecHandler
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.apiserver.exec import ExecHandler
 
 ROUNDS = 5
 

@@ -98,10 +98,10 @@ def stamp_microbench() -> None:
 def serve_naive() -> int:
     """The sidecar with a naive identity stamp: decode the whole request, set the attributes, re-encode."""
     sys.path[:0] = [str(REPO / "sidecar")]
+    from leap0_contract import Signal
     from leap0_sidecar import __main__ as sidecar_main
     from leap0_sidecar.identity import identity_key_values
     from leap0_sidecar.pipeline import Pipeline
-    from leap0_sidecar.settings import Signal
 
     def naive_stamp(self: Pipeline, signal: Signal, request: bytes) -> bytes:
         return naive_rewrite(identity_key_values(self.config.identity.attributes()), signal, request)

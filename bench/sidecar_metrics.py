@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO / "sidecar"), str(REPO / "tests")]
 import psutil  # noqa: E402
 from sidecar_metrics_fixtures import GIB, MIB, v2_pod  # noqa: E402
 
-from leap0_sidecar import names  # noqa: E402
+import leap0_contract as contract  # noqa: E402
 from leap0_sidecar.cgroups import cgroup_mounts, parse_mountinfo  # noqa: E402
 from leap0_sidecar.filesystem import walk_usage  # noqa: E402
 from leap0_sidecar.metrics import MetricsSampler, SamplerConfig  # noqa: E402
@@ -129,28 +129,28 @@ def sdk_baseline(sampler: MetricsSampler) -> Callable[[], bytes]:
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader], resource=Resource.create(sampler.resource_attributes()))
-    meter = provider.get_meter(names.SCOPE_NAME, names.SCOPE_VERSION)
+    meter = provider.get_meter(contract.SIDECAR_SCOPE_NAME, contract.SIDECAR_SCOPE_VERSION)
     latest: dict[str, float] = {}
 
     def read_all(options: CallbackOptions) -> Iterable[Observation]:
         reading = sampler.read()  # the same source reads as ours
         latest.update(
             {
-                names.METRIC_CPU_UTILIZATION: reading.cpu_utilization or 0.0,
-                names.METRIC_CPU_LIMIT: reading.cpu_limit,
-                names.METRIC_MEMORY_UTILIZATION: reading.memory_utilization,
-                names.METRIC_MEMORY_USAGE: reading.memory_usage,
-                names.METRIC_MEMORY_LIMIT: reading.memory_limit,
-                names.METRIC_FILESYSTEM_UTILIZATION: reading.filesystem_utilization or 0.0,
-                names.METRIC_FILESYSTEM_USAGE: reading.filesystem_usage or 0,
+                contract.METRIC_CPU_UTILIZATION: reading.cpu_utilization or 0.0,
+                contract.METRIC_CPU_LIMIT: reading.cpu_limit,
+                contract.METRIC_MEMORY_UTILIZATION: reading.memory_utilization,
+                contract.METRIC_MEMORY_USAGE: reading.memory_usage,
+                contract.METRIC_MEMORY_LIMIT: reading.memory_limit,
+                contract.METRIC_FILESYSTEM_UTILIZATION: reading.filesystem_utilization or 0.0,
+                contract.METRIC_FILESYSTEM_USAGE: reading.filesystem_usage or 0,
             }
         )
-        return [Observation(latest[names.METRIC_CPU_UTILIZATION])]
+        return [Observation(latest[contract.METRIC_CPU_UTILIZATION])]
 
     def one(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         return lambda options: [Observation(latest.get(name, 0.0))]
 
-    for index, (name, unit) in enumerate(names.SANDBOX_METRICS.items()):
+    for index, (name, unit) in enumerate(contract.SANDBOX_METRICS.items()):
         meter.create_observable_gauge(name, callbacks=[read_all if index == 0 else one(name)], unit=unit)
 
     def collect() -> bytes:

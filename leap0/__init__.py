@@ -1,14 +1,16 @@
-"""leap0: Leap0-style sandboxes on Kubernetes. The SDK; shared names live in ``leap0.constants``.
+"""leap0: Leap0-style sandboxes on Kubernetes, the Python SDK. Contract names live in ``leap0_contract``.
 
 Importing ``leap0`` is cheap: the client (and the ``kubernetes`` library under it) loads on first use of
-``leap0.Leap0Client``, so the operator can import ``leap0.constants`` without pulling in the SDK.
+``leap0.Leap0Client``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from leap0_contract import PACKAGE_VERSION
+
+__version__ = PACKAGE_VERSION
 
 if TYPE_CHECKING:
     from leap0.client import Leap0Client, SandboxesClient

@@ -51,7 +51,7 @@ def build_exec_argv(
         if not inner:
             raise ValueError("command must not be empty")
     if env is not None and not isinstance(env, Mapping):
-        # e.g. execute(cmd, cwd, 5): SPEC.md's short signature omits env, so a positional timeout lands here.
+        # e.g. execute(cmd, cwd, 5): the short signature omits env, so a positional timeout lands here.
         raise TypeError(
             f"env must be a mapping of variable names to values, not {type(env).__name__}; "
             "pass the timeout by keyword: execute(command, cwd, timeout=...)"

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
-from leap0 import constants as c
+import leap0_contract as c
 from leap0._kube import load_configuration, resolve_namespace
 from leap0._telemetry import Telemetry, make_telemetry
 from leap0.exceptions import (

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leap0 import constants as c
+import leap0_contract as c
 
 JsonDict = dict[str, Any]
 EnvInput = Mapping[str, str] | Sequence[Mapping[str, Any]]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 
-from leap0 import constants as c
+import leap0_contract as c
 from leap0._exec import CLIENT_GRACE_S, TIMEOUT_EXIT_CODES, ExecOutcome, build_exec_argv, run_exec
 from leap0.exceptions import (
     FilesystemError,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from support import subprocess_env
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def child_env() -> dict[str, str]:
     return subprocess_env()
 
 
-# --- The embedded API server (leap0.dev.apiserver) ---------------------------------------------------
+# --- The embedded API server (leap0_dev.apiserver) ---------------------------------------------------
 @pytest.fixture(scope="session")
 def apiserver() -> Iterator[ServerThread]:
     """One embedded API server for the session, with the CRDs of crds/ and a `default` namespace.

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from leap0 import constants as c
+import leap0_contract as c
 
 
 def start_pod(api: client.ApiClient, namespace: str, name: str) -> None:

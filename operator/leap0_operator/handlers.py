@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from leap0 import constants
+import leap0_contract as contract
 
 from . import config as config_module
 from . import k8s
@@ -27,10 +27,10 @@ from .reconcile import trim_pod, trim_sandbox
 from .resolve import template_id
 from .runtime import Key, Runtime, Sources, first
 
-SANDBOXES = (constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL)
-TEMPLATES = (constants.GROUP, constants.VERSION, constants.TEMPLATE_PLURAL)
+SANDBOXES = (contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL)
+TEMPLATES = (contract.GROUP, contract.VERSION, contract.TEMPLATE_PLURAL)
 PODS = ("v1", "pods")
-SANDBOX_PODS = {constants.LABEL_SANDBOX_ID: kopf.PRESENT}
+SANDBOX_PODS = {contract.LABEL_SANDBOX_ID: kopf.PRESENT}
 
 # Set by ``leap0-operator`` (flags + env) before kopf starts; ``kopf run -m leap0_operator`` reads env alone.
 ACTIVE_CONFIG: config_module.OperatorConfig | None = None
@@ -56,13 +56,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     config = ACTIVE_CONFIG or config_module.from_environment(os.environ)
     # kopf's own bookkeeping lives under leap0.dev. With only event handlers and indexes there is no
     # finalizer, no progress and no diff base on our objects; these keep any future change handler consistent.
-    settings.persistence.finalizer = f"{constants.OPERATOR_PREFIX}/finalizer"
+    settings.persistence.finalizer = f"{contract.OPERATOR_PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = NoChangeHandlersDiffBase(
-        prefix=constants.OPERATOR_PREFIX, key="last-handled-configuration"
+        prefix=contract.OPERATOR_PREFIX, key="last-handled-configuration"
     )
     # Only sandbox pods are listed and watched (server-side label selector): other pods cost nothing.
-    settings.watching.label_selectors[PODS] = constants.LABEL_SANDBOX_ID
+    settings.watching.label_selectors[PODS] = contract.LABEL_SANDBOX_ID
     # Peering: replicas see each other; the keep-alives are not logged. Replicas must not share a priority
     # (kopf pauses all of them then), so without an explicit priority each replica picks a random one.
     settings.peering.stealth = True
@@ -112,7 +112,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def pod_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", labels[constants.LABEL_SANDBOX_ID]): trim_pod(body)}
+    return {(namespace or "", labels[contract.LABEL_SANDBOX_ID]): trim_pod(body)}
 
 
 @kopf.index(*TEMPLATES)
@@ -155,7 +155,7 @@ async def sandbox_event(
 @kopf.on.event(*PODS, labels=SANDBOX_PODS)
 async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
     runtime = _runtime(memo, kwargs)
-    key = (namespace or "", labels[constants.LABEL_SANDBOX_ID])
+    key = (namespace or "", labels[contract.LABEL_SANDBOX_ID])
     if type == "DELETED":
         runtime.pod_deleted(key)
     runtime.queue.add(key)
@@ -171,6 +171,6 @@ async def template_event(type: str, namespace: str | None, name: str, memo: Any,
         if (
             key[0] == (namespace or "")
             and template_id(sandbox["spec"]) == name
-            and sandbox["status"].get("reason") == constants.REASON_TEMPLATE_NOT_FOUND
+            and sandbox["status"].get("reason") == contract.REASON_TEMPLATE_NOT_FOUND
         ):
             runtime.queue.add(key)

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from leap0 import constants
+import leap0_contract as contract
 
 try:  # kopf's private client API (see the module docstring): the only place the operator imports it
     from kopf._cogs.clients import api as _kopf_api
@@ -93,8 +93,8 @@ def retry_after(headers: Any, default: float) -> float:
 
 
 def _sandbox_url(namespace: str, name: str, subresource: str = "") -> str:
-    base = f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{namespace}"
-    url = f"{base}/{constants.SANDBOX_PLURAL}/{name}"
+    base = f"/apis/{contract.GROUP}/{contract.VERSION}/namespaces/{namespace}"
+    url = f"{base}/{contract.SANDBOX_PLURAL}/{name}"
     return f"{url}/{subresource}" if subresource else url
 
 

@@ -1,6 +1,6 @@
 """The sandbox pod, built from a resolved Sandbox (pure: plain dicts in, a plain pod manifest out).
 
-Layout (SPEC.md, "The pod"):
+Layout (docs/operator.md, "The pod"):
 
 - container ``sandbox``: the user's image, limits = requests from vcpu/memory/disk, the user's env minus the
   upstream OTLP exporter settings, plus ``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318`` so the app's SDK
@@ -27,16 +27,16 @@ from typing import Any, cast
 
 import kopf
 
-from leap0 import constants
+import leap0_contract as contract
 
 from .config import OperatorConfig
 from .resolve import Effective, EnvVar
 
 OTLP_EXPORTER_PREFIX = "OTEL_EXPORTER_OTLP_"
-SIDECAR_OTLP_HTTP_URL = f"http://127.0.0.1:{constants.OTLP_HTTP_PORT}"
+SIDECAR_OTLP_HTTP_URL = f"http://127.0.0.1:{contract.OTLP_HTTP_PORT}"
 SIDECAR_USER_ID = 65532
 UPSTREAM_ENDPOINT_VARS = (
-    constants.OTEL_EXPORTER_OTLP_ENDPOINT,
+    contract.OTEL_EXPORTER_OTLP_ENDPOINT,
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
@@ -71,7 +71,7 @@ def _downward_limit(name: str, resource: str, divisor: str) -> EnvVar:
         "name": name,
         "valueFrom": {
             "resourceFieldRef": {
-                "containerName": constants.SANDBOX_CONTAINER,
+                "containerName": contract.SANDBOX_CONTAINER,
                 "resource": resource,
                 "divisor": divisor,
             }
@@ -85,7 +85,7 @@ def _field(name: str, path: str) -> EnvVar:
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": constants.SIDECAR_HEALTH_PORT},
+        "httpGet": {"path": path, "port": contract.SIDECAR_HEALTH_PORT},
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": 1,
@@ -117,9 +117,9 @@ def build_pod(
         app_env, upstream_env = split_env(effective.env)
     else:  # no sidecar: the app exports (if at all) straight to the user's endpoint
         app_env, upstream_env = [dict(v) for v in effective.env], []
-    workspace_mount = {"name": constants.WORKSPACE_VOLUME, "mountPath": constants.WORKSPACE_PATH}
+    workspace_mount = {"name": contract.WORKSPACE_VOLUME, "mountPath": contract.WORKSPACE_PATH}
     sandbox: dict[str, Any] = {
-        "name": constants.SANDBOX_CONTAINER,
+        "name": contract.SANDBOX_CONTAINER,
         "image": effective.image,
         "resources": _resources(str(effective.vcpu), f"{effective.memory}Mi", effective.disk),
         "volumeMounts": [workspace_mount],
@@ -137,36 +137,36 @@ def build_pod(
     if effective.telemetry:
         app_env = [
             *app_env,
-            {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": SIDECAR_OTLP_HTTP_URL},
-            {"name": constants.OTEL_EXPORTER_OTLP_PROTOCOL, "value": "http/protobuf"},
+            {"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": SIDECAR_OTLP_HTTP_URL},
+            {"name": contract.OTEL_EXPORTER_OTLP_PROTOCOL, "value": "http/protobuf"},
         ]
         if config.default_otlp_endpoint and not any(
             v["name"] in UPSTREAM_ENDPOINT_VARS for v in upstream_env
         ):
             upstream_env.append(
-                {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": config.default_otlp_endpoint}
+                {"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": config.default_otlp_endpoint}
             )
         sidecar_env: list[EnvVar] = [
-            {"name": constants.ENV_SANDBOX_ID, "value": name},
-            {"name": constants.ENV_ORG_ID, "value": org_id},
-            {"name": constants.ENV_TEMPLATE_ID, "value": effective.template_id},
-            _field(constants.ENV_K8S_NAMESPACE, "metadata.namespace"),
-            _field(constants.ENV_K8S_POD_NAME, "metadata.name"),
-            _downward_limit(constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES, "limits.cpu", "1m"),
-            _downward_limit(constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES, "limits.memory", "1"),
+            {"name": contract.ENV_SANDBOX_ID, "value": name},
+            {"name": contract.ENV_ORG_ID, "value": org_id},
+            {"name": contract.ENV_TEMPLATE_ID, "value": effective.template_id},
+            _field(contract.ENV_K8S_NAMESPACE, "metadata.namespace"),
+            _field(contract.ENV_K8S_POD_NAME, "metadata.name"),
+            _downward_limit(contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES, "limits.cpu", "1m"),
+            _downward_limit(contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES, "limits.memory", "1"),
         ]
         if effective.disk is not None:
             sidecar_env.append(
-                _downward_limit(constants.ENV_SANDBOX_DISK_LIMIT_BYTES, "limits.ephemeral-storage", "1")
+                _downward_limit(contract.ENV_SANDBOX_DISK_LIMIT_BYTES, "limits.ephemeral-storage", "1")
             )
         sidecar_env += [
-            {"name": constants.ENV_WORKSPACE, "value": constants.WORKSPACE_PATH},
-            {"name": constants.ENV_HEALTH_ENDPOINT, "value": f"0.0.0.0:{constants.SIDECAR_HEALTH_PORT}"},
+            {"name": contract.ENV_WORKSPACE, "value": contract.WORKSPACE_PATH},
+            {"name": contract.ENV_HEALTH_ENDPOINT, "value": f"0.0.0.0:{contract.SIDECAR_HEALTH_PORT}"},
             *upstream_env,
         ]
         init_containers.append(
             {
-                "name": constants.TELEMETRY_CONTAINER,
+                "name": contract.TELEMETRY_CONTAINER,
                 "image": config.sidecar_image,
                 "restartPolicy": "Always",
                 "env": sidecar_env,
@@ -181,9 +181,9 @@ def build_pod(
                     "capabilities": {"drop": ["ALL"]},
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
-                "startupProbe": _probe(constants.SIDECAR_HEALTH_PATH, 1, 30),
-                "readinessProbe": _probe(constants.SIDECAR_READY_PATH, 5, 3),
-                "livenessProbe": _probe(constants.SIDECAR_HEALTH_PATH, 10, 3),
+                "startupProbe": _probe(contract.SIDECAR_HEALTH_PATH, 1, 30),
+                "readinessProbe": _probe(contract.SIDECAR_READY_PATH, 5, 3),
+                "livenessProbe": _probe(contract.SIDECAR_HEALTH_PATH, 10, 3),
             }
         )
     if app_env:
@@ -197,7 +197,7 @@ def build_pod(
         "containers": [sandbox],
         "volumes": [
             {
-                "name": constants.WORKSPACE_VOLUME,
+                "name": contract.WORKSPACE_VOLUME,
                 "emptyDir": {"sizeLimit": f"{effective.disk}Mi"} if effective.disk is not None else {},
             }
         ],
@@ -218,18 +218,16 @@ def build_pod(
             "name": pod_name(name),
             "namespace": namespace,
             "labels": {
-                constants.LABEL_SANDBOX_ID: name,
-                constants.LABEL_ORG_ID: org_id,
-                constants.LABEL_TEMPLATE_ID: effective.template_id,
-                constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
+                contract.LABEL_SANDBOX_ID: name,
+                contract.LABEL_ORG_ID: org_id,
+                contract.LABEL_TEMPLATE_ID: effective.template_id,
+                contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
             },
         },
         "spec": spec,
     }
     pod["metadata"]["annotations"] = {
-        constants.ANNOTATION_POD_IMAGES: json.dumps(
-            created_images(pod), sort_keys=True, separators=(",", ":")
-        )
+        contract.ANNOTATION_POD_IMAGES: json.dumps(created_images(pod), sort_keys=True, separators=(",", ":"))
     }
     kopf.append_owner_reference(pod, owner=kopf.Body(cast(kopf.RawBody, owner)), block_owner_deletion=True)
     return pod

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from leap0 import constants
+import leap0_contract as contract
 
 from .config import OperatorConfig
 from .pod import created_images, pod_name
@@ -76,7 +76,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     statuses = _statuses(pod)
 
     def failed(reason: str, message: str) -> PodState:
-        return PodState(constants.PHASE_FAILED, reason, message, ip)
+        return PodState(contract.PHASE_FAILED, reason, message, ip)
 
     for cs in statuses:
         waiting = (cs.get("state") or {}).get("waiting") or {}
@@ -85,46 +85,46 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             image = cs.get("image") or "the image"
             detail = f": {waiting['message']}" if waiting.get("message") else ""
             return failed(
-                constants.REASON_IMAGE_PULL_ERROR,
+                contract.REASON_IMAGE_PULL_ERROR,
                 f"container {cs.get('name')} cannot pull {image} ({why}){detail}",
             )
         if why == "CrashLoopBackOff":
             return failed(
-                constants.REASON_CRASH_LOOP, f"container {cs.get('name')} keeps crashing (CrashLoopBackOff)"
+                contract.REASON_CRASH_LOOP, f"container {cs.get('name')} keeps crashing (CrashLoopBackOff)"
             )
     for cs in statuses:
         for state_key in ("state", "lastState"):
             terminated = (cs.get(state_key) or {}).get("terminated") or {}
             if terminated.get("reason") == "OOMKilled" and (
-                state_key == "state" or cs.get("name") == constants.SANDBOX_CONTAINER
+                state_key == "state" or cs.get("name") == contract.SANDBOX_CONTAINER
             ):
                 return failed(
-                    constants.REASON_OOM_KILLED,
+                    contract.REASON_OOM_KILLED,
                     f"container {cs.get('name')} ran out of memory and was killed (OOMKilled)",
                 )
     for cs in statuses:
-        if cs.get("name") != constants.SANDBOX_CONTAINER:
+        if cs.get("name") != contract.SANDBOX_CONTAINER:
             continue
         terminated = (cs.get("state") or {}).get("terminated")
         if terminated:
             code = terminated.get("exitCode", 0)
             if code == 0:
                 return failed(
-                    constants.REASON_COMPLETED,
+                    contract.REASON_COMPLETED,
                     "the sandbox process exited with code 0; the sandbox has ended",
                 )
             reason = terminated.get("reason") or "Error"
             return failed(
-                constants.REASON_CONTAINER_FAILED, f"the sandbox process exited with code {code} ({reason})"
+                contract.REASON_CONTAINER_FAILED, f"the sandbox process exited with code {code} ({reason})"
             )
     if status.get("phase") in ("Failed", "Succeeded"):
         detail = status.get("message") or status.get("reason") or f"pod phase {status.get('phase')}"
-        return failed(constants.REASON_POD_FAILED, f"pod {name} ended: {detail}")
+        return failed(contract.REASON_POD_FAILED, f"pod {name} ended: {detail}")
     conditions = {c.get("type"): c for c in status.get("conditions") or ()}
     scheduled = conditions.get("PodScheduled") or {}
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         return failed(
-            constants.REASON_UNSCHEDULABLE,
+            contract.REASON_UNSCHEDULABLE,
             f"pod {name} cannot be scheduled: {scheduled.get('message', '')}".rstrip(": "),
         )
     expected = {
@@ -138,11 +138,11 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     if status.get("phase") == "Running" and expected and expected <= ready:
         started = None
         for cs in statuses:
-            if cs.get("name") == constants.SANDBOX_CONTAINER:
+            if cs.get("name") == contract.SANDBOX_CONTAINER:
                 started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
         return PodState(
-            constants.PHASE_RUNNING,
-            constants.REASON_RUNNING,
+            contract.PHASE_RUNNING,
+            contract.REASON_RUNNING,
             f"pod {name} is running",
             ip,
             started or status.get("startTime"),
@@ -150,13 +150,13 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     if statuses:
         waiting_for = ", ".join(sorted(expected - ready)) or "containers"
         return PodState(
-            constants.PHASE_PENDING,
-            constants.REASON_CONTAINERS_NOT_READY,
+            contract.PHASE_PENDING,
+            contract.REASON_CONTAINERS_NOT_READY,
             f"waiting for {waiting_for} to be ready",
             ip,
         )
     # Same reason and message as right after creation, so the pod's first watch event causes no status write.
-    return PodState(constants.PHASE_PENDING, constants.REASON_POD_CREATED, created_message(name), ip)
+    return PodState(contract.PHASE_PENDING, contract.REASON_POD_CREATED, created_message(name), ip)
 
 
 def created_message(pod: str) -> str:
@@ -169,13 +169,13 @@ def detect_drift(pod: Mapping[str, Any]) -> str | None:
     Edits are reported (status condition ``PodSpecDrift``), never reverted: fighting a human or another
     controller in a loop helps no one.
     """
-    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(constants.ANNOTATION_POD_IMAGES)
+    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(contract.ANNOTATION_POD_IMAGES)
     if not raw:
         return None
     try:
         created = json.loads(raw)
     except ValueError:
-        return f"annotation {constants.ANNOTATION_POD_IMAGES} was edited"
+        return f"annotation {contract.ANNOTATION_POD_IMAGES} was edited"
     live = created_images(pod)
     changes = []
     for name in sorted(set(created) | set(live)):
@@ -246,7 +246,7 @@ def expiry(sandbox: Mapping[str, Any], effective: Effective | None) -> tuple[dat
     if recorded:
         moment = parse_time(str(recorded))
         return moment, int((moment - created).total_seconds())
-    timeout = effective.timeout if effective is not None else constants.DEFAULT_TIMEOUT_S
+    timeout = effective.timeout if effective is not None else contract.DEFAULT_TIMEOUT_S
     return created + datetime.timedelta(seconds=timeout), timeout
 
 
@@ -322,8 +322,8 @@ def _plan(
         desired["conditions"] = [
             _condition(
                 current,
-                constants.CONDITION_READY,
-                "True" if phase == constants.PHASE_RUNNING else "False",
+                contract.CONDITION_READY,
+                "True" if phase == contract.PHASE_RUNNING else "False",
                 reason,
                 message,
                 now,
@@ -334,9 +334,9 @@ def _plan(
 
     retention = datetime.timedelta(seconds=config.expired_retention_s)
     pod_present = pod is not None and not pod_going
-    if current.get("phase") == constants.PHASE_EXPIRED or now >= expires_at:
+    if current.get("phase") == contract.PHASE_EXPIRED or now >= expires_at:
         # Expired is final: the pod goes, the Sandbox stays for the retention period (for kubectl, the SDK).
-        if current.get("phase") == constants.PHASE_EXPIRED:
+        if current.get("phase") == contract.PHASE_EXPIRED:
             status = dict(current)
             status.pop("podIP", None)
             if generation is not None:
@@ -345,8 +345,8 @@ def _plan(
         else:
             expired_at = expires_at
             status = finish(
-                constants.PHASE_EXPIRED,
-                constants.REASON_EXPIRED,
+                contract.PHASE_EXPIRED,
+                contract.REASON_EXPIRED,
                 f"the sandbox reached its timeout of {timeout}s at {format_time(expires_at)}; "
                 "its pod was deleted",
             )
@@ -362,22 +362,22 @@ def _plan(
         if error is not None and permanent is None:
             raise error  # the caller decides what a PermanentError means: failed(), below
         if error is not None:
-            reason = error.reason if isinstance(error, SpecError) else constants.REASON_INVALID_SPEC
-            return Plan(status=finish(constants.PHASE_FAILED, reason, str(error)), wake_at=expires_at)
+            reason = error.reason if isinstance(error, SpecError) else contract.REASON_INVALID_SPEC
+            return Plan(status=finish(contract.PHASE_FAILED, reason, str(error)), wake_at=expires_at)
         pname = pod_name(name)
         desired["podName"] = pname
         for key in ("vcpu", "memory", "disk", "templateId"):
             desired.pop(key, None)
         desired.update(fresh)
-        reason = constants.REASON_POD_DELETED if current.get("podName") else constants.REASON_POD_CREATED
+        reason = contract.REASON_POD_DELETED if current.get("podName") else contract.REASON_POD_CREATED
         message = (
             f"pod {pname} was deleted while the sandbox is live; recreated it"
-            if reason == constants.REASON_POD_DELETED
+            if reason == contract.REASON_POD_DELETED
             else created_message(pname)
         )
         desired.pop("podIP", None)
         return Plan(
-            status=finish(constants.PHASE_PENDING, reason, message),
+            status=finish(contract.PHASE_PENDING, reason, message),
             effective=effective,
             create_pod=True,
             wake_at=expires_at,
@@ -390,15 +390,15 @@ def _plan(
     ]
     if pod_going or (owners and meta.get("uid") and meta.get("uid") not in owners):
         status = finish(
-            constants.PHASE_PENDING,
-            constants.REASON_POD_DELETED,
+            contract.PHASE_PENDING,
+            contract.REASON_POD_DELETED,
             f"waiting for the old pod {pname} to go away before creating a new one",
         )
         return Plan(status=status, wake_at=expires_at)
 
     state = pod_state(pod)
     started = desired.get("startedAt") or (
-        state.started_at if state.phase == constants.PHASE_RUNNING else None
+        state.started_at if state.phase == contract.PHASE_RUNNING else None
     )
     status = finish(state.phase, state.reason, state.message, podIP=state.ip, startedAt=started)
     drift = detect_drift(pod)
@@ -406,9 +406,9 @@ def _plan(
         status["conditions"].append(
             _condition(
                 current,
-                constants.CONDITION_POD_SPEC_DRIFT,
+                contract.CONDITION_POD_SPEC_DRIFT,
                 "True",
-                constants.REASON_POD_SPEC_DRIFT,
+                contract.REASON_POD_SPEC_DRIFT,
                 f"{drift}; the operator reports edits and does not revert them",
                 now,
                 generation,
@@ -433,8 +433,8 @@ def trim_sandbox(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     keep = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
     return {
-        "apiVersion": body.get("apiVersion", constants.API_VERSION),
-        "kind": body.get("kind", constants.SANDBOX_KIND),
+        "apiVersion": body.get("apiVersion", contract.API_VERSION),
+        "kind": body.get("kind", contract.SANDBOX_KIND),
         "metadata": {k: meta[k] for k in keep if meta.get(k) is not None},
         "spec": dict(body.get("spec") or {}),
         "status": owned_status(body.get("status")),
@@ -459,9 +459,9 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     trimmed_meta["ownerReferences"] = [
         {"uid": r.get("uid"), "controller": r.get("controller")} for r in meta.get("ownerReferences") or ()
     ]
-    if constants.ANNOTATION_POD_IMAGES in annotations:
+    if contract.ANNOTATION_POD_IMAGES in annotations:
         trimmed_meta["annotations"] = {
-            constants.ANNOTATION_POD_IMAGES: annotations[constants.ANNOTATION_POD_IMAGES]
+            contract.ANNOTATION_POD_IMAGES: annotations[contract.ANNOTATION_POD_IMAGES]
         }
     trimmed_status: dict[str, Any] = {
         k: status[k] for k in ("phase", "podIP", "startTime", "reason", "message") if status.get(k)

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from leap0 import constants
+import leap0_contract as contract
 
 from .config import OperatorConfig
 
@@ -47,7 +47,7 @@ class Effective:
 def template_id(spec: Mapping[str, Any]) -> str:
     """The id a Sandbox resolves to: ``spec.template``, else ``default``."""
     value = spec.get("template")
-    return str(value) if value else constants.DEFAULT_TEMPLATE_ID
+    return str(value) if value else contract.DEFAULT_TEMPLATE_ID
 
 
 def merge_env(template_env: Sequence[EnvVar], sandbox_env: Sequence[EnvVar]) -> tuple[EnvVar, ...]:
@@ -63,7 +63,7 @@ def merge_env(template_env: Sequence[EnvVar], sandbox_env: Sequence[EnvVar]) -> 
 def _int_in_range(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SpecError(
-            constants.REASON_INVALID_SPEC, f"{name} must be an integer from {low} to {high}, got {value!r}"
+            contract.REASON_INVALID_SPEC, f"{name} must be an integer from {low} to {high}, got {value!r}"
         )
     return value
 
@@ -81,7 +81,7 @@ def resolve(
     tid = template_id(spec)
     if template is None and spec.get("template"):
         raise SpecError(
-            constants.REASON_TEMPLATE_NOT_FOUND,
+            contract.REASON_TEMPLATE_NOT_FOUND,
             f'SandboxTemplate "{tid}" does not exist in this namespace: create it, or unset spec.template',
         )
     tpl: Mapping[str, Any] = template or {}
@@ -96,23 +96,23 @@ def resolve(
     image = pick("image", config.default_image)
     if not image or not str(image).strip():
         raise SpecError(
-            constants.REASON_INVALID_SPEC,
+            contract.REASON_INVALID_SPEC,
             "no image: set spec.image, the template's image or the operator's default image",
         )
-    vcpu = _int_in_range("vcpu", pick("vcpu", constants.DEFAULT_VCPU), constants.MIN_VCPU, constants.MAX_VCPU)
+    vcpu = _int_in_range("vcpu", pick("vcpu", contract.DEFAULT_VCPU), contract.MIN_VCPU, contract.MAX_VCPU)
     memory = _int_in_range(
         "memory",
-        pick("memory", constants.DEFAULT_MEMORY_MIB),
-        constants.MIN_MEMORY_MIB,
-        constants.MAX_MEMORY_MIB,
+        pick("memory", contract.DEFAULT_MEMORY_MIB),
+        contract.MIN_MEMORY_MIB,
+        contract.MAX_MEMORY_MIB,
     )
     disk_value = pick("disk", None)
     disk = None if disk_value is None else _int_in_range("disk", disk_value, 1, 1048576)
     timeout = _int_in_range(
         "timeout",
-        pick("timeout", constants.DEFAULT_TIMEOUT_S),
-        constants.MIN_TIMEOUT_S,
-        constants.MAX_TIMEOUT_S,
+        pick("timeout", contract.DEFAULT_TIMEOUT_S),
+        contract.MIN_TIMEOUT_S,
+        contract.MAX_TIMEOUT_S,
     )
     command = spec.get("command")
     args = spec.get("args")

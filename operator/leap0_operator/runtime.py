@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from leap0 import constants
+import leap0_contract as contract
 
 from . import k8s
 from .config import OperatorConfig
@@ -230,7 +230,7 @@ class Runtime:
 
     async def _fetch_org_id(self, namespace: str) -> str:
         labels = await self.api.namespace_labels(namespace)
-        org = labels.get(constants.NAMESPACE_ORG_LABEL) or namespace
+        org = labels.get(contract.NAMESPACE_ORG_LABEL) or namespace
         self._org_ids[namespace] = (org, time.monotonic())
         return org
 
@@ -292,7 +292,7 @@ class Runtime:
             self._posted.pop(key, None)
         elif posted is not None and time.monotonic() - posted[1] < POSTED_TTL_S:
             pod = posted[0]  # created a moment ago; the watch has not shown it yet
-        template_id = (sandbox.get("spec") or {}).get("template") or constants.DEFAULT_TEMPLATE_ID
+        template_id = (sandbox.get("spec") or {}).get("template") or contract.DEFAULT_TEMPLATE_ID
         template = self.sources.template((namespace, str(template_id)))
         now = datetime.datetime.now(datetime.UTC)
         if permanent is None:
@@ -327,8 +327,8 @@ class Runtime:
                 if patch.get("reason"):
                     phase = decision.status.get("phase")
                     level = {
-                        constants.PHASE_FAILED: logging.WARNING,
-                        constants.PHASE_EXPIRED: logging.INFO,
+                        contract.PHASE_FAILED: logging.WARNING,
+                        contract.PHASE_EXPIRED: logging.INFO,
                     }.get(str(phase), logging.DEBUG)
                     logger.log(
                         level,

@@ -8,7 +8,7 @@ import signal
 import time
 from typing import Protocol
 
-from leap0_sidecar import settings as s
+import leap0_contract as contract
 from leap0_sidecar import stats as stats_module
 from leap0_sidecar.config import Config
 from leap0_sidecar.exporter import Exporter
@@ -66,7 +66,7 @@ class Sidecar:
             "queue_bytes": self.queue.used,
             "queue_capacity": self.queue.capacity,
         }
-        if path == s.SIDECAR_READY_PATH:
+        if path == contract.SIDECAR_READY_PATH:
             return self.ready and self.pipeline.accepting, details
         return True, details
 
@@ -131,7 +131,7 @@ class Sidecar:
         if not c.export_enabled:
             log.warning(
                 "export is OFF: no %s (nor per-signal endpoint) is set: telemetry is accepted and discarded",
-                s.OTEL_EXPORTER_OTLP_ENDPOINT,
+                contract.OTEL_EXPORTER_OTLP_ENDPOINT,
             )
         else:
             for sig, upstream in c.upstreams.items():
@@ -178,14 +178,14 @@ class Sidecar:
             )
         await self.queue.wait_empty(max(0.0, deadline - time.monotonic()))
         await self.exporter.stop()
-        for sig in s.SIGNALS:
+        for sig in contract.SIGNALS:
             waiting = self.queue.take(sig, self.queue.capacity)
             if waiting:
                 self.stats.dropped(sig, "shutdown", len(waiting))
         dropped = sum(
             v
             for (name, _, reason), v in self.stats.counts.items()
-            if name == s.METRIC_DROPPED and reason == "shutdown"
+            if name == contract.METRIC_SIDECAR_DROPPED and reason == "shutdown"
         )
         if dropped:
             log.warning("shutdown deadline passed: %d export request(s) not delivered", dropped)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from leap0_sidecar import names
+import leap0_contract as contract
 
 # v1 reports "no memory limit" as PAGE_COUNTER_MAX * PAGE_SIZE (9223372036854771712 with 4 KiB pages);
 # anything this large is no limit a container could have.
@@ -215,7 +215,7 @@ class CachedFile:
 class CgroupV2Reader:
     """Reads a cgroup v2 directory (needs ``cpu.stat`` and ``memory.current``; ``cpu.max`` is optional)."""
 
-    source = names.SOURCE_CGROUP_V2
+    source = contract.SOURCE_CGROUP_V2
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -264,7 +264,7 @@ class CgroupV2Reader:
 class CgroupV1Reader:
     """Reads cgroup v1 directories: ``cpuacct`` and ``memory`` needed, ``cpu`` (the CFS quota) optional."""
 
-    source = names.SOURCE_CGROUP_V1
+    source = contract.SOURCE_CGROUP_V1
 
     def __init__(self, cpuacct_dir: Path, memory_dir: Path, cpu_dir: Path | None) -> None:
         self.cpuacct_dir, self.memory_dir, self.cpu_dir = cpuacct_dir, memory_dir, cpu_dir

@@ -22,9 +22,26 @@ import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
-from leap0_sidecar import settings as s
-from leap0_sidecar.settings import SIGNALS, Signal
+import leap0_contract as contract
+
+# --- Defaults of the sidecar's settings ---------------------------------------------------------------
+DEFAULT_OTLP_GRPC_ENDPOINT: Final = f"127.0.0.1:{contract.OTLP_GRPC_PORT}"
+DEFAULT_OTLP_HTTP_ENDPOINT: Final = f"127.0.0.1:{contract.OTLP_HTTP_PORT}"
+# The pod's probes reach the sidecar on the pod IP, so health listens on all interfaces on its own port
+# (the OpenTelemetry Collector's health_check port); it serves nothing but /healthz and /readyz.
+DEFAULT_HEALTH_ENDPOINT: Final = f"0.0.0.0:{contract.SIDECAR_HEALTH_PORT}"
+DEFAULT_METRICS_INTERVAL_S: Final = 10.0
+DEFAULT_TIMEOUT_MS: Final = 10_000
+DEFAULT_QUEUE_BYTES: Final = 16 * 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
+DEFAULT_RECEIVE_TIMEOUT_S: Final = 10.0
+DEFAULT_SHUTDOWN_TIMEOUT_S: Final = 20.0
+DEFAULT_RETRY_INITIAL_S: Final = 1.0
+DEFAULT_RETRY_MAX_S: Final = 30.0
+# How long a forwarder waits for more requests of its signal before sending (unless 256 KiB are waiting).
+DEFAULT_BATCH_LINGER_S: Final = 0.2
 
 
 class ConfigError(ValueError):
@@ -51,7 +68,7 @@ class Upstream:
     target: str  # path plus query, as sent in the request line
     headers: tuple[tuple[str, str], ...] = ()
     gzip: bool = False
-    timeout_s: float = s.DEFAULT_TIMEOUT_MS / 1000
+    timeout_s: float = DEFAULT_TIMEOUT_MS / 1000
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
@@ -68,14 +85,14 @@ class Identity:
     def attributes(self) -> list[tuple[str, str]]:
         """The resource attributes stamped on every signal, in a fixed order."""
         attrs = [
-            (s.ATTR_SANDBOX_ID, self.sandbox_id),
-            (s.ATTR_ORG_ID, self.org_id),
-            (s.ATTR_TEMPLATE_ID, self.template_id),
+            (contract.ATTR_SANDBOX_ID, self.sandbox_id),
+            (contract.ATTR_ORG_ID, self.org_id),
+            (contract.ATTR_TEMPLATE_ID, self.template_id),
         ]
         if self.k8s_namespace:
-            attrs.append((s.ATTR_K8S_NAMESPACE, self.k8s_namespace))
+            attrs.append((contract.ATTR_K8S_NAMESPACE, self.k8s_namespace))
         if self.k8s_pod_name:
-            attrs.append((s.ATTR_K8S_POD_NAME, self.k8s_pod_name))
+            attrs.append((contract.ATTR_K8S_POD_NAME, self.k8s_pod_name))
         return attrs
 
 
@@ -83,20 +100,20 @@ class Identity:
 class Config:
     identity: Identity
     # None per signal when no endpoint is configured: that signal is accepted and discarded.
-    upstreams: dict[Signal, Upstream | None]
-    grpc_endpoint: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", s.OTLP_GRPC_PORT))
-    http_endpoint: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", s.OTLP_HTTP_PORT))
+    upstreams: dict[contract.Signal, Upstream | None]
+    grpc_endpoint: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", contract.OTLP_GRPC_PORT))
+    http_endpoint: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", contract.OTLP_HTTP_PORT))
     health_endpoint: HostPort | None = field(
-        default_factory=lambda: HostPort("0.0.0.0", s.SIDECAR_HEALTH_PORT)
+        default_factory=lambda: HostPort("0.0.0.0", contract.SIDECAR_HEALTH_PORT)
     )
-    metrics_interval_s: float = s.DEFAULT_METRICS_INTERVAL_S
-    queue_bytes: int = s.DEFAULT_QUEUE_BYTES
-    max_request_bytes: int = s.DEFAULT_MAX_REQUEST_BYTES
-    receive_timeout_s: float = s.DEFAULT_RECEIVE_TIMEOUT_S
-    shutdown_timeout_s: float = s.DEFAULT_SHUTDOWN_TIMEOUT_S
-    retry_initial_s: float = s.DEFAULT_RETRY_INITIAL_S
-    retry_max_s: float = s.DEFAULT_RETRY_MAX_S
-    batch_linger_s: float = s.DEFAULT_BATCH_LINGER_S
+    metrics_interval_s: float = DEFAULT_METRICS_INTERVAL_S
+    queue_bytes: int = DEFAULT_QUEUE_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    receive_timeout_s: float = DEFAULT_RECEIVE_TIMEOUT_S
+    shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S
+    retry_initial_s: float = DEFAULT_RETRY_INITIAL_S
+    retry_max_s: float = DEFAULT_RETRY_MAX_S
+    batch_linger_s: float = DEFAULT_BATCH_LINGER_S
     log_level: str = "INFO"
     warnings: tuple[str, ...] = ()
 
@@ -166,22 +183,24 @@ def _parse_url(name: str, value: str) -> urllib.parse.SplitResult:
     return parsed
 
 
-def signal_url(env: Mapping[str, str], signal: Signal) -> str | None:
+def signal_url(env: Mapping[str, str], signal: contract.Signal) -> str | None:
     """The URL a signal is sent to, or None when neither the per-signal nor the base endpoint is set."""
     per_signal_name = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
     per_signal = _get(env, per_signal_name)
     if per_signal is not None:
         _parse_url(per_signal_name, per_signal)
         return per_signal
-    base = _get(env, s.OTEL_EXPORTER_OTLP_ENDPOINT)
+    base = _get(env, contract.OTEL_EXPORTER_OTLP_ENDPOINT)
     if base is None:
         return None
-    parsed = _parse_url(s.OTEL_EXPORTER_OTLP_ENDPOINT, base)
+    parsed = _parse_url(contract.OTEL_EXPORTER_OTLP_ENDPOINT, base)
     path = parsed.path if parsed.path.endswith("/") else parsed.path + "/"
-    return urllib.parse.urlunsplit(parsed._replace(path=path + s.SIGNAL_PATHS[signal].lstrip("/")))
+    return urllib.parse.urlunsplit(parsed._replace(path=path + contract.SIGNAL_PATHS[signal].lstrip("/")))
 
 
-def _signal_or_general(env: Mapping[str, str], signal: Signal, suffix: str) -> tuple[str, str | None]:
+def _signal_or_general(
+    env: Mapping[str, str], signal: contract.Signal, suffix: str
+) -> tuple[str, str | None]:
     name = f"OTEL_EXPORTER_OTLP_{signal.upper()}_{suffix}"
     value = _get(env, name)
     if value is not None:
@@ -190,7 +209,7 @@ def _signal_or_general(env: Mapping[str, str], signal: Signal, suffix: str) -> t
     return name, _get(env, name)
 
 
-def _upstream(env: Mapping[str, str], signal: Signal) -> Upstream | None:
+def _upstream(env: Mapping[str, str], signal: contract.Signal) -> Upstream | None:
     # Every variable is checked even when there is no endpoint: a bad value is reported, not ignored.
     url = signal_url(env, signal)
     name, value = _signal_or_general(env, signal, "HEADERS")
@@ -200,7 +219,7 @@ def _upstream(env: Mapping[str, str], signal: Signal) -> Upstream | None:
     if compression not in ("gzip", "none"):
         raise ConfigError(f"{name}={value!r}: supported values are gzip and none")
     name, value = _signal_or_general(env, signal, "TIMEOUT")
-    timeout_ms = _number(name, value, s.DEFAULT_TIMEOUT_MS, minimum=1) if value is not None else None
+    timeout_ms = _number(name, value, DEFAULT_TIMEOUT_MS, minimum=1) if value is not None else None
     files: dict[str, str | None] = {}
     for suffix in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
         name, value = _signal_or_general(env, signal, suffix)
@@ -222,7 +241,7 @@ def _upstream(env: Mapping[str, str], signal: Signal) -> Upstream | None:
         target=target,
         headers=headers,
         gzip=compression == "gzip",
-        timeout_s=(timeout_ms if timeout_ms is not None else s.DEFAULT_TIMEOUT_MS) / 1000,
+        timeout_s=(timeout_ms if timeout_ms is not None else DEFAULT_TIMEOUT_MS) / 1000,
         ca_file=files["CERTIFICATE"],
         client_cert=files["CLIENT_CERTIFICATE"],
         client_key=files["CLIENT_KEY"],
@@ -275,26 +294,33 @@ def _size(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _identity(env: Mapping[str, str]) -> Identity:
-    missing = [n for n in (s.ENV_SANDBOX_ID, s.ENV_ORG_ID, s.ENV_TEMPLATE_ID) if _get(env, n) is None]
+    missing = [
+        n
+        for n in (contract.ENV_SANDBOX_ID, contract.ENV_ORG_ID, contract.ENV_TEMPLATE_ID)
+        if _get(env, n) is None
+    ]
     if missing:
         raise ConfigError(
             f"{', '.join(missing)} not set: the sidecar stamps every signal with the sandbox's identity "
             "and will not forward telemetry without it (the operator sets these variables)"
         )
     return Identity(
-        sandbox_id=env[s.ENV_SANDBOX_ID].strip(),
-        org_id=env[s.ENV_ORG_ID].strip(),
-        template_id=env[s.ENV_TEMPLATE_ID].strip(),
-        k8s_namespace=_get(env, s.ENV_K8S_NAMESPACE),
-        k8s_pod_name=_get(env, s.ENV_K8S_POD_NAME),
+        sandbox_id=env[contract.ENV_SANDBOX_ID].strip(),
+        org_id=env[contract.ENV_ORG_ID].strip(),
+        template_id=env[contract.ENV_TEMPLATE_ID].strip(),
+        k8s_namespace=_get(env, contract.ENV_K8S_NAMESPACE),
+        k8s_pod_name=_get(env, contract.ENV_K8S_POD_NAME),
     )
 
 
 def load(env: Mapping[str, str]) -> Config:
     """The whole configuration; raises ConfigError on the first bad value."""
     warnings: list[str] = []
-    protocol_name, protocol = s.OTEL_EXPORTER_OTLP_PROTOCOL, _get(env, s.OTEL_EXPORTER_OTLP_PROTOCOL)
-    for signal in SIGNALS:
+    protocol_name, protocol = (
+        contract.OTEL_EXPORTER_OTLP_PROTOCOL,
+        _get(env, contract.OTEL_EXPORTER_OTLP_PROTOCOL),
+    )
+    for signal in contract.SIGNALS:
         name, value = _signal_or_general(env, signal, "PROTOCOL")
         if value is not None and value != "http/protobuf":
             protocol_name, protocol = name, value
@@ -303,45 +329,59 @@ def load(env: Mapping[str, str]) -> Config:
             f"{protocol_name}={protocol!r} is ignored: the sidecar always forwards OTLP/HTTP protobuf "
             "(the endpoint must accept it)"
         )
-    health_value = _get(env, s.ENV_HEALTH_ENDPOINT)
+    health_value = _get(env, contract.ENV_HEALTH_ENDPOINT)
     health: HostPort | None
     if health_value is not None and health_value.lower() in ("off", "none", "disabled"):
         health = None
     else:
-        health = parse_host_port(s.ENV_HEALTH_ENDPOINT, health_value or s.DEFAULT_HEALTH_ENDPOINT)
-    log_level = (_get(env, s.ENV_LOG_LEVEL) or "INFO").upper()
+        health = parse_host_port(contract.ENV_HEALTH_ENDPOINT, health_value or DEFAULT_HEALTH_ENDPOINT)
+    log_level = (_get(env, contract.ENV_SIDECAR_LOG_LEVEL) or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"{s.ENV_LOG_LEVEL}={log_level!r}: one of DEBUG, INFO, WARNING, ERROR")
-    retry_initial = _positive(env, s.ENV_RETRY_INITIAL, s.DEFAULT_RETRY_INITIAL_S)
-    retry_max = _positive(env, s.ENV_RETRY_MAX, s.DEFAULT_RETRY_MAX_S)
+        raise ConfigError(
+            f"{contract.ENV_SIDECAR_LOG_LEVEL}={log_level!r}: one of DEBUG, INFO, WARNING, ERROR"
+        )
+    retry_initial = _positive(env, contract.ENV_SIDECAR_RETRY_INITIAL, DEFAULT_RETRY_INITIAL_S)
+    retry_max = _positive(env, contract.ENV_SIDECAR_RETRY_MAX, DEFAULT_RETRY_MAX_S)
     if retry_max < retry_initial:
-        raise ConfigError(f"{s.ENV_RETRY_MAX}={retry_max:g} is below {s.ENV_RETRY_INITIAL}={retry_initial:g}")
-    queue_bytes = _size(env, s.ENV_QUEUE_BYTES, s.DEFAULT_QUEUE_BYTES)
+        raise ConfigError(
+            f"{contract.ENV_SIDECAR_RETRY_MAX}={retry_max:g} is below "
+            f"{contract.ENV_SIDECAR_RETRY_INITIAL}={retry_initial:g}"
+        )
+    queue_bytes = _size(env, contract.ENV_SIDECAR_QUEUE_BYTES, DEFAULT_QUEUE_BYTES)
     # Unset, the request limit follows a small queue down (a request bigger than the queue can't be queued).
-    max_request = _size(env, s.ENV_MAX_REQUEST_BYTES, min(s.DEFAULT_MAX_REQUEST_BYTES, queue_bytes))
+    max_request = _size(
+        env, contract.ENV_SIDECAR_MAX_REQUEST_BYTES, min(DEFAULT_MAX_REQUEST_BYTES, queue_bytes)
+    )
     if max_request > queue_bytes:
         raise ConfigError(
-            f"{s.ENV_MAX_REQUEST_BYTES}={max_request} exceeds {s.ENV_QUEUE_BYTES}={queue_bytes}: "
+            f"{contract.ENV_SIDECAR_MAX_REQUEST_BYTES}={max_request} exceeds "
+            f"{contract.ENV_SIDECAR_QUEUE_BYTES}={queue_bytes}: "
             "a request that big could never be queued"
         )
     return Config(
         identity=_identity(env),
-        upstreams={signal: _upstream(env, signal) for signal in SIGNALS},
+        upstreams={signal: _upstream(env, signal) for signal in contract.SIGNALS},
         grpc_endpoint=parse_host_port(
-            s.ENV_OTLP_GRPC_ENDPOINT, _get(env, s.ENV_OTLP_GRPC_ENDPOINT) or s.DEFAULT_OTLP_GRPC_ENDPOINT
+            contract.ENV_OTLP_GRPC_ENDPOINT,
+            _get(env, contract.ENV_OTLP_GRPC_ENDPOINT) or DEFAULT_OTLP_GRPC_ENDPOINT,
         ),
         http_endpoint=parse_host_port(
-            s.ENV_OTLP_HTTP_ENDPOINT, _get(env, s.ENV_OTLP_HTTP_ENDPOINT) or s.DEFAULT_OTLP_HTTP_ENDPOINT
+            contract.ENV_OTLP_HTTP_ENDPOINT,
+            _get(env, contract.ENV_OTLP_HTTP_ENDPOINT) or DEFAULT_OTLP_HTTP_ENDPOINT,
         ),
         health_endpoint=health,
-        metrics_interval_s=_positive(env, s.ENV_METRICS_INTERVAL, s.DEFAULT_METRICS_INTERVAL_S),
+        metrics_interval_s=_positive(env, contract.ENV_METRICS_INTERVAL, DEFAULT_METRICS_INTERVAL_S),
         queue_bytes=queue_bytes,
         max_request_bytes=max_request,
-        receive_timeout_s=_positive(env, s.ENV_RECEIVE_TIMEOUT, s.DEFAULT_RECEIVE_TIMEOUT_S),
-        shutdown_timeout_s=_positive(env, s.ENV_SHUTDOWN_TIMEOUT, s.DEFAULT_SHUTDOWN_TIMEOUT_S),
+        receive_timeout_s=_positive(env, contract.ENV_SIDECAR_RECEIVE_TIMEOUT, DEFAULT_RECEIVE_TIMEOUT_S),
+        shutdown_timeout_s=_positive(env, contract.ENV_SIDECAR_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT_S),
         retry_initial_s=retry_initial,
         retry_max_s=retry_max,
-        batch_linger_s=_number(s.ENV_BATCH_LINGER, _get(env, s.ENV_BATCH_LINGER), s.DEFAULT_BATCH_LINGER_S),
+        batch_linger_s=_number(
+            contract.ENV_SIDECAR_BATCH_LINGER,
+            _get(env, contract.ENV_SIDECAR_BATCH_LINGER),
+            DEFAULT_BATCH_LINGER_S,
+        ),
         log_level=log_level,
         warnings=tuple(warnings),
     )

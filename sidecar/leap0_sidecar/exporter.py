@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Final
 
 import httptools
 
+from leap0_contract import Signal
 from leap0_sidecar.config import Upstream
 from leap0_sidecar.otlp import RESPONSE_TYPES
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.settings import Signal
 from leap0_sidecar.stats import Stats
 
 log = logging.getLogger("leap0_sidecar.exporter")

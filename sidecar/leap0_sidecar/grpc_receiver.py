@@ -15,11 +15,11 @@ import logging
 import grpc
 import grpc.aio
 
+import leap0_contract as contract
+from leap0_contract import Signal
 from leap0_sidecar import otlp
-from leap0_sidecar import settings as s
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Outcome, Pipeline
-from leap0_sidecar.settings import Signal
 
 log = logging.getLogger("leap0_sidecar.grpc")
 
@@ -73,7 +73,7 @@ class GrpcReceiver:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        for signal, service in s.GRPC_SERVICES.items():
+        for signal, service in contract.GRPC_SERVICES.items():
             self.server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service, {"Export": self._handler(signal)}),)
             )

@@ -29,18 +29,18 @@ from typing import Final
 
 import httptools
 
+import leap0_contract as contract
+from leap0_contract import Signal
 from leap0_sidecar import otlp
-from leap0_sidecar import settings as s
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Outcome, Pipeline
-from leap0_sidecar.settings import Signal
 
 log = logging.getLogger("leap0_sidecar.http")
 
 MAX_HEAD_BYTES: Final = 64 * 1024
 DISCARD_S: Final = 2.0
-_PATH_SIGNALS: Final[dict[str, Signal]] = {path: signal for signal, path in s.SIGNAL_PATHS.items()}
-_HEALTH_PATHS: Final = (s.SIDECAR_HEALTH_PATH, s.SIDECAR_READY_PATH)
+_PATH_SIGNALS: Final[dict[str, Signal]] = {path: signal for signal, path in contract.SIGNAL_PATHS.items()}
+_HEALTH_PATHS: Final = (contract.SIDECAR_HEALTH_PATH, contract.SIDECAR_READY_PATH)
 _REASONS: Final = {status.value: status.phrase for status in http.HTTPStatus}
 _HEADERS_USED: Final = frozenset({b"content-type", b"content-encoding", b"content-length", b"expect"})
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
 
-from leap0_sidecar import names
+import leap0_contract as contract
 from leap0_sidecar.cgroups import CgroupReader, CgroupReading, open_cgroup_of
 from leap0_sidecar.filesystem import DEFAULT_WALK_INTERVAL, WorkspaceProbe
 from leap0_sidecar.procs import PsutilSource, sandbox_pids
@@ -61,7 +61,7 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-SOURCES = (names.SOURCE_CGROUP_V2, names.SOURCE_CGROUP_V1, names.SOURCE_PSUTIL)
+SOURCES = (contract.SOURCE_CGROUP_V2, contract.SOURCE_CGROUP_V1, contract.SOURCE_PSUTIL)
 
 
 def _parse_pid(text: str) -> int:
@@ -106,7 +106,7 @@ class SamplerConfig:
     disk_limit_bytes: int | None = None
     # Resource attributes of every sample (leap0.* identity, k8s.*).
     resource_attributes: dict[str, str] = field(default_factory=dict)
-    sandbox_container: str = names.SANDBOX_CONTAINER
+    sandbox_container: str = contract.SANDBOX_CONTAINER
     # One process of the sandbox (development and tests: skips the /proc scan; see procs.py).
     sandbox_pid: int | None = None
     # Force one source (cgroup-v2, cgroup-v1 or psutil) instead of choosing; a cgroup source that cannot be
@@ -117,27 +117,27 @@ class SamplerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SamplerConfig:
-        """Read the ``LEAP0_*`` variables (see ``names.py``); a malformed number raises ``ValueError`` naming
+        """Read the ``LEAP0_*`` variables; a malformed number raises ``ValueError`` naming
         it."""
         attributes: dict[str, str] = {}
         for env_name, attribute in (
-            (names.ENV_SANDBOX_ID, names.ATTR_SANDBOX_ID),
-            (names.ENV_ORG_ID, names.ATTR_ORG_ID),
-            (names.ENV_TEMPLATE_ID, names.ATTR_TEMPLATE_ID),
-            (names.ENV_K8S_NAMESPACE, names.ATTR_K8S_NAMESPACE),
-            (names.ENV_K8S_POD_NAME, names.ATTR_K8S_POD),
+            (contract.ENV_SANDBOX_ID, contract.ATTR_SANDBOX_ID),
+            (contract.ENV_ORG_ID, contract.ATTR_ORG_ID),
+            (contract.ENV_TEMPLATE_ID, contract.ATTR_TEMPLATE_ID),
+            (contract.ENV_K8S_NAMESPACE, contract.ATTR_K8S_NAMESPACE),
+            (contract.ENV_K8S_POD_NAME, contract.ATTR_K8S_POD_NAME),
         ):
             value = _env(environ, env_name)
             if value is not None:
                 attributes[attribute] = value
-        disk = _checked(environ, names.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
-        pid = _checked(environ, names.ENV_SANDBOX_PID, _parse_pid)
-        force_source = _checked(environ, names.ENV_METRICS_SOURCE, _parse_source)
-        workspace = _env(environ, names.ENV_WORKSPACE)
+        disk = _checked(environ, contract.ENV_SANDBOX_DISK_LIMIT_BYTES, parse_bytes)
+        pid = _checked(environ, contract.ENV_SANDBOX_PID, _parse_pid)
+        force_source = _checked(environ, contract.ENV_METRICS_SOURCE, _parse_source)
+        workspace = _env(environ, contract.ENV_WORKSPACE)
         return cls(
-            root=Path(_env(environ, names.ENV_METRICS_ROOT) or "/"),
-            cpu_limit_env=_checked(environ, names.ENV_SANDBOX_CPU_LIMIT_MILLICORES, parse_millicores),
-            memory_limit_env=_checked(environ, names.ENV_SANDBOX_MEMORY_LIMIT_BYTES, parse_bytes),
+            root=Path(_env(environ, contract.ENV_METRICS_ROOT) or "/"),
+            cpu_limit_env=_checked(environ, contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES, parse_millicores),
+            memory_limit_env=_checked(environ, contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES, parse_bytes),
             workspace=Path(workspace) if workspace else None,
             disk_limit_bytes=int(disk) if disk else None,
             resource_attributes=attributes,
@@ -221,7 +221,9 @@ class GaugeEncoder:
         for key, value in self.attributes.items():
             resource_metrics.resource.attributes.add(key=key, value=AnyValue(string_value=value))
         scope_metrics = resource_metrics.scope_metrics.add(
-            scope=InstrumentationScope(name=names.SCOPE_NAME, version=names.SCOPE_VERSION)
+            scope=InstrumentationScope(
+                name=contract.SIDECAR_SCOPE_NAME, version=contract.SIDECAR_SCOPE_VERSION
+            )
         )
         self._metrics = scope_metrics.metrics
 
@@ -230,28 +232,30 @@ class GaugeEncoder:
         del metrics[:]
         now = reading.time_unix_nano
         if reading.cpu_utilization is not None:
-            metrics.add(name=names.METRIC_CPU_UTILIZATION, unit=names.UNIT_PERCENT).gauge.data_points.add(
+            metrics.add(
+                name=contract.METRIC_CPU_UTILIZATION, unit=contract.UNIT_PERCENT
+            ).gauge.data_points.add(
                 start_time_unix_nano=reading.interval_start_unix_nano or 0,
                 time_unix_nano=now,
                 as_double=reading.cpu_utilization,
             )
         for name, unit, value in (
-            (names.METRIC_CPU_LIMIT, names.UNIT_CPU, float(reading.cpu_limit)),
-            (names.METRIC_MEMORY_UTILIZATION, names.UNIT_PERCENT, reading.memory_utilization),
+            (contract.METRIC_CPU_LIMIT, contract.UNIT_CPU, float(reading.cpu_limit)),
+            (contract.METRIC_MEMORY_UTILIZATION, contract.UNIT_PERCENT, reading.memory_utilization),
         ):
             metrics.add(name=name, unit=unit).gauge.data_points.add(time_unix_nano=now, as_double=value)
         for name, unit, count in (
-            (names.METRIC_MEMORY_USAGE, names.UNIT_BYTES, reading.memory_usage),
-            (names.METRIC_MEMORY_LIMIT, names.UNIT_BYTES, reading.memory_limit),
+            (contract.METRIC_MEMORY_USAGE, contract.UNIT_BYTES, reading.memory_usage),
+            (contract.METRIC_MEMORY_LIMIT, contract.UNIT_BYTES, reading.memory_limit),
         ):
             metrics.add(name=name, unit=unit).gauge.data_points.add(time_unix_nano=now, as_int=count)
         if reading.filesystem_utilization is not None and reading.filesystem_usage is not None:
             metrics.add(
-                name=names.METRIC_FILESYSTEM_UTILIZATION, unit=names.UNIT_PERCENT
+                name=contract.METRIC_FILESYSTEM_UTILIZATION, unit=contract.UNIT_PERCENT
             ).gauge.data_points.add(time_unix_nano=now, as_double=reading.filesystem_utilization)
-            metrics.add(name=names.METRIC_FILESYSTEM_USAGE, unit=names.UNIT_BYTES).gauge.data_points.add(
-                time_unix_nano=now, as_int=reading.filesystem_usage
-            )
+            metrics.add(
+                name=contract.METRIC_FILESYSTEM_USAGE, unit=contract.UNIT_BYTES
+            ).gauge.data_points.add(time_unix_nano=now, as_int=reading.filesystem_usage)
         return self._request.SerializeToString()
 
 
@@ -312,9 +316,11 @@ class MetricsSampler:
 
     def _open_cgroup(self, pid: int | None) -> CgroupReader | None:
         forced = self.config.force_source
-        if pid is None or forced == names.SOURCE_PSUTIL:
+        if pid is None or forced == contract.SOURCE_PSUTIL:
             return None
-        versions = {names.SOURCE_CGROUP_V2: (2,), names.SOURCE_CGROUP_V1: (1,)}.get(forced or "", (2, 1))
+        versions = {contract.SOURCE_CGROUP_V2: (2,), contract.SOURCE_CGROUP_V1: (1,)}.get(
+            forced or "", (2, 1)
+        )
         return open_cgroup_of(self.config.root, pid, versions)
 
     def _discover(self) -> None:
@@ -411,16 +417,19 @@ class MetricsSampler:
         return self._reading()
 
     def resource_attributes(self) -> dict[str, str]:
-        attributes = {names.ATTR_K8S_CONTAINER: self.config.sandbox_container}
+        attributes = {contract.ATTR_K8S_CONTAINER: self.config.sandbox_container}
         attributes.update(self.config.resource_attributes)
-        attributes[names.ATTR_METRICS_SOURCE] = self.source
+        attributes[contract.ATTR_METRICS_SOURCE] = self.source
         return attributes
 
     def sample(self) -> bytes:
         """A serialized OTLP ``ExportMetricsServiceRequest`` with the sandbox's gauges."""
         with self._lock:
             reading = self.read()
-            if self._encoder is None or self._encoder.attributes[names.ATTR_METRICS_SOURCE] != reading.source:
+            if (
+                self._encoder is None
+                or self._encoder.attributes[contract.ATTR_METRICS_SOURCE] != reading.source
+            ):
                 self._encoder = GaugeEncoder(self.resource_attributes())
             return self._encoder.encode(reading)
 

@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from leap0_sidecar.settings import Signal
+from leap0_contract import Signal
 
 REQUEST_TYPES: dict[Signal, type[Message]] = {
     "traces": trace_service_pb2.ExportTraceServiceRequest,

@@ -10,10 +10,10 @@ import enum
 import logging
 import math
 
+from leap0_contract import Signal
 from leap0_sidecar.config import Config
 from leap0_sidecar.identity import IdentityStamper
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.settings import Signal
 from leap0_sidecar.stats import Stats
 
 log = logging.getLogger("leap0_sidecar")

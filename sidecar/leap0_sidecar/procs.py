@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from leap0_sidecar import names
+import leap0_contract as contract
 
 if TYPE_CHECKING:
     import psutil
@@ -133,7 +133,7 @@ class PsutilSource:
     access).
     """
 
-    source = names.SOURCE_PSUTIL
+    source = contract.SOURCE_PSUTIL
     key = None  # each instance keeps its own CPU state: never the same as another
 
     def __init__(self, root: Path, sandbox_pid: int | None = None) -> None:

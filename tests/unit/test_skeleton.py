@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from leap0 import constants
-from leap0.crds import load_crds
+import leap0_contract as contract
+from leap0_dev.crds import load_crds
 
 
 def _crd(kind: str) -> dict[str, Any]:
@@ -17,18 +17,18 @@ def _crd(kind: str) -> dict[str, Any]:
 
 
 def test_crds_name_the_contracts_group_version_and_names() -> None:
-    sandbox = _crd(constants.SANDBOX_KIND)
-    assert sandbox["spec"]["group"] == constants.GROUP
-    assert sandbox["spec"]["names"]["plural"] == constants.SANDBOX_PLURAL
-    assert constants.SANDBOX_SHORT_NAME in sandbox["spec"]["names"]["shortNames"]
+    sandbox = _crd(contract.SANDBOX_KIND)
+    assert sandbox["spec"]["group"] == contract.GROUP
+    assert sandbox["spec"]["names"]["plural"] == contract.SANDBOX_PLURAL
+    assert contract.SANDBOX_SHORT_NAME in sandbox["spec"]["names"]["shortNames"]
     assert sandbox["spec"]["scope"] == "Namespaced"
     (version,) = sandbox["spec"]["versions"]
-    assert version["name"] == constants.VERSION
+    assert version["name"] == contract.VERSION
     assert version["subresources"] == {"status": {}}
     columns = {c["name"].lower() for c in version["additionalPrinterColumns"]}
     assert {"phase", "vcpu", "memory", "expires", "age"} <= columns
-    template = _crd(constants.TEMPLATE_KIND)
-    assert template["spec"]["names"]["plural"] == constants.TEMPLATE_PLURAL
+    template = _crd(contract.TEMPLATE_KIND)
+    assert template["spec"]["names"]["plural"] == contract.TEMPLATE_PLURAL
 
 
 def test_crd_schemas_carry_no_defaults() -> None:
@@ -48,11 +48,11 @@ def test_crd_schemas_carry_no_defaults() -> None:
 
 
 def test_the_packaged_crd_folder_is_the_repositorys_crds() -> None:
-    """A non-editable install finds the CRDs through leap0/_crds, a link to crds/ built into the wheel."""
-    import leap0
+    """A non-editable install finds the CRDs through leap0_dev/_crds, a link to crds/ built into the wheel."""
+    import leap0_dev
 
-    packaged = Path(leap0.__file__).parent / "_crds"
-    repo = Path(leap0.__file__).parent.parent / "crds"
+    packaged = Path(leap0_dev.__file__).parent / "_crds"
+    repo = Path(leap0_dev.__file__).parent.parent.parent / "crds"
     assert packaged.is_symlink()
     assert packaged.resolve() == repo.resolve()
     assert sorted(p.name for p in packaged.glob("*.yaml")) == sorted(p.name for p in repo.glob("*.yaml"))

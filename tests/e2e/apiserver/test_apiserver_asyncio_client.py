@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio import client, config, watch
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client
 from support import http
 
-from leap0 import constants
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as contract
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 
@@ -51,10 +51,10 @@ def test_core_discovery_lists_the_resources_the_product_touches(apiserver: Serve
 
 def test_group_discovery_lists_the_crds_and_builtin_groups(apiserver: ServerThread) -> None:
     groups = {g.name: g for g in client.ApisApi(apiserver.api_client()).get_api_versions().groups}
-    for name in (constants.GROUP, "coordination.k8s.io", "events.k8s.io", "apiextensions.k8s.io"):
+    for name in (contract.GROUP, "coordination.k8s.io", "events.k8s.io", "apiextensions.k8s.io"):
         assert name in groups
-    assert groups[constants.GROUP].preferred_version.group_version == constants.API_VERSION
-    doc = _get(apiserver, f"/apis/{constants.API_VERSION}")
+    assert groups[contract.GROUP].preferred_version.group_version == contract.API_VERSION
+    doc = _get(apiserver, f"/apis/{contract.API_VERSION}")
     by_name = {r["name"]: r for r in doc["resources"]}
     assert by_name["sandboxes"]["kind"] == "Sandbox"
     assert by_name["sandboxes"]["shortNames"] == ["sbx"]
@@ -71,7 +71,7 @@ def test_unknown_paths_are_404_status(apiserver: ServerThread) -> None:
 
 def test_crds_from_the_crd_folder_are_listed_established(apiserver: ServerThread) -> None:
     ext = client.ApiextensionsV1Api(apiserver.api_client())
-    crd = ext.read_custom_resource_definition(f"{constants.SANDBOX_PLURAL}.{constants.GROUP}")
+    crd = ext.read_custom_resource_definition(f"{contract.SANDBOX_PLURAL}.{contract.GROUP}")
     assert {c.type: c.status for c in crd.status.conditions}["Established"] == "True"
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from kubernetes import client
 from support import http, kubectl, subprocess_env
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -12,12 +12,12 @@ import pytest
 from kubernetes import client
 from support import subprocess_env
 
-from leap0 import constants
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as contract
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 
-G, V, P = constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
+G, V, P = contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL
 
 OPERATOR = """
 import kopf

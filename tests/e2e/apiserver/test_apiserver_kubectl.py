@@ -12,13 +12,13 @@ import pytest
 from kubernetes import client
 from support import kubectl, kubectl_path
 
-from leap0 import constants
-from leap0.crds import crd_dir
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as contract
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.crds import crd_dir
 
 pytestmark = pytest.mark.e2e
 
-G, V, P = constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
+G, V, P = contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL
 # kubectl's default: server-side field validation, checked against the OpenAPI v3 documents the server serves.
 VALIDATE = "--validate=strict"
 

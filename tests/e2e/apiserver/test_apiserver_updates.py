@@ -9,12 +9,12 @@ import pytest
 from kubernetes import client
 from support import http
 
-from leap0 import constants
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as contract
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 
-G, V, P = constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
+G, V, P = contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL
 
 
 def _pod(name: str) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _pod(name: str) -> dict[str, Any]:
 def _sandbox(name: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{G}/{V}",
-        "kind": constants.SANDBOX_KIND,
+        "kind": contract.SANDBOX_KIND,
         "metadata": {"name": name},
         "spec": spec,
     }

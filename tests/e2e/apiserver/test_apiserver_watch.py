@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, watch
 from support import http
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,6 @@ with their leap0.* identity, and Ctrl-C stops everything.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -20,28 +19,12 @@ import yaml
 from kubernetes import client
 from support import kubectl_path, stop_process_tree, subprocess_env, wait_for
 
-from leap0 import constants
-from leap0.dev.apiserver import ServerThread
-from leap0.dev.runner import Runner, RunnerConfig
-from leap0.dev.sink import OtlpSink
+import leap0_contract as contract
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.runner import Runner, RunnerConfig
+from leap0_dev.sink import OtlpSink
 
-
-def _real(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
-READY = all(_real(m) for m in ("leap0_operator.handlers", "leap0_sidecar.app", "leap0_sidecar.metrics"))
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not READY,
-        reason="the whole chain needs the operator (branch operator) and the sidecar (sidecar-pipeline, "
-        "sidecar-metrics) merged; leap0_operator / leap0_sidecar are still placeholders in this checkout",
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 SANDBOX_METRICS = {
     "leap0.sandbox.cpu.utilization",
@@ -107,7 +90,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
     with apiserver.api_client() as api_client:
         core = client.CoreV1Api(api_client)
         custom = client.CustomObjectsApi(api_client)
-        core.patch_namespace(namespace, {"metadata": {"labels": {constants.NAMESPACE_ORG_LABEL: "acme"}}})
+        core.patch_namespace(namespace, {"metadata": {"labels": {contract.NAMESPACE_ORG_LABEL: "acme"}}})
         config = RunnerConfig(
             otlp_grpc_port=0,
             otlp_http_port=0,
@@ -119,13 +102,13 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
         )
         with OtlpSink() as upstream, Runner(apiserver.api_client(), config) as runner:
             sandbox = {
-                "apiVersion": constants.API_VERSION,
-                "kind": constants.SANDBOX_KIND,
+                "apiVersion": contract.API_VERSION,
+                "kind": contract.SANDBOX_KIND,
                 "metadata": {"name": "chain", "namespace": namespace},
                 "spec": {
                     "memory": 512,
                     "timeout": 600,
-                    "env": [{"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": upstream.url}],
+                    "env": [{"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": upstream.url}],
                     "command": ["python", "-c", APP],
                 },
             }
@@ -134,15 +117,15 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
 
             def phase() -> str | None:
                 obj = custom.get_namespaced_custom_object(
-                    constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, "chain"
+                    contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "chain"
                 )
                 return (obj.get("status") or {}).get("phase")
 
-            wait_for(lambda: phase() == constants.PHASE_RUNNING, 60, "the Sandbox Running")
+            wait_for(lambda: phase() == contract.PHASE_RUNNING, 60, "the Sandbox Running")
             identity = {
-                constants.ATTR_SANDBOX_ID: "chain",
-                constants.ATTR_ORG_ID: "acme",
-                constants.ATTR_TEMPLATE_ID: constants.DEFAULT_TEMPLATE_ID,
+                contract.ATTR_SANDBOX_ID: "chain",
+                contract.ATTR_ORG_ID: "acme",
+                contract.ATTR_TEMPLATE_ID: contract.DEFAULT_TEMPLATE_ID,
             }
 
             def has_identity(resource: dict[str, Any]) -> bool:
@@ -158,7 +141,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
             assert all(has_identity(s["resource"]) for s in spans), spans[0]["resource"]
             limits = {p["name"]: p["value"] for p in upstream.metric_points()}
             assert limits["leap0.sandbox.memory.limit"] == 512 * 2**20
-            assert limits["leap0.sandbox.cpu.limit"] == constants.DEFAULT_VCPU
+            assert limits["leap0.sandbox.cpu.limit"] == contract.DEFAULT_VCPU
 
             (pod,) = core.list_namespaced_pod(namespace).items
             pod_name = pod.metadata.name

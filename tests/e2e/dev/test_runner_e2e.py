@@ -16,10 +16,10 @@ import pytest
 from kubernetes import client
 from support import kubectl_path, wait_for
 
-from leap0 import constants
-from leap0.dev.apiserver import ServerThread
-from leap0.dev.runner import Runner, RunnerConfig
-from leap0.dev.up import _log_handler as log_handler
+import leap0_contract as contract
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.runner import Runner, RunnerConfig
+from leap0_dev.up import _log_handler as log_handler
 
 pytestmark = pytest.mark.e2e
 
@@ -86,13 +86,13 @@ def sandbox_pod(name: str, dump: Path, command: list[str], memory: str = "256Mi"
             "restartPolicy": "Never",
             "initContainers": [
                 {
-                    "name": constants.TELEMETRY_CONTAINER,
+                    "name": contract.TELEMETRY_CONTAINER,
                     "image": "ghcr.io/leap0-dev/leap0-sidecar:0.1.0",
                     "restartPolicy": "Always",
                     "env": [
                         {"name": "DUMP", "value": str(dump)},
                         {
-                            "name": constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES,
+                            "name": contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES,
                             "valueFrom": {
                                 "resourceFieldRef": {
                                     "containerName": "sandbox",
@@ -102,20 +102,20 @@ def sandbox_pod(name: str, dump: Path, command: list[str], memory: str = "256Mi"
                             },
                         },
                         {
-                            "name": constants.ENV_K8S_POD_NAME,
+                            "name": contract.ENV_K8S_POD_NAME,
                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
                         },
                         {
-                            "name": constants.OTEL_EXPORTER_OTLP_HEADERS,
+                            "name": contract.OTEL_EXPORTER_OTLP_HEADERS,
                             "valueFrom": {"secretKeyRef": {"name": "otlp", "key": "headers"}},
                         },
                     ],
-                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": constants.SIDECAR_HEALTH_PORT}},
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": contract.SIDECAR_HEALTH_PORT}},
                 }
             ],
             "containers": [
                 {
-                    "name": constants.SANDBOX_CONTAINER,
+                    "name": contract.SANDBOX_CONTAINER,
                     "image": "python:3.12-slim",
                     "command": command,
                     "resources": {"limits": limits, "requests": limits},
@@ -157,16 +157,16 @@ def test_pod_runs_here_with_its_env_and_stops_when_deleted(
 
     status = wait_until(running_and_ready, what="pod Running and Ready")
     assert status["podIP"] == "127.0.0.1"
-    sandbox_pid = container_pid(status, constants.SANDBOX_CONTAINER)
-    sidecar_pid = container_pid(status, constants.TELEMETRY_CONTAINER)
+    sandbox_pid = container_pid(status, contract.SANDBOX_CONTAINER)
+    sidecar_pid = container_pid(status, contract.TELEMETRY_CONTAINER)
     assert alive(sandbox_pid)
     assert alive(sidecar_pid)
     env = json.loads(wait_until(lambda: dump.exists() and dump.read_text(), what="sidecar env dump"))
-    assert env[constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES] == "500"
-    assert env[constants.ENV_K8S_POD_NAME] == "sbx"
-    assert env[constants.OTEL_EXPORTER_OTLP_HEADERS] == "x-api-key=s3cret"
+    assert env[contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES] == "500"
+    assert env[contract.ENV_K8S_POD_NAME] == "sbx"
+    assert env[contract.OTEL_EXPORTER_OTLP_HEADERS] == "x-api-key=s3cret"
     assert env["LEAP0_SANDBOX_PID"] == str(sandbox_pid)
-    assert env[constants.ENV_OTLP_HTTP_ENDPOINT].startswith("127.0.0.1:")
+    assert env[contract.ENV_OTLP_HTTP_ENDPOINT].startswith("127.0.0.1:")
 
     assert apiserver.server is not None
     previous = apiserver.server.log_handler
@@ -230,10 +230,8 @@ def test_memory_limit_is_enforced_in_a_real_cgroup_and_reported_as_oomkilled(
 def test_kubectl_exec_runs_in_the_sandbox_container(
     apiserver: ServerThread, runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
 ) -> None:
-    exec_module = pytest.importorskip(
-        "leap0.dev.apiserver.exec", reason="the emulator's exec endpoint is not merged in this checkout"
-    )
-    from leap0.dev.runner import PodExecRunner
+    from leap0_dev.apiserver import exec as exec_module
+    from leap0_dev.runner import PodExecRunner
 
     secret(core, namespace)
     pod = sandbox_pod("execs", tmp_path / "env.json", ["python", "-c", "import time; time.sleep(600)"])
@@ -281,7 +279,7 @@ def test_taken_otlp_ports_move_the_sidecar_and_the_app_follows(
         app += "; time.sleep(600)"
         pod = sandbox_pod("ports", sidecar_dump, ["python", "-c", app])
         pod["spec"]["containers"][0]["env"] = [
-            {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": "http://127.0.0.1:4318"},
+            {"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": "http://127.0.0.1:4318"},
             {"name": "GRPC_TARGET", "value": "127.0.0.1:4317"},
         ]
         with Runner(apiserver.api_client(), config):
@@ -292,9 +290,9 @@ def test_taken_otlp_ports_move_the_sidecar_and_the_app_follows(
     finally:
         for sock in held:
             sock.close()
-    http_endpoint = sidecar_env[constants.ENV_OTLP_HTTP_ENDPOINT]
-    grpc_endpoint = sidecar_env[constants.ENV_OTLP_GRPC_ENDPOINT]
+    http_endpoint = sidecar_env[contract.ENV_OTLP_HTTP_ENDPOINT]
+    grpc_endpoint = sidecar_env[contract.ENV_OTLP_GRPC_ENDPOINT]
     assert http_endpoint != f"127.0.0.1:{http_taken}"
     assert grpc_endpoint != f"127.0.0.1:{grpc_taken}"
-    assert app_env[constants.OTEL_EXPORTER_OTLP_ENDPOINT] == f"http://{http_endpoint}"
+    assert app_env[contract.OTEL_EXPORTER_OTLP_ENDPOINT] == f"http://{http_endpoint}"
     assert app_env["GRPC_TARGET"] == grpc_endpoint

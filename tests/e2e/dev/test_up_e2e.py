@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 LAUNCHER = """
 import sys
 from pathlib import Path
-from leap0.dev.up import UpOptions, run
+from leap0_dev.up import UpOptions, run
 work = Path(sys.argv[1])
 record = str(work / "op.json")
 stand_in = (

@@ -20,8 +20,8 @@ from mcp_support import HttpServer, stdio_session
 from sdk_support import StandInKubelet
 from support import subprocess_env
 
-from leap0.dev.apiserver import ServerThread
-from leap0.dev.apiserver.exec import ExecHandler, LocalProcessRunner
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
 
 @pytest.fixture(scope="session")

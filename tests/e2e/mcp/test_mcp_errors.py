@@ -13,8 +13,8 @@ from kubernetes import client
 from mcp_support import call, ok
 from sdk_support import StandInKubelet, kubelet_image_pull_status
 
-from leap0 import constants as c
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as c
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_support import call, ok
 from support import http, subprocess_env
 
-from leap0 import constants as c
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as c
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from mcp_support import call, ok
 from sdk_support import OtlpReceiver
 from support import wait_for
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ from aiohttp import web
 from kubernetes import client
 from support import REPO, kubectl_path, subprocess_env
 
-from leap0 import constants
-from leap0.dev.apiserver.routing import parse_resource_path
-from leap0.dev.apiserver.server import user_agent_product
+import leap0_contract as contract
+from leap0_dev.apiserver.routing import parse_resource_path
+from leap0_dev.apiserver.server import user_agent_product
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -118,14 +118,14 @@ def kubectl(apiserver: Any, namespace: str, *args: str) -> str:
 
 def sandbox(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     body: dict[str, Any] = custom(api).get_namespaced_custom_object(
-        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, name
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, name
     )
     return body
 
 
 def sandboxes(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
     listed = custom(api).list_namespaced_custom_object(
-        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL
     )
     items: list[dict[str, Any]] = listed["items"]
     return items
@@ -133,13 +133,13 @@ def sandboxes(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
 
 def create_sandbox(api: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:
     body = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.SANDBOX_KIND,
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.SANDBOX_KIND,
         "metadata": {"name": name},
         "spec": spec,
     }
     custom(api).create_namespaced_custom_object(
-        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, body
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, body
     )
 
 
@@ -203,8 +203,8 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     start_operator()
     kubectl(apiserver, namespace, "apply", "-f", str(EXAMPLES / "sandbox-minimal.yaml"))
     pod = wait_for("the sandbox pod", pod_exists(api, namespace, "minimal"))
-    assert pod.metadata.labels[constants.LABEL_SANDBOX_ID] == "minimal"
-    assert pod.metadata.labels[constants.LABEL_ORG_ID] == namespace
+    assert pod.metadata.labels[contract.LABEL_SANDBOX_ID] == "minimal"
+    assert pod.metadata.labels[contract.LABEL_ORG_ID] == namespace
     (owner,) = pod.metadata.owner_references
     assert (owner.kind, owner.name, owner.controller) == ("Sandbox", "minimal", True)
     assert [c.name for c in pod.spec.containers] == ["sandbox"]
@@ -219,13 +219,13 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     running = wait_for("Running", phase(api, namespace, "minimal", "Running"))
     assert running["podIP"] == "10.1.2.3"
     assert running["startedAt"] == "2026-01-01T00:00:02Z"
-    ready = {c["type"]: c for c in running["conditions"]}[constants.CONDITION_READY]
+    ready = {c["type"]: c for c in running["conditions"]}[contract.CONDITION_READY]
     assert ready["status"] == "True"
 
     oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
     play_kubelet(api, namespace, "minimal", sandbox_state=oom)
     failed = wait_for("Failed", phase(api, namespace, "minimal", "Failed"))
-    assert failed["reason"] == constants.REASON_OOM_KILLED
+    assert failed["reason"] == contract.REASON_OOM_KILLED
     assert "out of memory" in failed["message"]
     table = kubectl(apiserver, namespace, "get", "sandboxes")
     assert "minimal" in table
@@ -247,7 +247,7 @@ def test_deleted_pod_is_recreated_and_deleting_the_sandbox_deletes_it(
     )
     assert second.metadata.owner_references[0].name == "phoenix"
     custom(api).delete_namespaced_custom_object(
-        constants.GROUP, constants.VERSION, namespace, constants.SANDBOX_PLURAL, "phoenix"
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "phoenix"
     )
     wait_for("the pod to go with its Sandbox", pod_gone(api, namespace, "phoenix"))
 
@@ -263,15 +263,15 @@ def test_expiry_deletes_the_pod_and_extending_the_timeout_postpones_it(
         "pods", lambda: pod_exists(api, namespace, "short")() and pod_exists(api, namespace, "extended")()
     )
     custom(api).patch_namespaced_custom_object(
-        constants.GROUP,
-        constants.VERSION,
+        contract.GROUP,
+        contract.VERSION,
         namespace,
-        constants.SANDBOX_PLURAL,
+        contract.SANDBOX_PLURAL,
         "extended",
         {"spec": {"timeout": 6}},
     )
     expired = wait_for("Expired", phase(api, namespace, "short", "Expired"), timeout=10)
-    assert expired["reason"] == constants.REASON_EXPIRED
+    assert expired["reason"] == contract.REASON_EXPIRED
     assert pod_gone(api, namespace, "short")()
     # The extended one outlives the original deadline, then expires at its new one.
     assert pod_exists(api, namespace, "extended")()
@@ -291,18 +291,18 @@ def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
     start_operator()
     create_sandbox(api, namespace, "orphan", template="does-not-exist")
     failed = wait_for("Failed", phase(api, namespace, "orphan", "Failed"))
-    assert failed["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
+    assert failed["reason"] == contract.REASON_TEMPLATE_NOT_FOUND
     assert "does-not-exist" in failed["message"]
     assert pod_gone(api, namespace, "orphan")()
     # Creating the missing template lets it start.
     template = {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.TEMPLATE_KIND,
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
         "metadata": {"name": "does-not-exist"},
         "spec": {"vcpu": 3},
     }
     custom(api).create_namespaced_custom_object(
-        constants.GROUP, constants.VERSION, namespace, constants.TEMPLATE_PLURAL, template
+        contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, template
     )
     late = wait_for("the pod once the template exists", pod_exists(api, namespace, "orphan"))
     assert late.spec.containers[0].resources.limits["cpu"] == "3"
@@ -343,7 +343,7 @@ def test_an_edited_pod_is_reported_not_fought(
 
     def drift() -> dict[str, Any] | None:
         conditions = (sandbox(api, namespace, "edited").get("status") or {}).get("conditions") or []
-        return next((c for c in conditions if c["type"] == constants.CONDITION_POD_SPEC_DRIFT), None)
+        return next((c for c in conditions if c["type"] == contract.CONDITION_POD_SPEC_DRIFT), None)
 
     condition = wait_for("the PodSpecDrift condition", drift)
     assert condition["status"] == "True"
@@ -481,7 +481,7 @@ def test_api_errors_that_may_recover_are_retried_with_backoff(
         create_sandbox(api, namespace, "flaky")
         wait_for("the pod after two failed POSTs", pod_exists(api, namespace, "flaky"), timeout=30)
         status = wait_for("Pending", phase(api, namespace, "flaky", "Pending"))
-    assert status["reason"] == constants.REASON_POD_CREATED
+    assert status["reason"] == contract.REASON_POD_CREATED
     first, second, third = faults.attempts  # retried, once per failure, no more
     assert second - first >= 0.9  # the retry delay
     assert third - second >= 1.9  # the second failure in a row waits twice as long (backoff)
@@ -498,7 +498,7 @@ def test_a_pod_the_api_refuses_as_invalid_fails_the_sandbox_without_retrying(
         create_sandbox(api, namespace, "refused")
         status = wait_for("Failed", phase(api, namespace, "refused", "Failed"))
         time.sleep(2.5)  # well past the retry delay (1 s) and its first doubling: nothing is retried
-    assert status["reason"] == constants.REASON_INVALID_SPEC
+    assert status["reason"] == contract.REASON_INVALID_SPEC
     assert "refused creating pod refused" in status["message"]
     assert "spec.containers[0].image: Invalid value" in status["message"]
     assert len(faults.attempts) == 1
@@ -570,8 +570,8 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
     assert {
         ("", "pods", "create"),
         ("", "pods", "delete"),
-        (constants.GROUP, "sandboxes/status", "patch"),
-        (constants.GROUP, "sandboxes", "delete"),
+        (contract.GROUP, "sandboxes/status", "patch"),
+        (contract.GROUP, "sandboxes", "delete"),
         ("kopf.dev", "kopfpeerings", "patch"),
     } <= calls.seen
 

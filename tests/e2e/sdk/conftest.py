@@ -16,8 +16,8 @@ import pytest
 from sdk_support import StandInOperator, running_status
 
 from leap0 import Leap0Client
-from leap0.dev.apiserver import ServerThread
-from leap0.dev.apiserver.exec import ExecHandler, LocalProcessRunner
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 from support import kubectl_path
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from support import REPO, subprocess_env
 
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

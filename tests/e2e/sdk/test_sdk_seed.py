@@ -18,8 +18,8 @@ from kubernetes import client
 from sdk_support import OtlpReceiver
 from support import subprocess_env
 
-from leap0 import constants as c
-from leap0.dev.apiserver import ServerThread
+import leap0_contract as c
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

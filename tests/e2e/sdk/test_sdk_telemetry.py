@@ -21,7 +21,7 @@ from sdk_support import OtlpReceiver, running_status, set_status, start_pod
 from support import subprocess_env
 
 from leap0 import Leap0Client, SandboxNotFoundError
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

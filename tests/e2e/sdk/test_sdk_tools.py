@@ -19,7 +19,7 @@ from leap0 import (
     Sandbox,
     SandboxNotRunningError,
 )
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 

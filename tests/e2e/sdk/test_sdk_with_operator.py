@@ -7,7 +7,6 @@ only the kubelet (pod status), and the emulator answers exec with the kubelet's 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import signal
 import subprocess
 import sys
@@ -21,16 +20,11 @@ from kubernetes import client
 from sdk_support import OtlpReceiver, StandInKubelet, kubelet_image_pull_status
 from support import subprocess_env, wait_for
 
+import leap0_contract as c
 from leap0 import Leap0Client, SandboxFailedError
-from leap0 import constants as c
-from leap0.dev.apiserver import ServerThread
+from leap0_dev.apiserver import ServerThread
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        importlib.util.find_spec("leap0_operator.handlers") is None, reason="the operator is not merged yet"
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

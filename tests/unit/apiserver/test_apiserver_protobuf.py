@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leap0.dev.apiserver.protobuf import MAGIC, ProtobufError, decode_object
+from leap0_dev.apiserver.protobuf import MAGIC, ProtobufError, decode_object
 
 
 def _varint(n: int) -> bytes:

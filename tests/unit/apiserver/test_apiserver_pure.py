@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from leap0.dev.apiserver.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
-from leap0.dev.apiserver.routing import Target, parse_resource_path
-from leap0.dev.apiserver.selectors import SelectorError, field_matcher, label_matcher
+from leap0_dev.apiserver.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
+from leap0_dev.apiserver.routing import Target, parse_resource_path
+from leap0_dev.apiserver.selectors import SelectorError, field_matcher, label_matcher
 
 G = "leap0.dev"
 

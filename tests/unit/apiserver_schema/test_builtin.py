@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leap0.dev.apiserver.builtin import BuiltinSchema
+from leap0_dev.apiserver.builtin import BuiltinSchema
 
 
 def test_pod_unknown_fields_are_found_and_pruned() -> None:

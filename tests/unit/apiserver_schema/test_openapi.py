@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from leap0.crds import load_crds
-from leap0.dev.apiserver.openapi import openapi_v3_document, openapi_v3_root
+from leap0_dev.apiserver.openapi import openapi_v3_document, openapi_v3_root
+from leap0_dev.crds import load_crds
 
 CRDS = load_crds()
 

@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from leap0.crds import load_crds
-from leap0.dev.apiserver.schema import FieldError, ResourceSchema, invalid_status, strict_decoding_status
+from leap0_dev.apiserver.schema import FieldError, ResourceSchema, invalid_status, strict_decoding_status
+from leap0_dev.crds import load_crds
 
 CRDS = {c["spec"]["names"]["kind"]: c for c in load_crds()}
 SANDBOX = ResourceSchema(CRDS["Sandbox"], "v1alpha1")

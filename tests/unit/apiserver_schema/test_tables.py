@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from leap0.crds import load_crds
-from leap0.dev.apiserver.tables import human_duration, jsonpath_values, render_table
+from leap0_dev.apiserver.tables import human_duration, jsonpath_values, render_table
+from leap0_dev.crds import load_crds
 
 CRDS = {c["spec"]["names"]["kind"]: c for c in load_crds()}
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)

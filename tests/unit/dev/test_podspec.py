@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from leap0 import constants
-from leap0.dev import podspec
-from leap0.dev.podspec import ContainerState, Host, PodSpecError
+import leap0_contract as contract
+from leap0_dev import podspec
+from leap0_dev.podspec import ContainerState, Host, PodSpecError
 
 LABEL_PATH = "metadata.labels['leap0.dev/sandbox-id']"
 HOST = Host(cpus=4, memory_bytes=8 * 2**30, ephemeral_bytes=100 * 2**30, name="devbox")
@@ -23,19 +23,19 @@ def sandbox_pod() -> dict[str, Any]:
             "name": "demo",
             "namespace": "team-a",
             "uid": "1234-5678",
-            "labels": {constants.LABEL_SANDBOX_ID: "demo"},
+            "labels": {contract.LABEL_SANDBOX_ID: "demo"},
         },
         "spec": {
             "restartPolicy": "Never",
             "initContainers": [
                 {
-                    "name": constants.TELEMETRY_CONTAINER,
+                    "name": contract.TELEMETRY_CONTAINER,
                     "image": "ghcr.io/leap0-dev/leap0-sidecar:0.1.0",
                     "restartPolicy": "Always",
                     "env": [
-                        {"name": constants.ENV_SANDBOX_ID, "value": "demo"},
+                        {"name": contract.ENV_SANDBOX_ID, "value": "demo"},
                         {
-                            "name": constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES,
+                            "name": contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES,
                             "valueFrom": {
                                 "resourceFieldRef": {
                                     "containerName": "sandbox",
@@ -45,17 +45,17 @@ def sandbox_pod() -> dict[str, Any]:
                             },
                         },
                         {
-                            "name": constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES,
+                            "name": contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES,
                             "valueFrom": {
                                 "resourceFieldRef": {"containerName": "sandbox", "resource": "limits.memory"}
                             },
                         },
                         {
-                            "name": constants.ENV_K8S_POD_NAME,
+                            "name": contract.ENV_K8S_POD_NAME,
                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
                         },
                         {
-                            "name": constants.ENV_K8S_NAMESPACE,
+                            "name": contract.ENV_K8S_NAMESPACE,
                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
                         },
                         {
@@ -63,7 +63,7 @@ def sandbox_pod() -> dict[str, Any]:
                             "valueFrom": {"fieldRef": {"fieldPath": LABEL_PATH}},
                         },
                         {
-                            "name": constants.OTEL_EXPORTER_OTLP_HEADERS,
+                            "name": contract.OTEL_EXPORTER_OTLP_HEADERS,
                             "valueFrom": {"secretKeyRef": {"name": "otlp", "key": "headers"}},
                         },
                         {
@@ -75,14 +75,14 @@ def sandbox_pod() -> dict[str, Any]:
             ],
             "containers": [
                 {
-                    "name": constants.SANDBOX_CONTAINER,
+                    "name": contract.SANDBOX_CONTAINER,
                     "image": "python:3.12-slim",
                     "command": ["python3", "-c", "print($(GREETING))"],
                     "args": ["$$(literal)", "$(UNDEFINED)"],
                     "env": [
                         {"name": "GREETING", "value": "'hi'"},
                         {"name": "DOUBLE", "value": "$(GREETING)$(GREETING)"},
-                        {"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": "http://127.0.0.1:4318"},
+                        {"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": "http://127.0.0.1:4318"},
                     ],
                     "resources": {
                         "limits": {"cpu": "2", "memory": "1Gi"},
@@ -112,13 +112,13 @@ def test_sidecar_env_resolves_downward_api_and_secrets() -> None:
     pod = sandbox_pod()
     env = podspec.resolve_env(pod, pod["spec"]["initContainers"][0], HOST, secrets)
     assert env == {
-        constants.ENV_SANDBOX_ID: "demo",
-        constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES: "2000",
-        constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES: str(2**30),
-        constants.ENV_K8S_POD_NAME: "demo",
-        constants.ENV_K8S_NAMESPACE: "team-a",
+        contract.ENV_SANDBOX_ID: "demo",
+        contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES: "2000",
+        contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES: str(2**30),
+        contract.ENV_K8S_POD_NAME: "demo",
+        contract.ENV_K8S_NAMESPACE: "team-a",
         "SBX_LABEL": "demo",
-        constants.OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=s3cret",
+        contract.OTEL_EXPORTER_OTLP_HEADERS: "x-api-key=s3cret",
     }
 
 
@@ -127,7 +127,7 @@ def test_unset_limit_resolves_to_the_machine_and_rounds_up() -> None:
     pod["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1500m"}}
     sidecar = pod["spec"]["initContainers"][0]
     env = podspec.resolve_env(pod, sidecar, HOST, secrets)
-    assert env[constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES] == str(HOST.memory_bytes)
+    assert env[contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES] == str(HOST.memory_bytes)
     ref = {"containerName": "sandbox", "resource": "limits.cpu"}
     assert podspec.resource_field_value(pod, ref, "telemetry", HOST) == "2"  # 1.5 CPU, divisor 1: ceil
 

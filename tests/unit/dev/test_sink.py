@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from leap0.dev.sink import OtlpSink
+from leap0_dev.sink import OtlpSink
 
 RESOURCE = Resource.create({"leap0.sandbox.id": "demo", "leap0.org.id": "acme", "service.name": "app"})
 

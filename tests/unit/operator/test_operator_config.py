@@ -8,13 +8,13 @@ import sys
 import pytest
 from support import subprocess_env
 
-from leap0 import constants
+import leap0_contract as contract
 from leap0_operator import config
 
 
 def test_defaults_serve_the_whole_cluster_with_the_contracts_default_image() -> None:
     operator_config, options = config.parse([], {})
-    assert operator_config.default_image == constants.DEFAULT_IMAGE
+    assert operator_config.default_image == contract.DEFAULT_IMAGE
     assert operator_config.sidecar_image == "ghcr.io/leap0-dev/leap0-sidecar:0.1.0"
     assert operator_config.expired_retention_s == 3600
     assert operator_config.default_otlp_endpoint is None

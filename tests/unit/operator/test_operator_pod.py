@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from leap0 import constants
+import leap0_contract as contract
 from leap0_operator.config import OperatorConfig
 from leap0_operator.pod import build_pod
 from leap0_operator.resolve import SpecError, resolve
@@ -19,7 +19,7 @@ def owner(name: str = "sbx-1", namespace: str = "team-a", **labels: str) -> dict
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
     if labels:
         meta["labels"] = labels
-    return {"apiVersion": constants.API_VERSION, "kind": constants.SANDBOX_KIND, "metadata": meta}
+    return {"apiVersion": contract.API_VERSION, "kind": contract.SANDBOX_KIND, "metadata": meta}
 
 
 def _pod(spec: dict[str, Any], template: dict[str, Any] | None = None, org: str = "acme") -> dict[str, Any]:
@@ -41,9 +41,9 @@ def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
     assert pod["metadata"]["name"] == "sbx-1"
     assert pod["metadata"]["namespace"] == "team-a"
     assert pod["metadata"]["labels"] == {
-        constants.LABEL_SANDBOX_ID: "sbx-1",
-        constants.LABEL_ORG_ID: "acme",
-        constants.LABEL_TEMPLATE_ID: "default",
+        contract.LABEL_SANDBOX_ID: "sbx-1",
+        contract.LABEL_ORG_ID: "acme",
+        contract.LABEL_TEMPLATE_ID: "default",
         "app.kubernetes.io/managed-by": "leap0-operator",
     }
     spec = pod["spec"]
@@ -51,7 +51,7 @@ def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
     assert spec["shareProcessNamespace"] is True
     assert spec["automountServiceAccountToken"] is False
     sandbox = _container(pod, "sandbox")
-    assert sandbox["image"] == constants.DEFAULT_IMAGE
+    assert sandbox["image"] == contract.DEFAULT_IMAGE
     assert sandbox["resources"] == {
         "limits": {"cpu": "1", "memory": "1024Mi"},
         "requests": {"cpu": "1", "memory": "1024Mi"},
@@ -88,25 +88,25 @@ def test_sidecar_is_locked_down_and_probed_on_its_health_port() -> None:
         ("readinessProbe", "/readyz"),
         ("livenessProbe", "/healthz"),
     ):
-        assert telemetry[probe]["httpGet"] == {"path": path, "port": constants.SIDECAR_HEALTH_PORT}
+        assert telemetry[probe]["httpGet"] == {"path": path, "port": contract.SIDECAR_HEALTH_PORT}
 
 
 def test_identity_and_downward_api_limits_reach_the_sidecar() -> None:
     env = _env(_container(_pod({"template": "gpu", "disk": 2048}, template={}), "telemetry"))
-    assert env[constants.ENV_SANDBOX_ID] == "sbx-1"
-    assert env[constants.ENV_ORG_ID] == "acme"
-    assert env[constants.ENV_TEMPLATE_ID] == "gpu"
-    assert env[constants.ENV_WORKSPACE] == "/workspace"
-    assert env[constants.ENV_K8S_NAMESPACE] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert env[constants.ENV_K8S_POD_NAME] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env[contract.ENV_SANDBOX_ID] == "sbx-1"
+    assert env[contract.ENV_ORG_ID] == "acme"
+    assert env[contract.ENV_TEMPLATE_ID] == "gpu"
+    assert env[contract.ENV_WORKSPACE] == "/workspace"
+    assert env[contract.ENV_K8S_NAMESPACE] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env[contract.ENV_K8S_POD_NAME] == {"fieldRef": {"fieldPath": "metadata.name"}}
     ref = {"containerName": "sandbox"}
-    assert env[constants.ENV_SANDBOX_CPU_LIMIT_MILLICORES] == {
+    assert env[contract.ENV_SANDBOX_CPU_LIMIT_MILLICORES] == {
         "resourceFieldRef": {**ref, "resource": "limits.cpu", "divisor": "1m"}
     }
-    assert env[constants.ENV_SANDBOX_MEMORY_LIMIT_BYTES] == {
+    assert env[contract.ENV_SANDBOX_MEMORY_LIMIT_BYTES] == {
         "resourceFieldRef": {**ref, "resource": "limits.memory", "divisor": "1"}
     }
-    assert env[constants.ENV_SANDBOX_DISK_LIMIT_BYTES] == {
+    assert env[contract.ENV_SANDBOX_DISK_LIMIT_BYTES] == {
         "resourceFieldRef": {**ref, "resource": "limits.ephemeral-storage", "divisor": "1"}
     }
 
@@ -116,7 +116,7 @@ def test_disk_limits_ephemeral_storage_and_the_workspace() -> None:
     limits = _container(pod, "sandbox")["resources"]["limits"]
     assert limits == {"cpu": "2", "memory": "2048Mi", "ephemeral-storage": "512Mi"}
     assert pod["spec"]["volumes"] == [{"name": "workspace", "emptyDir": {"sizeLimit": "512Mi"}}]
-    assert constants.ENV_SANDBOX_DISK_LIMIT_BYTES not in _env(_container(_pod({}), "telemetry"))
+    assert contract.ENV_SANDBOX_DISK_LIMIT_BYTES not in _env(_container(_pod({}), "telemetry"))
 
 
 def test_upstream_otlp_settings_go_to_the_sidecar_only_and_the_app_points_at_it() -> None:
@@ -204,21 +204,21 @@ def test_template_supplies_defaults_and_placement_and_the_sandbox_wins() -> None
     assert pod["spec"]["runtimeClassName"] == "gvisor"
     assert pod["spec"]["nodeSelector"] == {"sandboxes": "yes"}
     assert pod["spec"]["tolerations"] == template["tolerations"]
-    assert pod["metadata"]["labels"][constants.LABEL_TEMPLATE_ID] == "agent"
+    assert pod["metadata"]["labels"][contract.LABEL_TEMPLATE_ID] == "agent"
 
 
 def test_missing_default_template_is_fine_but_a_named_one_is_a_permanent_error() -> None:
     assert resolve({}, None, CONFIG).template_id == "default"
     with pytest.raises(SpecError) as raised:
         resolve({"template": "nope"}, None, CONFIG)
-    assert raised.value.reason == constants.REASON_TEMPLATE_NOT_FOUND
+    assert raised.value.reason == contract.REASON_TEMPLATE_NOT_FOUND
     assert '"nope"' in raised.value.message
 
 
 def test_no_image_anywhere_is_a_permanent_error() -> None:
     with pytest.raises(SpecError) as raised:
         resolve({}, None, OperatorConfig(default_image=""))
-    assert raised.value.reason == constants.REASON_INVALID_SPEC
+    assert raised.value.reason == contract.REASON_INVALID_SPEC
     assert "image" in raised.value.message
 
 
@@ -229,7 +229,7 @@ def test_out_of_range_template_values_are_rejected() -> None:
 
 def test_the_sandbox_adopts_its_pod_as_controller_without_lending_it_its_labels() -> None:
     pod = build_pod(
-        owner=owner("s", "n", team="x", **{constants.LABEL_SANDBOX_ID: "forged"}),
+        owner=owner("s", "n", team="x", **{contract.LABEL_SANDBOX_ID: "forged"}),
         effective=resolve({}, None, CONFIG),
         org_id="n",
         config=CONFIG,
@@ -247,10 +247,10 @@ def test_the_sandbox_adopts_its_pod_as_controller_without_lending_it_its_labels(
     assert (pod["metadata"]["name"], pod["metadata"]["namespace"]) == ("s", "n")
     assert "generateName" not in pod["metadata"]
     assert pod["metadata"]["labels"] == {
-        constants.LABEL_SANDBOX_ID: "s",
-        constants.LABEL_ORG_ID: "n",
-        constants.LABEL_TEMPLATE_ID: "default",
-        constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
+        contract.LABEL_SANDBOX_ID: "s",
+        contract.LABEL_ORG_ID: "n",
+        contract.LABEL_TEMPLATE_ID: "default",
+        contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
     }
 
 
@@ -261,7 +261,7 @@ APP_EXIT_BUDGET_S = 5  # what must be left for the app, which Kubernetes stops b
 def test_the_pods_grace_period_leaves_the_sidecar_time_to_flush() -> None:
     """Kubernetes stops the app, then the native sidecar, within one grace period; the sidecar's flush
     deadline (SIGTERM → flush the queue → exit 0) must fit in it, or its last telemetry is SIGKILLed away."""
-    from leap0_sidecar import settings
+    from leap0_sidecar import config as sidecar_config
 
     for built in (
         _pod({}),
@@ -269,12 +269,14 @@ def test_the_pods_grace_period_leaves_the_sidecar_time_to_flush() -> None:
     ):
         grace = built["spec"].get("terminationGracePeriodSeconds", KUBERNETES_DEFAULT_GRACE_S)
         sidecar_env = _env(_container(built, "telemetry"))
-        deadline = float(sidecar_env.get(settings.ENV_SHUTDOWN_TIMEOUT, settings.DEFAULT_SHUTDOWN_TIMEOUT_S))
+        deadline = float(
+            sidecar_env.get(contract.ENV_SIDECAR_SHUTDOWN_TIMEOUT, sidecar_config.DEFAULT_SHUTDOWN_TIMEOUT_S)
+        )
         assert deadline + APP_EXIT_BUDGET_S <= grace, (deadline, grace)
 
 
 def test_pod_names_are_the_contracts_letter_for_letter() -> None:
-    """Literal names (SPEC.md and the operator issue), so a renamed constant cannot silently move them."""
+    """Literal names (the documented contract), so a renamed constant cannot silently move them."""
     pod = _pod({"template": "gpu"}, template={})
     assert {
         "leap0.dev/sandbox-id": "sbx-1",

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from leap0 import constants
+import leap0_contract as contract
 from leap0_operator.apicalls import API_CALLS, permissions, rbac_rules
 
 RBAC = Path(__file__).resolve().parents[3] / "operator" / "rbac.yaml"
@@ -54,9 +54,9 @@ def test_every_call_says_why_and_covers_what_the_operator_does() -> None:
         ("", "pods", "create"),
         ("", "pods", "delete"),
         ("", "pods", "watch"),
-        (constants.GROUP, "sandboxes/status", "patch"),
-        (constants.GROUP, "sandboxes", "delete"),
-        (constants.GROUP, "sandboxtemplates", "list"),
+        (contract.GROUP, "sandboxes/status", "patch"),
+        (contract.GROUP, "sandboxes", "delete"),
+        (contract.GROUP, "sandboxtemplates", "list"),
         ("kopf.dev", "kopfpeerings", "patch"),
     }
     assert needed <= permissions()

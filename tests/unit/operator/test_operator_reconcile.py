@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from leap0 import constants
+import leap0_contract as contract
 from leap0_operator.config import OperatorConfig
 from leap0_operator.pod import build_pod
 from leap0_operator.reconcile import (
@@ -81,14 +81,14 @@ def terminated(**state: Any) -> dict[str, Any]:
 # --- pod_state -----------------------------------------------------------------------------------------
 def test_a_pod_without_status_is_pending_as_just_created() -> None:
     state = pod_state(pod())
-    assert (state.phase, state.reason) == (constants.PHASE_PENDING, constants.REASON_POD_CREATED)
+    assert (state.phase, state.reason) == (contract.PHASE_PENDING, contract.REASON_POD_CREATED)
 
 
 def test_all_containers_ready_is_running_with_ip_and_start_time() -> None:
     state = pod_state(pod(running()))
     assert (state.phase, state.reason, state.ip, state.started_at) == (
-        constants.PHASE_RUNNING,
-        constants.REASON_RUNNING,
+        contract.PHASE_RUNNING,
+        contract.REASON_RUNNING,
         "10.0.0.7",
         format_time(at(3)),
     )
@@ -98,7 +98,7 @@ def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
     status = running()
     status["initContainerStatuses"][0]["ready"] = False
     state = pod_state(pod(status))
-    assert (state.phase, state.reason) == (constants.PHASE_PENDING, constants.REASON_CONTAINERS_NOT_READY)
+    assert (state.phase, state.reason) == (contract.PHASE_PENDING, contract.REASON_CONTAINERS_NOT_READY)
     assert "telemetry" in state.message
 
 
@@ -116,7 +116,7 @@ def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
                     }
                 ],
             },
-            constants.REASON_IMAGE_PULL_ERROR,
+            contract.REASON_IMAGE_PULL_ERROR,
             "nope:1",
         ),
         (
@@ -124,10 +124,10 @@ def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
                 "phase": "Pending",
                 "containerStatuses": [{"name": "sandbox", "state": {"waiting": {"reason": "ErrImagePull"}}}],
             },
-            constants.REASON_IMAGE_PULL_ERROR,
+            contract.REASON_IMAGE_PULL_ERROR,
             "cannot pull",
         ),
-        (terminated(reason="OOMKilled", exitCode=137), constants.REASON_OOM_KILLED, "out of memory"),
+        (terminated(reason="OOMKilled", exitCode=137), contract.REASON_OOM_KILLED, "out of memory"),
         (
             {
                 "phase": "Running",
@@ -135,7 +135,7 @@ def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
                     {"name": "telemetry", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
                 ],
             },
-            constants.REASON_CRASH_LOOP,
+            contract.REASON_CRASH_LOOP,
             "telemetry",
         ),
         (
@@ -150,21 +150,21 @@ def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
                     }
                 ],
             },
-            constants.REASON_UNSCHEDULABLE,
+            contract.REASON_UNSCHEDULABLE,
             "0/3 nodes",
         ),
-        (terminated(reason="Error", exitCode=3), constants.REASON_CONTAINER_FAILED, "code 3"),
-        (terminated(reason="Completed", exitCode=0), constants.REASON_COMPLETED, "code 0"),
+        (terminated(reason="Error", exitCode=3), contract.REASON_CONTAINER_FAILED, "code 3"),
+        (terminated(reason="Completed", exitCode=0), contract.REASON_COMPLETED, "code 0"),
         (
             {"phase": "Failed", "reason": "Evicted", "message": "node ran out of disk"},
-            constants.REASON_POD_FAILED,
+            contract.REASON_POD_FAILED,
             "out of disk",
         ),
     ],
 )
 def test_failures_carry_the_reason_a_user_needs(status: dict[str, Any], reason: str, words: str) -> None:
     state = pod_state(pod(status))
-    assert state.phase == constants.PHASE_FAILED
+    assert state.phase == contract.PHASE_FAILED
     assert state.reason == reason
     assert words in state.message
 
@@ -187,7 +187,7 @@ def test_drift_survives_trimming_for_the_index() -> None:
     edited = pod()
     edited["spec"]["initContainers"][0]["image"] = "other-sidecar"
     assert detect_drift(trim_pod(edited)) == detect_drift(edited)
-    assert json.loads(trim_pod(edited)["metadata"]["annotations"][constants.ANNOTATION_POD_IMAGES])
+    assert json.loads(trim_pod(edited)["metadata"]["annotations"][contract.ANNOTATION_POD_IMAGES])
 
 
 def test_trimmed_pod_gives_the_same_state() -> None:
@@ -204,18 +204,18 @@ def test_new_sandbox_creates_its_pod_and_becomes_pending() -> None:
     assert not decision.delete_sandbox
     status = decision.status
     assert status is not None
-    assert status["phase"] == constants.PHASE_PENDING
+    assert status["phase"] == contract.PHASE_PENDING
     assert status["podName"] == "s"
-    assert status["expiresAt"] == format_time(at(constants.DEFAULT_TIMEOUT_S))
+    assert status["expiresAt"] == format_time(at(contract.DEFAULT_TIMEOUT_S))
     assert (status["vcpu"], status["memory"], status["templateId"], status["observedGeneration"]) == (
         1,
         1024,
         "default",
         1,
     )
-    assert status["conditions"][0]["type"] == constants.CONDITION_READY
+    assert status["conditions"][0]["type"] == contract.CONDITION_READY
     assert status["conditions"][0]["status"] == "False"
-    assert decision.wake_at == at(constants.DEFAULT_TIMEOUT_S)
+    assert decision.wake_at == at(contract.DEFAULT_TIMEOUT_S)
 
 
 def test_the_pods_first_event_needs_no_second_write() -> None:
@@ -232,7 +232,7 @@ def test_running_pod_makes_the_sandbox_running_and_ready() -> None:
     status = decision.status
     assert status is not None
     assert not decision.create_pod
-    assert status["phase"] == constants.PHASE_RUNNING
+    assert status["phase"] == contract.PHASE_RUNNING
     assert status["podIP"] == "10.0.0.7"
     assert status["startedAt"] == format_time(at(3))
     ready = status["conditions"][0]
@@ -259,7 +259,7 @@ def test_pod_deleted_while_live_is_recreated() -> None:
     decision = plan(sandbox(status=status), None, None, at(10), CONFIG)
     assert decision.create_pod
     assert decision.status is not None
-    assert decision.status["reason"] == constants.REASON_POD_DELETED
+    assert decision.status["reason"] == contract.REASON_POD_DELETED
     assert "podIP" not in decision.status
     assert decision.status["startedAt"] == status["startedAt"] if status else False
 
@@ -281,11 +281,11 @@ def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
     assert not decision.create_pod
     assert not decision.delete_pod
     assert decision.status is not None
-    drift = [c for c in decision.status["conditions"] if c["type"] == constants.CONDITION_POD_SPEC_DRIFT]
+    drift = [c for c in decision.status["conditions"] if c["type"] == contract.CONDITION_POD_SPEC_DRIFT]
     assert drift
     assert drift[0]["status"] == "True"
     assert "evil:latest" in drift[0]["message"]
-    assert decision.status["phase"] == constants.PHASE_RUNNING
+    assert decision.status["phase"] == contract.PHASE_RUNNING
 
 
 def test_unknown_template_is_a_permanent_error_and_fails_without_a_pod() -> None:
@@ -297,7 +297,7 @@ def test_unknown_template_is_a_permanent_error_and_fails_without_a_pod() -> None
     assert decision.status is not None
     assert (decision.status["phase"], decision.status["reason"]) == (
         "Failed",
-        constants.REASON_TEMPLATE_NOT_FOUND,
+        contract.REASON_TEMPLATE_NOT_FOUND,
     )
     assert "missing" in decision.status["message"]
 
@@ -406,10 +406,10 @@ def test_template_edits_do_not_rewrite_a_live_sandboxs_values_but_a_recreated_po
 
 
 def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
-    missing = SpecError(constants.REASON_TEMPLATE_NOT_FOUND, "no template late")
+    missing = SpecError(contract.REASON_TEMPLATE_NOT_FOUND, "no template late")
     status = failed(sandbox({"template": "late"}), missing, at(1), CONFIG).status
     assert status is not None
-    assert status["reason"] == constants.REASON_TEMPLATE_NOT_FOUND
+    assert status["reason"] == contract.REASON_TEMPLATE_NOT_FOUND
     later = plan(sandbox({"template": "late"}, status), {"memory": 2048}, None, at(2), CONFIG)
     assert later.create_pod
     assert later.status is not None
@@ -420,7 +420,7 @@ def test_a_pod_refused_as_invalid_fails_with_the_servers_message() -> None:
     refused = kopf.PermanentError("the API server refused creating pod s: spec.containers[0].image: Required")
     status = failed(sandbox(), refused, at(1), CONFIG).status
     assert status is not None
-    assert (status["phase"], status["reason"]) == ("Failed", constants.REASON_INVALID_SPEC)
+    assert (status["phase"], status["reason"]) == ("Failed", contract.REASON_INVALID_SPEC)
     assert status["message"] == str(refused)
     assert status["conditions"][0]["message"] == str(refused)
 
@@ -428,4 +428,4 @@ def test_a_pod_refused_as_invalid_fails_with_the_servers_message() -> None:
 def test_a_permanent_error_does_not_undo_expiry() -> None:
     status = failed(sandbox({"timeout": 30}), kopf.PermanentError("x"), at(31), CONFIG).status
     assert status is not None
-    assert status["phase"] == constants.PHASE_EXPIRED
+    assert status["phase"] == contract.PHASE_EXPIRED

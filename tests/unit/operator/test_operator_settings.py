@@ -7,7 +7,7 @@ import logging
 import kopf
 from kopf._cogs.structs.references import Resource
 
-from leap0 import constants
+import leap0_contract as contract
 from leap0_operator import handlers
 
 
@@ -24,14 +24,14 @@ def test_kopf_bookkeeping_lives_under_leap0_dev() -> None:
     diffbase = settings.persistence.diffbase_storage
     assert isinstance(diffbase, kopf.AnnotationsDiffBaseStorage)
     assert diffbase.prefix == "leap0.dev"
-    assert memo.runtime.config.default_image == constants.DEFAULT_IMAGE
+    assert memo.runtime.config.default_image == contract.DEFAULT_IMAGE
 
 
 def test_only_sandbox_pods_are_watched_and_nothing_is_posted_or_limited() -> None:
     settings, _ = _configured()
     pods = Resource("", "v1", "pods", kind="Pod", namespaced=True)
-    sandboxes = Resource(constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL, namespaced=True)
-    assert settings.watching.label_selectors.collect(pods) == [constants.LABEL_SANDBOX_ID]
+    sandboxes = Resource(contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL, namespaced=True)
+    assert settings.watching.label_selectors.collect(pods) == [contract.LABEL_SANDBOX_ID]
     assert settings.watching.label_selectors.collect(sandboxes) == []
     assert settings.posting.enabled is False
     assert settings.queueing.worker_limit is None

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from leap0.dev.apiserver.exec import ExecHandler, LocalProcessRunner
+from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
 
 @dataclass

@@ -61,7 +61,7 @@ def test_bad_input_is_rejected(command: str | list[str], kw: dict[str, object]) 
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"env": 5}, r"env must be a mapping .* timeout=\.\.\."),  # execute(cmd, cwd, 5), SPEC's short form
+        ({"env": 5}, r"env must be a mapping .* timeout=\.\.\."),  # execute(cmd, cwd, 5), the short form
         ({"env": ["A=1"]}, "env must be a mapping"),
         ({"timeout": "5"}, "timeout must be a number"),
     ],

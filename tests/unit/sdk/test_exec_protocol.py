@@ -9,7 +9,7 @@ import time
 import pytest
 
 from leap0._exec import build_exec_argv, parse_exec_status, run_exec
-from leap0.dev.apiserver.exec import exit_status, start_failure_status
+from leap0_dev.apiserver.exec import exit_status, start_failure_status
 
 
 def _run(endpoint, argv, **kw):

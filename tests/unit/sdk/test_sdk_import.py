@@ -1,4 +1,4 @@
-"""``import leap0`` stays light (the operator imports leap0.constants); the client loads on first use."""
+"""``import leap0`` stays light; the client loads on first use."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from support import subprocess_env
 
 PROBE = """
 import json, sys
-import leap0, leap0.constants, leap0.exceptions
+import leap0, leap0.exceptions
 light = sorted({m.split(".")[0] for m in sys.modules} & {"kubernetes", "pydantic", "opentelemetry", "yaml"})
 from leap0 import Leap0Client, Sandbox, SandboxFailedError
 print(json.dumps({"light": light, "client": Leap0Client.__module__, "sandbox": Sandbox.__module__,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from leap0 import constants as c
+import leap0_contract as c
 from leap0.exceptions import ConfigurationError
 from leap0.models import (
     api_error_message,

@@ -1,4 +1,4 @@
-"""SPEC.md's sidecar settings, letter for letter: the metrics interval defaults to 10 s and
+"""The documented sidecar settings, letter for letter: the metrics interval defaults to 10 s and
 ``LEAP0_METRICS_INTERVAL`` sets it; ``LEAP0_OTLP_GRPC_ENDPOINT``/``LEAP0_OTLP_HTTP_ENDPOINT`` move the
 receivers (host:port)."""
 

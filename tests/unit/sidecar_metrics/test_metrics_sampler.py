@@ -25,7 +25,8 @@ from sidecar_metrics_fixtures import (
 )
 from support import subprocess_env
 
-from leap0_sidecar import metrics, names
+import leap0_contract as contract
+from leap0_sidecar import metrics
 from leap0_sidecar.metrics import MetricsSampler, SamplerConfig
 
 IDENTITY = {"leap0.sandbox.id": "sbx-1", "leap0.org.id": "acme", "leap0.template.id": "default"}
@@ -135,8 +136,8 @@ def test_v2_sample(tmp_path: Path) -> None:
     attributes, gauges, _ = decode(sampler.sample())
     after_first = time.monotonic_ns()
     assert attributes == {**IDENTITY, "k8s.container.name": "sandbox", "leap0.metrics.source": "cgroup-v2"}
-    assert list(gauges) == list(names.SANDBOX_METRICS)[:5]  # no workspace configured: no filesystem gauges
-    assert {n: m.unit for n, m in gauges.items()} == {n: names.SANDBOX_METRICS[n] for n in gauges}
+    assert list(gauges) == list(contract.SANDBOX_METRICS)[:5]  # no workspace configured: no filesystem gauges
+    assert {n: m.unit for n, m in gauges.items()} == {n: contract.SANDBOX_METRICS[n] for n in gauges}
     assert value(gauges["leap0.sandbox.cpu.utilization"]) == 0.0  # no CPU used since the baseline
     assert value(gauges["leap0.sandbox.cpu.limit"]) == 0.5
     assert gauges["leap0.sandbox.cpu.limit"].gauge.data_points[0].WhichOneof("value") == "as_double"
@@ -258,7 +259,7 @@ def test_workspace_gauges(tmp_path: Path) -> None:
     assert sampler.workspace.mode == "walk"  # a plain directory: not its own filesystem
     assert sampler.workspace.wait_ready(5.0)
     _, gauges, _ = decode(sampler.sample())
-    assert list(gauges) == list(names.SANDBOX_METRICS)
+    assert list(gauges) == list(contract.SANDBOX_METRICS)
     usage = value(gauges["leap0.sandbox.filesystem.usage"])
     assert 4 * MIB <= usage <= 4 * MIB + 64 * 1024
     assert value(gauges["leap0.sandbox.filesystem.utilization"]) == pytest.approx(usage / (16 * MIB) * 100)

@@ -1,8 +1,8 @@
 """``leap0 dev up``: the whole chain on one machine, no cluster.
 
-Starts, in this order: a console OTLP sink (:mod:`leap0.dev.sink`), the embedded API server with the CRDs
-(:mod:`leap0.dev.apiserver`) and a ``default`` SandboxTemplate, the operator (``python -m leap0_operator``,
-a child process), the local pod runner (:mod:`leap0.dev.runner`), then applies the quickstart Sandbox
+Starts, in this order: a console OTLP sink (:mod:`leap0_dev.sink`), the embedded API server with the CRDs
+(:mod:`leap0_dev.apiserver`) and a ``default`` SandboxTemplate, the operator (``python -m leap0_operator``,
+a child process), the local pod runner (:mod:`leap0_dev.runner`), then applies the quickstart Sandbox
 (``examples/quickstart/demo-sandbox.yaml``) with its endpoint pointed at the sink. The sink prints the
 sandbox's metrics and the demo's spans as they arrive. Ctrl-C (or SIGTERM) stops everything.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from leap0 import constants
+import leap0_contract as contract
 
 from .apiserver import ServerThread
 from .runner import Runner, RunnerConfig
@@ -42,9 +42,9 @@ class UpOptions:
     port: int = 6443
     kubeconfig: Path = Path("kubeconfig.yaml")
     sink_port: int = 4319
-    otlp_grpc_port: int = constants.OTLP_GRPC_PORT
-    otlp_http_port: int = constants.OTLP_HTTP_PORT
-    health_port: int = constants.SIDECAR_HEALTH_PORT
+    otlp_grpc_port: int = contract.OTLP_GRPC_PORT
+    otlp_http_port: int = contract.OTLP_HTTP_PORT
+    health_port: int = contract.SIDECAR_HEALTH_PORT
     metrics_interval: float | None = None
     example: bool = True
     duration: float | None = None  # stop by itself after this many seconds (tests, demos)
@@ -68,21 +68,21 @@ def example_sandbox(sink_url: str, path: Path | None = None) -> dict[str, Any]:
     """The quickstart Sandbox with its OTLP endpoint pointed at the sink."""
     source = path or EXAMPLE
     sandbox: dict[str, Any] = yaml.safe_load(source.read_text())
-    env = [e for e in sandbox["spec"].get("env", []) if e["name"] != constants.OTEL_EXPORTER_OTLP_ENDPOINT]
-    env.append({"name": constants.OTEL_EXPORTER_OTLP_ENDPOINT, "value": sink_url})
+    env = [e for e in sandbox["spec"].get("env", []) if e["name"] != contract.OTEL_EXPORTER_OTLP_ENDPOINT]
+    env.append({"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": sink_url})
     sandbox["spec"]["env"] = env
     return sandbox
 
 
 def default_template() -> dict[str, Any]:
     return {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.TEMPLATE_KIND,
-        "metadata": {"name": constants.DEFAULT_TEMPLATE_ID},
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
+        "metadata": {"name": contract.DEFAULT_TEMPLATE_ID},
         "spec": {
-            "vcpu": constants.DEFAULT_VCPU,
-            "memory": constants.DEFAULT_MEMORY_MIB,
-            "timeout": constants.DEFAULT_TIMEOUT_S,
+            "vcpu": contract.DEFAULT_VCPU,
+            "memory": contract.DEFAULT_MEMORY_MIB,
+            "timeout": contract.DEFAULT_TIMEOUT_S,
         },
     }
 
@@ -134,7 +134,7 @@ def _phase_watch(custom: Any, console: Console, stop: threading.Event) -> None:
     while not stop.wait(1):
         with contextlib.suppress(Exception):
             items = custom.list_cluster_custom_object(
-                constants.GROUP, constants.VERSION, constants.SANDBOX_PLURAL
+                contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL
             )["items"]
             for item in items:
                 key = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
@@ -170,7 +170,7 @@ def run(options: UpOptions) -> int:
             api_client = server.api_client()
             custom = client.CustomObjectsApi(api_client)
             custom.create_namespaced_custom_object(
-                constants.GROUP, constants.VERSION, NAMESPACE, constants.TEMPLATE_PLURAL, default_template()
+                contract.GROUP, contract.VERSION, NAMESPACE, contract.TEMPLATE_PLURAL, default_template()
             )
             console(f"apiserver: CRDs installed, SandboxTemplate {NAMESPACE}/default created")
 
@@ -211,7 +211,7 @@ def run(options: UpOptions) -> int:
             if options.example:
                 sandbox = example_sandbox(sink.url)
                 custom.create_namespaced_custom_object(
-                    constants.GROUP, constants.VERSION, NAMESPACE, constants.SANDBOX_PLURAL, sandbox
+                    contract.GROUP, contract.VERSION, NAMESPACE, contract.SANDBOX_PLURAL, sandbox
                 )
                 console(f"example: Sandbox {NAMESPACE}/{sandbox['metadata']['name']} applied")
             threading.Thread(target=_phase_watch, args=(custom, console, stop), daemon=True).start()

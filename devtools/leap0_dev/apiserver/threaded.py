@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from leap0.crds import load_crds
+from leap0_dev.crds import load_crds
 
 from .kubeconfig import write_kubeconfig
 from .server import ApiServer

@@ -8,11 +8,11 @@ from typing import Any
 import yaml
 
 _PACKAGED = Path(__file__).parent / "_crds"
-_REPO = Path(__file__).resolve().parent.parent / "crds"
+_REPO = Path(__file__).resolve().parent.parent.parent / "crds"
 
 
 def crd_dir() -> Path:
-    """The folder holding the CRD manifests: ``crds/`` in a checkout, else the copy packaged with leap0."""
+    """The folder holding the CRD manifests: ``crds/`` in a checkout, else the copy packaged here."""
     return _REPO if _REPO.is_dir() else _PACKAGED
 
 

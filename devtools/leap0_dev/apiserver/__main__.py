@@ -1,4 +1,4 @@
-"""``python -m leap0.dev.apiserver`` is ``leap0 dev apiserver``."""
+"""``python -m leap0_dev.apiserver`` is ``leap0 dev apiserver``."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ It watches pods and, for each one:
 - when the pod goes, stops the main containers, then the sidecars (SIGTERM, then SIGKILL after the grace
   period).
 
-The decisions are pure functions in :mod:`leap0.dev.podspec`; this module does the processes and API calls.
+The decisions are pure functions in :mod:`leap0_dev.podspec`; this module does the processes and API calls.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leap0 import constants
+import leap0_contract as contract
 
 from . import podspec
 from .podspec import ContainerState, Host, Obj, PodSpecError
@@ -87,9 +87,9 @@ def sidecar_command() -> tuple[list[str], dict[str, str]]:
 class RunnerConfig:
     """Settings of the local runner (``leap0 dev up`` exposes the ports)."""
 
-    otlp_grpc_port: int = constants.OTLP_GRPC_PORT
-    otlp_http_port: int = constants.OTLP_HTTP_PORT
-    health_port: int = constants.SIDECAR_HEALTH_PORT
+    otlp_grpc_port: int = contract.OTLP_GRPC_PORT
+    otlp_http_port: int = contract.OTLP_HTTP_PORT
+    health_port: int = contract.SIDECAR_HEALTH_PORT
     # LEAP0_METRICS_INTERVAL for every sidecar (None: what the pod spec says).
     metrics_interval: float | None = None
     workdir: Path | None = None
@@ -436,7 +436,7 @@ class LocalPod:
         http = _free_port(self.config.otlp_http_port, taken | {grpc})
         health = _free_port(self.config.health_port, taken | {grpc, http})
         self.ports = [grpc, http, health]
-        remap = {constants.OTLP_GRPC_PORT: grpc, constants.OTLP_HTTP_PORT: http}
+        remap = {contract.OTLP_GRPC_PORT: grpc, contract.OTLP_HTTP_PORT: http}
         sidecar_argv, sidecar_env = sidecar_command()
         if self.config.sidecar_argv is not None:
             sidecar_argv = list(self.config.sidecar_argv)
@@ -464,14 +464,14 @@ class LocalPod:
             }
             env = podspec.resolve_env(self.pod, container_spec, host, lookups.secrets, lookups.config_maps)
             env = podspec.map_paths(podspec.rewrite_local_endpoints(env, remap), mounts)
-            if name == constants.TELEMETRY_CONTAINER:
+            if name == contract.TELEMETRY_CONTAINER:
                 argv = [*sidecar_argv, *container_spec.get("args", [])]
                 env.update(sidecar_env)
-                env[constants.ENV_OTLP_GRPC_ENDPOINT] = f"127.0.0.1:{grpc}"
-                env[constants.ENV_OTLP_HTTP_ENDPOINT] = f"127.0.0.1:{http}"
-                env[constants.ENV_HEALTH_ENDPOINT] = f"127.0.0.1:{health}"
+                env[contract.ENV_OTLP_GRPC_ENDPOINT] = f"127.0.0.1:{grpc}"
+                env[contract.ENV_OTLP_HTTP_ENDPOINT] = f"127.0.0.1:{http}"
+                env[contract.ENV_HEALTH_ENDPOINT] = f"127.0.0.1:{health}"
                 if self.config.metrics_interval is not None:
-                    env[constants.ENV_METRICS_INTERVAL] = str(self.config.metrics_interval)
+                    env[contract.ENV_METRICS_INTERVAL] = str(self.config.metrics_interval)
             else:
                 command = podspec.local_command(container_spec, env, sys.executable)
                 if command is None:
@@ -499,7 +499,7 @@ class LocalPod:
                 limits,
                 f"{self.namespace}_{self.name}_{self.uid[:8]}_{name}",
             )
-            if name == constants.TELEMETRY_CONTAINER:
+            if name == contract.TELEMETRY_CONTAINER:
                 container.probe_port = health
             (self.main if is_main else self.sidecars).append(container)
 
@@ -510,7 +510,7 @@ class LocalPod:
         # the main containers are released: the order a kubelet keeps for native sidecars.
         for container in self.main:
             container.spawn(self.config.log, hold=True)
-        sandbox = next((c for c in self.main if c.spec["name"] == constants.SANDBOX_CONTAINER), None)
+        sandbox = next((c for c in self.main if c.spec["name"] == contract.SANDBOX_CONTAINER), None)
         for container in self.sidecars:
             if sandbox is not None and sandbox.pid is not None:
                 container.env["LEAP0_SANDBOX_PID"] = str(sandbox.pid)
@@ -595,7 +595,7 @@ class PodExecRunner:
     """Runs ``kubectl exec`` / SDK ``process.execute`` commands in the pod's container as the runner runs it:
     the container's environment and directory, and its cgroup when it has one.
 
-    The ``ExecRunner`` of ``leap0.dev.apiserver.exec`` (plug it with ``ExecHandler(PodExecRunner(runner))``).
+    The ``ExecRunner`` of ``leap0_dev.apiserver.exec`` (plug it with ``ExecHandler(PodExecRunner(runner))``).
     """
 
     def __init__(self, runner: Runner) -> None:

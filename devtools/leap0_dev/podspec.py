@@ -1,7 +1,7 @@
 """Pure pod-spec arithmetic for the local pod runner: env resolution, quantities, commands, pod status.
 
 Everything here takes plain data (pod dicts as the API returns them) and returns plain data, so it is
-unit-tested without a server or a process. ``leap0.dev.runner`` does the I/O.
+unit-tested without a server or a process. ``leap0_dev.runner`` does the I/O.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from leap0.crds import load_crds
+from leap0_dev.crds import load_crds
 
 from .exec import ExecHandler
 from .kubeconfig import write_kubeconfig

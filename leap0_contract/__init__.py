@@ -1,12 +1,20 @@
-"""Names shared by the SDK, the operator and the dev tools: they exist once, here.
+"""The product contract's names, once: every part of leap0 imports them from here.
 
-This module imports nothing heavy, so the operator can use it without pulling in the SDK's client.
-The values follow ``SPEC.md`` (the product contract) letter for letter.
+Metric names and units, resource attributes, labels, env vars, ports, phases and reasons, the SDK's span and
+histogram names: the SDK (``leap0``), the operator (``leap0_operator``), the sidecar (``leap0_sidecar``), the
+MCP server and the dev tools all read them from this package, and the README's and docs' metric tables are
+checked against :data:`SANDBOX_METRICS` by ``tests/unit/test_contract.py``.
+
+Standard library only: importing it imports nothing else, so the sidecar's and the operator's images carry it
+without the SDK's dependencies.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, NamedTuple
+
+# The version of every part (the distribution, the SDK, the sidecar's scope, the default sidecar image tag).
+PACKAGE_VERSION: Final = "0.1.0"
 
 # --- API group, versions, resources -------------------------------------------------------------
 GROUP: Final = "leap0.dev"
@@ -46,14 +54,26 @@ LABEL_ORG_ID: Final = "leap0.dev/org-id"
 LABEL_TEMPLATE_ID: Final = "leap0.dev/template-id"
 # On a Namespace: the organisation id stamped on every signal of its sandboxes.
 NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
+# On every Sandbox the MCP server creates: created-by = mcp, and the server's owner (`leap0 mcp --owner`).
+LABEL_CREATED_BY: Final = "leap0.dev/created-by"
+CREATED_BY_MCP: Final = "mcp"
+LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
 
 # --- Resource attributes on every signal leaving the sidecar ------------------------------------
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
 ATTR_ORG_ID: Final = "leap0.org.id"
 ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+# Which source the sandbox metrics come from: one of the SOURCE_* values below.
 ATTR_METRICS_SOURCE: Final = "leap0.metrics.source"
+SOURCE_CGROUP_V2: Final = "cgroup-v2"
+SOURCE_CGROUP_V1: Final = "cgroup-v1"
+SOURCE_PSUTIL: Final = "psutil"
+# OpenTelemetry's Kubernetes resource attributes, stamped by the sidecar beside the leap0.* identity.
+ATTR_K8S_NAMESPACE: Final = "k8s.namespace.name"
+ATTR_K8S_POD_NAME: Final = "k8s.pod.name"
+ATTR_K8S_CONTAINER: Final = "k8s.container.name"
 
-# --- Sandbox metrics the sidecar emits (name and unit exactly as SPEC.md) ---------------------------
+# --- Sandbox metrics the sidecar emits ------------------------------------------------------------------
 METRIC_CPU_UTILIZATION: Final = "leap0.sandbox.cpu.utilization"
 METRIC_CPU_LIMIT: Final = "leap0.sandbox.cpu.limit"
 METRIC_MEMORY_UTILIZATION: Final = "leap0.sandbox.memory.utilization"
@@ -61,15 +81,43 @@ METRIC_MEMORY_USAGE: Final = "leap0.sandbox.memory.usage"
 METRIC_MEMORY_LIMIT: Final = "leap0.sandbox.memory.limit"
 METRIC_FILESYSTEM_UTILIZATION: Final = "leap0.sandbox.filesystem.utilization"
 METRIC_FILESYSTEM_USAGE: Final = "leap0.sandbox.filesystem.usage"
-SANDBOX_METRICS: Final[dict[str, str]] = {
-    METRIC_CPU_UTILIZATION: "%",
-    METRIC_CPU_LIMIT: "{cpu}",
-    METRIC_MEMORY_UTILIZATION: "%",
-    METRIC_MEMORY_USAGE: "By",
-    METRIC_MEMORY_LIMIT: "By",
-    METRIC_FILESYSTEM_UTILIZATION: "%",
-    METRIC_FILESYSTEM_USAGE: "By",
-}
+UNIT_PERCENT: Final = "%"
+UNIT_CPU: Final = "{cpu}"
+UNIT_BYTES: Final = "By"
+
+
+class MetricSpec(NamedTuple):
+    """One metric of the contract: its name, its UCUM unit and what it means (the docs' wording)."""
+
+    name: str
+    unit: str
+    description: str
+
+
+# The seven sandbox gauges, in the order a sample carries them: the one table the docs are checked against.
+SANDBOX_METRIC_TABLE: Final[tuple[MetricSpec, ...]] = (
+    MetricSpec(
+        METRIC_CPU_UTILIZATION,
+        UNIT_PERCENT,
+        "CPU used over the last interval, as a percentage of the CPU limit",
+    ),
+    MetricSpec(METRIC_CPU_LIMIT, UNIT_CPU, "logical CPUs the sandbox may use"),
+    MetricSpec(METRIC_MEMORY_UTILIZATION, UNIT_PERCENT, "working set as a percentage of the memory limit"),
+    MetricSpec(
+        METRIC_MEMORY_USAGE,
+        UNIT_BYTES,
+        "working set (usage minus inactive file, as the kubelet counts it)",
+    ),
+    MetricSpec(METRIC_MEMORY_LIMIT, UNIT_BYTES, "memory limit"),
+    MetricSpec(
+        METRIC_FILESYSTEM_UTILIZATION,
+        UNIT_PERCENT,
+        "workspace disk usage as a percentage of its limit",
+    ),
+    MetricSpec(METRIC_FILESYSTEM_USAGE, UNIT_BYTES, "workspace disk in use"),
+)
+# name -> unit, in the same order
+SANDBOX_METRICS: Final[dict[str, str]] = {m.name: m.unit for m in SANDBOX_METRIC_TABLE}
 
 # --- Environment variables -------------------------------------------------------------------------
 ENV_SANDBOX_ID: Final = "LEAP0_SANDBOX_ID"
@@ -79,6 +127,22 @@ ENV_OTLP_GRPC_ENDPOINT: Final = "LEAP0_OTLP_GRPC_ENDPOINT"
 ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
+ENV_MCP_TOKEN: Final = "LEAP0_MCP_TOKEN"  # the bearer token of `leap0 mcp --http`
+# The sidecar's own settings (defaults in leap0_sidecar.config).
+ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
+ENV_SIDECAR_QUEUE_BYTES: Final = "LEAP0_SIDECAR_QUEUE_BYTES"
+ENV_SIDECAR_MAX_REQUEST_BYTES: Final = "LEAP0_SIDECAR_MAX_REQUEST_BYTES"
+ENV_SIDECAR_RECEIVE_TIMEOUT: Final = "LEAP0_SIDECAR_RECEIVE_TIMEOUT"
+ENV_SIDECAR_SHUTDOWN_TIMEOUT: Final = "LEAP0_SIDECAR_SHUTDOWN_TIMEOUT"
+ENV_SIDECAR_RETRY_INITIAL: Final = "LEAP0_SIDECAR_RETRY_INITIAL_INTERVAL"
+ENV_SIDECAR_RETRY_MAX: Final = "LEAP0_SIDECAR_RETRY_MAX_INTERVAL"
+ENV_SIDECAR_LOG_LEVEL: Final = "LEAP0_SIDECAR_LOG_LEVEL"
+ENV_SIDECAR_BATCH_LINGER: Final = "LEAP0_SIDECAR_BATCH_LINGER"
+# Development and tests: a process of the sandbox (skips the /proc scan), the root every /proc and /sys read
+# goes under, and one forced metrics source (cgroup-v2, cgroup-v1 or psutil).
+ENV_SANDBOX_PID: Final = "LEAP0_SANDBOX_PID"
+ENV_METRICS_ROOT: Final = "LEAP0_METRICS_ROOT"
+ENV_METRICS_SOURCE: Final = "LEAP0_METRICS_SOURCE"
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_EXPORTER_OTLP_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
@@ -133,8 +197,8 @@ WORKSPACE_PATH: Final = "/workspace"
 # Kubernetes identity of the pod (fieldRef), stamped as k8s.namespace.name / k8s.pod.name.
 ENV_K8S_NAMESPACE: Final = "LEAP0_K8S_NAMESPACE"
 ENV_K8S_POD_NAME: Final = "LEAP0_K8S_POD_NAME"
-# The sidecar's health endpoint (the pod's probes use it; it serves only /healthz and /readyz).
-ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
+# The sidecar's health endpoint (the pod's probes use it; it serves only /healthz and /readyz), set by
+# ENV_HEALTH_ENDPOINT.
 SIDECAR_HEALTH_PORT: Final = 13133
 SIDECAR_HEALTH_PATH: Final = "/healthz"
 SIDECAR_READY_PATH: Final = "/readyz"
@@ -152,6 +216,8 @@ SDK_OP_SANDBOXES_SET_TIMEOUT: Final = "sandboxes.set_timeout"
 SDK_OP_PROCESS_EXECUTE: Final = "process.execute"
 SDK_OP_FILESYSTEM_READ: Final = "filesystem.read"
 SDK_OP_FILESYSTEM_WRITE: Final = "filesystem.write"
+# The MCP server's span per tool call: "mcp.tool <tool name>".
+MCP_TOOL_SPAN_PREFIX: Final = "mcp.tool "
 # Attribute on the duration histograms: ``success`` or ``error``.
 SDK_ATTR_STATUS: Final = "status"
 SDK_STATUS_SUCCESS: Final = "success"
@@ -163,3 +229,28 @@ SDK_SANDBOX_NAME_PREFIX: Final = "sbx-"
 SDK_OTEL_SECRET_SUFFIX: Final = "-otlp"
 SDK_OTEL_SECRET_KEY: Final = OTEL_EXPORTER_OTLP_HEADERS
 SDK_MANAGED_BY: Final = "leap0-sdk"
+
+# --- The sidecar: OTLP signals, paths and its own metrics ---------------------------------------------------
+Signal = Literal["traces", "metrics", "logs"]
+SIGNALS: Final[tuple[Signal, ...]] = ("traces", "metrics", "logs")
+SIGNAL_PATHS: Final[dict[Signal, str]] = {
+    "traces": "/v1/traces",
+    "metrics": "/v1/metrics",
+    "logs": "/v1/logs",
+}
+GRPC_SERVICES: Final[dict[Signal, str]] = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+}
+# Instrumentation scope of everything the sidecar itself produces (the sandbox gauges and its own counters).
+SIDECAR_SCOPE_NAME: Final = "leap0-sidecar"
+SIDECAR_SCOPE_VERSION: Final = PACKAGE_VERSION
+METRIC_SIDECAR_RECEIVED: Final = "leap0.sidecar.requests.received"
+METRIC_SIDECAR_FORWARDED: Final = "leap0.sidecar.requests.forwarded"
+METRIC_SIDECAR_RETRIED: Final = "leap0.sidecar.requests.retried"
+METRIC_SIDECAR_DROPPED: Final = "leap0.sidecar.requests.dropped"
+METRIC_SIDECAR_REFUSED: Final = "leap0.sidecar.requests.refused"
+METRIC_SIDECAR_QUEUE_SIZE: Final = "leap0.sidecar.queue.size"
+METRIC_SIDECAR_QUEUE_BYTES: Final = "leap0.sidecar.queue.bytes"
+METRIC_SIDECAR_QUEUE_CAPACITY: Final = "leap0.sidecar.queue.capacity"

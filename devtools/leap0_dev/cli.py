@@ -1,0 +1,90 @@
+"""``leap0 dev``: the development tools' command line (the embedded API server and the local quickstart)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(dev: argparse.ArgumentParser) -> None:
+    """The ``apiserver`` and ``up`` subcommands, on the ``dev`` parser of the ``leap0`` command."""
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    api = dev_sub.add_parser(
+        "apiserver",
+        help="run the embedded Kubernetes API with the leap0 CRDs",
+        description="Serve an in-memory Kubernetes API (plain http on 127.0.0.1) with the CRDs of crds/ and "
+        "write a kubeconfig for kubectl, the kubernetes client and kopf. Stops on Ctrl-C or SIGTERM.",
+    )
+    api.add_argument(
+        "--port", type=int, default=6443, help="port to listen on (0: any free port; default 6443)"
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    api.add_argument(
+        "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="kubeconfig file to write"
+    )
+    up = dev_sub.add_parser(
+        "up",
+        help="the local quickstart: API server, operator, local pod runner, OTLP console sink, demo sandbox",
+        description="Run the whole chain on this machine: the embedded API server (with the CRDs and "
+        "a default SandboxTemplate), the operator, a local pod runner playing the kubelet (each sandbox "
+        "pod's sidecar, and its command where it can run here, as local processes; in real cgroups when "
+        "root) and a console OTLP sink, then apply a demo Sandbox sending spans. Ctrl-C stops everything.",
+    )
+    up.add_argument("--port", type=int, default=6443, help="API server port (default 6443; 0: any free port)")
+    up.add_argument(
+        "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="kubeconfig file to write"
+    )
+    up.add_argument("--sink-port", type=int, default=4319, help="console OTLP/HTTP sink port (default 4319)")
+    up.add_argument(
+        "--otlp-grpc-port",
+        type=int,
+        default=4317,
+        help="the first sidecar's OTLP/gRPC port (default 4317; a free one when taken)",
+    )
+    up.add_argument(
+        "--otlp-http-port",
+        type=int,
+        default=4318,
+        help="the first sidecar's OTLP/HTTP port (default 4318; a free one when taken)",
+    )
+    up.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=None,
+        help="seconds between the sidecars' metric samples (default: the sidecar's, 10)",
+    )
+    up.add_argument("--no-example", action="store_true", help="do not apply the demo Sandbox")
+    up.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the sidecars' own leap0.sidecar.* metrics"
+    )
+    up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    up.add_argument(
+        "--workdir", type=Path, default=Path(".leap0"), help="logs and pod files (default .leap0)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out a parsed ``leap0 dev ...`` command."""
+    if args.dev_command == "apiserver":
+        from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
+
+        return run(args.host, args.port, args.kubeconfig)
+    if args.dev_command == "up":
+        from leap0_dev.up import UpOptions  # the dev extra's dependencies load only here
+        from leap0_dev.up import run as run_up
+
+        return run_up(
+            UpOptions(
+                port=args.port,
+                kubeconfig=args.kubeconfig,
+                sink_port=args.sink_port,
+                otlp_grpc_port=args.otlp_grpc_port,
+                otlp_http_port=args.otlp_http_port,
+                metrics_interval=args.metrics_interval,
+                example=not args.no_example,
+                duration=args.duration,
+                workdir=args.workdir,
+                verbose=args.verbose,
+            )
+        )
+    raise AssertionError(f"unknown dev command {args.dev_command!r}")
