@@ -38,8 +38,8 @@ from kubernetes import client, config, watch  # noqa: E402
 from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
+import leap0_contract as c  # noqa: E402
 from leap0 import Leap0Client  # noqa: E402
-from leap0 import constants as c  # noqa: E402
 
 STEPS = ("create", "execute", "read", "delete")
 NAMESPACE = "default"
