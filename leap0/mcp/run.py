@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -114,6 +115,9 @@ def run(cmd: McpCommand) -> int:
         file=sys.stderr,
     )
     server = build_server(SandboxTools(client, options))
+    # SIGTERM (kubelet, process managers) ends the server like Ctrl-C, so the client's close() below flushes
+    # the SDK's telemetry. In HTTP mode uvicorn shuts down gracefully first, then re-raises the signal here.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if host_port is None:
             server.run("stdio")
@@ -124,6 +128,10 @@ def run(cmd: McpCommand) -> int:
     finally:
         client.close()  # sandboxes are left alone: their timeout bounds their life
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _serve_http(server: Any, host: str, port: int, token: str | None) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 from mcp_support import call, ok
 from sdk_support import OtlpReceiver
 from support import wait_for
@@ -51,3 +53,22 @@ async def test_telemetry_off_sends_nothing(
         ) as session:
             await ok(session, "list_sandboxes")
         assert receiver.requests == []
+
+
+async def test_sigterm_flushes_the_spans_of_the_http_server(
+    http_server: Callable[..., Any], mcp_args: list[str], apiserver: ServerThread
+) -> None:
+    with OtlpReceiver() as receiver:
+        server = http_server(
+            [*mcp_args, "--http", "127.0.0.1:0", "--insecure-no-auth"],
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+        )
+        url = server.wait_url()
+        async with streamable_http_client(url) as streams, ClientSession(*streams) as session:
+            await session.initialize()
+            await ok(session, "list_sandboxes")
+        server.stop()  # SIGTERM, as the kubelet sends
+        assert server.proc.returncode == 0
+        assert [s["name"] for s in receiver.spans() if s["name"].startswith("mcp.tool ")] == [
+            "mcp.tool list_sandboxes"
+        ]
