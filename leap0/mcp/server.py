@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 import leap0_contract as c
 from leap0 import Leap0Client, Sandbox
+from leap0.exceptions import SandboxFailedError, SandboxTimeoutError
 from leap0.mcp import logic
 from leap0.mcp.logic import ToolFailure
 
@@ -185,7 +186,12 @@ class SandboxTools:
                     "this server's leap0 SDK cannot set a network policy yet: call create_sandbox without "
                     "network (the template's or the operator's default policy applies)"
                 )
-            sandbox = create(**kwargs)
+            try:
+                sandbox = create(**kwargs)
+            except (SandboxFailedError, SandboxTimeoutError) as exc:
+                if exc.sandbox_id:  # created, but not Running: the span names it too
+                    op.set_sandbox_id(exc.sandbox_id)
+                raise
             op.set_sandbox_id(sandbox.id)
             info, text = self._info(sandbox)
             return _ok(info, f"created {text}. Delete it with delete_sandbox when done.")
