@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 import leap0_contract as c
 from leap0 import Leap0Client, Sandbox
@@ -37,6 +37,8 @@ SandboxId = Annotated[
 
 class NetworkSpec(BaseModel):
     """Egress of the sandbox (ingress is always closed)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not silently dropped
 
     policy: Literal["Internet", "DenyAll", "AllowAll", "Custom"] = Field(
         description="Internet: public addresses and DNS only (no private ranges, no cloud metadata server); "

@@ -51,6 +51,11 @@ async def test_bad_arguments_are_tool_errors(
         is_error, _, text = await call(session, "create_sandbox", network={"policy": "Sometimes"})
         assert is_error
         assert "policy" in text
+        is_error, _, text = await call(
+            session, "create_sandbox", network={"policy": "Custom", "allowCidrs": ["10.0.0.0/8"]}
+        )
+        assert is_error
+        assert "allowCidrs" in text
         sid = (await ok(session, "create_sandbox"))["sandbox_id"]
         is_error, _, text = await call(
             session, "write_file", sandbox_id=sid, path="x", content="%%%", encoding="base64"
