@@ -68,6 +68,20 @@ def not_found_message(sandbox_id: str) -> str:
     )
 
 
+def unknown_arguments(tool: str, arguments: Mapping[str, Any], allowed: frozenset[str]) -> str | None:
+    """Why a call with arguments the tool does not take is refused (None if all are known).
+
+    An unknown name is usually a misspelling (``memory_mib`` for ``memory``): refusing it beats running the
+    call without it.
+    """
+    unknown = sorted(set(arguments) - allowed)
+    if not unknown:
+        return None
+    names = ", ".join(repr(u) for u in unknown)
+    known = ", ".join(sorted(allowed)) or "none"
+    return f"{tool} has no parameter {names}: its parameters are {known}. Call again with those names"
+
+
 # --- create_sandbox ----------------------------------------------------------------------------------
 def create_kwargs(
     *,

@@ -466,4 +466,26 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
     ) -> Annotated[CallToolResult, FileList]:
         return tools.list_files(sandbox_id, path)
 
+    _refuse_unknown_arguments(server)
     return server
+
+
+def _refuse_unknown_arguments(server: MCPServer[Any]) -> None:
+    """Middleware: a tools/call naming a parameter the tool does not have is a tool error (the MCP SDK would
+    otherwise drop it silently, and the call would run without what the model meant to set)."""
+    allowed: dict[str, frozenset[str]] = {}
+
+    async def check(ctx: Any, call_next: Any) -> Any:
+        params = ctx.params or {}
+        if ctx.method == "tools/call" and not allowed:
+            for tool in await server.list_tools():
+                allowed[tool.name] = frozenset(tool.input_schema.get("properties", {}))
+        if ctx.method == "tools/call" and params.get("name") in allowed:
+            arguments = params.get("arguments") or {}
+            if isinstance(arguments, dict):
+                refusal = logic.unknown_arguments(params["name"], arguments, allowed[params["name"]])
+                if refusal:
+                    return _error(refusal)
+        return await call_next(ctx)
+
+    server.middleware.append(check)

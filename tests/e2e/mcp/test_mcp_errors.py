@@ -42,6 +42,11 @@ async def test_bad_arguments_are_tool_errors(
     stdio: Callable[..., Any], mcp_args: list[str], cluster: ServerThread
 ) -> None:
     async with stdio(mcp_args) as session:
+        is_error, _, text = await call(session, "create_sandbox", memory_mib=2048)
+        assert is_error
+        assert text.startswith(
+            "create_sandbox has no parameter 'memory_mib': its parameters are env_vars, memory"
+        )
         is_error, _, text = await call(session, "create_sandbox", vcpu="many")
         assert is_error
         assert "vcpu" in text

@@ -59,6 +59,15 @@ def test_execute_text_is_readable() -> None:
     )
 
 
+def test_unknown_arguments_are_named_with_the_known_ones() -> None:
+    allowed = frozenset({"sandbox_id", "path"})
+    assert logic.unknown_arguments("read_file", {"sandbox_id": "x", "path": "p"}, allowed) is None
+    assert logic.unknown_arguments("read_file", {"sandbox_id": "x", "file": "p", "enc": 1}, allowed) == (
+        "read_file has no parameter 'enc', 'file': its parameters are path, sandbox_id. "
+        "Call again with those names"
+    )
+
+
 # --- create_sandbox ----------------------------------------------------------------------------------
 def _kwargs(**overrides: object) -> dict[str, object]:
     args: dict[str, object] = {
