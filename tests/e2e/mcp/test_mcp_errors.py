@@ -151,6 +151,13 @@ async def test_wait_timeout_keeps_the_sandbox(
         assert "get_sandbox" in text
         (listed,) = (await ok(session, "list_sandboxes"))["sandboxes"]
         assert listed["phase"] == c.PHASE_PENDING
+        # no pod yet: the tools that need one say so, and what to do
+        is_error, _, text = await call(
+            session, "execute_command", sandbox_id=listed["sandbox_id"], command="true"
+        )
+        assert is_error
+        assert "has no running pod" in text
+        assert "If it is Pending, wait and call again" in text
 
 
 async def test_a_dead_api_server_is_a_tool_error(
