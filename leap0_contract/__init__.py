@@ -54,6 +54,10 @@ LABEL_ORG_ID: Final = "leap0.dev/org-id"
 LABEL_TEMPLATE_ID: Final = "leap0.dev/template-id"
 # On a Namespace: the organisation id stamped on every signal of its sandboxes.
 NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
+# On every Sandbox the MCP server creates: created-by = mcp, and the server's owner (`leap0 mcp --owner`).
+LABEL_CREATED_BY: Final = "leap0.dev/created-by"
+CREATED_BY_MCP: Final = "mcp"
+LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
 
 # --- Resource attributes on every signal leaving the sidecar ------------------------------------
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
@@ -123,6 +127,7 @@ ENV_OTLP_GRPC_ENDPOINT: Final = "LEAP0_OTLP_GRPC_ENDPOINT"
 ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
+ENV_MCP_TOKEN: Final = "LEAP0_MCP_TOKEN"  # the bearer token of `leap0 mcp --http`
 # The sidecar's own settings (defaults in leap0_sidecar.config).
 ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
 ENV_SIDECAR_QUEUE_BYTES: Final = "LEAP0_SIDECAR_QUEUE_BYTES"
@@ -229,6 +234,8 @@ SDK_OP_SANDBOXES_SET_TIMEOUT: Final = "sandboxes.set_timeout"
 SDK_OP_PROCESS_EXECUTE: Final = "process.execute"
 SDK_OP_FILESYSTEM_READ: Final = "filesystem.read"
 SDK_OP_FILESYSTEM_WRITE: Final = "filesystem.write"
+# The MCP server's span per tool call: "mcp.tool <tool name>".
+MCP_TOOL_SPAN_PREFIX: Final = "mcp.tool "
 # Attribute on the duration histograms: ``success`` or ``error``.
 SDK_ATTR_STATUS: Final = "status"
 SDK_STATUS_SUCCESS: Final = "success"

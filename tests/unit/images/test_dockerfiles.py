@@ -1,4 +1,4 @@
-"""The operator and sidecar images: linted, non-root, pinned, running entry points that exist.
+"""The operator, sidecar and MCP server images: linted, non-root, pinned, running entry points that exist.
 
 The images cannot be built on this machine (no container engine), so these check what can be checked offline.
 """
@@ -22,6 +22,7 @@ from support import REPO
 IMAGES = {
     "operator": REPO / "operator" / "Dockerfile",
     "sidecar": REPO / "sidecar" / "Dockerfile",
+    "mcp": REPO / "mcp-server" / "Dockerfile",
 }
 CHART_VALUES = REPO / "charts" / "leap0-operator" / "values.yaml"
 
@@ -71,8 +72,11 @@ def test_hadolint_does_find_problems(tmp_path: Path) -> None:
 def test_entry_point_is_a_console_script_of_the_project(image: str) -> None:
     entry = [args for word, args in instructions(IMAGES[image]) if word == "ENTRYPOINT"]
     assert len(entry) == 1
-    command = yaml.safe_load(entry[0])[0]
-    assert command == f"leap0-{image}"
+    command, *args = yaml.safe_load(entry[0])
+    if image == "mcp":  # the MCP server is a subcommand of `leap0`
+        assert (command, args) == ("leap0", ["mcp"])
+    else:
+        assert (command, args) == (f"leap0-{image}", [])
     scripts = pyproject()["project"]["scripts"]
     module_name, _, function = scripts[command].partition(":")
     assert callable(getattr(importlib.import_module(module_name), function))
@@ -161,6 +165,7 @@ def test_chart_default_images_are_these_images() -> None:
     for image, repository in (
         ("operator", values["image"]["repository"]),
         ("sidecar", values["sidecar"]["image"]["repository"]),
+        ("mcp", values["mcp"]["image"]["repository"]),
     ):
         labels = " ".join(args for word, args in instructions(IMAGES[image]) if word == "LABEL")
         title = re.search(r'org\.opencontainers\.image\.title="([^"]+)"', labels)
