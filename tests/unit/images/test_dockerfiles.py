@@ -108,19 +108,29 @@ def test_image_runs_as_non_root_from_a_pinned_slim_base(image: str) -> None:
     assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "multi-stage, both stages on the pinned base"
 
 
+# What each image's wheel is built from: its own package and the contract; nothing of the other parts.
+IMAGE_PACKAGES = {
+    "operator": {"leap0_contract", "operator/leap0_operator"},
+    "sidecar": {"leap0_contract", "sidecar/leap0_sidecar"},
+    "mcp": {"leap0_contract", "leap0"},  # the MCP server is an SDK user
+}
+ALL_PACKAGES = {"leap0", "leap0_contract", "operator/leap0_operator", "sidecar/leap0_sidecar", "devtools"}
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_image_installs_only_its_own_extra(image: str) -> None:
     runs = " ".join(args for word, args in instructions(IMAGES[image]) if word == "RUN")
     assert f"scripts/extra_requirements.py {image}" in runs
-    assert "--no-deps /wheels/leap0-" in runs  # the SDK's dependencies stay out of both images
+    if image != "mcp":  # the SDK's dependencies stay out of the operator's and the sidecar's images
+        assert "--no-deps /wheels/leap0-" in runs
 
 
-def test_operator_image_holds_its_package_and_the_contract_only() -> None:
-    steps = instructions(IMAGES["operator"])
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_holds_its_package_and_the_contract_only(image: str) -> None:
+    steps = instructions(IMAGES[image])
     copies = [args for word, args in steps if word == "COPY" and "--from=" not in args]
     sources = {source.rstrip("/") for args in copies for source in args.split()[:-1]}
-    assert {"leap0_contract", "operator/leap0_operator"} <= sources
-    assert not sources & {"leap0", "sidecar/leap0_sidecar", "devtools", "devtools/leap0_dev"}
+    assert sources & ALL_PACKAGES == IMAGE_PACKAGES[image]
 
 
 def test_operator_extra_has_kopf_and_no_kubernetes_client_pydantic_or_otel_sdk() -> None:
