@@ -55,6 +55,8 @@ class Telemetry(Protocol):
 
     def operation(self, name: str, sandbox_id: str | None = None) -> Any: ...
 
+    def span(self, name: str, sandbox_id: str | None = None) -> Any: ...
+
     def close(self) -> None: ...
 
 
@@ -73,6 +75,10 @@ class NoopTelemetry:
 
     @contextmanager
     def operation(self, name: str, sandbox_id: str | None = None) -> Iterator[Operation]:
+        yield _NoopOperation()
+
+    @contextmanager
+    def span(self, name: str, sandbox_id: str | None = None) -> Iterator[Operation]:
         yield _NoopOperation()
 
     def close(self) -> None:
@@ -170,6 +176,28 @@ class OtelTelemetry:
             histogram.record(
                 (time.perf_counter() - started) * 1000.0, {c.SDK_ATTR_STATUS: c.SDK_STATUS_SUCCESS}
             )
+
+    @contextmanager
+    def span(self, name: str, sandbox_id: str | None = None) -> Iterator[Operation]:
+        """A span of the SDK's tracer without a histogram (for layers over the SDK: ``mcp.tool <name>``).
+
+        The SDK operations run inside become its children. An exception ends it with status ERROR.
+        """
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        with self._tracer.start_as_current_span(
+            name, kind=SpanKind.INTERNAL, record_exception=False, set_status_on_exception=False
+        ) as span:
+            op = _SpanOperation(span)
+            if sandbox_id:
+                op.set_sandbox_id(sandbox_id)
+            try:
+                yield op
+            except BaseException as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
+            span.set_status(Status(StatusCode.OK))
 
     def close(self) -> None:
         """Flush and shut down the providers the SDK built itself (never the application's)."""

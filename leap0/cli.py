@@ -20,6 +20,7 @@ _PARTS = {
     "dev": _Part(
         "leap0_dev.cli", "dev", ("aiohttp", "jsonpatch", "cel_expr_python", "kopf", "leap0_sidecar")
     ),
+    "mcp": _Part("leap0.mcp.cli", "mcp", ("mcp", "uvicorn")),
 }
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "dev", help="development tools: embedded API server, local quickstart (extra: dev)", add_help=False
+    )
+    sub.add_parser(
+        "mcp", help="the MCP server: sandboxes as tools for AI agents (extra: mcp)", add_help=False
     )
     known, _ = parser.parse_known_args(argv)
     spec = _PARTS[known.command]

@@ -54,6 +54,10 @@ LABEL_ORG_ID: Final = "leap0.dev/org-id"
 LABEL_TEMPLATE_ID: Final = "leap0.dev/template-id"
 # On a Namespace: the organisation id stamped on every signal of its sandboxes.
 NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
+# On every Sandbox the MCP server creates: created-by = mcp, and the server's owner (`leap0 mcp --owner`).
+LABEL_CREATED_BY: Final = "leap0.dev/created-by"
+CREATED_BY_MCP: Final = "mcp"
+LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
 
 # --- Resource attributes on every signal leaving the sidecar ------------------------------------
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
@@ -123,6 +127,7 @@ ENV_OTLP_GRPC_ENDPOINT: Final = "LEAP0_OTLP_GRPC_ENDPOINT"
 ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
+ENV_MCP_TOKEN: Final = "LEAP0_MCP_TOKEN"  # the bearer token of `leap0 mcp --http`
 # The sidecar's own settings (defaults in leap0_sidecar.config).
 ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
 ENV_SIDECAR_QUEUE_BYTES: Final = "LEAP0_SIDECAR_QUEUE_BYTES"
@@ -168,6 +173,24 @@ REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 REASON_COMPLETED: Final = "Completed"  # the sandbox process exited with code 0 (restartPolicy Never)
 REASON_POD_DELETED: Final = "PodDeleted"  # the pod went away while the sandbox is live; it is recreated
+# Not Running within the startup timeout after its pod was created: Failed, and the pod is deleted.
+REASON_STARTUP_TIMEOUT: Final = "StartupTimeout"
+# The kubelet's own reasons, surfaced as they are (Pending: the kubelet retries; the startup timeout ends
+# them).
+REASON_CREATE_CONTAINER_CONFIG_ERROR: Final = "CreateContainerConfigError"  # e.g. a missing Secret
+REASON_CREATE_CONTAINER_ERROR: Final = "CreateContainerError"
+REASON_RUN_CONTAINER_ERROR: Final = "RunContainerError"
+# Event only (a Warning): deleting the pod of an expired sandbox, or the Sandbox after retention, failed.
+REASON_EXPIRY_DELETION_FAILED: Final = "ExpiryDeletionFailed"
+
+# Seconds a sandbox may take from pod creation to Running (operator --startup-timeout; a template's
+# spec.startupTimeout wins).
+DEFAULT_STARTUP_TIMEOUT_S: Final = 600
+
+# --- Kubernetes Events the operator posts on Sandboxes (core/v1) --------------------------------------
+EVENT_REPORTING_COMPONENT: Final = "leap0-operator"  # source.component ("From" in kubectl describe)
+EVENT_TYPE_NORMAL: Final = "Normal"
+EVENT_TYPE_WARNING: Final = "Warning"
 
 # A second condition: the pod's spec was edited after creation (reported, never reverted).
 CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"
@@ -211,6 +234,8 @@ SDK_OP_SANDBOXES_SET_TIMEOUT: Final = "sandboxes.set_timeout"
 SDK_OP_PROCESS_EXECUTE: Final = "process.execute"
 SDK_OP_FILESYSTEM_READ: Final = "filesystem.read"
 SDK_OP_FILESYSTEM_WRITE: Final = "filesystem.write"
+# The MCP server's span per tool call: "mcp.tool <tool name>".
+MCP_TOOL_SPAN_PREFIX: Final = "mcp.tool "
 # Attribute on the duration histograms: ``success`` or ``error``.
 SDK_ATTR_STATUS: Final = "status"
 SDK_STATUS_SUCCESS: Final = "success"
@@ -247,3 +272,30 @@ METRIC_SIDECAR_REFUSED: Final = "leap0.sidecar.requests.refused"
 METRIC_SIDECAR_QUEUE_SIZE: Final = "leap0.sidecar.queue.size"
 METRIC_SIDECAR_QUEUE_BYTES: Final = "leap0.sidecar.queue.bytes"
 METRIC_SIDECAR_QUEUE_CAPACITY: Final = "leap0.sidecar.queue.capacity"
+
+# --- The operator's own Prometheus metrics (served at /metrics on --metrics-port) ----------------------
+# Names as Prometheus shows them (counters with their _total). Every phase of PHASES is a value of
+# OPERATOR_LABEL_PHASE, zeros included.
+ENV_OPERATOR_METRICS_PORT: Final = "LEAP0_OPERATOR_METRICS_PORT"
+OPERATOR_METRICS_PATH: Final = "/metrics"
+OPERATOR_METRIC_SANDBOXES: Final = "leap0_sandboxes"
+OPERATOR_METRIC_STARTUP_DURATION: Final = "leap0_sandbox_startup_duration_seconds"
+OPERATOR_METRIC_POD_CREATE_DURATION: Final = "leap0_sandbox_pod_create_duration_seconds"
+OPERATOR_METRIC_RECONCILES: Final = "leap0_reconcile_total"
+OPERATOR_METRIC_API_REQUESTS: Final = "leap0_api_requests_total"
+OPERATOR_METRIC_QUEUE_DEPTH: Final = "leap0_work_queue_depth"
+OPERATOR_METRIC_EXPIRY_LATENESS: Final = "leap0_expiry_lateness_seconds"
+OPERATOR_LABEL_PHASE: Final = "phase"
+OPERATOR_LABEL_RESULT: Final = "result"
+OPERATOR_LABEL_METHOD: Final = "method"
+OPERATOR_LABEL_RESOURCE: Final = "resource"
+OPERATOR_LABEL_CODE: Final = "code"
+RECONCILE_OK: Final = "ok"
+RECONCILE_RETRY: Final = "retry"
+RECONCILE_FAILED: Final = "failed"
+RECONCILE_RESULTS: Final = (RECONCILE_OK, RECONCILE_RETRY, RECONCILE_FAILED)
+# The code of an API request that got no HTTP answer (connection refused, reset, timed out).
+API_CODE_NO_RESPONSE: Final = "none"
+# The process metrics of the Prometheus client library (RSS, CPU) the dashboards use.
+PROCESS_METRIC_RSS: Final = "process_resident_memory_bytes"
+PROCESS_METRIC_CPU: Final = "process_cpu_seconds_total"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second line; CI runs exactly this).
-# Creates .venv if missing, installs the project with its dev extra, then lint, type check and tests.
+# Creates .venv if missing, installs the project with its dev extra, then lint, type check and tests;
+# then the JavaScript SDK (js/): npm ci (which builds it), the TypeScript check of sources and tests, its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,5 +13,9 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# The JavaScript/TypeScript SDK: `npm ci` installs the lockfile and builds dist/ (prepare); `npm run check` is
+# Prettier's format check and tsc over the sources and the tests (emitting the tests to build-test/); `npm test` is node --test, whose
+# non-zero exit on a failure stops this script. Its tests start the embedded API server from .venv.
+(cd js && npm ci --no-audit --no-fund && npm run check && npm test)
 # pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
 .venv/bin/python -m pytest "$@"

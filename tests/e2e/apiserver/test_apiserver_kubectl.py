@@ -197,3 +197,44 @@ def test_kubectl_create_sends_protobuf_for_built_in_kinds(apiserver: ServerThrea
     assert refused.returncode != 0
     assert "not supported by the embedded API server" in refused.stderr
     kubectl(kc, "delete", "namespace", name)
+
+
+def test_describe_sandbox_shows_its_core_v1_events(apiserver: ServerThread, namespace: str) -> None:
+    """`kubectl describe sbx NAME` lists the core/v1 Events whose involvedObject is that Sandbox (kubectl 1.37
+    asks `GET /api/v1/namespaces/NS/events?fieldSelector=involvedObject.kind=Sandbox,involvedObject.uid=...,
+    involvedObject.name=...,involvedObject.namespace=...`); events of other objects stay out."""
+    kc = apiserver.kubeconfig
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("described", 60))
+    kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=_sandbox_yaml("other", 60))
+    core = client.CoreV1Api(apiserver.api_client())
+    custom = client.CustomObjectsApi(apiserver.api_client())
+
+    def post(name: str, reason: str, message: str, kind: str = "Sandbox") -> None:
+        obj = custom.get_namespaced_custom_object(G, V, namespace, P, name)
+        event = {
+            "metadata": {"name": f"{name}.{reason.lower()}", "namespace": namespace},
+            "involvedObject": {"apiVersion": f"{G}/{V}", "kind": kind, "name": name, "namespace": namespace,
+                               "uid": obj["metadata"]["uid"]},
+            "reason": reason, "message": message, "type": "Warning" if reason == "Failed" else "Normal",
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1,
+            "source": {"component": "leap0-operator"}, "reportingComponent": "leap0-operator",
+            "reportingInstance": "test",
+        }  # fmt: skip
+        core.create_namespaced_event(namespace, event)
+
+    post("described", "Running", "pod described is running")
+    post("described", "Failed", "the sandbox process exited with code 1")
+    post("other", "Expired", "not about the described sandbox")
+    out = kubectl(kc, "-n", namespace, "describe", "sbx", "described").stdout
+    events = out.split("Events:", 1)[1]
+    assert "Normal   Running  " in events
+    assert "leap0-operator  pod described is running" in events
+    assert "Warning  Failed" in events
+    assert "exited with code 1" in events
+    assert "not about the described sandbox" not in events
+    only = kubectl(kc, "-n", namespace, "events", "--for", "sbx/described").stdout
+    assert "pod described is running" in only
+    assert "not about the described sandbox" not in only
+    listed = kubectl(kc, "-n", namespace, "get", "events").stdout
+    assert "sandbox/described" in listed
+    assert "sandbox/other" in listed

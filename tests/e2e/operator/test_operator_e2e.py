@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import kopf
 import pytest
 from aiohttp import web
 from kubernetes import client
-from support import REPO, kubectl_path, subprocess_env
+from support import REPO, FreezingProxy, kubectl_path, subprocess_env
 
 import leap0_contract as contract
 from leap0_dev.apiserver.routing import parse_resource_path
@@ -67,9 +68,9 @@ class Operator:
 def start_operator(apiserver: Any, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(*extra: str, **env: str) -> Operator:
+    def start(*extra: str, kubeconfig: Path | None = None, **env: str) -> Operator:
         log = tmp_path / f"operator-{len(started)}.log"
-        operator = Operator(apiserver.kubeconfig, namespace, log, *extra, **env)
+        operator = Operator(kubeconfig or apiserver.kubeconfig, namespace, log, *extra, **env)
         started.append(operator)
         return operator
 
@@ -573,6 +574,7 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
         (contract.GROUP, "sandboxes/status", "patch"),
         (contract.GROUP, "sandboxes", "delete"),
         ("kopf.dev", "kopfpeerings", "patch"),
+        ("", "events", "create"),
     } <= calls.seen
 
 
@@ -594,3 +596,509 @@ def test_a_namespaced_operator_leaves_other_namespaces_alone(
     finally:
         with contextlib.suppress(client.ApiException):
             core(api).delete_namespace(other)
+
+
+# --- surviving what real clusters do: silent watches, re-lists after 410 Gone, API outages -----------------
+
+
+def test_a_frozen_connection_delays_nothing_past_the_watch_timeout(
+    apiserver: Any,
+    api: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    tmp_path: Path,
+) -> None:
+    """Behind a proxy that freezes every open connection (new ones still work), with --watch-timeout 10, a
+    Sandbox created, a pod deleted and a template created during the freeze are all acted on within 30 s:
+    the silent watches of Sandboxes, pods and templates are abandoned and resumed."""
+    host, port = apiserver.url.removeprefix("http://").split(":")
+    with FreezingProxy(host, int(port)) as proxy:
+        kubeconfig = tmp_path / "via-proxy.yaml"
+        kubeconfig.write_text(apiserver.kubeconfig.read_text().replace(apiserver.url, proxy.url))
+        start_operator("--watch-timeout", "10", kubeconfig=kubeconfig)
+        create_sandbox(api, namespace, "kept")
+        create_sandbox(api, namespace, "waits", template="later")
+        old = wait_for("the first pod", pod_exists(api, namespace, "kept"))
+        wait_for("TemplateNotFound", phase(api, namespace, "waits", "Failed"))
+
+        proxy.freeze()
+        create_sandbox(api, namespace, "fresh")
+        core(api).delete_namespaced_pod("kept", namespace)
+        template = {"apiVersion": contract.API_VERSION, "kind": contract.TEMPLATE_KIND,
+                    "metadata": {"name": "later"}, "spec": {"memory": 1024}}  # fmt: skip
+        custom(api).create_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, template
+        )
+        frozen_at = time.monotonic()
+        wait_for("the new Sandbox's pod", pod_exists(api, namespace, "fresh"), timeout=30)
+        wait_for(
+            "the deleted pod recreated",
+            lambda: pod_exists(api, namespace, "kept")().metadata.uid != old.metadata.uid,
+            timeout=max(1.0, 30 - (time.monotonic() - frozen_at)),
+        )
+        wait_for(
+            "the waiting Sandbox's pod", pod_exists(api, namespace, "waits"),
+            timeout=max(1.0, 30 - (time.monotonic() - frozen_at)),
+        )  # fmt: skip
+
+
+class WatchOutage:
+    """Fault injection: while ``down``, every watch request of the operator (user agent ``kopf``) gets 503;
+    ``refused`` collects the resources refused. Lists and other calls go through."""
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.down = False
+        self.refused: set[str] = set()
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.down or user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        if request.query.get("watch", "").lower() not in ("1", "true"):
+            return None
+        target = parse_resource_path(request.path)
+        self.refused.add(target.plural if target is not None else request.path)
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+                "reason": "ServiceUnavailable", "message": "injected: watches are down"}  # fmt: skip
+        return web.json_response(body, status=503)
+
+    def __enter__(self) -> WatchOutage:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+@pytest.fixture
+def short_history_apiserver() -> Iterator[Any]:
+    """An API server of this test's own whose watches resume from at most 5 events per resource (older
+    resourceVersions get 410 Gone, as after etcd compaction)."""
+    from leap0_dev.apiserver import ServerThread
+
+    with ServerThread(history_size=5) as server:
+        yield server
+
+
+def test_after_a_relist_the_operators_view_equals_the_apis(
+    short_history_apiserver: Any, tmp_path: Path
+) -> None:
+    """While the watches are down, pods are deleted and Sandboxes deleted and re-created under the same names;
+    the resumed watches get 410 Gone and re-list. The operator (no periodic resync) drops what the list no
+    longer shows: the pods are recreated and the re-created Sandboxes get theirs, without a restart."""
+    server = short_history_apiserver
+    namespace = "relist"
+    with server.api_client() as api:
+        core(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        operator = Operator(
+            server.kubeconfig,
+            namespace,
+            tmp_path / "operator.log",
+            "--watch-timeout",
+            "2",
+            "--resync-period",
+            "0",
+        )
+        try:
+            names = [f"s{i}" for i in range(12)]
+            for name in names:
+                create_sandbox(api, namespace, name)
+            for name in names:
+                wait_for(f"pod {name}", pod_exists(api, namespace, name))
+                play_kubelet(api, namespace, name, sandbox_state=RUNNING)
+            for name in names:
+                wait_for(f"{name} Running", phase(api, namespace, name, "Running"))
+            before = {name: pod_exists(api, namespace, name)().metadata.uid for name in names}
+
+            with WatchOutage(server) as outage:
+                outage.down = True
+                wait_for(
+                    "every watch to be down",
+                    lambda: {"pods", contract.SANDBOX_PLURAL, contract.TEMPLATE_PLURAL} <= outage.refused,
+                )
+                for name in names[:9]:  # pods gone while nobody watched
+                    core(api).delete_namespaced_pod(name, namespace)
+                reused = names[9:]  # Sandboxes deleted and re-created: their old pods go with them
+                for name in reused:
+                    custom(api).delete_namespaced_custom_object(
+                        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, name
+                    )
+                for name in reused:
+                    wait_for(f"old pod {name} collected", pod_gone(api, namespace, name))
+                    create_sandbox(api, namespace, name)
+                outage.down = False
+
+                for name in names:
+                    wait_for(
+                        f"a new pod for {name}",
+                        lambda name=name: pod_exists(api, namespace, name)().metadata.uid != before[name],
+                        timeout=40,
+                    )
+                for name in names:  # no longer Running on a pod that is gone
+                    wait_for(f"{name} Pending", phase(api, namespace, name, "Pending"))
+            assert operator.process.poll() is None  # no restart was needed
+            assert "resync of pods (after a watch re-list)" in operator.log.read_text()
+        finally:
+            operator.stop()
+            print(operator.tail())
+
+
+class ApiOutage:
+    """Fault injection: while ``down``, every request of the operator (user agent ``kopf``) gets 503."""
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.down = False
+        self.refused = 0
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.down or user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        self.refused += 1
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+                "reason": "ServiceUnavailable", "message": "injected: the API is down"}  # fmt: skip
+        return web.json_response(body, status=503)
+
+    def __enter__(self) -> ApiOutage:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_the_operator_outlives_an_api_outage_and_converges_after_it(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """Every request of the operator answered 503 for longer than kopf's own retries last (their sum, 54 s,
+    after which kopf's watcher gives up and the process exits 1): the operator stays up, its liveness endpoint
+    answers, and a Sandbox created during the outage gets its pod once the API is back."""
+    kopf_gives_up_after = sum(kopf.OperatorSettings().networking.error_backoffs)  # type: ignore[arg-type]
+    outage_s = kopf_gives_up_after + 6
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    operator = start_operator("--watch-timeout", "3", "--liveness", liveness)
+    create_sandbox(api, namespace, "before")
+    wait_for("the first pod", pod_exists(api, namespace, "before"))
+    with ApiOutage(apiserver) as outage:
+        outage.down = True
+        began = time.monotonic()
+        create_sandbox(api, namespace, "during")
+        while time.monotonic() - began < outage_s:
+            assert operator.process.poll() is None, operator.tail()
+            with urllib.request.urlopen(liveness, timeout=5) as response:
+                assert response.status == 200
+            time.sleep(2)
+        assert outage.refused > 0
+        assert pod_gone(api, namespace, "during")()
+        outage.down = False
+        wait_for("the pod of the Sandbox created during the outage", pod_exists(api, namespace, "during"), 40)
+        wait_for("Pending", phase(api, namespace, "during", "Pending"))
+    assert operator.process.poll() is None
+
+
+# --- the sandbox's life: scheduling, the startup timeout, kubelet errors, Events --------------------------
+SCHEDULER_MESSAGE = (
+    "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
+    "3 No preemption victims found for incoming pod."
+)
+
+
+def write_pod_status(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Write a pod status as the scheduler or the kubelet would (the whole status, every time)."""
+    core(api).patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def unschedulable_status() -> dict[str, Any]:
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": SCHEDULER_MESSAGE,
+            }
+        ],
+    }
+
+
+def waiting_status(telemetry: dict[str, Any], sandbox_state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "initContainerStatuses": [
+            {"name": "telemetry", "ready": False, "restartCount": 0, "image": "sidecar", "imageID": "",
+             "state": telemetry},
+        ],
+        "containerStatuses": [
+            {"name": "sandbox", "ready": False, "restartCount": 0, "image": "python:3.12-slim", "imageID": "",
+             "state": sandbox_state},
+        ],
+    }  # fmt: skip
+
+
+def sandbox_events(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about Sandbox ``name``, oldest first."""
+    listed = core(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=Sandbox,involvedObject.name={name}"
+    )
+    items = sorted(listed.items, key=lambda e: int(e.metadata.resource_version))
+    return [(e.type, e.reason, e.message) for e in items]
+
+
+def events_once(api: client.ApiClient, namespace: str, name: str, count: int) -> list[tuple[str, str, str]]:
+    """The Sandbox's Events once there are ``count`` (an Event is posted just after its status write)."""
+
+    def probe() -> list[tuple[str, str, str]] | None:
+        events = sandbox_events(api, namespace, name)
+        return events if len(events) >= count else None
+
+    return wait_for(f"{count} events on {name}", probe)
+
+
+def reason_is(api: client.ApiClient, namespace: str, name: str, reason: str) -> Callable[[], Any]:
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = sandbox(api, namespace, name).get("status") or {}
+        return status if status.get("reason") == reason else None
+
+    return probe
+
+
+def test_unschedulable_waits_pending_then_runs_with_one_event_per_transition(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """A cluster scaling up: Pending/Unschedulable with the scheduler's message (not Failed), then Running.
+    `kubectl describe sbx` shows one Event per transition, reported by leap0-operator; reconciles that change
+    nothing post nothing, and an idle operator writes nothing."""
+    start_operator()
+    create_sandbox(api, namespace, "scale-up", timeout=600)
+    wait_for("the pod", pod_exists(api, namespace, "scale-up"))
+    write_pod_status(api, namespace, "scale-up", unschedulable_status())
+    waiting = wait_for("Unschedulable", reason_is(api, namespace, "scale-up", contract.REASON_UNSCHEDULABLE))
+    assert waiting["phase"] == contract.PHASE_PENDING
+    assert waiting["message"] == SCHEDULER_MESSAGE
+    ready = {c["type"]: c for c in waiting["conditions"]}[contract.CONDITION_READY]
+    assert (ready["status"], ready["reason"]) == ("False", contract.REASON_UNSCHEDULABLE)
+
+    play_kubelet(api, namespace, "scale-up", sandbox_state=RUNNING)
+    running = wait_for("Running", phase(api, namespace, "scale-up", contract.PHASE_RUNNING))
+    assert running["startedAt"] == "2026-01-01T00:00:02Z"
+    expected = [
+        ("Normal", contract.REASON_UNSCHEDULABLE, SCHEDULER_MESSAGE),
+        ("Normal", contract.REASON_RUNNING, "pod scale-up is running"),
+    ]
+    assert events_once(api, namespace, "scale-up", 2) == expected
+
+    described = kubectl(apiserver, namespace, "describe", "sbx", "scale-up").split("Events:", 1)[1]
+    assert "Normal  Unschedulable" in described
+    assert "leap0-operator  0/3 nodes are available: 3 Insufficient cpu." in described
+    assert "Normal  Running" in described
+
+    # Reconciles that change nothing (a label on the Sandbox, the same pod status again) write nothing, post
+    # nothing, and an idle operator writes nothing at all.
+    before = operator_writes(apiserver)
+    custom(api).patch_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "scale-up",
+        {"metadata": {"labels": {"touched": "yes"}}},
+    )  # fmt: skip
+    play_kubelet(api, namespace, "scale-up", sandbox_state=RUNNING)
+    time.sleep(2)
+    assert operator_writes(apiserver) == before
+    assert sandbox_events(api, namespace, "scale-up") == expected
+
+
+def test_startup_timeout_fails_the_sandbox_and_deletes_its_pod(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("--startup-timeout", "3")
+    template = {
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
+        "metadata": {"name": "patient"},
+        "spec": {"startupTimeout": 3600},
+    }
+    custom(api).create_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, template
+    )
+    create_sandbox(api, namespace, "stuck", timeout=600)
+    create_sandbox(api, namespace, "patient", timeout=600, template="patient")
+    for name in ("stuck", "patient"):
+        wait_for("the pod", pod_exists(api, namespace, name))
+        write_pod_status(api, namespace, name, unschedulable_status())
+
+    failed = wait_for("StartupTimeout", phase(api, namespace, "stuck", contract.PHASE_FAILED))
+    assert failed["reason"] == contract.REASON_STARTUP_TIMEOUT
+    assert failed["message"].startswith(f"still Unschedulable after 3 s: {SCHEDULER_MESSAGE}")
+    wait_for("the pod deleted", pod_gone(api, namespace, "stuck"))
+    assert [(t, r) for t, r, _ in events_once(api, namespace, "stuck", 2)] == [
+        ("Normal", contract.REASON_UNSCHEDULABLE),
+        ("Warning", contract.REASON_STARTUP_TIMEOUT),
+    ]
+    time.sleep(1)  # Failed is final: the pod is not recreated
+    assert pod_gone(api, namespace, "stuck")()
+    assert sandbox(api, namespace, "stuck")["status"]["reason"] == contract.REASON_STARTUP_TIMEOUT
+    # The template's startupTimeout (an hour) wins over the operator's 3 s.
+    patient = sandbox(api, namespace, "patient")["status"]
+    assert (patient["phase"], patient["reason"]) == (contract.PHASE_PENDING, contract.REASON_UNSCHEDULABLE)
+    assert pod_exists(api, namespace, "patient")()
+
+
+def test_container_config_errors_surface_the_kubelets_reason_and_message(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """A secretKeyRef to a missing Secret: the kubelet's CreateContainerConfigError and its message (not a
+    generic 'waiting for containers'); the sandbox waits (the Secret may come) and runs once it does."""
+    start_operator()
+    create_sandbox(api, namespace, "no-secret", timeout=600)
+    wait_for("the pod", pod_exists(api, namespace, "no-secret"))
+    missing = 'secret "otlp-credentials" not found'
+    config_error = {"waiting": {"reason": "CreateContainerConfigError", "message": missing}}
+    write_pod_status(
+        api, namespace, "no-secret", waiting_status(config_error, {"waiting": {"reason": "PodInitializing"}})
+    )
+    status = wait_for(
+        "CreateContainerConfigError",
+        reason_is(api, namespace, "no-secret", contract.REASON_CREATE_CONTAINER_CONFIG_ERROR),
+    )
+    assert (status["phase"], status["message"]) == (contract.PHASE_PENDING, missing)
+    play_kubelet(api, namespace, "no-secret", sandbox_state=RUNNING)
+    wait_for("Running", phase(api, namespace, "no-secret", contract.PHASE_RUNNING))
+    assert [(t, r) for t, r, _ in events_once(api, namespace, "no-secret", 2)] == [
+        ("Normal", contract.REASON_CREATE_CONTAINER_CONFIG_ERROR),
+        ("Normal", contract.REASON_RUNNING),
+    ]
+
+
+def test_a_recreated_pod_says_so_and_keeps_the_sandboxs_resources(
+    api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """After its pod is deleted: status PodDeleted until the new pod runs, `startedAt` the new pod's, and the
+    resources the sandbox started with, even if its template was re-created with others meanwhile."""
+    start_operator()
+    template = {
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
+        "metadata": {"name": "small"},
+        "spec": {"vcpu": 2, "memory": 2048},
+    }
+
+    def create_template(spec: dict[str, Any]) -> None:
+        custom(api).create_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, {**template, "spec": spec}
+        )
+
+    create_template({"vcpu": 2, "memory": 2048})
+    create_sandbox(api, namespace, "reborn", timeout=600, template="small")
+    first = wait_for("the pod", pod_exists(api, namespace, "reborn"))
+    play_kubelet(api, namespace, "reborn", sandbox_state=RUNNING)
+    wait_for("Running", phase(api, namespace, "reborn", contract.PHASE_RUNNING))
+
+    custom(api).delete_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, "small"
+    )
+    create_template({"vcpu": 4, "memory": 4096})
+    # A new sandbox of that template gets the new resources: the operator has seen the re-created template.
+    create_sandbox(api, namespace, "newcomer", timeout=600, template="small")
+    newcomer = wait_for("the newcomer's pod", pod_exists(api, namespace, "newcomer"))
+    assert newcomer.spec.containers[0].resources.limits == {"cpu": "4", "memory": "4096Mi"}
+    core(api).delete_namespaced_pod("reborn", namespace)
+    second = wait_for(
+        "a new pod",
+        lambda: (p := pod_exists(api, namespace, "reborn")()).metadata.uid != first.metadata.uid and p,
+    )
+    assert second.spec.containers[0].resources.limits == {"cpu": "2", "memory": "2048Mi"}
+    deleted = wait_for("PodDeleted", reason_is(api, namespace, "reborn", contract.REASON_POD_DELETED))
+    assert deleted["phase"] == contract.PHASE_PENDING
+    assert "startedAt" not in deleted
+    assert (deleted["vcpu"], deleted["memory"]) == (2, 2048)
+    time.sleep(0.5)  # the new pod's first watch events change nothing: it still says why it is Pending
+    assert sandbox(api, namespace, "reborn")["status"]["reason"] == contract.REASON_POD_DELETED
+
+    play_kubelet(api, namespace, "reborn", sandbox_state={"running": {"startedAt": "2026-01-01T01:00:00Z"}})
+    running = wait_for("Running again", phase(api, namespace, "reborn", contract.PHASE_RUNNING))
+    assert running["startedAt"] == "2026-01-01T01:00:00Z"
+    assert [r for _, r, _ in events_once(api, namespace, "reborn", 3)] == [
+        contract.REASON_RUNNING,
+        contract.REASON_POD_DELETED,
+        contract.REASON_RUNNING,
+    ]
+
+
+def test_names_longer_than_63_characters_are_refused_at_apply(apiserver: Any, namespace: str) -> None:
+    """Sandbox and template names become label values on the pod (at most 63 characters)."""
+    for kind, spec in ((contract.SANDBOX_KIND, "{timeout: 60}"), (contract.TEMPLATE_KIND, "{vcpu: 1}")):
+        for length, refused in ((63, False), (64, True)):
+            manifest = (
+                f"apiVersion: {contract.API_VERSION}\nkind: {kind}\nmetadata: {{name: {'a' * length}}}\n"
+            )
+            result = subprocess.run(
+                [
+                    kubectl_path(),
+                    "--kubeconfig",
+                    str(apiserver.kubeconfig),
+                    "-n",
+                    namespace,
+                    "apply",
+                    "-f",
+                    "-",
+                ],
+                input=manifest + f"spec: {spec}\n",
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert (result.returncode != 0) is refused, (kind, length, result.stderr)
+            if refused:
+                assert "metadata.name must be at most 63 characters" in result.stderr
+
+
+class PodDeleteFaults:
+    """The first ``count`` pod DELETEs in one namespace answer 500 (fault injection on the emulator)."""
+
+    def __init__(self, apiserver: Any, namespace: str, count: int) -> None:
+        self.server = apiserver.server
+        self.prefix = f"/api/v1/namespaces/{namespace}/pods/"
+        self.left = count
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method != "DELETE" or not request.path.startswith(self.prefix) or self.left <= 0:
+            return None
+        self.left -= 1
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                "reason": "InternalError", "message": "injected: etcd is unhappy"}  # fmt: skip
+        return web.json_response(body, status=500)
+
+    def __enter__(self) -> PodDeleteFaults:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def test_a_failing_expiry_deletion_is_one_warning_not_one_per_retry(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator("--expired-retention", "600")  # the Expired Sandbox stays for the test to read
+    wait_until_serving(api, namespace)
+    with PodDeleteFaults(apiserver, namespace, count=2):
+        create_sandbox(api, namespace, "sticky", timeout=2)
+        wait_for("the pod", pod_exists(api, namespace, "sticky"))
+        wait_for("Expired after two failed deletes", phase(api, namespace, "sticky", "Expired"), timeout=20)
+    assert pod_gone(api, namespace, "sticky")()
+    events = events_once(api, namespace, "sticky", 2)
+    assert [(t, r) for t, r, _ in events] == [
+        ("Warning", contract.REASON_EXPIRY_DELETION_FAILED),
+        ("Normal", contract.REASON_EXPIRED),
+    ]
+    assert "deleting pod sticky failed" in events[0][2]
+    assert "injected: etcd is unhappy" in events[0][2]

@@ -1,4 +1,4 @@
-"""The operator and sidecar images: linted, non-root, pinned, running entry points that exist.
+"""The operator, sidecar and MCP server images: linted, non-root, pinned, running entry points that exist.
 
 The images cannot be built on this machine (no container engine), so these check what can be checked offline.
 """
@@ -22,6 +22,7 @@ from support import REPO
 IMAGES = {
     "operator": REPO / "operator" / "Dockerfile",
     "sidecar": REPO / "sidecar" / "Dockerfile",
+    "mcp": REPO / "mcp-server" / "Dockerfile",
 }
 CHART_VALUES = REPO / "charts" / "leap0-operator" / "values.yaml"
 
@@ -71,8 +72,11 @@ def test_hadolint_does_find_problems(tmp_path: Path) -> None:
 def test_entry_point_is_a_console_script_of_the_project(image: str) -> None:
     entry = [args for word, args in instructions(IMAGES[image]) if word == "ENTRYPOINT"]
     assert len(entry) == 1
-    command = yaml.safe_load(entry[0])[0]
-    assert command == f"leap0-{image}"
+    command, *args = yaml.safe_load(entry[0])
+    if image == "mcp":  # the MCP server is a subcommand of `leap0`
+        assert (command, args) == ("leap0", ["mcp"])
+    else:
+        assert (command, args) == (f"leap0-{image}", [])
     scripts = pyproject()["project"]["scripts"]
     module_name, _, function = scripts[command].partition(":")
     assert callable(getattr(importlib.import_module(module_name), function))
@@ -104,12 +108,41 @@ def test_image_runs_as_non_root_from_a_pinned_slim_base(image: str) -> None:
     assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "multi-stage, both stages on the pinned base"
 
 
+# What each image's wheel is built from: its own package and the contract; nothing of the other parts.
+IMAGE_PACKAGES = {
+    "operator": {"leap0_contract", "operator/leap0_operator"},
+    "sidecar": {"leap0_contract", "sidecar/leap0_sidecar"},
+    "mcp": {"leap0_contract", "leap0"},  # the MCP server is an SDK user
+}
+ALL_PACKAGES = {"leap0", "leap0_contract", "operator/leap0_operator", "sidecar/leap0_sidecar", "devtools"}
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_image_installs_only_its_own_extra(image: str) -> None:
     runs = " ".join(args for word, args in instructions(IMAGES[image]) if word == "RUN")
     assert f"scripts/extra_requirements.py {image}" in runs
-    if image == "sidecar":
+    if image != "mcp":  # the SDK's dependencies stay out of the operator's and the sidecar's images
         assert "--no-deps /wheels/leap0-" in runs
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_holds_its_package_and_the_contract_only(image: str) -> None:
+    steps = instructions(IMAGES[image])
+    copies = [args for word, args in steps if word == "COPY" and "--from=" not in args]
+    sources = {source.rstrip("/") for args in copies for source in args.split()[:-1]}
+    assert sources & ALL_PACKAGES == IMAGE_PACKAGES[image]
+
+
+def test_operator_extra_has_kopf_and_no_kubernetes_client_pydantic_or_otel_sdk() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "extra_requirements.py"), "operator"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in result.stdout.split()}
+    assert "kopf" in names
+    assert not names & {"kubernetes", "kubernetes-asyncio", "pydantic", "opentelemetry-sdk"}
 
 
 def test_sidecar_extra_has_no_kubernetes_client_or_kopf() -> None:
@@ -142,6 +175,7 @@ def test_chart_default_images_are_these_images() -> None:
     for image, repository in (
         ("operator", values["image"]["repository"]),
         ("sidecar", values["sidecar"]["image"]["repository"]),
+        ("mcp", values["mcp"]["image"]["repository"]),
     ):
         labels = " ".join(args for word, args in instructions(IMAGES[image]) if word == "LABEL")
         title = re.search(r'org\.opencontainers\.image\.title="([^"]+)"', labels)

@@ -17,6 +17,7 @@ def test_defaults_serve_the_whole_cluster_with_the_contracts_default_image() -> 
     assert operator_config.default_image == contract.DEFAULT_IMAGE
     assert operator_config.sidecar_image == "ghcr.io/leap0-dev/leap0-sidecar:0.1.0"
     assert operator_config.expired_retention_s == 3600
+    assert operator_config.startup_timeout_s == 600
     assert operator_config.default_otlp_endpoint is None
     assert options.clusterwide
     assert options.namespaces == ()
@@ -35,6 +36,9 @@ def test_environment_configures_everything() -> None:
         "LEAP0_OPERATOR_PEERING": "blue",
         "LEAP0_OPERATOR_PRIORITY": "7",
         "LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT": "http://collector:4318",
+        "LEAP0_OPERATOR_STARTUP_TIMEOUT": "90",
+        "LEAP0_OPERATOR_WATCH_TIMEOUT": "120",
+        "LEAP0_OPERATOR_RESYNC_PERIOD": "0",
     }
     operator_config, options = config.parse([], env)
     assert operator_config == config.OperatorConfig(
@@ -44,6 +48,9 @@ def test_environment_configures_everything() -> None:
         sidecar_memory="32Mi",
         expired_retention_s=2.5,
         default_otlp_endpoint="http://collector:4318",
+        startup_timeout_s=90,
+        watch_timeout_s=120,
+        resync_period_s=0,
     )
     assert options.namespaces == ("team-a", "team-b")
     assert not options.clusterwide
@@ -70,6 +77,8 @@ def test_flags_win_over_the_environment() -> None:
         (["--sidecar-memory", "lots"], {}, "sidecar memory"),
         ([], {"LEAP0_OPERATOR_EXPIRED_RETENTION": "soon"}, "expired retention"),
         ([], {"LEAP0_OPERATOR_EXPIRED_RETENTION": "-1"}, "must not be negative"),
+        ([], {"LEAP0_OPERATOR_STARTUP_TIMEOUT": "1.5"}, "startup timeout: expected a whole number"),
+        (["--startup-timeout", "0"], {}, "startup timeout: must be at least 1 second"),
         (["-n", "a", "-A"], {}, "not both"),
         ([], {"LEAP0_OPERATOR_STANDALONE": "maybe"}, "STANDALONE"),
         ([], {"LEAP0_OPERATOR_PRIORITY": "high"}, "priority"),
@@ -91,3 +100,34 @@ def test_the_command_refuses_a_bad_setting_before_starting() -> None:
     assert result.returncode == 2
     assert "sidecar memory" in result.stderr
     assert "'lots'" in result.stderr
+
+
+def test_leap0_operator_hides_the_installed_kubernetes_clients_from_kopf() -> None:
+    """Where the SDK's dependencies are installed (here, `pip install 'leap0[operator]'`), kopf would import
+    the kubernetes client (~50 MiB) for nothing: `leap0-operator` hides it before importing kopf."""
+    code = (
+        "import sys\n"
+        "from leap0_operator.__main__ import hide_unused_kubernetes_clients\n"
+        "print(hide_unused_kubernetes_clients())\n"
+        "import kopf\n"
+        "print(sorted(n for n in ('kubernetes', 'kubernetes_asyncio') if sys.modules.get(n) is not None))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=subprocess_env()
+    )
+    hidden, loaded = result.stdout.splitlines()
+    assert "kubernetes" in hidden
+    assert loaded == "[]"
+
+
+def test_watch_timeout_and_resync_period() -> None:
+    defaults, _ = config.parse([], {})
+    assert (defaults.watch_timeout_s, defaults.resync_period_s) == (300, 300)
+    flagged, _ = config.parse(
+        ["--watch-timeout", "10", "--resync-period", "30"], {"LEAP0_OPERATOR_WATCH_TIMEOUT": "9"}
+    )
+    assert (flagged.watch_timeout_s, flagged.resync_period_s) == (10, 30)
+    with pytest.raises(config.ConfigError, match="watch timeout"):
+        config.parse(["--watch-timeout", "0"], {})
+    with pytest.raises(config.ConfigError, match="resync period"):
+        config.parse([], {"LEAP0_OPERATOR_RESYNC_PERIOD": "soon"})

@@ -6,7 +6,6 @@ import datetime
 import json
 from typing import Any
 
-import kopf
 import pytest
 
 import leap0_contract as contract
@@ -138,21 +137,6 @@ def test_a_container_not_ready_keeps_it_pending_and_says_which() -> None:
             contract.REASON_CRASH_LOOP,
             "telemetry",
         ),
-        (
-            {
-                "phase": "Pending",
-                "conditions": [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "message": "0/3 nodes have enough memory",
-                    }
-                ],
-            },
-            contract.REASON_UNSCHEDULABLE,
-            "0/3 nodes",
-        ),
         (terminated(reason="Error", exitCode=3), contract.REASON_CONTAINER_FAILED, "code 3"),
         (terminated(reason="Completed", exitCode=0), contract.REASON_COMPLETED, "code 0"),
         (
@@ -261,7 +245,10 @@ def test_pod_deleted_while_live_is_recreated() -> None:
     assert decision.status is not None
     assert decision.status["reason"] == contract.REASON_POD_DELETED
     assert "podIP" not in decision.status
-    assert decision.status["startedAt"] == status["startedAt"] if status else False
+    assert status is not None
+    assert status["startedAt"]
+    assert "startedAt" not in decision.status  # it will be the new pod's
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", contract.REASON_POD_DELETED)]
 
 
 def test_a_terminating_or_foreign_pod_is_waited_for_not_duplicated() -> None:
@@ -288,11 +275,10 @@ def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
     assert decision.status["phase"] == contract.PHASE_RUNNING
 
 
-def test_unknown_template_is_a_permanent_error_and_fails_without_a_pod() -> None:
-    with pytest.raises(kopf.PermanentError) as raised:
-        plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
-    decision = failed(sandbox({"template": "missing"}), raised.value, at(1), CONFIG)
+def test_unknown_template_plans_failed_without_a_pod() -> None:
+    decision = plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
     assert not decision.create_pod
+    assert decision.patch == decision.status  # the whole status is new: one write
     assert decision.wake_at == at(300)  # not retried; it still expires
     assert decision.status is not None
     assert (decision.status["phase"], decision.status["reason"]) == (
@@ -389,7 +375,7 @@ def test_trim_sandbox_keeps_what_the_plan_needs() -> None:
     assert plan(trimmed, None, None, at(1), CONFIG) == plan(body, None, None, at(1), CONFIG)
 
 
-def test_template_edits_do_not_rewrite_a_live_sandboxs_values_but_a_recreated_pod_takes_them() -> None:
+def test_template_edits_change_neither_a_live_sandbox_nor_its_recreated_pod() -> None:
     status = plan(sandbox({"template": "t"}), {"vcpu": 2}, None, at(1), CONFIG).status
     assert status is not None
     live = plan(sandbox({"template": "t"}, status), {"vcpu": 2}, pod(running()), at(5), CONFIG).status
@@ -400,9 +386,9 @@ def test_template_edits_do_not_rewrite_a_live_sandboxs_values_but_a_recreated_po
     recreated = plan(sandbox({"template": "t"}, live), {"vcpu": 6}, None, at(7), CONFIG)
     assert recreated.create_pod
     assert recreated.effective is not None
-    assert recreated.effective.vcpu == 6
+    assert recreated.effective.vcpu == 2  # the resources it was started with
     assert recreated.status is not None
-    assert recreated.status["vcpu"] == 6
+    assert recreated.status["vcpu"] == 2
 
 
 def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
@@ -417,15 +403,137 @@ def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
 
 
 def test_a_pod_refused_as_invalid_fails_with_the_servers_message() -> None:
-    refused = kopf.PermanentError("the API server refused creating pod s: spec.containers[0].image: Required")
+    refused = SpecError(
+        contract.REASON_INVALID_SPEC,
+        "the API server refused creating pod s: spec.containers[0].image: Required",
+    )
     status = failed(sandbox(), refused, at(1), CONFIG).status
     assert status is not None
     assert (status["phase"], status["reason"]) == ("Failed", contract.REASON_INVALID_SPEC)
-    assert status["message"] == str(refused)
-    assert status["conditions"][0]["message"] == str(refused)
+    assert status["message"] == refused.message
+    assert status["conditions"][0]["message"] == refused.message
 
 
 def test_a_permanent_error_does_not_undo_expiry() -> None:
-    status = failed(sandbox({"timeout": 30}), kopf.PermanentError("x"), at(31), CONFIG).status
+    status = failed(
+        sandbox({"timeout": 30}), SpecError(contract.REASON_INVALID_SPEC, "x"), at(31), CONFIG
+    ).status
     assert status is not None
     assert status["phase"] == contract.PHASE_EXPIRED
+
+
+# --- recreated pods, the startup timeout, events ------------------------------------------------------
+def unschedulable(message: str = "0/3 nodes are available: 3 Insufficient cpu.") -> dict[str, Any]:
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        ],
+    }
+
+
+def test_a_recreated_pod_keeps_saying_pod_deleted_until_the_kubelet_reports_and_takes_its_own_start() -> None:
+    running_status = plan(sandbox(), None, pod(running()), at(5), CONFIG).status
+    assert running_status is not None
+    recreating = plan(sandbox(status=running_status), None, None, at(10), CONFIG).status
+    assert recreating is not None
+    fresh_pod = pod(creationTimestamp=format_time(at(10)))
+    seen = plan(sandbox(status=recreating), None, fresh_pod, at(11), CONFIG)
+    assert seen.patch == {}  # the new pod's first watch event writes nothing
+    assert seen.events == ()
+    again = running()
+    again["containerStatuses"][0]["state"] = {"running": {"startedAt": format_time(at(12))}}
+    rerun = plan(
+        sandbox(status=recreating), None, pod(again, creationTimestamp=format_time(at(10))), at(13), CONFIG
+    )
+    assert rerun.status is not None
+    assert (rerun.status["reason"], rerun.status["startedAt"]) == (
+        contract.REASON_RUNNING,
+        format_time(at(12)),
+    )
+
+
+def test_a_recreated_pod_without_its_template_fails_clearly() -> None:
+    status = plan(sandbox({"template": "t"}), {"vcpu": 2}, None, at(1), CONFIG).status
+    gone = plan(sandbox({"template": "t"}, status), None, None, at(5), CONFIG)
+    assert not gone.create_pod
+    assert gone.status is not None
+    assert (gone.status["phase"], gone.status["reason"]) == ("Failed", contract.REASON_TEMPLATE_NOT_FOUND)
+    assert "spec.template cannot be changed" in gone.status["message"]
+    assert "unset" not in gone.status["message"]
+
+
+def test_unschedulable_waits_until_the_startup_timeout_then_fails_and_deletes_the_pod() -> None:
+    created = format_time(at(1))
+    status = plan(sandbox(), None, None, at(1), CONFIG).status
+    waiting = plan(
+        sandbox(status=status), None, pod(unschedulable(), creationTimestamp=created), at(2), CONFIG
+    )
+    assert waiting.status is not None
+    assert (waiting.status["phase"], waiting.status["reason"]) == ("Pending", contract.REASON_UNSCHEDULABLE)
+    assert waiting.status["message"] == "0/3 nodes are available: 3 Insufficient cpu."
+    assert not waiting.delete_pod
+    short = OperatorConfig(expired_retention_s=60, startup_timeout_s=100)
+    waiting = plan(
+        sandbox(status=status), None, pod(unschedulable(), creationTimestamp=created), at(2), short
+    )
+    assert waiting.wake_at == at(101)  # looked at again at the deadline, before expiry (300 s)
+    late = plan(
+        sandbox(status=waiting.status), None, pod(unschedulable(), creationTimestamp=created), at(101), short
+    )
+    assert late.delete_pod
+    assert late.status is not None
+    assert (late.status["phase"], late.status["reason"]) == ("Failed", contract.REASON_STARTUP_TIMEOUT)
+    assert late.status["message"] == (
+        "still Unschedulable after 100 s: 0/3 nodes are available: 3 Insufficient cpu.; its pod was deleted"
+    )
+    assert [(e.type, e.reason) for e in late.events] == [("Warning", contract.REASON_STARTUP_TIMEOUT)]
+    # Final: no new pod once it is gone, and nothing more to write.
+    after = plan(sandbox(status=late.status), None, None, at(102), short)
+    assert not after.create_pod
+    assert after.patch == {}
+    assert after.events == ()
+
+
+def test_a_templates_startup_timeout_wins_and_running_once_ends_the_startup() -> None:
+    created = format_time(at(1))
+    short = OperatorConfig(expired_retention_s=60, startup_timeout_s=10)
+    status = plan(sandbox(), None, None, at(1), short).status
+    stuck = pod(unschedulable(), creationTimestamp=created)
+    patient = plan(sandbox(status=status), {"startupTimeout": 200}, stuck, at(50), short)
+    assert not patient.delete_pod
+    assert patient.wake_at == at(201)
+    ran = plan(sandbox(status=status), None, pod(running(), creationTimestamp=created), at(5), short).status
+    assert ran is not None
+    flaky = running(ready=False)
+    later = plan(sandbox(status=ran), None, pod(flaky, creationTimestamp=created), at(50), short)
+    assert not later.delete_pod
+    assert later.status is not None
+    assert (later.status["phase"], later.status["reason"]) == (
+        "Pending",
+        contract.REASON_CONTAINERS_NOT_READY,
+    )
+    assert later.wake_at == at(300)
+
+
+def test_a_final_failure_is_not_timed_out() -> None:
+    created = format_time(at(1))
+    short = OperatorConfig(expired_retention_s=60, startup_timeout_s=10)
+    ended = plan(
+        sandbox(), None, pod(terminated(reason="Error", exitCode=1), creationTimestamp=created), at(50), short
+    )
+    assert not ended.delete_pod
+    assert ended.status is not None
+    assert ended.status["reason"] == contract.REASON_CONTAINER_FAILED
+
+
+def test_a_plan_posts_events_only_with_a_status_write() -> None:
+    first = plan(sandbox(), None, None, at(1), CONFIG)
+    assert first.patch
+    assert first.events == ()  # a new sandbox's first Pending
+    running_plan = plan(sandbox(status=first.status), None, pod(running()), at(5), CONFIG)
+    assert [e.reason for e in running_plan.events] == [contract.REASON_RUNNING]
+    again = plan(sandbox(status=running_plan.status), None, pod(running()), at(6), CONFIG)
+    assert (again.patch, again.events) == ({}, ())
+    expired = plan(sandbox(status=running_plan.status), None, pod(running()), at(300), CONFIG)
+    assert [(e.type, e.reason) for e in expired.events] == [("Normal", contract.REASON_EXPIRED)]

@@ -1,0 +1,209 @@
+"""Benchmark: what the MCP layer adds per call over the Python SDK called directly.
+
+    python bench/mcp.py [--iterations 40]
+
+One run, one embedded API server (``leap0 dev apiserver`` as a child process, its exec endpoint running
+commands as local processes) and a stand-in operator in this process that marks each new Sandbox Running at
+once. Each iteration does the same sequence twice, interleaved so load hits both alike:
+
+- through MCP: the official MCP client over stdio to ``leap0 mcp`` (a child process, SDK telemetry off):
+  ``create_sandbox``, ``execute_command`` (``echo hello > f.txt``), ``read_file``, ``delete_sandbox``;
+- through the SDK in this process: ``sandboxes.create``, ``process.execute``, ``filesystem.read``,
+  ``sandboxes.delete``.
+
+Prints p50 per call of each step for both paths and the difference (the MCP layer: JSON-RPC over stdio,
+argument validation, the ownership check, result shaping). Goal: at most 5 ms per call at p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file's folder, first on sys.path, would shadow the `mcp` package: the checkout takes its place.
+sys.path[0] = str(ROOT)
+
+from kubernetes import client, config, watch  # noqa: E402
+from mcp.client.session import ClientSession  # noqa: E402
+from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+
+import leap0_contract as c  # noqa: E402
+from leap0 import Leap0Client  # noqa: E402
+
+STEPS = ("create", "execute", "read", "delete")
+NAMESPACE = "default"
+
+
+def start_apiserver(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
+    kubeconfig = workdir / "kubeconfig.yaml"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "leap0.cli",
+            "dev",
+            "apiserver",
+            "--port",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if re.search(r"kubeconfig written", line):
+            return proc, kubeconfig
+    raise RuntimeError("leap0 dev apiserver did not start")
+
+
+class StandInOperator:
+    """Marks each new Sandbox Running right away (creates its pod and writes the status)."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.api = config.new_client_from_config(str(kubeconfig))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> StandInOperator:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        custom = client.CustomObjectsApi(self.api)
+        core = client.CoreV1Api(self.api)
+        while not self._stop.is_set():
+            w = watch.Watch()
+            with contextlib.suppress(Exception):
+                for event in w.stream(
+                    custom.list_namespaced_custom_object,
+                    c.GROUP,
+                    c.VERSION,
+                    NAMESPACE,
+                    c.SANDBOX_PLURAL,
+                    timeout_seconds=1,
+                ):
+                    if event["type"] != "ADDED" or (event["raw_object"].get("status") or {}).get("phase"):
+                        continue
+                    name = event["raw_object"]["metadata"]["name"]
+                    pod = {
+                        "metadata": {"name": name, "labels": {c.LABEL_SANDBOX_ID: name}},
+                        "spec": {"containers": [{"name": c.SANDBOX_CONTAINER, "image": c.DEFAULT_IMAGE}]},
+                    }
+                    with contextlib.suppress(client.ApiException):
+                        core.create_namespaced_pod(NAMESPACE, pod)
+                    status = {"phase": c.PHASE_RUNNING, "reason": c.REASON_RUNNING, "podName": name}
+                    with contextlib.suppress(client.ApiException):
+                        custom.patch_namespaced_custom_object_status(
+                            c.GROUP,
+                            c.VERSION,
+                            NAMESPACE,
+                            c.SANDBOX_PLURAL,
+                            name,
+                            {"status": status},
+                            _content_type="application/merge-patch+json",
+                        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def mcp_sequence(session: ClientSession, times: dict[str, list[float]]) -> None:
+    async def timed(step: str, tool: str, **arguments: Any) -> Any:
+        started = time.perf_counter()
+        result = await session.call_tool(tool, arguments)
+        times[step].append((time.perf_counter() - started) * 1000.0)
+        if result.is_error:
+            raise RuntimeError(f"{tool}: {result.content}")
+        return result.structured_content
+
+    sid = (await timed("create", "create_sandbox"))["sandbox_id"]
+    await timed("execute", "execute_command", sandbox_id=sid, command="echo hello > f.txt")
+    read = await timed("read", "read_file", sandbox_id=sid, path="f.txt")
+    assert read["content"] == "hello\n", read
+    await timed("delete", "delete_sandbox", sandbox_id=sid)
+
+
+def sdk_sequence(sdk: Leap0Client, times: dict[str, list[float]]) -> None:
+    def timed(step: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        value = fn(*args, **kwargs)
+        times[step].append((time.perf_counter() - started) * 1000.0)
+        return value
+
+    sandbox = timed("create", sdk.sandboxes.create, labels={"leap0.dev/created-by": "bench"})
+    timed("execute", sandbox.process.execute, "echo hello > f.txt")
+    data = timed("read", sandbox.filesystem.read, "f.txt")
+    assert data == b"hello\n", data
+    timed("delete", sdk.sandboxes.delete, sandbox.id)
+
+
+async def run(iterations: int, kubeconfig: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    mcp_times: dict[str, list[float]] = {s: [] for s in STEPS}
+    sdk_times: dict[str, list[float]] = {s: [] for s in STEPS}
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "leap0.cli", "mcp", "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE],
+        env={"PYTHONPATH": str(ROOT), "LEAP0_SDK_OTEL_ENABLED": "false"},
+        cwd=str(ROOT),
+    )
+    sdk = Leap0Client(namespace=NAMESPACE, kubeconfig=kubeconfig, sdk_otel_enabled=False)
+    with open("/dev/null", "w") as errlog:  # noqa: ASYNC230
+        async with stdio_client(params, errlog=errlog) as streams, ClientSession(*streams) as session:
+            await session.initialize()
+            warm_mcp: dict[str, list[float]] = {s: [] for s in STEPS}
+            warm_sdk: dict[str, list[float]] = {s: [] for s in STEPS}
+            await mcp_sequence(session, warm_mcp)  # warm up both paths
+            await asyncio.to_thread(sdk_sequence, sdk, warm_sdk)
+            for _ in range(iterations):
+                await mcp_sequence(session, mcp_times)
+                await asyncio.to_thread(sdk_sequence, sdk, sdk_times)
+    sdk.close()
+    return mcp_times, sdk_times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--iterations", type=int, default=40)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="leap0-bench-mcp-") as tmp:
+        apiserver, kubeconfig = start_apiserver(Path(tmp))
+        operator = StandInOperator(kubeconfig).start()
+        try:
+            mcp_times, sdk_times = asyncio.run(run(args.iterations, kubeconfig))
+        finally:
+            operator.stop()
+            apiserver.terminate()
+            apiserver.wait(10)
+    print(f"MCP over stdio vs the Python SDK directly, {args.iterations} iterations, p50 ms per call")
+    print(f"{'call':<10}{'SDK':>10}{'MCP':>10}{'added':>10}{'ratio':>8}")
+    worst = 0.0
+    for step in STEPS:
+        sdk_p50 = statistics.median(sdk_times[step])
+        mcp_p50 = statistics.median(mcp_times[step])
+        added = mcp_p50 - sdk_p50
+        worst = max(worst, added)
+        print(f"{step:<10}{sdk_p50:>10.2f}{mcp_p50:>10.2f}{added:>10.2f}{mcp_p50 / sdk_p50:>7.2f}x")
+    verdict = "within" if worst <= 5.0 else "OVER"
+    print(f"largest p50 added by MCP: {worst:.2f} ms per call ({verdict} the 5 ms goal)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+/** Names shared with the operator and the Python SDK (the same values, letter for letter). */
+
+export const GROUP = "leap0.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const SANDBOX_KIND = "Sandbox";
+export const SANDBOX_PLURAL = "sandboxes";
+export const SANDBOX_CONTAINER = "sandbox";
+
+export const PHASE_RUNNING = "Running";
+export const PHASE_FAILED = "Failed";
+export const PHASE_EXPIRED = "Expired";
+export const TERMINAL_PHASES: readonly string[] = [PHASE_FAILED, PHASE_EXPIRED];
+export const CONDITION_READY = "Ready";
+
+export const LABEL_SANDBOX_ID = "leap0.dev/sandbox-id";
+export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
+export const ATTR_SANDBOX_ID = "leap0.sandbox.id";
+
+export const ENV_SDK_OTEL_ENABLED = "LEAP0_SDK_OTEL_ENABLED";
+export const OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT";
+export const OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS";
+
+/** Tracer and meter name of the SDK's own telemetry. */
+export const SDK_INSTRUMENTATION_NAME = "leap0-sdk-js";
+export const SDK_OP_SANDBOXES_CREATE = "sandboxes.create";
+export const SDK_OP_SANDBOXES_GET = "sandboxes.get";
+export const SDK_OP_SANDBOXES_LIST = "sandboxes.list";
+export const SDK_OP_SANDBOXES_DELETE = "sandboxes.delete";
+export const SDK_OP_SANDBOXES_SET_TIMEOUT = "sandboxes.set_timeout";
+export const SDK_OP_PROCESS_EXECUTE = "process.execute";
+export const SDK_OP_FILESYSTEM_READ = "filesystem.read";
+export const SDK_OP_FILESYSTEM_WRITE = "filesystem.write";
+export const SDK_ATTR_STATUS = "status";
+export const SDK_STATUS_SUCCESS = "success";
+export const SDK_STATUS_ERROR = "error";
+
+export const SDK_SANDBOX_NAME_PREFIX = "sbx-";
+export const SDK_OTEL_SECRET_SUFFIX = "-otlp";
+export const SDK_OTEL_SECRET_KEY = OTEL_EXPORTER_OTLP_HEADERS;
+export const SDK_MANAGED_BY = "leap0-sdk";

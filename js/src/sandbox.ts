@@ -1,0 +1,249 @@
+/** `Sandbox` objects and their tool calls (`sandbox.process`, `sandbox.filesystem`). */
+
+import type { Leap0Client } from "./client.js";
+import * as c from "./constants.js";
+import { FilesystemError, ProcessError, ProcessTimeoutError, SandboxNotRunningError } from "./errors.js";
+import {
+  buildExecArgv,
+  CLIENT_GRACE_S,
+  type ExecOptions,
+  type ExecOutcome,
+  runExec,
+  TIMEOUT_EXIT_CODES,
+} from "./exec.js";
+import type { EnvVar, JsonObject, NetworkSpec, ProcessResult, SandboxData } from "./models.js";
+
+// Writes go through stdin to `head -c N`, which stops after exactly N bytes: no end-of-input signal is
+// needed, so it works on the v4 channel protocol (which cannot half-close stdin) as well as on v5.
+const WRITE_SCRIPT = 'd=$(dirname -- "$1") && mkdir -p -- "$d" && head -c "$2" > "$1"';
+
+/**
+ * One sandbox: the Sandbox object's fields plus the calls that act on it. `id` is the Sandbox's
+ * `metadata.name`; status fields are as of the last read, `refresh()` rereads.
+ */
+export class Sandbox implements SandboxData {
+  id!: string;
+  namespace!: string;
+  uid: string | undefined;
+  resourceVersion: string | undefined;
+  createdAt: string | undefined;
+  labels!: Record<string, string>;
+  template: string | undefined;
+  image: string | undefined;
+  vcpu: number | undefined;
+  memory: number | undefined;
+  disk: number | undefined;
+  timeout: number | undefined;
+  env!: EnvVar[];
+  command: string[] | undefined;
+  args: string[] | undefined;
+  network: NetworkSpec | undefined;
+  phase: string | undefined;
+  reason: string | undefined;
+  message: string | undefined;
+  templateId: string | undefined;
+  effectiveVcpu: number | undefined;
+  effectiveMemory: number | undefined;
+  podName: string | undefined;
+  podIP: string | undefined;
+  startedAt: string | undefined;
+  expiresAt: string | undefined;
+  observedGeneration: number | undefined;
+  conditions!: JsonObject[];
+  readonly #client: Leap0Client | undefined;
+
+  constructor(data: SandboxData, client?: Leap0Client) {
+    Object.assign(this, data);
+    this.#client = client;
+  }
+
+  get isRunning(): boolean {
+    return this.phase === c.PHASE_RUNNING;
+  }
+
+  get isTerminal(): boolean {
+    return this.phase !== undefined && c.TERMINAL_PHASES.includes(this.phase);
+  }
+
+  /** @internal */
+  bound(): Leap0Client {
+    if (this.#client === undefined) throw new Error("this Sandbox is not bound to a Leap0Client");
+    return this.#client;
+  }
+
+  #updateFrom(other: SandboxData): void {
+    const fields: SandboxData = { ...other };
+    Object.assign(this, fields);
+  }
+
+  /** Reread the Sandbox from the API (updates this object in place and returns it). */
+  async refresh(): Promise<this> {
+    this.#updateFrom(await this.bound().sandboxes.get(this.id));
+    return this;
+  }
+
+  /** Delete the sandbox (its pod and its OTLP Secret go with it, through owner references). */
+  async delete(): Promise<void> {
+    await this.bound().sandboxes.delete(this.id);
+  }
+
+  /** Set the sandbox's lifetime to `timeout` seconds counted from its creation (`spec.timeout`). */
+  async setTimeout(timeout: number): Promise<this> {
+    this.#updateFrom(await this.bound().sandboxes.setTimeout(this.id, timeout));
+    return this;
+  }
+
+  get process(): ProcessClient {
+    return new ProcessClient(this);
+  }
+
+  get filesystem(): FilesystemClient {
+    return new FilesystemClient(this);
+  }
+
+  /** @internal The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it. */
+  async pod(): Promise<string> {
+    if (!this.podName || this.phase !== c.PHASE_RUNNING) await this.refresh();
+    if (this.isTerminal || !this.podName) {
+      let detail = `phase ${this.phase || "unknown"}`;
+      if (this.reason) detail += `, ${this.reason}`;
+      throw new SandboxNotRunningError(`sandbox '${this.id}' has no running pod (${detail})`);
+    }
+    return this.podName;
+  }
+
+  /** @internal */
+  async exec(argv: readonly string[], opts: { stdin?: Buffer; deadlineS?: number } = {}): Promise<ExecOutcome> {
+    const client = this.bound();
+    const pod = await this.pod();
+    try {
+      return await runExec(
+        client.kubeConfig,
+        { namespace: this.namespace, pod, container: c.SANDBOX_CONTAINER },
+        argv,
+        opts,
+      );
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new ProcessError(`exec in sandbox '${this.id}' (pod ${pod}) failed: ${detail}`, { cause: err });
+    }
+  }
+
+  toString(): string {
+    return `Sandbox(id=${this.id}, namespace=${this.namespace}, phase=${this.phase})`;
+  }
+}
+
+/** Run commands in the sandbox's `sandbox` container through the Kubernetes exec API. */
+export class ProcessClient {
+  readonly #sandbox: Sandbox;
+
+  constructor(sandbox: Sandbox) {
+    this.#sandbox = sandbox;
+  }
+
+  /**
+   * Run `command` and wait for it: a string runs under `/bin/sh -c`, a list is run as an argv. Resolves to
+   * the exit code, stdout and stderr (a non-zero exit is a result, not an error). With `timeout` (seconds)
+   * the command is stopped when it runs longer and `ProcessTimeoutError` is raised.
+   */
+  async execute(command: string | readonly string[], options: ExecOptions = {}): Promise<ProcessResult> {
+    const sandbox = this.#sandbox;
+    return sandbox.bound().telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id, async () => {
+      const argv = buildExecArgv(command, options);
+      const { timeout } = options;
+      const outcome = await sandbox.exec(argv, timeout === undefined ? {} : { deadlineS: timeout + CLIENT_GRACE_S });
+      const stdout = outcome.stdout.toString("utf8");
+      const stderr = outcome.stderr.toString("utf8");
+      const timedOut =
+        outcome.status === undefined ||
+        (timeout !== undefined &&
+          outcome.status.exitCode !== undefined &&
+          TIMEOUT_EXIT_CODES.includes(outcome.status.exitCode) &&
+          outcome.elapsed >= timeout);
+      if (timedOut) {
+        throw new ProcessTimeoutError(`command in sandbox '${sandbox.id}' did not finish within ${timeout} s`, {
+          sandboxId: sandbox.id,
+          stdout,
+          stderr,
+        });
+      }
+      const status = outcome.status!;
+      if (status.exitCode === undefined) {
+        throw new ProcessError(`exec in sandbox '${sandbox.id}' failed: ${status.error}`);
+      }
+      return { exitCode: status.exitCode, stdout, stderr };
+    });
+  }
+}
+
+/** Read and write files in the sandbox, built on the exec API (`cat` and `head -c`). */
+export class FilesystemClient {
+  readonly #sandbox: Sandbox;
+
+  constructor(sandbox: Sandbox) {
+    this.#sandbox = sandbox;
+  }
+
+  /** Write `data` to `path` (parents created, file replaced); a string is written as UTF-8. */
+  async write(path: string, data: string | Uint8Array): Promise<void> {
+    const payload = typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data);
+    const sandbox = this.#sandbox;
+    await sandbox.bound().telemetry.operation(c.SDK_OP_FILESYSTEM_WRITE, sandbox.id, async (op) => {
+      op.setAttribute("leap0.filesystem.bytes", payload.length);
+      const argv = ["/bin/sh", "-c", WRITE_SCRIPT, "leap0-write", path, String(payload.length)];
+      const outcome = await sandbox.exec(argv, { stdin: payload });
+      check(outcome, path, "write");
+    });
+  }
+
+  /** The bytes of the file at `path`. */
+  async read(path: string): Promise<Buffer> {
+    const sandbox = this.#sandbox;
+    return sandbox.bound().telemetry.operation(c.SDK_OP_FILESYSTEM_READ, sandbox.id, async (op) => {
+      const outcome = await sandbox.exec(["cat", "--", path]);
+      check(outcome, path, "read");
+      op.setAttribute("leap0.filesystem.bytes", outcome.stdout.length);
+      return outcome.stdout;
+    });
+  }
+
+  /** The file at `path` decoded as text. */
+  async readText(path: string, encoding: BufferEncoding = "utf8"): Promise<string> {
+    return (await this.read(path)).toString(encoding);
+  }
+
+  // The hosted Leap0 SDK's spellings, so code written for it runs unchanged.
+  async writeFile(args: { path: string; content: string }): Promise<void> {
+    await this.write(args.path, args.content);
+  }
+
+  async writeBytes(args: { path: string; content: Uint8Array }): Promise<void> {
+    await this.write(args.path, args.content);
+  }
+
+  async readFile(args: { path: string }): Promise<string> {
+    return this.readText(args.path);
+  }
+
+  async readBytes(args: { path: string }): Promise<Buffer> {
+    return this.read(args.path);
+  }
+}
+
+function check(outcome: ExecOutcome, path: string, verb: string): void {
+  if (outcome.status === undefined) {
+    throw new FilesystemError(`${verb} '${path}': the exec stream did not finish`, { path });
+  }
+  const stderr = outcome.stderr.toString("utf8").trim();
+  if (outcome.status.exitCode === undefined) {
+    throw new FilesystemError(`${verb} '${path}' failed: ${outcome.status.error}`, { path, stderr });
+  }
+  if (outcome.status.exitCode !== 0) {
+    throw new FilesystemError(`${verb} '${path}' failed (exit code ${outcome.status.exitCode}): ${stderr}`, {
+      path,
+      exitCode: outcome.status.exitCode,
+      stderr,
+    });
+  }
+}

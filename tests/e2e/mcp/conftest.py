@@ -1,0 +1,108 @@
+"""Fixtures of the MCP server's end-to-end tests.
+
+The chain is the real one: the official MCP client (``mcp``'s stdio and streamable-HTTP clients) talks to
+``leap0 mcp`` (a child process), which uses the SDK against the embedded API server; the operator runs as a
+process serving the test's namespace; the test plays only the kubelet (pod status), and the emulator answers
+exec with the kubelet's protocol, running commands as local processes.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp_support import HttpServer, stdio_session
+from sdk_support import StandInKubelet
+from support import subprocess_env
+
+from leap0_dev.apiserver import ServerThread
+from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
+
+
+@pytest.fixture(scope="session")
+def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
+    runner = LocalProcessRunner()
+    assert apiserver.server is not None
+    previous = apiserver.server.exec_handler
+    apiserver.server.exec_handler = ExecHandler(runner)
+    yield runner
+    apiserver.server.exec_handler = previous
+    runner.cleanup()
+
+
+@pytest.fixture
+def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = tmp_path / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
+        )
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]:
+    stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def cluster(
+    apiserver: ServerThread,
+    namespace: str,
+    exec_runner: LocalProcessRunner,
+    operator: subprocess.Popen[bytes],
+    kubelet: StandInKubelet,
+) -> ServerThread:
+    """The API server with the operator and a kubelet serving the test's namespace."""
+    return apiserver
+
+
+@pytest.fixture
+def mcp_args(apiserver: ServerThread, namespace: str) -> list[str]:
+    """The ``leap0 mcp`` command line for the test's namespace (add --owner etc. to it)."""
+    return [
+        "-m",
+        "leap0.cli",
+        "mcp",
+        "--kubeconfig",
+        str(apiserver.kubeconfig),
+        "--namespace",
+        namespace,
+    ]
+
+
+@pytest.fixture
+def stdio() -> Callable[..., Any]:
+    return stdio_session
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[Callable[..., HttpServer]]:
+    started: list[HttpServer] = []
+
+    def start(args: list[str], **env: str) -> HttpServer:
+        server = HttpServer(args, subprocess_env(**env), tmp_path / f"mcp-http-{len(started)}.log")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
