@@ -193,6 +193,8 @@ CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 OPERATOR_PREFIX: Final = "leap0.dev"
 # On each pod: the container images it was created with (JSON), so edits are detected without the template.
 ANNOTATION_POD_IMAGES: Final = "leap0.dev/created-images"
+# On each NetworkPolicy: the spec.network.policy it carries (Internet, DenyAll or Custom).
+ANNOTATION_NETWORK_POLICY: Final = "leap0.dev/network-policy"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "leap0-operator"
 
