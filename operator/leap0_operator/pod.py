@@ -10,7 +10,12 @@ Layout (docs/operator.md, "The pod"):
   (``valueFrom`` kept), the sandbox container's limits through the downward API, a strict security context;
 - a shared process namespace and a shared ``workspace`` volume, so the sidecar can measure the sandbox;
 - no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does), and an open
-  stdin on the sandbox container so a REPL/shell default command waits instead of exiting.
+  stdin on the sandbox container so a REPL/shell default command waits instead of exiting;
+- Pod Security: the pod meets the ``baseline`` standard, the sandbox container hardened (no privilege
+  escalation, the runtime's seccomp profile, its default capabilities minus ``NET_RAW``); the sidecar meets
+  ``restricted`` always. A template's ``podSecurity: restricted`` makes the whole pod meet ``restricted``: it
+  runs as ``runAsUser``/``runAsGroup``/``fsGroup`` (default 1000, never root) with every capability dropped,
+  and its only volume is an ``emptyDir`` (docs/network.md, "Pod security").
 
 The pod is named after the Sandbox, in its namespace (one pod per Sandbox: a deterministic name makes creation
 idempotent, a second POST gets 409), and owned by it through kopf's public adoption helper
@@ -21,6 +26,7 @@ contract's (``leap0.dev/*``), not the user's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -41,6 +47,59 @@ UPSTREAM_ENDPOINT_VARS = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSecurity:
+    """The Pod Security Standard the sandbox pod meets, and the ids a ``restricted`` pod runs as."""
+
+    level: str = contract.DEFAULT_POD_SECURITY
+    run_as_user: int = contract.DEFAULT_RUN_AS_ID
+    run_as_group: int = contract.DEFAULT_RUN_AS_ID
+    fs_group: int = contract.DEFAULT_RUN_AS_ID
+
+    @property
+    def restricted(self) -> bool:
+        return self.level == contract.POD_SECURITY_RESTRICTED
+
+
+def pod_security(template: Mapping[str, Any] | None) -> PodSecurity:
+    """The template's ``podSecurity`` (default ``baseline``) with its ``runAsUser``/``runAsGroup``/``fsGroup``
+    (default 1000 each)."""
+    tpl = template or {}
+
+    def ident(field: str) -> int:
+        value = tpl.get(field)
+        return (
+            value
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0
+            else contract.DEFAULT_RUN_AS_ID
+        )
+
+    level = tpl.get("podSecurity")
+    return PodSecurity(
+        level=str(level) if level in contract.POD_SECURITY_LEVELS else contract.DEFAULT_POD_SECURITY,
+        run_as_user=ident("runAsUser"),
+        run_as_group=ident("runAsGroup"),
+        fs_group=ident("fsGroup"),
+    )
+
+
+def sandbox_security_context(security: PodSecurity) -> dict[str, Any]:
+    """The sandbox container's securityContext: hardened under ``baseline`` (the app may still run as root),
+    non-root with nothing but the runtime's seccomp profile under ``restricted``."""
+    if security.restricted:
+        return {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["NET_RAW"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def pod_name(sandbox_name: str) -> str:
@@ -107,10 +166,12 @@ def build_pod(
     effective: Effective,
     org_id: str,
     config: OperatorConfig,
+    security: PodSecurity | None = None,
 ) -> dict[str, Any]:
     """The pod manifest of the Sandbox ``owner`` (its body: ``apiVersion``, ``kind``, ``metadata`` with
     ``name``, ``namespace`` and ``uid``), which is its controller: deleting the Sandbox deletes the pod
-    (no finalizer needed)."""
+    (no finalizer needed). ``security`` is the template's pod security (default ``baseline``)."""
+    security = security or PodSecurity()
     name = str(owner["metadata"]["name"])
     namespace = str(owner["metadata"]["namespace"])
     if effective.telemetry:
@@ -127,6 +188,7 @@ def build_pod(
         # `python3`) waiting for input instead of exiting at once: a sandbox lives until its timeout, and work
         # reaches it through exec.
         "stdin": True,
+        "securityContext": sandbox_security_context(security),
     }
     if effective.command is not None:
         sandbox["command"] = list(effective.command)
@@ -202,6 +264,14 @@ def build_pod(
             }
         ],
     }
+    if security.restricted:
+        spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": security.run_as_user,
+            "runAsGroup": security.run_as_group,
+            "fsGroup": security.fs_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
     if init_containers:
         spec["initContainers"] = init_containers
     if effective.runtime_class_name:
