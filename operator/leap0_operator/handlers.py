@@ -22,19 +22,15 @@ import kopf
 import leap0_contract as contract
 
 from . import config as config_module
-from . import k8s
+from . import k8s, objects
+from .controller import Controller, Sources
+from .objects import Key
 from .reconcile import trim_pod, trim_sandbox
-from .resolve import template_id
-from .runtime import Key, Runtime, Sources, first
 
 SANDBOXES = (contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL)
 TEMPLATES = (contract.GROUP, contract.VERSION, contract.TEMPLATE_PLURAL)
 PODS = ("v1", "pods")
 SANDBOX_PODS = {contract.LABEL_SANDBOX_ID: kopf.PRESENT}
-
-# Set by ``leap0-operator`` (flags + env) before kopf starts; ``kopf run -m leap0_operator`` reads env alone.
-ACTIVE_CONFIG: config_module.OperatorConfig | None = None
-ACTIVE_OPTIONS: config_module.RunOptions | None = None
 
 
 class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -51,9 +47,18 @@ class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Every kopf setting of the operator, in one place."""
+    """Every kopf setting of the operator, in one place.
+
+    The operator's settings arrive in kopf's memo: ``leap0-operator`` passes ``kopf.run(memo=...)`` with
+    ``memo.config`` and ``memo.options`` (flags and environment); under ``kopf run -m leap0_operator``
+    the memo has neither, and the settings come from the environment alone (kopf's own flags then do the
+    namespaces and peering).
+    """
     k8s.check_kopf_private_api()  # fail at startup, with what moved, rather than on the first API call
-    config = ACTIVE_CONFIG or config_module.from_environment(os.environ)
+    config: config_module.OperatorConfig = getattr(memo, "config", None) or config_module.from_environment(
+        os.environ
+    )
+    options: config_module.RunOptions | None = getattr(memo, "options", None)
     # kopf's own bookkeeping lives under leap0.dev. With only event handlers and indexes there is no
     # finalizer, no progress and no diff base on our objects; these keep any future change handler consistent.
     settings.persistence.finalizer = f"{contract.OPERATOR_PREFIX}/finalizer"
@@ -66,20 +71,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # Peering: replicas see each other; the keep-alives are not logged. Replicas must not share a priority
     # (kopf pauses all of them then), so without an explicit priority each replica picks a random one.
     settings.peering.stealth = True
-    if ACTIVE_OPTIONS is not None:
-        settings.peering.name = ACTIVE_OPTIONS.peering_name
-        settings.peering.mandatory = ACTIVE_OPTIONS.peering_mandatory
-        settings.peering.standalone = ACTIVE_OPTIONS.standalone
+    if options is not None:
+        settings.peering.name = options.peering_name
+        settings.peering.mandatory = options.peering_mandatory
+        settings.peering.standalone = options.standalone
     if settings.peering.priority == 0:
         settings.peering.priority = random.randint(1, 1_000_000)
     # Status writes are our own merge patches; kopf posts no Kubernetes Events for us (each is a write).
     settings.posting.enabled = False
     # kopf logs every handled event ("Handler ... succeeded") at INFO: with thousands of sandboxes that is
     # noise (and CPU). Failures are still logged; --verbose/--debug bring the rest back.
-    if ACTIVE_OPTIONS is None or not (ACTIVE_OPTIONS.verbose or ACTIVE_OPTIONS.debug):
+    if options is None or not (options.verbose or options.debug):
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Leave settings.queueing.worker_limit unset: a limit serialises objects behind the 5 s idle timeout.
-    memo.runtime = Runtime(config, settings)
+    memo.controller = Controller(config, k8s.Api(settings, logger, retry_delay=config.retry_delay_s))
     logger.info(
         "leap0 operator: sidecar %s (cpu %s, memory %s), default image %s, expired retention %gs, peering %s",
         config.sidecar_image,
@@ -99,9 +104,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime | None = getattr(memo, "runtime", None)
-    if runtime is not None:
-        await runtime.stop()
+    controller: Controller | None = getattr(memo, "controller", None)
+    if controller is not None:
+        await controller.stop()
 
 
 # Indexers are async so kopf runs them in its loop (sync ones go through a thread pool: slower, GIL-bound).
@@ -125,52 +130,51 @@ async def template_index(
 Indexes = kopf.Index[Key, dict[str, Any]]
 
 
-def _runtime(memo: Any, indexes: dict[str, Any]) -> Runtime:
-    runtime: Runtime = memo.runtime
-    if runtime.sources is None:
-        pod_index: Indexes = indexes["pod_index"]
-        template_index: Indexes = indexes["template_index"]
-        runtime.sources = Sources(
-            sandbox=runtime.sandboxes.get,
-            pod=lambda key: first(pod_index.get(key), key[1]),
-            template=lambda key: first(template_index.get(key)),
+def _first(values: Any, name: str | None = None) -> dict[str, Any] | None:
+    """The value named ``name`` among an index store's values (any value when ``name`` is None)."""
+    for value in values or ():
+        if name is None or objects.name(value) == name:
+            return dict(value)
+    return None
+
+
+def _controller(memo: Any, indexes: dict[str, Any]) -> Controller:
+    """The controller, started by the first handler call (kopf's indexes are reachable only from handlers)."""
+    controller: Controller = memo.controller
+    if controller.sources is None:
+        pods: Indexes = indexes["pod_index"]
+        templates: Indexes = indexes["template_index"]
+        controller.start(
+            Sources(
+                sandbox=controller.sandboxes.get,
+                pod=lambda key: _first(pods.get(key), key[1]),
+                template=lambda key: _first(templates.get(key)),
+            )
         )
-        runtime.start()
-    return runtime
+    return controller
 
 
 @kopf.on.event(*SANDBOXES)
 async def sandbox_event(
     type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **kwargs: Any
 ) -> None:
-    runtime = _runtime(memo, kwargs)
+    controller = _controller(memo, kwargs)
     key = (namespace or "", name)
     if type == "DELETED":
-        runtime.forget(key)
-        return
-    if runtime.remember(key, trim_sandbox(body)):
-        runtime.queue.add(key)
+        controller.sandbox_deleted(key)
+    else:
+        controller.sandbox_seen(key, trim_sandbox(body))
 
 
 @kopf.on.event(*PODS, labels=SANDBOX_PODS)
 async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
-    runtime = _runtime(memo, kwargs)
-    key = (namespace or "", labels[contract.LABEL_SANDBOX_ID])
-    if type == "DELETED":
-        runtime.pod_deleted(key)
-    runtime.queue.add(key)
+    controller = _controller(memo, kwargs)
+    controller.pod_seen((namespace or "", labels[contract.LABEL_SANDBOX_ID]), deleted=type == "DELETED")
 
 
 @kopf.on.event(*TEMPLATES)
 async def template_event(type: str, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     """A template that appears lets the Sandboxes that failed for want of it start (looked at again)."""
-    runtime = _runtime(memo, kwargs)
-    if type == "DELETED":
-        return
-    for key, sandbox in list(runtime.sandboxes.items()):
-        if (
-            key[0] == (namespace or "")
-            and template_id(sandbox["spec"]) == name
-            and sandbox["status"].get("reason") == contract.REASON_TEMPLATE_NOT_FOUND
-        ):
-            runtime.queue.add(key)
+    controller = _controller(memo, kwargs)
+    if type != "DELETED":
+        controller.template_seen((namespace or "", name))

@@ -33,6 +33,8 @@ import kopf
 
 import leap0_contract as contract
 
+from . import objects
+
 try:  # kopf's private client API (see the module docstring): the only place the operator imports it
     from kopf._cogs.clients import api as _kopf_api
     from kopf._cogs.clients import errors as _kopf_errors
@@ -188,5 +190,5 @@ class Api:
         """The namespace's labels (for the org id); empty when the namespace cannot be found."""
         url = f"/api/v1/namespaces/{namespace}"
         done, body = await self._call("get", url, f"reading namespace {namespace}", absent=404, read=True)
-        labels = ((body or {}).get("metadata") or {}).get("labels") or {} if done else {}
+        labels = objects.labels(body) if done else objects.EMPTY
         return {str(k): str(v) for k, v in labels.items()}

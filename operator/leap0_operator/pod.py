@@ -35,6 +35,7 @@ import kopf
 
 import leap0_contract as contract
 
+from . import objects
 from .config import OperatorConfig
 from .resolve import Effective, EnvVar
 
@@ -153,9 +154,8 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def created_images(pod: Mapping[str, Any]) -> dict[str, str]:
     """Container name → image, for every container and init container of a pod manifest."""
-    spec = pod.get("spec") or {}
     images: dict[str, str] = {}
-    for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+    for container in objects.all_containers(pod):
         images[str(container.get("name"))] = str(container.get("image"))
     return images
 
@@ -172,8 +172,8 @@ def build_pod(
     ``name``, ``namespace`` and ``uid``), which is its controller: deleting the Sandbox deletes the pod
     (no finalizer needed). ``security`` is the template's pod security (default ``baseline``)."""
     security = security or PodSecurity()
-    name = str(owner["metadata"]["name"])
-    namespace = str(owner["metadata"]["namespace"])
+    name = objects.name(owner)
+    namespace = objects.namespace(owner)
     if effective.telemetry:
         app_env, upstream_env = split_env(effective.env)
     else:  # no sidecar: the app exports (if at all) straight to the user's endpoint

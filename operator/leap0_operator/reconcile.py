@@ -1,9 +1,10 @@
 """What to do about one Sandbox, decided from plain data (pure): the pod's state, expiry, drift, the status.
 
 :func:`plan` takes the Sandbox, its template, its pod (or None) and the time, and returns a :class:`Plan`:
-whether to create or delete the pod, whether to delete the Sandbox (retention after expiry), the status the
-Sandbox should show, and when to look again. The kopf handlers only carry it out. Everything here is
-unit-tested without a server.
+the pod to create (the builder's input), whether to delete the pod or the Sandbox (retention after expiry),
+the status the Sandbox should show and the merge patch that gets it there, and when to look again. A spec
+that can never work gives a plan too (``Failed``, no pod), not an exception. The controller
+(``controller.py``) only carries plans out. Everything here is unit-tested without a server.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
-
 import leap0_contract as contract
 
+from . import objects
 from .config import OperatorConfig
 from .pod import created_images, pod_name
 from .resolve import Effective, SpecError, resolve, template_id
@@ -63,23 +63,18 @@ class PodState:
     started_at: str | None = None
 
 
-def _statuses(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    status = pod.get("status") or {}
-    return [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
-
-
 def pod_state(pod: Mapping[str, Any]) -> PodState:
     """Pending → Running (all containers ready) → Failed with the reason a user needs."""
-    status = pod.get("status") or {}
-    name = str((pod.get("metadata") or {}).get("name", ""))
+    status = objects.status(pod)
+    name = objects.name(pod)
     ip = status.get("podIP") or None
-    statuses = _statuses(pod)
+    statuses = objects.container_statuses(pod)
 
     def failed(reason: str, message: str) -> PodState:
         return PodState(contract.PHASE_FAILED, reason, message, ip)
 
     for cs in statuses:
-        waiting = (cs.get("state") or {}).get("waiting") or {}
+        waiting = objects.section(objects.section(cs, "state"), "waiting")
         why = waiting.get("reason")
         if why in IMAGE_PULL_REASONS:
             image = cs.get("image") or "the image"
@@ -94,7 +89,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             )
     for cs in statuses:
         for state_key in ("state", "lastState"):
-            terminated = (cs.get(state_key) or {}).get("terminated") or {}
+            terminated = objects.section(objects.section(cs, state_key), "terminated")
             if terminated.get("reason") == "OOMKilled" and (
                 state_key == "state" or cs.get("name") == contract.SANDBOX_CONTAINER
             ):
@@ -105,7 +100,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     for cs in statuses:
         if cs.get("name") != contract.SANDBOX_CONTAINER:
             continue
-        terminated = (cs.get("state") or {}).get("terminated")
+        terminated = objects.section(objects.section(cs, "state"), "terminated")
         if terminated:
             code = terminated.get("exitCode", 0)
             if code == 0:
@@ -120,26 +115,20 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     if status.get("phase") in ("Failed", "Succeeded"):
         detail = status.get("message") or status.get("reason") or f"pod phase {status.get('phase')}"
         return failed(contract.REASON_POD_FAILED, f"pod {name} ended: {detail}")
-    conditions = {c.get("type"): c for c in status.get("conditions") or ()}
-    scheduled = conditions.get("PodScheduled") or {}
+    conditions = {c.get("type"): c for c in objects.items(status, "conditions")}
+    scheduled = conditions.get("PodScheduled") or objects.EMPTY
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         return failed(
             contract.REASON_UNSCHEDULABLE,
             f"pod {name} cannot be scheduled: {scheduled.get('message', '')}".rstrip(": "),
         )
-    expected = {
-        str(c.get("name"))
-        for c in [
-            *((pod.get("spec") or {}).get("initContainers") or ()),
-            *((pod.get("spec") or {}).get("containers") or ()),
-        ]
-    }
+    expected = {str(c.get("name")) for c in objects.all_containers(pod)}
     ready = {str(cs.get("name")) for cs in statuses if cs.get("ready")}
     if status.get("phase") == "Running" and expected and expected <= ready:
         started = None
         for cs in statuses:
             if cs.get("name") == contract.SANDBOX_CONTAINER:
-                started = ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+                started = objects.section(objects.section(cs, "state"), "running").get("startedAt")
         return PodState(
             contract.PHASE_RUNNING,
             contract.REASON_RUNNING,
@@ -169,7 +158,7 @@ def detect_drift(pod: Mapping[str, Any]) -> str | None:
     Edits are reported (status condition ``PodSpecDrift``), never reverted: fighting a human or another
     controller in a loop helps no one.
     """
-    raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(contract.ANNOTATION_POD_IMAGES)
+    raw = objects.annotations(pod).get(contract.ANNOTATION_POD_IMAGES)
     if not raw:
         return None
     try:
@@ -192,14 +181,19 @@ def detect_drift(pod: Mapping[str, Any]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What the handler does for one Sandbox, in this order."""
+    """What to do about one Sandbox, carried out in this order: create the pod (built from ``effective``),
+    delete the pod, delete the Sandbox, write ``patch`` to its status; then look again at ``wake_at``."""
 
     status: dict[str, Any] | None  # the desired status (owned fields), None when the Sandbox is going away
-    effective: Effective | None = None  # set when the pod must be created (the builder's input)
-    create_pod: bool = False
+    patch: dict[str, Any] = dataclasses.field(default_factory=dict)  # observed -> status; empty: no write
+    effective: Effective | None = None  # the pod to create (the builder's input); None: create none
     delete_pod: bool = False
     delete_sandbox: bool = False
     wake_at: datetime.datetime | None = None  # look again then (expiry, retention), even if nothing happens
+
+    @property
+    def create_pod(self) -> bool:
+        return self.effective is not None
 
 
 def owned_status(status: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -216,7 +210,7 @@ def _condition(
     now: datetime.datetime,
     generation: Any,
 ) -> dict[str, Any]:
-    previous = next((c for c in current.get("conditions") or () if c.get("type") == ctype), None)
+    previous = next((c for c in objects.items(current, "conditions") if c.get("type") == ctype), None)
     if previous is not None and previous.get("status") == status and previous.get("lastTransitionTime"):
         since = previous["lastTransitionTime"]
     else:
@@ -237,12 +231,11 @@ def expiry(sandbox: Mapping[str, Any], effective: Effective | None) -> tuple[dat
     """(expiresAt, timeout): creation + ``spec.timeout`` when set (so changing it reschedules, both ways),
     else the expiry recorded at the first reconcile (template and default timeouts are decided once), else
     creation + the template's or default timeout."""
-    meta = sandbox.get("metadata") or {}
-    spec = sandbox.get("spec") or {}
-    created = parse_time(str(meta["creationTimestamp"]))
+    spec = objects.spec(sandbox)
+    created = parse_time(str(objects.metadata(sandbox)["creationTimestamp"]))
     if isinstance(spec.get("timeout"), int):
         return created + datetime.timedelta(seconds=spec["timeout"]), int(spec["timeout"])
-    recorded = (sandbox.get("status") or {}).get("expiresAt")
+    recorded = objects.status(sandbox).get("expiresAt")
     if recorded:
         moment = parse_time(str(recorded))
         return moment, int((moment - created).total_seconds())
@@ -257,46 +250,45 @@ def plan(
     now: datetime.datetime,
     config: OperatorConfig,
 ) -> Plan:
-    """Decide from the Sandbox, its template's spec (None if absent), its pod (None if absent), the time.
+    """Decide from the Sandbox (its status = what the operator last wrote or saw), its template's spec (None
+    if absent), its pod (None if absent) and the time.
 
-    Raises :class:`SpecError` (a ``kopf.PermanentError``) when the pod must be created but the spec can never
-    work (a missing explicit template, no image, values out of range): the caller then applies
-    :func:`failed`. A pod that exists already is not judged again (a template deleted later changes nothing).
+    A pod that must be created from a spec that can never work (a missing explicit template, no image,
+    values out of range) makes the plan ``Failed`` with the reason and no pod (not retried; it still
+    expires). A pod that exists already is not judged again (a template deleted later changes nothing).
     """
-    return _plan(sandbox, template, pod, now, config, None)
+    try:
+        effective: Effective | SpecError = resolve(objects.spec(sandbox), template, config)
+    except SpecError as exc:
+        effective = exc
+    return _plan(sandbox, pod, now, config, effective)
 
 
 def failed(
-    sandbox: Mapping[str, Any], error: kopf.PermanentError, now: datetime.datetime, config: OperatorConfig
+    sandbox: Mapping[str, Any], error: SpecError, now: datetime.datetime, config: OperatorConfig
 ) -> Plan:
-    """The plan after a reconcile ended in ``error``: ``Failed`` with its message and no pod, not retried
-    (only woken at ``expiresAt``: a failed Sandbox still expires and is cleaned up after its retention)."""
-    return _plan(sandbox, None, None, now, config, error)
+    """The plan when creating the pod failed for good (the API refused it as invalid): ``Failed`` with the
+    error's reason and message and no pod, not retried (only woken at ``expiresAt``: a failed Sandbox still
+    expires and is cleaned up after its retention)."""
+    return _plan(sandbox, None, now, config, error)
 
 
 def _plan(
     sandbox: Mapping[str, Any],
-    template: Mapping[str, Any] | None,
     pod: Mapping[str, Any] | None,
     now: datetime.datetime,
     config: OperatorConfig,
-    permanent: kopf.PermanentError | None,
+    resolved: Effective | SpecError,
 ) -> Plan:
-    meta = sandbox.get("metadata") or {}
-    spec = sandbox.get("spec") or {}
-    current = owned_status(sandbox.get("status"))
-    if meta.get("deletionTimestamp"):
+    meta = objects.metadata(sandbox)
+    spec = objects.spec(sandbox)
+    current = owned_status(objects.status(sandbox))
+    if objects.terminating(sandbox):
         return Plan(status=None)
-    name = str(meta["name"])
+    name = objects.name(sandbox)
     generation = meta.get("generation")
-    pod_going = pod is not None and bool((pod.get("metadata") or {}).get("deletionTimestamp"))
-
-    effective: Effective | None
-    error: kopf.PermanentError | None = permanent
-    try:
-        effective = resolve(spec, template, config) if permanent is None else None
-    except SpecError as exc:
-        effective, error = None, exc
+    pod_going = pod is not None and objects.terminating(pod)
+    effective = resolved if isinstance(resolved, Effective) else None
 
     desired: dict[str, Any] = {"observedGeneration": generation} if generation is not None else {}
     # The effective values describe the pod: decided when it is created (a later template edit changes
@@ -332,6 +324,9 @@ def _plan(
         ]
         return desired
 
+    def decided(status: dict[str, Any], **actions: Any) -> Plan:
+        return Plan(status=status, patch=status_patch(current, status), **actions)
+
     retention = datetime.timedelta(seconds=config.expired_retention_s)
     pod_present = pod is not None and not pod_going
     if current.get("phase") == contract.PHASE_EXPIRED or now >= expires_at:
@@ -351,19 +346,18 @@ def _plan(
                 "its pod was deleted",
             )
         delete_at = expired_at + retention
-        return Plan(
-            status=status,
+        return decided(
+            status,
             delete_pod=pod_present,
             delete_sandbox=now >= delete_at,
             wake_at=None if now >= delete_at else delete_at,
         )
 
     if pod is None:
-        if error is not None and permanent is None:
-            raise error  # the caller decides what a PermanentError means: failed(), below
-        if error is not None:
-            reason = error.reason if isinstance(error, SpecError) else contract.REASON_INVALID_SPEC
-            return Plan(status=finish(contract.PHASE_FAILED, reason, str(error)), wake_at=expires_at)
+        if effective is None:
+            assert isinstance(resolved, SpecError)
+            failure = finish(contract.PHASE_FAILED, resolved.reason, resolved.message)
+            return decided(failure, wake_at=expires_at)
         pname = pod_name(name)
         desired["podName"] = pname
         for key in ("vcpu", "memory", "disk", "templateId"):
@@ -376,25 +370,21 @@ def _plan(
             else created_message(pname)
         )
         desired.pop("podIP", None)
-        return Plan(
-            status=finish(contract.PHASE_PENDING, reason, message),
-            effective=effective,
-            create_pod=True,
-            wake_at=expires_at,
+        return decided(
+            finish(contract.PHASE_PENDING, reason, message), effective=effective, wake_at=expires_at
         )
 
-    pname = str((pod.get("metadata") or {}).get("name"))
+    pname = objects.name(pod)
     desired["podName"] = pname
-    owners = [
-        r.get("uid") for r in (pod.get("metadata") or {}).get("ownerReferences") or () if r.get("controller")
-    ]
-    if pod_going or (owners and meta.get("uid") and meta.get("uid") not in owners):
+    owners = objects.controller_uids(pod)
+    uid = objects.uid(sandbox)
+    if pod_going or (owners and uid and uid not in owners):
         status = finish(
             contract.PHASE_PENDING,
             contract.REASON_POD_DELETED,
             f"waiting for the old pod {pname} to go away before creating a new one",
         )
-        return Plan(status=status, wake_at=expires_at)
+        return decided(status, wake_at=expires_at)
 
     state = pod_state(pod)
     started = desired.get("startedAt") or (
@@ -414,7 +404,7 @@ def _plan(
                 generation,
             )
         )
-    return Plan(status=status, wake_at=expires_at)
+    return decided(status, wake_at=expires_at)
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
@@ -430,34 +420,35 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
 
 def trim_sandbox(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the operator keeps of a Sandbox in memory (its index): identity, spec, the owned status."""
-    meta = body.get("metadata") or {}
+    meta = objects.metadata(body)
     keep = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
     return {
         "apiVersion": body.get("apiVersion", contract.API_VERSION),
         "kind": body.get("kind", contract.SANDBOX_KIND),
         "metadata": {k: meta[k] for k in keep if meta.get(k) is not None},
-        "spec": dict(body.get("spec") or {}),
-        "status": owned_status(body.get("status")),
+        "spec": dict(objects.spec(body)),
+        "status": owned_status(objects.status(body)),
     }
 
 
 def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the operator keeps of a pod in memory: enough for :func:`pod_state` and :func:`detect_drift`."""
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    annotations = meta.get("annotations") or {}
+    meta = objects.metadata(body)
+    spec = objects.spec(body)
+    status = objects.status(body)
+    annotations = objects.annotations(body)
 
     def containers(key: str) -> list[dict[str, Any]]:
-        return [{"name": c.get("name"), "image": c.get("image")} for c in spec.get(key) or ()]
+        return [{"name": c.get("name"), "image": c.get("image")} for c in objects.items(spec, key)]
 
     def statuses(key: str) -> list[dict[str, Any]]:
         keep = ("name", "ready", "image", "state", "lastState")
-        return [{k: cs[k] for k in keep if k in cs} for cs in status.get(key) or ()]
+        return [{k: cs[k] for k in keep if k in cs} for cs in objects.items(status, key)]
 
     trimmed_meta: dict[str, Any] = {k: meta[k] for k in ("name", "uid", "deletionTimestamp") if meta.get(k)}
     trimmed_meta["ownerReferences"] = [
-        {"uid": r.get("uid"), "controller": r.get("controller")} for r in meta.get("ownerReferences") or ()
+        {"uid": r.get("uid"), "controller": r.get("controller")}
+        for r in objects.items(meta, "ownerReferences")
     ]
     if contract.ANNOTATION_POD_IMAGES in annotations:
         trimmed_meta["annotations"] = {
@@ -468,7 +459,7 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     }
     conditions = [
         {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
-        for c in status.get("conditions") or ()
+        for c in objects.items(status, "conditions")
         if c.get("type") in ("PodScheduled", "Ready")
     ]
     if conditions:

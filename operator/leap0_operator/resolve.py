@@ -6,18 +6,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import kopf
-
 import leap0_contract as contract
 
+from . import objects
 from .config import OperatorConfig
 
 EnvVar = dict[str, Any]
 
 
-class SpecError(kopf.PermanentError):
-    """A Sandbox that can never work as written: a ``kopf.PermanentError`` (it ends ``Failed`` with this
-    message and is not retried; creating the missing template later looks at it again)."""
+class SpecError(ValueError):
+    """A Sandbox that can never work as written: the planner makes it ``Failed`` with this reason and
+    message, without a pod and without retrying (creating the missing template later looks at it again)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -45,9 +44,15 @@ class Effective:
 
 
 def template_id(spec: Mapping[str, Any]) -> str:
-    """The id a Sandbox resolves to: ``spec.template``, else ``default``."""
+    """The id a Sandbox spec resolves to: ``spec.template``, else ``default``. The one place it is decided
+    (the template lookup, the pod's labels and env, the status and the template event all use it)."""
     value = spec.get("template")
     return str(value) if value else contract.DEFAULT_TEMPLATE_ID
+
+
+def template_key(sandbox: objects.Obj) -> objects.Key:
+    """The (namespace, name) of the SandboxTemplate a Sandbox uses."""
+    return objects.namespace(sandbox), template_id(objects.spec(sandbox))
 
 
 def merge_env(template_env: Sequence[EnvVar], sandbox_env: Sequence[EnvVar]) -> tuple[EnvVar, ...]:

@@ -1,39 +1,29 @@
-"""The operator's in-process machinery: one reconcile per Sandbox at a time, wake-ups, and write avoidance.
+"""The operator's in-process machinery, each piece on its own: the work queue (one reconcile per Sandbox
+at a time), the wake-ups (one timer task), the write tracker (our writes the watch has not shown yet) and the
+org-id cache. The controller (``controller.py``) puts them together.
 
-Nothing here is the source of truth: every decision is recomputed from what the API says (kopf's indexes of
-Sandboxes, their pods and templates), so killing the operator loses nothing. What lives here only avoids
-needless calls: a pod just POSTed but not yet seen on the watch is not POSTed again, a status just written but
-not yet seen is not written again, and one timer task wakes Sandboxes at their expiry (no periodic writes, no
-per-object timers).
+Nothing here is the source of truth: every decision is recomputed from what the API says, so killing the
+operator loses nothing. What lives here only avoids needless calls: a pod just POSTed but not yet seen on the
+watch is not POSTed again, a status just written but not yet seen is not written again, a namespace is read
+once a minute, and one timer task wakes Sandboxes at their expiry (no periodic writes, no per-object timers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import datetime
 import heapq
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
-
-import kopf
 
 import leap0_contract as contract
 
-from . import k8s
-from .config import OperatorConfig
-from .pod import build_pod, pod_name
-from .reconcile import failed, owned_status, plan, status_patch
-
-Key = tuple[str, str]  # (namespace, sandbox name)
-Lookup = Callable[[Key], Mapping[str, Any] | None]
+from .objects import Key
+from .reconcile import owned_status
 
 logger = logging.getLogger("leap0_operator")
 
-# Reconciles running at once (each makes its API calls in sequence): bounds connections and memory in bursts.
-RECONCILE_WORKERS = 32
 # A pod POSTed but not yet seen on the watch is trusted to exist for this long.
 POSTED_TTL_S = 30.0
 # A reconcile failing again and again with TemporaryErrors waits twice as long each time, up to this.
@@ -163,43 +153,53 @@ class WorkQueue:
                     self.add(key)
 
 
-@dataclasses.dataclass
-class Sources:
-    """Read access to the Sandboxes and kopf's indexes of pods and templates (set by the first handler)."""
+class WriteTracker:
+    """The operator's own writes that the watches have not shown yet, per Sandbox.
 
-    sandbox: Lookup
-    pod: Lookup
-    template: Lookup
+    A pod POSTed but not yet seen is trusted to exist for ``POSTED_TTL_S`` (not POSTed again); a status
+    written but not yet seen is what the next plan starts from (not written again), and the watch event that
+    merely echoes it is not reconciled. Losing all of this (a restart) costs at most a 409.
+    """
 
-
-class Runtime:
-    def __init__(self, config: OperatorConfig, settings: kopf.OperatorSettings) -> None:
-        self.config = config
-        self.api = k8s.Api(settings, logger, retry_delay=config.retry_delay_s)
-        self.sources: Sources | None = None
-        self.sandboxes: dict[Key, dict[str, Any]] = {}  # trimmed Sandboxes, kept by the Sandbox event handler
-        self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
-        self.wakeups = Wakeups(self._wake)
-        self._posted: dict[Key, tuple[dict[str, Any], float]] = {}
+    def __init__(self, posted_ttl_s: float = POSTED_TTL_S) -> None:
+        self._posted_ttl_s = posted_ttl_s
+        self._posted: dict[Key, tuple[Mapping[str, Any], float]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
-        self._org_ids: dict[str, tuple[str, float]] = {}
-        self._org_fetches: dict[str, asyncio.Future[str]] = {}
-        self._failures: dict[Key, int] = {}  # TemporaryErrors in a row, per Sandbox (backoff)
 
-    # --- bookkeeping -----------------------------------------------------------------------------
-    def forget(self, key: Key) -> None:
-        """The Sandbox is gone: drop everything about it."""
-        self.sandboxes.pop(key, None)
+    def pod_posted(self, key: Key, manifest: Mapping[str, Any]) -> None:
+        self._posted[key] = (manifest, time.monotonic())
+
+    def pod_gone(self, key: Key) -> None:
+        """The pod was deleted (by us, or seen deleted on the watch): trust nothing POSTed before."""
         self._posted.pop(key, None)
-        self._written.pop(key, None)
-        self._failures.pop(key, None)
-        self.wakeups.cancel(key)
 
-    def remember(self, key: Key, sandbox: dict[str, Any]) -> bool:
-        """Keep the Sandbox's latest state; False when the change is only the echo of our own status write
-        (nothing to reconcile: the spec and metadata are as before, the status is what we wrote)."""
-        previous = self.sandboxes.get(key)
-        self.sandboxes[key] = sandbox
+    def pod(self, key: Key, seen: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The pod to plan with: the one the watch shows, else the one just POSTed (not shown yet)."""
+        if seen is not None:
+            self._posted.pop(key, None)
+            return seen
+        posted = self._posted.get(key)
+        if posted is not None and time.monotonic() - posted[1] < self._posted_ttl_s:
+            return posted[0]
+        return None
+
+    def status_written(self, key: Key, status: dict[str, Any]) -> None:
+        self._written[key] = status
+
+    def status(self, key: Key, seen: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The owned status to plan from: our last write while the watch has not caught up, else ``seen``."""
+        observed = owned_status(seen)
+        written = self._written.get(key)
+        if written is None:
+            return observed
+        if written == observed:
+            del self._written[key]  # the watch caught up with our last write
+            return observed
+        return written
+
+    def is_echo(self, key: Key, previous: Mapping[str, Any] | None, sandbox: Mapping[str, Any]) -> bool:
+        """The Sandbox event only echoes our last status write (same spec and metadata as before, the status
+        we wrote): nothing to reconcile."""
         written = self._written.get(key)
         if (
             previous is not None
@@ -209,144 +209,37 @@ class Runtime:
             and sandbox["metadata"] == previous["metadata"]
         ):
             del self._written[key]  # the watch caught up with our last write
-            return False
-        return True
+            return True
+        return False
 
-    def pod_deleted(self, key: Key) -> None:
+    def forget(self, key: Key) -> None:
         self._posted.pop(key, None)
+        self._written.pop(key, None)
 
-    async def _org_id(self, namespace: str) -> str:
-        """The namespace's org-id label, else its name; one read per namespace per cache period, shared by
-        every reconcile that needs it meanwhile (a burst of new Sandboxes costs one GET, not one each)."""
-        cached = self._org_ids.get(namespace)
-        if cached is not None and time.monotonic() - cached[1] < self.config.namespace_cache_s:
+
+class OrgIds:
+    """A namespace's org id: its ``leap0.dev/org-id`` label, else its name. One read per namespace per
+    ``ttl_s``, shared by every reconcile that needs it meanwhile (a burst of new Sandboxes costs one GET)."""
+
+    def __init__(self, read_labels: Callable[[str], Awaitable[Mapping[str, str]]], ttl_s: float) -> None:
+        self._read_labels = read_labels
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._fetches: dict[str, asyncio.Future[str]] = {}
+
+    async def get(self, namespace: str) -> str:
+        cached = self._cache.get(namespace)
+        if cached is not None and time.monotonic() - cached[1] < self._ttl_s:
             return cached[0]
-        fetching = self._org_fetches.get(namespace)
+        fetching = self._fetches.get(namespace)
         if fetching is None:
-            fetching = asyncio.ensure_future(self._fetch_org_id(namespace))
-            self._org_fetches[namespace] = fetching
-            fetching.add_done_callback(lambda _: self._org_fetches.pop(namespace, None))
+            fetching = asyncio.ensure_future(self._fetch(namespace))
+            self._fetches[namespace] = fetching
+            fetching.add_done_callback(lambda _: self._fetches.pop(namespace, None))
         return await asyncio.shield(fetching)
 
-    async def _fetch_org_id(self, namespace: str) -> str:
-        labels = await self.api.namespace_labels(namespace)
+    async def _fetch(self, namespace: str) -> str:
+        labels = await self._read_labels(namespace)
         org = labels.get(contract.NAMESPACE_ORG_LABEL) or namespace
-        self._org_ids[namespace] = (org, time.monotonic())
+        self._cache[namespace] = (org, time.monotonic())
         return org
-
-    # --- the reconcile --------------------------------------------------------------------------------
-    def start(self) -> None:
-        self.queue.start()
-        self.wakeups.start()
-
-    async def stop(self) -> None:
-        await self.wakeups.stop()
-        await self.queue.stop()
-
-    async def _wake(self, key: Key) -> None:
-        self.queue.add(key)
-
-    async def reconcile(self, key: Key) -> None:
-        """Bring one Sandbox's pod and status in line with the API's state (called by the queue's workers).
-
-        kopf's error vocabulary, translated exactly: a ``kopf.PermanentError`` (a spec that can never work,
-        a pod the API refuses as invalid) makes the Sandbox ``Failed`` with the error's message and is not
-        retried; a ``kopf.TemporaryError`` (an API error that may recover) retries the reconcile after the
-        error's delay, doubling on repeats (``retry_delay``). A retry recomputes everything from the latest
-        state, so it never replays a stale request.
-        """
-        try:
-            try:
-                await self._reconcile(key)
-            except kopf.PermanentError as exc:
-                logger.warning("Sandbox %s/%s: %s (permanent: not retried)", *key, exc)
-                await self._reconcile(key, permanent=exc)
-        except kopf.TemporaryError as exc:
-            attempt = self._failures.get(key, 0) + 1
-            self._failures[key] = attempt
-            delay = retry_delay(exc.delay, attempt)
-            logger.warning("Sandbox %s/%s: %s; retry #%d in %gs", *key, exc, attempt, delay)
-            self.wakeups.schedule(key, time.time() + delay)
-        else:
-            self._failures.pop(key, None)
-
-    async def _reconcile(self, key: Key, permanent: kopf.PermanentError | None = None) -> None:
-        if self.sources is None:
-            return
-        namespace, name = key
-        sandbox = self.sources.sandbox(key)
-        if sandbox is None:
-            self.forget(key)
-            return
-        observed = owned_status(sandbox.get("status"))
-        written = self._written.get(key)
-        if written is not None:
-            if written == observed:
-                del self._written[key]  # the watch caught up with our last write
-            else:
-                sandbox = {**sandbox, "status": written}  # our write is newer than the index
-                observed = written
-        pod = self.sources.pod(key)
-        posted = self._posted.get(key)
-        if pod is not None:
-            self._posted.pop(key, None)
-        elif posted is not None and time.monotonic() - posted[1] < POSTED_TTL_S:
-            pod = posted[0]  # created a moment ago; the watch has not shown it yet
-        template_id = (sandbox.get("spec") or {}).get("template") or contract.DEFAULT_TEMPLATE_ID
-        template = self.sources.template((namespace, str(template_id)))
-        now = datetime.datetime.now(datetime.UTC)
-        if permanent is None:
-            decision = plan(sandbox, template, pod, now, self.config)
-        else:
-            decision = failed(sandbox, permanent, now, self.config)
-
-        if decision.create_pod and decision.effective is not None:
-            manifest = build_pod(
-                owner=sandbox,
-                effective=decision.effective,
-                org_id=await self._org_id(namespace),
-                config=self.config,
-            )
-            created = await self.api.create_pod(manifest)
-            self._posted[key] = (manifest, time.monotonic())
-            logger.debug(
-                "Sandbox %s/%s: %s pod %s", namespace, name, "created" if created else "found", pod_name(name)
-            )
-        if decision.delete_pod and pod is not None:
-            await self.api.delete_pod(namespace, str(pod["metadata"]["name"]))
-            self._posted.pop(key, None)
-            logger.info("Sandbox %s/%s expired: deleted its pod", namespace, name)
-        if decision.delete_sandbox:
-            if await self.api.delete_sandbox(namespace, name):
-                logger.info("Sandbox %s/%s: deleted after its retention period", namespace, name)
-            self.forget(key)
-            return
-        if decision.status is not None:
-            patch = status_patch(observed, decision.status)
-            if patch:
-                if patch.get("reason"):
-                    phase = decision.status.get("phase")
-                    level = {
-                        contract.PHASE_FAILED: logging.WARNING,
-                        contract.PHASE_EXPIRED: logging.INFO,
-                    }.get(str(phase), logging.DEBUG)
-                    logger.log(
-                        level,
-                        "Sandbox %s/%s: %s (%s) %s",
-                        namespace,
-                        name,
-                        decision.status.get("phase"),
-                        decision.status.get("reason"),
-                        decision.status.get("message"),
-                    )
-                if await self.api.patch_sandbox_status(namespace, name, patch):
-                    self._written[key] = decision.status
-        self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
-
-
-def first(values: Iterable[Mapping[str, Any]] | None, name: str | None = None) -> Mapping[str, Any] | None:
-    """The value named ``name`` among an index store's values (any value when ``name`` is None)."""
-    for value in values or ():
-        if name is None or (value.get("metadata") or {}).get("name") == name:
-            return value
-    return None

@@ -108,8 +108,27 @@ def test_image_runs_as_non_root_from_a_pinned_slim_base(image: str) -> None:
 def test_image_installs_only_its_own_extra(image: str) -> None:
     runs = " ".join(args for word, args in instructions(IMAGES[image]) if word == "RUN")
     assert f"scripts/extra_requirements.py {image}" in runs
-    if image == "sidecar":
-        assert "--no-deps /wheels/leap0-" in runs
+    assert "--no-deps /wheels/leap0-" in runs  # the SDK's dependencies stay out of both images
+
+
+def test_operator_image_holds_its_package_and_the_contract_only() -> None:
+    steps = instructions(IMAGES["operator"])
+    copies = [args for word, args in steps if word == "COPY" and "--from=" not in args]
+    sources = {source.rstrip("/") for args in copies for source in args.split()[:-1]}
+    assert {"leap0_contract", "operator/leap0_operator"} <= sources
+    assert not sources & {"leap0", "sidecar/leap0_sidecar", "devtools", "devtools/leap0_dev"}
+
+
+def test_operator_extra_has_kopf_and_no_kubernetes_client_pydantic_or_otel_sdk() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "extra_requirements.py"), "operator"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in result.stdout.split()}
+    assert "kopf" in names
+    assert not names & {"kubernetes", "kubernetes-asyncio", "pydantic", "opentelemetry-sdk"}
 
 
 def test_sidecar_extra_has_no_kubernetes_client_or_kopf() -> None:

@@ -6,7 +6,6 @@ import datetime
 import json
 from typing import Any
 
-import kopf
 import pytest
 
 import leap0_contract as contract
@@ -288,11 +287,10 @@ def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
     assert decision.status["phase"] == contract.PHASE_RUNNING
 
 
-def test_unknown_template_is_a_permanent_error_and_fails_without_a_pod() -> None:
-    with pytest.raises(kopf.PermanentError) as raised:
-        plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
-    decision = failed(sandbox({"template": "missing"}), raised.value, at(1), CONFIG)
+def test_unknown_template_plans_failed_without_a_pod() -> None:
+    decision = plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
     assert not decision.create_pod
+    assert decision.patch == decision.status  # the whole status is new: one write
     assert decision.wake_at == at(300)  # not retried; it still expires
     assert decision.status is not None
     assert (decision.status["phase"], decision.status["reason"]) == (
@@ -417,15 +415,20 @@ def test_a_template_created_later_lets_a_failed_sandbox_start() -> None:
 
 
 def test_a_pod_refused_as_invalid_fails_with_the_servers_message() -> None:
-    refused = kopf.PermanentError("the API server refused creating pod s: spec.containers[0].image: Required")
+    refused = SpecError(
+        contract.REASON_INVALID_SPEC,
+        "the API server refused creating pod s: spec.containers[0].image: Required",
+    )
     status = failed(sandbox(), refused, at(1), CONFIG).status
     assert status is not None
     assert (status["phase"], status["reason"]) == ("Failed", contract.REASON_INVALID_SPEC)
-    assert status["message"] == str(refused)
-    assert status["conditions"][0]["message"] == str(refused)
+    assert status["message"] == refused.message
+    assert status["conditions"][0]["message"] == refused.message
 
 
 def test_a_permanent_error_does_not_undo_expiry() -> None:
-    status = failed(sandbox({"timeout": 30}), kopf.PermanentError("x"), at(31), CONFIG).status
+    status = failed(
+        sandbox({"timeout": 30}), SpecError(contract.REASON_INVALID_SPEC, "x"), at(31), CONFIG
+    ).status
     assert status is not None
     assert status["phase"] == contract.PHASE_EXPIRED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from leap0_operator.runtime import Key, Wakeups, WorkQueue
+from leap0_operator.runtime import Key, OrgIds, Wakeups, WorkQueue, WriteTracker
 
 
 async def test_queue_coalesces_a_burst_and_never_runs_a_key_twice_at_once() -> None:
@@ -74,3 +74,32 @@ async def test_wakeups_fire_in_time_order_and_rescheduling_replaces() -> None:
     assert [key[1] for key, _ in fired] == ["early", "moved", "late"]
     moved_at = next(at for key, at in fired if key[1] == "moved")
     assert moved_at >= now + 0.10
+
+
+def test_the_write_tracker_plans_from_our_last_write_until_the_watch_shows_it() -> None:
+    writes = WriteTracker()
+    key = ("ns", "s")
+    writes.status_written(key, {"phase": "Pending"})
+    assert writes.status(key, {}) == {"phase": "Pending"}  # the watch lags: plan from what we wrote
+    sandbox = {"metadata": {"name": "s"}, "spec": {}, "status": {"phase": "Pending"}}
+    assert writes.is_echo(key, sandbox, sandbox)  # the echo of our write: nothing to reconcile
+    assert writes.status(key, {"phase": "Running"}) == {"phase": "Running"}
+    manifest = {"metadata": {"name": "s"}}
+    writes.pod_posted(key, manifest)
+    assert writes.pod(key, None) is manifest  # POSTed, not seen yet: not POSTed again
+    writes.pod_gone(key)
+    assert writes.pod(key, None) is None
+
+
+async def test_org_ids_are_read_once_per_namespace_for_a_burst() -> None:
+    reads: list[str] = []
+
+    async def read_labels(namespace: str) -> dict[str, str]:
+        reads.append(namespace)
+        await asyncio.sleep(0.01)
+        return {"leap0.dev/org-id": "acme"} if namespace == "a" else {}
+
+    org_ids = OrgIds(read_labels, ttl_s=60)
+    assert await asyncio.gather(*(org_ids.get("a") for _ in range(20))) == ["acme"] * 20
+    assert await org_ids.get("b") == "b"
+    assert reads == ["a", "b"]

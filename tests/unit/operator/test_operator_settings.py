@@ -9,6 +9,7 @@ from kopf._cogs.structs.references import Resource
 
 import leap0_contract as contract
 from leap0_operator import handlers
+from leap0_operator.config import parse
 
 
 def _configured() -> tuple[kopf.OperatorSettings, kopf.Memo]:
@@ -24,7 +25,7 @@ def test_kopf_bookkeeping_lives_under_leap0_dev() -> None:
     diffbase = settings.persistence.diffbase_storage
     assert isinstance(diffbase, kopf.AnnotationsDiffBaseStorage)
     assert diffbase.prefix == "leap0.dev"
-    assert memo.runtime.config.default_image == contract.DEFAULT_IMAGE
+    assert memo.controller.config.default_image == contract.DEFAULT_IMAGE
 
 
 def test_only_sandbox_pods_are_watched_and_nothing_is_posted_or_limited() -> None:
@@ -48,3 +49,16 @@ def test_the_diff_base_copies_nothing_per_event() -> None:
     body = kopf.Body({"metadata": {"name": "x"}, "spec": {"big": list(range(1000))}})
     assert settings.persistence.diffbase_storage.build(body=body) == {}
     assert settings.persistence.diffbase_storage.fetch(body=body) is None
+
+
+def test_settings_reach_kopf_through_the_memo() -> None:
+    """``leap0-operator`` passes its settings in ``kopf.run(memo=...)``; the startup handler applies them."""
+    config, options = parse(["--default-image", "busybox:1", "-P", "mine", "--standalone"], {})
+    settings, memo = kopf.OperatorSettings(), kopf.Memo(config=config, options=options)
+    handlers.configure(settings=settings, memo=memo, logger=logging.getLogger("test"))
+    assert memo.controller.config.default_image == "busybox:1"
+    assert (settings.peering.name, settings.peering.mandatory, settings.peering.standalone) == (
+        "mine",
+        True,
+        True,
+    )
