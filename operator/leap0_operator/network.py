@@ -367,3 +367,12 @@ def describe(network: Network, sandbox_name: str) -> str:
         return f"DenyAll: the cluster DNS only ({where})"
     count = len(network.allow_cidrs)
     return f"Custom: the cluster DNS and {count} CIDR{'' if count == 1 else 's'} ({where})"
+
+
+def network_status(network: Network, sandbox_name: str) -> dict[str, str]:
+    """``status.network``: the policy, where it came from, the NetworkPolicy's name (none for ``AllowAll``)
+    and :func:`describe`'s sentence."""
+    status = {"policy": network.policy, "source": network.source, "message": describe(network, sandbox_name)}
+    if network.policy != contract.NETWORK_ALLOW_ALL:
+        status["networkPolicy"] = policy_name(sandbox_name)
+    return status

@@ -26,7 +26,6 @@ contract's (``leap0.dev/*``), not the user's.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -37,7 +36,7 @@ import leap0_contract as contract
 
 from . import objects
 from .config import OperatorConfig
-from .resolve import Effective, EnvVar
+from .resolve import Effective, EnvVar, PodSecurity
 
 OTLP_EXPORTER_PREFIX = "OTEL_EXPORTER_OTLP_"
 SIDECAR_OTLP_HTTP_URL = f"http://127.0.0.1:{contract.OTLP_HTTP_PORT}"
@@ -48,42 +47,6 @@ UPSTREAM_ENDPOINT_VARS = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class PodSecurity:
-    """The Pod Security Standard the sandbox pod meets, and the ids a ``restricted`` pod runs as."""
-
-    level: str = contract.DEFAULT_POD_SECURITY
-    run_as_user: int = contract.DEFAULT_RUN_AS_ID
-    run_as_group: int = contract.DEFAULT_RUN_AS_ID
-    fs_group: int = contract.DEFAULT_RUN_AS_ID
-
-    @property
-    def restricted(self) -> bool:
-        return self.level == contract.POD_SECURITY_RESTRICTED
-
-
-def pod_security(template: Mapping[str, Any] | None) -> PodSecurity:
-    """The template's ``podSecurity`` (default ``baseline``) with its ``runAsUser``/``runAsGroup``/``fsGroup``
-    (default 1000 each)."""
-    tpl = template or {}
-
-    def ident(field: str) -> int:
-        value = tpl.get(field)
-        return (
-            value
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0
-            else contract.DEFAULT_RUN_AS_ID
-        )
-
-    level = tpl.get("podSecurity")
-    return PodSecurity(
-        level=str(level) if level in contract.POD_SECURITY_LEVELS else contract.DEFAULT_POD_SECURITY,
-        run_as_user=ident("runAsUser"),
-        run_as_group=ident("runAsGroup"),
-        fs_group=ident("fsGroup"),
-    )
 
 
 def sandbox_security_context(security: PodSecurity) -> dict[str, Any]:
@@ -166,12 +129,11 @@ def build_pod(
     effective: Effective,
     org_id: str,
     config: OperatorConfig,
-    security: PodSecurity | None = None,
 ) -> dict[str, Any]:
     """The pod manifest of the Sandbox ``owner`` (its body: ``apiVersion``, ``kind``, ``metadata`` with
     ``name``, ``namespace`` and ``uid``), which is its controller: deleting the Sandbox deletes the pod
-    (no finalizer needed). ``security`` is the template's pod security (default ``baseline``)."""
-    security = security or PodSecurity()
+    (no finalizer needed)."""
+    security = effective.security
     name = objects.name(owner)
     namespace = objects.namespace(owner)
     if effective.telemetry:

@@ -19,6 +19,7 @@ import leap0_contract as contract
 
 from . import objects
 from .config import OperatorConfig
+from .network import network_status
 from .pod import created_images, pod_name
 from .resolve import Effective, SpecError, resolve, template_id
 
@@ -37,7 +38,10 @@ STATUS_FIELDS = (
     "memory",
     "disk",
     "templateId",
+    "network",
 )
+# Effective values recorded when the pod is created (a later template or setting change does not alter them).
+RECORDED_FIELDS = ("vcpu", "memory", "disk", "templateId", "network")
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 
@@ -298,9 +302,8 @@ def _plan(
         fresh.update(vcpu=effective.vcpu, memory=effective.memory, templateId=effective.template_id)
         if effective.disk is not None:
             fresh["disk"] = effective.disk
-    recorded: dict[str, Any] = {
-        k: current[k] for k in ("vcpu", "memory", "disk", "templateId") if k in current
-    }
+        fresh["network"] = network_status(effective.network, name)
+    recorded: dict[str, Any] = {k: current[k] for k in RECORDED_FIELDS if k in current}
     desired.update(recorded if "vcpu" in recorded else fresh)
     expires_at, timeout = expiry(sandbox, effective)
     desired["expiresAt"] = format_time(expires_at)
@@ -360,7 +363,7 @@ def _plan(
             return decided(failure, wake_at=expires_at)
         pname = pod_name(name)
         desired["podName"] = pname
-        for key in ("vcpu", "memory", "disk", "templateId"):
+        for key in RECORDED_FIELDS:
             desired.pop(key, None)
         desired.update(fresh)
         reason = contract.REASON_POD_DELETED if current.get("podName") else contract.REASON_POD_CREATED

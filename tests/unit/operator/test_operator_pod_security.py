@@ -13,8 +13,8 @@ from pss_support import BASELINE, CONTROLS, RESTRICTED, violations
 
 import leap0_contract as contract
 from leap0_operator.config import OperatorConfig
-from leap0_operator.pod import PodSecurity, build_pod, pod_security
-from leap0_operator.resolve import resolve
+from leap0_operator.pod import build_pod
+from leap0_operator.resolve import PodSecurity, pod_security, resolve
 
 CONFIG = OperatorConfig(sidecar_image="sidecar:test")
 
@@ -33,7 +33,6 @@ def build(spec: dict[str, Any], template: dict[str, Any] | None = None) -> dict[
         effective=resolve(spec, template, CONFIG),
         org_id="acme",
         config=CONFIG,
-        security=pod_security(template),
     )
 
 
