@@ -29,8 +29,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-import kopf
-
 import leap0_contract as contract
 
 API_VERSION = "networking.k8s.io/v1"
@@ -329,6 +327,11 @@ def build_network_policy(
 ) -> dict[str, Any] | None:
     """The NetworkPolicy of the Sandbox ``owner`` (its body: ``apiVersion``, ``kind``, ``metadata`` with
     ``name``, ``namespace`` and ``uid``), or None for ``AllowAll``."""
+    # kopf is imported here, not with the module: config.py reads this module's settings before
+    # ``leap0-operator`` hides the unused Kubernetes clients from kopf (__main__.py), and importing kopf
+    # earlier would load them (about 50 MiB of RSS).
+    import kopf
+
     if network.policy == contract.NETWORK_ALLOW_ALL:
         return None
     name = str(owner["metadata"]["name"])
