@@ -116,3 +116,94 @@ def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
     for child in descendants:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
+
+
+class FreezingProxy:
+    """A TCP proxy to ``host:port`` (asyncio, in a thread) that can freeze: :meth:`freeze` stops every open
+    connection dead (it stays open, nothing flows either way, as behind a stuck load balancer or NAT), while
+    connections opened afterwards work normally. ``url`` is the proxy's ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import asyncio
+        import threading
+
+        self._target = (host, port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="freezing-proxy", daemon=True)
+        self._open: set[Any] = set()  # the open connections' frozen-flags (asyncio.Event)
+        self._writers: set[Any] = set()
+        self._server: Any = None
+        self.port = 0
+        self.connections = 0  # opened so far
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FreezingProxy:
+        import asyncio
+
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        future.result(timeout=10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def freeze(self) -> None:
+        """Freeze every connection open now; later ones are not affected."""
+        self._loop.call_soon_threadsafe(lambda: [frozen.set() for frozen in list(self._open)])
+
+    async def _start(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        import asyncio
+
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        if handlers:
+            await asyncio.wait(handlers, timeout=5)
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        frozen = asyncio.Event()
+        self._open.add(frozen)
+        self._writers.update((writer, up_writer))
+
+        async def pump(source: Any, sink: Any) -> None:
+            with contextlib.suppress(OSError):
+                while not frozen.is_set():
+                    data = await source.read(65536)
+                    if not data or frozen.is_set():
+                        break
+                    sink.write(data)
+                    await sink.drain()
+            if frozen.is_set():
+                await asyncio.Event().wait()  # silent forever (until the proxy stops): no close, no bytes
+            sink.close()
+
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        finally:
+            self._open.discard(frozen)
+            self._writers.difference_update((writer, up_writer))

@@ -6,6 +6,13 @@ import argparse
 from pathlib import Path
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
 def add_commands(dev: argparse.ArgumentParser) -> None:
     """The ``apiserver`` and ``up`` subcommands, on the ``dev`` parser of the ``leap0`` command."""
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
@@ -21,6 +28,14 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     api.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     api.add_argument(
         "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="kubeconfig file to write"
+    )
+    api.add_argument(
+        "--watch-history",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="events per resource a watch can resume from (default 10000); a watch from an older "
+        "resourceVersion gets 410 Gone, as after etcd compaction",
     )
     up = dev_sub.add_parser(
         "up",
@@ -68,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dev_command == "apiserver":
         from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
 
-        return run(args.host, args.port, args.kubeconfig)
+        if args.watch_history is None:
+            return run(args.host, args.port, args.kubeconfig)
+        return run(args.host, args.port, args.kubeconfig, watch_history=args.watch_history)
     if args.dev_command == "up":
         from leap0_dev.up import UpOptions  # the dev extra's dependencies load only here
         from leap0_dev.up import run as run_up

@@ -34,6 +34,8 @@ DEFAULT_SIDECAR_CPU = "100m"
 DEFAULT_SIDECAR_MEMORY = "64Mi"
 DEFAULT_EXPIRED_RETENTION_S = 3600.0
 DEFAULT_PEERING = "leap0"
+DEFAULT_WATCH_TIMEOUT_S = 300.0
+DEFAULT_RESYNC_PERIOD_S = 300.0
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
@@ -58,6 +60,10 @@ class OperatorConfig:
     retry_delay_s: float = 5.0
     # How long a namespace's org id is cached (it is read when a pod is created).
     namespace_cache_s: float = 60.0
+    # The server-side timeoutSeconds of every watch; the client gives up on a silent stream a little later.
+    watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S
+    # How often the operator lists what it watches and drops what the watches missed (0: only after re-lists).
+    resync_period_s: float = DEFAULT_RESYNC_PERIOD_S
     # The default network policy, the telemetry egress every policy allows, where the cluster DNS runs.
     network: NetworkSettings = dataclasses.field(default_factory=NetworkSettings)
 
@@ -193,6 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
         "env EXPIRED_RETENTION",
     )
     policy.add_argument("--retry-delay", default=None, help="seconds before retrying a failed API call (5)")
+    watch = parser.add_argument_group("watching")
+    watch.add_argument(
+        "--watch-timeout",
+        default=None,
+        help=f"server-side timeout of every watch, in seconds ({DEFAULT_WATCH_TIMEOUT_S:g}); a silent "
+        "stream is abandoned a little after it and the watch resumed; env WATCH_TIMEOUT",
+    )
+    watch.add_argument(
+        "--resync-period",
+        default=None,
+        help=f"seconds between full lists checking the operator's view against the API "
+        f"({DEFAULT_RESYNC_PERIOD_S:g}; 0: only after a watch re-list); env RESYNC_PERIOD",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("-d", "--debug", action="store_true")
     return parser
@@ -265,6 +284,12 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
     )
     retry_raw = pick("retry_delay", "RETRY_DELAY")
     retry = _seconds("retry delay", retry_raw) if retry_raw else defaults.retry_delay_s
+    watch_raw = pick("watch_timeout", "WATCH_TIMEOUT")
+    watch_timeout = _seconds("watch timeout", watch_raw) if watch_raw else defaults.watch_timeout_s
+    if watch_timeout < 1:
+        raise ConfigError(f"watch timeout: must be at least 1 second, got {watch_raw!r}")
+    resync_raw = pick("resync_period", "RESYNC_PERIOD")
+    resync = _seconds("resync period", resync_raw) if resync_raw else defaults.resync_period_s
     config = OperatorConfig(
         network=_network_settings(pick),
         default_image=default_image,
@@ -274,6 +299,8 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         expired_retention_s=retention,
         default_otlp_endpoint=pick("default_otlp_endpoint", "DEFAULT_OTLP_ENDPOINT"),
         retry_delay_s=retry,
+        watch_timeout_s=watch_timeout,
+        resync_period_s=resync,
     )
 
     flag_namespaces = flags.get("namespaces")

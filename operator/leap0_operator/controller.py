@@ -14,6 +14,8 @@ request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -30,25 +32,53 @@ from .config import OperatorConfig
 from .network import build_network_policy
 from .objects import Key
 from .pod import build_pod, pod_name
-from .reconcile import Plan, failed, plan
+from .reconcile import Plan, failed, plan, trim_pod, trim_sandbox
 from .resolve import SpecError, template_key
 from .runtime import OrgIds, Wakeups, WorkQueue, WriteTracker, retry_delay
-
-Lookup = Callable[[Key], Mapping[str, Any] | None]
+from .stores import Store
 
 logger = logging.getLogger("leap0_operator")
 
 # Reconciles running at once (each makes its API calls in sequence): bounds connections and memory in bursts.
 RECONCILE_WORKERS = 32
+# After a watch re-listed, wait this long (the re-list's own events arrive meanwhile), then resync that kind.
+RELIST_SETTLE_S = 1.0
 
 
-@dataclasses.dataclass
-class Sources:
-    """Read access to the operator's view of the API: Sandboxes, their pods and templates, by key."""
+def _own_key(obj: objects.Obj) -> Key | None:
+    return objects.namespace(obj), objects.name(obj)
 
-    sandbox: Lookup
-    pod: Lookup  # by the Sandbox's key
-    template: Lookup
+
+def _pod_key(obj: objects.Obj) -> Key | None:
+    """A sandbox pod's key is its Sandbox's: (namespace, the leap0.dev/sandbox-id label)."""
+    sandbox_id = objects.labels(obj).get(contract.LABEL_SANDBOX_ID)
+    return (objects.namespace(obj), str(sandbox_id)) if sandbox_id else None
+
+
+def _template_spec(obj: objects.Obj) -> dict[str, Any]:
+    return dict(objects.spec(obj))
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One kind the operator watches and keeps a store of: where to list it, its key and trimmed value."""
+
+    plural: str
+    api: str  # "/api/v1" or "/apis/<group>/<version>"
+    label_selector: str | None
+    key: Callable[[objects.Obj], Key | None]
+    trim: Callable[[objects.Obj], dict[str, Any]]
+
+    def url(self, namespace: str | None) -> str:
+        where = f"/namespaces/{namespace}" if namespace is not None else ""
+        return f"{self.api}{where}/{self.plural}"
+
+
+CRD_API = f"/apis/{contract.GROUP}/{contract.VERSION}"
+SANDBOXES = Kind(contract.SANDBOX_PLURAL, CRD_API, None, _own_key, trim_sandbox)
+PODS = Kind("pods", "/api/v1", contract.LABEL_SANDBOX_ID, _pod_key, trim_pod)
+TEMPLATES = Kind(contract.TEMPLATE_PLURAL, CRD_API, None, _own_key, _template_spec)
+KINDS = {kind.plural: kind for kind in (SANDBOXES, PODS, TEMPLATES)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,62 +93,169 @@ class Observed:
 
 
 class Controller:
-    """Reconciles Sandboxes: the work queue's handler, with the pieces it uses (write tracker, org ids,
-    wake-ups) and the Sandboxes seen on the watch (trimmed, by key)."""
+    """Reconciles Sandboxes: the work queue's handler, with the pieces it uses (the stores of what the watches
+    show, the write tracker, org ids, wake-ups) and the resyncs that keep the stores equal to the API."""
 
-    def __init__(self, config: OperatorConfig, api: k8s.Api) -> None:
+    def __init__(self, config: OperatorConfig, api: k8s.Api, clusterwide: bool = False) -> None:
         self.config = config
         self.api = api
-        self.sources: Sources | None = None  # set by the first kopf handler (kopf's indexes live there)
-        self.sandboxes: dict[Key, dict[str, Any]] = {}  # trimmed Sandboxes, kept by the Sandbox event handler
+        self.clusterwide = clusterwide  # resyncs list cluster-wide, else each namespace the stores hold
+        self.sandboxes = Store()  # trimmed Sandboxes
+        self.pods = Store()  # trimmed sandbox pods, by their Sandbox's key
+        self.templates = Store()  # template specs
+        self.stores = {
+            SANDBOXES.plural: self.sandboxes,
+            PODS.plural: self.pods,
+            TEMPLATES.plural: self.templates,
+        }
         self.writes = WriteTracker()
         self.org_ids = OrgIds(api.namespace_labels, config.namespace_cache_s)
         self.queue = WorkQueue(self.reconcile, RECONCILE_WORKERS)
         self.wakeups = Wakeups(self._wake)
         self._failures: dict[Key, int] = {}  # TemporaryErrors in a row, per Sandbox (backoff)
+        self._started = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._resync_locks: dict[str, asyncio.Lock] = {}
+        self._relists: set[str] = set()  # kinds with a resync pending after a re-list
 
     # --- what the watches report ------------------------------------------------------------------------
     def sandbox_seen(self, key: Key, sandbox: dict[str, Any]) -> None:
         """Keep the Sandbox's latest state and reconcile it, unless the event only echoes our status write."""
-        previous = self.sandboxes.get(key)
-        self.sandboxes[key] = sandbox
+        previous = self.sandboxes.put(key, sandbox)
         if not self.writes.is_echo(key, previous, sandbox):
             self.queue.add(key)
 
     def sandbox_deleted(self, key: Key) -> None:
         """The Sandbox is gone: drop everything about it."""
-        self.sandboxes.pop(key, None)
+        self.sandboxes.delete(key)
         self.writes.forget(key)
         self._failures.pop(key, None)
         self.wakeups.cancel(key)
 
-    def pod_seen(self, key: Key, deleted: bool = False) -> None:
-        if deleted:
+    def pod_seen(self, key: Key, pod: dict[str, Any] | None) -> None:
+        """The Sandbox's pod as a watch shows it (None: deleted)."""
+        if pod is None:
+            self.pods.delete(key)
             self.writes.pod_gone(key)
+        else:
+            self.pods.put(key, pod)
         self.queue.add(key)
 
-    def template_seen(self, key: Key) -> None:
-        """A template appeared or changed: the Sandboxes that failed for want of it are looked at again."""
-        for sandbox_key, sandbox in list(self.sandboxes.items()):
+    def template_seen(self, key: Key, spec: dict[str, Any] | None) -> None:
+        """A template as a watch shows it (None: deleted). One that appears or changes lets the Sandboxes that
+        failed for want of it start (they are looked at again)."""
+        if spec is None:
+            self.templates.delete(key)
+            return
+        self.templates.put(key, spec)
+        self._template_changed(key)
+
+    def _template_changed(self, key: Key) -> None:
+        for sandbox_key, sandbox in self.sandboxes.items():
             if (
                 template_key(sandbox) == key
                 and objects.status(sandbox).get("reason") == contract.REASON_TEMPLATE_NOT_FOUND
             ):
                 self.queue.add(sandbox_key)
 
+    def watch_relisted(self, plural: str) -> None:
+        """A watch of ``plural`` restarted from a fresh list (after 410 Gone): resync that kind soon."""
+        if plural in KINDS and plural not in self._relists and self._started:
+            self._relists.add(plural)
+            self._spawn(self._resync_after_relist(plural))
+
     # --- lifecycle --------------------------------------------------------------------------------------
-    def start(self, sources: Sources) -> None:
-        if self.sources is None:
-            self.sources = sources
+    def start(self) -> None:
+        """Start the workers, the wake-ups and the periodic resync (from the first kopf handler call: kopf has
+        listed the pods and templates by then, so no Sandbox is reconciled without knowing its pod)."""
+        if not self._started:
+            self._started = True
             self.queue.start()
             self.wakeups.start()
+            if self.config.resync_period_s > 0:
+                self._spawn(self._resync_periodically())
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.wakeups.stop()
         await self.queue.stop()
 
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _wake(self, key: Key) -> None:
         self.queue.add(key)
+
+    # --- resync: the stores against fresh lists ---------------------------------------------------------
+    async def _resync_after_relist(self, plural: str) -> None:
+        try:
+            await asyncio.sleep(RELIST_SETTLE_S)
+        finally:
+            self._relists.discard(plural)
+        with contextlib.suppress(kopf.TemporaryError):  # logged; the periodic resync tries again
+            await self.resync(KINDS[plural], "after a watch re-list")
+
+    async def _resync_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_period_s)
+            for kind in KINDS.values():
+                with contextlib.suppress(kopf.TemporaryError):
+                    await self.resync(kind, "periodic")
+
+    async def resync(self, kind: Kind, why: str) -> int:
+        """List ``kind`` and correct its store: objects that differ take the listed state, objects the list
+        does not show are dropped; each Sandbox affected is reconciled. Returns the number of corrections."""
+        lock = self._resync_locks.setdefault(kind.plural, asyncio.Lock())
+        async with lock:
+            store = self.stores[kind.plural]
+            since = store.mark()
+            scopes: list[str | None] = [None] if self.clusterwide else [*sorted(store.namespaces())]
+            listed: list[Key] = []
+            changed: list[Key] = []
+            try:
+                for namespace in scopes:
+                    async for chunk in self.api.list_objects(kind.url(namespace), kind.label_selector):
+                        for obj in chunk:
+                            key = kind.key(obj)
+                            if key is None:
+                                continue
+                            listed.append(key)
+                            if store.correct(key, kind.trim(obj), since):
+                                changed.append(key)
+            except kopf.TemporaryError as exc:
+                logger.warning("resync of %s (%s) failed: %s", kind.plural, why, exc)
+                raise
+            gone = store.prune(listed, since)
+        for key in changed:
+            self._corrected(kind, key, present=True)
+        for key in gone:
+            self._corrected(kind, key, present=False)
+        if changed or gone:
+            logger.info(
+                "resync of %s (%s): %d stale in the operator's view, %d gone; corrected",
+                kind.plural,
+                why,
+                len(changed),
+                len(gone),
+            )
+        return len(changed) + len(gone)
+
+    def _corrected(self, kind: Kind, key: Key, present: bool) -> None:
+        if kind is SANDBOXES:
+            if present:
+                self.queue.add(key)
+            else:
+                self.sandbox_deleted(key)
+        elif kind is PODS:
+            if not present:
+                self.writes.pod_gone(key)
+            self.queue.add(key)
+        elif present:
+            self._template_changed(key)
 
     # --- the reconcile ----------------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> None:
@@ -142,16 +279,15 @@ class Controller:
 
     def observe(self, key: Key) -> Observed | None:
         """The planner's input for ``key``; None when the Sandbox is gone."""
-        sources = self.sources
-        sandbox = sources.sandbox(key) if sources is not None else None
-        if sources is None or sandbox is None:
+        sandbox = self.sandboxes.get(key)
+        if sandbox is None:
             return None
         status = self.writes.status(key, objects.status(sandbox))
         return Observed(
             key=key,
             sandbox={**sandbox, "status": status},
-            template=sources.template(template_key(sandbox)),
-            pod=self.writes.pod(key, sources.pod(key)),
+            template=self.templates.get(template_key(sandbox)),
+            pod=self.writes.pod(key, self.pods.get(key)),
             now=datetime.datetime.now(datetime.UTC),
         )
 

@@ -12,9 +12,11 @@ authentication and retries of transient API errors.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import kopf
@@ -22,15 +24,17 @@ import kopf
 import leap0_contract as contract
 
 from . import config as config_module
-from . import k8s, objects
-from .controller import Controller, Sources
-from .objects import Key
+from . import k8s
+from .controller import Controller
 from .reconcile import trim_pod, trim_sandbox
 
 SANDBOXES = (contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL)
 TEMPLATES = (contract.GROUP, contract.VERSION, contract.TEMPLATE_PLURAL)
 PODS = ("v1", "pods")
 SANDBOX_PODS = {contract.LABEL_SANDBOX_ID: kopf.PRESENT}
+KOPF_DEFAULT_BACKOFFS = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)  # kopf's networking.error_backoffs
+# How long kopf keeps a per-object worker after the object's last event (kopf's default: 5 s).
+WORKER_IDLE_S = 0.1
 
 
 class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -43,6 +47,63 @@ class NoChangeHandlersDiffBase(kopf.AnnotationsDiffBaseStorage):
 
     def fetch(self, *, body: kopf.Body) -> Any:
         return None
+
+
+class RetryForever:
+    """kopf's delays between attempts of its own API requests (watches, lists, peering), never exhausted.
+
+    kopf's default (1, 1, 2, 3, 5, 8, 13, 21) gives up after 54 s, and a watch that gives up stops the
+    operator. Control-plane upgrades take minutes: after kopf's schedule, every ``then`` seconds, for as long
+    as it takes. (The operator's own calls do not retry inside the request: ``k8s.Api`` passes no backoffs.)
+    """
+
+    def __init__(self, first: Iterable[float] = KOPF_DEFAULT_BACKOFFS, then: float = 10.0) -> None:
+        self.first = tuple(first)
+        self.then = then
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self.first
+        yield from itertools.repeat(self.then)
+
+
+def client_watch_timeout(server_timeout: float) -> float:
+    """How long the client waits for a watch request to end by itself: a little above the server's
+    ``timeoutSeconds`` (10%, at least 2 s, at most 30 s), so only a silent stream ever reaches it."""
+    return server_timeout + min(max(2.0, server_timeout * 0.1), 30.0)
+
+
+def apply_watch_settings(settings: kopf.OperatorSettings, config: config_module.OperatorConfig) -> None:
+    """Watches never hang and outages never stop the operator.
+
+    Every watch asks the server to end it after ``--watch-timeout`` (``timeoutSeconds``; kopf then resumes it
+    from the last resourceVersion, or re-lists after 410 Gone); the client abandons a stream silent a little
+    longer (a load balancer or NAT that froze the connection). Other requests (lists, our own calls, peering)
+    time out after the watch timeout too, at most 60 s, and connecting after at most 10 s. kopf's own requests
+    are retried forever (:class:`RetryForever`).
+    """
+    timeout = config.watch_timeout_s
+    settings.watching.server_timeout = int(timeout)  # the API server takes an integer timeoutSeconds
+    settings.watching.client_timeout = client_watch_timeout(timeout)
+    settings.watching.connect_timeout = min(timeout, 10.0)
+    settings.watching.inactivity_timeout = min(
+        settings.watching.inactivity_timeout, client_watch_timeout(timeout)
+    )
+    settings.networking.request_timeout = min(timeout, 60.0)
+    settings.networking.connect_timeout = min(timeout, 10.0)
+    settings.networking.error_backoffs = RetryForever()
+
+
+def apply_memory_settings(settings: kopf.OperatorSettings) -> None:
+    """Memory follows the number of objects, not the rate of their events.
+
+    kopf hands each object's events to a per-object worker, which lingers ``queueing.idle_timeout`` after its
+    last event holding that event's body. The operator's handlers only update a store and queue a key (the
+    work queue holds keys, not bodies), so a worker is done at once: it may go after 0.1 s instead of 5 s,
+    and a burst of 10,000 pod updates no longer keeps thousands of workers and bodies alive. Big lists come
+    in pages of ``LIST_CHUNK`` objects (kopf's initial listings and its re-lists after 410 Gone).
+    """
+    settings.queueing.idle_timeout = WORKER_IDLE_S
+    settings.watching.chunk_size = k8s.LIST_CHUNK
 
 
 @kopf.on.startup()
@@ -83,8 +144,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # noise (and CPU). Failures are still logged; --verbose/--debug bring the rest back.
     if options is None or not (options.verbose or options.debug):
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    # Leave settings.queueing.worker_limit unset: a limit serialises objects behind the 5 s idle timeout.
-    memo.controller = Controller(config, k8s.Api(settings, logger, retry_delay=config.retry_delay_s))
+    apply_watch_settings(settings, config)
+    apply_memory_settings(settings)
+    clusterwide = options.clusterwide if options is not None else False
+    api = k8s.Api(settings, logger, retry_delay=config.retry_delay_s)
+    memo.controller = controller = Controller(config, api, clusterwide=clusterwide)
+    k8s.WatchRelists(controller.watch_relisted, show_debug=options is not None and options.debug).install()
     logger.info(
         "leap0 operator: sidecar %s (cpu %s, memory %s), default image %s, expired retention %gs, peering %s",
         config.sidecar_image,
@@ -109,56 +174,36 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
-# Indexers are async so kopf runs them in its loop (sync ones go through a thread pool: slower, GIL-bound).
-# Pods and templates are kopf indexes: kopf lists them fully before any handler runs, so a restarted operator
-# never mistakes an existing pod for a missing one. Sandboxes need no such guarantee (each one's own event
-# triggers its reconcile): the event handler keeps them in a plain dict, saving kopf's indexing per event.
+# kopf lists every indexed resource before any handler runs (its index readiness), so the pod and template
+# "indexes" below are how the operator gets that guarantee: a restarted operator never mistakes an existing
+# pod for a missing one. They keep nothing in kopf (they return None); they fill the controller's stores,
+# which a resync can correct (kopf's indexes cannot be corrected when a re-list misses deleted objects).
+# Indexers are async so kopf runs them in its loop (sync ones go through a thread pool). kopf shows indexers
+# no deletions: the event handlers take those, and queue the Sandbox's key.
 @kopf.index(*PODS, labels=SANDBOX_PODS)
-async def pod_index(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", labels[contract.LABEL_SANDBOX_ID]): trim_pod(body)}
+async def pod_index(namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: Any, **_: Any) -> None:
+    controller: Controller = memo.controller
+    controller.pods.put((namespace or "", labels[contract.LABEL_SANDBOX_ID]), trim_pod(body))
 
 
 @kopf.index(*TEMPLATES)
-async def template_index(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[Key, dict[str, Any]]:
-    return {(namespace or "", name): dict(spec)}
-
-
-Indexes = kopf.Index[Key, dict[str, Any]]
-
-
-def _first(values: Any, name: str | None = None) -> dict[str, Any] | None:
-    """The value named ``name`` among an index store's values (any value when ``name`` is None)."""
-    for value in values or ():
-        if name is None or objects.name(value) == name:
-            return dict(value)
-    return None
-
-
-def _controller(memo: Any, indexes: dict[str, Any]) -> Controller:
-    """The controller, started by the first handler call (kopf's indexes are reachable only from handlers)."""
+async def template_index(namespace: str | None, name: str, spec: kopf.Spec, memo: Any, **_: Any) -> None:
     controller: Controller = memo.controller
-    if controller.sources is None:
-        pods: Indexes = indexes["pod_index"]
-        templates: Indexes = indexes["template_index"]
-        controller.start(
-            Sources(
-                sandbox=controller.sandboxes.get,
-                pod=lambda key: _first(pods.get(key), key[1]),
-                template=lambda key: _first(templates.get(key)),
-            )
-        )
+    controller.templates.put((namespace or "", name), dict(spec))
+
+
+def _controller(memo: Any) -> Controller:
+    """The controller, started by the first handler call (every indexed resource has been listed by then)."""
+    controller: Controller = memo.controller
+    controller.start()
     return controller
 
 
 @kopf.on.event(*SANDBOXES)
 async def sandbox_event(
-    type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **kwargs: Any
+    type: str, namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
 ) -> None:
-    controller = _controller(memo, kwargs)
+    controller = _controller(memo)
     key = (namespace or "", name)
     if type == "DELETED":
         controller.sandbox_deleted(key)
@@ -167,14 +212,19 @@ async def sandbox_event(
 
 
 @kopf.on.event(*PODS, labels=SANDBOX_PODS)
-async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo: Any, **kwargs: Any) -> None:
-    controller = _controller(memo, kwargs)
-    controller.pod_seen((namespace or "", labels[contract.LABEL_SANDBOX_ID]), deleted=type == "DELETED")
+async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+    controller = _controller(memo)
+    key = (namespace or "", labels[contract.LABEL_SANDBOX_ID])
+    if type == "DELETED":
+        controller.pod_seen(key, None)
+    else:
+        controller.queue.add(key)  # the indexer has stored the pod
 
 
 @kopf.on.event(*TEMPLATES)
-async def template_event(type: str, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+async def template_event(
+    type: str, namespace: str | None, name: str, spec: kopf.Spec, memo: Any, **_: Any
+) -> None:
     """A template that appears lets the Sandboxes that failed for want of it start (looked at again)."""
-    controller = _controller(memo, kwargs)
-    if type != "DELETED":
-        controller.template_seen((namespace or "", name))
+    controller = _controller(memo)
+    controller.template_seen((namespace or "", name), None if type == "DELETED" else dict(spec))

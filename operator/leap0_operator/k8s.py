@@ -24,8 +24,12 @@ holding a worker while it waits. Each call has its entry in ``apicalls.py``.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
+import sys
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -50,8 +54,39 @@ MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 # kopf's session has no connection limit: a burst of 1,000 new Sandboxes could open ~1,000 connections at once
 # (memory in both processes, and no faster). Our calls share this many in flight; kopf's watches are apart.
 MAX_IN_FLIGHT = 32
+# Objects per page when the operator lists a kind itself (a resync): bounds the memory a big list takes.
+LIST_CHUNK = 500
 # Statuses meaning "this request, as written, will never succeed" (for the pod POST: the spec is invalid).
 INVALID_STATUSES = frozenset({400, 422})
+
+
+# kopf says nothing public when a watch restarts from a fresh list after "410 Gone": it logs it, at debug
+# level, on this logger, with this message. WatchRelists listens there (checked by check_kopf_private_api).
+KOPF_WATCHING_LOGGER = "kopf._cogs.clients.watching"
+KOPF_RELIST_MESSAGE = "Restarting the watch-stream for "
+
+
+class WatchRelists(logging.Filter):
+    """Calls ``callback(plural)`` each time a kopf watch restarts from a fresh list (410 Gone), so the
+    operator can resync that kind. Installed on kopf's watching logger (set to DEBUG for this); the debug
+    records themselves are dropped unless ``show_debug``."""
+
+    def __init__(self, callback: Callable[[str], None], show_debug: bool = False) -> None:
+        super().__init__()
+        self._callback = callback
+        self._show_debug = show_debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(KOPF_RELIST_MESSAGE):
+            resource = message[len(KOPF_RELIST_MESSAGE) :].split(" ", 1)[0]  # e.g. "pods.v1"
+            self._callback(resource.split(".", 1)[0])
+        return self._show_debug or record.levelno > logging.DEBUG
+
+    def install(self) -> None:
+        watching = logging.getLogger(KOPF_WATCHING_LOGGER)
+        watching.setLevel(logging.DEBUG)
+        watching.addFilter(self)
 
 
 class KopfPrivateApiMoved(RuntimeError):
@@ -77,6 +112,9 @@ def check_kopf_private_api() -> None:
         raise KopfPrivateApiMoved(
             f"{where}: kopf._cogs.clients.api.request lost its parameters {', '.join(missing)}; {advice}"
         )
+    watching = sys.modules.get(KOPF_WATCHING_LOGGER) or importlib.import_module(KOPF_WATCHING_LOGGER)
+    if KOPF_RELIST_MESSAGE not in inspect.getsource(watching):
+        raise KopfPrivateApiMoved(f"{where}: {KOPF_WATCHING_LOGGER} no longer logs re-lists; {advice}")
     for name in ("APIError", "APINotFoundError", "APIConflictError", "APITooManyRequestsError"):
         cls = getattr(_kopf_errors, name, None)
         if not (isinstance(cls, type) and issubclass(cls, Exception)):
@@ -198,6 +236,24 @@ class Api:
         url = _sandbox_url(namespace, name)
         done, _ = await self._call("delete", url, f"deleting Sandbox {name}", absent=404)
         return done
+
+    async def list_objects(
+        self, url: str, label_selector: str | None = None, chunk: int = LIST_CHUNK
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """LIST ``url`` in chunks of ``chunk`` objects (``limit``/``continue``), yielding each chunk's items:
+        a list of thousands of pods is never held whole."""
+        params: dict[str, str] = {"limit": str(chunk)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            _, body = await self._call(
+                "get", f"{url}?{urllib.parse.urlencode(params)}", f"listing {url}", read=True
+            )
+            yield [dict(item) for item in objects.items(body, "items")]
+            token = objects.metadata(body).get("continue")
+            if not token:
+                return
+            params["continue"] = str(token)
 
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
         """The namespace's labels (for the org id); empty when the namespace cannot be found."""

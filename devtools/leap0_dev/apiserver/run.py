@@ -12,10 +12,11 @@ from leap0_dev.crds import load_crds
 from .exec import ExecHandler
 from .kubeconfig import write_kubeconfig
 from .server import ApiServer
+from .store import DEFAULT_HISTORY
 
 
-async def serve(host: str, port: int, kubeconfig: Path) -> None:
-    server = ApiServer(load_crds())
+async def serve(host: str, port: int, kubeconfig: Path, watch_history: int = DEFAULT_HISTORY) -> None:
+    server = ApiServer(load_crds(), history_size=watch_history)
     # `kubectl exec` and the SDK's process.execute run the command as a local process (a kubelet stand-in).
     server.exec_handler = ExecHandler()
     url = await server.start(host, port)
@@ -33,9 +34,9 @@ async def serve(host: str, port: int, kubeconfig: Path) -> None:
         print("leap0 dev apiserver: stopped", file=sys.stderr, flush=True)
 
 
-def run(host: str, port: int, kubeconfig: Path) -> int:
+def run(host: str, port: int, kubeconfig: Path, watch_history: int = DEFAULT_HISTORY) -> int:
     try:
-        asyncio.run(serve(host, port, kubeconfig.absolute()))
+        asyncio.run(serve(host, port, kubeconfig.absolute(), watch_history))
     except OSError as exc:
         print(f"leap0 dev apiserver: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import kopf
 import pytest
 from aiohttp import web
 from kubernetes import client
-from support import REPO, kubectl_path, subprocess_env
+from support import REPO, FreezingProxy, kubectl_path, subprocess_env
 
 import leap0_contract as contract
 from leap0_dev.apiserver.routing import parse_resource_path
@@ -67,9 +68,9 @@ class Operator:
 def start_operator(apiserver: Any, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(*extra: str, **env: str) -> Operator:
+    def start(*extra: str, kubeconfig: Path | None = None, **env: str) -> Operator:
         log = tmp_path / f"operator-{len(started)}.log"
-        operator = Operator(apiserver.kubeconfig, namespace, log, *extra, **env)
+        operator = Operator(kubeconfig or apiserver.kubeconfig, namespace, log, *extra, **env)
         started.append(operator)
         return operator
 
@@ -595,3 +596,210 @@ def test_a_namespaced_operator_leaves_other_namespaces_alone(
     finally:
         with contextlib.suppress(client.ApiException):
             core(api).delete_namespace(other)
+
+
+# --- surviving what real clusters do: silent watches, re-lists after 410 Gone, API outages -----------------
+
+
+def test_a_frozen_connection_delays_nothing_past_the_watch_timeout(
+    apiserver: Any,
+    api: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    tmp_path: Path,
+) -> None:
+    """Behind a proxy that freezes every open connection (new ones still work), with --watch-timeout 10, a
+    Sandbox created, a pod deleted and a template created during the freeze are all acted on within 30 s:
+    the silent watches of Sandboxes, pods and templates are abandoned and resumed."""
+    host, port = apiserver.url.removeprefix("http://").split(":")
+    with FreezingProxy(host, int(port)) as proxy:
+        kubeconfig = tmp_path / "via-proxy.yaml"
+        kubeconfig.write_text(apiserver.kubeconfig.read_text().replace(apiserver.url, proxy.url))
+        start_operator("--watch-timeout", "10", kubeconfig=kubeconfig)
+        create_sandbox(api, namespace, "kept")
+        create_sandbox(api, namespace, "waits", template="later")
+        old = wait_for("the first pod", pod_exists(api, namespace, "kept"))
+        wait_for("TemplateNotFound", phase(api, namespace, "waits", "Failed"))
+
+        proxy.freeze()
+        create_sandbox(api, namespace, "fresh")
+        core(api).delete_namespaced_pod("kept", namespace)
+        template = {"apiVersion": contract.API_VERSION, "kind": contract.TEMPLATE_KIND,
+                    "metadata": {"name": "later"}, "spec": {"memory": 1024}}  # fmt: skip
+        custom(api).create_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, template
+        )
+        frozen_at = time.monotonic()
+        wait_for("the new Sandbox's pod", pod_exists(api, namespace, "fresh"), timeout=30)
+        wait_for(
+            "the deleted pod recreated",
+            lambda: pod_exists(api, namespace, "kept")().metadata.uid != old.metadata.uid,
+            timeout=max(1.0, 30 - (time.monotonic() - frozen_at)),
+        )
+        wait_for(
+            "the waiting Sandbox's pod", pod_exists(api, namespace, "waits"),
+            timeout=max(1.0, 30 - (time.monotonic() - frozen_at)),
+        )  # fmt: skip
+
+
+class WatchOutage:
+    """Fault injection: while ``down``, every watch request of the operator (user agent ``kopf``) gets 503;
+    ``refused`` collects the resources refused. Lists and other calls go through."""
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.down = False
+        self.refused: set[str] = set()
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.down or user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        if request.query.get("watch", "").lower() not in ("1", "true"):
+            return None
+        target = parse_resource_path(request.path)
+        self.refused.add(target.plural if target is not None else request.path)
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+                "reason": "ServiceUnavailable", "message": "injected: watches are down"}  # fmt: skip
+        return web.json_response(body, status=503)
+
+    def __enter__(self) -> WatchOutage:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+@pytest.fixture
+def short_history_apiserver() -> Iterator[Any]:
+    """An API server of this test's own whose watches resume from at most 5 events per resource (older
+    resourceVersions get 410 Gone, as after etcd compaction)."""
+    from leap0_dev.apiserver import ServerThread
+
+    with ServerThread(history_size=5) as server:
+        yield server
+
+
+def test_after_a_relist_the_operators_view_equals_the_apis(
+    short_history_apiserver: Any, tmp_path: Path
+) -> None:
+    """While the watches are down, pods are deleted and Sandboxes deleted and re-created under the same names;
+    the resumed watches get 410 Gone and re-list. The operator (no periodic resync) drops what the list no
+    longer shows: the pods are recreated and the re-created Sandboxes get theirs, without a restart."""
+    server = short_history_apiserver
+    namespace = "relist"
+    with server.api_client() as api:
+        core(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        operator = Operator(
+            server.kubeconfig,
+            namespace,
+            tmp_path / "operator.log",
+            "--watch-timeout",
+            "2",
+            "--resync-period",
+            "0",
+        )
+        try:
+            names = [f"s{i}" for i in range(12)]
+            for name in names:
+                create_sandbox(api, namespace, name)
+            for name in names:
+                wait_for(f"pod {name}", pod_exists(api, namespace, name))
+                play_kubelet(api, namespace, name, sandbox_state=RUNNING)
+            for name in names:
+                wait_for(f"{name} Running", phase(api, namespace, name, "Running"))
+            before = {name: pod_exists(api, namespace, name)().metadata.uid for name in names}
+
+            with WatchOutage(server) as outage:
+                outage.down = True
+                wait_for(
+                    "every watch to be down",
+                    lambda: {"pods", contract.SANDBOX_PLURAL, contract.TEMPLATE_PLURAL} <= outage.refused,
+                )
+                for name in names[:9]:  # pods gone while nobody watched
+                    core(api).delete_namespaced_pod(name, namespace)
+                reused = names[9:]  # Sandboxes deleted and re-created: their old pods go with them
+                for name in reused:
+                    custom(api).delete_namespaced_custom_object(
+                        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, name
+                    )
+                for name in reused:
+                    wait_for(f"old pod {name} collected", pod_gone(api, namespace, name))
+                    create_sandbox(api, namespace, name)
+                outage.down = False
+
+                for name in names:
+                    wait_for(
+                        f"a new pod for {name}",
+                        lambda name=name: pod_exists(api, namespace, name)().metadata.uid != before[name],
+                        timeout=40,
+                    )
+                for name in names:  # no longer Running on a pod that is gone
+                    wait_for(f"{name} Pending", phase(api, namespace, name, "Pending"))
+            assert operator.process.poll() is None  # no restart was needed
+            assert "resync of pods (after a watch re-list)" in operator.log.read_text()
+        finally:
+            operator.stop()
+            print(operator.tail())
+
+
+class ApiOutage:
+    """Fault injection: while ``down``, every request of the operator (user agent ``kopf``) gets 503."""
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.down = False
+        self.refused = 0
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.down or user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        self.refused += 1
+        body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+                "reason": "ServiceUnavailable", "message": "injected: the API is down"}  # fmt: skip
+        return web.json_response(body, status=503)
+
+    def __enter__(self) -> ApiOutage:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_the_operator_outlives_an_api_outage_and_converges_after_it(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """Every request of the operator answered 503 for longer than kopf's own retries last (their sum, 54 s,
+    after which kopf's watcher gives up and the process exits 1): the operator stays up, its liveness endpoint
+    answers, and a Sandbox created during the outage gets its pod once the API is back."""
+    kopf_gives_up_after = sum(kopf.OperatorSettings().networking.error_backoffs)  # type: ignore[arg-type]
+    outage_s = kopf_gives_up_after + 6
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    operator = start_operator("--watch-timeout", "3", "--liveness", liveness)
+    create_sandbox(api, namespace, "before")
+    wait_for("the first pod", pod_exists(api, namespace, "before"))
+    with ApiOutage(apiserver) as outage:
+        outage.down = True
+        began = time.monotonic()
+        create_sandbox(api, namespace, "during")
+        while time.monotonic() - began < outage_s:
+            assert operator.process.poll() is None, operator.tail()
+            with urllib.request.urlopen(liveness, timeout=5) as response:
+                assert response.status == 200
+            time.sleep(2)
+        assert outage.refused > 0
+        assert pod_gone(api, namespace, "during")()
+        outage.down = False
+        wait_for("the pod of the Sandbox created during the outage", pod_exists(api, namespace, "during"), 40)
+        wait_for("Pending", phase(api, namespace, "during", "Pending"))
+    assert operator.process.poll() is None

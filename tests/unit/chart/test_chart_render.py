@@ -204,6 +204,8 @@ def test_operator_settings_reach_the_operators_flags() -> None:
         "sidecar": {"cpu": "10m", "memory": "32Mi"},
         "sandbox": {"defaultImage": "python:3.13-slim", "expiredRetentionSeconds": 1000000},
         "logLevel": "debug",
+        "watchTimeoutSeconds": 60,
+        "resyncPeriodSeconds": 0,
         "extraArgs": ["--retry-delay=2"],
     }
     container = deployment_container(render(values))
@@ -213,9 +215,19 @@ def test_operator_settings_reach_the_operators_flags() -> None:
         "sidecar-memory": "32Mi",
         "default-image": "python:3.13-slim",
         "expired-retention": "1000000",
+        "watch-timeout": "60",
+        "resync-period": "0",
         "retry-delay": "2",
     }
     assert "--debug" in container["args"]
+
+
+def test_watch_settings_default_to_the_operators() -> None:
+    from leap0_operator import config
+
+    found = flags(deployment_container(render()))
+    assert float(found["watch-timeout"]) == config.DEFAULT_WATCH_TIMEOUT_S
+    assert float(found["resync-period"]) == config.DEFAULT_RESYNC_PERIOD_S
 
 
 def test_operator_flags_are_the_operators_own() -> None:

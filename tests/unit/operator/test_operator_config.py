@@ -35,6 +35,8 @@ def test_environment_configures_everything() -> None:
         "LEAP0_OPERATOR_PEERING": "blue",
         "LEAP0_OPERATOR_PRIORITY": "7",
         "LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT": "http://collector:4318",
+        "LEAP0_OPERATOR_WATCH_TIMEOUT": "120",
+        "LEAP0_OPERATOR_RESYNC_PERIOD": "0",
     }
     operator_config, options = config.parse([], env)
     assert operator_config == config.OperatorConfig(
@@ -44,6 +46,8 @@ def test_environment_configures_everything() -> None:
         sidecar_memory="32Mi",
         expired_retention_s=2.5,
         default_otlp_endpoint="http://collector:4318",
+        watch_timeout_s=120,
+        resync_period_s=0,
     )
     assert options.namespaces == ("team-a", "team-b")
     assert not options.clusterwide
@@ -152,3 +156,16 @@ def test_leap0_operator_hides_the_installed_kubernetes_clients_from_kopf() -> No
     hidden, loaded = result.stdout.splitlines()
     assert "kubernetes" in hidden
     assert loaded == "[]"
+
+
+def test_watch_timeout_and_resync_period() -> None:
+    defaults, _ = config.parse([], {})
+    assert (defaults.watch_timeout_s, defaults.resync_period_s) == (300, 300)
+    flagged, _ = config.parse(
+        ["--watch-timeout", "10", "--resync-period", "30"], {"LEAP0_OPERATOR_WATCH_TIMEOUT": "9"}
+    )
+    assert (flagged.watch_timeout_s, flagged.resync_period_s) == (10, 30)
+    with pytest.raises(config.ConfigError, match="watch timeout"):
+        config.parse(["--watch-timeout", "0"], {})
+    with pytest.raises(config.ConfigError, match="resync period"):
+        config.parse([], {"LEAP0_OPERATOR_RESYNC_PERIOD": "soon"})

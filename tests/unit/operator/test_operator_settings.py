@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import kopf
@@ -62,3 +63,26 @@ def test_settings_reach_kopf_through_the_memo() -> None:
         True,
         True,
     )
+
+
+def test_watches_time_out_on_both_ends_and_kopf_retries_forever() -> None:
+    config, options = parse(["--watch-timeout", "10"], {})
+    settings = kopf.OperatorSettings()
+    handlers.configure(
+        settings=settings, memo=kopf.Memo(config=config, options=options), logger=logging.getLogger("t")
+    )
+    assert settings.watching.server_timeout == 10  # an integer: timeoutSeconds
+    assert isinstance(settings.watching.server_timeout, int)
+    assert 10 < settings.watching.client_timeout <= 13  # a little above: only a silent stream reaches it
+    assert settings.watching.inactivity_timeout <= settings.watching.client_timeout
+    assert settings.networking.request_timeout == 10
+    backoffs = settings.networking.error_backoffs
+    assert list(itertools.islice(backoffs, 8)) == list(handlers.KOPF_DEFAULT_BACKOFFS)  # type: ignore[arg-type]
+    assert list(itertools.islice(backoffs, 1000))[-1] == 10  # type: ignore[arg-type]  # never exhausted
+    assert handlers.client_watch_timeout(300) == 330
+
+
+def test_kopf_workers_do_not_outlive_their_events_and_lists_come_in_pages() -> None:
+    settings, _ = _configured()
+    assert settings.queueing.idle_timeout <= 0.5
+    assert settings.watching.chunk_size == 500
