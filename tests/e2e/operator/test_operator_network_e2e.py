@@ -26,6 +26,9 @@ from e2e.operator.test_operator_e2e import (  # the operator fixtures and helper
 )
 from kubernetes import client
 from netpol_support import internet, may_reach, pod
+from pss_support import RESTRICTED, violations
+from support import REPO
+from support import kubectl as run_kubectl
 
 import leap0_contract as contract
 from leap0_dev.apiserver.routing import parse_resource_path
@@ -190,3 +193,20 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
     print(f"operator writes per sandbox, creation to Running: {counts}")
     assert len(counts["public"]) == len(counts["open"]) + 1
     assert [w for w in counts["public"] if w not in counts["open"]] == [("POST", "networkpolicies")]
+
+
+def test_the_locked_down_example_meets_restricted_and_reaches_only_its_cidrs(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    example = REPO / "examples" / "template-locked-down.yaml"
+    run_kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
+    wait_for("the pod", pod_exists(api, namespace, "locked-down-demo"), timeout=60)
+    stored = api.sanitize_for_serialization(core(api).read_namespaced_pod("locked-down-demo", namespace))
+    assert violations(stored, RESTRICTED) == []
+    policy = network_policy(api, namespace, "locked-down-demo")
+    me = pod("10.244.0.10", namespace, {contract.LABEL_SANDBOX_ID: "locked-down-demo"})
+    assert may_reach([policy], me, internet("203.0.113.10"), 443) is True
+    assert may_reach([policy], me, internet("2001:db8:100::1"), 443) is True
+    assert may_reach([policy], me, internet("93.184.216.34"), 443) is False
+    assert may_reach([policy], me, internet("169.254.169.254"), 80) is False
