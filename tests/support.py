@@ -11,7 +11,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_ROOTS = [REPO, REPO / "operator", REPO / "sidecar", REPO / "devtools"]
@@ -38,10 +41,11 @@ def kubectl_path() -> str:
     return found
 
 
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 60):
-    """Run the wheel's kubectl against a kubeconfig, with a discovery cache of its own (ports get reused)."""
-    import subprocess
-
+def kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the wheel's kubectl against a kubeconfig, with a discovery cache of its own (ports get reused).
+    ``check``: a non-zero exit fails the test with kubectl's output."""
     cache = Path(kubeconfig).parent / "kubectl-cache"
     cmd = [kubectl_path(), f"--kubeconfig={kubeconfig}", f"--cache-dir={cache}", *args]
     result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False)
@@ -97,6 +101,18 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def alive(process: int | psutil.Process) -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped by its parent, does not). Given a
+    ``psutil.Process`` seen earlier, a new process that reused its pid does not count."""
+    import psutil
+
+    try:
+        found = process if isinstance(process, psutil.Process) else psutil.Process(process)
+        return found.is_running() and found.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def stop_process_tree(process: subprocess.Popen[bytes]) -> None:

@@ -4,7 +4,9 @@ Starts, in this order: a console OTLP sink (:mod:`leap0_dev.sink`), the embedded
 (:mod:`leap0_dev.apiserver`) and a ``default`` SandboxTemplate, the operator (``python -m leap0_operator``,
 a child process), the local pod runner (:mod:`leap0_dev.runner`), then applies the quickstart Sandbox
 (``examples/quickstart/demo-sandbox.yaml``) with its endpoint pointed at the sink. The sink prints the
-sandbox's metrics and the demo's spans as they arrive. Ctrl-C (or SIGTERM) stops everything.
+sandbox's metrics and the demo's spans as they arrive. Ctrl-C (or SIGTERM, or SIGHUP) stops everything, in
+the reverse order, whether or not its output can still be written; and every process it starts ends with it
+whatever ends it, SIGKILL included (:mod:`leap0_dev.children`).
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ import yaml
 
 import leap0_contract as contract
 
+from . import children
 from .apiserver import ServerThread
-from .runner import Runner, RunnerConfig
+from .apiserver.exec import ExecHandler
+from .runner import PodExecRunner, Runner, RunnerConfig
 from .sink import OtlpSink
 
 # The demo Sandbox (examples/quickstart/demo-sandbox.yaml is a link to it), packaged with leap0.
 EXAMPLE = Path(__file__).parent / "demo-sandbox.yaml"
 NAMESPACE = "default"
 _OPERATOR_NOISE = ("[DEBUG", "[INFO")
+# Ctrl-C, kill, and the terminal closing: each stops everything in order.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -54,14 +60,31 @@ class UpOptions:
 
 
 class Console:
-    """Timestamped lines on stdout, one at a time."""
+    """Timestamped lines on stdout, one at a time. Once stdout cannot be written (``leap0 dev up | tee log``
+    and the reader is gone), output stops and nothing else does: a console line never raises."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._open = True
 
     def __call__(self, line: str) -> None:
         with self._lock:
-            print(f"{datetime.now():%H:%M:%S} {line}", flush=True)
+            if not self._open:
+                return
+            try:
+                print(f"{datetime.now():%H:%M:%S} {line}", flush=True)
+            except (OSError, ValueError):
+                self._open = False
+                _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so what is left in its buffer (and the interpreter's flush at exit) goes
+    nowhere instead of failing again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def example_sandbox(sink_url: str, path: Path | None = None) -> dict[str, Any]:
@@ -120,7 +143,7 @@ def _signals(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
     try:
         yield
     finally:
@@ -155,17 +178,20 @@ def run(options: UpOptions) -> int:
     stop = threading.Event()
     workdir = options.workdir or Path(".leap0")
     workdir.mkdir(parents=True, exist_ok=True)
-    sink: OtlpSink | None = None
-    server: ServerThread | None = None
-    runner: Runner | None = None
-    operator: subprocess.Popen[str] | None = None
     code = 0
+    # Each part registers its stop as it starts; they run in the reverse order (the pods first, their
+    # sidecars flushing to the sink, then the operator, the API server, the sink last), each one even if
+    # another failed.
+    stopping = contextlib.ExitStack()
+    stopping.callback(children.close)  # the last guard: whatever is still running ends
     with _signals(stop):
         try:
             sink = OtlpSink(port=options.sink_port, printer=_telemetry_printer(console, options.verbose))
             sink.start()
+            stopping.callback(sink.stop)
             console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
             server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
+            stopping.callback(server.stop)
             console(f"apiserver: {server.url}; export KUBECONFIG={options.kubeconfig.resolve()}")
             api_client = server.api_client()
             custom = client.CustomObjectsApi(api_client)
@@ -178,14 +204,14 @@ def run(options: UpOptions) -> int:
             env["KUBECONFIG"] = str(options.kubeconfig.resolve())
             env["PYTHONPATH"] = source_pythonpath()
             env["PYTHONUNBUFFERED"] = "1"
-            operator = subprocess.Popen(
+            operator: subprocess.Popen[str] = children.popen(
                 [*options.operator_argv, "--all-namespaces", "--standalone"],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                start_new_session=True,
             )
+            stopping.callback(_terminate, operator)
             log_path = workdir / "operator.log"
             threading.Thread(
                 target=_pipe_operator, args=(operator, console, log_path), daemon=True, name="operator-log"
@@ -203,9 +229,10 @@ def run(options: UpOptions) -> int:
                     log=console,
                 ),
             ).start()
+            stopping.callback(runner.stop)
             assert server.server is not None
             server.server.log_handler = _log_handler(runner)
-            _plug_exec(server, runner, console)
+            server.server.exec_handler = ExecHandler(PodExecRunner(runner))
             console(f"runner: running pods here (logs under {workdir / 'pods'})")
 
             if options.example:
@@ -223,15 +250,11 @@ def run(options: UpOptions) -> int:
         finally:
             stop.set()
             console("up: stopping")
-            # Pods first (their sidecars flush to the sink), then the operator, the API, the sink last.
-            if runner is not None:
-                runner.stop()
-            if operator is not None:
-                _terminate(operator)
-            if server is not None:
-                server.stop()
-            if sink is not None:
-                sink.stop()
+            try:
+                stopping.close()
+            except Exception as exc:  # every stop has run; say what failed
+                console(f"up: while stopping: {exc!r}")
+                code = code or 1
             console("up: stopped")
     return code
 
@@ -256,16 +279,16 @@ def _wait(
 
 
 def _terminate(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)
+    """Stop the operator's process group: SIGTERM, SIGKILL after 10 s."""
+    if process.poll() is None:
+        children.kill_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            children.kill_group(process.pid, signal.SIGKILL)
+            process.wait(5)
+    children.kill_group(process.pid, signal.SIGKILL)
+    children.forget(process.pid)
 
 
 def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]:
@@ -274,20 +297,6 @@ def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]
             console(line)
 
     return show
-
-
-def _plug_exec(server: ServerThread, runner: Runner, console: Console) -> None:
-    """``kubectl exec`` and the SDK's ``process.execute`` run in the pods' containers (when the emulator has
-    its exec endpoint)."""
-    try:
-        from .apiserver.exec import ExecHandler  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        console("runner: this API server has no exec endpoint; kubectl exec is unavailable")
-        return
-    from .runner import PodExecRunner
-
-    assert server.server is not None
-    server.server.exec_handler = ExecHandler(PodExecRunner(runner))
 
 
 def _log_handler(runner: Any) -> Any:

@@ -16,6 +16,8 @@ bundled with the ``kubernetes-validate`` package (converted back to OpenAPI: nul
 ``$ref``s pointed at ``#/components/schemas``, int-or-string and quantity given their OpenAPI forms).
 
 kubectl 1.37 does not read ``/openapi/v2`` for any of this (checked with a request log), so none is served.
+
+Part of the kubectl-compatibility layer (with ``tables`` and ``protobuf``): nothing but kubectl needs it.
 """
 
 from __future__ import annotations
@@ -62,22 +64,22 @@ UNPRUNED_KINDS = frozenset({"CustomResourceDefinition"})
 
 
 # --- schema conversion (JSON schema from kubernetes-validate -> OpenAPI v3) --------------------------------
-def _schema_dir() -> Path | None:
-    try:
-        import kubernetes_validate
-    except ImportError:  # pragma: no cover - a dev extra
-        return None
+def _schema_dir() -> Path:
+    """The Kubernetes JSON schemas bundled with ``kubernetes-validate`` (the dev extra pins the version):
+    missing, the server must not start rather than stop validating built-in kinds."""
+    import kubernetes_validate
+
     base = (
         Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / f"v{K8S_SCHEMA_VERSION}-local"
     )
-    return base if base.is_dir() else None
+    if not base.is_dir():
+        raise FileNotFoundError(f"no Kubernetes {K8S_SCHEMA_VERSION} schemas in kubernetes-validate: {base}")
+    return base
 
 
 @functools.lru_cache(maxsize=1)
 def k8s_definitions() -> dict[str, Any]:
     base = _schema_dir()
-    if base is None:
-        return {}
     raw = json.loads((base / "_definitions.json").read_text())
     defs: dict[str, Any] = raw.get("$defs") or raw.get("definitions") or {}
     return {name: _to_openapi(schema) for name, schema in defs.items()}

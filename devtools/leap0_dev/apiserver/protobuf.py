@@ -5,6 +5,8 @@ namespace|configmap|secret|serviceaccount``) and do not fall back to JSON on a 4
 ``k8s\\0`` + ``runtime.Unknown{typeMeta, raw, contentEncoding, contentType}`` with ``raw`` the object's own
 message. Only the messages below are known (field numbers from k8s.io/api's generated.proto); a body of
 another kind is a :class:`ProtobufError`. Pure functions, no protobuf runtime needed.
+
+Part of the kubectl-compatibility layer (with ``tables`` and ``openapi``): nothing but kubectl needs it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import hooks, protobuf
+from . import openapi, protobuf, tables, validation
 from .catalog import Resource
 from .errors import ApiError, bad_request, not_found, status_body
 from .patching import PatchError, json_patch, merge_patch, strategic_merge_patch
@@ -144,14 +144,14 @@ class ApiServer:
             self.mutations[user_agent_product(request.headers.get("User-Agent", ""))] += 1
         if self.intercept is not None and (injected := self.intercept(request)) is not None:
             return injected
-        hooks.begin_request(request.query.get("fieldValidation", ""))
+        validation.begin_request(request.query.get("fieldValidation", ""))
         try:
             target = parse_resource_path(path)
             if target is None:
                 return await self._non_resource(request, path)
             response = await self._resource(request, target)
             if not response.prepared:
-                for text in hooks.take_warnings():
+                for text in validation.take_warnings():
                     response.headers.add("Warning", f"299 - {json.dumps(text)}")
             return response
         except ApiError as err:
@@ -242,11 +242,11 @@ class ApiServer:
         crds = self.store.crds()
         doc: dict[str, Any] | None
         if not rest:
-            doc = hooks.openapi_v3_root(crds)
+            doc = openapi.openapi_v3_root(crds)
         elif rest[0] == "api" and len(rest) == 2:
-            doc = hooks.openapi_v3_document(crds, "", rest[1])
+            doc = openapi.openapi_v3_document(crds, "", rest[1])
         elif rest[0] == "apis" and len(rest) == 3:
-            doc = hooks.openapi_v3_document(crds, rest[1], rest[2])
+            doc = openapi.openapi_v3_document(crds, rest[1], rest[2])
         else:
             doc = None
         if doc is None:
@@ -387,7 +387,7 @@ class ApiServer:
     ) -> dict[str, Any]:
         crd = self.store.crd_for(res)
         objects = [self._out(res, o) for o in objects]
-        table = hooks.render_table(crd, res.version, objects, meta)
+        table = tables.render_table(crd, res.version, objects, meta)
         include = request.query.get("includeObject", "Metadata")
         for row, obj in zip(table.get("rows") or [], objects, strict=False):
             if include == "None":
@@ -510,7 +510,7 @@ class ApiServer:
     def _event_line(self, res: Resource, kind: str, obj: Obj, table: bool) -> bytes:
         payload: Any = self._out(res, obj)
         if table:
-            payload = hooks.render_table(
+            payload = tables.render_table(
                 self.store.crd_for(res),
                 res.version,
                 [payload],

@@ -27,7 +27,7 @@ from typing import Any
 from . import admission
 from .catalog import CRD_KEY, NAMESPACE_KEY, Catalogue, Resource, resources_from_crd
 from .errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
-from .hooks import SchemaCache
+from .validation import SchemaCache
 
 Obj = dict[str, Any]
 Key = tuple[str, str]

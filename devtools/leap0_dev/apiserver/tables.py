@@ -9,6 +9,8 @@ Namespace, Secret, ConfigMap, Event, Lease), else the default ``Name`` / ``Creat
 
 Each row carries its object as ``PartialObjectMetadata`` (the default), the full object
 (``includeObject=Object``, which kubectl sends with ``--sort-by``) or nothing (``includeObject=None``).
+
+Part of the kubectl-compatibility layer (with ``openapi`` and ``protobuf``): nothing but kubectl needs it.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from support import wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -15,14 +16,6 @@ from leap0_dev.apiserver import ServerThread
 pytestmark = pytest.mark.e2e
 
 G, V, P = contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def _gone(read: Callable[[], Any]) -> Callable[[], bool]:
@@ -112,7 +105,7 @@ def test_background_deletion_collects_dependents(
     _dependent(core, namespace, "dep", _owner(owner))
     _dependent(core, namespace, "shared", _owner(owner), _owner(other))
     custom.delete_namespaced_custom_object(G, V, namespace, P, "owner")
-    _eventually(_gone(lambda: core.read_namespaced_config_map("dep", namespace)))
+    wait_for(_gone(lambda: core.read_namespaced_config_map("dep", namespace)))
     # A dependent with another live owner stays.
     assert core.read_namespaced_config_map("shared", namespace).metadata.name == "shared"
 
@@ -135,13 +128,13 @@ def test_foreground_deletion_waits_for_blocking_dependents(
     obj = custom.get_namespaced_custom_object(G, V, namespace, P, "owner")
     assert obj["metadata"]["deletionTimestamp"]
     assert "foregroundDeletion" in obj["metadata"]["finalizers"]
-    _eventually(
+    wait_for(
         lambda: core.read_namespaced_config_map("dep", namespace).metadata.deletion_timestamp is not None
     )
     time.sleep(0.1)
     assert custom.get_namespaced_custom_object(G, V, namespace, P, "owner")  # still blocked by "dep"
     core.patch_namespaced_config_map("dep", namespace, {"metadata": {"finalizers": None}})
-    _eventually(_gone(lambda: custom.get_namespaced_custom_object(G, V, namespace, P, "owner")))
+    wait_for(_gone(lambda: custom.get_namespaced_custom_object(G, V, namespace, P, "owner")))
 
 
 def test_orphan_deletion_keeps_dependents_without_the_owner_reference(
@@ -150,7 +143,7 @@ def test_orphan_deletion_keeps_dependents_without_the_owner_reference(
     owner = _sandbox(custom, namespace, "owner")
     _dependent(core, namespace, "dep", _owner(owner))
     custom.delete_namespaced_custom_object(G, V, namespace, P, "owner", propagation_policy="Orphan")
-    _eventually(_gone(lambda: custom.get_namespaced_custom_object(G, V, namespace, P, "owner")))
+    wait_for(_gone(lambda: custom.get_namespaced_custom_object(G, V, namespace, P, "owner")))
     dep = core.read_namespaced_config_map("dep", namespace)
     assert not dep.metadata.owner_references
 
@@ -163,7 +156,7 @@ def test_dependent_of_a_missing_owner_is_collected(core: client.CoreV1Api, names
         "uid": "00000000-0000-0000-0000-000000000000",
     }
     _dependent(core, namespace, "dep", ghost)
-    _eventually(_gone(lambda: core.read_namespaced_config_map("dep", namespace)))
+    wait_for(_gone(lambda: core.read_namespaced_config_map("dep", namespace)))
 
 
 def test_delete_preconditions(core: client.CoreV1Api, namespace: str) -> None:
@@ -185,11 +178,9 @@ def test_deleting_a_namespace_deletes_its_content_then_itself(core: client.CoreV
     with pytest.raises(client.ApiException) as err:
         core.create_namespaced_config_map("doomed", {"metadata": {"name": "new"}})
     assert err.value.status == 403
-    _eventually(
-        lambda: core.read_namespaced_config_map("cm", "doomed").metadata.deletion_timestamp is not None
-    )
+    wait_for(lambda: core.read_namespaced_config_map("cm", "doomed").metadata.deletion_timestamp is not None)
     core.patch_namespaced_config_map("cm", "doomed", {"metadata": {"finalizers": None}})
-    _eventually(_gone(lambda: core.read_namespace("doomed")))
+    wait_for(_gone(lambda: core.read_namespace("doomed")))
 
 
 def test_delete_collection_with_a_label_selector(core: client.CoreV1Api, namespace: str) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 from kubernetes import client
-from support import http
+from support import http, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -106,10 +105,7 @@ def test_creating_a_crd_serves_its_resource_and_deleting_it_stops(apiserver: Ser
         assert custom.get_cluster_custom_object("example.com", "v1", "widgets", "w")["size"] == 3
     finally:
         ext.delete_custom_resource_definition("widgets.example.com")
-    deadline = time.monotonic() + 5
-    while http(apiserver.url, "GET", "/apis/example.com/v1")[0] != 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(lambda: http(apiserver.url, "GET", "/apis/example.com/v1")[0] == 404, 5, "the group to go")
 
 
 def test_invalid_crd_is_422(apiserver: ServerThread) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from support import subprocess_env
+from support import subprocess_env, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -30,13 +29,6 @@ def created(name, patch, **_):
 def deleted(name, **_):
     pass
 """
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -66,7 +58,7 @@ def test_kopf_handles_creation_and_deletion_with_its_finalizer(
         return (obj.get("status") or {}).get("phase") == "Running"
 
     try:
-        _eventually(seen)
+        wait_for(seen, 30, "kopf to see the Sandbox")
     except AssertionError:
         kopf_operator.terminate()
         raise AssertionError(kopf_operator.communicate(timeout=20)[0]) from None
@@ -81,5 +73,5 @@ def test_kopf_handles_creation_and_deletion_with_its_finalizer(
             return err.status == 404
         return False
 
-    _eventually(gone)
+    wait_for(gone, 30, "the Sandbox to go")
     assert kopf_operator.poll() is None, "kopf exited"

@@ -4,15 +4,17 @@ columns."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from kubernetes import client
-from support import kubectl_path, subprocess_env
 
 from leap0_dev.apiserver import ServerThread
 
@@ -22,22 +24,9 @@ GROUP, VERSION, PLURAL = "leap0.dev", "v1alpha1", "sandboxes"
 
 
 @pytest.fixture
-def kubectl(apiserver: ServerThread, tmp_path: Path) -> Any:
-    binary = kubectl_path()
-    env = subprocess_env(KUBECONFIG=str(apiserver.kubeconfig), HOME=str(tmp_path))
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [binary, "--cache-dir", str(tmp_path / "cache"), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-
-    return run
+def kubectl(apiserver: ServerThread) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``support.kubectl`` against the session server; the tests check its exit code themselves."""
+    return functools.partial(support.kubectl, apiserver.kubeconfig, check=False)
 
 
 @pytest.fixture
@@ -63,7 +52,7 @@ def test_kubectl_apply_of_a_bad_sandbox_fails_with_the_servers_message(kubectl: 
         "template": "Not_A_Name",
         "env": [{"name": "A", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
     }
-    result = kubectl("apply", "-f", "-", stdin=sandbox_yaml("bad", namespace, spec))
+    result = kubectl("apply", "-f", "-", input=sandbox_yaml("bad", namespace, spec))
     assert result.returncode != 0
     assert 'The Sandbox "bad" is invalid:' in result.stderr
     for line in (
@@ -120,14 +109,14 @@ def test_plain_kubectl_apply_works_without_validate_false(kubectl: Any, namespac
             sandbox_yaml("good", namespace, {"vcpu": 2, "memory": 2048, "timeout": 300}),
         ]
     )
-    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests)
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=manifests)
     assert result.returncode == 0, result.stderr
     assert "secret/otlp created" in result.stdout
     assert "sandboxtemplate.leap0.dev/default created" in result.stdout
     assert "sandbox.leap0.dev/good created" in result.stdout
     assert "Warning" not in result.stderr
     # and again: unchanged, through kubectl's patch path
-    again = kubectl("apply", "-n", namespace, "-f", "-", stdin=manifests)
+    again = kubectl("apply", "-n", namespace, "-f", "-", input=manifests)
     assert again.returncode == 0, again.stderr
     assert "sandbox.leap0.dev/good unchanged" in again.stdout
 
@@ -135,14 +124,14 @@ def test_plain_kubectl_apply_works_without_validate_false(kubectl: Any, namespac
 def test_kubectl_apply_namespace(kubectl: Any) -> None:
     name = f"ns-{uuid.uuid4().hex[:8]}"
     doc = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    result = kubectl("apply", "-f", "-", stdin=doc)
+    result = kubectl("apply", "-f", "-", input=doc)
     assert result.returncode == 0, result.stderr
     assert f"namespace/{name} created" in result.stdout
     assert kubectl("delete", "namespace", name).returncode == 0
 
 
 def test_kubectl_apply_refuses_unknown_fields_as_a_cluster_does(kubectl: Any, namespace: str) -> None:
-    result = kubectl("apply", "-f", "-", stdin=sandbox_yaml("typo", namespace, {"vcpu": 2, "vpcu": 3}))
+    result = kubectl("apply", "-f", "-", input=sandbox_yaml("typo", namespace, {"vcpu": 2, "vpcu": 3}))
     assert result.returncode != 0
     assert (
         'Sandbox in version "v1alpha1" cannot be handled as a Sandbox: strict decoding error: '
@@ -150,7 +139,7 @@ def test_kubectl_apply_refuses_unknown_fields_as_a_cluster_does(kubectl: Any, na
     ) in result.stderr
     # --validate=false (fieldValidation=Ignore) prunes it instead, as the server does
     ok = kubectl(
-        "apply", "--validate=false", "-f", "-", stdin=sandbox_yaml("typo", namespace, {"vcpu": 2, "vpcu": 3})
+        "apply", "--validate=false", "-f", "-", input=sandbox_yaml("typo", namespace, {"vcpu": 2, "vpcu": 3})
     )
     assert ok.returncode == 0, ok.stderr
     stored = json.loads(kubectl("get", "sandbox", "typo", "-n", namespace, "-o", "json").stdout)
@@ -176,10 +165,10 @@ def test_spec_is_immutable_except_timeout(
     kubectl: Any, custom: client.CustomObjectsApi, namespace: str
 ) -> None:
     spec = {"image": "python:3.12-slim", "vcpu": 1, "timeout": 300}
-    assert kubectl("apply", "-f", "-", stdin=sandbox_yaml("live", namespace, spec)).returncode == 0
+    assert kubectl("apply", "-f", "-", input=sandbox_yaml("live", namespace, spec)).returncode == 0
 
     changed = kubectl(
-        "apply", "-f", "-", stdin=sandbox_yaml("live", namespace, {**spec, "image": "python:3.13"})
+        "apply", "-f", "-", input=sandbox_yaml("live", namespace, {**spec, "image": "python:3.13"})
     )
     assert changed.returncode != 0
     assert (
@@ -187,7 +176,7 @@ def test_spec_is_immutable_except_timeout(
         in changed.stderr
     )
 
-    longer = kubectl("apply", "-f", "-", stdin=sandbox_yaml("live", namespace, {**spec, "timeout": 3600}))
+    longer = kubectl("apply", "-f", "-", input=sandbox_yaml("live", namespace, {**spec, "timeout": 3600}))
     assert longer.returncode == 0, longer.stderr
     assert "sandbox.leap0.dev/live configured" in longer.stdout
     stored = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "live")
@@ -310,7 +299,7 @@ def test_core_kinds_refuse_unknown_fields_under_strict_and_prune_them_otherwise(
     kubectl: Any, apiserver: ServerThread, namespace: str
 ) -> None:
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "typo"}, "stringDat": {"a": "b"}}
-    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(secret))
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
     assert result.returncode != 0
     assert (
         'Secret in version "v1" cannot be handled as a Secret: '
@@ -323,7 +312,7 @@ def test_core_kinds_refuse_unknown_fields_under_strict_and_prune_them_otherwise(
         "data": {"a": "1"},
         "dat": {},
     }
-    warned = kubectl("apply", "--validate=warn", "-n", namespace, "-f", "-", stdin=json.dumps(configmap))
+    warned = kubectl("apply", "--validate=warn", "-n", namespace, "-f", "-", input=json.dumps(configmap))
     assert warned.returncode == 0, warned.stderr
     assert 'Warning: unknown field "dat"' in warned.stderr
     stored = client.CoreV1Api(apiserver.api_client()).read_namespaced_config_map("cm", namespace)
@@ -340,18 +329,18 @@ def test_kubectl_explain_reads_the_crd_schema(kubectl: Any) -> None:
 
 
 def test_server_side_apply_is_validated_too(kubectl: Any, namespace: str) -> None:
-    bad = kubectl("apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa", namespace, {"memory": 100}))
+    bad = kubectl("apply", "--server-side", "-f", "-", input=sandbox_yaml("ssa", namespace, {"memory": 100}))
     assert bad.returncode != 0
     assert (
         "spec.memory: Invalid value: 100: spec.memory in body should be greater than or equal to 512"
         in bad.stderr
     )
     good = kubectl(
-        "apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa", namespace, {"memory": 1024})
+        "apply", "--server-side", "-f", "-", input=sandbox_yaml("ssa", namespace, {"memory": 1024})
     )
     assert good.returncode == 0, good.stderr
     typo = kubectl(
-        "apply", "--server-side", "-f", "-", stdin=sandbox_yaml("ssa2", namespace, {"memroy": 1024})
+        "apply", "--server-side", "-f", "-", input=sandbox_yaml("ssa2", namespace, {"memroy": 1024})
     )
     assert typo.returncode != 0
     assert 'unknown field "spec.memroy"' in typo.stderr

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 from kubernetes import client
-from support import kubectl_path, stop_process_tree, subprocess_env, wait_for
+from support import alive, kubectl_path, stop_process_tree, subprocess_env, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -50,16 +50,6 @@ while True:
         sum(range(10000))
     time.sleep(0.5)
 """
-
-
-def gone(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
 
 
 @pytest.fixture
@@ -150,7 +140,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
             pids = [c.pid for c in local.containers if c.pid is not None]
             assert len(pids) == 2
             subprocess.run([*kubectl, "-n", namespace, "delete", "sandbox", "chain"], check=True)
-            wait_for(lambda: gone(pids), 30, "the sandbox's processes to stop")
+            wait_for(lambda: not any(map(alive, pids)), 30, "the sandbox's processes to stop")
 
 
 def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -189,6 +179,6 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert "up: stopped" in out.read_text()
-        wait_for(lambda: gone(children), 10, "every process dev up started to stop")
+        wait_for(lambda: not any(map(alive, children)), 10, "every process dev up started to stop")
     finally:
         stop_process_tree(process)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from support import kubectl_path, wait_for
+from support import alive, kubectl_path, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -39,19 +39,6 @@ http.server.HTTPServer((host, int(port)), H).serve_forever()
 
 
 wait_until = functools.partial(wait_for, timeout=20)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is gone for our purposes (and the process may go between the two looks)
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """``leap0 dev up``'s orchestration: what it starts, what it applies, and that Ctrl-C stops it all.
 
-The operator here is a stand-in process (``UpOptions.operator_argv``), so this runs before the operator is
-merged; tests/e2e/dev/test_chain_e2e.py runs the real chain.
+The operator here is a stand-in process (``UpOptions.operator_argv``), so what is checked is dev up's own
+part; tests/e2e/dev/test_chain_e2e.py runs the real chain.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import kubectl_path, stop_process_tree, subprocess_env, wait_for
+from support import alive, kubectl_path, stop_process_tree, subprocess_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -93,9 +93,7 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert out.read_text().rstrip().endswith("up: stopped")
-        assert not [
-            pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-        ]
+        assert not [pid for pid in children if alive(pid)]
     finally:
         stop_process_tree(process)
 

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import pytest
 from kubernetes import client
-from support import kubectl_path
+from support import kubectl
 
 from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
-
-
-def _kubectl(apiserver: ServerThread, namespace: str, *args: str, stdin: str | None = None) -> Any:
-    return subprocess.run(
-        [kubectl_path(), "--kubeconfig", str(apiserver.kubeconfig), "-n", namespace, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_kubectl_exec_gets_output_exit_code_and_stdin(
@@ -33,13 +21,17 @@ def test_kubectl_exec_gets_output_exit_code_and_stdin(
     core.create_namespaced_pod(namespace, pod)
     core.patch_namespaced_pod_status("p", namespace, {"status": {"phase": "Running"}})
 
-    result = _kubectl(
-        apiserver, namespace, "exec", "p", "-c", "sandbox", "--", "sh", "-c", "echo out; echo err >&2; exit 3"
+    result = kubectl(
+        apiserver.kubeconfig,
+        *("-n", namespace, "exec", "p", "-c", "sandbox", "--", "sh", "-c", "echo out; echo err >&2; exit 3"),
+        check=False,
     )
     assert result.returncode == 3
     assert result.stdout == "out\n"
     assert result.stderr.startswith("err\n")
     assert "command terminated with exit code 3" in result.stderr
 
-    piped = _kubectl(apiserver, namespace, "exec", "-i", "p", "--", "cat", stdin="piped\n")
+    piped = kubectl(
+        apiserver.kubeconfig, "-n", namespace, "exec", "-i", "p", "--", "cat", input="piped\n", check=False
+    )
     assert (piped.returncode, piped.stdout) == (0, "piped\n")

@@ -1,8 +1,6 @@
-"""Bridges from the server to the pure modules ``schema``, ``builtin``, ``tables`` and ``openapi``.
-
-They are imported directly: a module that fails to import (say, a missing CEL library) must stop the server,
-not silently turn validation off.
-"""
+"""Validation of what a request stores: the CRD schema (``schema``, one compiled ``ResourceSchema`` per CRD
+version, cached) and the request's ``fieldValidation`` for unknown fields (``schema`` for custom resources,
+``builtin`` for the built-in kinds), collecting the ``Warning`` headers it answers with."""
 
 from __future__ import annotations
 
@@ -10,9 +8,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from . import builtin as _builtin
-from . import openapi as _openapi
 from . import schema as _schema
-from . import tables as _tables
 from .errors import ApiError
 
 # The request's ``fieldValidation`` (Strict, Warn or Ignore; the server's default is Warn) and the warnings
@@ -84,21 +80,3 @@ def _check_unknown_fields(kind: str, version: str, find: Any, obj: dict[str, Any
     if unknown and mode == "Warn" and warnings is not None:
         warnings += [f'unknown field "{u}"' for u in unknown]
     return bool(unknown)
-
-
-def render_table(
-    crd: dict[str, Any] | None, version: str, objects: list[dict[str, Any]], list_metadata: dict[str, Any]
-) -> dict[str, Any]:
-    """A meta.k8s.io/v1 Table of the objects (the CRD's printer columns; built-in columns for core kinds)."""
-    table: dict[str, Any] = _tables.render_table(crd, version, objects, list_metadata)
-    return table
-
-
-def openapi_v3_root(crds: list[dict[str, Any]]) -> dict[str, Any] | None:
-    root: dict[str, Any] = _openapi.openapi_v3_root(crds)
-    return root
-
-
-def openapi_v3_document(crds: list[dict[str, Any]], group: str, version: str) -> dict[str, Any] | None:
-    doc: dict[str, Any] | None = _openapi.openapi_v3_document(crds, group, version)
-    return doc

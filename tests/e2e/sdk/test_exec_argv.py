@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from leap0._exec import build_exec_argv
+
+pytestmark = pytest.mark.e2e
 
 
 def _sh(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -39,10 +40,8 @@ def test_list_command_with_cwd_keeps_arguments_intact(tmp_path: Path) -> None:
 
 
 def test_timeout_stops_the_command() -> None:
-    started = time.monotonic()
     res = _sh(build_exec_argv("sleep 10", timeout=0.3))
-    assert res.returncode == 124
-    assert time.monotonic() - started < 5
+    assert res.returncode == 124  # timeout(1)'s code: stopped, not finished
 
 
 def test_exit_code_of_the_command_is_kept() -> None:

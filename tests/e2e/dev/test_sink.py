@@ -19,6 +19,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from leap0_dev.sink import OtlpSink
 
+pytestmark = pytest.mark.e2e
+
 RESOURCE = Resource.create({"leap0.sandbox.id": "demo", "leap0.org.id": "acme", "service.name": "app"})
 
 

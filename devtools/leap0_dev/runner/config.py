@@ -1,0 +1,41 @@
+"""The local runner's settings."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import leap0_contract as contract
+
+Log = Callable[[str], None]
+
+
+def log_to_stderr(message: str) -> None:
+    """The default log: a line on stderr, dropped when stderr is closed (the runner never fails on output)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunnerConfig:
+    """Settings of the local runner (``leap0 dev up`` exposes the ports)."""
+
+    otlp_grpc_port: int = contract.OTLP_GRPC_PORT
+    otlp_http_port: int = contract.OTLP_HTTP_PORT
+    health_port: int = contract.SIDECAR_HEALTH_PORT
+    # LEAP0_METRICS_INTERVAL for every sidecar (None: what the pod spec says).
+    metrics_interval: float | None = None
+    workdir: Path | None = None
+    cgroups: bool = field(default_factory=lambda: os.geteuid() == 0)
+    max_grace_seconds: float = 5.0
+    # Only pods matching this label selector (None: every pod).
+    label_selector: str | None = None
+    # Only pods of this namespace (None: every namespace).
+    namespace: str | None = None
+    # The command standing for the telemetry container (None: this checkout's leap0-sidecar).
+    sidecar_argv: list[str] | None = None
+    log: Log = log_to_stderr
