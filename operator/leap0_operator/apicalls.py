@@ -3,8 +3,8 @@
 The RBAC manifest and the Helm chart's RBAC are checked against this list by tests, so a new call added to the
 operator without its permission fails CI instead of failing in a cluster.
 
-Where the calls are made: ``k8s.py`` (our own calls), the indexes and event handlers in ``handlers.py``
-(kopf's list/watch of what we serve), and kopf itself (resource discovery, namespace globs, peering).
+Where the calls are made: ``k8s.py`` (our own calls, the resync lists among them), the indexers and event
+handlers in ``handlers.py`` (kopf's list/watch of what we serve), and kopf itself (resource discovery, namespace globs, peering).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ API_CALLS: list[ApiCall] = [
     ApiCall(contract.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
     ApiCall(contract.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
     ApiCall("", "namespaces", ("get",), "k8s.Api.namespace_labels: the org id label leap0.dev/org-id"),
-    # --- kopf's list/watch for our indexes and event handlers (handlers.py) ---
-    ApiCall(contract.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event"),
-    ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id)"),
-    ApiCall(contract.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index, template_event"),
+    # --- kopf's list/watch for our indexers and event handlers (handlers.py); our resync lists (k8s.py) ---
+    ApiCall(contract.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event; Controller.resync"),
+    ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id); resync"),
+    ApiCall(contract.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index / event; resync"),
     # --- kopf's own needs ---
     ApiCall(
         "apiextensions.k8s.io",

@@ -160,9 +160,14 @@ class Controller:
 
     def watch_relisted(self, plural: str) -> None:
         """A watch of ``plural`` restarted from a fresh list (after 410 Gone): resync that kind soon."""
-        if plural in KINDS and plural not in self._relists and self._started:
-            self._relists.add(plural)
-            self._spawn(self._resync_after_relist(plural))
+        if plural not in KINDS or plural in self._relists or not self._started:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not from the operator's loop (kopf logs from it): nothing to schedule on
+            return
+        self._relists.add(plural)
+        self._spawn(self._resync_after_relist(plural))
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
