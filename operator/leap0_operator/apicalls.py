@@ -4,7 +4,8 @@ The RBAC manifest and the Helm chart's RBAC are checked against this list by tes
 operator without its permission fails CI instead of failing in a cluster.
 
 Where the calls are made: ``k8s.py`` (our own calls, the resync lists among them), the indexers and event
-handlers in ``handlers.py`` (kopf's list/watch of what we serve), and kopf itself (resource discovery, namespace globs, peering).
+handlers in ``handlers.py`` (kopf's list/watch of what we serve), and kopf itself (resource discovery,
+namespace globs, peering).
 """
 
 from __future__ import annotations
