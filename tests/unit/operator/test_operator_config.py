@@ -82,11 +82,54 @@ def test_flags_win_over_the_environment() -> None:
         (["-n", "a", "-A"], {}, "not both"),
         ([], {"LEAP0_OPERATOR_STANDALONE": "maybe"}, "STANDALONE"),
         ([], {"LEAP0_OPERATOR_PRIORITY": "high"}, "priority"),
+        ([], {"LEAP0_OPERATOR_DEFAULT_NETWORK_POLICY": "Open"}, "default network policy: expected one of"),
+        ([], {"LEAP0_OPERATOR_DEFAULT_NETWORK_POLICY": "Custom"}, "Custom needs allowCidrs"),
+        (["--telemetry-egress", "[{}]"], {}, "telemetry egress: entry 0"),
+        ([], {"LEAP0_OPERATOR_TELEMETRY_EGRESS": "observability"}, "telemetry egress: expected a JSON list"),
+        ([], {"LEAP0_OPERATOR_DNS_NAMESPACE": "Kube_System"}, "dns namespace"),
+        ([], {"LEAP0_OPERATOR_DNS_LABELS": "k8s-app"}, "dns labels"),
+        ([], {"LEAP0_OPERATOR_DNS_CIDRS": "169.254.20.10"}, "dns cidrs"),
     ],
 )
 def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.parse(argv, env)
+
+
+def test_network_settings_from_flags_and_environment() -> None:
+    defaults = config.from_environment({})
+    assert defaults.network.default_policy == "Internet"
+    assert defaults.network.telemetry_egress == ()
+    assert (defaults.network.dns.namespace, dict(defaults.network.dns.labels)) == (
+        "kube-system",
+        {"k8s-app": "kube-dns"},
+    )
+    env = {
+        "LEAP0_OPERATOR_DEFAULT_NETWORK_POLICY": "DenyAll",
+        "LEAP0_OPERATOR_TELEMETRY_EGRESS": '[{"namespace": "observability"}]',
+        "LEAP0_OPERATOR_DNS_NAMESPACE": "dns",
+        "LEAP0_OPERATOR_DNS_LABELS": "app=coredns, tier=node",
+        "LEAP0_OPERATOR_DNS_CIDRS": "169.254.20.10/32, fd00::a/128",
+    }
+    settings = config.from_environment(env).network
+    assert settings.default_policy == "DenyAll"
+    assert [d.namespace_labels for d in settings.telemetry_egress] == [
+        {"kubernetes.io/metadata.name": "observability"}
+    ]
+    assert (settings.dns.namespace, dict(settings.dns.labels)) == ("dns", {"app": "coredns", "tier": "node"})
+    assert settings.dns.cidrs == ("169.254.20.10/32", "fd00::a/128")
+    flagged, _ = config.parse(["--default-network-policy", "AllowAll"], env)
+    assert flagged.network.default_policy == "AllowAll"
+
+
+def test_reading_the_settings_does_not_import_kopf() -> None:
+    """``leap0-operator`` parses its settings before hiding the unused Kubernetes clients from kopf; a kopf
+    imported by the settings would load them (about 50 MiB more RSS, bench/operator_bench.py)."""
+    code = "import sys, leap0_operator.config; print('kopf' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=subprocess_env()
+    )
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_the_command_refuses_a_bad_setting_before_starting() -> None:
