@@ -10,8 +10,10 @@ OpenTelemetry Python exporter reads it); ``UNAVAILABLE`` while shutting down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import grpc.aio
@@ -25,13 +27,18 @@ from leap0_sidecar.pipeline import Outcome, Pipeline
 log = logging.getLogger("leap0_sidecar.grpc")
 
 
+# How long a call's reservation lasts if its handler never runs (at most the time to receive a message).
+RESERVATION_S = 10.0
+
+
 class BindError(OSError):
     pass
 
 
 class GrpcReceiver:
-    """The three Export methods. While the queue has less room than the largest message, calls are refused
-    before their message is read (grpcio reads a unary message whole before the handler runs)."""
+    """The three Export methods. A call's message is read only once the largest a message can be is reserved
+    in the queue's bound (grpcio reads a unary message whole before the handler runs); when that does not
+    fit, the call is refused unread."""
 
     def __init__(self, pipeline: Pipeline, *, max_message_bytes: int) -> None:
         self.pipeline = pipeline
@@ -58,10 +65,11 @@ class GrpcReceiver:
             ),
         )
 
-    def _handler(self, signal: Signal) -> grpc.RpcMethodHandler:
+    def _handler(self, signal: Signal, received: Callable[[], None]) -> grpc.RpcMethodHandler:
         pipeline = self.pipeline
 
         async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            received()
             try:
                 outcome = pipeline.ingest(signal, request, "grpc")
             except WireError as exc:
@@ -116,13 +124,23 @@ class GrpcReceiver:
 
 
 class _Router(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Chooses each call's handler before its message is read: the reading one, or the refusing one."""
+    """Chooses each call's handler before its message is read: the reading one, with the largest message
+    reserved in the queue's bound until the handler runs, or, when that does not fit, the refusing one.
+
+    grpcio says nothing when a call ends before its handler runs (a client gone mid-message), so each
+    reservation also lapses after RESERVATION_S; the handlers release the oldest (all are the same size).
+    """
 
     def __init__(self, receiver: GrpcReceiver) -> None:
         self.receiver = receiver
         self.queue = receiver.pipeline.queue
+        self.size = receiver.max_message_bytes
+        self.reservations: deque[asyncio.TimerHandle] = deque()
         self.handlers = {
-            f"/{service}/Export": (receiver._handler(signal), receiver._refusing_handler(signal))
+            f"/{service}/Export": (
+                receiver._handler(signal, self.received),
+                receiver._refusing_handler(signal),
+            )
             for signal, service in contract.GRPC_SERVICES.items()
         }
 
@@ -131,6 +149,21 @@ class _Router(grpc.GenericRpcHandler):  # type: ignore[misc]
         if handlers is None:
             return None
         accept, refuse = handlers
-        if self.queue.free() < self.receiver.max_message_bytes and self.receiver.pipeline.accepting:
+        if not self.receiver.pipeline.accepting:
+            return accept  # (answered UNAVAILABLE)
+        if not self.queue.reserve(self.size):
             return refuse
+        self.reservations.append(asyncio.get_running_loop().call_later(RESERVATION_S, self._lapse))
         return accept
+
+    def received(self) -> None:
+        """A message was read (its handler runs): one reservation less."""
+        if self.reservations:
+            self.reservations.popleft().cancel()
+            self.queue.release(self.size)
+
+    def _lapse(self) -> None:
+        # (timers of equal delay fire in the order they were set: the oldest reservation is this one)
+        if self.reservations:
+            self.reservations.popleft()
+            self.queue.release(self.size)
