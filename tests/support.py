@@ -90,16 +90,27 @@ def gauge_values(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
 
 
 def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s."""
+    """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s with
+    its last answer. ``ignore``: exceptions the predicate may raise meanwhile (an API error while the object
+    does not exist yet, say), counted as "not yet"."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while True:
-        value = predicate()
-        if value:
-            return value
+        try:
+            last = predicate()
+        except ignore as exc:
+            last = exc
+        else:
+            if last:
+                return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r:.500})")
         time.sleep(interval)
 
 
