@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import pytest
@@ -82,10 +81,8 @@ def test_create_waits_until_running_by_watching(
     stand_in_operator(namespace, delay=1.0)
     assert apiserver.server is not None
     before = apiserver.server.requests
-    started = time.monotonic()
     sandbox = sdk.sandboxes.create(vcpu=2, memory=2048, timeout=30)
-    assert time.monotonic() - started >= 0.9
-    assert sandbox.phase == c.PHASE_RUNNING
+    assert sandbox.phase == c.PHASE_RUNNING  # the stand-in writes it a second after the create
     assert sandbox.pod_name == sandbox.id
     assert sandbox.reason == c.REASON_RUNNING
     # One create and one watch from the SDK (a poll loop would show dozens); the stand-in made a few more.
@@ -95,10 +92,8 @@ def test_create_waits_until_running_by_watching(
 def test_wait_timeout_raises_and_keeps_the_sandbox(
     sdk: Leap0Client, apiserver: ServerThread, namespace: str
 ) -> None:
-    started = time.monotonic()
     with pytest.raises(SandboxTimeoutError, match=r"not Running after 0\.5 s") as info:
         sdk.sandboxes.create(wait_timeout=0.5)
-    assert 0.4 < time.monotonic() - started < 3
     assert info.value.sandbox_id is not None
     assert sdk.sandboxes.get(info.value.sandbox_id).phase is None
 
