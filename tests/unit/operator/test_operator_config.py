@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from support import subprocess_env
 
 import leap0_contract as contract
 from leap0_operator import config
@@ -87,37 +83,6 @@ def test_flags_win_over_the_environment() -> None:
 def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.parse(argv, env)
-
-
-def test_the_command_refuses_a_bad_setting_before_starting() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "leap0_operator", "--sidecar-memory", "lots"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=subprocess_env(KUBECONFIG="/nonexistent"),
-    )
-    assert result.returncode == 2
-    assert "sidecar memory" in result.stderr
-    assert "'lots'" in result.stderr
-
-
-def test_leap0_operator_hides_the_installed_kubernetes_clients_from_kopf() -> None:
-    """Where the SDK's dependencies are installed (here, `pip install 'leap0[operator]'`), kopf would import
-    the kubernetes client (~50 MiB) for nothing: `leap0-operator` hides it before importing kopf."""
-    code = (
-        "import sys\n"
-        "from leap0_operator.__main__ import hide_unused_kubernetes_clients\n"
-        "print(hide_unused_kubernetes_clients())\n"
-        "import kopf\n"
-        "print(sorted(n for n in ('kubernetes', 'kubernetes_asyncio') if sys.modules.get(n) is not None))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=subprocess_env()
-    )
-    hidden, loaded = result.stdout.splitlines()
-    assert "kubernetes" in hidden
-    assert loaded == "[]"
 
 
 def test_watch_timeout_and_resync_period() -> None:
