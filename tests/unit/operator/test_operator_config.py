@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from support import REPO
 
 import leap0_contract as contract
 from leap0_operator import config
@@ -83,6 +86,40 @@ def test_flags_win_over_the_environment() -> None:
 def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.parse(argv, env)
+
+
+# A value each flag accepts (None: a switch), to check the documented environment variable does the same.
+SAMPLES: dict[str, str | None] = {
+    "--namespace": "team-a", "--all-namespaces": None, "--standalone": None, "--peering": "mine",
+    "--priority": "7", "--liveness": "http://0.0.0.0:9/healthz", "--metrics-port": "9",
+    "--default-image": "img:1", "--sidecar-image": "side:1", "--sidecar-cpu": "200m",
+    "--sidecar-memory": "128Mi", "--default-otlp-endpoint": "http://collector:4318",
+    "--expired-retention": "7", "--retry-delay": "7", "--startup-timeout": "7", "--watch-timeout": "7",
+    "--resync-period": "7", "--verbose": None, "--debug": None,
+}  # fmt: skip
+
+
+def test_the_docs_settings_table_lists_every_flag_with_its_environment_variable() -> None:
+    """docs/operator.md's table names every flag of `leap0-operator --help`, and the variable it gives for a
+    flag sets what the flag sets."""
+    text = (REPO / "docs" / "operator.md").read_text()
+    table = text[text.index("## Settings") : text.index("## The pod")]
+    rows: dict[str, str] = {}
+    for line in table.splitlines():
+        if line.startswith("| `-"):
+            flag_cell, env_cell = line.split("|")[1:3]
+            rows[re.findall(r"--[a-z-]+", flag_cell)[0]] = env_cell
+    parser = config.build_parser()
+    flags = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    assert set(rows) == flags - {"--help"} == set(SAMPLES)
+    for flag, env_cell in rows.items():
+        names = re.findall(r"`([A-Z_]+)`", env_cell)
+        if not names:
+            assert flag in ("--verbose", "--debug"), flag  # kopf's logging switches only
+            continue
+        variable, value = config.ENV_PREFIX + names[0], SAMPLES[flag]
+        by_flag = config.parse([flag] if value is None else [flag, value], {})
+        assert config.parse([], {variable: "true" if value is None else value}) == by_flag, (flag, variable)
 
 
 def test_watch_timeout_and_resync_period() -> None:
