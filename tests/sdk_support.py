@@ -46,6 +46,16 @@ def running_status(name: str) -> dict[str, Any]:
     }
 
 
+def pending_status(reason: str, message: str) -> dict[str, Any]:
+    """A start that waits, as the operator reports it (a scale-up, a Secret not there yet...)."""
+    return {
+        "phase": c.PHASE_PENDING,
+        "reason": reason,
+        "message": message,
+        "conditions": [{"type": c.CONDITION_READY, "status": "False", "reason": reason, "message": message}],
+    }
+
+
 def failed_status(reason: str, message: str) -> dict[str, Any]:
     return {
         "phase": c.PHASE_FAILED,

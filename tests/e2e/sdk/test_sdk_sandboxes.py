@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from sdk_support import failed_status, running_status, set_status, start_pod
+from sdk_support import failed_status, pending_status, running_status, set_status, start_pod
 from support import wait_for
 
 import leap0_contract as c
@@ -110,6 +110,41 @@ def test_failed_sandbox_raises_with_the_operators_reason(
     assert info.value.phase == c.PHASE_FAILED
     assert "ImagePullError" in str(info.value)
     assert message in str(info.value)
+
+
+WAITING = [
+    (c.REASON_UNSCHEDULABLE, "0/3 nodes are available: 3 Insufficient cpu."),
+    (c.REASON_CREATE_CONTAINER_CONFIG_ERROR, 'secret "otlp-credentials" not found'),
+]
+
+
+def test_create_keeps_waiting_through_a_start_that_waits_then_returns_running(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str, stand_in_operator: Any
+) -> None:
+    """Pending because of a scale-up, then a Secret not there yet: not failures; create() returns Running."""
+    api = apiserver.api_client()
+
+    def wait_then_run(name: str) -> dict[str, Any]:
+        for reason, message in WAITING:
+            set_status(api, namespace, name, pending_status(reason, message))
+        return running_status(name)
+
+    stand_in_operator(namespace, wait_then_run)
+    assert sdk.sandboxes.create(wait_timeout=30).phase == c.PHASE_RUNNING
+
+
+@pytest.mark.parametrize(("reason", "message"), WAITING)
+def test_a_start_that_keeps_waiting_ends_at_the_wait_timeout_with_its_reason(
+    sdk: Leap0Client, namespace: str, stand_in_operator: Any, reason: str, message: str
+) -> None:
+    stand_in_operator(namespace, lambda name: pending_status(reason, message), delay=0)
+    with pytest.raises(
+        SandboxTimeoutError, match=rf"not Running after 3 s \(phase Pending, {reason}\)"
+    ) as info:
+        sdk.sandboxes.create(wait_timeout=3)
+    assert (info.value.phase, info.value.reason) == (c.PHASE_PENDING, reason)
+    assert info.value.sandbox_id is not None
+    assert sdk.sandboxes.get(info.value.sandbox_id).reason == reason  # kept, still waiting
 
 
 def test_deleted_while_waiting_is_not_found(sdk: Leap0Client, namespace: str, stand_in_operator: Any) -> None:
