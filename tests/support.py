@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,31 @@ def kubectl(
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+@contextlib.contextmanager
+def operator_process(
+    kubeconfig: Path, namespace: str, log: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m leap0_operator -n NAMESPACE --standalone ARGS`` against ``kubeconfig``, output in ``log``.
+    On exit: SIGTERM (a kill after 15 s), then the log's last 40 lines printed (shown for a failed test)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(KUBECONFIG=str(kubeconfig)),
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            print(f"--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
 def http(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,25 +49,6 @@ while True:
         sum(range(10000))
     time.sleep(0.5)
 """
-
-
-@pytest.fixture
-def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(tmp_path / "operator.log", "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leap0_operator", f"--namespace={namespace}", "--standalone"],
-        env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    log.close()
 
 
 def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_stops_it(
