@@ -56,6 +56,12 @@ def kubectl(
     return result
 
 
+def dev_up_command(*extra: str) -> list[str]:
+    """``leap0 dev up`` as a child process's command line, every port picked by the OS."""
+    ports = ["--port=0", "--sink-port=0", "--otlp-grpc-port=0", "--otlp-http-port=0"]
+    return [sys.executable, "-m", "leap0.cli", "dev", "up", *ports, *extra]
+
+
 @contextlib.contextmanager
 def operator_process(
     kubeconfig: Path, namespace: str, log: Path, *args: str
