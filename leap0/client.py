@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -24,6 +25,7 @@ from leap0.exceptions import (
 from leap0.models import (
     EnvInput,
     JsonDict,
+    SandboxRequest,
     api_error_message,
     api_error_reason,
     build_otel_secret,
@@ -31,6 +33,7 @@ from leap0.models import (
     generate_sandbox_name,
     merge_env,
     normalize_env,
+    normalize_network,
     otel_export_env,
     otel_secret_name,
     resolve_create_args,
@@ -177,6 +180,7 @@ class SandboxesClient:
         timeout_min: int | None = None,
         telemetry: bool | None = None,
         http_timeout: float | None = None,
+        network: Mapping[str, Any] | None = None,
     ) -> Sandbox:
         """Create a sandbox and (``wait=True``) return it once it is Running.
 
@@ -186,7 +190,9 @@ class SandboxesClient:
         list of Kubernetes EnvVar dicts. ``otel_export=True`` forwards telemetry produced inside the sandbox
         to the local ``OTEL_EXPORTER_OTLP_ENDPOINT`` (headers through a Secret owned by the Sandbox).
         Hosted-SDK spellings: ``template_name``, ``memory_mib``, ``timeout_min`` (minutes), ``telemetry``
-        (= ``otel_export``). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
+        (= ``otel_export``). ``network={"policy": "DenyAll", "allowCidrs": [...]}`` sets ``spec.network``
+        (policies ``Internet``, ``DenyAll``, ``AllowAll``, ``Custom``; unset: the template's, else the
+        operator's default). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
         ``SandboxTimeoutError`` if it is not Running within ``wait_timeout`` seconds (the sandbox is kept).
         """
         self._client._check_open()
@@ -202,73 +208,46 @@ class SandboxesClient:
         if otel_export is not None and telemetry is not None and otel_export != telemetry:
             raise TypeError("give either otel_export or telemetry (its hosted-SDK alias), not both")
         export = bool(otel_export if otel_export is not None else telemetry)
+        request = SandboxRequest(
+            template=tmpl,
+            image=image,
+            vcpu=vcpu_,
+            memory=memory_,
+            disk=disk,
+            timeout=timeout_,
+            env=tuple(normalize_env(env_vars)),
+            command=tuple(command) if command is not None else None,
+            args=tuple(args) if args is not None else None,
+            telemetry_sidecar=telemetry_sidecar,
+            network=normalize_network(network),
+            labels=dict(labels) if labels else None,
+            otel_export=export,
+        )
         with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_CREATE) as op:
-            user_env = normalize_env(env_vars)
-            obj = self._create_obj(
-                name=name,
-                template=tmpl,
-                image=image,
-                vcpu=vcpu_,
-                memory=memory_,
-                disk=disk,
-                timeout=timeout_,
-                user_env=user_env,
-                otel_export=export,
-                command=command,
-                args=args,
-                telemetry_sidecar=telemetry_sidecar,
-                labels=labels,
-                http_timeout=http_timeout,
-            )
+            obj = self._create_obj(request, name=name, http_timeout=http_timeout)
             op.set_sandbox_id(obj["metadata"]["name"])
             if not wait:
                 return self._bind(obj)
             return self._bind(self._wait_running(obj, wait_timeout))
 
     def _create_obj(
-        self,
-        *,
-        name: str | None,
-        template: str | None,
-        image: str | None,
-        vcpu: int | None,
-        memory: int | None,
-        disk: int | None,
-        timeout: int | None,
-        user_env: list[JsonDict],
-        otel_export: bool,
-        command: Sequence[str] | None,
-        args: Sequence[str] | None,
-        telemetry_sidecar: bool | None,
-        labels: Mapping[str, str] | None,
-        http_timeout: float | None,
+        self, request: SandboxRequest, *, name: str | None, http_timeout: float | None
     ) -> JsonDict:
+        """POST the Sandbox of ``request`` (and, for ``otel_export``, its headers' Secret first), named
+        ``name`` or a generated name (another one on a name clash)."""
         from kubernetes.client.exceptions import ApiException
 
         ns = self._ns()
         attempts = 1 if name is not None else _NAME_ATTEMPTS
         for attempt in range(attempts):
             sandbox_name = name if name is not None else generate_sandbox_name()
-            env = user_env
+            attempt_request = request
             secret_data: dict[str, str] | None = None
-            if otel_export:
+            if request.otel_export:
                 otel_env, secret_data = otel_export_env(os.environ, otel_secret_name(sandbox_name))
-                env = merge_env(otel_env, user_env)  # the user's own env_vars win on equal names
-            body = build_sandbox_body(
-                name=sandbox_name,
-                namespace=ns,
-                template=template,
-                image=image,
-                vcpu=vcpu,
-                memory=memory,
-                disk=disk,
-                timeout=timeout,
-                env=env,
-                command=command,
-                args=args,
-                telemetry=telemetry_sidecar,
-                labels=labels,
-            )
+                # the user's own env_vars win on equal names
+                attempt_request = dataclasses.replace(request, env=tuple(merge_env(otel_env, request.env)))
+            body = build_sandbox_body(attempt_request, name=sandbox_name, namespace=ns)
             secret_created = False
             if secret_data is not None:
                 # The Secret first, so the pod never starts without it; owned by the Sandbox once that exists.

@@ -5,6 +5,7 @@ Nothing here talks to the network: the client (``leap0.client``) hands these fun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import string
@@ -212,49 +213,84 @@ def resolve_create_args(
     return tmpl, vcpu, mem, tmo
 
 
+def normalize_network(network: Mapping[str, Any] | None) -> JsonDict | None:
+    """``network={"policy": "DenyAll", "allowCidrs": [...]}`` as ``spec.network`` (None: not set, so the
+    template's, else the operator's default applies). The API validates the values (``SandboxValidationError``
+    names the field); here only the shape: a mapping, with ``allowCidrs`` a list of strings."""
+    if network is None:
+        return None
+    if not isinstance(network, Mapping):
+        raise TypeError(
+            f'network must be a dict such as {{"policy": "DenyAll"}}, got {type(network).__name__}'
+        )
+    spec: JsonDict = dict(network)
+    for key in ("allowCidrs", "allowDomains"):
+        if key in spec:
+            values = spec[key]
+            if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+                raise TypeError(f"network[{key!r}] must be a list of strings, got {values!r}")
+            spec[key] = list(values)
+    return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxRequest:
+    """What one ``sandboxes.create`` asks for, built once from its keywords (hosted-SDK spellings resolved).
+
+    Fields left None are not set on the Sandbox, so the template's values, else the operator's defaults,
+    apply. ``otel_export`` is not part of the spec: the client turns it into env and a Secret per attempt.
+    """
+
+    template: str | None = None
+    image: str | None = None
+    vcpu: int | None = None
+    memory: int | None = None  # MiB
+    disk: int | None = None  # MiB
+    timeout: int | None = None  # seconds
+    env: tuple[JsonDict, ...] = ()
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    telemetry_sidecar: bool | None = None
+    network: JsonDict | None = None
+    labels: Mapping[str, str] | None = None
+    otel_export: bool = False
+
+    def spec(self) -> JsonDict:
+        """``spec`` of the Sandbox: only the fields given."""
+        spec: JsonDict = {}
+        for key, value in (
+            ("template", self.template),
+            ("image", self.image),
+            ("vcpu", self.vcpu),
+            ("memory", self.memory),
+            ("disk", self.disk),
+            ("timeout", self.timeout),
+        ):
+            if value is not None:
+                spec[key] = value
+        if self.env:
+            spec["env"] = [dict(e) for e in self.env]
+        if self.command is not None:
+            spec["command"] = list(self.command)
+        if self.args is not None:
+            spec["args"] = list(self.args)
+        if self.telemetry_sidecar is not None:
+            spec["telemetry"] = {"enabled": self.telemetry_sidecar}
+        if self.network is not None:
+            spec["network"] = json.loads(json.dumps(self.network))  # a copy the caller cannot change
+        return spec
+
+
 def build_sandbox_body(
-    *,
-    name: str,
-    namespace: str,
-    template: str | None = None,
-    image: str | None = None,
-    vcpu: int | None = None,
-    memory: int | None = None,
-    disk: int | None = None,
-    timeout: int | None = None,
-    env: Sequence[JsonDict] = (),
-    command: Sequence[str] | None = None,
-    args: Sequence[str] | None = None,
-    telemetry: bool | None = None,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
+    request: SandboxRequest, *, name: str, namespace: str, annotations: Mapping[str, str] | None = None
 ) -> JsonDict:
-    """The Sandbox object to POST. Only given fields are set, so a template's values still apply."""
-    spec: JsonDict = {}
-    for key, value in (
-        ("template", template),
-        ("image", image),
-        ("vcpu", vcpu),
-        ("memory", memory),
-        ("disk", disk),
-        ("timeout", timeout),
-    ):
-        if value is not None:
-            spec[key] = value
-    if env:
-        spec["env"] = [dict(e) for e in env]
-    if command is not None:
-        spec["command"] = list(command)
-    if args is not None:
-        spec["args"] = list(args)
-    if telemetry is not None:
-        spec["telemetry"] = {"enabled": telemetry}
+    """The Sandbox object to POST for ``request``, named ``name`` in ``namespace``."""
     metadata: JsonDict = {"name": name, "namespace": namespace}
-    if labels:
-        metadata["labels"] = dict(labels)
+    if request.labels:
+        metadata["labels"] = dict(request.labels)
     if annotations:
         metadata["annotations"] = dict(annotations)
-    return {"apiVersion": c.API_VERSION, "kind": c.SANDBOX_KIND, "metadata": metadata, "spec": spec}
+    return {"apiVersion": c.API_VERSION, "kind": c.SANDBOX_KIND, "metadata": metadata, "spec": request.spec()}
 
 
 def build_otel_secret(

@@ -42,6 +42,22 @@ DEFAULT_TIMEOUT_S: Final = 300
 MIN_TIMEOUT_S: Final = 1
 MAX_TIMEOUT_S: Final = 28800
 
+# --- Network policy and pod security (spec.network, SandboxTemplate podSecurity) -------------------
+# spec.network.policy: the sandbox pod's egress (never ingress), one NetworkPolicy per Sandbox.
+NETWORK_INTERNET: Final = "Internet"  # public addresses and DNS; no private or special ranges
+NETWORK_DENY_ALL: Final = "DenyAll"  # DNS only
+NETWORK_ALLOW_ALL: Final = "AllowAll"  # no NetworkPolicy at all
+NETWORK_CUSTOM: Final = "Custom"  # DNS plus spec.network.allowCidrs
+NETWORK_POLICIES: Final = (NETWORK_INTERNET, NETWORK_DENY_ALL, NETWORK_ALLOW_ALL, NETWORK_CUSTOM)
+DEFAULT_NETWORK_POLICY: Final = NETWORK_INTERNET
+# SandboxTemplate spec.podSecurity: the Pod Security Standard the sandbox pod meets.
+POD_SECURITY_BASELINE: Final = "baseline"
+POD_SECURITY_RESTRICTED: Final = "restricted"
+POD_SECURITY_LEVELS: Final = (POD_SECURITY_BASELINE, POD_SECURITY_RESTRICTED)
+DEFAULT_POD_SECURITY: Final = POD_SECURITY_BASELINE
+# runAsUser / runAsGroup / fsGroup of a restricted sandbox pod unless its template gives them.
+DEFAULT_RUN_AS_ID: Final = 1000
+
 # --- Pod layout ---------------------------------------------------------------------------------
 SANDBOX_CONTAINER: Final = "sandbox"
 TELEMETRY_CONTAINER: Final = "telemetry"
@@ -200,6 +216,8 @@ CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 OPERATOR_PREFIX: Final = "leap0.dev"
 # On each pod: the container images it was created with (JSON), so edits are detected without the template.
 ANNOTATION_POD_IMAGES: Final = "leap0.dev/created-images"
+# On each NetworkPolicy: the spec.network.policy it carries (Internet, DenyAll or Custom).
+ANNOTATION_NETWORK_POLICY: Final = "leap0.dev/network-policy"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "leap0-operator"
 

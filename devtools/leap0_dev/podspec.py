@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 from typing import Any
 
+import leap0_contract as contract
+
 Obj = dict[str, Any]
 # (namespace, name, key) -> value, or None when the Secret/ConfigMap or the key does not exist.
 Lookup = Callable[[str, str, str], str | None]
@@ -404,3 +406,48 @@ def map_paths(env: Mapping[str, str], mounts: Mapping[str, str]) -> dict[str, st
                 break
         out[key] = value
     return out
+
+
+# --- NetworkPolicies: recorded, not enforced (the local runner has no pod network) -------------------------
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A LabelSelector (``matchLabels``, ``matchExpressions``) against labels; ``{}`` selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or ():
+        key, op, values = expression.get("key"), expression.get("operator"), expression.get("values") or ()
+        present = key in labels
+        if (
+            (op == "In" and labels.get(key) not in values)
+            or (op == "NotIn" and present and labels[key] in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def selecting_policies(pod: Obj, policies: Sequence[Obj]) -> list[Obj]:
+    """The NetworkPolicies of the pod's namespace whose ``podSelector`` selects it."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return [
+        p
+        for p in policies
+        if (p.get("metadata") or {}).get("namespace", meta.get("namespace")) == meta.get("namespace")
+        and selector_matches((p.get("spec") or {}).get("podSelector"), labels)
+    ]
+
+
+def describe_policies(policies: Sequence[Obj]) -> str:
+    """``sbx-1 (DenyAll)``, several joined by commas; ``none`` when empty."""
+    if not policies:
+        return "none"
+    parts = []
+    for policy in policies:
+        meta = policy.get("metadata") or {}
+        mode = (meta.get("annotations") or {}).get(contract.ANNOTATION_NETWORK_POLICY)
+        parts.append(f"{meta.get('name')} ({mode})" if mode else str(meta.get("name")))
+    return ", ".join(parts)

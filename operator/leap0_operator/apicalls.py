@@ -25,6 +25,12 @@ class ApiCall(NamedTuple):
 API_CALLS: list[ApiCall] = [
     # --- ours (k8s.py) ---
     ApiCall("", "pods", ("create",), "k8s.Api.create_pod: the sandbox pod of each Sandbox"),
+    ApiCall(
+        "networking.k8s.io",
+        "networkpolicies",
+        ("create",),
+        "k8s.Api.create_network_policy: each Sandbox's NetworkPolicy, before its pod",
+    ),
     ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired Sandbox"),
     ApiCall(contract.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
     ApiCall(contract.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),

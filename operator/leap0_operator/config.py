@@ -10,9 +10,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import leap0_contract as contract
+
+from .network import (
+    DEFAULT_DNS_LABELS,
+    DEFAULT_DNS_NAMESPACE,
+    DnsLocation,
+    NetworkSettings,
+    parse_cidr,
+    parse_labels,
+    parse_namespace,
+    parse_telemetry_egress,
+)
 
 ENV_PREFIX = "LEAP0_OPERATOR_"
 # Image names the Helm chart builds too (tag = the package version).
@@ -56,6 +67,8 @@ class OperatorConfig:
     watch_timeout_s: float = DEFAULT_WATCH_TIMEOUT_S
     # How often the operator lists what it watches and drops what the watches missed (0: only after re-lists).
     resync_period_s: float = DEFAULT_RESYNC_PERIOD_S
+    # The default network policy, the telemetry egress every policy allows, where the cluster DNS runs.
+    network: NetworkSettings = dataclasses.field(default_factory=NetworkSettings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +181,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="OTLP endpoint for sidecars of sandboxes that set none; env DEFAULT_OTLP_ENDPOINT",
     )
+    net = parser.add_argument_group("sandbox network (docs/network.md)")
+    net.add_argument(
+        "--default-network-policy",
+        default=None,
+        choices=contract.NETWORK_POLICIES,
+        help="spec.network.policy of Sandboxes whose spec and template set none "
+        f"({contract.DEFAULT_NETWORK_POLICY}; Custom is not a default: it needs CIDRs); "
+        "env DEFAULT_NETWORK_POLICY",
+    )
+    net.add_argument(
+        "--telemetry-egress",
+        default=None,
+        help="JSON list of in-cluster destinations every sandbox may reach on the OTLP ports, e.g. "
+        '\'[{"namespace": "observability", "podSelector": {"app": "otel-collector"}}]\' '
+        "(keys: namespace, namespaceSelector, podSelector, cidr, ports); env TELEMETRY_EGRESS",
+    )
+    net.add_argument(
+        "--dns-namespace",
+        default=None,
+        help=f"namespace of the cluster DNS ({DEFAULT_DNS_NAMESPACE}); env DNS_NAMESPACE",
+    )
+    net.add_argument(
+        "--dns-labels",
+        default=None,
+        help="labels of the cluster DNS pods, k=v,k2=v2 "
+        f"({','.join(f'{k}={v}' for k, v in DEFAULT_DNS_LABELS.items())}); env DNS_LABELS",
+    )
+    net.add_argument(
+        "--dns-cidrs",
+        default=None,
+        help="more DNS addresses, CIDRs, comma-separated (NodeLocal DNS 169.254.20.10/32); env DNS_CIDRS",
+    )
     policy = parser.add_argument_group("policies")
     policy.add_argument(
         "--expired-retention",
@@ -201,6 +246,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("-d", "--debug", action="store_true")
     return parser
+
+
+def _network_settings(pick: Callable[[str, str], str | None]) -> NetworkSettings:
+    default_policy = (
+        pick("default_network_policy", "DEFAULT_NETWORK_POLICY") or contract.DEFAULT_NETWORK_POLICY
+    )
+    if default_policy not in contract.NETWORK_POLICIES:
+        raise ConfigError(
+            f"default network policy: expected one of {', '.join(contract.NETWORK_POLICIES)}, "
+            f"got {default_policy!r}"
+        )
+    if default_policy == contract.NETWORK_CUSTOM:
+        raise ConfigError(
+            "default network policy: Custom needs allowCidrs, which only a Sandbox or a template gives; "
+            "choose Internet, DenyAll or AllowAll"
+        )
+    try:
+        egress = parse_telemetry_egress(pick("telemetry_egress", "TELEMETRY_EGRESS"))
+    except ValueError as exc:
+        raise ConfigError(f"telemetry egress: {exc}") from None
+    try:
+        namespace = parse_namespace(
+            "dns namespace", pick("dns_namespace", "DNS_NAMESPACE") or DEFAULT_DNS_NAMESPACE
+        )
+        labels_raw = pick("dns_labels", "DNS_LABELS")
+        labels = parse_labels("dns labels", labels_raw) if labels_raw else dict(DEFAULT_DNS_LABELS)
+        cidrs = tuple(
+            parse_cidr(c.strip()) for c in (pick("dns_cidrs", "DNS_CIDRS") or "").split(",") if c.strip()
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith("dns") else f"dns cidrs: {exc}") from None
+    return NetworkSettings(
+        default_policy=default_policy,
+        telemetry_egress=egress,
+        dns=DnsLocation(namespace=namespace, labels=labels, cidrs=cidrs),
+    )
 
 
 def parse(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[OperatorConfig, RunOptions]:
@@ -243,6 +324,7 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
     resync_raw = pick("resync_period", "RESYNC_PERIOD")
     resync = _seconds("resync period", resync_raw) if resync_raw else defaults.resync_period_s
     config = OperatorConfig(
+        network=_network_settings(pick),
         default_image=default_image,
         sidecar_image=sidecar_image,
         sidecar_cpu=sidecar_cpu,

@@ -31,6 +31,7 @@ import leap0_contract as contract
 
 from . import k8s, lifecycle, objects
 from .config import OperatorConfig
+from .network import build_network_policy
 from .objects import Key
 from .pod import build_pod, pod_name
 from .reconcile import Plan, failed, plan, trim_pod, trim_sandbox
@@ -334,6 +335,11 @@ class Controller:
         if observed.pod is not None:
             self._seen.pop(key, None)
         if decision.effective is not None:
+            # The NetworkPolicy first (none for AllowAll), so the pod never runs unrestricted; it exists
+            # already (409) when the pod is recreated.
+            policy = build_network_policy(
+                owner=observed.sandbox, network=decision.effective.network, settings=self.config.network
+            )
             manifest = build_pod(
                 owner=observed.sandbox,
                 effective=decision.effective,
@@ -341,8 +347,10 @@ class Controller:
                 config=self.config,
             )
             try:
+                if policy is not None:
+                    await self.api.create_network_policy(policy)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # the API refused the pod as invalid: Failed, not retried
+            except kopf.PermanentError as exc:  # the API refused it as invalid: Failed, not retried
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
                 refused = SpecError(contract.REASON_INVALID_SPEC, str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)

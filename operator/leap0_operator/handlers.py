@@ -170,13 +170,18 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     memo.controller = controller = Controller(config, api, clusterwide=clusterwide, metrics=metrics)
     k8s.WatchRelists(controller.watch_relisted, show_debug=options is not None and options.debug).install()
     logger.info(
-        "leap0 operator: sidecar %s (cpu %s, memory %s), default image %s, expired retention %gs, peering %s",
+        "leap0 operator: sidecar %s (cpu %s, memory %s), default image %s, expired retention %gs, "
+        "peering %s, default network policy %s, telemetry egress to %d destination(s), DNS %s/%s",
         config.sidecar_image,
         config.sidecar_cpu,
         config.sidecar_memory,
         config.default_image,
         config.expired_retention_s,
         "off" if settings.peering.standalone else settings.peering.name,
+        config.network.default_policy,
+        len(config.network.telemetry_egress),
+        config.network.dns.namespace,
+        ",".join(f"{k}={v}" for k, v in config.network.dns.labels.items()),
     )
 
 

@@ -214,6 +214,19 @@ class Api:
         )
         return done
 
+    async def create_network_policy(self, policy: dict[str, Any]) -> bool:
+        """POST the Sandbox's NetworkPolicy (before its pod); False when one of that name exists (409)."""
+        meta = policy["metadata"]
+        done, _ = await self._call(
+            "post",
+            f"/apis/networking.k8s.io/v1/namespaces/{meta['namespace']}/networkpolicies",
+            f"creating NetworkPolicy {meta['name']}",
+            payload=policy,
+            absent=409,
+            invalid_is_permanent=True,
+        )
+        return done
+
     async def delete_pod(self, namespace: str, name: str) -> bool:
         """DELETE the pod; False when it is already gone (404)."""
         url = f"/api/v1/namespaces/{namespace}/pods/{name}"

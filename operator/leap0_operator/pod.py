@@ -10,7 +10,12 @@ Layout (docs/operator.md, "The pod"):
   (``valueFrom`` kept), the sandbox container's limits through the downward API, a strict security context;
 - a shared process namespace and a shared ``workspace`` volume, so the sidecar can measure the sandbox;
 - no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does), and an open
-  stdin on the sandbox container so a REPL/shell default command waits instead of exiting.
+  stdin on the sandbox container so a REPL/shell default command waits instead of exiting;
+- Pod Security: the pod meets the ``baseline`` standard, the sandbox container hardened (no privilege
+  escalation, the runtime's seccomp profile, its default capabilities minus ``NET_RAW``); the sidecar meets
+  ``restricted`` always. A template's ``podSecurity: restricted`` makes the whole pod meet ``restricted``: it
+  runs as ``runAsUser``/``runAsGroup``/``fsGroup`` (default 1000, never root) with every capability dropped,
+  and its only volume is an ``emptyDir`` (docs/network.md, "Pod security").
 
 The pod is named after the Sandbox, in its namespace (one pod per Sandbox: a deterministic name makes creation
 idempotent, a second POST gets 409), and owned by it through kopf's public adoption helper
@@ -31,7 +36,7 @@ import leap0_contract as contract
 
 from . import objects
 from .config import OperatorConfig
-from .resolve import Effective, EnvVar
+from .resolve import Effective, EnvVar, PodSecurity
 
 OTLP_EXPORTER_PREFIX = "OTEL_EXPORTER_OTLP_"
 SIDECAR_OTLP_HTTP_URL = f"http://127.0.0.1:{contract.OTLP_HTTP_PORT}"
@@ -42,6 +47,23 @@ UPSTREAM_ENDPOINT_VARS = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
 )
+
+
+def sandbox_security_context(security: PodSecurity) -> dict[str, Any]:
+    """The sandbox container's securityContext: hardened under ``baseline`` (the app may still run as root),
+    non-root with nothing but the runtime's seccomp profile under ``restricted``."""
+    if security.restricted:
+        return {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["NET_RAW"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def pod_name(sandbox_name: str) -> str:
@@ -111,6 +133,7 @@ def build_pod(
     """The pod manifest of the Sandbox ``owner`` (its body: ``apiVersion``, ``kind``, ``metadata`` with
     ``name``, ``namespace`` and ``uid``), which is its controller: deleting the Sandbox deletes the pod
     (no finalizer needed)."""
+    security = effective.security
     name = objects.name(owner)
     namespace = objects.namespace(owner)
     if effective.telemetry:
@@ -127,6 +150,7 @@ def build_pod(
         # `python3`) waiting for input instead of exiting at once: a sandbox lives until its timeout, and work
         # reaches it through exec.
         "stdin": True,
+        "securityContext": sandbox_security_context(security),
     }
     if effective.command is not None:
         sandbox["command"] = list(effective.command)
@@ -202,6 +226,14 @@ def build_pod(
             }
         ],
     }
+    if security.restricted:
+        spec["securityContext"] = {
+            "runAsNonRoot": True,
+            "runAsUser": security.run_as_user,
+            "runAsGroup": security.run_as_group,
+            "fsGroup": security.fs_group,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
     if init_containers:
         spec["initContainers"] = init_containers
     if effective.runtime_class_name:

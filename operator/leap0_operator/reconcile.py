@@ -20,6 +20,7 @@ import leap0_contract as contract
 from . import lifecycle, objects
 from .config import OperatorConfig
 from .lifecycle import PodState, SandboxEvent, created_message, format_time, parse_time, pod_state
+from .network import network_status
 from .pod import created_images, pod_name
 from .resolve import Effective, SpecError, resolve, template_id
 
@@ -38,7 +39,10 @@ STATUS_FIELDS = (
     "memory",
     "disk",
     "templateId",
+    "network",
 )
+# Effective values recorded when the pod is created (a later template or setting change does not alter them).
+RECORDED_FIELDS = ("vcpu", "memory", "disk", "templateId", "network")
 
 # Re-exported: the pod-state classification and the time helpers live in lifecycle.py.
 __all__ = ["PodState", "created_message", "format_time", "parse_time", "pod_state"]
@@ -212,9 +216,8 @@ def _plan(
         fresh.update(vcpu=effective.vcpu, memory=effective.memory, templateId=effective.template_id)
         if effective.disk is not None:
             fresh["disk"] = effective.disk
-    recorded: dict[str, Any] = {
-        k: current[k] for k in ("vcpu", "memory", "disk", "templateId") if k in current
-    }
+        fresh["network"] = network_status(effective.network, name)
+    recorded: dict[str, Any] = {k: current[k] for k in RECORDED_FIELDS if k in current}
     desired.update(recorded if "vcpu" in recorded else fresh)
     expires_at, timeout = expiry(sandbox, effective)
     desired["expiresAt"] = format_time(expires_at)
@@ -293,7 +296,7 @@ def _plan(
             effective = kept_resources(effective, recorded)
             desired.pop("startedAt", None)
         else:
-            for key in ("vcpu", "memory", "disk", "templateId"):
+            for key in RECORDED_FIELDS:
                 desired.pop(key, None)
             desired.update(fresh)
         reason = contract.REASON_POD_DELETED if recreated else contract.REASON_POD_CREATED

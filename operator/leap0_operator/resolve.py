@@ -10,6 +10,7 @@ import leap0_contract as contract
 
 from . import objects
 from .config import OperatorConfig
+from .network import Network, NetworkSpecError, resolve_network
 
 EnvVar = dict[str, Any]
 
@@ -22,6 +23,40 @@ class SpecError(ValueError):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSecurity:
+    """The Pod Security Standard the sandbox pod meets, and the ids a ``restricted`` pod runs as."""
+
+    level: str = contract.DEFAULT_POD_SECURITY
+    run_as_user: int = contract.DEFAULT_RUN_AS_ID
+    run_as_group: int = contract.DEFAULT_RUN_AS_ID
+    fs_group: int = contract.DEFAULT_RUN_AS_ID
+
+    @property
+    def restricted(self) -> bool:
+        return self.level == contract.POD_SECURITY_RESTRICTED
+
+
+def pod_security(template: Mapping[str, Any] | None) -> PodSecurity:
+    """The template's ``podSecurity`` (default ``baseline``) with its ``runAsUser``/``runAsGroup``/``fsGroup``
+    (default 1000 each; they matter under ``restricted``)."""
+    tpl = template or {}
+
+    def ident(field: str) -> int:
+        value = tpl.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return contract.DEFAULT_RUN_AS_ID
+
+    level = tpl.get("podSecurity")
+    return PodSecurity(
+        level=str(level) if level in contract.POD_SECURITY_LEVELS else contract.DEFAULT_POD_SECURITY,
+        run_as_user=ident("runAsUser"),
+        run_as_group=ident("runAsGroup"),
+        fs_group=ident("fsGroup"),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +76,8 @@ class Effective:
     runtime_class_name: str | None = None
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    network: Network = dataclasses.field(default_factory=lambda: Network(contract.DEFAULT_NETWORK_POLICY))
+    security: PodSecurity = dataclasses.field(default_factory=PodSecurity)
 
 
 def template_id(spec: Mapping[str, Any]) -> str:
@@ -121,6 +158,10 @@ def resolve(
         contract.MIN_TIMEOUT_S,
         contract.MAX_TIMEOUT_S,
     )
+    try:
+        network = resolve_network(spec, template, config.network.default_policy)
+    except NetworkSpecError as exc:
+        raise SpecError(contract.REASON_INVALID_SPEC, str(exc)) from None
     command = spec.get("command")
     args = spec.get("args")
     telemetry = spec.get("telemetry") or {}
@@ -138,4 +179,6 @@ def resolve(
         runtime_class_name=tpl.get("runtimeClassName") or None,
         node_selector=dict(tpl.get("nodeSelector") or {}),
         tolerations=tuple(tpl.get("tolerations") or ()),
+        network=network,
+        security=pod_security(template),
     )

@@ -127,6 +127,8 @@ BUILTIN: tuple[Resource, ...] = (
     Resource("", "v1", "events", "Event", True, "event", ("ev",), field_labels=_EVENT_FIELDS),
     Resource("events.k8s.io", "v1", "events", "Event", True, "event", ("ev",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, "lease"),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, "networkpolicy",
+             ("netpol",)),
     Resource("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",), ("all",),
              has_status=True),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True, "role"),

@@ -55,6 +55,7 @@ CORE_KINDS: dict[str, tuple[str, bool]] = {
 # Other group-versions whose kinds the emulator serves: (group, version) -> kind -> (plural, namespaced).
 OTHER_KINDS: dict[tuple[str, str], dict[str, tuple[str, bool]]] = {
     ("coordination.k8s.io", "v1"): {"Lease": ("leases", True)},
+    ("networking.k8s.io", "v1"): {"NetworkPolicy": ("networkpolicies", True)},
     ("events.k8s.io", "v1"): {"Event": ("events", True)},
     ("apiextensions.k8s.io", "v1"): {"CustomResourceDefinition": ("customresourcedefinitions", False)},
 }

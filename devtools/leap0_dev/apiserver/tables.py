@@ -327,6 +327,22 @@ def _event_last_seen(event: dict[str, Any], now: _dt.datetime) -> str:
     return human_duration((now - meta_created).total_seconds()) if meta_created else "<unknown>"
 
 
+def _label_selector(selector: Any) -> str:
+    """A LabelSelector as kubectl prints it (metav1.FormatLabelSelector): ``k=v,k2 in (a,b)``, ``<none>``."""
+    selector = selector or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    words = {"In": "in", "NotIn": "notin"}
+    for expression in selector.get("matchExpressions") or ():
+        key, op = expression.get("key", ""), expression.get("operator", "")
+        if op in words:
+            parts.append(f"{key} {words[op]} ({','.join(expression.get('values') or ())})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts) or "<none>"
+
+
 _CorePrinter = tuple[list[Column], Callable[[dict[str, Any], _dt.datetime], Row]]
 
 _AGE = _column("Age", "string", CREATED_DESCRIPTION)
@@ -364,6 +380,14 @@ _CORE: dict[str, _CorePrinter] = {
     "ConfigMap": (
         [_name_column(), _column("Data", "string", "Number of data in configmap"), _AGE],
         lambda o, now: [_data_count(o), _age(o, now)],
+    ),
+    "NetworkPolicy": (
+        [
+            _name_column(),
+            _column("Pod-Selector", description="The pods the policy applies to (spec.podSelector)"),
+            _AGE,
+        ],
+        lambda o, now: [_label_selector((o.get("spec") or {}).get("podSelector")), _age(o, now)],
     ),
     "Lease": (
         [_name_column(), _column("Holder", description="Holder identity of the lease"), _AGE],

@@ -83,6 +83,7 @@ class LocalPod:
         self.last_reported: Obj | None = None
         self.stopping = False
         self.ports: list[int] = []
+        self.network_policies: list[str] = []  # the NetworkPolicies selecting the pod: recorded, not enforced
         base = (config.workdir or Path(tempfile.gettempdir()) / "leap0-runner").resolve()
         self.dir = base / f"{self.namespace}_{self.name}_{self.uid[:8]}"
         try:

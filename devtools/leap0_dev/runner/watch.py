@@ -34,6 +34,8 @@ class Runner:
         self._response: Any = None
         self._lock = threading.Lock()
         self.lookups = Lookups(self._secret, self._config_map)
+        self.networking = client.NetworkingV1Api(api_client)
+        self._said_unenforced = False
 
     # lookups for secretKeyRef / configMapKeyRef
     def _secret(self, namespace: str, name: str, key: str) -> str | None:
@@ -57,6 +59,32 @@ class Runner:
         except ApiException:
             return None
         return None if not config_map.data or key not in config_map.data else str(config_map.data[key])
+
+    def _record_network_policies(self, local: LocalPod) -> None:
+        """Record the NetworkPolicies that would apply to the pod and say it once: nothing enforces them here
+        (the pod's processes share this machine's network)."""
+        from kubernetes.client import ApiException
+
+        try:
+            listed = self.networking.list_namespaced_network_policy(local.namespace)
+        except ApiException:
+            return
+        policies = [self.networking.api_client.sanitize_for_serialization(p) for p in listed.items]
+        selecting = podspec.selecting_policies(local.pod, policies)
+        local.network_policies = [str(p["metadata"]["name"]) for p in selecting]
+        if not selecting:
+            return
+        described = podspec.describe_policies(selecting)
+        self.config.log(
+            f"runner: pod {local.namespace}/{local.name}: NetworkPolicy {described} recorded, not enforced"
+            + (
+                ""
+                if self._said_unenforced
+                else " (the local runner has no pod network: its processes reach whatever this machine can;"
+                " a cluster's network plugin enforces NetworkPolicies)"
+            )
+        )
+        self._said_unenforced = True
 
     def start(self) -> Runner:
         for target, name in ((self._watch_loop, "leap0-runner-watch"), (self._run_loop, "leap0-runner")):
@@ -134,6 +162,7 @@ class Runner:
             local = LocalPod(pod, self.config, self.host, self.lookups, taken)
             self.pods[uid] = local
         self.config.log(f"runner: starting pod {local.namespace}/{local.name}")
+        self._record_network_policies(local)
         local.start()
 
     def _run_loop(self) -> None:

@@ -283,3 +283,59 @@ def test_taken_otlp_ports_move_the_sidecar_and_the_app_follows(
     assert grpc_endpoint != f"127.0.0.1:{grpc_taken}"
     assert app_env[contract.OTEL_EXPORTER_OTLP_ENDPOINT] == f"http://{http_endpoint}"
     assert app_env["GRPC_TARGET"] == grpc_endpoint
+
+
+def test_the_network_policy_of_a_pod_is_recorded_and_said_once_not_enforced(
+    apiserver: ServerThread, namespace: str, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    config = RunnerConfig(
+        otlp_grpc_port=0,
+        otlp_http_port=0,
+        health_port=0,
+        workdir=tmp_path / "runner",
+        cgroups=False,
+        max_grace_seconds=2,
+        sidecar_argv=[sys.executable, "-c", FAKE_SIDECAR],
+        namespace=namespace,
+        log=lines.append,
+    )
+    with apiserver.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        networking = client.NetworkingV1Api(api_client)
+        for name, mode in (("one", "DenyAll"), ("two", "Internet")):
+            networking.create_namespaced_network_policy(
+                namespace,
+                {
+                    "metadata": {"name": name, "annotations": {contract.ANNOTATION_NETWORK_POLICY: mode}},
+                    "spec": {
+                        "podSelector": {"matchLabels": {contract.LABEL_SANDBOX_ID: name}},
+                        "policyTypes": ["Ingress", "Egress"],
+                    },
+                },
+            )
+        with Runner(api_client, config) as runner:
+            for name in ("one", "two", "three"):  # "three": no policy selects it
+                pod = sandbox_pod(
+                    name, tmp_path / f"{name}.json", ["python3", "-c", "import time; time.sleep(600)"]
+                )
+                pod["metadata"]["labels"] = {contract.LABEL_SANDBOX_ID: name}
+                core.create_namespaced_pod(namespace, pod)
+            found = {
+                name: wait_until(lambda n=name: runner.find(namespace, n), what=f"pod {name} started")
+                for name in ("one", "two", "three")
+            }
+            assert {name: local.network_policies for name, local in found.items()} == {
+                "one": ["one"],
+                "two": ["two"],
+                "three": [],
+            }
+    said = [line for line in lines if "recorded, not enforced" in line]
+    assert any(
+        f"pod {namespace}/one: NetworkPolicy one (DenyAll) recorded, not enforced" in line for line in said
+    )
+    assert any(
+        f"pod {namespace}/two: NetworkPolicy two (Internet) recorded, not enforced" in line for line in said
+    )
+    assert len(said) == 2
+    assert sum("the local runner has no pod network" in line for line in lines) == 1

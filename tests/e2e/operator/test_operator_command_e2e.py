@@ -40,3 +40,13 @@ def test_leap0_operator_hides_the_installed_kubernetes_clients_from_kopf() -> No
     hidden, loaded = result.stdout.splitlines()
     assert "kubernetes" in hidden
     assert loaded == "[]"
+
+
+def test_reading_the_settings_does_not_import_kopf() -> None:
+    """``leap0-operator`` parses its settings before hiding the unused Kubernetes clients from kopf; a kopf
+    imported by the settings would load them (about 50 MiB more RSS, bench/operator_bench.py)."""
+    code = "import sys, leap0_operator.config; print('kopf' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=subprocess_env()
+    )
+    assert result.stdout.strip() == "False", result.stderr

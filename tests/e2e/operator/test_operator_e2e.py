@@ -612,6 +612,7 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
     # The test saw the operator's work, not just its start-up.
     assert {
         ("", "pods", "create"),
+        ("networking.k8s.io", "networkpolicies", "create"),
         ("", "pods", "delete"),
         (contract.GROUP, "sandboxes/status", "patch"),
         (contract.GROUP, "sandboxes", "delete"),

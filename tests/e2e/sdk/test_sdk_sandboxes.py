@@ -176,6 +176,22 @@ def test_invalid_values_come_back_with_the_schema_message(sdk: Leap0Client, apis
     assert sdk.sandboxes.list() == []
 
 
+def test_network_reaches_spec_network_and_bad_cidrs_come_back_naming_the_field(
+    sdk: Leap0Client, apiserver: ServerThread, namespace: str
+) -> None:
+    network = {"policy": "Custom", "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+    sandbox = sdk.sandboxes.create(network=network, wait=False)
+    assert _raw(apiserver, namespace, sandbox.id)["spec"]["network"] == network
+    plain = sdk.sandboxes.create(wait=False)
+    assert "network" not in _raw(apiserver, namespace, plain.id)["spec"]  # the template's, else the default
+    with pytest.raises(SandboxValidationError, match=r"spec\.network\.allowCidrs\[0\]") as info:
+        sdk.sandboxes.create(network={"policy": "Custom", "allowCidrs": ["not-a-cidr"]}, wait=False)
+    assert "CIDR" in str(info.value)
+    with pytest.raises(SandboxValidationError, match="allowDomains is not supported"):
+        sdk.sandboxes.create(network={"policy": "Internet", "allowDomains": ["example.com"]}, wait=False)
+    assert {s.id for s in sdk.sandboxes.list()} == {sandbox.id, plain.id}
+
+
 def test_otel_export_keeps_headers_out_of_the_sandbox_and_gc_deletes_the_secret(
     sdk: Leap0Client, apiserver: ServerThread, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,6 +48,27 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "endpoint-from-secret": SECRET_ENDPOINT,
     "endpoint-value": {"otlp": {"endpoint": "http://collector.observability:4318"}},
     "crds-external": {"crds": {"install": False}, "defaultTemplate": {"create": False}},
+    "locked-down-network": {
+        "network": {
+            "defaultPolicy": "DenyAll",
+            "telemetryEgress": [
+                {"namespace": "observability", "podSelector": {"app.kubernetes.io/name": "otel-collector"}},
+                {"cidr": "10.30.0.0/16", "ports": [4318]},
+            ],
+            "dns": {
+                "namespace": "dns",
+                "labels": "app=coredns,tier=node",
+                "cidrs": ["169.254.20.10/32"],
+            },
+        },
+        "defaultTemplate": {
+            "spec": {
+                "network": {"policy": "Custom", "allowCidrs": ["203.0.113.0/24"]},
+                "podSecurity": "restricted",
+                "runAsUser": 1001,
+            }
+        },
+    },
 }
 
 
@@ -191,7 +212,8 @@ def test_operator_settings_reach_the_operators_flags() -> None:
         "metrics": {"port": 9100},
     }
     container = deployment_container(render(values))
-    assert {k: v for k, v in flags(container).items() if k != "sidecar-image" and k != "liveness"} == {
+    elsewhere = {"sidecar-image", "liveness", "default-network-policy", "dns-namespace", "dns-labels"}
+    assert {k: v for k, v in flags(container).items() if k not in elsewhere} == {
         "metrics-port": "9100",
         "sidecar-cpu": "10m",
         "sidecar-memory": "32Mi",
@@ -387,6 +409,30 @@ def test_values_yaml_documents_every_key() -> None:
             undocumented.append(".".join([k for _, k in parents] + [key]))
         parents.append((indent, key))
     assert undocumented == []
+
+
+def test_network_values_reach_the_operator_as_its_settings() -> None:
+    """The chart's network values, rendered as flags, parse into the operator's settings (one format)."""
+    from leap0_operator.config import parse
+    from leap0_operator.network import DnsLocation, parse_telemetry_egress
+
+    container = deployment_container(render(SCENARIOS["locked-down-network"]))
+    config, _ = parse([a for a in container["args"] if a.startswith("--")], {})
+    assert config.network.default_policy == "DenyAll"
+    assert config.network.telemetry_egress == parse_telemetry_egress(
+        '[{"namespace": "observability", "podSelector": {"app.kubernetes.io/name": "otel-collector"}},'
+        ' {"cidr": "10.30.0.0/16", "ports": [4318]}]'
+    )
+    assert config.network.dns == DnsLocation("dns", {"app": "coredns", "tier": "node"}, ("169.254.20.10/32",))
+    defaults, _ = parse([a for a in deployment_container(render())["args"] if a.startswith("--")], {})
+    assert defaults.network == parse([], {})[0].network  # the chart's defaults are the operator's
+
+
+def test_notes_say_network_policies_need_an_enforcing_plugin() -> None:
+    text = notes()
+    assert "default policy Internet" in text
+    assert "enforced by the cluster's network plugin" in text
+    assert "do not" in text
 
 
 def test_notes_tell_how_to_check_and_use_the_install() -> None:

@@ -281,3 +281,31 @@ def test_status_comparison_ignores_transition_times() -> None:
     c = podspec.pod_status(sandbox_pod(), [running("telemetry", False)], [running("sandbox")], "t0", "t2")
     assert podspec.comparable(a) == podspec.comparable(b)
     assert podspec.comparable(a) != podspec.comparable(c)
+
+
+def test_the_network_policies_selecting_a_pod() -> None:
+    from leap0_dev.podspec import describe_policies, selecting_policies
+
+    pod = {"metadata": {"name": "p", "namespace": "a", "labels": {"leap0.dev/sandbox-id": "p", "tier": "x"}}}
+
+    def policy(
+        name: str, selector: dict[str, Any], namespace: str = "a", mode: str | None = None
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if mode:
+            meta["annotations"] = {"leap0.dev/network-policy": mode}
+        return {"metadata": meta, "spec": {"podSelector": selector}}
+
+    policies = [
+        policy("mine", {"matchLabels": {"leap0.dev/sandbox-id": "p"}}, mode="DenyAll"),
+        policy("other", {"matchLabels": {"leap0.dev/sandbox-id": "q"}}),
+        policy("all", {}),
+        policy("elsewhere", {}, namespace="b"),
+        policy("expr", {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x", "y"]}]}),
+        policy("not-expr", {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}),
+    ]
+    selected = selecting_policies(pod, policies)
+    assert [p["metadata"]["name"] for p in selected] == ["mine", "all", "expr"]
+    assert describe_policies(selected[:1]) == "mine (DenyAll)"
+    assert describe_policies(selected) == "mine (DenyAll), all, expr"
+    assert describe_policies([]) == "none"

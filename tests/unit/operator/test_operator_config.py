@@ -81,11 +81,44 @@ def test_flags_win_over_the_environment() -> None:
         (["-n", "a", "-A"], {}, "not both"),
         ([], {"LEAP0_OPERATOR_STANDALONE": "maybe"}, "STANDALONE"),
         ([], {"LEAP0_OPERATOR_PRIORITY": "high"}, "priority"),
+        ([], {"LEAP0_OPERATOR_DEFAULT_NETWORK_POLICY": "Open"}, "default network policy: expected one of"),
+        ([], {"LEAP0_OPERATOR_DEFAULT_NETWORK_POLICY": "Custom"}, "Custom needs allowCidrs"),
+        (["--telemetry-egress", "[{}]"], {}, "telemetry egress: entry 0"),
+        ([], {"LEAP0_OPERATOR_TELEMETRY_EGRESS": "observability"}, "telemetry egress: expected a JSON list"),
+        ([], {"LEAP0_OPERATOR_DNS_NAMESPACE": "Kube_System"}, "dns namespace"),
+        ([], {"LEAP0_OPERATOR_DNS_LABELS": "k8s-app"}, "dns labels"),
+        ([], {"LEAP0_OPERATOR_DNS_CIDRS": "169.254.20.10"}, "dns cidrs"),
     ],
 )
 def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.parse(argv, env)
+
+
+def test_network_settings_from_flags_and_environment() -> None:
+    defaults = config.from_environment({})
+    assert defaults.network.default_policy == "Internet"
+    assert defaults.network.telemetry_egress == ()
+    assert (defaults.network.dns.namespace, dict(defaults.network.dns.labels)) == (
+        "kube-system",
+        {"k8s-app": "kube-dns"},
+    )
+    env = {
+        "LEAP0_OPERATOR_DEFAULT_NETWORK_POLICY": "DenyAll",
+        "LEAP0_OPERATOR_TELEMETRY_EGRESS": '[{"namespace": "observability"}]',
+        "LEAP0_OPERATOR_DNS_NAMESPACE": "dns",
+        "LEAP0_OPERATOR_DNS_LABELS": "app=coredns, tier=node",
+        "LEAP0_OPERATOR_DNS_CIDRS": "169.254.20.10/32, fd00::a/128",
+    }
+    settings = config.from_environment(env).network
+    assert settings.default_policy == "DenyAll"
+    assert [d.namespace_labels for d in settings.telemetry_egress] == [
+        {"kubernetes.io/metadata.name": "observability"}
+    ]
+    assert (settings.dns.namespace, dict(settings.dns.labels)) == ("dns", {"app": "coredns", "tier": "node"})
+    assert settings.dns.cidrs == ("169.254.20.10/32", "fd00::a/128")
+    flagged, _ = config.parse(["--default-network-policy", "AllowAll"], env)
+    assert flagged.network.default_policy == "AllowAll"
 
 
 # A value each flag accepts (None: a switch), to check the documented environment variable does the same.
@@ -95,7 +128,9 @@ SAMPLES: dict[str, str | None] = {
     "--default-image": "img:1", "--sidecar-image": "side:1", "--sidecar-cpu": "200m",
     "--sidecar-memory": "128Mi", "--default-otlp-endpoint": "http://collector:4318",
     "--expired-retention": "7", "--retry-delay": "7", "--startup-timeout": "7", "--watch-timeout": "7",
-    "--resync-period": "7", "--verbose": None, "--debug": None,
+    "--resync-period": "7", "--verbose": None, "--debug": None, "--default-network-policy": "DenyAll",
+    "--telemetry-egress": '[{"namespace": "observability"}]', "--dns-namespace": "dns",
+    "--dns-labels": "app=coredns", "--dns-cidrs": "169.254.20.10/32",
 }  # fmt: skip
 
 

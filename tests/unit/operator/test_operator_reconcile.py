@@ -537,3 +537,69 @@ def test_a_plan_posts_events_only_with_a_status_write() -> None:
     assert (again.patch, again.events) == ({}, ())
     expired = plan(sandbox(status=running_plan.status), None, pod(running()), at(300), CONFIG)
     assert [(e.type, e.reason) for e in expired.events] == [("Normal", contract.REASON_EXPIRED)]
+
+
+# --- the network, decided with the pod ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("spec", "template", "expected"),
+    [
+        (
+            {},
+            None,
+            {
+                "policy": "Internet",
+                "source": "default",
+                "networkPolicy": "s",
+                "message": "Internet: public addresses and the cluster DNS; no private ranges, no metadata "
+                "server (NetworkPolicy s)",
+            },
+        ),
+        (
+            {},
+            {"network": {"policy": "DenyAll"}},
+            {
+                "policy": "DenyAll",
+                "source": "template",
+                "networkPolicy": "s",
+                "message": "DenyAll: the cluster DNS only (NetworkPolicy s)",
+            },
+        ),
+        (
+            {"network": {"policy": "AllowAll"}},
+            {"network": {"policy": "DenyAll"}},
+            {
+                "policy": "AllowAll",
+                "source": "sandbox",
+                "message": "AllowAll: no NetworkPolicy, the pod's traffic is not restricted",
+            },
+        ),
+    ],
+)
+def test_the_status_says_which_network_the_pod_got(
+    spec: dict[str, Any], template: dict[str, Any] | None, expected: dict[str, Any]
+) -> None:
+    decision = plan(sandbox(spec), template, None, at(1), CONFIG)
+    assert decision.effective is not None
+    assert decision.status is not None
+    assert decision.status["network"] == expected
+    assert decision.effective.network.policy == expected["policy"]
+
+
+def test_the_network_is_recorded_once_like_the_other_effective_values() -> None:
+    first = plan(sandbox(), {"network": {"policy": "DenyAll"}}, None, at(1), CONFIG)
+    assert first.status is not None
+    # The template changes later: the running pod's recorded network stays.
+    later = plan(sandbox(status=first.status), {"network": {"policy": "AllowAll"}}, pod(), at(2), CONFIG)
+    assert later.status is not None
+    assert later.status["network"]["policy"] == "DenyAll"
+
+
+def test_a_network_the_operator_cannot_build_fails_the_sandbox() -> None:
+    decision = plan(
+        sandbox({"network": {"policy": "Internet", "allowDomains": ["x.example"]}}), None, None, at(1), CONFIG
+    )
+    assert decision.effective is None
+    assert decision.status is not None
+    assert decision.status["phase"] == "Failed"
+    assert decision.status["reason"] == "InvalidSpec"
+    assert "allowDomains is not supported" in decision.status["message"]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 import leap0_contract as c
 from leap0.exceptions import ConfigurationError
 from leap0.models import (
+    SandboxRequest,
     api_error_message,
     build_otel_secret,
     build_sandbox_body,
     generate_sandbox_name,
     merge_env,
     normalize_env,
+    normalize_network,
     otel_export_env,
     resolve_create_args,
     sandbox_fields,
@@ -63,7 +66,7 @@ def test_same_value_under_both_spellings_is_accepted() -> None:
 
 
 def test_body_sets_only_given_fields() -> None:
-    body = build_sandbox_body(name="sbx-1", namespace="ns", vcpu=2, memory=2048, timeout=30)
+    body = build_sandbox_body(SandboxRequest(vcpu=2, memory=2048, timeout=30), name="sbx-1", namespace="ns")
     assert body == {
         "apiVersion": "leap0.dev/v1alpha1",
         "kind": "Sandbox",
@@ -73,16 +76,15 @@ def test_body_sets_only_given_fields() -> None:
 
 
 def test_body_carries_env_command_sidecar_switch_and_labels() -> None:
-    body = build_sandbox_body(
-        name="s",
-        namespace="ns",
+    request = SandboxRequest(
         image="alpine:3",
-        env=[{"name": "A", "value": "1"}],
-        command=["sleep"],
-        args=["inf"],
-        telemetry=False,
+        env=({"name": "A", "value": "1"},),
+        command=("sleep",),
+        args=("inf",),
+        telemetry_sidecar=False,
         labels={"team": "x"},
     )
+    body = build_sandbox_body(request, name="s", namespace="ns")
     assert body["spec"] == {
         "image": "alpine:3",
         "env": [{"name": "A", "value": "1"}],
@@ -91,6 +93,28 @@ def test_body_carries_env_command_sidecar_switch_and_labels() -> None:
         "telemetry": {"enabled": False},
     }
     assert body["metadata"]["labels"] == {"team": "x"}
+
+
+def test_network_goes_to_spec_network_only_when_given() -> None:
+    assert "network" not in SandboxRequest().spec()
+    network = {"policy": "Custom", "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"]}
+    request = SandboxRequest(network=normalize_network(network))
+    body = build_sandbox_body(request, name="s", namespace="ns")
+    assert body["spec"] == {"network": network}
+    network["allowCidrs"].append("10.0.0.0/8")  # the caller's dict is not the request's
+    assert body["spec"]["network"]["allowCidrs"] == ["203.0.113.0/24", "2001:db8::/32"]
+    assert normalize_network({"policy": "DenyAll", "allowCidrs": ("10.0.0.0/8",)}) == {
+        "policy": "DenyAll",
+        "allowCidrs": ["10.0.0.0/8"],
+    }
+
+
+@pytest.mark.parametrize(
+    "network", ["DenyAll", {"policy": "Custom", "allowCidrs": "10.0.0.0/8"}, {"allowCidrs": [1]}]
+)
+def test_a_network_of_the_wrong_shape_is_a_type_error(network: Any) -> None:
+    with pytest.raises(TypeError, match="network"):
+        normalize_network(network)
 
 
 def test_env_dict_and_envvar_list_forms() -> None:

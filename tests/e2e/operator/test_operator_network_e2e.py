@@ -1,0 +1,212 @@
+"""The operator process and sandbox networking, through the embedded API server: one NetworkPolicy per
+Sandbox, created before its pod, owned by the Sandbox and collected with it; template precedence and the
+operator's default; pod security from the template; the writes each sandbox costs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from e2e.operator.test_operator_e2e import (  # the operator fixtures and helpers
+    RUNNING,
+    Operator,
+    api,
+    core,
+    create_sandbox,
+    custom,
+    phase,
+    play_kubelet,
+    pod_exists,
+    pod_gone,
+    sandbox,
+    start_operator,
+    wait_for,
+)
+from kubernetes import client
+from netpol_support import internet, may_reach, pod
+from pss_support import RESTRICTED, violations
+from support import REPO
+from support import kubectl as run_kubectl
+
+import leap0_contract as contract
+from leap0_dev.apiserver.routing import parse_resource_path
+from leap0_dev.apiserver.server import user_agent_product
+
+pytestmark = pytest.mark.e2e
+__all__ = ["api", "start_operator"]  # fixtures, used by name
+
+TELEMETRY_EGRESS = '[{"namespace": "observability", "podSelector": {"app": "otel-collector"}}]'
+
+
+class OperatorWrites:
+    """The operator's (user agent ``kopf``) writes, in order: (method, resource, object name in the path)."""
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.writes: list[tuple[str, str, str]] = []
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if request.method == "GET" or user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        target = parse_resource_path(request.path)
+        if target is not None and target.plural != "kopfpeerings":
+            resource = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
+            self.writes.append((request.method, resource, target.name or ""))
+        return None
+
+    def __enter__(self) -> OperatorWrites:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def networking(api_client: client.ApiClient) -> client.NetworkingV1Api:
+    return client.NetworkingV1Api(api_client)
+
+
+def network_policy(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    got: dict[str, Any] = api_client.sanitize_for_serialization(
+        networking(api_client).read_namespaced_network_policy(name, namespace)
+    )
+    return got
+
+
+def network_policy_names(api_client: client.ApiClient, namespace: str) -> set[str]:
+    listed = networking(api_client).list_namespaced_network_policy(namespace)
+    return {item.metadata.name for item in listed.items}
+
+
+def create_template(api_client: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:
+    body = {
+        "apiVersion": contract.API_VERSION,
+        "kind": contract.TEMPLATE_KIND,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    custom(api_client).create_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, body
+    )
+
+
+def test_the_network_policy_comes_before_the_pod_is_owned_and_goes_with_the_sandbox(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    with OperatorWrites(apiserver) as recorded:
+        start_operator("--telemetry-egress", TELEMETRY_EGRESS)
+        create_sandbox(api, namespace, "locked", timeout=600, network={"policy": "DenyAll"})
+        wait_for("the pod", pod_exists(api, namespace, "locked"), timeout=60)
+        pending = wait_for("Pending", phase(api, namespace, "locked", "Pending"))
+    creates = [resource for method, resource, _ in recorded.writes if method == "POST"]
+    assert creates == ["networkpolicies", "pods"]  # the policy first: the pod never runs unrestricted
+
+    policy = network_policy(api, namespace, "locked")
+    owner = sandbox(api, namespace, "locked")
+    (ref,) = policy["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+        "Sandbox",
+        "locked",
+        owner["metadata"]["uid"],
+        True,
+    )
+    assert policy["spec"]["podSelector"] == {"matchLabels": {contract.LABEL_SANDBOX_ID: "locked"}}
+    assert policy["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "DenyAll"
+    assert pending["network"] == {
+        "policy": "DenyAll",
+        "source": "sandbox",
+        "networkPolicy": "locked",
+        "message": "DenyAll: the cluster DNS only (NetworkPolicy locked)",
+    }
+    # What the stored policy means, with the operator's telemetry egress setting.
+    me = pod("10.244.0.10", namespace, {contract.LABEL_SANDBOX_ID: "locked"})
+    collector = pod("10.244.2.7", "observability", {"app": "otel-collector"})
+    assert may_reach([policy], me, collector, 4318) is True
+    assert may_reach([policy], me, internet("93.184.216.34"), 443) is False
+
+    custom(api).delete_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "locked"
+    )
+    wait_for("the pod collected", pod_gone(api, namespace, "locked"))
+    wait_for("the NetworkPolicy collected", lambda: "locked" not in network_policy_names(api, namespace))
+
+
+def test_template_precedence_default_policy_and_pod_security(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    create_template(
+        api, namespace, "locked-down", network={"policy": "Custom", "allowCidrs": ["203.0.113.0/24"]},
+        podSecurity="restricted", runAsUser=1001,
+    )  # fmt: skip
+    start_operator("--default-network-policy", "DenyAll")
+    create_sandbox(api, namespace, "from-template", template="locked-down", timeout=600)
+    create_sandbox(
+        api, namespace, "own-network", template="locked-down", timeout=600, network={"policy": "AllowAll"}
+    )
+    create_sandbox(api, namespace, "from-default", timeout=600)
+    for name in ("from-template", "own-network", "from-default"):
+        wait_for("the pod", pod_exists(api, namespace, name), timeout=60)
+
+    templated = network_policy(api, namespace, "from-template")
+    assert templated["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "Custom"
+    me = pod("10.244.0.10", namespace, {contract.LABEL_SANDBOX_ID: "from-template"})
+    assert may_reach([templated], me, internet("203.0.113.50"), 5432) is True
+    assert may_reach([templated], me, internet("198.51.100.1"), 443) is False
+    assert sandbox(api, namespace, "from-template")["status"]["network"]["source"] == "template"
+    restricted = core(api).read_namespaced_pod("from-template", namespace)
+    assert restricted.spec.security_context.run_as_non_root is True
+    assert restricted.spec.security_context.run_as_user == 1001
+    assert restricted.spec.containers[0].security_context.capabilities.drop == ["ALL"]
+
+    assert "own-network" not in network_policy_names(api, namespace)  # AllowAll: none
+    assert sandbox(api, namespace, "own-network")["status"]["network"] == {
+        "policy": "AllowAll",
+        "source": "sandbox",
+        "message": "AllowAll: no NetworkPolicy, the pod's traffic is not restricted",
+    }
+    defaulted = network_policy(api, namespace, "from-default")
+    assert defaulted["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "DenyAll"
+    assert sandbox(api, namespace, "from-default")["status"]["network"]["source"] == "default"
+    baseline = core(api).read_namespaced_pod("from-default", namespace)
+    assert baseline.spec.security_context is None or baseline.spec.security_context.run_as_non_root is None
+    assert baseline.spec.containers[0].security_context.capabilities.drop == ["NET_RAW"]
+
+
+def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    """The operator's writes from a Sandbox's creation to Running: AllowAll (no NetworkPolicy) against
+    Internet (one NetworkPolicy). Printed, and the difference must be exactly the one create."""
+    with OperatorWrites(apiserver) as recorded:
+        start_operator()
+        counts: dict[str, list[tuple[str, str]]] = {}
+        for name, policy in (("open", "AllowAll"), ("public", "Internet")):
+            start = len(recorded.writes)
+            create_sandbox(api, namespace, name, timeout=600, network={"policy": policy})
+            wait_for("the pod", pod_exists(api, namespace, name), timeout=60)
+            wait_for("Pending", phase(api, namespace, name, "Pending"))
+            play_kubelet(api, namespace, name, sandbox_state=RUNNING)
+            wait_for("Running", phase(api, namespace, name, "Running"))
+            counts[name] = [(method, resource) for method, resource, _ in recorded.writes[start:]]
+    print(f"operator writes per sandbox, creation to Running: {counts}")
+    assert len(counts["public"]) == len(counts["open"]) + 1
+    assert [w for w in counts["public"] if w not in counts["open"]] == [("POST", "networkpolicies")]
+
+
+def test_the_locked_down_example_meets_restricted_and_reaches_only_its_cidrs(
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+) -> None:
+    start_operator()
+    example = REPO / "examples" / "template-locked-down.yaml"
+    run_kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
+    wait_for("the pod", pod_exists(api, namespace, "locked-down-demo"), timeout=60)
+    stored = api.sanitize_for_serialization(core(api).read_namespaced_pod("locked-down-demo", namespace))
+    assert violations(stored, RESTRICTED) == []
+    policy = network_policy(api, namespace, "locked-down-demo")
+    me = pod("10.244.0.10", namespace, {contract.LABEL_SANDBOX_ID: "locked-down-demo"})
+    assert may_reach([policy], me, internet("203.0.113.10"), 443) is True
+    assert may_reach([policy], me, internet("2001:db8:100::1"), 443) is True
+    assert may_reach([policy], me, internet("93.184.216.34"), 443) is False
+    assert may_reach([policy], me, internet("169.254.169.254"), 80) is False
