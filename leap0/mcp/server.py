@@ -7,7 +7,6 @@ answers with structured content (its output schema) plus a readable text; a fail
 
 # No ``from __future__ import annotations``: MCPServer reads the tools' signatures at run time.
 
-import inspect
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,14 +181,8 @@ class SandboxTools:
                 owner=self.options.owner,
                 wait_timeout=self.options.create_timeout,
             )
-            create: Any = self.client.sandboxes.create
-            if "network" in kwargs and "network" not in inspect.signature(create).parameters:
-                raise ToolFailure(
-                    "this server's leap0 SDK cannot set a network policy yet: call create_sandbox without "
-                    "network (the template's or the operator's default policy applies)"
-                )
             try:
-                sandbox = create(**kwargs)
+                sandbox = self.client.sandboxes.create(**kwargs)
             except (SandboxFailedError, SandboxTimeoutError) as exc:
                 if exc.sandbox_id:  # created, but not Running: the span names it too
                     op.set_sandbox_id(exc.sandbox_id)

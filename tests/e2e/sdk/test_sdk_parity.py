@@ -38,6 +38,7 @@ PY_ARGS: dict[str, Any] = {
     "args": ["600"],
     "labels": {"team": "parity"},
     "disk": 1024,
+    "network": {"policy": "Custom", "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"]},
 }
 JS_ARGS: dict[str, Any] = {
     "vcpu": 2,
@@ -50,6 +51,7 @@ JS_ARGS: dict[str, Any] = {
     "args": ["600"],
     "labels": {"team": "parity"},
     "disk": 1024,
+    "network": {"policy": "Custom", "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"]},
 }
 # Python field -> JavaScript field, where camelCase alone does not say it.
 RENAMED = {"pod_ip": "podIP"}
@@ -150,6 +152,7 @@ def test_python_and_javascript_create_the_same_sandbox(
     py_raw = raw_sandbox(apiserver, namespace, py.id)
     js_raw = raw_sandbox(apiserver, namespace, js["id"])
     assert anonymous(js_raw["spec"], js["id"]) == anonymous(py_raw["spec"], py.id)
+    assert py_raw["spec"]["network"] == PY_ARGS["network"]  # sent as given, in both
     assert js_raw["metadata"].get("labels") == py_raw["metadata"].get("labels") == {"team": "parity"}
     assert js_raw["spec"]["env"][:2] == [
         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"},
