@@ -153,29 +153,18 @@ class OtelTelemetry:
 
     @contextmanager
     def operation(self, name: str, sandbox_id: str | None = None) -> Iterator[Operation]:
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+        """One SDK operation: a CLIENT span and its duration histogram (status ``success`` or ``error``)."""
+        from opentelemetry.trace import SpanKind
 
         histogram = self._histogram(name)
+        status = c.SDK_STATUS_ERROR
         started = time.perf_counter()
-        with self._tracer.start_as_current_span(
-            name, kind=SpanKind.CLIENT, record_exception=False, set_status_on_exception=False
-        ) as span:
-            op = _SpanOperation(span)
-            if sandbox_id:
-                op.set_sandbox_id(sandbox_id)
-            try:
+        try:
+            with self._span(name, SpanKind.CLIENT, sandbox_id) as op:
                 yield op
-            except BaseException as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-                histogram.record(
-                    (time.perf_counter() - started) * 1000.0, {c.SDK_ATTR_STATUS: c.SDK_STATUS_ERROR}
-                )
-                raise
-            span.set_status(Status(StatusCode.OK))
-            histogram.record(
-                (time.perf_counter() - started) * 1000.0, {c.SDK_ATTR_STATUS: c.SDK_STATUS_SUCCESS}
-            )
+                status = c.SDK_STATUS_SUCCESS
+        finally:
+            histogram.record((time.perf_counter() - started) * 1000.0, {c.SDK_ATTR_STATUS: status})
 
     @contextmanager
     def span(self, name: str, sandbox_id: str | None = None) -> Iterator[Operation]:
@@ -183,10 +172,17 @@ class OtelTelemetry:
 
         The SDK operations run inside become its children. An exception ends it with status ERROR.
         """
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+        from opentelemetry.trace import SpanKind
+
+        with self._span(name, SpanKind.INTERNAL, sandbox_id) as op:
+            yield op
+
+    @contextmanager
+    def _span(self, name: str, kind: Any, sandbox_id: str | None) -> Iterator[Operation]:
+        from opentelemetry.trace import Status, StatusCode
 
         with self._tracer.start_as_current_span(
-            name, kind=SpanKind.INTERNAL, record_exception=False, set_status_on_exception=False
+            name, kind=kind, record_exception=False, set_status_on_exception=False
         ) as span:
             op = _SpanOperation(span)
             if sandbox_id:

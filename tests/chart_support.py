@@ -51,6 +51,12 @@ def notes(values: dict[str, Any] | None = None) -> str:
     return next(text for name, text in manifests.items() if name.endswith("NOTES.txt"))
 
 
+def lint_problems(values: dict[str, Any]) -> list[Any]:
+    """``helm lint --strict`` of the chart with ``values``: its errors and its warnings (none expected)."""
+    report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
+    return [*report["errors"], *(m for m in report["messages"] if m["severity"] >= 2)]
+
+
 def of_kind(objects: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [o for o in objects if o["kind"] == kind]
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from support import subprocess_env
+from support import operator_process, subprocess_env
 
 from leap0_dev.apiserver import ServerThread
+
+if TYPE_CHECKING:
+    from sdk_support import StandInKubelet
+
+    from leap0_dev.apiserver.exec import LocalProcessRunner
 
 
 @pytest.fixture
@@ -48,3 +56,35 @@ def namespace(apiserver: ServerThread) -> Iterator[str]:
         yield name
         with contextlib.suppress(client.ApiException):
             api.delete_namespace(name)
+
+
+# --- The rest of a cluster, around the embedded API server ------------------------------------------
+@pytest.fixture(scope="session")
+def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
+    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes."""
+    from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
+
+    runner = LocalProcessRunner()
+    assert apiserver.server is not None
+    previous = apiserver.server.exec_handler
+    apiserver.server.exec_handler = ExecHandler(runner)
+    yield runner
+    apiserver.server.exec_handler = previous
+    runner.cleanup()
+
+
+@pytest.fixture
+def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The real operator (a process) serving the test's namespace."""
+    with operator_process(apiserver.kubeconfig, namespace, tmp_path / "operator.log") as process:
+        yield process
+
+
+@pytest.fixture
+def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]:
+    """Plays the kubelet of the test's namespace: every new pod gets a running status."""
+    from sdk_support import StandInKubelet
+
+    stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
+    yield stand_in
+    stand_in.stop()

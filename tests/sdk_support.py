@@ -46,13 +46,23 @@ def running_status(name: str) -> dict[str, Any]:
     }
 
 
-def failed_status(reason: str, message: str) -> dict[str, Any]:
+def not_ready_status(phase: str, reason: str, message: str) -> dict[str, Any]:
+    """A status that is not Running, as the operator writes it: the reason and message, Ready False."""
     return {
-        "phase": c.PHASE_FAILED,
+        "phase": phase,
         "reason": reason,
         "message": message,
         "conditions": [{"type": c.CONDITION_READY, "status": "False", "reason": reason, "message": message}],
     }
+
+
+def pending_status(reason: str, message: str) -> dict[str, Any]:
+    """A start that waits (a scale-up, a Secret not there yet...)."""
+    return not_ready_status(c.PHASE_PENDING, reason, message)
+
+
+def failed_status(reason: str, message: str) -> dict[str, Any]:
+    return not_ready_status(c.PHASE_FAILED, reason, message)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,37 @@ def kubectl(
     return result
 
 
+def dev_up_command(*extra: str) -> list[str]:
+    """``leap0 dev up`` as a child process's command line, every port picked by the OS."""
+    ports = ["--port=0", "--sink-port=0", "--otlp-grpc-port=0", "--otlp-http-port=0"]
+    return [sys.executable, "-m", "leap0.cli", "dev", "up", *ports, *extra]
+
+
+@contextlib.contextmanager
+def operator_process(
+    kubeconfig: Path, namespace: str, log: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m leap0_operator -n NAMESPACE --standalone ARGS`` against ``kubeconfig``, output in ``log``.
+    On exit: SIGTERM (a kill after 15 s), then the log's last 40 lines printed (shown for a failed test)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(KUBECONFIG=str(kubeconfig)),
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            print(f"--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+
+
 def http(
     base_url: str,
     method: str,
@@ -90,16 +121,27 @@ def gauge_values(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
 
 
 def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.05
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s."""
+    """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s with
+    its last answer. ``ignore``: exceptions the predicate may raise meanwhile (an API error while the object
+    does not exist yet, say), counted as "not yet"."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while True:
-        value = predicate()
-        if value:
-            return value
+        try:
+            last = predicate()
+        except ignore as exc:
+            last = exc
+        else:
+            if last:
+                return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r:.500})")
         time.sleep(interval)
 
 

@@ -11,7 +11,7 @@ import {
   runExec,
   TIMEOUT_EXIT_CODES,
 } from "./exec.js";
-import type { EnvVar, JsonObject, NetworkSpec, ProcessResult, SandboxData } from "./models.js";
+import type { ProcessResult, SandboxData } from "./models.js";
 
 // Writes go through stdin to `head -c N`, which stops after exactly N bytes: no end-of-input signal is
 // needed, so it works on the v4 channel protocol (which cannot half-close stdin) as well as on v5.
@@ -21,35 +21,9 @@ const WRITE_SCRIPT = 'd=$(dirname -- "$1") && mkdir -p -- "$d" && head -c "$2" >
  * One sandbox: the Sandbox object's fields plus the calls that act on it. `id` is the Sandbox's
  * `metadata.name`; status fields are as of the last read, `refresh()` rereads.
  */
-export class Sandbox implements SandboxData {
-  id!: string;
-  namespace!: string;
-  uid: string | undefined;
-  resourceVersion: string | undefined;
-  createdAt: string | undefined;
-  labels!: Record<string, string>;
-  template: string | undefined;
-  image: string | undefined;
-  vcpu: number | undefined;
-  memory: number | undefined;
-  disk: number | undefined;
-  timeout: number | undefined;
-  env!: EnvVar[];
-  command: string[] | undefined;
-  args: string[] | undefined;
-  network: NetworkSpec | undefined;
-  phase: string | undefined;
-  reason: string | undefined;
-  message: string | undefined;
-  templateId: string | undefined;
-  effectiveVcpu: number | undefined;
-  effectiveMemory: number | undefined;
-  podName: string | undefined;
-  podIP: string | undefined;
-  startedAt: string | undefined;
-  expiresAt: string | undefined;
-  observedGeneration: number | undefined;
-  conditions!: JsonObject[];
+// The Sandbox object's fields are SandboxData's, declared once (models.ts) and merged into the class.
+export interface Sandbox extends SandboxData {}
+export class Sandbox {
   readonly #client: Leap0Client | undefined;
 
   constructor(data: SandboxData, client?: Leap0Client) {

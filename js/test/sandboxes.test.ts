@@ -22,6 +22,7 @@ import {
   kubeconfigFor,
   kubeconfigWithServer,
   newNamespace,
+  pendingStatus,
   runningStatus,
   setSandboxStatus,
   standInOperator,
@@ -249,6 +250,33 @@ describe("waiting for Running", () => {
       return true;
     });
     assert.equal((await sdk.sandboxes.list()).length, 1);
+  });
+
+  test("a start that waits (Unschedulable, CreateContainerConfigError) is waited for until Running", async () => {
+    const ns = await newNamespace(api);
+    const sdk = await client(ns);
+    const operator = await standInOperator(api, ns, (name) => {
+      void setSandboxStatus(api, ns, name, pendingStatus("Unschedulable", "0/3 nodes are available."))
+        .then(() => setSandboxStatus(api, ns, name, pendingStatus("CreateContainerConfigError", "no secret")))
+        .then(() => setSandboxStatus(api, ns, name, runningStatus(name)));
+      return undefined;
+    });
+    assert.equal((await sdk.sandboxes.create({ waitTimeout: 30 })).phase, "Running");
+    operator.stop();
+  });
+
+  test("a start that keeps waiting rejects at the wait timeout with its phase and reason", async () => {
+    const ns = await newNamespace(api);
+    const sdk = await client(ns);
+    const operator = await standInOperator(api, ns, () => pendingStatus("Unschedulable", "0/3 nodes."), 0);
+    await assert.rejects(sdk.sandboxes.create({ waitTimeout: 3 }), (err: unknown) => {
+      assert.ok(err instanceof SandboxTimeoutError);
+      assert.match(err.message, /not Running after 3 s \(phase Pending, Unschedulable\)/);
+      assert.equal(err.phase, "Pending");
+      assert.equal(err.reason, "Unschedulable");
+      return true;
+    });
+    operator.stop();
   });
 
   test("a sandbox deleted while waiting rejects with SandboxNotFoundError", async () => {

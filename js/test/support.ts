@@ -167,6 +167,16 @@ export function runningStatus(name: string): Json {
   };
 }
 
+/** A start that waits, as the operator reports it (a scale-up, a Secret not there yet...). */
+export function pendingStatus(reason: string, message: string): Json {
+  return {
+    phase: "Pending",
+    reason,
+    message,
+    conditions: [{ type: "Ready", status: "False", reason, message }],
+  };
+}
+
 export function failedStatus(reason: string, message: string): Json {
   return {
     phase: "Failed",

@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leap0-operator",
         description="Reconcile leap0 Sandbox resources into sandbox pods. "
-        f"Every option also reads an environment variable {ENV_PREFIX}<NAME> (flags win).",
+        f"Every option but -v and -d also reads an environment variable {ENV_PREFIX}<NAME> (flags win).",
     )
     where = parser.add_argument_group("namespaces (as in `kopf run`)")
     where.add_argument(
@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"name of the (Cluster)KopfPeering object (default {DEFAULT_PEERING}); env PEERING",
     )
     peers.add_argument("-p", "--priority", type=int, default=None, help="peering priority; env PRIORITY")
-    parser.add_argument("-L", "--liveness", dest="liveness_endpoint", default=None, help="kopf liveness URL")
+    parser.add_argument(
+        "-L", "--liveness", dest="liveness_endpoint", default=None, help="kopf liveness URL; env LIVENESS"
+    )
     parser.add_argument(
         "--metrics-port",
         default=None,
@@ -218,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds an Expired Sandbox is kept before deletion ({DEFAULT_EXPIRED_RETENTION_S:g}); "
         "env EXPIRED_RETENTION",
     )
-    policy.add_argument("--retry-delay", default=None, help="seconds before retrying a failed API call (5)")
+    policy.add_argument(
+        "--retry-delay", default=None, help="seconds before retrying a failed API call (5); env RETRY_DELAY"
+    )
     policy.add_argument(
         "--startup-timeout",
         default=None,

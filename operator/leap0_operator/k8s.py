@@ -201,31 +201,34 @@ class Api:
                 self.on_request(method, url, None)
             raise kopf.TemporaryError(f"{what}: {exc!r}", delay=self.retry_delay) from exc
 
-    async def create_pod(self, pod: dict[str, Any]) -> bool:
-        """POST the pod; False when a pod of that name exists (409: fine, names are deterministic)."""
-        meta = pod["metadata"]
+    async def _create(
+        self, collection: str, body: dict[str, Any], what: str, invalid_is_permanent: bool
+    ) -> bool:
+        """POST ``body`` to ``collection`` (a namespaced path under the API root, ``{namespace}`` filled from
+        the body); False when an object of that name exists (409: fine, names are deterministic)."""
         done, _ = await self._call(
             "post",
-            f"/api/v1/namespaces/{meta['namespace']}/pods",
-            f"creating pod {meta['name']}",
-            payload=pod,
+            collection.format(namespace=body["metadata"]["namespace"]),
+            what,
+            payload=body,
             absent=409,
-            invalid_is_permanent=True,
+            invalid_is_permanent=invalid_is_permanent,
         )
         return done
 
+    async def create_pod(self, pod: dict[str, Any]) -> bool:
+        """POST the pod; False when a pod of that name exists."""
+        what = f"creating pod {pod['metadata']['name']}"
+        return await self._create("/api/v1/namespaces/{namespace}/pods", pod, what, invalid_is_permanent=True)
+
     async def create_network_policy(self, policy: dict[str, Any]) -> bool:
-        """POST the Sandbox's NetworkPolicy (before its pod); False when one of that name exists (409)."""
-        meta = policy["metadata"]
-        done, _ = await self._call(
-            "post",
-            f"/apis/networking.k8s.io/v1/namespaces/{meta['namespace']}/networkpolicies",
-            f"creating NetworkPolicy {meta['name']}",
-            payload=policy,
-            absent=409,
+        """POST the Sandbox's NetworkPolicy (before its pod); False when one of that name exists."""
+        return await self._create(
+            "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
+            policy,
+            f"creating NetworkPolicy {policy['metadata']['name']}",
             invalid_is_permanent=True,
         )
-        return done
 
     async def delete_pod(self, namespace: str, name: str) -> bool:
         """DELETE the pod; False when it is already gone (404)."""
@@ -252,16 +255,11 @@ class Api:
         return done
 
     async def create_event(self, event: dict[str, Any]) -> bool:
-        """POST a core/v1 Event (``lifecycle.event_body``); False when one of that name exists (409)."""
-        meta = event["metadata"]
-        done, _ = await self._call(
-            "post",
-            f"/api/v1/namespaces/{meta['namespace']}/events",
-            f"posting event {event.get('reason')} on Sandbox {event['involvedObject']['name']}",
-            payload=event,
-            absent=409,
+        """POST a core/v1 Event (``lifecycle.event_body``); False when one of that name exists."""
+        what = f"posting event {event.get('reason')} on Sandbox {event['involvedObject']['name']}"
+        return await self._create(
+            "/api/v1/namespaces/{namespace}/events", event, what, invalid_is_permanent=False
         )
-        return done
 
     async def list_objects(
         self, url: str, label_selector: str | None = None, chunk: int = LIST_CHUNK

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import psutil
 import pytest
 import yaml
 from kubernetes import client
-from support import alive, kubectl_path, stop_process_tree, subprocess_env, wait_for
+from support import alive, dev_up_command, kubectl_path, stop_process_tree, subprocess_env, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -50,25 +48,6 @@ while True:
         sum(range(10000))
     time.sleep(0.5)
 """
-
-
-@pytest.fixture
-def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(tmp_path / "operator.log", "wb")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leap0_operator", f"--namespace={namespace}", "--standalone"],
-        env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    log.close()
 
 
 def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_stops_it(
@@ -146,18 +125,7 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
 def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "up.out"
     # Run as a user would, from a directory of their own with the default (relative) kubeconfig and workdir.
-    command = [
-        sys.executable,
-        "-m",
-        "leap0.cli",
-        "dev",
-        "up",
-        "--port=0",
-        "--sink-port=0",
-        "--otlp-grpc-port=0",
-        "--otlp-http-port=0",
-        "--metrics-interval=2",
-    ]
+    command = dev_up_command("--metrics-interval=2")
     with open(out, "wb") as sink:
         env = subprocess_env()
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from support import alive, kubectl, stop_process_tree, subprocess_env, wait_for
+from support import alive, dev_up_command, kubectl, stop_process_tree, subprocess_env, wait_for
 
 import leap0_contract as contract
 
@@ -61,18 +60,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
     """``leap0 dev up`` on free ports, its stdout a pipe, with the demo and a sandbox whose app starts a child
     process, once all of them run."""
     read_end, write_end = os.pipe()
-    command = [
-        sys.executable,
-        "-m",
-        "leap0.cli",
-        "dev",
-        "up",
-        "--port=0",
-        "--sink-port=0",
-        "--otlp-grpc-port=0",
-        "--otlp-http-port=0",
-        "--metrics-interval=1",
-    ]
+    command = dev_up_command("--metrics-interval=1")
     process = subprocess.Popen(
         command, env=subprocess_env(), stdout=write_end, stderr=subprocess.STDOUT, cwd=tmp_path
     )

@@ -8,9 +8,7 @@ exec with the kubelet's protocol, running commands as local processes.
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,46 +19,7 @@ from sdk_support import StandInKubelet
 from support import subprocess_env
 
 from leap0_dev.apiserver import ServerThread
-from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
-
-
-@pytest.fixture(scope="session")
-def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
-    runner = LocalProcessRunner()
-    assert apiserver.server is not None
-    previous = apiserver.server.exec_handler
-    apiserver.server.exec_handler = ExecHandler(runner)
-    yield runner
-    apiserver.server.exec_handler = previous
-    runner.cleanup()
-
-
-@pytest.fixture
-def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path / "operator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
-        )
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]:
-    stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
-    yield stand_in
-    stand_in.stop()
+from leap0_dev.apiserver.exec import LocalProcessRunner
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from chart_support import dashboard_queries, dashboards, promql_label_names, promql_metric_names
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
-from support import subprocess_env, wait_for
+from support import operator_process, subprocess_env, wait_for
 
 import leap0_contract as contract
 
@@ -59,25 +59,9 @@ def operator(apiserver: Any, namespace: str, tmp_path: Path) -> Iterator[tuple[s
     """The operator serving ``namespace`` with metrics on a free port: (metrics URL, log file)."""
     port = free_port()
     log = tmp_path / "operator.log"
-    with log.open("wb") as out:
-        args = ["-n", namespace, "--standalone", "--metrics-port", str(port)]
-        args += ["--expired-retention", "600", "--retry-delay", "1"]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "leap0_operator", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
-        )
-        try:
-            yield f"http://127.0.0.1:{port}{contract.OPERATOR_METRICS_PATH}", log
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            print("--- operator.log ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+    args = ["--metrics-port", str(port), "--expired-retention", "600", "--retry-delay", "1"]
+    with operator_process(apiserver.kubeconfig, namespace, log, *args):
+        yield f"http://127.0.0.1:{port}{contract.OPERATOR_METRICS_PATH}", log
 
 
 def create_sandbox(api: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from e2e.operator.test_operator_e2e import (  # the operator fixtures and helpers
+from kubernetes import client
+from netpol_support import internet, may_reach, pod
+from operator_support import (
+    API_ERRORS,
     RUNNING,
     Operator,
-    api,
     core,
     create_sandbox,
     custom,
@@ -21,21 +23,15 @@ from e2e.operator.test_operator_e2e import (  # the operator fixtures and helper
     pod_exists,
     pod_gone,
     sandbox,
-    start_operator,
-    wait_for,
 )
-from kubernetes import client
-from netpol_support import internet, may_reach, pod
 from pss_support import RESTRICTED, violations
-from support import REPO
-from support import kubectl as run_kubectl
+from support import REPO, kubectl, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver.routing import parse_resource_path
 from leap0_dev.apiserver.server import user_agent_product
 
 pytestmark = pytest.mark.e2e
-__all__ = ["api", "start_operator"]  # fixtures, used by name
 
 TELEMETRY_EGRESS = '[{"namespace": "observability", "podSelector": {"app": "otel-collector"}}]'
 
@@ -98,8 +94,10 @@ def test_the_network_policy_comes_before_the_pod_is_owned_and_goes_with_the_sand
     with OperatorWrites(apiserver) as recorded:
         start_operator("--telemetry-egress", TELEMETRY_EGRESS)
         create_sandbox(api, namespace, "locked", timeout=600, network={"policy": "DenyAll"})
-        wait_for("the pod", pod_exists(api, namespace, "locked"), timeout=60)
-        pending = wait_for("Pending", phase(api, namespace, "locked", "Pending"))
+        wait_for(pod_exists(api, namespace, "locked"), timeout=60, what="the pod", ignore=API_ERRORS)
+        pending = wait_for(
+            phase(api, namespace, "locked", "Pending"), timeout=20, what="Pending", ignore=API_ERRORS
+        )
     creates = [resource for method, resource, _ in recorded.writes if method == "POST"]
     assert creates == ["networkpolicies", "pods"]  # the policy first: the pod never runs unrestricted
 
@@ -129,8 +127,13 @@ def test_the_network_policy_comes_before_the_pod_is_owned_and_goes_with_the_sand
     custom(api).delete_namespaced_custom_object(
         contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "locked"
     )
-    wait_for("the pod collected", pod_gone(api, namespace, "locked"))
-    wait_for("the NetworkPolicy collected", lambda: "locked" not in network_policy_names(api, namespace))
+    wait_for(pod_gone(api, namespace, "locked"), timeout=20, what="the pod collected", ignore=API_ERRORS)
+    wait_for(
+        lambda: "locked" not in network_policy_names(api, namespace),
+        timeout=20,
+        what="the NetworkPolicy collected",
+        ignore=API_ERRORS,
+    )
 
 
 def test_template_precedence_default_policy_and_pod_security(
@@ -147,7 +150,7 @@ def test_template_precedence_default_policy_and_pod_security(
     )
     create_sandbox(api, namespace, "from-default", timeout=600)
     for name in ("from-template", "own-network", "from-default"):
-        wait_for("the pod", pod_exists(api, namespace, name), timeout=60)
+        wait_for(pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=API_ERRORS)
 
     templated = network_policy(api, namespace, "from-template")
     assert templated["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "Custom"
@@ -185,10 +188,10 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
         for name, policy in (("open", "AllowAll"), ("public", "Internet")):
             start = len(recorded.writes)
             create_sandbox(api, namespace, name, timeout=600, network={"policy": policy})
-            wait_for("the pod", pod_exists(api, namespace, name), timeout=60)
-            wait_for("Pending", phase(api, namespace, name, "Pending"))
+            wait_for(pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=API_ERRORS)
+            wait_for(phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=API_ERRORS)
             play_kubelet(api, namespace, name, sandbox_state=RUNNING)
-            wait_for("Running", phase(api, namespace, name, "Running"))
+            wait_for(phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=API_ERRORS)
             counts[name] = [(method, resource) for method, resource, _ in recorded.writes[start:]]
     print(f"operator writes per sandbox, creation to Running: {counts}")
     assert len(counts["public"]) == len(counts["open"]) + 1
@@ -200,8 +203,8 @@ def test_the_locked_down_example_meets_restricted_and_reaches_only_its_cidrs(
 ) -> None:
     start_operator()
     example = REPO / "examples" / "template-locked-down.yaml"
-    run_kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
-    wait_for("the pod", pod_exists(api, namespace, "locked-down-demo"), timeout=60)
+    kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
+    wait_for(pod_exists(api, namespace, "locked-down-demo"), timeout=60, what="the pod", ignore=API_ERRORS)
     stored = api.sanitize_for_serialization(core(api).read_namespaced_pod("locked-down-demo", namespace))
     assert violations(stored, RESTRICTED) == []
     policy = network_policy(api, namespace, "locked-down-demo")

@@ -23,18 +23,6 @@ from leap0_dev.apiserver import ServerThread
 from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
 
-@pytest.fixture(scope="session")
-def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
-    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes."""
-    runner = LocalProcessRunner()
-    assert apiserver.server is not None
-    previous = apiserver.server.exec_handler
-    apiserver.server.exec_handler = ExecHandler(runner)
-    yield runner
-    apiserver.server.exec_handler = previous
-    runner.cleanup()
-
-
 @pytest.fixture
 def sdk(apiserver: ServerThread, namespace: str, exec_runner: LocalProcessRunner) -> Iterator[Leap0Client]:
     """A client on the test's namespace, with SDK telemetry off."""

@@ -7,10 +7,8 @@ only the kubelet (pod status), and the emulator answers exec with the kubelet's 
 from __future__ import annotations
 
 import base64
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +23,6 @@ from leap0 import Leap0Client, SandboxFailedError
 from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def operator(apiserver: ServerThread, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = tmp_path / "operator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(KUBECONFIG=str(apiserver.kubeconfig)),
-        )
-        try:
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            print("--- operator log ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
-
-
-@pytest.fixture
-def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]:
-    stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
-    yield stand_in
-    stand_in.stop()
 
 
 @pytest.fixture
