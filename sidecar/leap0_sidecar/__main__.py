@@ -15,6 +15,10 @@ from leap0_sidecar import config as config_module
 # stay in the heap; a fixed threshold keeps RSS following what is really in use.
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 512 * 1024
+# And one heap arena per thread (grpcio's, the JSON converter's) would each keep its own freed memory: at most
+# two arenas in all.
+_M_ARENA_MAX = -8
+ARENA_MAX = 2
 
 
 def _return_large_blocks_to_the_system() -> None:
@@ -22,7 +26,9 @@ def _return_large_blocks_to_the_system() -> None:
     import ctypes
 
     with contextlib.suppress(AttributeError, OSError):  # not glibc (e.g. musl): nothing to set
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
 
 
 def main(argv: list[str] | None = None) -> int:

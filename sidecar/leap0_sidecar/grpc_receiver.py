@@ -27,6 +27,8 @@ from leap0_sidecar.pipeline import Outcome, Pipeline
 log = logging.getLogger("leap0_sidecar.grpc")
 
 
+# Calls whose message may be received at once (one per signal: an app's SDK exports the three concurrently).
+MAX_RECEIVING = len(contract.SIGNALS)
 # How long a call's reservation lasts if its handler never runs (at most the time to receive a message).
 RESERVATION_S = 10.0
 
@@ -151,7 +153,9 @@ class _Router(grpc.GenericRpcHandler):  # type: ignore[misc]
         accept, refuse = handlers
         if not self.receiver.pipeline.accepting:
             return accept  # (answered UNAVAILABLE)
-        if not self.queue.reserve(self.size):
+        # At most MAX_RECEIVING messages are received at a time: what grpcio holds while receiving one (the
+        # message, then its bytes for the handler) costs about twice its size, beyond the queue's bound.
+        if len(self.reservations) >= MAX_RECEIVING or not self.queue.reserve(self.size):
             return refuse
         self.reservations.append(asyncio.get_running_loop().call_later(RESERVATION_S, self._lapse))
         return accept
