@@ -9,26 +9,7 @@ import signal
 import sys
 
 from leap0_sidecar import config as config_module
-
-# glibc's mallopt parameter: allocations from this size up get their own mapping, returned to the system when
-# freed. glibc raises the threshold as large blocks are freed (up to 32 MiB), after which freed request bodies
-# stay in the heap; a fixed threshold keeps RSS following what is really in use.
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 512 * 1024
-# And one heap arena per thread (grpcio's, the JSON converter's) would each keep its own freed memory: at most
-# two arenas in all.
-_M_ARENA_MAX = -8
-ARENA_MAX = 2
-
-
-def _return_large_blocks_to_the_system() -> None:
-    import contextlib
-    import ctypes
-
-    with contextlib.suppress(AttributeError, OSError):  # not glibc (e.g. musl): nothing to set
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
+from leap0_sidecar import malloc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         "variables (OTEL_EXPORTER_OTLP_*, LEAP0_*); see docs/sidecar.md.",
     )
     parser.parse_args(argv)
-    _return_large_blocks_to_the_system()
+    malloc.configure()
     try:
         config = config_module.load(os.environ)
     except config_module.ConfigError as exc:

@@ -16,7 +16,7 @@ from leap0_sidecar.grpc_receiver import GrpcReceiver
 from leap0_sidecar.http_receiver import HttpReceiver
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Pipeline
-from leap0_sidecar.queue import ExportQueue
+from leap0_sidecar.queue import ExportQueue, parts_of
 from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar")
@@ -54,7 +54,11 @@ class Sidecar:
             )
             for otlp_routes in (True, False)
         )
-        self.grpc = GrpcReceiver(self.pipeline, max_message_bytes=config.max_request_bytes)
+        self.grpc = GrpcReceiver(
+            self.pipeline,
+            max_message_bytes=config.max_request_bytes,
+            receive_timeout_s=config.receive_timeout_s,
+        )
         self.ready = False
         self.ports: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -173,7 +177,9 @@ class Sidecar:
         request = self.pipeline.stamp("metrics", self_metrics.build_request(self.counters, self.queue, ()))
         client = HttpClient(upstream)
         try:
-            response = await client.post([request], timeout_s=min(upstream.timeout_s, FINAL_COUNTS_TIMEOUT_S))
+            response = await client.post(
+                parts_of([request]), timeout_s=min(upstream.timeout_s, FINAL_COUNTS_TIMEOUT_S)
+            )
         except UpstreamError as exc:
             log.info("the final counts were not sent: %s", exc)
         else:

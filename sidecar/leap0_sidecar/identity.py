@@ -18,13 +18,12 @@ requests of one signal is simply their concatenation.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeAlias
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-Buffer: TypeAlias = bytes | bytearray | memoryview
+from leap0_sidecar.queue import Buffer
 
 
 class WireError(ValueError):
@@ -168,6 +167,11 @@ class IdentityStamper:
 
     def rewrite(self, request: bytes | bytearray) -> bytes:
         """Rewrite a serialized Export*ServiceRequest; raises WireError when it is malformed."""
+        return b"".join(self.rewrite_pieces(request))
+
+    def rewrite_pieces(self, request: bytes | bytearray) -> list[Buffer]:
+        """``rewrite``'s result in pieces, whose concatenation is the rewritten request: views of
+        ``request`` where it is copied untouched (for requests over 64 KiB), and the rewritten resources."""
         out: list[Buffer] = []
         # Slices of a view copy nothing (one copy of a large request in all); small ones are cheaper sliced.
         view = memoryview(request) if len(request) > _VIEW_FROM_BYTES else request
@@ -184,4 +188,4 @@ class IdentityStamper:
             copy_from = field_end
         if copy_from < len(request):
             out.append(view[copy_from:])
-        return b"".join(out)
+        return out
