@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,14 +123,15 @@ def gauge_values(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
 
 def wait_for(
     predicate: Callable[[], Any],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     what: str = "condition",
     interval: float = 0.05,
     ignore: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s with
-    its last answer. ``ignore``: exceptions the predicate may raise meanwhile (an API error while the object
-    does not exist yet, say), counted as "not yet"."""
+    its last answer (30 s by default: generous, so a busy machine only makes a passing test slower).
+    ``ignore``: exceptions the predicate may raise meanwhile (an API error while the object does not exist
+    yet, say), counted as "not yet"."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -143,6 +145,48 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r:.500})")
         time.sleep(interval)
+
+
+@dataclass
+class CpuBetweenSamples:
+    """What a CPU sampler's second sample is, and the least and most CPU (percent of ``limit`` CPUs) the
+    processes used between its two samples, read from their own CPU times around each sample."""
+
+    sample: Any
+    low: float
+    high: float
+
+
+def cpu_between_samples(
+    take_sample: Callable[[], Any], pids: list[int], limit: float, interval_s: float
+) -> CpuBetweenSamples:
+    """Take a sample, wait ``interval_s``, take another, reading the processes' CPU times and the clock just
+    before and just after each sample. However the test process is scheduled, the sampler's interval lies
+    between the inner window (after the first sample, before the second) and the outer one, so the CPU it
+    saw is at least the inner window's CPU over the outer window's length, and at most the outer's over the
+    inner's. CPU times count in clock ticks (10 ms): each difference of two readings may be a tick off per
+    counter (user, system) and process, ours and, for a sampler reading the same times, the sampler's."""
+
+    import psutil
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for pid in pids:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        return total
+
+    slack = 2 * 0.01 * 2 * len(pids)
+    cpu_a, wall_a = cpu_seconds(), time.monotonic()
+    take_sample()
+    cpu_b, wall_b = cpu_seconds(), time.monotonic()
+    time.sleep(interval_s)
+    cpu_c, wall_c = cpu_seconds(), time.monotonic()
+    sample = take_sample()
+    cpu_d, wall_d = cpu_seconds(), time.monotonic()
+    low = max(0.0, cpu_c - cpu_b - slack) / (wall_d - wall_a) / limit * 100
+    high = (cpu_d - cpu_a + slack) / (wall_c - wall_b) / limit * 100
+    return CpuBetweenSamples(sample, low, high)
 
 
 def alive(process: int | psutil.Process) -> bool:

@@ -39,7 +39,7 @@ def free_port() -> int:
 def scrape(url: str) -> Samples | None:
     """Every sample of the operator's /metrics, or None while it does not answer yet."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             text = response.read().decode()
     except (urllib.error.URLError, ConnectionError):
         return None
@@ -121,10 +121,19 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
     with apiserver.api_client() as api:
         for name in ("web", "worker"):
             create_sandbox(api, namespace, name, timeout=600)
-        create_sandbox(api, namespace, "brief", timeout=2)
+        create_sandbox(api, namespace, "brief", timeout=600)
         create_sandbox(api, namespace, "orphan", template="does-not-exist")
         for name in ("web", "worker", "brief"):
             wait_for(lambda n=name: pod_exists(api, namespace, n), timeout=30, what=f"the pod of {name}")
+        # Expired now (a timeout already past), once its pod exists, however long that took.
+        client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            contract.GROUP,
+            contract.VERSION,
+            namespace,
+            contract.SANDBOX_PLURAL,
+            "brief",
+            {"spec": {"timeout": 1}},
+        )
         for name in ("web", "worker"):
             play_kubelet_running(api, namespace, name)
         for name, wanted in (("web", "Running"), ("worker", "Running"), ("orphan", "Failed")):

@@ -6,7 +6,6 @@ import gzip
 import http.client
 import json
 import socket
-import time
 from collections.abc import Callable
 
 import grpc
@@ -164,14 +163,13 @@ def test_invalid_gzip_is_400(small_sidecar: SidecarProcess) -> None:
 
 
 def test_slow_client_times_out(small_sidecar: SidecarProcess) -> None:
-    with socket.create_connection(("127.0.0.1", small_sidecar.http_port), timeout=10) as sock:
+    # (a socket timeout far beyond the sidecar's 0.5 s: without the receive timeout, recv fails)
+    with socket.create_connection(("127.0.0.1", small_sidecar.http_port), timeout=60) as sock:
         sock.sendall(b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n")
         sock.sendall(b"content-length: 100\r\n\r\nonly-part-of-the-body")
-        started = time.monotonic()
         answer = b""
         while chunk := sock.recv(65536):  # until the sidecar closes the connection
             answer += chunk
-        assert time.monotonic() - started < 5
         assert answer.startswith(b"HTTP/1.1 408")
         assert answer.endswith(b"request not received completely within 0.5 s\n")
 
