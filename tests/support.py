@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -309,3 +310,56 @@ class FreezingProxy:
         finally:
             self._open.discard(frozen)
             self._writers.difference_update((writer, up_writer))
+
+
+JS_EXPORTERS = """
+import { createRequire } from "node:module";
+const require = createRequire(process.env.JS_PACKAGE);
+const { BasicTracerProvider, SimpleSpanProcessor } = require("@opentelemetry/sdk-trace-base");
+const { OTLPTraceExporter } = require("@opentelemetry/exporter-trace-otlp-http");
+const { MeterProvider, PeriodicExportingMetricReader } = require("@opentelemetry/sdk-metrics");
+const { OTLPMetricExporter } = require("@opentelemetry/exporter-metrics-otlp-http");
+const { resourceFromAttributes } = require("@opentelemetry/resources");
+
+// Configured as the README's JavaScript example is: OTEL_EXPORTER_OTLP_ENDPOINT only.
+const resource = resourceFromAttributes({ "leap0.sandbox.id": "demo", "leap0.org.id": "acme" });
+const tracing = new BasicTracerProvider({
+  resource,
+  spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter())],
+});
+const span = tracing.getTracer("js").startSpan("js-work", { attributes: { step: 1 } });
+span.end();
+await tracing.shutdown();
+const exporter = new OTLPMetricExporter();
+const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60000 });
+const metering = new MeterProvider({ resource, readers: [reader] });
+metering.getMeter("js").createCounter("js.calls", { unit: "{call}" }).add(3);
+await metering.shutdown();
+console.log(JSON.stringify(span.spanContext()));
+"""
+
+
+def send_with_the_js_exporters(endpoint: str, tmp_path: Path) -> dict[str, Any]:
+    """One span ``js-work`` (attribute ``step=1``) and a counter ``js.calls`` = 3 ``{call}`` sent to
+    ``endpoint`` by the OpenTelemetry JS SDK's OTLP/HTTP exporters (OTLP/JSON, chunked: those of js/'s
+    lockfile, in a ``node`` child process), resource ``leap0.sandbox.id=demo``, ``leap0.org.id=acme``;
+    returns the span's context (``traceId``, ``spanId`` in hex)."""
+    node = shutil.which("node")
+    assert node is not None, "node (20+) is needed for the JavaScript SDK's exporters"
+    js = REPO / "js"
+    assert (js / "node_modules").exists(), (
+        "js/node_modules is missing: run `npm ci` in js/ (scripts/test.sh does)"
+    )
+    script = tmp_path / "js-exporters.mjs"
+    script.write_text(JS_EXPORTERS)
+    result = subprocess.run(
+        [node, str(script)],
+        env=subprocess_env(JS_PACKAGE=str(js / "package.json"), OTEL_EXPORTER_OTLP_ENDPOINT=endpoint),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    context: dict[str, Any] = json.loads(result.stdout)
+    return context
