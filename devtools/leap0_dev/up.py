@@ -214,6 +214,9 @@ def run(options: UpOptions) -> int:
                     "--standalone",
                     "--metrics-port",
                     str(metrics_port),
+                    # every sandbox without an endpoint of its own sends its telemetry to the console
+                    "--default-otlp-endpoint",
+                    sink.url,
                 ],
                 env=env,
                 stdout=subprocess.PIPE,

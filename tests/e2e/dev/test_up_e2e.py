@@ -72,7 +72,15 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
         )
         metrics_url = text.split("operator: metrics at ", 1)[1].split()[0]
         port = metrics_url.removeprefix("http://127.0.0.1:").removesuffix("/metrics")
-        assert operator["argv"] == ["--all-namespaces", "--standalone", "--metrics-port", port]
+        sink_url = text.split("sink: OTLP/HTTP on ", 1)[1].split(" ", 1)[0]
+        assert operator["argv"] == [
+            "--all-namespaces",
+            "--standalone",
+            "--metrics-port",
+            port,
+            "--default-otlp-endpoint",
+            sink_url,
+        ]
         assert Path(operator["kubeconfig"]) == (tmp_path / "kubeconfig.yaml").resolve()
 
         kubectl = [kubectl_path(), "--kubeconfig", str(tmp_path / "kubeconfig.yaml"), "-n", "default"]
@@ -86,7 +94,6 @@ def test_up_starts_everything_applies_the_demo_and_stops_on_ctrl_c(tmp_path: Pat
                 [*kubectl, "get", "sandbox", "demo", "-o", "json"], capture_output=True, text=True, check=True
             ).stdout
         )
-        sink_url = text.split("sink: OTLP/HTTP on ", 1)[1].split(" ", 1)[0]
         endpoints = [e["value"] for e in demo["spec"]["env"] if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"]
         assert endpoints == [sink_url]
 
