@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import sys
 
+from leap0_contract.cli import EXIT_USAGE, OneLineArgumentParser
 from leap0_sidecar import config as config_module
 from leap0_sidecar import malloc
 
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     early_signals: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: early_signals.append(received))
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="leap0-sidecar",
         description="The leap0 telemetry sidecar: receives OTLP on localhost, samples the sandbox's cgroup, "
         "stamps the sandbox's identity and forwards everything as OTLP/HTTP. Configured by environment "
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_module.load(os.environ)
     except config_module.ConfigError as exc:
         print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s leap0-sidecar: %(message)s",
@@ -41,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     import asyncio
 
-    from leap0_sidecar.app import Sidecar
-    from leap0_sidecar.grpc_receiver import BindError
+    from leap0_sidecar.app import CannotListen, Sidecar, taken_endpoint
     from leap0_sidecar.sandbox_metrics import MetricsSampler
 
+    problem = taken_endpoint(config)
+    if problem is not None:
+        print(f"leap0-sidecar: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     sampler = MetricsSampler(config.sampler)
 
     async def run() -> int:
@@ -55,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return asyncio.run(run())
-    except (BindError, OSError) as exc:
-        print(f"leap0-sidecar: cannot start: {exc}", file=sys.stderr)
-        return 1
+    except CannotListen as exc:
+        print(f"leap0-sidecar: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

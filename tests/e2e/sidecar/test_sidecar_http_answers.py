@@ -241,7 +241,7 @@ def test_grpc_message_over_the_limit_is_refused(small_sidecar: SidecarProcess) -
 
 
 @pytest.mark.parametrize("taken", ["http", "grpc"])
-def test_a_taken_port_stops_the_sidecar_with_exit_1(
+def test_a_taken_port_stops_the_sidecar_with_exit_2_saying_what_to_do(
     sidecar_factory: Callable[..., SidecarProcess], taken: str
 ) -> None:
     with socket.socket() as sock:
@@ -250,5 +250,9 @@ def test_a_taken_port_stops_the_sidecar_with_exit_1(
         port = sock.getsockname()[1]
         variable = "LEAP0_OTLP_HTTP_ENDPOINT" if taken == "http" else "LEAP0_OTLP_GRPC_ENDPOINT"
         process = sidecar_factory(None, wait=False, **{variable: f"127.0.0.1:{port}"})
-        assert process.wait(20) == 1
-    assert "cannot start" in process.logs()
+        assert process.wait(20) == 2
+    what = "OTLP/HTTP" if taken == "http" else "OTLP/gRPC"
+    assert process.logs() == (
+        f"leap0-sidecar: cannot listen on 127.0.0.1:{port} for {what}: the port is in use; stop what uses "
+        f"it, or choose another with {variable}=host:port\n"
+    )
