@@ -11,7 +11,9 @@ whatever ends it, SIGKILL included (:mod:`leap0_dev.children`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import errno
 import os
 import signal
@@ -368,13 +370,50 @@ def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]
 
 
 def _log_handler(runner: Any) -> Any:
-    """``kubectl logs`` for the pods the runner runs (their containers' output files)."""
+    """``kubectl logs`` for the pods the runner runs, as the kubelet answers it: ``--tail``, ``--since``,
+    ``--since-time``, ``--timestamps``, ``--limit-bytes`` and ``-f`` (until the container ends)."""
     from aiohttp import web
+
+    from .apiserver.errors import bad_request
+    from .runner.logs import LogQueryError, parse_query, render
 
     async def handler(request: web.Request, namespace: str, name: str, sub: str) -> web.StreamResponse:
         pod = runner.find(namespace, name)
         if pod is None:
             return web.Response(status=404, text=f"pod {name} is not running here")
-        return web.Response(body=pod.logs(request.query.get("container")), content_type="text/plain")
+        wanted = request.query.get("container")
+        container = pod.container(wanted)
+        if container is None:
+            raise bad_request(f"container {wanted} is not valid for pod {name}")
+        try:
+            query = parse_query(request.query, time.time())
+        except LogQueryError as exc:
+            raise bad_request(str(exc)) from None
+        output = container.output
+        if not query.follow:
+            return web.Response(body=render(output.lines(), query), content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        budget = query.limit_bytes
+        position = 0  # the start of the first line not sent yet
+        later = dataclasses.replace(query, tail_lines=None, since=None)
+        first = True
+        while True:
+            ended = not container.state.running and output.drained()
+            lines = output.lines(position)
+            if lines and not lines[-1][1].endswith(b"\n") and not ended:
+                lines = lines[:-1]  # (a line still being written: sent whole, later)
+            position += sum(len(line) for _, line in lines)
+            chunk = render(lines, query if first else later)
+            first = False
+            if budget is not None:
+                chunk, budget = chunk[:budget], budget - len(chunk[:budget])
+            if chunk:
+                await response.write(chunk)
+            if ended or budget == 0 or runner.find(namespace, name) is not pod:
+                break
+            await asyncio.sleep(0.2)
+        await response.write_eof()
+        return response
 
     return handler
