@@ -57,6 +57,8 @@ class Listener(Protocol):
 class Sampler(Protocol):
     def sample(self) -> bytes: ...
 
+    def app_running(self) -> bool: ...
+
 
 class Sidecar:
     def __init__(self, config: Config, sampler: Sampler | None) -> None:
@@ -108,11 +110,17 @@ class Sidecar:
 
     # --- metrics ------------------------------------------------------------------------------------
 
-    async def _take_metrics(self) -> None:
+    async def _take_metrics(self, last: bool = False) -> None:
+        """A sandbox metrics sample and the sidecar's own counters, as one request. The ``last`` one, at
+        shutdown, has no sandbox sample once the sandbox's processes are gone (it would measure nothing:
+        the sample before was the last real one)."""
         parts: list[bytes] = []
         if self.sampler is not None:
             try:
-                parts.append(await asyncio.to_thread(self.sampler.sample))
+                if last and not await asyncio.to_thread(self.sampler.app_running):
+                    log.info("no last sandbox metrics sample: the sandbox's processes have ended")
+                else:
+                    parts.append(await asyncio.to_thread(self.sampler.sample))
             except Exception:
                 if not self._sampler_failed:
                     log.exception(
@@ -233,7 +241,7 @@ class Sidecar:
         self._metrics_task.cancel()
         await asyncio.gather(self.http.close(), self.grpc.close(), return_exceptions=True)
         self.exporter.flush_now()
-        await self._take_metrics()
+        await self._take_metrics(last=True)
         queued = self.queue.used
         if queued:
             log.info(
