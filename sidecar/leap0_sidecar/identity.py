@@ -304,10 +304,11 @@ class IdentityStamper:
             raise WireError(f"invalid Resource: {exc}") from None
         attrs = msg.attributes
         keys = self._keys
-        if own:
-            drop = [kv.key in keys for kv in attrs]
-        else:
-            drop = [kv.key in keys or is_reserved_key(kv.key) for kv in attrs]
+        drop = []
+        for kv in attrs:
+            key = kv.key
+            reserved = not own and key.startswith(RESERVED_ATTRIBUTE_PREFIX) and is_reserved_key(key)
+            drop.append(reserved or key in keys)
         if any(drop):
             kept = [kv for kv, dropped in zip(attrs, drop, strict=True) if not dropped]
             del attrs[:]
