@@ -341,10 +341,10 @@ def test_rbac_grants_nothing_the_operator_does_not_call(scenario: str) -> None:
 def test_rbac_check_reports_a_call_the_chart_does_not_grant() -> None:
     objects = render(SCENARIOS["namespaced"])
     granted = bound_rules(objects, "leap0-leap0-operator")
-    missing = [("", "secrets", ("get",)), ("", "namespaces", ("delete",)), ("", "pods", ("create",))]
+    missing = [("", "secrets", ("list",)), ("", "namespaces", ("delete",)), ("", "pods", ("create",))]
     assert list(uncovered_calls(missing, granted, WATCHED)) == [
-        "core/secrets get in namespace team-a",
-        "core/secrets get in namespace team-b",
+        "core/secrets list in namespace team-a",
+        "core/secrets list in namespace team-b",
         "core/namespaces delete (cluster-wide)",
     ]
 
