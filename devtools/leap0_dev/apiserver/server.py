@@ -297,6 +297,15 @@ class ApiServer:
                 return _json(
                     self._table(request, res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
                 )
+            if "as=PartialObjectMetadata" in request.headers.get("Accept", ""):
+                # metadata only (what the operator asks of a Secret): the data never leaves the server
+                return _json(
+                    {
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": obj["metadata"],
+                    }
+                )
             return _json(self._out(res, obj))
         if method == "PUT":
             obj = self.store.update(
