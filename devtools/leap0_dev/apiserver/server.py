@@ -513,7 +513,10 @@ class ApiServer:
             if now and not before:
                 return self._event_line(res, "ADDED", ev.obj, table)
             if before and not now:
-                return self._event_line(res, "DELETED", ev.obj, table)
+                # as the watch cache does: the object as it was (it matched), at the event's resourceVersion
+                rv = ev.obj["metadata"]["resourceVersion"]
+                left = {**ev.old, "metadata": {**ev.old["metadata"], "resourceVersion": rv}}
+                return self._event_line(res, "DELETED", left, table)
         return self._event_line(res, ev.type, ev.obj, table) if now else None
 
     def _event_line(self, res: Resource, kind: str, obj: Obj, table: bool) -> bytes:
