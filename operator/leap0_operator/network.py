@@ -61,8 +61,8 @@ PRIVATE_IPV4: tuple[str, ...] = (
 # IPv6: unspecified and loopback, IPv4-mapped (would reach the IPv4 ranges above), NAT64 (the well-known
 # prefix 64:ff9b::/96 of RFC 6052 and the local-use 64:ff9b:1::/48 of RFC 8215: a cloud's NAT64 gateway
 # translates them to any IPv4 address, private ones included), Teredo (2001::/32) and 6to4 (2002::/16), which
-# embed IPv4 addresses too, discard-only, unique local (fc00::/7, incl. AWS's metadata server fd00:ec2::254), the
-# deprecated site-local, link-local and multicast.
+# embed IPv4 addresses too, discard-only, unique local (fc00::/7, incl. AWS's metadata server
+# fd00:ec2::254), the deprecated site-local, link-local and multicast.
 PRIVATE_IPV6: tuple[str, ...] = (
     "::/127",
     "::ffff:0:0/96",
