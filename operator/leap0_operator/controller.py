@@ -172,11 +172,14 @@ class Controller:
         self.queue.add(key)
 
     def policy_seen(self, key: Key, policy: dict[str, Any] | None) -> None:
-        """The Sandbox's NetworkPolicy as a watch shows it (None: deleted): a live sandbox gets it back."""
+        """The Sandbox's NetworkPolicy as a watch shows it (None: deleted): a live sandbox gets it back. The
+        echo of the operator's own write (the same spec as stored) is not reconciled."""
         if policy is None:
             self.policies.delete(key)
         else:
-            self.policies.put(key, policy)
+            previous = self.policies.put(key, policy)
+            if previous is not None and previous.get("digest") == policy.get("digest"):
+                return
         if key in self.sandboxes:
             self.queue.add(key)
 

@@ -218,7 +218,9 @@ async def policy_index(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: Any, **_: Any
 ) -> None:
     controller: Controller = memo.controller
-    controller.policies.put((namespace or "", labels[contract.LABEL_SANDBOX_ID]), trim_policy(body))
+    key = (namespace or "", labels[contract.LABEL_SANDBOX_ID])
+    if key not in controller.policies:  # the initial listing; later changes go through policy_event
+        controller.policies.put(key, trim_policy(body))
 
 
 @kopf.index(*TEMPLATES)
