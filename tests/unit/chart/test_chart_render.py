@@ -255,11 +255,12 @@ def test_platform_endpoint_from_a_secret_is_never_in_plain_text() -> None:
 
 
 def test_the_token_audience_reaches_the_operator_and_needs_a_platform_destination() -> None:
-    values = {"otlp": {"endpoint": "http://a:4318", "existingSecret": {"name": "s"}, "tokenAudience": "leap0"}}
+    otlp = {"endpoint": "http://a:4318", "existingSecret": {"name": "s"}, "tokenAudience": "leap0"}
+    values = {"otlp": otlp}
     got = flags(deployment_container(render(values)))
     assert (got["default-otlp-endpoint"], got["default-otlp-secret"]) == ("http://a:4318", "s")
     assert got["telemetry-token-audience"] == "leap0"
-    with pytest.raises(helm.HelmError, match=r"otlp\.tokenAudience needs otlp\.endpoint or otlp\.existingSecret"):
+    with pytest.raises(helm.HelmError, match=r"otlp\.tokenAudience needs otlp\.endpoint or otlp\.existingSe"):
         render({"otlp": {"tokenAudience": "leap0"}})
 
 
