@@ -1,7 +1,7 @@
 """The chart's optional ValidatingAdmissionPolicy (docs/security.md, "The admission policy"): rendered from
 the values, valid for every Kubernetes version the chart claims, and deciding each request as kube-apiserver
 would (tests/vap_support.py evaluates its CEL): templates per namespace, the most permissive network, and
-never a status write, a deletion or an update that leaves the spec alone (the garbage collector, finalizers)."""
+never a status write, a deletion or an update that leaves the spec alone (the GC, finalizers)."""
 
 from __future__ import annotations
 
