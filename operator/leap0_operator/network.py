@@ -389,7 +389,7 @@ def network_status(network: Network, sandbox_name: str) -> dict[str, Any]:
         "source": network.source,
         "message": describe(network, sandbox_name),
     }
-    if network.allow_cidrs:
+    if network.policy == contract.NETWORK_CUSTOM:
         status["allowCidrs"] = list(network.allow_cidrs)
     if network.policy != contract.NETWORK_ALLOW_ALL:
         status["networkPolicy"] = policy_name(sandbox_name)
@@ -397,11 +397,15 @@ def network_status(network: Network, sandbox_name: str) -> dict[str, Any]:
 
 
 def network_from_status(status: Mapping[str, Any]) -> Network | None:
-    """The network recorded in ``status.network`` when the pod was created (None when none is recorded)."""
+    """The network recorded in ``status.network`` when the pod was created; None when none is recorded, or
+    for a ``Custom`` one recorded before its CIDRs were (by an older operator: restoring it without them
+    would cut the sandbox off, so it is left as it is)."""
     recorded = status.get("network")
     if not isinstance(recorded, Mapping) or recorded.get("policy") not in contract.NETWORK_POLICIES:
         return None
     cidrs = recorded.get("allowCidrs")
+    if recorded["policy"] == contract.NETWORK_CUSTOM and not isinstance(cidrs, list):
+        return None
     return Network(
         policy=str(recorded["policy"]),
         allow_cidrs=tuple(str(c) for c in cidrs) if isinstance(cidrs, list) else (),

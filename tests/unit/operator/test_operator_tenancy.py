@@ -371,6 +371,14 @@ def test_a_deleted_or_edited_policy_is_put_back_as_recorded() -> None:
     )
 
 
+def test_a_custom_network_recorded_without_its_cidrs_is_left_alone() -> None:
+    """A status written by an operator that did not record the CIDRs: restoring without them would cut the
+    sandbox off; the live policy is left as it is."""
+    status = _recorded("Custom", ("203.0.113.0/24",))
+    del status["network"]["allowCidrs"]
+    assert plan(sandbox({}, status=status), None, RUNNING_POD, at(10), CONFIG, None).network_policy is None
+
+
 def test_allow_all_and_ended_sandboxes_need_no_policy() -> None:
     assert (
         plan(sandbox({}, status=_recorded("AllowAll")), None, RUNNING_POD, at(10), CONFIG).network_policy
