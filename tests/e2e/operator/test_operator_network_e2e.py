@@ -199,6 +199,12 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
             wait_for(phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=API_ERRORS)
             play_kubelet(api, namespace, name, sandbox_state=RUNNING)
             wait_for(phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=API_ERRORS)
+
+            # the Running Event is posted just after the status write the wait saw: count once it is
+            def event_posted(since: int = start) -> bool:
+                return any(m == "POST" and r == "events" for m, r, _ in recorded.writes[since:])
+
+            wait_for(event_posted, 20, "the Running Event")
             counts[name] = [(method, resource) for method, resource, _ in recorded.writes[start:]]
     print(f"operator writes per sandbox, creation to Running: {counts}")
     assert len(counts["public"]) == len(counts["open"]) + 1
