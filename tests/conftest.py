@@ -150,3 +150,22 @@ def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
         yield name
         with contextlib.suppress(client.ApiException):
             api.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def control_plane_crds(control_plane: ControlPlane) -> subprocess.CompletedProcess[str]:
+    """The CRDs of crds/ applied server-side to the real control plane (as a platform team would:
+    ``kubectl apply --server-side -f crds/``) and Established. Returns kubectl's result: its stderr holds
+    any warning the API server sent (CEL cost, schema), which tests/e2e/controlplane checks is empty."""
+    from support import REPO, kubectl
+
+    result = kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(
+        control_plane.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/sandboxes.leap0.dev",
+        "crd/sandboxtemplates.leap0.dev",
+    )
+    return result
