@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import support
+from controlplane_support import answer
 from kubernetes import client
 
 from leap0_dev.apiserver import ServerThread
@@ -314,11 +315,11 @@ def manifest(case: Case, namespace: str, spec: dict[str, Any] | None) -> dict[st
 
 
 def outcome(api_client: Any, namespace: str, case: Case) -> dict[str, Any]:
-    """What the server answered: ``{"accepted": True}``, or the refusal's code, reason, message (with the
-    namespace taken out) and causes."""
+    """What the server answered the case's create (and then update)."""
     custom = client.CustomObjectsApi(api_client)
     plural = PLURALS[case.kind]
-    try:
+
+    def call() -> None:
         created = custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, manifest(case, namespace, case.spec)
         )
@@ -328,19 +329,8 @@ def outcome(api_client: Any, namespace: str, case: Case) -> dict[str, Any]:
             custom.replace_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, body["metadata"]["name"], body
             )
-    except client.ApiException as exc:
-        status = json.loads(exc.body)
-        causes = sorted(
-            (cause.get("field", ""), cause.get("message", ""))
-            for cause in status["details"].get("causes", [])
-        )
-        return {
-            "code": status["code"],
-            "reason": status["reason"],
-            "message": status["message"].replace(namespace, "NS"),
-            "causes": causes,
-        }
-    return {"accepted": True}
+
+    return answer(call, namespace)
 
 
 def expected(case: Case) -> dict[str, Any]:
