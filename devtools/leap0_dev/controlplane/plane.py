@@ -166,7 +166,7 @@ class ControlPlane:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def forbidden(self, user: str) -> list[str]:
-        """The requests of ``user`` refused 403 so far (RBAC, PodSecurity...), one line each."""
+        """The requests of ``user`` that RBAC refused so far, one line each (``list ns/secrets: 403``)."""
         return forbidden(self.audit_events(), user)
 
     def compact(self) -> int:
