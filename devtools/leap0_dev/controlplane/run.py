@@ -27,6 +27,9 @@ def build() -> int:
     except BuildError as exc:
         _say(f"leap0 dev control-plane build: {exc}")
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C during a build: a half-written binary is never taken as built
+        _say("leap0 dev control-plane build: interrupted")
+        return 130
     print(folder, flush=True)
     return 0
 
@@ -38,6 +41,9 @@ def up(port: int, kubeconfig: Path, data_dir: Path | None) -> int:
     except BuildError as exc:
         _say(f"leap0 dev control-plane up: {exc}")
         return exc.exit_code
+    except KeyboardInterrupt:
+        _say("leap0 dev control-plane up: interrupted while building")
+        return 130
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
