@@ -110,7 +110,8 @@ def test_helm_installs_the_chart_and_its_rbac_scopes_the_operator(
 
     assert can("create", "pods", install.plain)
     assert can("patch", "sandboxes.leap0.dev", install.restricted, "--subresource=status")
-    assert not can("get", "secrets", "kube-system")
+    assert not can("list", "secrets", "kube-system")  # it reads the Secrets a sandbox names, one by one
+    assert not can("update", "sandboxes.leap0.dev", install.plain)  # the spec is the user's
     assert can("create", "pods", "default") == (install.mode == "cluster-wide")
 
 
