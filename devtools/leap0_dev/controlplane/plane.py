@@ -312,7 +312,9 @@ class ControlPlane:
                 context = ssl.create_default_context(cadata=self._ca.cert.decode())
                 context.load_cert_chain(self.layout.cert("admin"), self.layout.key("admin"))
             else:  # the controller-manager and scheduler serve a self-signed pair; /healthz needs no user
-                context = ssl._create_unverified_context()
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
         try:
             with urllib.request.urlopen(url, timeout=5, context=context) as response:
                 return int(response.status), response.read().decode(errors="replace")
