@@ -126,6 +126,8 @@ class Runner:
             kwargs: dict[str, Any] = {"watch": True, "timeout_seconds": 300, "_preload_content": False}
             if self.config.label_selector:
                 kwargs["label_selector"] = self.config.label_selector
+            if self.config.field_selector:
+                kwargs["field_selector"] = self.config.field_selector
             try:
                 if self.config.namespace:
                     self._response = self.core.list_namespaced_pod(self.config.namespace, **kwargs)
@@ -150,8 +152,11 @@ class Runner:
             if gone:
                 if local is not None:
                     del self.pods[uid]
+                    local.pod["metadata"] = pod["metadata"]  # the deletion's grace period
                     self.config.log(f"runner: pod {local.namespace}/{local.name} deleted: stopping it")
-                    threading.Thread(target=local.stop, daemon=True).start()
+                    threading.Thread(target=self.stop_deleted, args=(local,), daemon=True).start()
+                elif kind != "DELETED":
+                    threading.Thread(target=self.release_deleted, args=(pod,), daemon=True).start()
                 return
             if local is not None:
                 local.pod["metadata"] = pod["metadata"]  # labels and annotations may change; the spec cannot
@@ -164,6 +169,13 @@ class Runner:
         self.config.log(f"runner: starting pod {local.namespace}/{local.name}")
         self._record_network_policies(local)
         local.start()
+
+    def stop_deleted(self, local: LocalPod) -> None:
+        """A deleted pod that runs here: stop its containers (the kubelet mode then deletes the object)."""
+        local.stop()
+
+    def release_deleted(self, pod: Obj) -> None:
+        """A pod being deleted that does not run here (the kubelet mode deletes the object)."""
 
     def _run_loop(self) -> None:
         try:
