@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from support import operator_process, subprocess_env
+from support import operator_process, subprocess_env, wait_for
 
 from leap0_dev.apiserver import ServerThread
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sdk_support import StandInKubelet
 
     from leap0_dev.apiserver.exec import LocalProcessRunner
+    from leap0_dev.controlplane import ControlPlane
 
 
 @pytest.fixture
@@ -88,3 +89,64 @@ def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]
     stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
     yield stand_in
     stand_in.stop()
+
+
+# --- The real control plane (leap0_dev.controlplane; tests marked `realk8s`) --------------------------
+_build_error: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected: a cold
+    build takes tens of minutes, which no test's timeout covers (CI builds them before pytest; a warm cache
+    makes this a look). A failure (no Go, say) fails those tests with its message."""
+    if not any(item.get_closest_marker("realk8s") for item in session.items):
+        return
+    from leap0_dev.controlplane import BuildError, ensure_binaries
+
+    try:
+        ensure_binaries()
+    except BuildError as exc:
+        _build_error.append(str(exc))
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One real control plane for the session: etcd, kube-apiserver, kube-controller-manager and
+    kube-scheduler, built from source (docs/control-plane.md). ``.kubeconfig`` (the admin's), ``.url``,
+    ``.api_client()``, ``.user_kubeconfig()``, ``.compact()``; its data and logs under pytest's temporary
+    folder. Yielded once the controller-manager has made the ``default`` namespace's ServiceAccount."""
+    from kubernetes import client
+
+    from leap0_dev.controlplane import BuildError, ControlPlane, ensure_binaries
+
+    if _build_error:
+        pytest.fail(_build_error[0], pytrace=False)
+    try:
+        binaries = ensure_binaries()
+    except BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with ControlPlane(binaries, data_dir=tmp_path_factory.mktemp("control-plane")) as plane:
+        with plane.api_client() as api_client:
+            core = client.CoreV1Api(api_client)
+            wait_for(
+                lambda: core.read_namespaced_service_account("default", "default"),
+                timeout=120,
+                what="the controller-manager to create the default ServiceAccount",
+                interval=0.5,
+                ignore=(client.ApiException,),
+            )
+        yield plane
+
+
+@pytest.fixture
+def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A fresh, uniquely named namespace on the real control plane, deleted after the test."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    with control_plane.api_client() as api_client:
+        api = client.CoreV1Api(api_client)
+        api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        yield name
+        with contextlib.suppress(client.ApiException):
+            api.delete_namespace(name)

@@ -37,6 +37,7 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
         help="events per resource a watch can resume from (default 10000); a watch from an older "
         "resourceVersion gets 410 Gone, as after etcd compaction",
     )
+    _add_control_plane(dev_sub)
     up = dev_sub.add_parser(
         "up",
         help="the local quickstart: API server, operator, local pod runner, OTLP console sink, demo sandbox",
@@ -88,8 +89,52 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_control_plane(dev_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plane = dev_sub.add_parser(
+        "control-plane",
+        help="the real Kubernetes control plane, built from source (etcd, kube-apiserver, "
+        "kube-controller-manager, kube-scheduler; and helm)",
+        description="Build and run the real Kubernetes control plane on this machine: see "
+        "docs/control-plane.md.",
+    )
+    plane_sub = plane.add_subparsers(dest="control_plane_command", required=True)
+    plane_sub.add_parser(
+        "build",
+        help="build the missing binaries and print the folder that holds them",
+        description="Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and helm at the "
+        "versions pinned in devtools/k8s (with Go, into a cache folder outside the repository, once per "
+        "machine) and print one line: the folder holding them. With KUBEBUILDER_ASSETS set, that folder is "
+        "used instead. Exits 2, saying what to install, with neither Go nor KUBEBUILDER_ASSETS.",
+    )
+    plane_up = plane_sub.add_parser(
+        "up",
+        help="run etcd, the API server, the controller-manager and the scheduler",
+        description="Start etcd, kube-apiserver (https on 127.0.0.1, RBAC, the default admission plugins, "
+        "service-account tokens), kube-controller-manager and kube-scheduler; write an admin kubeconfig "
+        "once the API answers. Ctrl-C or SIGTERM stops them all.",
+    )
+    plane_up.add_argument(
+        "--port", type=int, default=6443, help="the API server's port (default 6443; 0: any free port)"
+    )
+    plane_up.add_argument(
+        "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="admin kubeconfig file to write"
+    )
+    plane_up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="certificates, etcd's data and the logs (kept; default: a temporary folder removed at exit)",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed ``leap0 dev ...`` command."""
+    if args.dev_command == "control-plane":
+        from leap0_dev.controlplane import run as control_plane  # the dev extra's dependencies load here
+
+        if args.control_plane_command == "build":
+            return control_plane.build()
+        return control_plane.up(args.port, args.kubeconfig, args.data_dir)
     if args.dev_command == "apiserver":
         from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
 

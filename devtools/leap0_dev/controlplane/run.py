@@ -1,0 +1,69 @@
+"""``leap0 dev control-plane build`` and ``leap0 dev control-plane up``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from leap0_dev import children
+
+from .build import BuildError, ensure_binaries
+from .plane import ControlPlane, ControlPlaneError
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def build() -> int:
+    """Build what is missing; print one line, the folder holding the five binaries."""
+    try:
+        folder = ensure_binaries(progress=_say)
+    except BuildError as exc:
+        _say(f"leap0 dev control-plane build: {exc}")
+        return exc.exit_code
+    print(folder, flush=True)
+    return 0
+
+
+def up(port: int, kubeconfig: Path, data_dir: Path | None) -> int:
+    """Run the control plane until Ctrl-C, SIGTERM or SIGHUP (or a component's exit: code 1)."""
+    try:
+        binaries = ensure_binaries(progress=_say)
+    except BuildError as exc:
+        _say(f"leap0 dev control-plane up: {exc}")
+        return exc.exit_code
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    plane = ControlPlane(binaries, port=port, kubeconfig=kubeconfig.resolve(), data_dir=data_dir, log=_say)
+    code = 0
+    try:
+        plane.start()
+        _say(f"control-plane: {plane.url} is up; export KUBECONFIG={plane.kubeconfig}")
+        _say(f"control-plane: data and logs in {plane.data_dir}; Ctrl-C stops everything")
+        while not stop.wait(0.5):
+            failed = plane.exited()
+            if failed is not None:
+                _say(f"control-plane: {failed} exited; the end of its log:\n{plane.log_tail(failed)}")
+                code = 1
+                break
+    except ControlPlaneError as exc:
+        _say(f"control-plane: cannot start: {exc}")
+        code = 1
+    finally:
+        _say("control-plane: stopping")
+        plane.stop()
+        children.close()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        _say("control-plane: stopped")
+    return code
