@@ -110,9 +110,11 @@ def apiserver_args(binaries: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--service-account-key-file={layout.sa_public}",
         f"--service-account-signing-key-file={layout.sa_private}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-        # How it reaches a kubelet (exec, logs): with this client certificate.
+        # How it reaches a kubelet (exec, logs): with this client certificate, verifying the kubelet's serving
+        # certificate against the run's CA (without it kube-apiserver would not check who answers).
         f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
         f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
+        f"--kubelet-certificate-authority={layout.cert('ca')}",
         "--profiling=false",
     ]
 
