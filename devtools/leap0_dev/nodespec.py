@@ -77,6 +77,16 @@ def _quantity(option: str, value: str) -> Decimal:
     return amount
 
 
+def check_size(cpu: str | None, memory: str | None, pods: int) -> None:
+    """Refuse a node size that is not one, naming the option."""
+    if cpu is not None:
+        _quantity("--node-cpu", cpu)
+    if memory is not None:
+        _quantity("--node-memory", memory)
+    if pods < 1:
+        raise NodeSpecError(f"--node-pods {pods}: must be at least 1")
+
+
 def capacity(
     host: Host, cpu: str | None = None, memory: str | None = None, pods: int = DEFAULT_MAX_PODS
 ) -> Obj:
@@ -87,10 +97,7 @@ def capacity(
     machine is possible; and a smaller one makes the real scheduler refuse big sandboxes."""
     cpu_text = str(host.cpus) if cpu is None else cpu
     memory_text = f"{host.memory_bytes // 1024}Ki" if memory is None else memory
-    _quantity("--node-cpu", cpu_text)
-    _quantity("--node-memory", memory_text)
-    if pods < 1:
-        raise NodeSpecError(f"--node-pods {pods}: must be at least 1")
+    check_size(cpu_text, memory_text, pods)
     result: Obj = {"cpu": cpu_text, "memory": memory_text, "pods": str(pods)}
     if host.ephemeral_bytes > 0:
         result["ephemeral-storage"] = f"{host.ephemeral_bytes // 1024}Ki"
