@@ -55,12 +55,12 @@ PRIVATE_IPV4: tuple[str, ...] = (
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
-# IPv6: unspecified and loopback, IPv4-mapped (would reach the IPv4 ranges above), NAT64 local-use (RFC 8215),
-# discard-only, unique local (fc00::/7, incl. AWS's metadata server fd00:ec2::254), the deprecated site-local,
-# link-local and multicast.
+# IPv6: unspecified and loopback, NAT64 local-use (RFC 8215), discard-only, unique local (fc00::/7, incl.
+# AWS's metadata server fd00:ec2::254), the deprecated site-local, link-local and multicast. Not the
+# IPv4-mapped ::ffff:0:0/96: kube-apiserver refuses IPv4-mapped CIDRs in an ipBlock, and none is needed: a
+# connection to ::ffff:10.0.0.1 leaves the pod as IPv4 packets to 10.0.0.1, which the IPv4 exceptions refuse.
 PRIVATE_IPV6: tuple[str, ...] = (
     "::/127",
-    "::ffff:0:0/96",
     "64:ff9b:1::/48",
     "100::/64",
     "fc00::/7",

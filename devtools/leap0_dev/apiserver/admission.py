@@ -7,6 +7,7 @@ import base64
 import re
 from typing import Any
 
+from . import networkpolicy
 from .catalog import Resource
 from .errors import ApiError, invalid
 
@@ -57,6 +58,13 @@ def validate_labels(res: Resource, name: str, obj: dict[str, Any]) -> None:
                     )
                 ],
             )
+
+
+def validate_builtin(res: Resource, name: str, obj: dict[str, Any]) -> None:
+    """Field rules of built-in kinds the product writes, where kube-apiserver refuses what a schema allows:
+    NetworkPolicy ``ipBlock`` CIDRs (:mod:`.networkpolicy`)."""
+    if res.key == ("networking.k8s.io", "networkpolicies"):
+        raise_if(networkpolicy.causes(obj), res, name)
 
 
 def _qos(pod_spec: dict[str, Any]) -> str:
