@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from leap0_dev.controlplane.node import NodeOptions
+    from leap0_dev.nodespec import NodeOptions
 
 
 def _positive_int(value: str) -> int:
@@ -89,6 +89,15 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument(
+        "--control-plane",
+        choices=("emulator", "real"),
+        default="emulator",
+        help="emulator: the embedded API server (default; starts in a second); real: kube-apiserver, "
+        "etcd, the controller-manager and the scheduler built from source (docs/control-plane.md), this "
+        "machine their Node and the runner its kubelet",
+    )
+    node_options(up)
+    up.add_argument(
         "--workdir", type=Path, default=Path(".leap0"), help="logs and pod files (default .leap0)"
     )
 
@@ -144,7 +153,8 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
 
 
 def node_options(parser: argparse.ArgumentParser) -> None:
-    """The node's name and size (``control-plane up --kubelet``, ``up --control-plane real``)."""
+    """The node's name and size (``control-plane up --kubelet``, ``up --control-plane real``; the
+    embedded API server has no nodes)."""
     parser.add_argument(
         "--node-name", default=None, help="the Node's name (default: this host's name in lower case)"
     )
@@ -198,12 +208,14 @@ def run(args: argparse.Namespace) -> int:
                 workdir=args.workdir,
                 verbose=args.verbose,
                 operator_metrics_port=args.operator_metrics_port,
+                control_plane=args.control_plane,
+                node=_node(args),
             )
         )
     raise AssertionError(f"unknown dev command {args.dev_command!r}")
 
 
 def _node(args: argparse.Namespace) -> NodeOptions:
-    from leap0_dev.controlplane.node import NodeOptions
+    from leap0_dev.nodespec import NodeOptions
 
     return NodeOptions(name=args.node_name, cpu=args.node_cpu, memory=args.node_memory, pods=args.node_pods)
