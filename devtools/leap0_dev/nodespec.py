@@ -9,6 +9,7 @@ and the ``containerLogs`` query. Plain data in, plain data out: unit-tested in
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,6 +103,21 @@ def capacity(
     if host.ephemeral_bytes > 0:
         result["ephemeral-storage"] = f"{host.ephemeral_bytes // 1024}Ki"
     return result
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """The node's name (None: this host's, as a kubelet's) and size (None: this machine's)."""
+
+    name: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    pods: int = DEFAULT_MAX_PODS
+
+    def node_name(self) -> str:
+        if self.name is not None:
+            return check_node_name(self.name)
+        return node_name(socket.gethostname())
 
 
 @dataclass(frozen=True)

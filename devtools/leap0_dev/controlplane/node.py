@@ -9,33 +9,16 @@ certificate), builds ``leap0-kubelet`` when missing, and runs :class:`leap0_dev.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leap0_dev import nodespec
+from leap0_dev.nodespec import NodeOptions
 from leap0_dev.runner import RunnerConfig
 from leap0_dev.runner.kubelet import Kubelet, KubeletSettings
 
 from .build import ensure_kubelet
 from .plane import ControlPlane
-
-
-@dataclass(frozen=True)
-class NodeOptions:
-    """The node's name (None: this host's, as a kubelet's) and size (None: this machine's)."""
-
-    name: str | None = None
-    cpu: str | None = None
-    memory: str | None = None
-    pods: int = nodespec.DEFAULT_MAX_PODS
-
-    def node_name(self) -> str:
-        if self.name is not None:
-            return nodespec.check_node_name(self.name)
-        return nodespec.node_name(socket.gethostname())
 
 
 class LocalNode:

@@ -9,10 +9,11 @@ from pathlib import Path
 from types import FrameType
 
 from leap0_dev import children, nodespec
+from leap0_dev.nodespec import NodeOptions
 from leap0_dev.runner.kubelet import KubeletError
 
 from .build import BuildError, ensure_binaries, ensure_kubelet
-from .node import LocalNode, NodeOptions
+from .node import LocalNode
 from .plane import ControlPlane, ControlPlaneError
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
