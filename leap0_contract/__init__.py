@@ -185,6 +185,9 @@ REASON_CONTAINER_FAILED: Final = "ContainerFailed"
 REASON_POD_FAILED: Final = "PodFailed"
 REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
+# The namespace's PodSecurity admission refused the sandbox pod (its level is stricter than the template's
+# podSecurity): Failed, with the admission's message.
+REASON_POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
 REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 REASON_COMPLETED: Final = "Completed"  # the sandbox process exited with code 0 (restartPolicy Never)

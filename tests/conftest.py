@@ -156,6 +156,25 @@ def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
             api.delete_namespace(name)
 
 
+@pytest.fixture(scope="session")
+def control_plane_crds(control_plane: ControlPlane) -> subprocess.CompletedProcess[str]:
+    """The CRDs of crds/ applied server-side to the real control plane (as a platform team would:
+    ``kubectl apply --server-side -f crds/``) and Established. Returns kubectl's result: its stderr holds
+    any warning the API server sent (CEL cost, schema), which tests/e2e/controlplane checks is empty."""
+    from support import REPO, kubectl
+
+    result = kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(
+        control_plane.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/sandboxes.leap0.dev",
+        "crd/sandboxtemplates.leap0.dev",
+    )
+    return result
+
+
 # The session's node: 4 CPUs and 16 GiB, whatever the machine (the runner holds pods to their limits, not
 # their requests), so a few sandboxes run at once and one of 8 vCPUs is unschedulable.
 KUBELET_NODE = "leap0-test-node"

@@ -350,9 +350,9 @@ class Controller:
                 if policy is not None:
                     await self.api.create_network_policy(policy)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # the API refused it as invalid: Failed, not retried
+            except kopf.PermanentError as exc:  # the API refused it for good: Failed, not retried
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
-                refused = SpecError(contract.REASON_INVALID_SPEC, str(exc))
+                refused = SpecError(getattr(exc, "reason", contract.REASON_INVALID_SPEC), str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)

@@ -57,8 +57,8 @@ PRIVATE_IPV4: tuple[str, ...] = (
 )
 # IPv6: unspecified and loopback, NAT64 local-use (RFC 8215), discard-only, unique local (fc00::/7, incl.
 # AWS's metadata server fd00:ec2::254), the deprecated site-local, link-local and multicast. Not the
-# IPv4-mapped ::ffff:0:0/96: kube-apiserver refuses IPv4-mapped CIDRs in an ipBlock, and none is needed: a
-# connection to ::ffff:10.0.0.1 leaves the pod as IPv4 packets to 10.0.0.1, which the IPv4 exceptions refuse.
+# IPv4-mapped range ::ffff:0:0/96: the API server refuses it in an ipBlock (Kubernetes 1.33+ validates CIDRs
+# strictly), and a connection to a mapped address leaves the pod as IPv4, which the IPv4 list covers.
 PRIVATE_IPV6: tuple[str, ...] = (
     "::/127",
     "64:ff9b:1::/48",

@@ -249,7 +249,7 @@ class Store:
             obj.pop("status", None)  # the status subresource's strategy drops status on create
         obj = admission.default_on_create(res, obj)
         admission.validate_labels(res, name, obj)
-        admission.validate_builtin(res, name, obj)
+        admission.validate_network_policy(res, name, obj)
         if res.key == CRD_KEY:
             admission.check_crd(obj)
             obj["status"] = admission.crd_status(obj, meta["creationTimestamp"])
@@ -356,7 +356,7 @@ class Store:
         if subresource != "status":
             new = admission.check_update(res, name, new, old)
             admission.validate_labels(res, name, new)
-            admission.validate_builtin(res, name, new)
+            admission.validate_network_policy(res, name, new)
             if res.key == CRD_KEY:
                 admission.check_crd(new)
         new = self._schema(res, new, old)

@@ -46,6 +46,14 @@ class Layout:
         return self.pki / f"{name}.key"
 
     @property
+    def audit_policy(self) -> Path:
+        return self.data_dir / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.data_dir / "logs" / "audit.log"
+
+    @property
     def sa_public(self) -> Path:
         return self.pki / "sa.pub"
 
@@ -103,6 +111,15 @@ def apiserver_args(binaries: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--tls-cert-file={layout.cert('apiserver')}",
         f"--tls-private-key-file={layout.key('apiserver')}",
         f"--client-ca-file={layout.cert('ca')}",
+        # The aggregation layer's front proxy, as kubeadm: without it every component logs that the
+        # requestheader CA bundle is missing.
+        f"--requestheader-client-ca-file={layout.cert('front-proxy-ca')}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={layout.cert('front-proxy-client')}",
+        f"--proxy-client-key-file={layout.key('front-proxy-client')}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
@@ -115,8 +132,47 @@ def apiserver_args(binaries: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
         f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
         f"--kubelet-certificate-authority={layout.cert('ca')}",
+        # 127.0.0.1 may not be an Endpoints address: nothing here needs the `kubernetes` Service's endpoints.
+        "--endpoint-reconciler-type=none",
+        # Every request of a user other than the control plane's own (audit_policy), one JSON line each:
+        # the tests read who was refused what (a 403 of the operator's ServiceAccount fails them).
+        f"--audit-policy-file={layout.audit_policy}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-maxsize=500",
+        "--audit-log-maxbackup=1",
         "--profiling=false",
     ]
+
+
+def audit_policy() -> dict[str, Any]:
+    """Metadata (who, what, the answer's code) of every request once answered, except the control plane's
+    own components and controllers, whose steady traffic would swamp the log."""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived", "ResponseStarted"],
+        "rules": [
+            {
+                "level": "None",
+                "users": ["system:kube-controller-manager", "system:kube-scheduler", "system:apiserver"],
+            },
+            {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+            {"level": "Metadata"},
+        ],
+    }
+
+
+def forbidden(events: list[dict[str, Any]], user: str) -> list[str]:
+    """The requests of ``user`` that were refused 403 (an audit log's events), one line each."""
+    lines = []
+    for event in events:
+        if event.get("user", {}).get("username") != user:
+            continue
+        if event.get("responseStatus", {}).get("code") == 403:
+            ref = event.get("objectRef", {})
+            where = "/".join(filter(None, (ref.get("namespace"), ref.get("resource"), ref.get("name"))))
+            lines.append(f"{event.get('verb')} {where or event.get('requestURI')}: 403")
+    return lines
 
 
 def controller_manager_args(binaries: Path, layout: Layout, ports: Ports) -> list[str]:

@@ -41,7 +41,19 @@ import yaml
 from leap0_dev import children
 
 from . import pki
-from .plan import COMPONENTS, HOST, Layout, Ports, command, etcd_url, health_url, kubeconfig, server_url
+from .plan import (
+    COMPONENTS,
+    HOST,
+    Layout,
+    Ports,
+    audit_policy,
+    command,
+    etcd_url,
+    forbidden,
+    health_url,
+    kubeconfig,
+    server_url,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -170,6 +182,18 @@ class ControlPlane:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every audited request so far (the audit log's JSON lines): each with ``user``, ``verb``,
+        ``objectRef``, ``responseStatus``..."""
+        path = self.layout.audit_log
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def forbidden(self, user: str) -> list[str]:
+        """The requests of ``user`` refused 403 so far (RBAC, PodSecurity...), one line each."""
+        return forbidden(self.audit_events(), user)
+
     def compact(self) -> int:
         """Compact etcd up to its current revision (what the API server does every 5 minutes), so a watch or
         list from an older resourceVersion gets 410 Gone. Returns the revision compacted to."""
@@ -247,6 +271,12 @@ class ControlPlane:
         kubelet_client = pki.issue(ca, "kube-apiserver-kubelet-client", ("system:masters",))
         _write(layout.cert("apiserver-kubelet-client"), kubelet_client.cert)
         _write(layout.key("apiserver-kubelet-client"), kubelet_client.key, private=True)
+        front_proxy = pki.new_ca("front-proxy-ca")
+        _write(layout.cert("front-proxy-ca"), front_proxy.cert)
+        proxy_client = pki.issue(front_proxy, "front-proxy-client")
+        _write(layout.cert("front-proxy-client"), proxy_client.cert)
+        _write(layout.key("front-proxy-client"), proxy_client.key, private=True)
+        _write(layout.audit_policy, yaml.safe_dump(audit_policy()).encode())
         sa = pki.signing_key()
         _write(layout.sa_public, sa.cert)
         _write(layout.sa_private, sa.key, private=True)

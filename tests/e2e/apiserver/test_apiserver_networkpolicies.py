@@ -50,25 +50,6 @@ def test_kubectl_applies_gets_and_deletes_a_networkpolicy(apiserver: ServerThrea
     assert kubectl(kc, "-n", namespace, "get", "netpol", "-o", "name").stdout.strip() == ""
 
 
-def test_an_ipv4_mapped_cidr_is_refused_as_kube_apiserver_refuses_it(
-    apiserver: ServerThread, namespace: str
-) -> None:
-    """kube-apiserver refuses IPv4-mapped CIDRs in an ipBlock (the operator sent one until the real control
-    plane's tests caught it): the emulator answers the same 422, on create and on update."""
-    mapped = POLICY_YAML + "  - to: [{ipBlock: {cidr: '::/0', except: ['::ffff:0:0/96']}}]\n"
-    result = kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "-f", "-", input=mapped, check=False)
-    assert result.returncode != 0
-    assert (
-        'spec.egress[1].to[0].ipBlock.except[0]: Invalid value: "::ffff:0:0/96": '
-        "must not have an IPv4-mapped IPv6 address" in result.stderr
-    )
-    assert "must be a strict subset of `cidr`" in result.stderr
-    kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "-f", "-", input=POLICY_YAML)
-    result = kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "-f", "-", input=mapped, check=False)
-    assert result.returncode != 0
-    assert "must not have an IPv4-mapped IPv6 address" in result.stderr
-
-
 def test_unknown_fields_of_a_networkpolicy_are_refused_under_strict_validation(
     apiserver: ServerThread, namespace: str
 ) -> None:
