@@ -1,8 +1,8 @@
 """Fixtures of the tests on the real control plane with the local runner as its kubelet (``realk8s``).
 
 One control plane (``control_plane``) and one kubelet (``kubelet_node``) serve the whole session; each test
-has its namespace (``k8s_namespace``) and its operator process serving it, as admin. The CRDs are installed
-once, as ``leap0 dev up --control-plane real`` installs them.
+has its namespace (``k8s_namespace``) and its operator process serving it, as admin, once the CRDs are
+applied (``control_plane_crds``).
 """
 
 from __future__ import annotations
@@ -18,16 +18,6 @@ from support import operator_process
 from leap0_dev.controlplane import ControlPlane
 
 
-@pytest.fixture(scope="session")
-def real_crds(control_plane: ControlPlane) -> None:
-    """The CRDs of crds/ created on the real control plane and Established."""
-    from leap0_dev.crds import load_crds
-    from leap0_dev.up import install_crds
-
-    with control_plane.api_client() as api_client:
-        install_crds(api_client, load_crds())
-
-
 @pytest.fixture
 def real_api(control_plane: ControlPlane) -> Iterator[Any]:
     """An admin ApiClient of the real control plane."""
@@ -37,7 +27,7 @@ def real_api(control_plane: ControlPlane) -> Iterator[Any]:
 
 @pytest.fixture
 def start_operator(
-    control_plane: ControlPlane, real_crds: None, k8s_namespace: str, tmp_path: Path
+    control_plane: ControlPlane, control_plane_crds: Any, k8s_namespace: str, tmp_path: Path
 ) -> Callable[..., AbstractContextManager[Any]]:
     """``with start_operator(): ...``: the real operator serving the test's namespace (a process; its log is
     printed when the test fails). Call again to restart it."""
