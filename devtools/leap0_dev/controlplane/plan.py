@@ -163,15 +163,17 @@ def audit_policy() -> dict[str, Any]:
 
 
 def forbidden(events: list[dict[str, Any]], user: str) -> list[str]:
-    """The requests of ``user`` that were refused 403 (an audit log's events), one line each."""
+    """The requests of ``user`` that authorization (RBAC) refused, one line each, from an audit log's events.
+    A 403 of admission (PodSecurity, a quota) is not one: the user was allowed to ask."""
     lines = []
     for event in events:
         if event.get("user", {}).get("username") != user:
             continue
-        if event.get("responseStatus", {}).get("code") == 403:
+        if (event.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid":
             ref = event.get("objectRef", {})
             where = "/".join(filter(None, (ref.get("namespace"), ref.get("resource"), ref.get("name"))))
-            lines.append(f"{event.get('verb')} {where or event.get('requestURI')}: 403")
+            code = event.get("responseStatus", {}).get("code")
+            lines.append(f"{event.get('verb')} {where or event.get('requestURI')}: {code}")
     return lines
 
 

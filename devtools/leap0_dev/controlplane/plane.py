@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -84,7 +84,8 @@ def free_port() -> int:
 
 class ControlPlane:
     """One control plane. ``port`` is the API server's (0: a free one); ``kubeconfig`` where the admin
-    kubeconfig goes (default ``<data_dir>/admin.kubeconfig``); ``data_dir`` kept when given."""
+    kubeconfig goes (default ``<data_dir>/admin.kubeconfig``); ``data_dir`` kept when given; ``extra_args``
+    more flags for a component (by its name in :data:`COMPONENTS`)."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class ControlPlane:
         kubeconfig: Path | None = None,
         data_dir: Path | None = None,
         log: Callable[[str], None] | None = None,
+        extra_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.binaries = Path(binaries)
         self._own_dir = data_dir is None
@@ -110,6 +112,9 @@ class ControlPlane:
         )
         self.kubeconfig = (kubeconfig or self.layout.kubeconfig("admin")).resolve()
         self._log = log or (lambda line: None)
+        # More flags per component (``{"kube-apiserver": ["--watch-cache=false"]}``), after the planned ones
+        # (the last of a flag wins).
+        self.extra_args = {name: list(args) for name, args in (extra_args or {}).items()}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_files: list[IO[bytes]] = []
         self._ca: pki.KeyPair | None = None
@@ -191,7 +196,7 @@ class ControlPlane:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def forbidden(self, user: str) -> list[str]:
-        """The requests of ``user`` refused 403 so far (RBAC, PodSecurity...), one line each."""
+        """The requests of ``user`` that RBAC refused so far, one line each (``list ns/secrets: 403``)."""
         return forbidden(self.audit_events(), user)
 
     def compact(self) -> int:
@@ -288,7 +293,10 @@ class ControlPlane:
             _write_yaml(layout.kubeconfig(user), kubeconfig(self.url, ca.cert, pair.cert, pair.key, user))
 
     def _start(self, component: str) -> None:
-        argv = command(component, self.binaries, self.layout, self.ports)
+        argv = [
+            *command(component, self.binaries, self.layout, self.ports),
+            *self.extra_args.get(component, []),
+        ]
         log = self.layout.log(component).open("ab")
         self._log_files.append(log)
         self._log(f"control-plane: starting {component} (log {self.layout.log(component)})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from leap0_dev.controlplane.plan import (
     Layout,
     Ports,
     command,
+    forbidden,
     health_url,
     kubeconfig,
     token_kubeconfig,
@@ -182,3 +184,23 @@ def test_the_serving_certificate_names_loopback() -> None:
     cert = x509.load_pem_x509_certificate(serving.cert)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_only_what_authorization_refused_counts_as_forbidden() -> None:
+    def event(user: str, decision: str, code: int, verb: str = "create") -> dict[str, Any]:
+        return {
+            "user": {"username": user},
+            "verb": verb,
+            "objectRef": {"namespace": "ns", "resource": "pods", "name": "p"},
+            "responseStatus": {"code": code},
+            "annotations": {"authorization.k8s.io/decision": decision},
+        }
+
+    events = [
+        event("op", "forbid", 403),
+        event("op", "allow", 403),  # PodSecurity admission refused the pod: the operator may ask
+        event("op", "allow", 201),
+        event("someone", "forbid", 403, "list"),
+    ]
+    assert forbidden(events, "op") == ["create ns/pods/p: 403"]
+    assert forbidden(events, "nobody") == []
