@@ -28,6 +28,7 @@ import platform
 import secrets
 import select
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -321,7 +322,7 @@ class Kubelet:
     def log_path(self) -> Path:
         if self.settings.log_file is not None:
             return self.settings.log_file
-        workdir = self.config.workdir or Path("/tmp/leap0-runner")
+        workdir = self.config.workdir or Path(tempfile.gettempdir()) / "leap0-runner"
         return workdir / "leap0-kubelet.log"
 
     def start(self) -> Kubelet:
