@@ -7,14 +7,16 @@ deleted Sandbox owned, and ``kubectl exec``/``logs`` go through the API server t
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 from operator_support import create_sandbox, phase, pod_gone, sandbox
-from support import kubectl, wait_for
+from support import kubectl, kubectl_path, wait_for
 
 import leap0_contract as contract
 from leap0_dev.controlplane import ControlPlane
@@ -50,6 +52,7 @@ def test_a_sandbox_from_creation_to_garbage_collection(
     k8s_namespace: str,
     real_api: Any,
     start_operator: Callable[..., AbstractContextManager[Any]],
+    tmp_path: Path,
 ) -> None:
     ns, kc = k8s_namespace, control_plane.kubeconfig
     core, networking = client.CoreV1Api(real_api), client.NetworkingV1Api(real_api)
@@ -105,9 +108,22 @@ def test_a_sandbox_from_creation_to_garbage_collection(
         assert "leap0-operator" in describe.split("Events:")[1]
 
         # Drift: the pod deleted behind the operator's back (the kubelet stops it and removes the object),
-        # then recreated by the operator and run again.
-        first_uid = pod.metadata.uid
-        core.delete_namespaced_pod("life", ns)
+        # then recreated by the operator and run again. `kubectl logs -f` follows the app until it stops.
+        followed = tmp_path / "follow.log"
+        with open(followed, "wb") as out:
+            follow = subprocess.Popen(
+                [kubectl_path(), f"--kubeconfig={kc}", "-n", ns, "logs", "-f", "life", "-c", "sandbox"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(lambda: "app started" in followed.read_text(), timeout=60, what="kubectl logs -f")
+            first_uid = pod.metadata.uid
+            core.delete_namespaced_pod("life", ns)
+            assert follow.wait(60) == 0  # the stream ended with the container
+        finally:
+            follow.kill()
+            follow.wait()
         recreated = wait_for(
             _running_pod(real_api, ns, "life", not_uid=first_uid),
             timeout=START_S,
