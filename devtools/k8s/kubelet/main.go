@@ -37,12 +37,13 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	streaming "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/client-go/rest"
 	client "k8s.io/client-go/tools/remotecommand"
+	streaming "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
 )
 
@@ -201,12 +202,11 @@ type target struct{ namespace, pod string }
 func (t target) String() string { return t.namespace + "/" + t.pod }
 
 func parseTarget(name string) (target, error) {
-	for i := 0; i < len(name); i++ {
-		if name[i] == '/' {
-			return target{namespace: name[:i], pod: name[i+1:]}, nil
-		}
+	namespace, pod, ok := strings.Cut(name, "/")
+	if !ok {
+		return target{}, fmt.Errorf("pod %q: want namespace/name", name)
 	}
-	return target{}, fmt.Errorf("pod %q: want namespace/name", name)
+	return target{namespace: namespace, pod: pod}, nil
 }
 
 // runnerExecutor runs a command through the runner's exec endpoint (the pods/exec WebSocket protocol).

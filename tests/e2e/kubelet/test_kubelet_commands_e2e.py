@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from support import alive, dev_up_command, stop_process_tree, subprocess_env, wait_for
 
 from leap0_contract import SANDBOX_METRICS
+from leap0_dev.controlplane.build import MODULES_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -79,3 +81,12 @@ def test_a_bad_node_option_is_one_line_naming_it_before_anything_starts(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"leap0 dev control-plane up: {message}")
+
+
+def test_the_go_code_is_gofmt_formatted() -> None:
+    gofmt = shutil.which("gofmt")
+    assert gofmt is not None, "gofmt (with Go 1.26+) is needed: the control plane is built with Go"
+    unformatted = subprocess.run(
+        [gofmt, "-l", str(MODULES_DIR)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert unformatted == []
