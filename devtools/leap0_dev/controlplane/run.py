@@ -27,14 +27,14 @@ def build() -> int:
     """Build what is missing; print one line, the folder holding the five binaries."""
     try:
         folder = ensure_binaries(progress=_say)
-    except BuildError as exc:
-        _say(f"leap0 dev control-plane build: {exc}")
-        return exc.exit_code
-    try:  # and the kubelet endpoint of --kubelet (seconds, once the control plane's build warmed Go's cache)
+        # and the kubelet endpoint of --kubelet (seconds, once the control plane's build warmed Go's cache)
         ensure_kubelet(progress=_say)
     except BuildError as exc:
         _say(f"leap0 dev control-plane build: {exc}")
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C during a build: a half-written binary is never taken as built
+        _say("leap0 dev control-plane build: interrupted")
+        return 130
     print(folder, flush=True)
     return 0
 
@@ -55,6 +55,9 @@ def up(port: int, kubeconfig: Path, data_dir: Path | None, node: NodeOptions | N
     except BuildError as exc:
         _say(f"leap0 dev control-plane up: {exc}")
         return exc.exit_code
+    except KeyboardInterrupt:
+        _say("leap0 dev control-plane up: interrupted while building")
+        return 130
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
