@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from leap0_dev.apiserver.exec import LocalProcessRunner
     from leap0_dev.controlplane import ControlPlane
+    from leap0_dev.controlplane.node import LocalNode
 
 
 @pytest.fixture
@@ -102,9 +103,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not any(item.get_closest_marker("realk8s") for item in session.items):
         return
     from leap0_dev.controlplane import BuildError, ensure_binaries
+    from leap0_dev.controlplane.build import ensure_kubelet
 
     try:
         ensure_binaries()
+        if any("kubelet_node" in getattr(item, "fixturenames", ()) for item in session.items):
+            ensure_kubelet()  # leap0-kubelet, the kubelet endpoint of kubelet_node
     except BuildError as exc:
         _build_error.append(str(exc))
 
@@ -169,3 +173,37 @@ def control_plane_crds(control_plane: ControlPlane) -> subprocess.CompletedProce
         "crd/sandboxtemplates.leap0.dev",
     )
     return result
+
+
+# The session's node: 4 CPUs and 16 GiB, whatever the machine (the runner holds pods to their limits, not
+# their requests), so a few sandboxes run at once and one of 8 vCPUs is unschedulable.
+KUBELET_NODE = "leap0-test-node"
+KUBELET_NODE_CPU = "4"
+
+
+@pytest.fixture(scope="session")
+def kubelet_node(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalNode]:
+    """This machine as the one Node of the session's real control plane, the local runner its kubelet
+    (``leap0 dev control-plane up --kubelet``): it runs the pods the scheduler binds to it and serves exec and
+    logs through the API server. Yielded once the Node is Ready and the node lifecycle controller has lifted
+    its ``not-ready`` taint (the scheduler places pods)."""
+    from kubernetes import client
+
+    from leap0_dev.controlplane.node import LocalNode
+    from leap0_dev.nodespec import NodeOptions
+    from leap0_dev.runner import RunnerConfig
+
+    config = RunnerConfig(workdir=tmp_path_factory.mktemp("kubelet-pods"))
+    options = NodeOptions(name=KUBELET_NODE, cpu=KUBELET_NODE_CPU, memory="16Gi")
+    with LocalNode(control_plane, options, config) as node, control_plane.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+
+        def schedulable() -> bool:
+            found = core.read_node(KUBELET_NODE)
+            ready = any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+            return ready and not found.spec.taints
+
+        wait_for(schedulable, timeout=60, what="the node Ready and untainted", interval=0.5)
+        yield node

@@ -261,3 +261,58 @@ def _run_step(
         target.unlink(missing_ok=True)
         target.symlink_to(step.output)
     say(f"control-plane: built {step.name} in {time.monotonic() - started:.0f} s")
+
+
+# --- leap0-kubelet: the kubelet endpoint of `leap0 dev control-plane up --kubelet` ------------------------
+KUBELET = "leap0-kubelet"
+KUBELET_MODULE = "kubelet"  # devtools/k8s/kubelet
+
+
+def kubelet_cache_dir(modules_dir: Path = MODULES_DIR, env: Mapping[str, str] | None = None) -> Path:
+    """The folder of this checkout's leap0-kubelet: a key of its own (the digest of its module's files), so
+    changing it never rebuilds the control plane, nor the control plane's pins it."""
+    folder = modules_dir / KUBELET_MODULE
+    if not (folder / "go.mod").is_file():
+        raise BuildError(f"{folder / 'go.mod'} not found: leap0-kubelet is built from a leap0 checkout")
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return cache_root(env) / f"{KUBELET}_{digest.hexdigest()[:12]}"
+
+
+def plan_kubelet_build(modules_dir: Path) -> BuildStep:
+    return BuildStep(
+        KUBELET,
+        modules_dir / KUBELET_MODULE,
+        ("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", "{out}", "."),
+        KUBELET,
+    )
+
+
+def ensure_kubelet(
+    env: Mapping[str, str] | None = None,
+    modules_dir: Path = MODULES_DIR,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """The path of leap0-kubelet, built with Go into its cache folder when missing (seconds once the
+    control plane's build has filled Go's cache: it shares client-go). ``KUBEBUILDER_ASSETS`` has no
+    leap0-kubelet: it is built all the same. Raises :class:`BuildError` (``exit_code`` 2 without Go)."""
+    env = os.environ if env is None else env
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    folder = kubelet_cache_dir(modules_dir, env)
+    binary = folder / KUBELET
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return binary
+    go = shutil.which("go", path=env.get("PATH"))
+    if go is None:
+        raise BuildError(
+            f"{KUBELET} (the kubelet endpoint of --kubelet) is not built and Go is not installed: install Go "
+            f"1.26 or newer (it builds devtools/k8s/{KUBELET_MODULE} into {cache_root(env)})",
+            exit_code=2,
+        )
+    with _locked(folder):
+        if not binary.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            _run_step(plan_kubelet_build(modules_dir), go, folder, env, say)
+    return binary

@@ -127,9 +127,11 @@ def apiserver_args(binaries: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--service-account-key-file={layout.sa_public}",
         f"--service-account-signing-key-file={layout.sa_private}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-        # How it reaches a kubelet (exec, logs): with this client certificate.
+        # How it reaches a kubelet (exec, logs): with this client certificate, verifying the kubelet's serving
+        # certificate against the run's CA (without it kube-apiserver would not check who answers).
         f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
         f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
+        f"--kubelet-certificate-authority={layout.cert('ca')}",
         # 127.0.0.1 may not be an Endpoints address: nothing here needs the `kubernetes` Service's endpoints.
         "--endpoint-reconciler-type=none",
         # Every request of a user other than the control plane's own (audit_policy), one JSON line each:

@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -64,6 +65,14 @@ ADMIN = "kubernetes-admin"
 
 class ControlPlaneError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class KubeletCredentials:
+    kubeconfig: Path  # as system:node:NAME
+    serving_cert: Path  # for 127.0.0.1, signed by the run's CA
+    serving_key: Path
+    client_ca: Path  # the CA of kube-apiserver's kubelet client certificate
 
 
 def free_port() -> int:
@@ -148,6 +157,22 @@ class ControlPlane:
         pair = pki.issue(self._ca, user, groups)
         _write_yaml(path, kubeconfig(self.url, self._ca.cert, pair.cert, pair.key, user))
         return path
+
+    def kubelet_credentials(self, node_name: str) -> KubeletCredentials:
+        """What a kubelet of node ``node_name`` needs (``leap0 dev control-plane up --kubelet``): a kubeconfig
+        as ``system:node:NAME`` in ``system:nodes`` (the Node authorizer and NodeRestriction hold it to its
+        node), a serving certificate for 127.0.0.1 signed by the run's CA (which the API server verifies,
+        ``--kubelet-certificate-authority``), and the CA of the API server's kubelet client certificate."""
+        assert self._ca is not None, "start() first"
+        folder = self.data_dir / "kubelet"
+        user = f"system:node:{node_name}"
+        config = self.user_kubeconfig(folder / "kubelet.kubeconfig", user, ("system:nodes",))
+        serving = pki.issue(self._ca, user, ("system:nodes",), ip_addresses=(HOST,), server=True)
+        _write(folder / "kubelet.crt", serving.cert)
+        _write(folder / "kubelet.key", serving.key, private=True)
+        return KubeletCredentials(
+            config, folder / "kubelet.crt", folder / "kubelet.key", self.layout.cert("ca")
+        )
 
     def running(self) -> dict[str, bool]:
         return {name: process.poll() is None for name, process in self._processes.items()}
