@@ -218,6 +218,9 @@ REASON_CONTAINER_FAILED: Final = "ContainerFailed"
 REASON_POD_FAILED: Final = "PodFailed"
 REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
+# The namespace's PodSecurity admission refused the sandbox pod (its level is stricter than the template's
+# podSecurity): Failed, with the admission's message.
+REASON_POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
 # A Sandbox sets a field its template locks (SandboxTemplate spec.lockedFields): Failed, no pod.
 REASON_FIELD_LOCKED: Final = "FieldLocked"
 # env valueFrom.secretKeyRef names a Secret neither owned by the Sandbox nor labelled leap0.dev/sandbox-env:

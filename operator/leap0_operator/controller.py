@@ -381,9 +381,9 @@ class Controller:
                 if decision.network_policy is not None:
                     await self._write_policy(observed, decision.network_policy, decision.policy_version)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # the API refused it as invalid: Failed, not retried
+            except kopf.PermanentError as exc:  # the API refused it for good: Failed, not retried
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
-                refused = SpecError(contract.REASON_INVALID_SPEC, str(exc))
+                refused = SpecError(getattr(exc, "reason", contract.REASON_INVALID_SPEC), str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)
