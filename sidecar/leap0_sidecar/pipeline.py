@@ -41,13 +41,18 @@ class Pipeline:
         return max(1, math.ceil(self.config.retry_initial_s))
 
     def stamp(self, signal: Signal, request: bytes | bytearray) -> Request:
-        """The request with the identity on every resource (bench/sidecar.py swaps in a naive full decode).
+        """The app's request with the identity on every resource and no other ``leap0`` attribute at any
+        level (bench/sidecar.py swaps in a naive full decode).
 
         A large request stays in the pieces the stamp cut it into (views of the received bytes, which they
         keep alive): joining them would hold the request twice, for a moment, beyond the queue's bound."""
         if len(request) <= JOIN_UP_TO:
-            return self.stamper.rewrite(request)
-        return Pieces(self.stamper.rewrite_pieces(request))
+            return self.stamper.rewrite(request, signal)
+        return Pieces(self.stamper.rewrite_pieces(request, signal))
+
+    def stamp_own(self, request: bytes | bytearray) -> bytes:
+        """The sidecar's own metrics with the identity on every resource (their ``leap0.*`` are ours)."""
+        return self.stamper.rewrite(request)
 
     def refuse(self, signal: Signal, transport: str, outcome: Outcome = Outcome.QUEUE_FULL) -> None:
         """Count a request pushed back before it was read (its bytes would not fit in the queue, or the
@@ -67,7 +72,7 @@ class Pipeline:
         if not self.accepting and not internal:
             self.counters.refused(signal, Outcome.SHUTTING_DOWN.value)
             return Outcome.SHUTTING_DOWN
-        stamped = self.stamp(signal, request)
+        stamped = self.stamp_own(request) if internal else self.stamp(signal, request)
         if self.config.upstreams[signal] is None:
             self.counters.dropped(signal, "export_disabled")
             return Outcome.ACCEPTED
