@@ -11,9 +11,7 @@ whatever ends it, SIGKILL included (:mod:`leap0_dev.children`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import errno
 import os
 import signal
@@ -477,12 +475,13 @@ def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]
 
 
 def _log_handler(runner: Any) -> Any:
-    """``kubectl logs`` for the pods the runner runs, as the kubelet answers it: ``--tail``, ``--since``,
-    ``--since-time``, ``--timestamps``, ``--limit-bytes`` and ``-f`` (until the container ends)."""
+    """``kubectl logs`` for the pods the runner runs, as the kubelet answers it (:mod:`.runner.logs`):
+    ``--tail``, ``--since``, ``--since-time``, ``--timestamps``, ``--limit-bytes``, ``-f``, ``-c`` (default:
+    the first main container)."""
     from aiohttp import web
 
     from .apiserver.errors import bad_request
-    from .runner.logs import LogQueryError, parse_query, render
+    from .runner import logs
 
     async def handler(request: web.Request, namespace: str, name: str, sub: str) -> web.StreamResponse:
         pod = runner.find(namespace, name)
@@ -492,35 +491,6 @@ def _log_handler(runner: Any) -> Any:
         container = pod.container(wanted)
         if container is None:
             raise bad_request(f"container {wanted} is not valid for pod {name}")
-        try:
-            query = parse_query(request.query, time.time())
-        except LogQueryError as exc:
-            raise bad_request(str(exc)) from None
-        output = container.output
-        if not query.follow:
-            return web.Response(body=render(output.lines(), query), content_type="text/plain")
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        budget = query.limit_bytes
-        position = 0  # the start of the first line not sent yet
-        later = dataclasses.replace(query, tail_lines=None, since=None)
-        first = True
-        while True:
-            ended = not container.state.running and output.drained()
-            lines = output.lines(position)
-            if lines and not lines[-1][1].endswith(b"\n") and not ended:
-                lines = lines[:-1]  # (a line still being written: sent whole, later)
-            position += sum(len(line) for _, line in lines)
-            chunk = render(lines, query if first else later)
-            first = False
-            if budget is not None:
-                chunk, budget = chunk[:budget], budget - len(chunk[:budget])
-            if chunk:
-                await response.write(chunk)
-            if ended or budget == 0 or runner.find(namespace, name) is not pod:
-                break
-            await asyncio.sleep(0.2)
-        await response.write_eof()
-        return response
+        return await logs.serve(request, container, name, lambda: runner.find(namespace, name) is pod)
 
     return handler

@@ -1,76 +1,36 @@
-"""A container's output as the kubelet keeps it: each line with the time it was written, and the options of
-``kubectl logs`` over it (``--tail``, ``--since``/``--since-time``, ``--timestamps``, ``--limit-bytes``;
-``-f`` is the log handler's, reading on from :meth:`ContainerLog.size`).
+"""A container's output as the kubelet keeps it, and ``kubectl logs`` over it: one implementation for the
+kubelet endpoint (``--control-plane real``) and the embedded API server's log hook (``leap0 dev up``).
 
-The output goes to ``<pod dir>/<container>.log`` as it was written (restarts append), and the time of each
-line's start is kept beside it in memory: the relay thread reading the container's stdout and stderr stamps
-it, as a container runtime stamps CRI log lines. Option semantics are the kubelet's: the last ``tailLines``
-lines first, then those at or after the ``since`` time, each with its RFC 3339 timestamp when asked, then at
-most ``limitBytes`` bytes.
+The output goes to ``<pod dir>/<container>.log`` as it was written (restarts append), and the time each line
+started is kept beside it in memory: the relay thread reading the container's stdout and stderr stamps it, as
+a container runtime stamps CRI log lines. The options are the kubelet's (``nodespec.LogQuery``), in its
+order: the last ``tailLines`` lines, of those the ones started at or after ``since`` (``--since``,
+``--since-time``), each after its RFC 3339 time with ``timestamps``, at most ``limitBytes`` bytes; with
+``follow``, what the container writes next too, until it stops or its pod goes. The file is streamed a block
+at a time, so memory stays one block whatever is asked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import json
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
+from leap0_dev import nodespec
 
-class LogQueryError(ValueError):
-    """A ``kubectl logs`` option the kubelet would refuse; the message names it."""
+if TYPE_CHECKING:
+    from aiohttp import web
 
+    from .processes import Container
 
-@dataclass(frozen=True)
-class LogQuery:
-    tail_lines: int | None = None
-    since: float | None = None  # unix time
-    timestamps: bool = False
-    limit_bytes: int | None = None
-    follow: bool = False
-
-
-def _bool(name: str, value: str) -> bool:
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0", ""):
-        return False
-    raise LogQueryError(f"{name}: expected true or false, got {value!r}")
-
-
-def _int(name: str, value: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise LogQueryError(f"{name}: expected an integer, got {value!r}") from None
-    if number < minimum:
-        raise LogQueryError(f"{name}: must be at least {minimum}, got {number}")
-    return number
-
-
-def parse_query(query: Mapping[str, str], now: float) -> LogQuery:
-    """The options of a pod ``log`` request (what kubectl sends for ``--tail``, ``--since`` ...)."""
-    since: float | None = None
-    if "sinceSeconds" in query and "sinceTime" in query:
-        raise LogQueryError("at most one of sinceSeconds or sinceTime may be specified")
-    if "sinceSeconds" in query:
-        since = now - _int("sinceSeconds", query["sinceSeconds"], 1)
-    elif "sinceTime" in query:
-        try:
-            since = datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise LogQueryError(f"sinceTime: expected an RFC 3339 time, got {query['sinceTime']!r}") from None
-    return LogQuery(
-        tail_lines=_int("tailLines", query["tailLines"], 0) if "tailLines" in query else None,
-        since=since,
-        timestamps=_bool("timestamps", query.get("timestamps", "")),
-        limit_bytes=_int("limitBytes", query["limitBytes"], 1) if "limitBytes" in query else None,
-        follow=_bool("follow", query.get("follow", "")),
-    )
+BLOCK = 64 * 1024
+FOLLOW_POLL_S = 0.25
 
 
 def rfc3339_nano(moment: float) -> str:
@@ -79,17 +39,34 @@ def rfc3339_nano(moment: float) -> str:
     return f"{whole}.{round((moment % 1) * 1e9):09d}Z"
 
 
-def render(lines: list[tuple[float, bytes]], query: LogQuery) -> bytes:
-    """What the kubelet answers for these (time, line) pairs: the last ``tail_lines``, then those since
-    ``since``, timestamped if asked, cut at ``limit_bytes``."""
-    if query.tail_lines is not None:
-        lines = lines[len(lines) - query.tail_lines :] if query.tail_lines else []
-    if query.since is not None:
-        lines = [(at, line) for at, line in lines if at >= query.since]
-    out = b"".join(
-        (rfc3339_nano(at).encode() + b" " + line) if query.timestamps else line for at, line in lines
-    )
-    return out[: query.limit_bytes] if query.limit_bytes is not None else out
+def stamped(block: bytes, position: int, starts: list[tuple[int, float]]) -> bytes:
+    """``block`` (the file's bytes from offset ``position``) with each line that starts in it (``starts``:
+    offset and time) after its RFC 3339 time and a space."""
+    pieces: list[bytes] = []
+    cut = 0
+    for offset, moment in starts:
+        index = offset - position
+        pieces += [block[cut:index], rfc3339_nano(moment).encode(), b" "]
+        cut = index
+    pieces.append(block[cut:])
+    return b"".join(pieces)
+
+
+def tail_start(path: Path, lines: int) -> int:
+    """The offset where the last ``lines`` lines of the file start, reading it backwards a block at a time."""
+    with open(path, "rb") as file:
+        size = file.seek(0, 2)
+        position = size
+        needed = lines
+        while position > 0:
+            read = min(BLOCK, position)
+            position -= read
+            file.seek(position)
+            found, index = nodespec.line_starts_back(file.read(read), needed, position + read == size)
+            if index is not None:
+                return position + index
+            needed -= found
+        return 0
 
 
 class ContainerLog:
@@ -135,25 +112,96 @@ class ContainerLog:
         """True once every run's output has been copied (its writers have all closed it)."""
         return not any(thread.is_alive() for thread in self._relays)
 
-    def lines(self, start: int = 0) -> list[tuple[float, bytes]]:
-        """(time, line) of every line starting at byte ``start`` of the file or later (the last one may not
-        be complete yet)."""
-        with self._lock:
-            first = bisect.bisect_left(self._starts, start)
-            starts, times, size = self._starts[first:], self._times[first:], self._size
-        if not starts:
-            return []
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(starts[0])
-                data = f.read(size - starts[0])
-        except OSError:
-            return []
-        ends = [*starts[1:], size]
-        return [
-            (at, data[s - starts[0] : e - starts[0]]) for at, s, e in zip(times, starts, ends, strict=True)
-        ]
-
     def size(self) -> int:
         with self._lock:
             return self._size
+
+    def offset_since(self, moment: float) -> int:
+        """Where the first line started at or after ``moment`` starts (the end when none did)."""
+        with self._lock:
+            index = bisect.bisect_left(self._times, moment)  # (times only grow)
+            return self._starts[index] if index < len(self._starts) else self._size
+
+    def starts_between(self, start: int, end: int) -> list[tuple[int, float]]:
+        """(offset, time) of the lines starting in ``[start, end)``."""
+        with self._lock:
+            first = bisect.bisect_left(self._starts, start)
+            last = bisect.bisect_left(self._starts, end)
+            return list(zip(self._starts[first:last], self._times[first:last], strict=True))
+
+
+def _status(message: str, code: int) -> web.Response:
+    from aiohttp import web
+
+    body = json.dumps(nodespec.log_status_error(message, code))
+    return web.Response(status=code, text=body, content_type="application/json")
+
+
+async def serve(
+    request: web.Request, container: Container, pod: str, pod_present: Callable[[], bool]
+) -> web.StreamResponse:
+    """Answer a ``containerLogs`` (or pod ``log``) request for ``container`` of pod ``pod``; ``pod_present``
+    says whether the pod still runs here (a follow ends when it goes)."""
+    from aiohttp import web
+
+    try:
+        query = nodespec.parse_log_query(request.query, time.time())
+    except ValueError as exc:
+        return _status(str(exc), 400)
+    name = container.spec["name"]
+    if query.previous and container.state.restart_count == 0:
+        return _status(f'previous terminated container "{name}" in pod "{pod}" not found', 400)
+    output = container.output
+    start = 0
+    if query.tail_lines is not None and output.path.exists():
+        start = await asyncio.to_thread(tail_start, output.path, query.tail_lines)
+    if query.since is not None:
+        start = max(start, output.offset_since(query.since))
+    response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    await response.prepare(request)
+    if not output.path.exists():  # spawning a container creates its log: nothing was written yet
+        await response.write_eof()
+        return response
+    file = await asyncio.to_thread(open, output.path, "rb")
+    try:
+        file.seek(start)
+        await _stream(response, file, start, query, container, pod_present)
+    except ConnectionError:
+        return response  # the client went away
+    finally:
+        file.close()
+    await response.write_eof()
+    return response
+
+
+async def _stream(
+    response: web.StreamResponse,
+    file: IO[bytes],
+    position: int,
+    query: nodespec.LogQuery,
+    container: Container,
+    pod_present: Callable[[], bool],
+) -> None:
+    """Copy the file from ``position`` (stamped with ``timestamps``), at most ``limitBytes``; with ``follow``,
+    what the container writes next too, until it stops (or its pod goes)."""
+    budget = query.limit_bytes
+    stopped_reads = 0
+    while budget is None or budget > 0:
+        data = await asyncio.to_thread(file.read, BLOCK)
+        if data:
+            end = position + len(data)
+            if query.timestamps:
+                data = stamped(data, position, container.output.starts_between(position, end))
+            position = end
+            chunk = data if budget is None else data[:budget]
+            await response.write(chunk)
+            budget = None if budget is None else budget - len(chunk)
+            continue
+        if not query.follow or not pod_present():
+            return
+        if container.process is None and container.output.drained():
+            stopped_reads += 1  # it stopped and its output is all in: one more read takes what it wrote last
+            if stopped_reads > 1:
+                return
+            continue
+        await asyncio.sleep(FOLLOW_POLL_S)

@@ -233,7 +233,7 @@ def test_kubectl_logs_tail_since_timestamps_limit_and_follow_as_the_kubelet_answ
         status, _, body = http(
             apiserver.url, "GET", f"/api/v1/namespaces/{namespace}/pods/talker/log?tailLines=x"
         )
-        assert (status, json.loads(body)["message"]) == (400, "tailLines: expected an integer, got 'x'")
+        assert (status, json.loads(body)["message"]) == (400, "tailLines: 'x' is not an integer")
     finally:
         apiserver.server.log_handler = previous
 
