@@ -15,6 +15,22 @@ from support import subprocess_env
 
 import leap0_contract as contract
 
+# What the operator's e2e modules take from here, all at once (``from operator_support import *``).
+__all__ = [
+    "API_ERRORS",
+    "RUNNING",
+    "Operator",
+    "core",
+    "create_sandbox",
+    "custom",
+    "phase",
+    "play_kubelet",
+    "pod_exists",
+    "pod_gone",
+    "sandbox",
+    "sandboxes",
+]
+
 API_ERRORS = (client.ApiException,)  # what the probes may raise before the object exists: "not yet"
 
 

@@ -22,6 +22,16 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCE_ROOTS = [REPO, REPO / "operator", REPO / "sidecar", REPO / "devtools"]
 
 
+def free_port() -> int:
+    """A port nothing listens on now (for a child process that must be told its port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child process running this checkout's code (installed or not)."""
     env = dict(os.environ)

@@ -16,21 +16,8 @@ import kopf
 import pytest
 from aiohttp import web
 from kubernetes import client
-from operator_support import (
-    API_ERRORS,
-    RUNNING,
-    Operator,
-    core,
-    create_sandbox,
-    custom,
-    phase,
-    play_kubelet,
-    pod_exists,
-    pod_gone,
-    sandbox,
-    sandboxes,
-)
-from support import REPO, FreezingProxy, kubectl, wait_for
+from operator_support import *  # the helpers of operator_support.__all__
+from support import REPO, FreezingProxy, free_port, kubectl, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver.routing import parse_resource_path
@@ -730,15 +717,6 @@ class ApiOutage:
 
     def __exit__(self, *_: object) -> None:
         self.server.intercept = None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_the_operator_outlives_an_api_outage_and_converges_after_it(

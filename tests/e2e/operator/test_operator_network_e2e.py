@@ -11,19 +11,7 @@ import pytest
 from aiohttp import web
 from kubernetes import client
 from netpol_support import internet, may_reach, pod
-from operator_support import (
-    API_ERRORS,
-    RUNNING,
-    Operator,
-    core,
-    create_sandbox,
-    custom,
-    phase,
-    play_kubelet,
-    pod_exists,
-    pod_gone,
-    sandbox,
-)
+from operator_support import *  # the helpers of operator_support.__all__
 from pss_support import RESTRICTED, violations
 from support import REPO, kubectl, wait_for
 

@@ -10,18 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from operator_support import (
-    API_ERRORS,
-    RUNNING,
-    Operator,
-    core,
-    create_sandbox,
-    phase,
-    play_kubelet,
-    pod_exists,
-    pod_gone,
-    sandbox,
-)
+from operator_support import *  # the helpers of operator_support.__all__
 from support import kubectl, wait_for
 
 import leap0_contract as contract
