@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import queue
+import shutil
 import threading
 import time
 from typing import Any
@@ -33,7 +34,7 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._response: Any = None
         self._lock = threading.Lock()
-        self.lookups = Lookups(self._secret, self._config_map)
+        self.lookups = Lookups(self._secret, self._config_map, self._claim)
         self.networking = client.NetworkingV1Api(api_client)
         self._said_unenforced = False
 
@@ -59,6 +60,28 @@ class Runner:
         except ApiException:
             return None
         return None if not config_map.data or key not in config_map.data else str(config_map.data[key])
+
+    def _claim(self, namespace: str, name: str) -> str | None:
+        """The uid of a PersistentVolumeClaim that exists and is not being deleted, else None."""
+        from kubernetes.client import ApiException
+
+        try:
+            claim = self.core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException:
+            return None
+        meta = claim.metadata
+        if meta is None or meta.deletion_timestamp is not None:
+            return None
+        return str(meta.uid)
+
+    def _stop_pod(self, local: LocalPod) -> None:
+        """Stop the pod's processes, then drop the folders of the claims it mounted that are gone (deleted
+        with their Sandbox): a claim that is still there keeps its folder for the next pod."""
+        local.stop()
+        for claim, uid, path in local.claims:
+            if self._claim(local.namespace, claim) != uid:
+                shutil.rmtree(path, ignore_errors=True)
+                self.config.log(f"runner: claim {local.namespace}/{claim} is gone: removed its folder")
 
     def _record_network_policies(self, local: LocalPod) -> None:
         """Record the NetworkPolicies that would apply to the pod and say it once: nothing enforces them here
@@ -151,7 +174,7 @@ class Runner:
                 if local is not None:
                     del self.pods[uid]
                     self.config.log(f"runner: pod {local.namespace}/{local.name} deleted: stopping it")
-                    threading.Thread(target=local.stop, daemon=True).start()
+                    threading.Thread(target=self._stop_pod, args=(local,), daemon=True).start()
                 return
             if local is not None:
                 local.pod["metadata"] = pod["metadata"]  # labels and annotations may change; the spec cannot
