@@ -10,7 +10,7 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ TIMEOUT_EXIT_CODES = (124, 137)
 CLIENT_GRACE_S = 5.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STDIN_CHUNK = 64 * 1024
+# How long one wait for output lasts at most (then ``while_running`` is called and the wait goes on).
+WAIT_SLICE_S = 5.0
 
 STDIN_CHANNEL = 0
 STDOUT_CHANNEL = 1
@@ -127,8 +129,11 @@ def run_exec(
     argv: Sequence[str],
     stdin: bytes | None = None,
     deadline_s: float | None = None,
+    while_running: Callable[[], None] | None = None,
 ) -> ExecOutcome:
     """Run ``argv`` in the pod's container through the exec API and collect its output and status.
+    ``while_running`` is called at least every ``WAIT_SLICE_S`` seconds while the command runs (the SDK
+    records the sandbox's use with it, so a long command does not count as idle).
 
     Uses a private ApiClient, because ``kubernetes.stream`` swaps the request function of the client it
     is given for the duration of the call (not safe to share with concurrent plain API calls).
@@ -167,7 +172,9 @@ def run_exec(
                 remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
                 if remaining is not None and remaining <= 0:
                     break
-                ws.update(timeout=remaining if remaining is not None else 1.0)
+                ws.update(timeout=min(remaining, WAIT_SLICE_S) if remaining is not None else 1.0)
+                if while_running is not None:
+                    while_running()
                 out += ws.read_channel(STDOUT_CHANNEL) or b""
                 err += ws.read_channel(STDERR_CHANNEL) or b""
             out += ws.read_channel(STDOUT_CHANNEL) or b""

@@ -44,6 +44,7 @@ STATUS_FIELDS = (
     "startedAt",
     "expiresAt",
     "timeout",
+    "idleTimeout",
     "pausedAt",
     "resumedAt",
     "observedGeneration",
@@ -307,6 +308,9 @@ def _plan(
     workspace = recorded_workspace(current, resolved_workspace)
     expires_at, timeout = expiry(sandbox, effective)
     desired["timeout"] = timeout
+    if policy.idle_timeout is not None and workspace.persistent:
+        # Effective (spec, else template): the SDKs record use only for sandboxes that can go idle.
+        desired["idleTimeout"] = policy.idle_timeout
     desired["expiresAt"] = format_time(expires_at)
     for key in ("podName", "startedAt", "resumedAt"):
         if key in current:

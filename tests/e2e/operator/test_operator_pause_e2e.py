@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,20 +27,13 @@ from operator_support import (
     sandbox,
     sandboxes,
 )
-from sdk_support import StandInKubelet, kubelet_running_now
+from sdk_support import StandInKubelet
 from support import kubectl, wait_for
 
 import leap0_contract as contract
 
 pytestmark = pytest.mark.e2e
 PERSISTENT = {"persistent": True}
-
-
-@pytest.fixture
-def running_kubelet(apiserver: Any, namespace: str) -> Iterator[StandInKubelet]:
-    stand_in = StandInKubelet(apiserver.api_client(), namespace, kubelet_running_now).start()
-    yield stand_in
-    stand_in.stop()
 
 
 def patch_spec(api: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:
