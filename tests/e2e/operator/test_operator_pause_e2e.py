@@ -28,7 +28,7 @@ from operator_support import (
     sandboxes,
 )
 from sdk_support import StandInKubelet
-from support import kubectl, wait_for
+from support import REPO, kubectl, wait_for
 
 import leap0_contract as contract
 
@@ -326,3 +326,19 @@ def test_a_templates_paused_retention_deletes_a_sandbox_paused_that_long(
         what="the retention to delete it",
         ignore=API_ERRORS,
     )
+
+
+def test_the_example_applies_and_gets_its_claim(
+    apiserver: Any,
+    api: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    running_kubelet: StandInKubelet,
+) -> None:
+    example = REPO / "examples" / "sandbox-paused-when-idle.yaml"
+    kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
+    start_operator()
+    status = running(api, namespace, "agent-workspace")
+    assert (status["idleTimeout"], status["workspace"]["claimName"]) == (900, "agent-workspace-workspace")
+    claim = core(api).read_namespaced_persistent_volume_claim("agent-workspace-workspace", namespace)
+    assert claim.spec.resources.requests == {"storage": "1024Mi"}
