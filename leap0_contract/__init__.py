@@ -232,6 +232,9 @@ REASON_PAUSE_REFUSED: Final = "PauseRefused"
 # Event only (a Warning): the workspace's PersistentVolumeClaim was gone when the sandbox resumed (a new,
 # empty one was created).
 REASON_WORKSPACE_LOST: Final = "WorkspaceLost"
+# Failed: a PersistentVolumeClaim of the workspace's name exists and is not this Sandbox's (its pod would
+# mount someone else's volume): the sandbox gets no pod.
+REASON_WORKSPACE_CONFLICT: Final = "WorkspaceConflict"
 
 # Seconds a sandbox may take from pod creation to Running (operator --startup-timeout; a template's
 # spec.startupTimeout wins).

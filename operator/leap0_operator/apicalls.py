@@ -37,6 +37,12 @@ API_CALLS: list[ApiCall] = [
         ("create",),
         "k8s.Api.create_workspace_claim: a persistent workspace's claim, before its pod",
     ),
+    ApiCall(
+        "",
+        "persistentvolumeclaims",
+        ("get",),
+        "k8s.Api.read_workspace_claim: an existing claim's owner, checked before it is mounted",
+    ),
     ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired or paused Sandbox"),
     ApiCall(
         contract.GROUP,

@@ -33,7 +33,7 @@ from . import k8s, lifecycle, objects
 from .config import OperatorConfig
 from .network import build_network_policy
 from .objects import Key
-from .pod import build_pod, build_workspace_claim, claim_name, pod_name
+from .pod import build_pod, build_workspace_claim, claim_conflict, claim_name, pod_name
 from .reconcile import Plan, failed, plan, trim_pod, trim_sandbox
 from .resolve import SpecError, template_key
 from .runtime import OrgIds, Wakeups, WorkQueue, WriteTracker, retry_delay
@@ -64,6 +64,10 @@ def _pod_key(obj: objects.Obj) -> Key | None:
 
 def _template_spec(obj: objects.Obj) -> dict[str, Any]:
     return dict(objects.spec(obj))
+
+
+class WorkspaceConflict(kopf.PermanentError):
+    """A claim of the workspace's name exists and is not the Sandbox's: the sandbox fails without a pod."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,6 +338,23 @@ class Controller:
             now=datetime.datetime.now(datetime.UTC),
         )
 
+    async def _claim(self, observed: Observed, claim: dict[str, Any], expected: bool) -> None:
+        """Create the workspace claim, or make sure the one of that name is the Sandbox's own (a
+        ``kopf.PermanentError`` otherwise: the sandbox fails without a pod). A claim created where one was
+        expected (a resume, a recreated pod) was deleted meanwhile: a Warning says the workspace is new."""
+        namespace, name = observed.key
+        cname = claim_name(name)
+        if await self.api.create_workspace_claim(claim):
+            if expected:
+                lost = lifecycle.workspace_lost_event(cname)
+                logger.warning("Sandbox %s/%s: %s", namespace, name, lost.message)
+                await self.post_events(observed, (lost,))
+            return
+        existing = await self.api.read_workspace_claim(namespace, cname)
+        conflict = claim_conflict(existing, observed.sandbox) if existing is not None else None
+        if conflict is not None:
+            raise WorkspaceConflict(conflict)
+
     def _paused(self, key: Key) -> None:
         """The pod of a sandbox being paused is gone: the pause is complete."""
         began = self._pausing.pop(key, None)
@@ -373,15 +394,16 @@ class Controller:
                 if policy is not None:
                     await self.api.create_network_policy(policy)
                 if claim is not None:
-                    claim_created = await self.api.create_workspace_claim(claim)
-                    if claim_created and decision.claim_expected:
-                        lost = lifecycle.workspace_lost_event(claim_name(name))
-                        logger.warning("Sandbox %s/%s: %s", namespace, name, lost.message)
-                        await self.post_events(observed, (lost,))
+                    await self._claim(observed, claim, decision.claim_expected)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # the API refused it as invalid: Failed, not retried
+            except kopf.PermanentError as exc:  # refused as invalid, or a claim not its own: Failed
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
-                refused = SpecError(contract.REASON_INVALID_SPEC, str(exc))
+                reason = (
+                    contract.REASON_WORKSPACE_CONFLICT
+                    if isinstance(exc, WorkspaceConflict)
+                    else contract.REASON_INVALID_SPEC
+                )
+                refused = SpecError(reason, str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)

@@ -239,6 +239,15 @@ class Api:
             invalid_is_permanent=True,
         )
 
+    async def read_workspace_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a workspace claim that exists already (its owner is checked before it is mounted); None when
+        it went meanwhile."""
+        url = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+        done, body = await self._call(
+            "get", url, f"reading PersistentVolumeClaim {name}", absent=404, read=True
+        )
+        return dict(body) if done and isinstance(body, dict) else None
+
     async def patch_sandbox(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patch the Sandbox itself (``spec.paused`` when the operator pauses it), with the
         resourceVersion precondition the patch carries: False on a conflict (409: it changed meanwhile)."""

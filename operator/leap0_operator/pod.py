@@ -177,6 +177,22 @@ def build_workspace_claim(*, owner: Mapping[str, Any], effective: Effective) -> 
     return claim
 
 
+def claim_conflict(claim: Mapping[str, Any], owner: Mapping[str, Any]) -> str | None:
+    """Why an existing claim of the workspace's name cannot be this Sandbox's workspace (None: it is its
+    own, created earlier). A claim of that name made by someone else (another app's volume, a claim left by
+    an earlier Sandbox of the same name) is never mounted: naming a Sandbox after it must not hand its data
+    to the sandbox's author."""
+    uid = objects.uid(owner)
+    if uid is not None and uid in objects.controller_uids(claim):
+        return None
+    name = objects.name(claim)
+    return (
+        f"PersistentVolumeClaim {name} exists and is not this Sandbox's (its controller is not Sandbox "
+        f"{objects.name(owner)} uid {uid}), so it is not mounted: delete the claim and create the Sandbox "
+        "again, or create it under another name"
+    )
+
+
 def build_pod(
     *,
     owner: Mapping[str, Any],

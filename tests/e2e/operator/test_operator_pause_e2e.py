@@ -342,3 +342,33 @@ def test_the_example_applies_and_gets_its_claim(
     assert (status["idleTimeout"], status["workspace"]["claimName"]) == (900, "agent-workspace-workspace")
     claim = core(api).read_namespaced_persistent_volume_claim("agent-workspace-workspace", namespace)
     assert claim.spec.resources.requests == {"storage": "1024Mi"}
+
+
+def test_a_sandbox_named_after_someone_elses_claim_does_not_get_it(
+    api: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., Operator],
+    running_kubelet: StandInKubelet,
+) -> None:
+    """The attack: another app's volume `db-workspace` in the namespace; a user who may only create Sandboxes
+    names one `db` with a persistent workspace. The operator must not mount that claim."""
+    claim = {
+        "metadata": {"name": "db-workspace", "labels": {"app": "db"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    core(api).create_namespaced_persistent_volume_claim(namespace, claim)
+    start_operator()
+    create_sandbox(api, namespace, "db", timeout=600, workspace=PERSISTENT)
+    failed = wait_for(
+        phase(api, namespace, "db", contract.PHASE_FAILED), timeout=30, what="Failed", ignore=API_ERRORS
+    )
+    assert failed["reason"] == contract.REASON_WORKSPACE_CONFLICT
+    assert "db-workspace exists and is not this Sandbox's" in failed["message"]
+    assert pod_gone(api, namespace, "db")()
+    # the app's claim is untouched, and stays when the Sandbox goes
+    custom(api).delete_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, namespace, "sandboxes", "db"
+    )
+    time.sleep(1)
+    kept = core(api).read_namespaced_persistent_volume_claim("db-workspace", namespace)
+    assert kept.metadata.labels == {"app": "db"}

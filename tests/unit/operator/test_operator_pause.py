@@ -12,7 +12,7 @@ import pytest
 import leap0_contract as contract
 from leap0_operator.config import OperatorConfig
 from leap0_operator.lifecycle import format_time, idle_deadline, last_activity, transition_events
-from leap0_operator.pod import build_pod, build_workspace_claim
+from leap0_operator.pod import build_pod, build_workspace_claim, claim_conflict
 from leap0_operator.reconcile import Plan, plan, trim_sandbox
 from leap0_operator.resolve import pause_policy, resolve, resolve_workspace
 from leap0_operator.runtime import WriteTracker
@@ -484,3 +484,17 @@ def test_the_events_of_pause_and_resume(
     before: dict[str, Any], after: dict[str, Any], expected: list[tuple[str, str]]
 ) -> None:
     assert [(e.type, e.reason) for e in transition_events(before, after)] == expected
+
+
+def test_a_claim_of_the_workspaces_name_that_is_not_the_sandboxs_is_never_mounted() -> None:
+    """Naming a Sandbox after someone else's claim (``db`` for ``db-workspace``) must not hand that volume to
+    the sandbox's author."""
+    effective = resolve(PERSISTENT, None, CONFIG)
+    own = build_workspace_claim(owner=sandbox(PERSISTENT), effective=effective)
+    assert own is not None
+    assert claim_conflict(own, sandbox(PERSISTENT)) is None
+    foreign = {"metadata": {"name": "s-workspace", "ownerReferences": [{"uid": "other", "controller": True}]}}
+    message = claim_conflict(foreign, sandbox(PERSISTENT))
+    assert message is not None
+    assert "is not this Sandbox's" in message
+    assert claim_conflict({"metadata": {"name": "s-workspace"}}, sandbox(PERSISTENT)) is not None
