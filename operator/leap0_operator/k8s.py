@@ -50,6 +50,10 @@ else:
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+# A GET answered with the object's metadata only (meta.k8s.io/v1 PartialObjectMetadata): a Secret's labels and
+# owners without its data.
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
+NETWORK_POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
 
 # kopf's session has no connection limit: a burst of 1,000 new Sandboxes could open ~1,000 connections at once
 # (memory in both processes, and no faster). Our calls share this many in flight; kopf's watches are apart.
@@ -221,14 +225,47 @@ class Api:
         what = f"creating pod {pod['metadata']['name']}"
         return await self._create("/api/v1/namespaces/{namespace}/pods", pod, what, invalid_is_permanent=True)
 
-    async def create_network_policy(self, policy: dict[str, Any]) -> bool:
-        """POST the Sandbox's NetworkPolicy (before its pod); False when one of that name exists."""
-        return await self._create(
-            "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
-            policy,
+    async def create_network_policy(self, policy: dict[str, Any]) -> dict[str, Any] | None:
+        """POST the Sandbox's NetworkPolicy (before its pod): the created object, or None when one of that
+        name exists."""
+        done, body = await self._call(
+            "post",
+            NETWORK_POLICIES.format(namespace=policy["metadata"]["namespace"]),
             f"creating NetworkPolicy {policy['metadata']['name']}",
+            payload=policy,
+            absent=409,
             invalid_is_permanent=True,
+            read=True,
         )
+        return dict(body) if done and isinstance(body, dict) else None
+
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a NetworkPolicy (one of the Sandbox's name the watch does not show: its labels were edited)."""
+        url = NETWORK_POLICIES.format(namespace=namespace) + f"/{name}"
+        done, body = await self._call("get", url, f"reading NetworkPolicy {name}", absent=404, read=True)
+        return dict(body) if done and isinstance(body, dict) else None
+
+    async def replace_network_policy(
+        self, policy: dict[str, Any], resource_version: str
+    ) -> dict[str, Any] | None:
+        """PUT the Sandbox's NetworkPolicy over the live one of ``resource_version`` (a whole replacement: an
+        edit cannot survive it as it could a merge patch); None when it is gone (404). A newer version (409)
+        is a TemporaryError: the reconcile is retried from the latest state."""
+        meta = policy["metadata"]
+        url = NETWORK_POLICIES.format(namespace=meta["namespace"]) + f"/{meta['name']}"
+        body = {**policy, "metadata": {**meta, "resourceVersion": resource_version}}
+        done, answer = await self._call(
+            "put", url, f"restoring NetworkPolicy {meta['name']}", payload=body, absent=404, read=True
+        )
+        return dict(answer) if done and isinstance(answer, dict) else None
+
+    async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret's metadata (labels, ownerReferences), never its data; None when it does not exist."""
+        url = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+        done, body = await self._call(
+            "get", url, f"reading the metadata of Secret {name}", headers=METADATA_ONLY, absent=404, read=True
+        )
+        return {"metadata": dict(objects.metadata(body))} if done else None
 
     async def create_workspace_claim(self, claim: dict[str, Any]) -> bool:
         """POST a Sandbox's persistent workspace claim (before its pod); False when it exists already."""

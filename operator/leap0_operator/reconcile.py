@@ -12,15 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import leap0_contract as contract
 
-from . import lifecycle, objects
+from . import lifecycle, objects, secrets
 from .config import OperatorConfig
 from .lifecycle import PodState, SandboxEvent, created_message, format_time, parse_time, pod_state
-from .network import network_status
+from .network import Network, build_network_policy, network_from_status, network_status, policy_digest
 from .pod import claim_name, created_images, pod_name
 from .resolve import (
     Effective,
@@ -103,6 +103,10 @@ class Plan:
     wake_at: datetime.datetime | None = None  # look again then (expiry, retention), even if nothing happens
     # Kubernetes Events to post once ``patch`` is written (one per transition; none without a status write).
     events: tuple[SandboxEvent, ...] = ()
+    # The sandbox's NetworkPolicy to create (``policy_version`` None) or to put back in place of the live one
+    # (its resourceVersion): it was deleted or edited while the sandbox lives. None: nothing to do.
+    network_policy: dict[str, Any] | None = None
+    policy_version: str | None = None
     # A merge patch of the Sandbox itself, made first: ``spec.paused: true`` when the operator pauses a
     # sandbox (idle, or at its timeout), with the resourceVersion it decided from (a conflict: decide again).
     sandbox_patch: dict[str, Any] | None = None
@@ -212,6 +216,7 @@ def plan(
     pod: Mapping[str, Any] | None,
     now: datetime.datetime,
     config: OperatorConfig,
+    policy: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Decide from the Sandbox (its status = what the operator last wrote or saw), its template's spec (None
     if absent), its pod (None if absent) and the time.
@@ -233,6 +238,7 @@ def plan(
         config,
         effective,
         startup_s,
+        policy,
         pause_policy(spec, template),
         resolve_workspace(spec, template),
     )
@@ -244,10 +250,57 @@ def failed(
     """The plan when creating the pod failed for good (the API refused it as invalid): ``Failed`` with the
     error's reason and message and no pod, not retried (only woken at ``expiresAt``: a failed Sandbox still
     expires and is cleaned up after its retention)."""
-    spec = objects.spec(sandbox)
-    return _plan(
-        sandbox, None, now, config, error, config.startup_timeout_s, pause_policy(spec, None), Workspace()
+    return _plan(sandbox, None, now, config, error, config.startup_timeout_s, None)
+
+
+def waiting_for_secrets(
+    sandbox: Mapping[str, Any],
+    effective: Effective,
+    missing: Sequence[secrets.SecretRef],
+    now: datetime.datetime,
+    config: OperatorConfig,
+) -> Plan:
+    """The plan when a Secret the pod references does not exist yet: ``Pending`` (``SecretNotFound``), no pod,
+    looked at again soon (after 1 s, then less often as the Sandbox ages, at most every 30 s). Not ``Running``
+    within the startup timeout from the Sandbox's creation: ``Failed`` (``StartupTimeout``), for good."""
+    created = parse_time(str(objects.metadata(sandbox)["creationTimestamp"]))
+    age = max(0.0, (now - created).total_seconds())
+    if age >= config.startup_timeout_s:
+        error = SpecError(
+            contract.REASON_STARTUP_TIMEOUT,
+            secrets.missing_timeout_message(missing, config.startup_timeout_s),
+        )
+        return _plan(sandbox, None, now, config, error, config.startup_timeout_s, None)
+    message = secrets.missing_message(missing)
+    base = _plan(sandbox, None, now, config, effective, config.startup_timeout_s, None)
+    if base.status is None or base.status.get("phase") != contract.PHASE_PENDING:
+        return dataclasses.replace(base, effective=None, network_policy=None)  # expired meanwhile
+    status = dict(base.status)
+    status.update(reason=contract.REASON_SECRET_NOT_FOUND, message=message)
+    status.pop("podName", None)
+    status["conditions"] = [
+        {**c, "reason": contract.REASON_SECRET_NOT_FOUND, "message": message}
+        if c.get("type") == contract.CONDITION_READY
+        else c
+        for c in status.get("conditions", [])
+    ]
+    current = owned_status(objects.status(sandbox))
+    patch = status_patch(current, status)
+    wake = now + datetime.timedelta(seconds=min(30.0, max(1.0, age / 2)))
+    return Plan(
+        status=status,
+        patch=patch,
+        events=tuple(lifecycle.transition_events(current, status)) if patch else (),
+        wake_at=min(wake, base.wake_at) if base.wake_at else wake,
     )
+
+
+def secrets_refused(
+    sandbox: Mapping[str, Any], message: str, now: datetime.datetime, config: OperatorConfig
+) -> Plan:
+    """The plan when the pod would reference a Secret the Sandbox may not have: ``Failed``
+    (``SecretNotAllowed``), no pod, not retried."""
+    return failed(sandbox, SpecError(contract.REASON_SECRET_NOT_ALLOWED, message), now, config)
 
 
 def recreated_message(pod: str) -> str:
@@ -261,13 +314,33 @@ def kept_resources(effective: Effective, recorded: Mapping[str, Any]) -> Effecti
     if "vcpu" not in recorded or "memory" not in recorded:
         return effective
     disk = recorded.get("disk")
+    network = network_from_status(recorded)
     return dataclasses.replace(
         effective,
         vcpu=int(recorded["vcpu"]),
         memory=int(recorded["memory"]),
         disk=int(disk) if disk is not None else None,
         workspace=recorded_workspace(recorded, effective.workspace),
+        network=network if network is not None else effective.network,
     )
+
+
+def policy_action(
+    sandbox: Mapping[str, Any],
+    network: Network,
+    observed: Mapping[str, Any] | None,
+    config: OperatorConfig,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the NetworkPolicy to write, the live one's resourceVersion to replace or None to create): nothing when
+    the live policy's spec is the one ``network`` gives (same digest), or for ``AllowAll``."""
+    desired = build_network_policy(owner=sandbox, network=network, settings=config.network)
+    if desired is None:
+        return None, None
+    if observed is None:
+        return desired, None
+    if observed.get("digest") == policy_digest(desired):
+        return None, None
+    return desired, str(objects.metadata(observed).get("resourceVersion") or "") or None
 
 
 def _plan(
@@ -277,8 +350,9 @@ def _plan(
     config: OperatorConfig,
     resolved: Effective | SpecError,
     startup_s: int,
-    policy: PausePolicy,
-    resolved_workspace: Workspace,
+    policy: Mapping[str, Any] | None,
+    pause: PausePolicy | None = None,
+    resolved_workspace: Workspace | None = None,
 ) -> Plan:
     meta = objects.metadata(sandbox)
     spec = objects.spec(sandbox)
@@ -292,6 +366,10 @@ def _plan(
     uid = objects.uid(sandbox)
     ours = pod is not None and not (owners and uid and uid not in owners)
     effective = resolved if isinstance(resolved, Effective) else None
+    if pause is None:
+        pause = pause_policy(spec, None)
+    if resolved_workspace is None:
+        resolved_workspace = effective.workspace if effective is not None else Workspace()
 
     desired: dict[str, Any] = {"observedGeneration": generation} if generation is not None else {}
     # The effective values describe the pod: decided when it is created (a later template edit changes
@@ -308,9 +386,9 @@ def _plan(
     workspace = recorded_workspace(current, resolved_workspace)
     expires_at, timeout = expiry(sandbox, effective)
     desired["timeout"] = timeout
-    if policy.idle_timeout is not None and workspace.persistent:
+    if pause.idle_timeout is not None and workspace.persistent:
         # Effective (spec, else template): the SDKs record use only for sandboxes that can go idle.
-        desired["idleTimeout"] = policy.idle_timeout
+        desired["idleTimeout"] = pause.idle_timeout
     desired["expiresAt"] = format_time(expires_at)
     for key in ("podName", "startedAt", "resumedAt"):
         if key in current:
@@ -383,8 +461,8 @@ def _plan(
             status["observedGeneration"] = generation
         paused_at = parse_time(str(current["pausedAt"])) if current.get("pausedAt") else now
         kept_until = (
-            paused_at + datetime.timedelta(seconds=policy.paused_retention)
-            if policy.paused_retention is not None
+            paused_at + datetime.timedelta(seconds=pause.paused_retention)
+            if pause.paused_retention is not None
             else None
         )
         if kept_until is not None and now >= kept_until:
@@ -421,15 +499,21 @@ def _plan(
             status = finish(
                 contract.PHASE_PENDING, contract.REASON_RESUMING, f"resuming: pod {pname} created{claim}"
             )
+            network_policy, version = policy_action(sandbox, kept.network, policy, config)
             return decided(
-                status, effective=kept, wake_at=expires_at, claim_expected=kept.workspace.persistent
+                status,
+                effective=kept,
+                wake_at=expires_at,
+                claim_expected=kept.workspace.persistent,
+                network_policy=network_policy,
+                policy_version=version,
             )
         # A pod of ours that is not going: created for this resume before a restart; carry on with it.
 
     due = now >= expires_at
     timeout_refusal = (
         pause_refusal(workspace, current, "onTimeout is Pause")
-        if policy.on_timeout == contract.ON_TIMEOUT_PAUSE
+        if pause.on_timeout == contract.ON_TIMEOUT_PAUSE
         else ""
     )
     if due and timeout_refusal is not None:
@@ -467,13 +551,13 @@ def _plan(
     idle_at = None
     if (
         phase_now == contract.PHASE_RUNNING
-        and policy.idle_timeout is not None
+        and pause.idle_timeout is not None
         and workspace.persistent
         and pod_present
         and not resuming
     ):
         activity = lifecycle.last_activity(objects.annotations(sandbox), now)
-        idle_at = lifecycle.idle_deadline(current.get("startedAt"), activity, policy.idle_timeout)
+        idle_at = lifecycle.idle_deadline(current.get("startedAt"), activity, pause.idle_timeout)
     pause_reason: str | None = None
     if asked and not resuming:
         pause_reason = contract.REASON_PAUSED
@@ -485,7 +569,7 @@ def _plan(
         refusal = pause_refusal(workspace, current, "spec.paused is true")
         if refusal is None:
             return _pause(
-                sandbox, pause_reason, timeout, policy, now, desired, finish, decided, pod_present and ours
+                sandbox, pause_reason, timeout, pause, now, desired, finish, decided, pod_present and ours
             )
         paused_condition = ("False", contract.REASON_PAUSE_REFUSED, refusal)
 
@@ -508,11 +592,14 @@ def _plan(
         reason = contract.REASON_POD_DELETED if recreated else contract.REASON_POD_CREATED
         message = recreated_message(pname) if recreated else created_message(pname)
         desired.pop("podIP", None)
+        network_policy, version = policy_action(sandbox, effective.network, policy, config)
         return decided(
             finish(contract.PHASE_PENDING, reason, message),
             effective=effective,
             wake_at=expires_at,
             claim_expected=recreated and effective.workspace.persistent,
+            network_policy=network_policy,
+            policy_version=version,
         )
 
     pname = objects.name(pod)
@@ -570,7 +657,13 @@ def _plan(
                 generation,
             )
         )
-    return decided(status, wake_at=wake_at)
+    # The NetworkPolicy is the sandbox's isolation, not its workload: deleted or edited while the pod lives,
+    # it is put back as recorded when the pod was created (a pod that ended needs none).
+    network_policy, version = None, None
+    recorded_network = network_from_status(desired)
+    if recorded_network is not None and not state.final:
+        network_policy, version = policy_action(sandbox, recorded_network, policy, config)
+    return decided(status, wake_at=wake_at, network_policy=network_policy, policy_version=version)
 
 
 def _pause(

@@ -167,6 +167,28 @@ def test_template_pod_security(spec: dict[str, Any], expected: list[str]) -> Non
     assert [e for e in errors(TEMPLATE, template(spec)) if not e.startswith("<nil>")] == expected
 
 
+def test_a_template_may_not_give_the_sandbox_the_sidecars_uid_or_gid() -> None:
+    """An app running as the sidecar's user could signal it (docs/security.md)."""
+    spec = {"podSecurity": "restricted", "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}
+    found = errors(TEMPLATE, template(spec))
+    assert len(found) == 3
+    assert found[0].startswith(
+        'spec.runAsUser: Invalid value: "integer": 65532 is the telemetry sidecar\'s UID'
+    )
+    assert [e.split(":")[0] for e in found] == ["spec.runAsUser", "spec.runAsGroup", "spec.fsGroup"]
+
+
+def test_locked_fields_are_known_field_names() -> None:
+    assert errors(TEMPLATE, template({"lockedFields": ["network", "image", "env"]})) == []
+    assert errors(TEMPLATE, template({"lockedFields": []})) == []
+    error = errors(TEMPLATE, template({"lockedFields": ["network", "spec.network"]}))[0]
+    assert error.startswith(
+        'spec.lockedFields[1]: Unsupported value: "spec.network": supported values: "image"'
+    )
+    (error,) = errors(TEMPLATE, template({"lockedFields": ["network", "network"]}))
+    assert error == 'spec.lockedFields[1]: Duplicate value: "network"'
+
+
 def _random_candidates(seed: int, count: int) -> list[str]:
     rng = random.Random(seed)
     out: list[str] = []

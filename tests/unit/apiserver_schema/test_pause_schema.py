@@ -104,3 +104,10 @@ def test_templates_take_the_pause_fields_and_a_retention() -> None:
         "workspace.persistent: true, or use onTimeout Delete"
     ]
     assert errors(TEMPLATE, obj("SandboxTemplate", {"pausedRetention": 0})) != []
+
+
+def test_the_pause_fields_are_lockable_but_paused_is_not() -> None:
+    locks = {"lockedFields": ["workspace", "idleTimeout", "onTimeout"]}
+    assert errors(TEMPLATE, obj("SandboxTemplate", locks)) == []
+    found = errors(TEMPLATE, obj("SandboxTemplate", {"lockedFields": ["paused"]}))
+    assert found[0].startswith('spec.lockedFields[0]: Unsupported value: "paused"')

@@ -498,3 +498,22 @@ def test_a_claim_of_the_workspaces_name_that_is_not_the_sandboxs_is_never_mounte
     assert message is not None
     assert "is not this Sandbox's" in message
     assert claim_conflict({"metadata": {"name": "s-workspace"}}, sandbox(PERSISTENT)) is not None
+
+
+def test_a_template_can_lock_the_pause_fields() -> None:
+    template = {
+        "workspace": {"persistent": True},
+        "idleTimeout": 600,
+        "lockedFields": ["idleTimeout", "workspace"],
+    }
+    # a live Sandbox changed to a day of idleness: the template's 10 minutes apply
+    assert pause_policy({"idleTimeout": 86400}, template).idle_timeout == 600
+    # a new one asking otherwise gets no pod
+    refused = step({"idleTimeout": 86400}, None, None, 0, template)
+    assert refused.status is not None
+    assert refused.status["reason"] == contract.REASON_FIELD_LOCKED
+    assert not refused.create_pod
+    no_volume = step({"workspace": {"persistent": False}}, None, None, 0, template)
+    assert no_volume.status is not None
+    assert no_volume.status["reason"] == contract.REASON_FIELD_LOCKED
+    assert step({}, None, None, 0, template).create_pod
