@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import datetime
@@ -291,7 +292,7 @@ class SandboxesClient:
             op.set_sandbox_id(obj["metadata"]["name"])
             if not wait:
                 return self._bind(obj)
-            return self._bind(self._wait(obj, wait_timeout, wait_verdict, "Running", "starting"))
+            return self._bind(self._wait_running(obj, wait_timeout))
 
     def _create_obj(
         self, request: SandboxRequest, *, name: str | None, http_timeout: float | None
@@ -349,6 +350,10 @@ class SandboxesClient:
 
         with contextlib.suppress(ApiException):
             self._client._core.delete_namespaced_secret(secret_name, self._ns())
+
+    def _wait_running(self, obj: Mapping[str, Any], wait_timeout: float) -> Mapping[str, Any]:
+        """Watch a new Sandbox until it is Running (``_wait``)."""
+        return self._wait(obj, wait_timeout, wait_verdict, "Running", "starting")
 
     def _wait(
         self, obj: Mapping[str, Any], wait_timeout: float, verdict: Verdict, goal: str, doing: str
@@ -434,22 +439,26 @@ class SandboxesClient:
 
     def list(self, label_selector: str | None = None) -> list[Sandbox]:
         """Every sandbox in the client's namespace (optionally filtered by a label selector)."""
-        from kubernetes.client.exceptions import ApiException
-
         self._client._check_open()
         with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_LIST) as op:
-            kwargs: dict[str, Any] = {}
-            if label_selector:
-                kwargs["label_selector"] = label_selector
-            try:
-                result = self._client._custom.list_namespaced_custom_object(
-                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
-                )
-            except ApiException as exc:
-                _raise_api(exc, sandbox_id=None, namespace=self._ns())
-            items = [self._bind(item) for item in result.get("items") or []]
+            items = [self._bind(item) for item in self._list_objs(label_selector)]
             op.set_attribute("leap0.sandbox.count", len(items))
             return items
+
+    def _list_objs(self, label_selector: str | None = None) -> builtins.list[JsonDict]:
+        """The Sandbox objects of the namespace as the API returns them (the MCP server reads annotations)."""
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs: dict[str, Any] = {}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        try:
+            result = self._client._custom.list_namespaced_custom_object(
+                c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
+            )
+        except ApiException as exc:
+            _raise_api(exc, sandbox_id=None, namespace=self._ns())
+        return builtins.list(result.get("items") or [])
 
     def delete(self, sandbox: str | Sandbox) -> None:
         """Delete a sandbox by id or object (``SandboxNotFoundError`` if it does not exist)."""

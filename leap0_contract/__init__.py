@@ -112,6 +112,9 @@ NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
 LABEL_CREATED_BY: Final = "leap0.dev/created-by"
 CREATED_BY_MCP: Final = "mcp"
 LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
+# ... and the proof that the owner label is the server's own: an HMAC of namespace, name, uid and owner under
+# the server's key (`leap0 mcp --owner-key-file`), so a label planted by a third party is not ownership.
+ANNOTATION_MCP_OWNER_SIGNATURE: Final = "leap0.dev/mcp-owner-signature"
 # On a Sandbox: when an SDK or MCP operation last used it (RFC 3339), for spec.idleTimeout. The SDKs write it
 # at most once per ACTIVITY_WRITE_INTERVAL_S per sandbox; the operator ignores a time more than
 # ACTIVITY_CLOCK_SKEW_S in its future (so a forged time cannot keep a sandbox from its idle pause).
@@ -127,6 +130,9 @@ SANDBOX_ENV_ALLOWED: Final = "true"
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
 ATTR_ORG_ID: Final = "leap0.org.id"
 ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+# Attribute keys an app may not send at any level (``leap0``, ``leap0.*`` and what backends fold into them,
+# ``leap0_*``...): the sidecar removes them, so the identity above is the only one (sidecar/identity.py).
+RESERVED_ATTRIBUTE_PREFIX: Final = "leap0"
 # Which source the sandbox metrics come from: one of the SOURCE_* values below.
 ATTR_METRICS_SOURCE: Final = "leap0.metrics.source"
 SOURCE_CGROUP_V2: Final = "cgroup-v2"
@@ -192,6 +198,9 @@ ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
 ENV_MCP_TOKEN: Final = "LEAP0_MCP_TOKEN"  # the bearer token of `leap0 mcp --http`
+# Set by the MCP server on each command it runs (a random value per call), so a cancelled call's processes,
+# however they detached, can be found in the sandbox (by their environment) and stopped.
+ENV_MCP_EXEC_ID: Final = "LEAP0_MCP_EXEC_ID"
 # The sidecar's own settings (defaults in leap0_sidecar.config).
 ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
 ENV_SIDECAR_QUEUE_BYTES: Final = "LEAP0_SIDECAR_QUEUE_BYTES"
@@ -243,6 +252,9 @@ REASON_CONTAINER_FAILED: Final = "ContainerFailed"
 REASON_POD_FAILED: Final = "PodFailed"
 REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
+# The namespace's PodSecurity admission refused the sandbox pod (its level is stricter than the template's
+# podSecurity): Failed, with the admission's message.
+REASON_POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
 # A Sandbox sets a field its template locks (SandboxTemplate spec.lockedFields): Failed, no pod.
 REASON_FIELD_LOCKED: Final = "FieldLocked"
 # env valueFrom.secretKeyRef names a Secret neither owned by the Sandbox nor labelled leap0.dev/sandbox-env:

@@ -74,10 +74,6 @@ def _template_spec(obj: objects.Obj) -> dict[str, Any]:
     return dict(objects.spec(obj))
 
 
-class WorkspaceConflict(kopf.PermanentError):
-    """A claim of the workspace's name exists and is not the Sandbox's: the sandbox fails without a pod."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Kind:
     """One kind the operator watches and keeps a store of: where to list it, its key and trimmed value."""
@@ -384,7 +380,7 @@ class Controller:
         existing = await self.api.read_workspace_claim(namespace, cname)
         conflict = claim_conflict(existing, observed.sandbox) if existing is not None else None
         if conflict is not None:
-            raise WorkspaceConflict(conflict)
+            raise k8s.Refused(conflict, contract.REASON_WORKSPACE_CONFLICT)
 
     def _paused(self, key: Key) -> None:
         """The pod of a sandbox being paused is gone: the pause is complete."""
@@ -428,14 +424,9 @@ class Controller:
                 if claim is not None:
                     await self._claim(observed, claim, decision.claim_expected)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # refused as invalid, or a claim not its own: Failed
+            except kopf.PermanentError as exc:  # refused for good (by the API, or a claim not its own)
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
-                reason = (
-                    contract.REASON_WORKSPACE_CONFLICT
-                    if isinstance(exc, WorkspaceConflict)
-                    else contract.REASON_INVALID_SPEC
-                )
-                refused = SpecError(reason, str(exc))
+                refused = SpecError(getattr(exc, "reason", contract.REASON_INVALID_SPEC), str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)

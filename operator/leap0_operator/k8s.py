@@ -15,10 +15,12 @@ a dependency on ``kopf._cogs.clients``, which kopf does not promise to keep. So:
 
 **Errors** are translated into kopf's public vocabulary for the reconcile worker (``runtime.py``):
 ``kopf.TemporaryError(delay=...)`` for what may recover (5xx, 429 with its ``Retry-After``, 403 during
-upgrades and quota, connection errors, timeouts), ``kopf.PermanentError`` when the API refuses the pod as
-invalid (400/422: the same manifest will never be accepted). kopf's own in-request retries are off for these
-calls (``backoffs=()``): the worker retries the whole reconcile from the latest state, with backoff, without
-holding a worker while it waits. Each call has its entry in ``apicalls.py``.
+upgrades and quota, connection errors, timeouts), :class:`Refused` (a ``kopf.PermanentError``) when the API
+refuses the pod for good: as invalid (400/422), or by the namespace's PodSecurity admission (a 403 saying
+``violates PodSecurity``): the same manifest will never be accepted (:func:`refusal_reason`). kopf's own
+in-request retries are off for these calls (``backoffs=()``): the worker retries the whole reconcile from the
+latest state, with backoff, without holding a worker while it waits. Each call has its entry in
+``apicalls.py``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,28 @@ MAX_IN_FLIGHT = 32
 LIST_CHUNK = 500
 # Statuses meaning "this request, as written, will never succeed" (for the pod POST: the spec is invalid).
 INVALID_STATUSES = frozenset({400, 422})
+# What PodSecurity admission says when it refuses a pod (403 Forbidden, as RBAC and quotas do; only this one
+# is final): 'pods "x" is forbidden: violates PodSecurity "restricted:latest": ...'.
+POD_SECURITY_REFUSAL = "violates PodSecurity"
+
+
+class Refused(kopf.PermanentError):
+    """The API server refused an object for good; ``reason`` is the Sandbox's reason to report."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def refusal_reason(status: int | None, message: str) -> str | None:
+    """The Sandbox's reason when the API server's answer to a create is final, else None (retried): 400/422
+    (invalid) is ``InvalidSpec``; a 403 of PodSecurity admission is ``PodSecurityViolation``; any other 403
+    (RBAC while permissions roll out, an exhausted quota) may pass later."""
+    if status in INVALID_STATUSES:
+        return contract.REASON_INVALID_SPEC
+    if status == 403 and POD_SECURITY_REFUSAL in message:
+        return contract.REASON_POD_SECURITY_VIOLATION
+    return None
 
 
 # kopf says nothing public when a watch restarts from a fresh list after "410 Gone": it logs it, at debug
@@ -196,8 +220,9 @@ class Api:
             if exc.status == absent:
                 return False, None
             detail = exc.message or str(exc) or f"HTTP {exc.status}"
-            if invalid_is_permanent and exc.status in INVALID_STATUSES:
-                raise kopf.PermanentError(f"the API server refused {what}: {detail}") from exc
+            reason = refusal_reason(exc.status, detail) if invalid_is_permanent else None
+            if reason is not None:
+                raise Refused(f"the API server refused {what}: {detail}", reason) from exc
             delay = retry_after(exc.headers, self.retry_delay) if exc.status == 429 else self.retry_delay
             raise kopf.TemporaryError(f"{what}: HTTP {exc.status}: {detail}", delay=delay) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:

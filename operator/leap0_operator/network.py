@@ -58,14 +58,15 @@ PRIVATE_IPV4: tuple[str, ...] = (
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
-# IPv6: unspecified and loopback, IPv4-mapped (would reach the IPv4 ranges above), NAT64 (the well-known
-# prefix 64:ff9b::/96 of RFC 6052 and the local-use 64:ff9b:1::/48 of RFC 8215: a cloud's NAT64 gateway
-# translates them to any IPv4 address, private ones included), Teredo (2001::/32) and 6to4 (2002::/16), which
-# embed IPv4 addresses too, discard-only, unique local (fc00::/7, incl. AWS's metadata server
-# fd00:ec2::254), the deprecated site-local, link-local and multicast.
+# IPv6: unspecified and loopback, NAT64 (the well-known prefix 64:ff9b::/96 of RFC 6052 and the local-use
+# 64:ff9b:1::/48 of RFC 8215: a cloud's NAT64 gateway translates them to any IPv4 address, private ones
+# included), Teredo (2001::/32) and 6to4 (2002::/16), which embed IPv4 addresses too, discard-only, unique
+# local (fc00::/7, incl. AWS's metadata server fd00:ec2::254), the deprecated site-local, link-local and
+# multicast. Not the IPv4-mapped range ::ffff:0:0/96: the API server refuses it in an ipBlock (Kubernetes
+# 1.33+ validates CIDRs strictly), and a connection to a mapped address leaves the pod as IPv4, which the
+# IPv4 list covers.
 PRIVATE_IPV6: tuple[str, ...] = (
     "::/127",
-    "::ffff:0:0/96",
     "64:ff9b::/96",
     "64:ff9b:1::/48",
     "100::/64",

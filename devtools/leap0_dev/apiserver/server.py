@@ -28,12 +28,12 @@ from .store import DEFAULT_HISTORY, Event, Obj, Store, Watcher, now_iso
 
 SERVER_VERSION = {
     "major": "1",
-    "minor": "33",
-    "gitVersion": "v1.33.0-leap0",
+    "minor": "36",
+    "gitVersion": "v1.36.3-leap0",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.24",
+    "goVersion": "go1.26.8",
     "compiler": "gc",
     "platform": "linux/amd64",
 }

@@ -176,12 +176,8 @@ def test_a_paused_sandbox_says_so_and_its_timeout_counts_from_the_resume() -> No
 
 
 # --- ownership ---------------------------------------------------------------------------------------
-def test_ownership() -> None:
-    mine = logic.owner_labels("a")
-    assert logic.is_visible(mine, "a", False)
-    assert not logic.is_visible(mine, "b", False)
-    assert not logic.is_visible({}, "a", False)
-    assert logic.is_visible({}, "a", True)
+def test_ownership_labels_and_selector() -> None:
+    assert logic.owner_labels("a") == {"leap0.dev/created-by": "mcp", "leap0.dev/mcp-owner": "a"}
     assert logic.owner_selector("a", False) == "leap0.dev/mcp-owner=a"
     assert logic.owner_selector("a", True) is None
 
