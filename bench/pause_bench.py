@@ -11,8 +11,8 @@ phase the operator writes for it (seen on a watch):
 - the baseline: ``spec.timeout`` edited, to the new ``expiresAt`` written (the operator's plainest reconcile
   with a status write: a watch event, a plan, one PATCH);
 - pause: ``spec.paused: true``, to phase ``Paused`` written (the pod's DELETE, the status, its Event);
-- resume: ``spec.paused: false``, to phase ``Pending``/``Resuming`` written (the NetworkPolicy and the claim
-  POSTed again, 409 as they exist, the pod's POST, the status, its Event).
+- resume: ``spec.paused: false``, to phase ``Pending``/``Resuming`` written (the claim POSTed again, 409 as it
+  exists, and its owner read; the pod's POST, the status, its Event).
 
 It prints p50 and p99 of each, their ratio to the baseline's, the operator's API writes per sandbox for each
 (the emulator counts mutating requests by User-Agent: GET /leap0/stats), and the operator's writes during an
