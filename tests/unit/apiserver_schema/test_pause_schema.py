@@ -49,7 +49,7 @@ def test_valid_sandboxes(spec: dict[str, Any]) -> None:
     [
         (
             {"workspace": {"persistent": False}, "paused": True},
-            'spec.paused: Invalid value: spec.paused needs a persistent workspace, and this '
+            "spec.paused: Invalid value: spec.paused needs a persistent workspace, and this "
             "sandbox's is not: create the sandbox with spec.workspace.persistent: true (or from a template "
             "that sets it) to pause it",
         ),
@@ -80,7 +80,7 @@ def test_paused_idle_timeout_and_on_timeout_may_change_the_workspace_may_not() -
     changed = {**old["spec"], "idleTimeout": 30, "onTimeout": "Pause", "paused": False}
     assert errors(SANDBOX, obj("Sandbox", changed), old) == []
     other = obj("Sandbox", {"workspace": {"persistent": True, "storageClassName": "b"}, "timeout": 60})
-    assert errors(SANDBOX, other, old) == ['spec: Invalid value: spec.workspace is immutable']
+    assert errors(SANDBOX, other, old) == ["spec: Invalid value: spec.workspace is immutable"]
     # a spec-less Sandbox may get paused later, not a workspace
     bare = obj("Sandbox", {})
     del bare["spec"]
@@ -100,7 +100,7 @@ def test_templates_take_the_pause_fields_and_a_retention() -> None:
         TEMPLATE, obj("SandboxTemplate", {"workspace": {"persistent": False}, "onTimeout": "Pause"})
     )
     assert refused == [
-        'spec.onTimeout: Invalid value: onTimeout Pause needs a persistent workspace: set '
+        "spec.onTimeout: Invalid value: onTimeout Pause needs a persistent workspace: set "
         "workspace.persistent: true, or use onTimeout Delete"
     ]
     assert errors(TEMPLATE, obj("SandboxTemplate", {"pausedRetention": 0})) != []
