@@ -27,6 +27,8 @@ TIMEOUT_EXIT_CODES = (124, 137)
 CLIENT_GRACE_S = 5.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STDIN_CHUNK = 64 * 1024
+# How long one wait for output lasts at most (then ``while_running`` is called and the wait goes on).
+WAIT_SLICE_S = 5.0
 
 STDIN_CHANNEL = 0
 STDOUT_CHANNEL = 1
@@ -215,8 +217,11 @@ def run_exec(
     deadline_s: float | None = None,
     sink: OutputSink | None = None,
     cancel: threading.Event | None = None,
+    while_running: Callable[[], None] | None = None,
 ) -> ExecOutcome:
     """Run ``argv`` in the pod's container through the exec API and collect its output and status.
+    ``while_running`` is called at least every ``WAIT_SLICE_S`` seconds while the command runs (the SDK
+    records the sandbox's use with it, so a long command does not count as idle).
 
     Without ``sink`` the output is collected whole (``process.execute``); with one, each piece goes to
     ``sink(channel, data)`` as it arrives and nothing is kept here. When ``cancel`` is set, the stream is
@@ -267,10 +272,12 @@ def run_exec(
                 remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
                 if remaining is not None and remaining <= 0:
                     return ExecOutcome(bytes(out), bytes(err), None, time.monotonic() - started)
-                wait = 1.0 if remaining is None else remaining
+                wait = 1.0 if remaining is None else min(remaining, WAIT_SLICE_S)
                 if cancel is not None:
                     wait = min(wait, CANCEL_POLL_S)
                 frames.read_one(wait)
+                if while_running is not None:
+                    while_running()
             status = parse_exec_status(bytes(frames.error) if frames.error else None)
             return ExecOutcome(bytes(out), bytes(err), status, time.monotonic() - started)
         finally:

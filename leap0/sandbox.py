@@ -70,8 +70,22 @@ class Sandbox(SandboxData):
         self._bound().sandboxes.delete(self.id)
 
     def set_timeout(self, timeout: int) -> Sandbox:
-        """Set the sandbox's lifetime to ``timeout`` seconds counted from its creation (``spec.timeout``)."""
+        """Set the sandbox's lifetime to ``timeout`` seconds counted from its creation, or from its last
+        resume (``spec.timeout``)."""
         self._update_from(self._bound().sandboxes.set_timeout(self.id, timeout))
+        return self
+
+    def pause(self, *, wait: bool = True, wait_timeout: float | None = None) -> Sandbox:
+        """Pause the sandbox: its processes stop, its persistent workspace is kept
+        (``client.sandboxes.pause``)."""
+        kwargs = {} if wait_timeout is None else {"wait_timeout": wait_timeout}
+        self._update_from(self._bound().sandboxes.pause(self.id, wait=wait, **kwargs))
+        return self
+
+    def resume(self, *, wait: bool = True, wait_timeout: float | None = None) -> Sandbox:
+        """Resume the paused sandbox on its workspace (``client.sandboxes.resume``)."""
+        kwargs = {} if wait_timeout is None else {"wait_timeout": wait_timeout}
+        self._update_from(self._bound().sandboxes.resume(self.id, wait=wait, **kwargs))
         return self
 
     @property
@@ -83,9 +97,18 @@ class Sandbox(SandboxData):
         return FilesystemClient(self)
 
     def _pod(self) -> str:
-        """The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it."""
-        if not self.pod_name or self.phase != c.PHASE_RUNNING:
+        """The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it; a paused
+        sandbox is resumed first when the client's ``auto_resume`` is on."""
+        if not self.pod_name or self.phase != c.PHASE_RUNNING or self.paused:
             self.refresh()
+        if self.is_paused:
+            client = self._bound()
+            if not client.auto_resume:
+                raise SandboxNotRunningError(
+                    f"sandbox {self.id!r} is paused: call sandbox.resume() first, or create the client with "
+                    "auto_resume=True"
+                )
+            self._update_from(client.sandboxes.resume(self.id))
         if self.phase in c.TERMINAL_PHASES or not self.pod_name:
             detail = f"phase {self.phase or 'unknown'}"
             if self.reason:
@@ -106,6 +129,7 @@ class Sandbox(SandboxData):
 
         client = self._bound()
         pod = self._pod()
+        client._record_use(self)
         try:
             return run_exec(
                 client._configuration,
@@ -117,6 +141,7 @@ class Sandbox(SandboxData):
                 deadline_s=deadline_s,
                 sink=sink,
                 cancel=cancel,
+                while_running=lambda: client._record_use(self),
             )
         except ApiException as exc:
             # the reason may quote a URL: its query string holds the command (and the env given to it)

@@ -227,6 +227,9 @@ def create_kwargs(
     owner: str,
     wait_timeout: float = DEFAULT_CREATE_TIMEOUT,
     limits: AdminLimits | None = None,
+    persistent_workspace: bool | None = None,
+    idle_timeout: int | None = None,
+    on_timeout: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``client.sandboxes.create`` for a create_sandbox call.
 
@@ -234,6 +237,8 @@ def create_kwargs(
     ``network`` is passed only when given (as the Sandbox's ``spec.network``: ``policy`` and ``allowCidrs``).
     The administrator's ``limits`` come first: a template outside them, or a network other than the one they
     fix, is refused (ToolFailure saying what is allowed); the fixed network is always passed.
+    ``persistent_workspace`` goes as ``spec.workspace.persistent`` (the storage class stays the template's or
+    the cluster's: not a client's choice).
     """
     limits = limits or AdminLimits(default_template=default_template)
     kwargs: dict[str, Any] = {"labels": owner_labels(owner), "wait_timeout": wait_timeout}
@@ -250,6 +255,12 @@ def create_kwargs(
             kwargs[key] = value
     if env_vars:
         kwargs["env_vars"] = dict(env_vars)
+    if persistent_workspace is not None:
+        kwargs["workspace"] = {"persistent": persistent_workspace}
+    if idle_timeout is not None:
+        kwargs["idle_timeout"] = idle_timeout
+    if on_timeout is not None:
+        kwargs["on_timeout"] = on_timeout
     spec: dict[str, Any] | None = None
     if network is not None:
         spec = {"policy": network["policy"]}
@@ -285,16 +296,26 @@ def sandbox_summary(sb: SandboxData) -> dict[str, Any]:
         "timeout": sb.timeout,
         "created_at": iso(sb.created_at),
         "expires_at": iso(sb.expires_at),
+        "persistent_workspace": (
+            bool(sb.effective_workspace.get("persistent"))
+            if sb.effective_workspace is not None
+            else (sb.workspace or {}).get("persistent")
+        ),
+        "paused_at": iso(sb.paused_at),
+        "resumed_at": iso(sb.resumed_at),
     }
 
 
 def after_set_timeout(sb: SandboxData, timeout: int) -> dict[str, Any]:
-    """The summary right after ``spec.timeout`` was set: the expiry is creation + timeout (the operator
-    writes the same ``expiresAt`` to the status a moment later)."""
+    """The summary right after ``spec.timeout`` was set: the expiry is creation (or the last resume) +
+    timeout (the operator writes the same ``expiresAt`` to the status a moment later); none while paused."""
     summary = sandbox_summary(sb)
     summary["timeout"] = timeout
-    if sb.created_at is not None:
-        summary["expires_at"] = iso(sb.created_at + timedelta(seconds=timeout))
+    base = sb.resumed_at or sb.created_at
+    if sb.phase == c.PHASE_PAUSED:
+        summary["expires_at"] = None
+    elif base is not None:
+        summary["expires_at"] = iso(base + timedelta(seconds=timeout))
     return summary
 
 
@@ -312,6 +333,8 @@ def sandbox_text(summary: Mapping[str, Any]) -> str:
         parts.append(", ".join(resources))
     if summary.get("expires_at"):
         parts.append(f"expires {summary['expires_at']}")
+    if summary.get("paused_at") and summary.get("phase") == c.PHASE_PAUSED:
+        parts.append(f"paused since {summary['paused_at']} (resume_sandbox, or any tool call, resumes it)")
     return " ".join(parts)
 
 
@@ -502,7 +525,10 @@ def auth_decision(token: str | None, host: str, insecure_no_auth: bool) -> str |
 
 
 # --- errors ------------------------------------------------------------------------------------------
-_LIMITS = "vcpu 1-8, memory 512-8192 MiB (even), timeout 1-28800 s"
+_LIMITS = (
+    "vcpu 1-8, memory 512-8192 MiB (even), timeout 1-28800 s, idle_timeout 1-86400 s with "
+    "persistent_workspace=true"
+)
 
 
 def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
@@ -530,6 +556,11 @@ def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
         return text
     if isinstance(exc, SandboxNotFoundError):
         return not_found_message(sandbox_id or exc.sandbox_id)
+    if isinstance(exc, SandboxValidationError) and exc.reason == c.REASON_PAUSE_REFUSED:
+        return (
+            f"{text}. Through this server: create a new sandbox with persistent_workspace=true; this one "
+            "keeps running"
+        )
     if isinstance(exc, SandboxValidationError):
         return f"the API server rejected the request: {text}. Fix that field ({_LIMITS}) and call again"
     if isinstance(exc, SandboxFailedError):

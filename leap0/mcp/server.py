@@ -34,6 +34,9 @@ Sandboxes are isolated Linux containers on a Kubernetes cluster, for running cod
 Create one with create_sandbox, run commands with execute_command, move files with write_file/read_file,
 look around with list_files. A sandbox lives until its timeout (seconds from creation) or until you delete
 it: this server never deletes sandboxes on its own, so call delete_sandbox when you are done.
+A sandbox created with persistent_workspace=true can be paused (pause_sandbox: its processes stop, its files
+under /workspace are kept, its timeout stops counting) and resumed (resume_sandbox); the other tools resume
+a paused sandbox by themselves. Only files under /workspace survive a pause.
 """
 
 SandboxId = Annotated[
@@ -58,17 +61,25 @@ class NetworkSpec(BaseModel):
 
 class SandboxInfo(BaseModel):
     sandbox_id: str = Field(description="The sandbox id: pass it to the other tools.")
-    phase: str = Field(description="Pending, Running, Failed or Expired.")
+    phase: str = Field(description="Pending, Running, Paused, Failed or Expired.")
     reason: str | None = Field(default=None, description="Why it is in this phase (from the operator).")
     message: str | None = Field(default=None, description="Details of the reason.")
     template: str | None = Field(default=None, description="The template it was made from.")
     vcpu: int | None = Field(default=None, description="Logical CPUs.")
     memory: int | None = Field(default=None, description="Memory limit in MiB.")
-    timeout: int | None = Field(default=None, description="Lifetime in seconds, counted from creation.")
+    timeout: int | None = Field(
+        default=None, description="Lifetime in seconds, counted from creation or from the last resume."
+    )
     created_at: str | None = Field(default=None, description="Creation time (RFC 3339, UTC).")
     expires_at: str | None = Field(
-        default=None, description="When it will be deleted unless its timeout is raised (RFC 3339, UTC)."
+        default=None,
+        description="When its timeout is reached unless raised (RFC 3339, UTC); none while paused.",
     )
+    persistent_workspace: bool | None = Field(
+        default=None, description="True: /workspace is kept while paused, so the sandbox can be paused."
+    )
+    paused_at: str | None = Field(default=None, description="When it was paused (while Paused).")
+    resumed_at: str | None = Field(default=None, description="When it was last resumed.")
 
 
 class SandboxList(BaseModel):
@@ -282,6 +293,9 @@ class SandboxTools:
         timeout: int | None,
         env_vars: dict[str, str] | None,
         network: NetworkSpec | None,
+        persistent_workspace: bool | None = None,
+        idle_timeout: int | None = None,
+        on_timeout: str | None = None,
     ) -> CallToolResult:
         def body(op: Any) -> CallToolResult:
             kwargs = logic.create_kwargs(
@@ -294,6 +308,9 @@ class SandboxTools:
                 owner=self.options.owner,
                 wait_timeout=self.options.create_timeout,
                 limits=self.options.limits,
+                persistent_workspace=persistent_workspace,
+                idle_timeout=idle_timeout,
+                on_timeout=on_timeout,
             )
             wait_timeout = kwargs.pop("wait_timeout")
             created = self.client.sandboxes.create(**kwargs, wait=False)
@@ -332,6 +349,26 @@ class SandboxTools:
             return _ok(SandboxInfo.model_validate(summary), f"timeout set to {timeout} s: {text}")
 
         return self._call("set_timeout", sandbox_id, body)
+
+    def pause_sandbox(self, sandbox_id: str) -> CallToolResult:
+        def body(op: Any) -> CallToolResult:
+            self._owned(sandbox_id)
+            sandbox = self.client.sandboxes.pause(sandbox_id, wait_timeout=self.options.create_timeout)
+            info, text = self._info(sandbox)
+            return _ok(
+                info, f"paused {text}. Its files under /workspace are kept; resume it with resume_sandbox."
+            )
+
+        return self._call("pause_sandbox", sandbox_id, body)
+
+    def resume_sandbox(self, sandbox_id: str) -> CallToolResult:
+        def body(op: Any) -> CallToolResult:
+            self._owned(sandbox_id)
+            sandbox = self.client.sandboxes.resume(sandbox_id, wait_timeout=self.options.create_timeout)
+            info, text = self._info(sandbox)
+            return _ok(info, f"resumed {text}")
+
+        return self._call("resume_sandbox", sandbox_id, body)
 
     def delete_sandbox(self, sandbox_id: str) -> CallToolResult:
         def body(op: Any) -> CallToolResult:
@@ -448,7 +485,7 @@ _LIFETIME = (
 
 
 def build_server(tools: SandboxTools) -> MCPServer[Any]:
-    """The MCPServer with the nine sandbox tools bound to ``tools``."""
+    """The MCPServer with the eleven sandbox tools bound to ``tools``."""
     from leap0 import __version__
 
     server: MCPServer[Any] = MCPServer("leap0", version=__version__, instructions=INSTRUCTIONS)
@@ -490,14 +527,34 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
             dict[str, str] | None, Field(description="Environment variables of the sandbox, NAME -> value.")
         ] = None,
         network: Annotated[NetworkSpec | None, Field(description=network_text)] = None,
+        persistent_workspace: Annotated[
+            bool | None,
+            Field(
+                description="True: /workspace is on a volume kept while the sandbox is paused (needed by "
+                "pause_sandbox, idle_timeout and on_timeout 'Pause'); omit for the template's."
+            ),
+        ] = None,
+        idle_timeout: Annotated[
+            int | None,
+            Field(
+                description="Seconds without a tool call on the sandbox before it is paused (1-86400; needs "
+                "persistent_workspace); a later tool call resumes it."
+            ),
+        ] = None,
+        on_timeout: Annotated[
+            Literal["Delete", "Pause"] | None,
+            Field(description="At the timeout: Delete (default) or Pause (needs persistent_workspace)."),
+        ] = None,
     ) -> Annotated[CallToolResult, SandboxInfo]:
-        return tools.create_sandbox(template, vcpu, memory, timeout, env_vars, network)
+        return tools.create_sandbox(
+            template, vcpu, memory, timeout, env_vars, network, persistent_workspace, idle_timeout, on_timeout
+        )
 
     @server.tool(
         name="get_sandbox",
         title="Get a sandbox",
-        description="Phase (Pending, Running, Failed, Expired), reason, expires_at and resources of a "
-        "sandbox.",
+        description="Phase (Pending, Running, Paused, Failed, Expired), reason, expires_at and resources of "
+        "a sandbox.",
         annotations=ToolAnnotations(read_only_hint=True),
     )
     def get_sandbox(sandbox_id: SandboxId) -> Annotated[CallToolResult, SandboxInfo]:
@@ -516,9 +573,9 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
     @server.tool(
         name="set_timeout",
         title="Set a sandbox's timeout",
-        description="Set the sandbox's lifetime to `timeout` seconds counted from its creation (not from "
-        "now): to keep it 10 more minutes, add 600 to its current timeout. 1-28800 s. Returns the new "
-        "expires_at.",
+        description="Set the sandbox's lifetime to `timeout` seconds counted from its creation, or from its "
+        "last resume (not from now): to keep it 10 more minutes, add 600 to its current timeout. 1-28800 s. "
+        "Returns the new expires_at.",
         annotations=ToolAnnotations(idempotent_hint=True),
     )
     def set_timeout(
@@ -526,6 +583,28 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
         timeout: Annotated[int, Field(description="Lifetime in seconds from creation, 1-28800.")],
     ) -> Annotated[CallToolResult, SandboxInfo]:
         return tools.set_timeout(sandbox_id, timeout)
+
+    @server.tool(
+        name="pause_sandbox",
+        title="Pause a sandbox",
+        description="Pause a sandbox created with persistent_workspace=true: its processes stop (memory is "
+        "lost), its files under /workspace are kept, and its timeout stops counting. Resume it with "
+        "resume_sandbox, or just call another tool on it. A sandbox without a persistent workspace cannot be "
+        "paused (the error says so).",
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+    )
+    def pause_sandbox(sandbox_id: SandboxId) -> Annotated[CallToolResult, SandboxInfo]:
+        return tools.pause_sandbox(sandbox_id)
+
+    @server.tool(
+        name="resume_sandbox",
+        title="Resume a sandbox",
+        description="Resume a paused sandbox and wait until it is Running: a fresh start with the same "
+        "/workspace files, and its timeout counted again from now.",
+        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+    )
+    def resume_sandbox(sandbox_id: SandboxId) -> Annotated[CallToolResult, SandboxInfo]:
+        return tools.resume_sandbox(sandbox_id)
 
     @server.tool(
         name="delete_sandbox",
