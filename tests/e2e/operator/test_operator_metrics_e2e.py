@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from chart_support import dashboard_queries, dashboards, promql_label_names, promql_metric_names
+from kubernetes import client
 from operator_support import *  # the helpers of operator_support.__all__
 from prometheus_client.parser import text_string_to_metric_families
 from support import free_port, operator_process, subprocess_env, wait_for
@@ -189,7 +190,7 @@ def test_paused_sandboxes_are_counted_and_pause_and_resume_are_timed(
     url, _ = operator
     api = apiserver.api_client()
     create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
-    wait_for(lambda: phase_of(api, namespace, "nap") == contract.PHASE_RUNNING, 30, "Running")
+    wait_for(phase(api, namespace, "nap", contract.PHASE_RUNNING), 30, "Running", ignore=API_ERRORS)
     custom = client.CustomObjectsApi(api)
 
     def set_paused(paused: bool) -> None:
