@@ -1,5 +1,6 @@
-"""Helpers of the operator's end-to-end tests: the test reads and writes through the kubernetes client and
-plays the kubelet. The operator process fixtures are in tests/e2e/operator/conftest.py."""
+"""Helpers of the operator's end-to-end tests (``import operator_support as ops``): the test reads and writes
+through the kubernetes client and plays the kubelet. The operator process fixtures are in
+tests/e2e/operator/conftest.py."""
 
 from __future__ import annotations
 
@@ -19,27 +20,6 @@ from support import subprocess_env, wait_for
 import leap0_contract as contract
 from leap0_dev.apiserver.routing import parse_resource_path
 from leap0_dev.apiserver.server import user_agent_product
-
-# What the operator's e2e modules take from here, all at once (``from operator_support import *``).
-__all__ = [
-    "API_ERRORS",
-    "RUNNING",
-    "Operator",
-    "OperatorCalls",
-    "core",
-    "create_sandbox",
-    "custom",
-    "events_once",
-    "operator_writes",
-    "phase",
-    "play_kubelet",
-    "pod_exists",
-    "pod_gone",
-    "reason_is",
-    "sandbox",
-    "sandbox_events",
-    "sandboxes",
-]
 
 API_ERRORS = (client.ApiException,)  # what the probes may raise before the object exists: "not yet"
 

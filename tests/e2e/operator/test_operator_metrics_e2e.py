@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import operator_support as ops
 import pytest
 from chart_support import dashboard_queries, dashboards, promql_label_names, promql_metric_names
 from kubernetes import client
-from operator_support import *  # the helpers of operator_support.__all__
 from prometheus_client.parser import text_string_to_metric_families
 from support import free_port, operator_process, subprocess_env, wait_for
 
@@ -69,15 +69,18 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
 
     with apiserver.api_client() as api:
         for name in ("web", "worker"):
-            create_sandbox(api, namespace, name, timeout=600)
-        create_sandbox(api, namespace, "brief", timeout=600)
-        create_sandbox(api, namespace, "orphan", template="does-not-exist")
+            ops.create_sandbox(api, namespace, name, timeout=600)
+        ops.create_sandbox(api, namespace, "brief", timeout=600)
+        ops.create_sandbox(api, namespace, "orphan", template="does-not-exist")
         for name in ("web", "worker", "brief"):
             wait_for(
-                pod_exists(api, namespace, name), timeout=30, what=f"the pod of {name}", ignore=API_ERRORS
+                ops.pod_exists(api, namespace, name),
+                timeout=30,
+                what=f"the pod of {name}",
+                ignore=ops.API_ERRORS,
             )
         # Expired now (a timeout already past), once its pod exists, however long that took.
-        custom(api).patch_namespaced_custom_object(
+        ops.custom(api).patch_namespaced_custom_object(
             contract.GROUP,
             contract.VERSION,
             namespace,
@@ -86,7 +89,7 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
             {"spec": {"timeout": 1}},
         )
         for name in ("web", "worker"):
-            play_kubelet(api, namespace, name, sandbox_state=RUNNING)
+            ops.play_kubelet(api, namespace, name, sandbox_state=ops.RUNNING)
         for name, wanted in (
             ("web", "Running"),
             ("worker", "Running"),
@@ -94,9 +97,12 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
             ("brief", "Expired"),
         ):
             wait_for(
-                phase(api, namespace, name, wanted), timeout=30, what=f"{name} {wanted}", ignore=API_ERRORS
+                ops.phase(api, namespace, name, wanted),
+                timeout=30,
+                what=f"{name} {wanted}",
+                ignore=ops.API_ERRORS,
             )
-        wait_for(pod_gone(api, namespace, "brief"), timeout=30, what="the expired pod deleted")
+        wait_for(ops.pod_gone(api, namespace, "brief"), timeout=30, what="the expired pod deleted")
 
     def settled() -> Samples | None:
         samples = scrape(url)
@@ -161,7 +167,7 @@ def test_kopf_run_serves_the_metrics_when_the_environment_asks(
         )
     try:
         with apiserver.api_client() as api:
-            create_sandbox(api, namespace, "via-kopf", timeout=600)
+            ops.create_sandbox(api, namespace, "via-kopf", timeout=600)
 
             def pod_counted() -> Samples | None:
                 samples = scrape(url)
@@ -189,8 +195,8 @@ def test_paused_sandboxes_are_counted_and_pause_and_resume_are_timed(
 ) -> None:
     url, _ = operator
     api = apiserver.api_client()
-    create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
-    wait_for(phase(api, namespace, "nap", contract.PHASE_RUNNING), 30, "Running", ignore=API_ERRORS)
+    ops.create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
+    wait_for(ops.phase(api, namespace, "nap", contract.PHASE_RUNNING), 30, "Running", ignore=ops.API_ERRORS)
     custom = client.CustomObjectsApi(api)
 
     def set_paused(paused: bool) -> None:
