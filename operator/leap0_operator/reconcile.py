@@ -40,6 +40,7 @@ STATUS_FIELDS = (
     "disk",
     "templateId",
     "network",
+    contract.STATUS_SUPERVISOR,
 )
 # Effective values recorded when the pod is created (a later template or setting change does not alter them).
 RECORDED_FIELDS = ("vcpu", "memory", "disk", "templateId", "network")
@@ -299,6 +300,8 @@ def _plan(
             for key in RECORDED_FIELDS:
                 desired.pop(key, None)
             desired.update(fresh)
+        if effective.telemetry and effective.logs:  # the pod about to be created has it (the builder's rule)
+            desired[contract.STATUS_SUPERVISOR] = contract.SUPERVISOR_PATH
         reason = contract.REASON_POD_DELETED if recreated else contract.REASON_POD_CREATED
         message = recreated_message(pname) if recreated else created_message(pname)
         desired.pop("podIP", None)
@@ -318,6 +321,9 @@ def _plan(
         )
         return decided(status, wake_at=expires_at)
 
+    supervisor = objects.annotations(pod).get(contract.ANNOTATION_SUPERVISOR)
+    if supervisor:  # observed on the pod: its sandbox container has the supervisor (the SDKs use it)
+        desired[contract.STATUS_SUPERVISOR] = str(supervisor)
     state = pod_state(pod)
     if state.reason == contract.REASON_POD_CREATED and current.get("reason") == contract.REASON_POD_DELETED:
         # A recreated pod the kubelet has not reported on yet: the status keeps saying why it is Pending.
@@ -387,7 +393,12 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     annotations = objects.annotations(body)
 
     def containers(key: str) -> list[dict[str, Any]]:
-        return [{"name": c.get("name"), "image": c.get("image")} for c in objects.items(spec, key)]
+        keep = (
+            "name",
+            "image",
+            "restartPolicy",
+        )  # restartPolicy: a native sidecar or a run-to-completion one
+        return [{k: c[k] for k in keep if k in c} for c in objects.items(spec, key)]
 
     def statuses(key: str) -> list[dict[str, Any]]:
         keep = ("name", "ready", "image", "state", "lastState")
@@ -399,10 +410,13 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         {"uid": r.get("uid"), "controller": r.get("controller")}
         for r in objects.items(meta, "ownerReferences")
     ]
-    if contract.ANNOTATION_POD_IMAGES in annotations:
-        trimmed_meta["annotations"] = {
-            contract.ANNOTATION_POD_IMAGES: annotations[contract.ANNOTATION_POD_IMAGES]
-        }
+    kept_annotations = {
+        k: annotations[k]
+        for k in (contract.ANNOTATION_POD_IMAGES, contract.ANNOTATION_SUPERVISOR)
+        if k in annotations
+    }
+    if kept_annotations:
+        trimmed_meta["annotations"] = kept_annotations
     trimmed_status: dict[str, Any] = {
         k: status[k] for k in ("phase", "podIP", "startTime", "reason", "message") if status.get(k)
     }

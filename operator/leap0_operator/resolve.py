@@ -73,11 +73,21 @@ class Effective:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     telemetry: bool = True
+    # Sandbox logs (the supervisor): spec.telemetry.logs, else the template's, else on; never without telemetry.
+    logs: bool = True
     runtime_class_name: str | None = None
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     network: Network = dataclasses.field(default_factory=lambda: Network(contract.DEFAULT_NETWORK_POLICY))
     security: PodSecurity = dataclasses.field(default_factory=PodSecurity)
+
+
+def sandbox_logs(sandbox_telemetry: Mapping[str, Any], template_telemetry: Mapping[str, Any]) -> bool:
+    """``telemetry.logs``: the Sandbox's, else its template's, else on."""
+    for telemetry in (sandbox_telemetry, template_telemetry):
+        if isinstance(telemetry.get("logs"), bool):
+            return bool(telemetry["logs"])
+    return True
 
 
 def template_id(spec: Mapping[str, Any]) -> str:
@@ -165,6 +175,7 @@ def resolve(
     command = spec.get("command")
     args = spec.get("args")
     telemetry = spec.get("telemetry") or {}
+    enabled = telemetry.get("enabled") is not False
     return Effective(
         template_id=tid,
         image=str(image),
@@ -175,7 +186,8 @@ def resolve(
         env=merge_env(tpl.get("env") or (), spec.get("env") or ()),
         command=tuple(command) if command is not None else None,
         args=tuple(args) if args is not None else None,
-        telemetry=telemetry.get("enabled") is not False,
+        telemetry=enabled,
+        logs=enabled and sandbox_logs(telemetry, tpl.get("telemetry") or {}),
         runtime_class_name=tpl.get("runtimeClassName") or None,
         node_selector=dict(tpl.get("nodeSelector") or {}),
         tolerations=tuple(tpl.get("tolerations") or ()),
