@@ -172,6 +172,7 @@ class SandboxesClient:
         command: Sequence[str] | None = None,
         args: Sequence[str] | None = None,
         telemetry_sidecar: bool | None = None,
+        telemetry_logs: bool | None = None,
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT_S,
@@ -192,8 +193,11 @@ class SandboxesClient:
         Hosted-SDK spellings: ``template_name``, ``memory_mib``, ``timeout_min`` (minutes), ``telemetry``
         (= ``otel_export``). ``network={"policy": "DenyAll", "allowCidrs": [...]}`` sets ``spec.network``
         (policies ``Internet``, ``DenyAll``, ``AllowAll``, ``Custom``; unset: the template's, else the
-        operator's default). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
-        ``SandboxTimeoutError`` if it is not Running within ``wait_timeout`` seconds (the sandbox is kept).
+        operator's default). ``telemetry_logs=False`` turns sandbox logs off (``spec.telemetry.logs``: the
+        output of the sandbox's command and of ``process.execute`` as OTLP log records; unset: the template's,
+        else on with the sidecar). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox
+        fails, ``SandboxTimeoutError`` if it is not Running within ``wait_timeout`` seconds (the sandbox is
+        kept).
         """
         self._client._check_open()
         tmpl, vcpu_, memory_, timeout_ = resolve_create_args(
@@ -219,6 +223,7 @@ class SandboxesClient:
             command=tuple(command) if command is not None else None,
             args=tuple(args) if args is not None else None,
             telemetry_sidecar=telemetry_sidecar,
+            telemetry_logs=telemetry_logs,
             network=normalize_network(network),
             labels=dict(labels) if labels else None,
             otel_export=export,

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import PrivateAttr
 
 import leap0_contract as c
-from leap0._exec import CLIENT_GRACE_S, TIMEOUT_EXIT_CODES, ExecOutcome, build_exec_argv, run_exec
+from leap0._exec import (
+    CLIENT_GRACE_S,
+    TIMEOUT_EXIT_CODES,
+    ExecOutcome,
+    build_exec_argv,
+    run_exec,
+    supervised_argv,
+    supervisor_exec_error,
+)
 from leap0.exceptions import (
     FilesystemError,
     ProcessError,
@@ -83,12 +91,22 @@ class Sandbox(SandboxData):
         return self.pod_name
 
     def _exec(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, deadline_s: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        deadline_s: float | None = None,
+        supervise: bool = False,
+        traceparent: str | None = None,
     ) -> ExecOutcome:
+        """Run ``argv`` in the sandbox container; ``supervise``: through its supervisor when its pod has one
+        (``status.supervisor``), so the output also becomes log records of the caller's trace."""
         from kubernetes.client.exceptions import ApiException
 
         client = self._bound()
         pod = self._pod()
+        if supervise and self.supervisor:
+            argv = supervised_argv(argv, self.supervisor, traceparent)
         try:
             return run_exec(
                 client._configuration,
@@ -125,10 +143,10 @@ class ProcessClient:
         (seconds) the command is stopped when it runs longer and ``ProcessTimeoutError`` is raised.
         """
         sandbox = self._sandbox
-        with sandbox._bound()._telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id):
+        with sandbox._bound()._telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id) as op:
             argv = build_exec_argv(command, cwd=cwd, env=env, timeout=timeout)
             deadline = None if timeout is None else timeout + CLIENT_GRACE_S
-            outcome = sandbox._exec(argv, deadline_s=deadline)
+            outcome = sandbox._exec(argv, deadline_s=deadline, supervise=True, traceparent=op.traceparent())
             stdout = outcome.stdout.decode("utf-8", errors="replace")
             stderr = outcome.stderr.decode("utf-8", errors="replace")
             timed_out = outcome.status is None or (
@@ -146,6 +164,9 @@ class ProcessClient:
             assert outcome.status is not None
             if outcome.status.exit_code is None:
                 raise ProcessError(f"exec in sandbox {sandbox.id!r} failed: {outcome.status.error}")
+            cannot_start = supervisor_exec_error(outcome.status.exit_code, outcome.stdout, outcome.stderr)
+            if cannot_start is not None:  # as an exec of a missing program fails without the supervisor
+                raise ProcessError(f"exec in sandbox {sandbox.id!r} failed: {cannot_start}")
             return ProcessResult(exit_code=outcome.status.exit_code, stdout=stdout, stderr=stderr)
 
 

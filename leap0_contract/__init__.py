@@ -240,9 +240,10 @@ SIDECAR_HEALTH_PATH: Final = "/healthz"
 SIDECAR_READY_PATH: Final = "/readyz"
 
 # --- Sandbox logs: the supervisor (docs/logs.md) ------------------------------------------------------
-# A static Go program (supervisor/) that runs a command, passes its output through and sends each line to the
-# sidecar as an OTLP log record. It ships in the sidecar image; an init container copies it into an emptyDir
-# that the sandbox container mounts read-only. spec.telemetry.logs (Sandbox, else template) turns it on or off.
+# A static Go program (supervisor/) that runs a command, passes its output through and sends each line to
+# the sidecar as an OTLP log record. It ships in the sidecar image; an init container copies it into an
+# emptyDir that the sandbox container mounts read-only. spec.telemetry.logs (Sandbox, else template) turns it
+# on or off.
 SUPERVISOR_BINARY: Final = "leap0-supervisor"
 # Where the sidecar image holds it, and where the sandbox container finds it (the volume's mount path).
 SUPERVISOR_IMAGE_PATH: Final = "/usr/local/bin/leap0-supervisor"
@@ -268,7 +269,7 @@ STATUS_SUPERVISOR: Final = "supervisor"
 # The first words of what it writes on stderr (exit code 127 or 126) when the command cannot be started: the
 # SDKs raise the error an exec of a missing program raises without it.
 SUPERVISOR_EXEC_ERROR_PREFIX: Final = "leap0-supervisor: exec: "
-# A line longer than this is cut into pieces of at most this many bytes (each a record, logtag "P" but the last).
+# A longer line is cut into pieces of at most this many bytes (each a record, logtag "P" but the last).
 SUPERVISOR_MAX_LINE_BYTES: Final = 64 * 1024
 
 # The records it sends. Each line: body = the line (invalid UTF-8 replaced), these attributes, time = when it
@@ -284,8 +285,8 @@ ATTR_SERVICE_NAME: Final = "service.name"
 ATTR_PROCESS_PID: Final = "process.pid"
 ATTR_PROCESS_EXECUTABLE_NAME: Final = "process.executable.name"
 ATTR_PROCESS_COMMAND_ARGS: Final = "process.command_args"
-# One run of one command: 32 hex digits, on every record of the run (the sidecar removes leap0.* attributes the
-# sandbox sends, so the supervisor's own names are not leap0.*).
+# One run of one command: 32 hex digits, on every record of the run (the sidecar removes leap0.* attributes
+# the sandbox sends, so the supervisor's own names are not leap0.*).
 ATTR_PROCESS_RUN_ID: Final = "process.run.id"
 # On the exit record: the exit code (128+N for signal N), seconds it ran, lines lost in the run; on a drop
 # record: lines lost since the previous one.

@@ -60,11 +60,26 @@ def namespace(apiserver: ServerThread) -> Iterator[str]:
 
 # --- The rest of a cluster, around the embedded API server ------------------------------------------
 @pytest.fixture(scope="session")
-def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
-    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes."""
+def supervisor_binary() -> Path:
+    """This checkout's leap0 supervisor for this machine (built once into the cache; Go is a dev tool)."""
+    from leap0_dev.supervisor import SupervisorBuildError, build
+
+    try:
+        return build()
+    except SupervisorBuildError as exc:
+        pytest.fail(f"the leap0 supervisor cannot be built: {exc}")
+
+
+@pytest.fixture(scope="session")
+def exec_runner(apiserver: ServerThread, supervisor_binary: Path) -> Iterator[LocalProcessRunner]:
+    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes; the
+    supervisor of a sandbox pod (status.supervisor) is this checkout's, exporting to a port nothing serves."""
+    import os
+
     from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
-    runner = LocalProcessRunner()
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    runner = LocalProcessRunner(env=env, supervisor=supervisor_binary)
     assert apiserver.server is not None
     previous = apiserver.server.exec_handler
     apiserver.server.exec_handler = ExecHandler(runner)

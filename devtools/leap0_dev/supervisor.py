@@ -1,13 +1,13 @@
 """Build the leap0 supervisor (``supervisor/``, Go) into a cache outside the repository, and find it there.
 
 ``leap0 dev supervisor build [--arch amd64 --arch arm64]`` (scripts/test.sh runs it for both) builds one
-static binary per architecture (``CGO_ENABLED=0 GOOS=linux``) into
-``$LEAP0_SUPERVISOR_CACHE`` (default ``$XDG_CACHE_HOME/leap0/supervisor``, ``~/.cache`` without it), in a folder
-named after a digest of the module's sources, the Go version and the package version: a change of any of them
-builds again, an unchanged checkout reuses what is there. Built binaries never go into the repository.
+static binary per architecture (``CGO_ENABLED=0 GOOS=linux``) into ``$LEAP0_SUPERVISOR_CACHE`` (default
+``$XDG_CACHE_HOME/leap0/supervisor``, ``~/.cache`` without it), in a folder named after a digest of the
+module's sources, the Go version and the package version: a change of any of them builds again, an unchanged
+checkout reuses what is there. Built binaries never go into the repository.
 
-The local pod runner of ``leap0 dev up`` stands the sidecar image's copy of the binary for this one, and the
-tests run it (:func:`binary`). Building needs Go (1.26 or newer) and the Go module proxy the first time.
+The local pod runner of ``leap0 dev up`` stands this build for the sidecar image's copy of the binary, and the
+tests run it (:func:`build`). Building needs Go (1.26 or newer) and the Go module proxy the first time.
 """
 
 from __future__ import annotations

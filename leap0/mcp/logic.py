@@ -94,11 +94,13 @@ def create_kwargs(
     network: Mapping[str, Any] | None,
     owner: str,
     wait_timeout: float = DEFAULT_CREATE_TIMEOUT,
+    telemetry_logs: bool | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``client.sandboxes.create`` for a create_sandbox call.
 
     Only what was given is passed, so the template's values and the operator's defaults apply to the rest.
-    ``network`` is passed only when given (as the Sandbox's ``spec.network``: ``policy`` and ``allowCidrs``).
+    ``network`` is passed only when given (as the Sandbox's ``spec.network``: ``policy`` and ``allowCidrs``),
+    ``telemetry_logs`` too (``spec.telemetry.logs``: the output of its commands as OTLP log records).
     """
     kwargs: dict[str, Any] = {"labels": owner_labels(owner), "wait_timeout": wait_timeout}
     tmpl = template if template else default_template
@@ -115,6 +117,8 @@ def create_kwargs(
         if cidrs:
             spec["allowCidrs"] = list(cidrs)
         kwargs["network"] = spec
+    if telemetry_logs is not None:
+        kwargs["telemetry_logs"] = telemetry_logs
     return kwargs
 
 

@@ -168,6 +168,7 @@ class SandboxTools:
         timeout: int | None,
         env_vars: dict[str, str] | None,
         network: NetworkSpec | None,
+        telemetry_logs: bool | None = None,
     ) -> CallToolResult:
         def body(op: Any) -> CallToolResult:
             kwargs = logic.create_kwargs(
@@ -180,6 +181,7 @@ class SandboxTools:
                 network=None if network is None else network.model_dump(),
                 owner=self.options.owner,
                 wait_timeout=self.options.create_timeout,
+                telemetry_logs=telemetry_logs,
             )
             try:
                 sandbox = self.client.sandboxes.create(**kwargs)
@@ -336,8 +338,15 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
         network: Annotated[
             NetworkSpec | None, Field(description="Egress policy; omit for the template's or the default.")
         ] = None,
+        telemetry_logs: Annotated[
+            bool | None,
+            Field(
+                description="Send what the sandbox's commands print to its telemetry endpoint as log records "
+                "(false: do not); omit for the template's, else on."
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, SandboxInfo]:
-        return tools.create_sandbox(template, vcpu, memory, timeout, env_vars, network)
+        return tools.create_sandbox(template, vcpu, memory, timeout, env_vars, network, telemetry_logs)
 
     @server.tool(
         name="get_sandbox",

@@ -73,7 +73,8 @@ class Effective:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     telemetry: bool = True
-    # Sandbox logs (the supervisor): spec.telemetry.logs, else the template's, else on; never without telemetry.
+    # Sandbox logs (the supervisor): spec.telemetry.logs, else the template's, else on; never without the
+    # sidecar.
     logs: bool = True
     runtime_class_name: str | None = None
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
