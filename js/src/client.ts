@@ -87,6 +87,9 @@ export interface CreateSandboxOptions {
   args?: string[];
   /** The telemetry sidecar on or off (`spec.telemetry.enabled`). */
   telemetrySidecar?: boolean;
+  /** Sandbox logs on or off (`spec.telemetry.logs`): the output of the sandbox's command and of
+   * `process.execute` as OTLP log records (unset: the template's, else on with the sidecar). */
+  telemetryLogs?: boolean;
   /** `spec.network`, passed through as given. */
   network?: NetworkSpec;
   /** The sandbox id (default: `sbx-` and random characters). */
@@ -260,6 +263,7 @@ export class SandboxesClient {
         command: options.command,
         args: options.args,
         telemetry: options.telemetrySidecar,
+        telemetryLogs: options.telemetryLogs,
         network: options.network,
         labels: options.labels,
       });

@@ -55,6 +55,8 @@ export interface SandboxData {
   effectiveMemory: number | undefined;
   podName: string | undefined;
   podIP: string | undefined;
+  /** The leap0 supervisor in the sandbox container (sandbox logs on): `process.execute` runs through it. */
+  supervisor: string | undefined;
   startedAt: string | undefined;
   expiresAt: string | undefined;
   observedGeneration: number | undefined;
@@ -126,6 +128,7 @@ export function sandboxFields(raw: JsonObject): SandboxData {
     effectiveMemory: num(status.memory),
     podName: str(status.podName),
     podIP: str(status.podIP),
+    supervisor: str(status[c.STATUS_SUPERVISOR]),
     startedAt: str(status.startedAt),
     expiresAt: str(status.expiresAt),
     observedGeneration: num(status.observedGeneration),
@@ -271,6 +274,7 @@ export interface SandboxBodyInput {
   command?: readonly string[] | undefined;
   args?: readonly string[] | undefined;
   telemetry?: boolean | undefined;
+  telemetryLogs?: boolean | undefined;
   network?: NetworkSpec | undefined;
   labels?: Record<string, string> | undefined;
   annotations?: Record<string, string> | undefined;
@@ -286,7 +290,10 @@ export function buildSandboxBody(input: SandboxBodyInput): JsonObject {
   if (input.env && input.env.length > 0) spec.env = input.env.map((e) => ({ ...e }));
   if (input.command !== undefined && input.command !== null) spec.command = [...input.command];
   if (input.args !== undefined && input.args !== null) spec.args = [...input.args];
-  if (input.telemetry !== undefined && input.telemetry !== null) spec.telemetry = { enabled: input.telemetry };
+  const telemetry: JsonObject = {};
+  if (input.telemetry !== undefined && input.telemetry !== null) telemetry.enabled = input.telemetry;
+  if (input.telemetryLogs !== undefined && input.telemetryLogs !== null) telemetry.logs = input.telemetryLogs;
+  if (Object.keys(telemetry).length > 0) spec.telemetry = telemetry;
   if (input.network !== undefined && input.network !== null) spec.network = { ...input.network };
   const metadata: JsonObject = { name: input.name, namespace: input.namespace };
   if (input.labels && Object.keys(input.labels).length > 0) metadata.labels = { ...input.labels };
