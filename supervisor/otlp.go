@@ -261,9 +261,9 @@ type Event struct {
 	Attrs    []Attr
 }
 
-// StartEvent is the first record of a run.
-func StartEvent(now int64, args []string) Event {
-	return Event{Name: EventStart, Time: now, Severity: SeverityInfo, Body: "started " + strings.Join(args, " ")}
+// StartEvent is the first record of a run (its command line is the resource's process.command_args).
+func StartEvent(now int64, exe string, pid int) Event {
+	return Event{Name: EventStart, Time: now, Severity: SeverityInfo, Body: fmt.Sprintf("started %s (pid %d)", exe, pid)}
 }
 
 // ExitEvent is the last record of a run: its exit code (128+N when killed by signal N), how long it ran, and

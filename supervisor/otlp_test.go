@@ -58,7 +58,7 @@ func TestLogsRequestDecodesWithTheOfficialTypes(t *testing.T) {
 		t.Fatal("traceparent refused")
 	}
 	enc := NewEncoder(testProcess(), "1.2.3", &tc, 1000)
-	events := []Event{StartEvent(5, []string{"/bin/sh", "-c", "echo hi"}), ExitEvent(9, 137, "SIGKILL", 1.5, 3)}
+	events := []Event{StartEvent(5, "/bin/sh", 42), ExitEvent(9, 137, "SIGKILL", 1.5, 3)}
 	lines := []Line{{Time: 6, Stream: Stdout, Text: []byte("hi")}, {Time: 7, Stream: Stderr, Partial: true, Text: []byte("bad \xff")}}
 	data := decodeLogs(t, enc.Logs(events, lines))
 	if len(data.ResourceLogs) != 1 || len(data.ResourceLogs[0].ScopeLogs) != 1 {
@@ -94,7 +94,7 @@ func TestLogsRequestDecodesWithTheOfficialTypes(t *testing.T) {
 		}
 	}
 	start, exit, out, errLine := recs[0], recs[1], recs[2], recs[3]
-	if start.EventName != "leap0.process.start" || start.SeverityText != "INFO" || start.Body.GetStringValue() != "started /bin/sh -c echo hi" {
+	if start.EventName != "leap0.process.start" || start.SeverityText != "INFO" || start.Body.GetStringValue() != "started /bin/sh (pid 42)" {
 		t.Errorf("start %v", start)
 	}
 	ea := attrs(exit.Attributes)

@@ -104,7 +104,7 @@ func Supervise(opts Options, settings Settings, stdout, stderr *os.File) int {
 	process.PID = pid
 	startExport()
 	if exporter != nil {
-		exporter.Add(StartEvent(started.UnixNano(), opts.Args))
+		exporter.Add(StartEvent(started.UnixNano(), path, pid))
 	}
 
 	var readers sync.WaitGroup

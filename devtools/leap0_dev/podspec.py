@@ -331,14 +331,14 @@ def _terminated(state: ContainerState) -> Obj:
     return terminated
 
 
-def done(state: ContainerState) -> bool:
+def ended(state: ContainerState) -> bool:
     """A container that ended for good (not running, no restart pending)."""
     return state.exit_code is not None and not state.running and state.waiting_reason is None
 
 
 def container_status(state: ContainerState) -> Obj:
     # An init container that completed with 0 is reported ready, as the kubelet does.
-    completed = state.completes and done(state) and state.exit_code == 0
+    completed = state.completes and ended(state) and state.exit_code == 0
     status: Obj = {
         "name": state.name,
         "image": state.image,
@@ -387,7 +387,7 @@ def qos_class(pod: Obj) -> str:
 def init_failed(init: Sequence[ContainerState]) -> bool:
     """An init container that runs to completion ended with an error (the pod cannot go on: restartPolicy
     Never, the only one sandbox pods have)."""
-    return any(s.completes and done(s) and s.exit_code != 0 for s in init)
+    return any(s.completes and ended(s) and s.exit_code != 0 for s in init)
 
 
 def pod_phase(pod: Obj, main: Sequence[ContainerState], init: Sequence[ContainerState] = ()) -> str:
@@ -421,7 +421,7 @@ def pod_status(
     phase = pod_phase(pod, main, init)
     sidecars = [s for s in init if not s.completes]
     initialized = all(s.running or s.restart_count for s in sidecars) and all(
-        done(s) and s.exit_code == 0 for s in init if s.completes
+        ended(s) and s.exit_code == 0 for s in init if s.completes
     )
     containers_ready = bool(main) and all(s.running and s.ready for s in main)
     ready = containers_ready and all(s.running and s.ready for s in sidecars)
