@@ -10,8 +10,10 @@ telemetry sidecar (``python -m leap0_sidecar``) as its receiver, and prints in o
   each writing into a pipe read by this process (the stand-in for the container runtime); the wall time of
   each, their ratio (goal at most 1.1), and the lines the supervisor dropped (it never holds the writer up:
   what the sidecar cannot take is dropped and counted). The same with a writer of 1 MiB blocks of lines, the
-  worst case (no work per line in the writer at all). Writer and supervisor are pinned to the CPUs of
-  ``--cpus`` (default: one CPU, a 1-vCPU sandbox; ``--cpus all`` for none);
+  worst case (no work per line in the writer at all); and the CPU seconds of each run (the writer's, and the
+  writer's plus the supervisor's), which other load on the machine changes little. Writer and supervisor are
+  pinned to the CPUs of ``--cpus`` (default: CPU 0, a 1-vCPU sandbox; ``--cpus all`` for none), this process
+  and the sidecar to the others (the container runtime and the sidecar container have CPU of their own);
 - **steady rate**: a process writing ``--rate`` lines per second for ``--seconds`` through the supervisor, the
   sidecar forwarding to a local OTLP receiver: lines lost end to end (written but never received; goal 0),
   the supervisor's CPU seconds per 10,000 lines, and its peak RSS (anonymous and in all).
@@ -190,14 +192,16 @@ def drain(stream: Any) -> int:
     return total
 
 
-def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds until the process ended and its stdout (read by this process) closed; bytes read."""
+def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """Wall seconds until the process ended and its stdout (read by this process) closed; bytes read; CPU
+    seconds of the process and the children it waited for (the writer, under the supervisor)."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     total = drain(process.stdout)
-    process.wait()
-    return time.perf_counter() - started, total
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - started, total, usage.ru_utime + usage.ru_stime
 
 
 def supervisor_env(endpoint: str) -> dict[str, str]:
@@ -216,8 +220,8 @@ def throughput(supervisor: Path, gib: float, cpus: str, writer: str, label: str)
         supervised_argv = pinned(
             [str(supervisor), c.SUPERVISOR_RUN, "--", sys.executable, "-c", writer, str(lines)], cpus
         )
-        direct, direct_bytes = timed_run(direct_argv, env)
-        supervised, supervised_bytes = timed_run(supervised_argv, env)
+        direct, direct_bytes, direct_cpu = timed_run(direct_argv, env)
+        supervised, supervised_bytes, supervised_cpu = timed_run(supervised_argv, env)
     finally:
         sidecar.stop()
     assert direct_bytes == supervised_bytes, (direct_bytes, supervised_bytes)
@@ -225,8 +229,10 @@ def throughput(supervisor: Path, gib: float, cpus: str, writer: str, label: str)
     verdict = "ok" if ratio <= WALL_RATIO_GOAL else "over the goal"
     print(
         f"throughput, {label}: {direct_bytes / 2**30:.2f} GiB ({lines:,} lines) directly {direct:.2f} s, "
-        f"through the supervisor {supervised:.2f} s: ratio {ratio:.3f} "
-        f"(goal <= {WALL_RATIO_GOAL}: {verdict}); every byte passed through"
+        f"through the supervisor {supervised:.2f} s: wall ratio {ratio:.3f} "
+        f"(goal <= {WALL_RATIO_GOAL}: {verdict}); CPU {direct_cpu:.2f} s vs {supervised_cpu:.2f} s with the "
+        f"supervisor (ratio {supervised_cpu / direct_cpu:.3f}; the supervisor's own "
+        f"{(supervised_cpu - direct_cpu) / lines * 1e9:.0f} ns per line); every byte passed through"
     )
 
 
@@ -240,7 +246,7 @@ def drops_through(supervisor: Path, gib: float, cpus: str) -> None:
         argv = pinned(
             [str(supervisor), c.SUPERVISOR_RUN, "--", sys.executable, "-c", LINES_WRITER, str(lines)], cpus
         )
-        wall, _ = timed_run(argv, env)
+        wall, _, _ = timed_run(argv, env)
         deadline = time.monotonic() + 60
         while receiver.exit_dropped is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -331,6 +337,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the steady run")
     parser.add_argument("--cpus", default="0", help="CPUs of the writer and the supervisor (taskset), or all")
     args = parser.parse_args()
+    if args.cpus != "all":
+        # This process (the container runtime's part: it reads the output) and the sidecar (a container with
+        # CPU of its own) run on the other CPUs, as they would in a pod: they do not take the sandbox's CPU.
+        pinned_cpus = {int(c) for c in args.cpus.split(",")}
+        others = set(os.sched_getaffinity(0)) - pinned_cpus
+        if others:
+            os.sched_setaffinity(0, others)
     supervisor = build()
     print(
         f"supervisor: {supervisor} ({supervisor.stat().st_size / 2**20:.1f} MiB); "

@@ -13,8 +13,13 @@ const (
 	DefaultBufferBytes = 1 << 20                 // lines waiting for export, text plus 64 bytes a line
 	MinBufferBytes     = 4 << 10
 	MaxBufferBytes     = 64 << 20
-	DefaultBatchSize   = 512 // lines in one request at most (the OpenTelemetry batch processor's default)
-	DefaultLinger      = 200 * time.Millisecond
+	// The exporter is woken when this many lines are queued (the OpenTelemetry batch processor's batch size)
+	// and then sends what is queued, up to twice as many lines (fewer requests when the command floods)
+	// and 1 MiB of text in one request (the sidecar takes requests of up to 4 MiB).
+	DefaultBatchSize  = 512
+	DefaultBatchLines = 2 * DefaultBatchSize
+	DefaultBatchBytes = 1 << 20
+	DefaultLinger     = 200 * time.Millisecond
 	// After the command exits: how long its pipes may stay open (a background process it left may hold
 	// them), then how long the last records may take to be sent.
 	DefaultDrainTimeout    = 2 * time.Second

@@ -19,6 +19,7 @@ type ExporterConfig struct {
 	Timeout    time.Duration // one request (OTEL_EXPORTER_OTLP_TIMEOUT)
 	Linger     time.Duration // the longest a line waits for a batch to fill
 	BatchSize  int           // lines in one request at most
+	BatchBytes int           // text in one request at most (beyond its first line)
 	UserAgent  string
 }
 
@@ -119,7 +120,7 @@ func (x *Exporter) exportAll() {
 		x.mu.Lock()
 		events := x.events
 		x.events = nil
-		lines, dropped := x.q.Take(x.batch[:0], x.cfg.BatchSize)
+		lines, dropped := x.q.Take(x.batch[:0], x.cfg.BatchSize, x.cfg.BatchBytes)
 		unreported := dropped + x.lost - x.reported
 		x.mu.Unlock()
 		if unreported > 0 {

@@ -313,6 +313,7 @@ type Encoder struct {
 	start    int64
 	records  []byte
 	scratch  []byte
+	out      []byte // the last request: reused (the exporter sends one request at a time)
 }
 
 // NewEncoder returns an encoder for the records of process p, carrying tc when it is not nil.
@@ -389,21 +390,23 @@ func (e *Encoder) Logs(events []Event, lines []Line) []byte {
 }
 
 // request wraps encoded items (log records or metrics, each already a field 2 of Scope*) in
-// Scope* / Resource* / Export*ServiceRequest.
+// Scope* / Resource* / Export*ServiceRequest. The result is valid until the next request.
 func (e *Encoder) request(items []byte) []byte {
 	scopeLen := len(e.scope) + len(items)
 	resourceLen := len(e.resource) + protowire.SizeTag(fResourceXScope) + protowire.SizeBytes(scopeLen)
-	out := make([]byte, 0, protowire.SizeTag(fRequestResource)+protowire.SizeBytes(resourceLen))
+	out := e.out[:0]
 	out = protowire.AppendTag(out, fRequestResource, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(resourceLen))
 	out = append(out, e.resource...)
 	out = protowire.AppendTag(out, fResourceXScope, protowire.BytesType)
 	out = protowire.AppendVarint(out, uint64(scopeLen))
 	out = append(out, e.scope...)
-	return append(out, items...)
+	e.out = append(out, items...)
+	return e.out
 }
 
-// DroppedMetric encodes an ExportMetricsServiceRequest with the cumulative count of lost lines.
+// DroppedMetric encodes an ExportMetricsServiceRequest with the cumulative count of lost lines (valid until
+// the next request).
 func (e *Encoder) DroppedMetric(now int64, total uint64) []byte {
 	point := appendFixed64(nil, fPointStart, uint64(e.start))
 	point = appendFixed64(point, fPointTime, uint64(now))

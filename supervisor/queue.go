@@ -87,14 +87,19 @@ func (q *Queue) Push(line Line) {
 	q.mu.Unlock()
 }
 
-// Take moves up to max of the oldest lines into out (appended) and returns it with how many lines have been
-// dropped since the start.
-func (q *Queue) Take(out []Line, max int) ([]Line, uint64) {
+// Take moves the oldest lines into out (appended), at most max of them and, beyond the first, at most
+// maxBytes of text, and returns it with how many lines have been dropped since the start.
+func (q *Queue) Take(out []Line, max, maxBytes int) ([]Line, uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := min(max, len(q.lines)-q.head)
+	size := 0
 	for i := 0; i < n; i++ {
 		line := q.lines[q.head]
+		size += len(line.Text)
+		if i > 0 && size > maxBytes {
+			break
+		}
 		q.lines[q.head] = Line{}
 		q.head++
 		q.bytes -= len(line.Text) + recordOverhead

@@ -13,12 +13,12 @@ func TestQueueDropsTheOldestLinesAndCountsThem(t *testing.T) {
 	if q.Len() != 10 || q.Dropped() != 15 {
 		t.Fatalf("len %d dropped %d, want 10 and 15", q.Len(), q.Dropped())
 	}
-	lines, dropped := q.Take(nil, 4)
+	lines, dropped := q.Take(nil, 4, 1<<20)
 	if dropped != 15 || len(lines) != 4 || string(lines[0].Text) != strings.Repeat("p", 10) {
 		t.Fatalf("took %d lines starting %q (dropped %d): want the newest ten kept, from p", len(lines), lines[0].Text, dropped)
 	}
 	q.Recycle(lines)
-	rest, _ := q.Take(nil, 100)
+	rest, _ := q.Take(nil, 100, 1<<20)
 	if len(rest) != 6 || string(rest[5].Text) != strings.Repeat("y", 10) || q.Len() != 0 {
 		t.Fatalf("rest %d", len(rest))
 	}
@@ -29,7 +29,7 @@ func TestQueueCopiesTheLine(t *testing.T) {
 	buf := []byte("original")
 	q.Push(Line{Text: buf})
 	copy(buf, "XXXXXXXX")
-	lines, _ := q.Take(nil, 1)
+	lines, _ := q.Take(nil, 1, 1<<20)
 	if string(lines[0].Text) != "original" {
 		t.Fatalf("the queue kept the reader's buffer: %q", lines[0].Text)
 	}
@@ -57,5 +57,21 @@ func TestQueueBoundHoldsUnderManyEmptyLines(t *testing.T) {
 	}
 	if q.Dropped() != uint64(100000-q.Len()) {
 		t.Fatalf("dropped %d", q.Dropped())
+	}
+}
+
+func TestQueueTakesBatchesBoundedInBytes(t *testing.T) {
+	q := NewQueue(1<<20, 100)
+	for i := 0; i < 10; i++ {
+		q.Push(Line{Text: []byte(strings.Repeat("x", 1000))})
+	}
+	lines, _ := q.Take(nil, 100, 2500)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines of 1000 bytes in a batch of at most 2500", len(lines))
+	}
+	// a line longer than the bound still goes, alone
+	big, _ := q.Take(nil, 100, 10)
+	if len(big) != 1 {
+		t.Fatalf("%d lines", len(big))
 	}
 }
