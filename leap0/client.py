@@ -37,7 +37,6 @@ from leap0.models import (
     otel_export_env,
     otel_secret_name,
     resolve_create_args,
-    sandbox_owner_reference,
 )
 from leap0.sandbox import Sandbox
 
@@ -238,8 +237,8 @@ class SandboxesClient:
     def _create_obj(
         self, request: SandboxRequest, *, name: str | None, http_timeout: float | None
     ) -> JsonDict:
-        """POST the Sandbox of ``request`` (and, for ``otel_export``, its headers' Secret first), named
-        ``name`` or a generated name (another one on a name clash)."""
+        """POST the Sandbox of ``request`` (and, for ``otel_export``, then its headers' Secret, owned by the
+        Sandbox), named ``name`` or a generated name (another one on a name clash)."""
         from kubernetes.client.exceptions import ApiException
 
         ns = self._ns()
@@ -253,55 +252,38 @@ class SandboxesClient:
                 # the user's own env_vars win on equal names
                 attempt_request = dataclasses.replace(request, env=tuple(merge_env(otel_env, request.env)))
             body = build_sandbox_body(attempt_request, name=sandbox_name, namespace=ns)
-            secret_created = False
-            if secret_data is not None:
-                # The Secret first, so the pod never starts without it; owned by the Sandbox once that exists.
-                secret = build_otel_secret(
-                    name=otel_secret_name(sandbox_name),
-                    namespace=ns,
-                    sandbox_name=sandbox_name,
-                    data=secret_data,
-                )
-                try:
-                    self._client._core.create_namespaced_secret(ns, secret, _request_timeout=http_timeout)
-                    secret_created = True
-                except ApiException as exc:
-                    if exc.status == 409 and attempt + 1 < attempts:
-                        continue
-                    _raise_api(exc, sandbox_id=None, namespace=ns)
             try:
                 obj: JsonDict = self._client._custom.create_namespaced_custom_object(
                     c.GROUP, c.VERSION, ns, c.SANDBOX_PLURAL, body, _request_timeout=http_timeout
                 )
             except ApiException as exc:
-                if secret_created:
-                    self._delete_secret_quietly(otel_secret_name(sandbox_name))
                 if exc.status == 409 and attempt + 1 < attempts:
                     continue
                 _raise_api(exc, sandbox_id=None, namespace=ns)
-            if secret_created:
-                self._own_secret(obj, otel_secret_name(sandbox_name))
+            if secret_data is None:
+                return obj
+            # The Secret after the Sandbox, owned by it from the start: the operator references only Secrets
+            # owned by the Sandbox (or labelled for sandboxes), and waits for one that does not exist yet.
+            secret = build_otel_secret(
+                name=otel_secret_name(sandbox_name),
+                namespace=ns,
+                sandbox_name=sandbox_name,
+                data=secret_data,
+                owner_uid=obj["metadata"]["uid"],
+            )
+            try:
+                self._client._core.create_namespaced_secret(ns, secret, _request_timeout=http_timeout)
+            except ApiException as exc:
+                # Without its Secret the sandbox would wait for nothing: take it back.
+                with contextlib.suppress(ApiException):
+                    self._client._custom.delete_namespaced_custom_object(
+                        c.GROUP, c.VERSION, ns, c.SANDBOX_PLURAL, sandbox_name
+                    )
+                if exc.status == 409 and attempt + 1 < attempts:
+                    continue
+                _raise_api(exc, sandbox_id=None, namespace=ns)
             return obj
         raise ApiError("could not find a free sandbox name", status=409)  # pragma: no cover
-
-    def _own_secret(self, sandbox_obj: Mapping[str, Any], secret_name: str) -> None:
-        """Make the Sandbox the Secret's owner, so garbage collection deletes it with the Sandbox."""
-        from kubernetes.client.exceptions import ApiException
-
-        meta = sandbox_obj["metadata"]
-        patch = {"metadata": {"ownerReferences": [sandbox_owner_reference(meta["name"], meta["uid"])]}}
-        try:
-            self._client._core.patch_namespaced_secret(
-                secret_name, self._ns(), patch, _content_type="application/merge-patch+json"
-            )
-        except ApiException as exc:
-            # Without an owner the Secret would outlive the Sandbox: undo both rather than leak it.
-            self._delete_secret_quietly(secret_name)
-            with contextlib.suppress(ApiException):
-                self._client._custom.delete_namespaced_custom_object(
-                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, meta["name"]
-                )
-            _raise_api(exc, sandbox_id=None, namespace=self._ns())
 
     def _delete_secret_quietly(self, secret_name: str) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -305,7 +305,8 @@ def build_sandbox_body(
 def build_otel_secret(
     *, name: str, namespace: str, sandbox_name: str, data: Mapping[str, str], owner_uid: str | None = None
 ) -> JsonDict:
-    """The Secret with the OTLP headers of an ``otel_export`` sandbox; owned by the Sandbox once it exists."""
+    """The Secret with the OTLP headers of an ``otel_export`` sandbox, owned by the Sandbox (``owner_uid``):
+    the operator lets a sandbox reference only a Secret its Sandbox owns (or one labelled for sandboxes)."""
     metadata: JsonDict = {
         "name": name,
         "namespace": namespace,

@@ -57,6 +57,17 @@ POD_SECURITY_LEVELS: Final = (POD_SECURITY_BASELINE, POD_SECURITY_RESTRICTED)
 DEFAULT_POD_SECURITY: Final = POD_SECURITY_BASELINE
 # runAsUser / runAsGroup / fsGroup of a restricted sandbox pod unless its template gives them.
 DEFAULT_RUN_AS_ID: Final = 1000
+# The telemetry sidecar's UID and GID (its image's USER). A template may not give them to the sandbox: an app
+# sharing the sidecar's UID could signal it (the CRD refuses them, and so does the operator).
+SIDECAR_UID: Final = 65532
+SIDECAR_GID: Final = 65532
+
+# --- SandboxTemplate field locks (spec.lockedFields) --------------------------------------------------------
+# The Sandbox fields a template may lock: a Sandbox using it may not set them to anything but the template's
+# value (for network, DenyAll is always allowed: it only narrows). Unset lockedFields: ["network"] when the
+# template sets a network, else none.
+LOCKABLE_FIELDS: Final = ("image", "vcpu", "memory", "disk", "env", "command", "args", "telemetry", "network")
+DEFAULT_LOCKED_FIELDS: Final = ("network",)
 
 # --- Pod layout ---------------------------------------------------------------------------------
 SANDBOX_CONTAINER: Final = "sandbox"
@@ -74,6 +85,10 @@ NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
 LABEL_CREATED_BY: Final = "leap0.dev/created-by"
 CREATED_BY_MCP: Final = "mcp"
 LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
+# On a Secret: its owner lets every Sandbox of the namespace reference it from env (valueFrom.secretKeyRef).
+# Without it, only a Secret owned by the Sandbox itself (an ownerReference with its uid) may be referenced.
+LABEL_SANDBOX_ENV: Final = "leap0.dev/sandbox-env"
+SANDBOX_ENV_ALLOWED: Final = "true"
 
 # --- Resource attributes on every signal leaving the sidecar ------------------------------------
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
@@ -154,6 +169,15 @@ ENV_SIDECAR_RETRY_INITIAL: Final = "LEAP0_SIDECAR_RETRY_INITIAL_INTERVAL"
 ENV_SIDECAR_RETRY_MAX: Final = "LEAP0_SIDECAR_RETRY_MAX_INTERVAL"
 ENV_SIDECAR_LOG_LEVEL: Final = "LEAP0_SIDECAR_LOG_LEVEL"
 ENV_SIDECAR_BATCH_LINGER: Final = "LEAP0_SIDECAR_BATCH_LINGER"
+# The sidecar's bearer token for the platform collector (a projected ServiceAccount token with its own
+# audience, mounted only in the telemetry container; sent with the operator's default destination only).
+ENV_TELEMETRY_TOKEN_FILE: Final = "LEAP0_TELEMETRY_TOKEN_FILE"
+TELEMETRY_TOKEN_VOLUME: Final = "telemetry-token"
+TELEMETRY_TOKEN_DIR: Final = "/var/run/secrets/leap0.dev/telemetry"
+TELEMETRY_TOKEN_PATH: Final = "token"
+# The keys of the operator's default OTLP Secret (--default-otlp-secret, one in each sandbox namespace).
+DEFAULT_OTLP_SECRET_ENDPOINT_KEY: Final = "endpoint"
+DEFAULT_OTLP_SECRET_HEADERS_KEY: Final = "headers"
 # Development and tests: a process of the sandbox (skips the /proc scan), the root every /proc and /sys read
 # goes under, and one forced metrics source (cgroup-v2, cgroup-v1 or psutil).
 ENV_SANDBOX_PID: Final = "LEAP0_SANDBOX_PID"
@@ -185,6 +209,15 @@ REASON_CONTAINER_FAILED: Final = "ContainerFailed"
 REASON_POD_FAILED: Final = "PodFailed"
 REASON_TEMPLATE_NOT_FOUND: Final = "TemplateNotFound"
 REASON_INVALID_SPEC: Final = "InvalidSpec"
+# The namespace's PodSecurity admission refused the sandbox pod (its level is stricter than the template's
+# podSecurity): Failed, with the admission's message.
+REASON_POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
+# A Sandbox sets a field its template locks (SandboxTemplate spec.lockedFields): Failed, no pod.
+REASON_FIELD_LOCKED: Final = "FieldLocked"
+# env valueFrom.secretKeyRef names a Secret neither owned by the Sandbox nor labelled leap0.dev/sandbox-env:
+# Failed, no pod. A referenced Secret that does not exist yet keeps the Sandbox Pending (SecretNotFound).
+REASON_SECRET_NOT_ALLOWED: Final = "SecretNotAllowed"
+REASON_SECRET_NOT_FOUND: Final = "SecretNotFound"
 REASON_EXPIRED: Final = "Expired"
 REASON_POD_SPEC_DRIFT: Final = "PodSpecDrift"
 REASON_COMPLETED: Final = "Completed"  # the sandbox process exited with code 0 (restartPolicy Never)
@@ -218,6 +251,8 @@ OPERATOR_PREFIX: Final = "leap0.dev"
 ANNOTATION_POD_IMAGES: Final = "leap0.dev/created-images"
 # On each NetworkPolicy: the spec.network.policy it carries (Internet, DenyAll or Custom).
 ANNOTATION_NETWORK_POLICY: Final = "leap0.dev/network-policy"
+# Event only (Normal): the operator restored a sandbox's NetworkPolicy that was deleted or edited.
+REASON_NETWORK_POLICY_RESTORED: Final = "NetworkPolicyRestored"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "leap0-operator"
 

@@ -29,5 +29,9 @@ if [ -n "$unformatted" ]; then echo "gofmt: $unformatted" >&2; exit 1; fi
 # Prettier's format check and tsc over the sources and the tests (emitting the tests to build-test/); `npm test` is node --test, whose
 # non-zero exit on a failure stops this script. Its tests start the embedded API server from .venv.
 (cd js && npm ci --no-audit --no-fund && npm run check && npm test)
+# The real Kubernetes control plane of the `realk8s` tests (docs/control-plane.md): built with Go from
+# devtools/k8s into a cache outside the repository (a cold build takes about 15 minutes here, a warm cache a
+# second); without Go this fails, as a missing tool must.
+.venv/bin/leap0 dev control-plane build
 # pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
 .venv/bin/python -m pytest "$@"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from support import operator_process, subprocess_env
+from support import operator_process, subprocess_env, wait_for
 
 from leap0_dev.apiserver import ServerThread
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from sdk_support import StandInKubelet
 
     from leap0_dev.apiserver.exec import LocalProcessRunner
+    from leap0_dev.controlplane import ControlPlane
+    from leap0_dev.controlplane.node import LocalNode
 
 
 @pytest.fixture
@@ -103,3 +105,120 @@ def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]
     stand_in = StandInKubelet(apiserver.api_client(), namespace).start()
     yield stand_in
     stand_in.stop()
+
+
+# --- The real control plane (leap0_dev.controlplane; tests marked `realk8s`) --------------------------
+_build_error: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected: a cold
+    build takes tens of minutes, which no test's timeout covers (CI builds them before pytest; a warm cache
+    makes this a look). A failure (no Go, say) fails those tests with its message."""
+    if not any(item.get_closest_marker("realk8s") for item in session.items):
+        return
+    from leap0_dev.controlplane import BuildError, ensure_binaries
+    from leap0_dev.controlplane.build import ensure_kubelet
+
+    try:
+        ensure_binaries()
+        if any("kubelet_node" in getattr(item, "fixturenames", ()) for item in session.items):
+            ensure_kubelet()  # leap0-kubelet, the kubelet endpoint of kubelet_node
+    except BuildError as exc:
+        _build_error.append(str(exc))
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One real control plane for the session: etcd, kube-apiserver, kube-controller-manager and
+    kube-scheduler, built from source (docs/control-plane.md). ``.kubeconfig`` (the admin's), ``.url``,
+    ``.api_client()``, ``.user_kubeconfig()``, ``.compact()``; its data and logs under pytest's temporary
+    folder. Yielded once the controller-manager has made the ``default`` namespace's ServiceAccount."""
+    from kubernetes import client
+
+    from leap0_dev.controlplane import BuildError, ControlPlane, ensure_binaries
+
+    if _build_error:
+        pytest.fail(_build_error[0], pytrace=False)
+    try:
+        binaries = ensure_binaries()
+    except BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with ControlPlane(binaries, data_dir=tmp_path_factory.mktemp("control-plane")) as plane:
+        with plane.api_client() as api_client:
+            core = client.CoreV1Api(api_client)
+            wait_for(
+                lambda: core.read_namespaced_service_account("default", "default"),
+                timeout=120,
+                what="the controller-manager to create the default ServiceAccount",
+                interval=0.5,
+                ignore=(client.ApiException,),
+            )
+        yield plane
+
+
+@pytest.fixture
+def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A fresh, uniquely named namespace on the real control plane, deleted after the test."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    with control_plane.api_client() as api_client:
+        api = client.CoreV1Api(api_client)
+        api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        yield name
+        with contextlib.suppress(client.ApiException):
+            api.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def control_plane_crds(control_plane: ControlPlane) -> subprocess.CompletedProcess[str]:
+    """The CRDs of crds/ applied server-side to the real control plane (as a platform team would:
+    ``kubectl apply --server-side -f crds/``) and Established. Returns kubectl's result: its stderr holds
+    any warning the API server sent (CEL cost, schema), which tests/e2e/controlplane checks is empty."""
+    from support import REPO, kubectl
+
+    result = kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl(
+        control_plane.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/sandboxes.leap0.dev",
+        "crd/sandboxtemplates.leap0.dev",
+    )
+    return result
+
+
+# The session's node: 4 CPUs and 16 GiB, whatever the machine (the runner holds pods to their limits, not
+# their requests), so a few sandboxes run at once and one of 8 vCPUs is unschedulable.
+KUBELET_NODE = "leap0-test-node"
+KUBELET_NODE_CPU = "4"
+
+
+@pytest.fixture(scope="session")
+def kubelet_node(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalNode]:
+    """This machine as the one Node of the session's real control plane, the local runner its kubelet
+    (``leap0 dev control-plane up --kubelet``): it runs the pods the scheduler binds to it and serves exec and
+    logs through the API server. Yielded once the Node is Ready and the node lifecycle controller has lifted
+    its ``not-ready`` taint (the scheduler places pods)."""
+    from kubernetes import client
+
+    from leap0_dev.controlplane.node import LocalNode
+    from leap0_dev.nodespec import NodeOptions
+    from leap0_dev.runner import RunnerConfig
+
+    config = RunnerConfig(workdir=tmp_path_factory.mktemp("kubelet-pods"))
+    options = NodeOptions(name=KUBELET_NODE, cpu=KUBELET_NODE_CPU, memory="16Gi")
+    with LocalNode(control_plane, options, config) as node, control_plane.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+
+        def schedulable() -> bool:
+            found = core.read_node(KUBELET_NODE)
+            ready = any(c.type == "Ready" and c.status == "True" for c in found.status.conditions or [])
+            return ready and not found.spec.taints
+
+        wait_for(schedulable, timeout=60, what="the node Ready and untainted", interval=0.5)
+        yield node

@@ -80,7 +80,9 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
 
 
 def _ip_block_matches(block: Mapping[str, Any], ip: str) -> bool:
-    address = ipaddress.ip_address(ip)
+    address: Any = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a connection to ::ffff:a.b.c.d leaves the pod as IPv4 to a.b.c.d
     network = ipaddress.ip_network(block["cidr"], strict=False)
     if network.version != address.version or address not in network:
         return False

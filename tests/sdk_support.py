@@ -122,8 +122,14 @@ class OtlpReceiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":  # Node's exporters
+                    body = b""
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                    self.rfile.readline()  # the empty line after the last chunk
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")

@@ -240,6 +240,8 @@ class SidecarProcess:
     grpc_port: int = field(default_factory=free_port)
     health_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # A command the sidecar runs under (setpriv with a container's user and capabilities, say).
+    wrapper: tuple[str, ...] = ()
 
     @property
     def http_url(self) -> str:
@@ -261,7 +263,10 @@ class SidecarProcess:
                 del env[name]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leap0_sidecar"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [*self.wrapper, sys.executable, "-m", "leap0_sidecar"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         if wait:
             wait_for(self.ready, 15, "the sidecar's /readyz")

@@ -217,6 +217,10 @@ class FreezingProxy:
         """Freeze every connection open now; later ones are not affected."""
         self._loop.call_soon_threadsafe(lambda: [frozen.set() for frozen in list(self._open)])
 
+    def cut(self) -> None:
+        """Close every connection open now, both ways (as a restarting load balancer does)."""
+        self._loop.call_soon_threadsafe(lambda: [writer.close() for writer in list(self._writers)])
+
     async def _start(self) -> None:
         import asyncio
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leap0_dev.nodespec import NodeOptions
 
 
 def _positive_int(value: str) -> int:
@@ -38,6 +42,7 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
         help="events per resource a watch can resume from (default 10000); a watch from an older "
         "resourceVersion gets 410 Gone, as after etcd compaction",
     )
+    _add_control_plane(dev_sub)
     supervisor = dev_sub.add_parser(
         "supervisor",
         help="build the leap0 supervisor (Go) into a cache outside the repository",
@@ -102,12 +107,102 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     up.add_argument(
+        "--control-plane",
+        choices=("emulator", "real"),
+        default="emulator",
+        help="emulator: the embedded API server (default; starts in a second); real: kube-apiserver, "
+        "etcd, the controller-manager and the scheduler built from source (docs/control-plane.md), this "
+        "machine their Node and the runner its kubelet",
+    )
+    node_options(up)
+    up.add_argument(
         "--workdir", type=Path, default=Path(".leap0"), help="logs and pod files (default .leap0)"
+    )
+
+
+def _add_control_plane(dev_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plane = dev_sub.add_parser(
+        "control-plane",
+        help="the real Kubernetes control plane, built from source (etcd, kube-apiserver, "
+        "kube-controller-manager, kube-scheduler; and helm)",
+        description="Build and run the real Kubernetes control plane on this machine: see "
+        "docs/control-plane.md.",
+    )
+    plane_sub = plane.add_subparsers(dest="control_plane_command", required=True)
+    plane_sub.add_parser(
+        "build",
+        help="build the missing binaries and print the folder that holds them",
+        description="Build kube-apiserver, kube-controller-manager, kube-scheduler, etcd and helm at the "
+        "versions pinned in devtools/k8s (with Go, into a cache folder outside the repository, once per "
+        "machine) and print one line: the folder holding them. With KUBEBUILDER_ASSETS set, that folder is "
+        "used instead. Exits 2, saying what to install, with neither Go nor KUBEBUILDER_ASSETS.",
+    )
+    plane_up = plane_sub.add_parser(
+        "up",
+        help="run etcd, the API server, the controller-manager and the scheduler",
+        description="Start etcd, kube-apiserver (https on 127.0.0.1, RBAC, the default admission plugins, "
+        "service-account tokens), kube-controller-manager and kube-scheduler; write an admin kubeconfig "
+        "once the API answers. Ctrl-C or SIGTERM stops them all.",
+    )
+    plane_up.add_argument(
+        "--port", type=int, default=6443, help="the API server's port (default 6443; 0: any free port)"
+    )
+    plane_up.add_argument(
+        "--kubeconfig", type=Path, default=Path("kubeconfig.yaml"), help="admin kubeconfig file to write"
+    )
+    plane_up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="certificates, etcd's data and the logs (kept; default: a temporary folder removed at exit)",
+    )
+    _add_node_options(plane_up)
+
+
+def _add_node_options(parser: argparse.ArgumentParser) -> None:
+    """``--kubelet`` and the node's name and size (``control-plane up``)."""
+    parser.add_argument(
+        "--kubelet",
+        action="store_true",
+        help="make this machine a Node too: the local pod runner plays its kubelet (registers the Node, "
+        "renews its Lease, runs the pods the scheduler binds to it, serves exec and logs)",
+    )
+    node_options(parser)
+
+
+def node_options(parser: argparse.ArgumentParser) -> None:
+    """The node's name and size (``control-plane up --kubelet``, ``up --control-plane real``; the
+    embedded API server has no nodes)."""
+    parser.add_argument(
+        "--node-name", default=None, help="the Node's name (default: this host's name in lower case)"
+    )
+    parser.add_argument(
+        "--node-cpu",
+        default=None,
+        metavar="QUANTITY",
+        help="the Node's CPU capacity, e.g. 8 or 3500m (default: this machine's CPUs)",
+    )
+    parser.add_argument(
+        "--node-memory",
+        default=None,
+        metavar="QUANTITY",
+        help="the Node's memory capacity, e.g. 16Gi (default: this machine's memory)",
+    )
+    parser.add_argument(
+        "--node-pods", type=_positive_int, default=110, help="the most pods the Node takes (default 110)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed ``leap0 dev ...`` command."""
+    if args.dev_command == "control-plane":
+        from leap0_dev.controlplane import run as control_plane  # the dev extra's dependencies load here
+
+        if args.control_plane_command == "build":
+            return control_plane.build()
+        return control_plane.up(
+            args.port, args.kubeconfig, args.data_dir, _node(args) if args.kubelet else None
+        )
     if args.dev_command == "apiserver":
         from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
 
@@ -141,6 +236,14 @@ def run(args: argparse.Namespace) -> int:
                 workdir=args.workdir,
                 verbose=args.verbose,
                 operator_metrics_port=args.operator_metrics_port,
+                control_plane=args.control_plane,
+                node=_node(args),
             )
         )
     raise AssertionError(f"unknown dev command {args.dev_command!r}")
+
+
+def _node(args: argparse.Namespace) -> NodeOptions:
+    from leap0_dev.nodespec import NodeOptions
+
+    return NodeOptions(name=args.node_name, cpu=args.node_cpu, memory=args.node_memory, pods=args.node_pods)

@@ -33,6 +33,8 @@ import leap0_contract as contract
 from . import children, operator_metrics
 from .apiserver import ServerThread
 from .apiserver.exec import ExecHandler
+from .crds import load_crds
+from .nodespec import NodeOptions
 from .runner import PodExecRunner, Runner, RunnerConfig
 from .sink import OtlpSink
 
@@ -60,6 +62,10 @@ class UpOptions:
     operator_metrics_port: int = operator_metrics.DEFAULT_PORT  # a free one when taken
     summary_every: float = operator_metrics.SUMMARY_EVERY_S  # with verbose: the operator's summary line
     operator_argv: list[str] = field(default_factory=lambda: [sys.executable, "-m", "leap0_operator"])
+    # "emulator" (the embedded API server, the default) or "real" (the control plane built from source,
+    # this machine its Node: docs/control-plane.md), with the Node's name and size.
+    control_plane: str = "emulator"
+    node: NodeOptions = field(default_factory=NodeOptions)
 
 
 class Console:
@@ -193,10 +199,8 @@ def run(options: UpOptions) -> int:
             sink.start()
             stopping.callback(sink.stop)
             console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
-            server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
-            stopping.callback(server.stop)
-            console(f"apiserver: {server.url}; export KUBECONFIG={options.kubeconfig.resolve()}")
-            api_client = server.api_client()
+            start_cluster = _real_cluster if options.control_plane == "real" else _emulator
+            api_client, run_pods = start_cluster(options, console, stopping)
             custom = client.CustomObjectsApi(api_client)
             custom.create_namespaced_custom_object(
                 contract.GROUP, contract.VERSION, NAMESPACE, contract.TEMPLATE_PLURAL, default_template()
@@ -237,8 +241,7 @@ def run(options: UpOptions) -> int:
                 ).start()
 
             supervisor, missing = local_supervisor(console)
-            runner = Runner(
-                api_client,
+            run_pods(
                 RunnerConfig(
                     otlp_grpc_port=options.otlp_grpc_port,
                     otlp_http_port=options.otlp_http_port,
@@ -248,12 +251,8 @@ def run(options: UpOptions) -> int:
                     supervisor=supervisor,
                     supervisor_missing=missing,
                     log=console,
-                ),
-            ).start()
-            stopping.callback(runner.stop)
-            assert server.server is not None
-            server.server.log_handler = _log_handler(runner)
-            server.server.exec_handler = ExecHandler(PodExecRunner(runner))
+                )
+            )
             console(f"runner: running pods here (logs under {workdir / 'pods'})")
 
             if options.example:
@@ -265,7 +264,7 @@ def run(options: UpOptions) -> int:
             threading.Thread(target=_phase_watch, args=(custom, console, stop), daemon=True).start()
             console("up: Ctrl-C stops everything")
             code = _wait(stop, operator, options.duration, console, log_path)
-        except OSError as exc:
+        except (OSError, StartError) as exc:
             console(f"up: cannot start: {exc}")
             code = 1
         finally:
@@ -294,6 +293,114 @@ def local_supervisor(console: Callable[[str], None]) -> tuple[Path | None, str]:
         return None, reason
     console(f"runner: leap0 supervisor {path}")
     return path, ""
+
+
+class StartError(RuntimeError):
+    """The chosen control plane cannot start (its build, a component, the node)."""
+
+
+RunPods = Callable[[RunnerConfig], None]
+
+
+def _emulator(options: UpOptions, console: Console, stopping: contextlib.ExitStack) -> tuple[Any, RunPods]:
+    """The embedded API server (its CRDs installed); the runner plugged into its exec and log hooks."""
+    server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
+    stopping.callback(server.stop)
+    console(f"apiserver: {server.url}; export KUBECONFIG={options.kubeconfig.resolve()}")
+
+    def run_pods(config: RunnerConfig) -> None:
+        runner = Runner(server.api_client(), config).start()
+        stopping.callback(runner.stop)
+        assert server.server is not None
+        server.server.log_handler = _log_handler(runner)
+        server.server.exec_handler = ExecHandler(PodExecRunner(runner))
+
+    return server.api_client(), run_pods
+
+
+def _real_cluster(
+    options: UpOptions, console: Console, stopping: contextlib.ExitStack
+) -> tuple[Any, RunPods]:
+    """The real control plane (built from source when missing), the CRDs installed; this machine its Node,
+    the runner its kubelet."""
+    from .controlplane import BuildError, ControlPlane, ControlPlaneError, ensure_binaries
+    from .controlplane.build import ensure_kubelet
+    from .controlplane.node import LocalNode
+    from .nodespec import NodeSpecError
+    from .runner.kubelet import KubeletError
+
+    try:
+        options.node.node_name()
+        binaries = ensure_binaries(progress=console)
+        ensure_kubelet(progress=console)
+    except (BuildError, NodeSpecError) as exc:
+        raise StartError(str(exc)) from exc
+    plane = ControlPlane(binaries, port=options.port, kubeconfig=options.kubeconfig.resolve(), log=console)
+    stopping.callback(plane.stop)
+    try:
+        plane.start()
+    except ControlPlaneError as exc:
+        raise StartError(str(exc)) from exc
+    console(f"apiserver: {plane.url} (kube-apiserver); export KUBECONFIG={plane.kubeconfig}")
+    console(f"control-plane: logs in {plane.layout.log('kube-apiserver').parent} (removed when stopped)")
+    api_client = plane.api_client()
+    stopping.callback(api_client.close)
+    install_crds(api_client, load_crds())
+    # Pods need their namespace's ServiceAccount (the ServiceAccount admission), which the controller-manager
+    # creates a moment after it starts.
+    _wait_for_service_account(api_client, NAMESPACE)
+
+    def run_pods(config: RunnerConfig) -> None:
+        node = LocalNode(plane, options.node, config)
+        try:
+            node.start()
+        except KubeletError as exc:
+            raise StartError(str(exc)) from exc
+        stopping.callback(node.stop)
+
+    return api_client, run_pods
+
+
+def _wait_for_service_account(api_client: Any, namespace: str, timeout: float = 60.0) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            return
+        except client.ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise StartError(
+                    f"the ServiceAccount {namespace}/default: {exc.status} {exc.reason}"
+                ) from exc
+        time.sleep(0.2)
+
+
+def install_crds(api_client: Any, crds: list[dict[str, Any]], timeout: float = 60.0) -> None:
+    """Create the CRDs that are missing (409: there already) and wait until each is Established."""
+    from kubernetes import client
+
+    api: Any = client.ApiextensionsV1Api(api_client)
+    for crd in crds:
+        try:
+            api.create_custom_resource_definition(crd)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise StartError(
+                    f"CRD {crd['metadata']['name']}: {exc.status} {exc.reason}: {exc.body}"
+                ) from exc
+    deadline = time.monotonic() + timeout
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        while True:
+            conditions = api.read_custom_resource_definition(name).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise StartError(f"CRD {name} not Established after {timeout:.0f} s")
+            time.sleep(0.2)
 
 
 def _wait(

@@ -34,7 +34,6 @@ import {
   otelSecretName,
   resolveCreateArgs,
   sandboxFields,
-  sandboxOwnerReference,
   waitVerdict,
 } from "./models.js";
 import { Sandbox } from "./sandbox.js";
@@ -267,59 +266,33 @@ export class SandboxesClient {
         network: options.network,
         labels: options.labels,
       });
-      let secretCreated = false;
-      if (secretData !== undefined) {
-        // The Secret first, so the pod never starts without it; owned by the Sandbox once that exists.
-        const secret = buildOtelSecret({ name: secretName, namespace: ns, sandboxName, data: secretData });
-        try {
-          await this.#client.core.createNamespacedSecret({ namespace: ns, body: secret });
-          secretCreated = true;
-        } catch (err) {
-          if (httpError(err)?.code === 409 && attempt + 1 < attempts) continue;
-          raiseApi(err, undefined, ns);
-        }
-      }
       let obj: JsonObject;
       try {
         obj = (await this.#client.custom.createNamespacedCustomObject({ ...this.#crd(), body })) as JsonObject;
       } catch (err) {
-        if (secretCreated) await this.#deleteSecretQuietly(secretName);
         if (httpError(err)?.code === 409 && attempt + 1 < attempts) continue;
         raiseApi(err, undefined, ns);
       }
-      if (secretCreated) await this.#ownSecret(obj, secretName);
+      if (secretData === undefined) return obj;
+      // The Secret after the Sandbox, owned by it from the start: the operator references only Secrets owned by
+      // the Sandbox (or labelled for sandboxes), and waits for one that does not exist yet.
+      const ownerUid = (obj.metadata as JsonObject).uid as string;
+      const secret = buildOtelSecret({ name: secretName, namespace: ns, sandboxName, data: secretData, ownerUid });
+      try {
+        await this.#client.core.createNamespacedSecret({ namespace: ns, body: secret });
+      } catch (err) {
+        // Without its Secret the sandbox would wait for nothing: take it back.
+        try {
+          await this.#client.custom.deleteNamespacedCustomObject({ ...this.#crd(), name: sandboxName });
+        } catch {
+          // already gone
+        }
+        if (httpError(err)?.code === 409 && attempt + 1 < attempts) continue;
+        raiseApi(err, undefined, ns);
+      }
       return obj;
     }
     throw new ApiError("could not find a free sandbox name", { status: 409 });
-  }
-
-  /** Make the Sandbox the Secret's owner, so garbage collection deletes the Secret with the Sandbox. */
-  async #ownSecret(sandboxObj: JsonObject, secretName: string): Promise<void> {
-    const meta = sandboxObj.metadata as JsonObject;
-    const patch = { metadata: { ownerReferences: [sandboxOwnerReference(meta.name as string, meta.uid as string)] } };
-    try {
-      await this.#client.core.patchNamespacedSecret(
-        { name: secretName, namespace: this.#ns, body: patch },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
-    } catch (err) {
-      // Without an owner the Secret would outlive the Sandbox: undo both rather than leak it.
-      await this.#deleteSecretQuietly(secretName);
-      try {
-        await this.#client.custom.deleteNamespacedCustomObject({ ...this.#crd(), name: meta.name as string });
-      } catch {
-        // already gone
-      }
-      raiseApi(err, undefined, this.#ns);
-    }
-  }
-
-  async #deleteSecretQuietly(secretName: string): Promise<void> {
-    try {
-      await this.#client.core.deleteNamespacedSecret({ name: secretName, namespace: this.#ns });
-    } catch {
-      // already gone, or not ours to delete
-    }
   }
 
   /** Watch the Sandbox (field selector on its name, from the create's resourceVersion) until Running. */

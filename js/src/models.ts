@@ -307,7 +307,10 @@ export function sandboxOwnerReference(sandboxName: string, uid: string): JsonObj
   return { apiVersion: c.API_VERSION, kind: c.SANDBOX_KIND, name: sandboxName, uid, blockOwnerDeletion: true };
 }
 
-/** The Secret with the OTLP headers of an `otelExport` sandbox; owned by the Sandbox once it exists. */
+/**
+ * The Secret with the OTLP headers of an `otelExport` sandbox, owned by the Sandbox (`ownerUid`): the operator lets
+ * a sandbox reference only a Secret its Sandbox owns (or one labelled for sandboxes).
+ */
 export function buildOtelSecret(input: {
   name: string;
   namespace: string;

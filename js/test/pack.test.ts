@@ -1,6 +1,6 @@
 /**
  * The published shape: `npm pack` (which builds through `prepack`/`prepare`) gives a tarball that a fresh
- * project installs (offline, from npm's cache) and imports as an ES module with TypeScript types.
+ * project installs (from npm's cache where it can, else the registry) and imports as an ES module with TypeScript types.
  */
 
 import assert from "node:assert/strict";
@@ -45,9 +45,13 @@ test("npm pack, install into a fresh folder, import and type-check", async () =>
     join(project, "package.json"),
     JSON.stringify({ name: "consumer", version: "1.0.0", type: "module", private: true }),
   );
-  await run("npm", ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", join(out, info!.filename)], {
-    cwd: project,
-  });
+  await run(
+    "npm",
+    ["install", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts", join(out, info!.filename)],
+    {
+      cwd: project,
+    },
+  );
   assert.ok(readdirSync(join(project, "node_modules", "leap0", "dist")).includes("index.js"));
 
   writeFileSync(

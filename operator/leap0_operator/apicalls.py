@@ -31,6 +31,19 @@ API_CALLS: list[ApiCall] = [
         ("create",),
         "k8s.Api.create_network_policy: each Sandbox's NetworkPolicy, before its pod",
     ),
+    ApiCall(
+        "networking.k8s.io",
+        "networkpolicies",
+        ("get", "update"),
+        "k8s.Api.get_network_policy / replace_network_policy: restore one deleted or edited by hand",
+    ),
+    ApiCall(
+        "",
+        "secrets",
+        ("get",),
+        "k8s.Api.secret_metadata: whether a Secret in a sandbox's env is owned by it or labelled "
+        "leap0.dev/sandbox-env (metadata only; RBAC cannot grant less than get)",
+    ),
     ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired Sandbox"),
     ApiCall(contract.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
     ApiCall(contract.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
@@ -40,6 +53,12 @@ API_CALLS: list[ApiCall] = [
     ApiCall(contract.GROUP, "sandboxes", ("list", "watch"), "handlers.sandbox_event; Controller.resync"),
     ApiCall("", "pods", ("list", "watch"), "handlers.pod_index / pod_event (selector sandbox-id); resync"),
     ApiCall(contract.GROUP, "sandboxtemplates", ("list", "watch"), "handlers.template_index / event; resync"),
+    ApiCall(
+        "networking.k8s.io",
+        "networkpolicies",
+        ("list", "watch"),
+        "handlers.policy_index / policy_event (selector sandbox-id): drift repair; resync",
+    ),
     # --- kopf's own needs ---
     ApiCall(
         "apiextensions.k8s.io",

@@ -56,6 +56,12 @@ class OperatorConfig:
     expired_retention_s: float = DEFAULT_EXPIRED_RETENTION_S
     # A platform-wide OTLP endpoint for sidecars of sandboxes that set none themselves (optional).
     default_otlp_endpoint: str | None = None
+    # Or/and a Secret of that name in each sandbox's namespace holding it (key ``endpoint``) and its headers
+    # (key ``headers``): the pod references it (secretKeyRef), the operator never reads it.
+    default_otlp_secret: str | None = None
+    # The audience of the ServiceAccount token the sidecar sends to the platform's destination (the default
+    # endpoint) as a bearer token, so the platform's collector can verify which pod speaks; None: no token.
+    telemetry_token_audience: str | None = None
     # How long to wait before retrying an API call that failed in a way that may recover.
     retry_delay_s: float = 5.0
     # How long a namespace's org id is cached (it is read when a pod is created).
@@ -69,6 +75,11 @@ class OperatorConfig:
     resync_period_s: float = DEFAULT_RESYNC_PERIOD_S
     # The default network policy, the telemetry egress every policy allows, where the cluster DNS runs.
     network: NetworkSettings = dataclasses.field(default_factory=NetworkSettings)
+
+    @property
+    def platform_destination(self) -> bool:
+        """The operator gives sidecars a default OTLP destination (an endpoint or a Secret holding one)."""
+        return bool(self.default_otlp_endpoint or self.default_otlp_secret)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +141,27 @@ def _quantity(name: str, value: str) -> str:
     return value
 
 
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _secret_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ConfigError(f"default otlp secret: {value!r} is not a Secret name")
+    return value
+
+
+def _audience(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip() or len(value) > 253 or any(c.isspace() for c in value):
+        raise ConfigError(
+            f"telemetry token audience: expected one word (for example leap0-telemetry), got {value!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leap0-operator",
@@ -180,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--default-otlp-endpoint",
         default=None,
         help="OTLP endpoint for sidecars of sandboxes that set none; env DEFAULT_OTLP_ENDPOINT",
+    )
+    pod.add_argument(
+        "--default-otlp-secret",
+        default=None,
+        help="name of a Secret in each sandbox namespace holding that endpoint (key "
+        f"{contract.DEFAULT_OTLP_SECRET_ENDPOINT_KEY}) and its headers (key "
+        f"{contract.DEFAULT_OTLP_SECRET_HEADERS_KEY}), both optional: sidecars reference it, the operator "
+        "never reads it; env DEFAULT_OTLP_SECRET",
+    )
+    pod.add_argument(
+        "--telemetry-token-audience",
+        default=None,
+        help="give sidecars that export to the default endpoint a ServiceAccount token of this audience, "
+        "sent as a bearer token so the platform's collector can verify the pod (docs/security.md); env "
+        "TELEMETRY_TOKEN_AUDIENCE",
     )
     net = parser.add_argument_group("sandbox network (docs/network.md)")
     net.add_argument(
@@ -331,6 +378,8 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         sidecar_memory=sidecar_memory,
         expired_retention_s=retention,
         default_otlp_endpoint=pick("default_otlp_endpoint", "DEFAULT_OTLP_ENDPOINT"),
+        default_otlp_secret=_secret_name(pick("default_otlp_secret", "DEFAULT_OTLP_SECRET")),
+        telemetry_token_audience=_audience(pick("telemetry_token_audience", "TELEMETRY_TOKEN_AUDIENCE")),
         retry_delay_s=retry,
         startup_timeout_s=startup,
         watch_timeout_s=watch_timeout,

@@ -29,12 +29,20 @@ import kopf
 
 import leap0_contract as contract
 
-from . import k8s, lifecycle, objects
+from . import k8s, lifecycle, objects, secrets
 from .config import OperatorConfig
-from .network import build_network_policy
+from .network import trim_policy
 from .objects import Key
 from .pod import build_pod, pod_name
-from .reconcile import Plan, failed, plan, trim_pod, trim_sandbox
+from .reconcile import (
+    Plan,
+    failed,
+    plan,
+    secrets_refused,
+    trim_pod,
+    trim_sandbox,
+    waiting_for_secrets,
+)
 from .resolve import SpecError, template_key
 from .runtime import OrgIds, Wakeups, WorkQueue, WriteTracker, retry_delay
 from .stores import Store
@@ -83,7 +91,10 @@ CRD_API = f"/apis/{contract.GROUP}/{contract.VERSION}"
 SANDBOXES = Kind(contract.SANDBOX_PLURAL, CRD_API, None, _own_key, trim_sandbox)
 PODS = Kind("pods", "/api/v1", contract.LABEL_SANDBOX_ID, _pod_key, trim_pod)
 TEMPLATES = Kind(contract.TEMPLATE_PLURAL, CRD_API, None, _own_key, _template_spec)
-KINDS = {kind.plural: kind for kind in (SANDBOXES, PODS, TEMPLATES)}
+POLICIES = Kind(
+    "networkpolicies", "/apis/networking.k8s.io/v1", contract.LABEL_SANDBOX_ID, _pod_key, trim_policy
+)
+KINDS = {kind.plural: kind for kind in (SANDBOXES, PODS, TEMPLATES, POLICIES)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +106,7 @@ class Observed:
     template: Mapping[str, Any] | None
     pod: Mapping[str, Any] | None
     now: datetime.datetime
+    policy: Mapping[str, Any] | None = None  # its NetworkPolicy, trimmed (network.trim_policy)
 
 
 class Controller:
@@ -111,10 +123,12 @@ class Controller:
         self.sandboxes = Store()  # trimmed Sandboxes
         self.pods = Store()  # trimmed sandbox pods, by their Sandbox's key
         self.templates = Store()  # template specs
+        self.policies = Store()  # trimmed sandbox NetworkPolicies (name, version, digest), by Sandbox key
         self.stores = {
             SANDBOXES.plural: self.sandboxes,
             PODS.plural: self.pods,
             TEMPLATES.plural: self.templates,
+            POLICIES.plural: self.policies,
         }
         self.writes = WriteTracker()
         self.org_ids = OrgIds(api.namespace_labels, config.namespace_cache_s)
@@ -156,6 +170,18 @@ class Controller:
         else:
             self.pods.put(key, pod)
         self.queue.add(key)
+
+    def policy_seen(self, key: Key, policy: dict[str, Any] | None) -> None:
+        """The Sandbox's NetworkPolicy as a watch shows it (None: deleted): a live sandbox gets it back. The
+        echo of the operator's own write (the same spec as stored) is not reconciled."""
+        if policy is None:
+            self.policies.delete(key)
+        else:
+            previous = self.policies.put(key, policy)
+            if previous is not None and previous.get("digest") == policy.get("digest"):
+                return
+        if key in self.sandboxes:
+            self.queue.add(key)
 
     def template_seen(self, key: Key, spec: dict[str, Any] | None) -> None:
         """A template as a watch shows it (None: deleted). One that appears or changes lets the Sandboxes that
@@ -282,6 +308,9 @@ class Controller:
             if not present:
                 self.writes.pod_gone(key)
             self.queue.add(key)
+        elif kind is POLICIES:
+            if key in self.sandboxes:
+                self.queue.add(key)
         elif present:
             self._template_changed(key)
 
@@ -294,9 +323,10 @@ class Controller:
             return
         result = contract.RECONCILE_FAILED  # unless it ends otherwise: an exception propagating is a failure
         try:
-            result = await self.execute(
-                observed, plan(observed.sandbox, observed.template, observed.pod, observed.now, self.config)
+            decision = plan(
+                observed.sandbox, observed.template, observed.pod, observed.now, self.config, observed.policy
             )
+            result = await self.execute(observed, decision)
         except asyncio.CancelledError:
             result = ""  # the operator is stopping: not a reconcile result
             raise
@@ -325,6 +355,7 @@ class Controller:
             template=self.templates.get(template_key(sandbox)),
             pod=self.writes.pod(key, self.pods.get(key)),
             now=datetime.datetime.now(datetime.UTC),
+            policy=self.policies.get(key),
         )
 
     async def execute(self, observed: Observed, decision: Plan) -> str:
@@ -335,11 +366,11 @@ class Controller:
         if observed.pod is not None:
             self._seen.pop(key, None)
         if decision.effective is not None:
-            # The NetworkPolicy first (none for AllowAll), so the pod never runs unrestricted; it exists
-            # already (409) when the pod is recreated.
-            policy = build_network_policy(
-                owner=observed.sandbox, network=decision.effective.network, settings=self.config.network
-            )
+            decision = await self._judge_secrets(observed, decision)
+        if decision.network_policy is not None and decision.effective is None:
+            await self._write_policy(observed, decision.network_policy, decision.policy_version)
+        if decision.effective is not None:
+            # The NetworkPolicy first (none for AllowAll), so the pod never runs unrestricted.
             manifest = build_pod(
                 owner=observed.sandbox,
                 effective=decision.effective,
@@ -347,12 +378,12 @@ class Controller:
                 config=self.config,
             )
             try:
-                if policy is not None:
-                    await self.api.create_network_policy(policy)
+                if decision.network_policy is not None:
+                    await self._write_policy(observed, decision.network_policy, decision.policy_version)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # the API refused it as invalid: Failed, not retried
+            except kopf.PermanentError as exc:  # the API refused it for good: Failed, not retried
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
-                refused = SpecError(contract.REASON_INVALID_SPEC, str(exc))
+                refused = SpecError(getattr(exc, "reason", contract.REASON_INVALID_SPEC), str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
             else:
                 self.writes.pod_posted(key, manifest)
@@ -394,6 +425,55 @@ class Controller:
                 await self.post_events(observed, decision.events)
         self.wakeups.schedule(key, decision.wake_at.timestamp() if decision.wake_at else None)
         return result
+
+    async def _judge_secrets(self, observed: Observed, decision: Plan) -> Plan:
+        """Before a pod is created: every Secret its env references must be one the Sandbox may have (owned by
+        it, or labelled leap0.dev/sandbox-env). Reads their metadata only."""
+        assert decision.effective is not None
+        refs = secrets.secret_refs(decision.effective.env)
+        if not refs:
+            return decision
+        namespace = observed.key[0]
+        found = {name: await self.api.secret_metadata(namespace, name) for name in {r.secret for r in refs}}
+        verdict = secrets.check(refs, found, objects.uid(observed.sandbox))
+        if verdict.refused:
+            message = secrets.refused_message(verdict.refused)
+            logger.warning("Sandbox %s/%s: %s", *observed.key, message)
+            return secrets_refused(observed.sandbox, message, observed.now, self.config)
+        if verdict.missing:
+            return waiting_for_secrets(
+                observed.sandbox, decision.effective, verdict.missing, observed.now, self.config
+            )
+        return decision
+
+    async def _write_policy(self, observed: Observed, policy: dict[str, Any], version: str | None) -> None:
+        """Create the Sandbox's NetworkPolicy, or put it back over a live one that was edited (``version``).
+        One of its name the watch does not show (its labels were edited, or someone made it first) is replaced
+        whole. A sandbox that had a pod already gets a Warning Event: its isolation was tampered with."""
+        key = observed.key
+        namespace, name = key
+        policy_name = str(policy["metadata"]["name"])
+        what = "deleted" if version is None else "edited"
+        if version is None:
+            written = await self.api.create_network_policy(policy)
+            if written is None:  # 409: it exists, but not as the watch shows ours
+                live = await self.api.get_network_policy(namespace, policy_name)
+                if live is not None:
+                    version = str(objects.metadata(live).get("resourceVersion") or "")
+                    written = await self.api.replace_network_policy(policy, version)
+        else:
+            written = await self.api.replace_network_policy(policy, version)
+            if written is None:  # 404: deleted meanwhile
+                written = await self.api.create_network_policy(policy)
+        if written is not None:
+            self.policies.put(key, trim_policy(written))
+        if written is not None and objects.status(observed.sandbox).get("podName"):
+            message = f"NetworkPolicy {policy_name} was {what} while the sandbox lives; restored it"
+            logger.warning("Sandbox %s/%s: %s", namespace, name, message)
+            event = lifecycle.SandboxEvent(
+                contract.EVENT_TYPE_WARNING, contract.REASON_NETWORK_POLICY_RESTORED, message
+            )
+            await self.post_events(observed, (event,))
 
     def _phase_changed(self, observed: Observed, phase: Any) -> str:
         """After a status write: a new Running phase is a startup (creation to now); a new Failed phase makes

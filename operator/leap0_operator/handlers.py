@@ -26,6 +26,7 @@ import leap0_contract as contract
 from . import config as config_module
 from . import k8s
 from .controller import Controller
+from .network import trim_policy
 from .reconcile import trim_pod, trim_sandbox
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 SANDBOXES = (contract.GROUP, contract.VERSION, contract.SANDBOX_PLURAL)
 TEMPLATES = (contract.GROUP, contract.VERSION, contract.TEMPLATE_PLURAL)
 PODS = ("v1", "pods")
+POLICIES = ("networking.k8s.io", "v1", "networkpolicies")
 SANDBOX_PODS = {contract.LABEL_SANDBOX_ID: kopf.PRESENT}
 KOPF_DEFAULT_BACKOFFS = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)  # kopf's networking.error_backoffs
 # How long kopf keeps a per-object worker after the object's last event (kopf's default: 5 s).
@@ -132,6 +134,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     )
     # Only sandbox pods are listed and watched (server-side label selector): other pods cost nothing.
     settings.watching.label_selectors[PODS] = contract.LABEL_SANDBOX_ID
+    settings.watching.label_selectors[POLICIES] = contract.LABEL_SANDBOX_ID
     # Peering: replicas see each other; the keep-alives are not logged. Replicas must not share a priority
     # (kopf pauses all of them then), so without an explicit priority each replica picks a random one.
     settings.peering.stealth = True
@@ -210,6 +213,16 @@ async def pod_index(namespace: str | None, labels: kopf.Labels, body: kopf.Body,
     controller.pods.put((namespace or "", labels[contract.LABEL_SANDBOX_ID]), trim_pod(body))
 
 
+@kopf.index(*POLICIES, labels=SANDBOX_PODS)
+async def policy_index(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    controller: Controller = memo.controller
+    key = (namespace or "", labels[contract.LABEL_SANDBOX_ID])
+    if key not in controller.policies:  # the initial listing; later changes go through policy_event
+        controller.policies.put(key, trim_policy(body))
+
+
 @kopf.index(*TEMPLATES)
 async def template_index(namespace: str | None, name: str, spec: kopf.Spec, memo: Any, **_: Any) -> None:
     controller: Controller = memo.controller
@@ -243,6 +256,16 @@ async def pod_event(type: str, namespace: str | None, labels: kopf.Labels, memo:
         controller.pod_seen(key, None)
     else:
         controller.queue.add(key)  # the indexer has stored the pod
+
+
+@kopf.on.event(*POLICIES, labels=SANDBOX_PODS)
+async def policy_event(
+    type: str, namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    """A sandbox's NetworkPolicy deleted or edited by hand: its live Sandbox puts it back (drift repair)."""
+    controller = _controller(memo)
+    key = (namespace or "", labels[contract.LABEL_SANDBOX_ID])
+    controller.policy_seen(key, None if type == "DELETED" else trim_policy(body))
 
 
 @kopf.on.event(*TEMPLATES)

@@ -15,10 +15,12 @@ a dependency on ``kopf._cogs.clients``, which kopf does not promise to keep. So:
 
 **Errors** are translated into kopf's public vocabulary for the reconcile worker (``runtime.py``):
 ``kopf.TemporaryError(delay=...)`` for what may recover (5xx, 429 with its ``Retry-After``, 403 during
-upgrades and quota, connection errors, timeouts), ``kopf.PermanentError`` when the API refuses the pod as
-invalid (400/422: the same manifest will never be accepted). kopf's own in-request retries are off for these
-calls (``backoffs=()``): the worker retries the whole reconcile from the latest state, with backoff, without
-holding a worker while it waits. Each call has its entry in ``apicalls.py``.
+upgrades and quota, connection errors, timeouts), :class:`Refused` (a ``kopf.PermanentError``) when the API
+refuses the pod for good: as invalid (400/422), or by the namespace's PodSecurity admission (a 403 saying
+``violates PodSecurity``): the same manifest will never be accepted (:func:`refusal_reason`). kopf's own
+in-request retries are off for these calls (``backoffs=()``): the worker retries the whole reconcile from the
+latest state, with backoff, without holding a worker while it waits. Each call has its entry in
+``apicalls.py``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ else:
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+# A GET answered with the object's metadata only (meta.k8s.io/v1 PartialObjectMetadata): a Secret's labels and
+# owners without its data.
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"}
+NETWORK_POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
 
 # kopf's session has no connection limit: a burst of 1,000 new Sandboxes could open ~1,000 connections at once
 # (memory in both processes, and no faster). Our calls share this many in flight; kopf's watches are apart.
@@ -58,6 +64,28 @@ MAX_IN_FLIGHT = 32
 LIST_CHUNK = 500
 # Statuses meaning "this request, as written, will never succeed" (for the pod POST: the spec is invalid).
 INVALID_STATUSES = frozenset({400, 422})
+# What PodSecurity admission says when it refuses a pod (403 Forbidden, as RBAC and quotas do; only this one
+# is final): 'pods "x" is forbidden: violates PodSecurity "restricted:latest": ...'.
+POD_SECURITY_REFUSAL = "violates PodSecurity"
+
+
+class Refused(kopf.PermanentError):
+    """The API server refused an object for good; ``reason`` is the Sandbox's reason to report."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def refusal_reason(status: int | None, message: str) -> str | None:
+    """The Sandbox's reason when the API server's answer to a create is final, else None (retried): 400/422
+    (invalid) is ``InvalidSpec``; a 403 of PodSecurity admission is ``PodSecurityViolation``; any other 403
+    (RBAC while permissions roll out, an exhausted quota) may pass later."""
+    if status in INVALID_STATUSES:
+        return contract.REASON_INVALID_SPEC
+    if status == 403 and POD_SECURITY_REFUSAL in message:
+        return contract.REASON_POD_SECURITY_VIOLATION
+    return None
 
 
 # kopf says nothing public when a watch restarts from a fresh list after "410 Gone": it logs it, at debug
@@ -192,8 +220,9 @@ class Api:
             if exc.status == absent:
                 return False, None
             detail = exc.message or str(exc) or f"HTTP {exc.status}"
-            if invalid_is_permanent and exc.status in INVALID_STATUSES:
-                raise kopf.PermanentError(f"the API server refused {what}: {detail}") from exc
+            reason = refusal_reason(exc.status, detail) if invalid_is_permanent else None
+            if reason is not None:
+                raise Refused(f"the API server refused {what}: {detail}", reason) from exc
             delay = retry_after(exc.headers, self.retry_delay) if exc.status == 429 else self.retry_delay
             raise kopf.TemporaryError(f"{what}: HTTP {exc.status}: {detail}", delay=delay) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -221,14 +250,47 @@ class Api:
         what = f"creating pod {pod['metadata']['name']}"
         return await self._create("/api/v1/namespaces/{namespace}/pods", pod, what, invalid_is_permanent=True)
 
-    async def create_network_policy(self, policy: dict[str, Any]) -> bool:
-        """POST the Sandbox's NetworkPolicy (before its pod); False when one of that name exists."""
-        return await self._create(
-            "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies",
-            policy,
+    async def create_network_policy(self, policy: dict[str, Any]) -> dict[str, Any] | None:
+        """POST the Sandbox's NetworkPolicy (before its pod): the created object, or None when one of that
+        name exists."""
+        done, body = await self._call(
+            "post",
+            NETWORK_POLICIES.format(namespace=policy["metadata"]["namespace"]),
             f"creating NetworkPolicy {policy['metadata']['name']}",
+            payload=policy,
+            absent=409,
             invalid_is_permanent=True,
+            read=True,
         )
+        return dict(body) if done and isinstance(body, dict) else None
+
+    async def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a NetworkPolicy (one of the Sandbox's name the watch does not show: its labels were edited)."""
+        url = NETWORK_POLICIES.format(namespace=namespace) + f"/{name}"
+        done, body = await self._call("get", url, f"reading NetworkPolicy {name}", absent=404, read=True)
+        return dict(body) if done and isinstance(body, dict) else None
+
+    async def replace_network_policy(
+        self, policy: dict[str, Any], resource_version: str
+    ) -> dict[str, Any] | None:
+        """PUT the Sandbox's NetworkPolicy over the live one of ``resource_version`` (a whole replacement: an
+        edit cannot survive it as it could a merge patch); None when it is gone (404). A newer version (409)
+        is a TemporaryError: the reconcile is retried from the latest state."""
+        meta = policy["metadata"]
+        url = NETWORK_POLICIES.format(namespace=meta["namespace"]) + f"/{meta['name']}"
+        body = {**policy, "metadata": {**meta, "resourceVersion": resource_version}}
+        done, answer = await self._call(
+            "put", url, f"restoring NetworkPolicy {meta['name']}", payload=body, absent=404, read=True
+        )
+        return dict(answer) if done and isinstance(answer, dict) else None
+
+    async def secret_metadata(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret's metadata (labels, ownerReferences), never its data; None when it does not exist."""
+        url = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+        done, body = await self._call(
+            "get", url, f"reading the metadata of Secret {name}", headers=METADATA_ONLY, absent=404, read=True
+        )
+        return {"metadata": dict(objects.metadata(body))} if done else None
 
     async def delete_pod(self, namespace: str, name: str) -> bool:
         """DELETE the pod; False when it is already gone (404)."""

@@ -23,6 +23,7 @@ NetworkPolicies are enforced by the cluster's network plugin; a plugin that does
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import re
@@ -41,12 +42,14 @@ DEFAULT_DNS_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}  # kube-dns and 
 
 # What `Internet` leaves out. IPv4: "this network", RFC 1918, CGNAT (RFC 6598), loopback, link-local (the
 # metadata servers of AWS, GCP, Azure, ... at 169.254.169.254), IETF protocol assignments, benchmarking,
-# multicast, reserved and broadcast.
+# multicast, reserved and broadcast; and Azure's host endpoint 168.63.129.16 (a public address every Azure VM
+# reaches: its wireserver and DNS, which hand out the VM's extensions and settings).
 PRIVATE_IPV4: tuple[str, ...] = (
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",
     "127.0.0.0/8",
+    "168.63.129.16/32",
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.0.0.0/24",
@@ -55,14 +58,20 @@ PRIVATE_IPV4: tuple[str, ...] = (
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
-# IPv6: unspecified and loopback, IPv4-mapped (would reach the IPv4 ranges above), NAT64 local-use (RFC 8215),
-# discard-only, unique local (fc00::/7, incl. AWS's metadata server fd00:ec2::254), the deprecated site-local,
-# link-local and multicast.
+# IPv6: unspecified and loopback, NAT64 (the well-known prefix 64:ff9b::/96 of RFC 6052 and the local-use
+# 64:ff9b:1::/48 of RFC 8215: a cloud's NAT64 gateway translates them to any IPv4 address, private ones
+# included), Teredo (2001::/32) and 6to4 (2002::/16), which embed IPv4 addresses too, discard-only, unique
+# local (fc00::/7, incl. AWS's metadata server fd00:ec2::254), the deprecated site-local, link-local and
+# multicast. Not the IPv4-mapped range ::ffff:0:0/96: the API server refuses it in an ipBlock (Kubernetes
+# 1.33+ validates CIDRs strictly), and a connection to a mapped address leaves the pod as IPv4, which the
+# IPv4 list covers.
 PRIVATE_IPV6: tuple[str, ...] = (
     "::/127",
-    "::ffff:0:0/96",
+    "64:ff9b::/96",
     "64:ff9b:1::/48",
     "100::/64",
+    "2001::/32",
+    "2002::/16",
     "fc00::/7",
     "fe80::/10",
     "fec0::/10",
@@ -372,10 +381,64 @@ def describe(network: Network, sandbox_name: str) -> str:
     return f"Custom: the cluster DNS and {count} CIDR{'' if count == 1 else 's'} ({where})"
 
 
-def network_status(network: Network, sandbox_name: str) -> dict[str, str]:
-    """``status.network``: the policy, where it came from, the NetworkPolicy's name (none for ``AllowAll``)
-    and :func:`describe`'s sentence."""
-    status = {"policy": network.policy, "source": network.source, "message": describe(network, sandbox_name)}
+def network_status(network: Network, sandbox_name: str) -> dict[str, Any]:
+    """``status.network``: the policy, where it came from, its CIDRs (``Custom``), the NetworkPolicy's name
+    (none for ``AllowAll``) and :func:`describe`'s sentence. It records the network whole, so the
+    NetworkPolicy can be restored from it for the sandbox's whole life."""
+    status: dict[str, Any] = {
+        "policy": network.policy,
+        "source": network.source,
+        "message": describe(network, sandbox_name),
+    }
+    if network.policy == contract.NETWORK_CUSTOM:
+        status["allowCidrs"] = list(network.allow_cidrs)
     if network.policy != contract.NETWORK_ALLOW_ALL:
         status["networkPolicy"] = policy_name(sandbox_name)
     return status
+
+
+def network_from_status(status: Mapping[str, Any]) -> Network | None:
+    """The network recorded in ``status.network`` when the pod was created; None when none is recorded, or
+    for a ``Custom`` one recorded before its CIDRs were (by an older operator: restoring it without them
+    would cut the sandbox off, so it is left as it is)."""
+    recorded = status.get("network")
+    if not isinstance(recorded, Mapping) or recorded.get("policy") not in contract.NETWORK_POLICIES:
+        return None
+    cidrs = recorded.get("allowCidrs")
+    if recorded["policy"] == contract.NETWORK_CUSTOM and not isinstance(cidrs, list):
+        return None
+    return Network(
+        policy=str(recorded["policy"]),
+        allow_cidrs=tuple(str(c) for c in cidrs) if isinstance(cidrs, list) else (),
+        source=str(recorded.get("source") or SOURCE_DEFAULT),
+    )
+
+
+def _normalized(spec: Any, key: str = "") -> Any:
+    """A NetworkPolicy spec as the API server keeps it: a port's protocol defaults to TCP. Nothing else is
+    normalized: an empty selector means something (``namespaceSelector: {}`` is every namespace)."""
+    if isinstance(spec, Mapping):
+        out = {k: _normalized(v, k) for k, v in spec.items()}
+        if key == "ports":
+            out.setdefault("protocol", "TCP")
+        return out
+    if isinstance(spec, list):
+        return [_normalized(v, key) for v in spec]
+    return spec
+
+
+def policy_digest(policy: Mapping[str, Any]) -> str:
+    """A digest of a NetworkPolicy's spec: equal digests, equal isolation."""
+    spec = policy.get("spec") if isinstance(policy.get("spec"), Mapping) else {}
+    text = json.dumps(_normalized(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def trim_policy(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of a sandbox's NetworkPolicy: its name, version and the digest of its spec."""
+    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion") if meta.get(k)},
+        "digest": policy_digest(body),
+    }

@@ -41,25 +41,22 @@ import leap0_contract as contract
 
 from . import objects
 from .config import OperatorConfig
-from .resolve import Effective, EnvVar, PodSecurity
+from .resolve import OTLP_EXPORTER_PREFIX, UPSTREAM_ENDPOINT_VARS, Effective, EnvVar, PodSecurity
 
-OTLP_EXPORTER_PREFIX = "OTEL_EXPORTER_OTLP_"
 SIDECAR_OTLP_HTTP_URL = f"http://127.0.0.1:{contract.OTLP_HTTP_PORT}"
-SIDECAR_USER_ID = 65532
-UPSTREAM_ENDPOINT_VARS = (
-    contract.OTEL_EXPORTER_OTLP_ENDPOINT,
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-)
+# The projected ServiceAccount token of the sidecar lives this long; the kubelet renews it at 80%.
+TELEMETRY_TOKEN_SECONDS = 3600
+# Capabilities the sandbox container drops under baseline (the runtime's default set otherwise): NET_RAW (no
+# raw sockets) and KILL (root cannot signal other users' processes, the sidecar's among them).
+BASELINE_DROPPED_CAPABILITIES = ("NET_RAW", "KILL")
 
 
 def sidecar_security_context() -> dict[str, Any]:
     """The sidecar's securityContext (and the supervisor's init container's): ``restricted`` always."""
     return {
         "runAsNonRoot": True,
-        "runAsUser": SIDECAR_USER_ID,
-        "runAsGroup": SIDECAR_USER_ID,
+        "runAsUser": contract.SIDECAR_UID,
+        "runAsGroup": contract.SIDECAR_GID,
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -110,8 +107,45 @@ def sandbox_security_context(security: PodSecurity) -> dict[str, Any]:
         }
     return {
         "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["NET_RAW"]},
+        "capabilities": {"drop": list(BASELINE_DROPPED_CAPABILITIES)},
         "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def default_destination_env(config: OperatorConfig) -> list[EnvVar]:
+    """The sidecar's env for the operator's default destination: the endpoint as a plain value
+    (``--default-otlp-endpoint``), else from the Secret, and the headers from the Secret (``optional``: a
+    namespace without the Secret simply has no platform export). A Secret stays a ``secretKeyRef``: the
+    operator never reads it, nor writes its values into the pod."""
+    env: list[EnvVar] = []
+    if config.default_otlp_endpoint:
+        env.append({"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": config.default_otlp_endpoint})
+    if config.default_otlp_secret:
+        keys = []
+        if not config.default_otlp_endpoint:
+            keys.append((contract.OTEL_EXPORTER_OTLP_ENDPOINT, contract.DEFAULT_OTLP_SECRET_ENDPOINT_KEY))
+        keys.append((contract.OTEL_EXPORTER_OTLP_HEADERS, contract.DEFAULT_OTLP_SECRET_HEADERS_KEY))
+        for name, key in keys:
+            ref = {"name": config.default_otlp_secret, "key": key, "optional": True}
+            env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def telemetry_token_volume(audience: str) -> dict[str, Any]:
+    """A projected ServiceAccount token of ``audience`` (the pod's identity for the platform's collector)."""
+    return {
+        "name": contract.TELEMETRY_TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": audience,
+                        "expirationSeconds": TELEMETRY_TOKEN_SECONDS,
+                        "path": contract.TELEMETRY_TOKEN_PATH,
+                    }
+                }
+            ]
+        },
     }
 
 
@@ -226,18 +260,20 @@ def build_pod(
                 "readOnly": True,
             }
         )
+    token_volume: dict[str, Any] | None = None
     if effective.telemetry:
         app_env = [
             *app_env,
             {"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": SIDECAR_OTLP_HTTP_URL},
             {"name": contract.OTEL_EXPORTER_OTLP_PROTOCOL, "value": "http/protobuf"},
         ]
-        if config.default_otlp_endpoint and not any(
+        platform = config.platform_destination and not any(
             v["name"] in UPSTREAM_ENDPOINT_VARS for v in upstream_env
-        ):
-            upstream_env.append(
-                {"name": contract.OTEL_EXPORTER_OTLP_ENDPOINT, "value": config.default_otlp_endpoint}
-            )
+        )
+        if platform:  # the template's own OTLP settings (headers without an endpoint) win over the Secret's
+            given = {v["name"] for v in upstream_env}
+            default_env = [v for v in default_destination_env(config) if v["name"] not in given]
+            upstream_env = [*default_env, *upstream_env]
         sidecar_env: list[EnvVar] = [
             {"name": contract.ENV_SANDBOX_ID, "value": name},
             {"name": contract.ENV_ORG_ID, "value": org_id},
@@ -256,6 +292,25 @@ def build_pod(
             {"name": contract.ENV_HEALTH_ENDPOINT, "value": f"0.0.0.0:{contract.SIDECAR_HEALTH_PORT}"},
             *upstream_env,
         ]
+        sidecar_mounts: list[dict[str, Any]] = [{**workspace_mount, "readOnly": True}]
+        if platform and config.telemetry_token_audience:
+            # The pod's identity for the platform's collector: a token of its own audience, mounted in the
+            # sidecar only (the app cannot reach another container's mounts), sent with the default
+            # destination only (never to an endpoint the Sandbox's creator chose).
+            sidecar_env.append(
+                {
+                    "name": contract.ENV_TELEMETRY_TOKEN_FILE,
+                    "value": f"{contract.TELEMETRY_TOKEN_DIR}/{contract.TELEMETRY_TOKEN_PATH}",
+                }
+            )
+            sidecar_mounts.append(
+                {
+                    "name": contract.TELEMETRY_TOKEN_VOLUME,
+                    "mountPath": contract.TELEMETRY_TOKEN_DIR,
+                    "readOnly": True,
+                }
+            )
+            token_volume = telemetry_token_volume(config.telemetry_token_audience)
         init_containers.append(
             {
                 "name": contract.TELEMETRY_CONTAINER,
@@ -263,7 +318,7 @@ def build_pod(
                 "restartPolicy": "Always",
                 "env": sidecar_env,
                 "resources": _resources(config.sidecar_cpu, config.sidecar_memory),
-                "volumeMounts": [{**workspace_mount, "readOnly": True}],
+                "volumeMounts": sidecar_mounts,
                 "securityContext": sidecar_security_context(),
                 "startupProbe": _probe(contract.SIDECAR_HEALTH_PATH, 1, 30),
                 "readinessProbe": _probe(contract.SIDECAR_READY_PATH, 5, 3),
@@ -281,6 +336,8 @@ def build_pod(
         "containers": [sandbox],
         "volumes": volumes,
     }
+    if token_volume is not None:
+        spec["volumes"].append(token_volume)
     if security.restricted:
         spec["securityContext"] = {
             "runAsNonRoot": True,

@@ -12,15 +12,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import leap0_contract as contract
 
-from . import lifecycle, objects
+from . import lifecycle, objects, secrets
 from .config import OperatorConfig
 from .lifecycle import PodState, SandboxEvent, created_message, format_time, parse_time, pod_state
-from .network import network_status
+from .network import Network, build_network_policy, network_from_status, network_status, policy_digest
 from .pod import created_images, pod_name
 from .resolve import Effective, SpecError, resolve, template_id
 
@@ -89,6 +89,10 @@ class Plan:
     wake_at: datetime.datetime | None = None  # look again then (expiry, retention), even if nothing happens
     # Kubernetes Events to post once ``patch`` is written (one per transition; none without a status write).
     events: tuple[SandboxEvent, ...] = ()
+    # The sandbox's NetworkPolicy to create (``policy_version`` None) or to put back in place of the live one
+    # (its resourceVersion): it was deleted or edited while the sandbox lives. None: nothing to do.
+    network_policy: dict[str, Any] | None = None
+    policy_version: str | None = None
 
     @property
     def create_pod(self) -> bool:
@@ -148,6 +152,7 @@ def plan(
     pod: Mapping[str, Any] | None,
     now: datetime.datetime,
     config: OperatorConfig,
+    policy: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Decide from the Sandbox (its status = what the operator last wrote or saw), its template's spec (None
     if absent), its pod (None if absent) and the time.
@@ -161,7 +166,7 @@ def plan(
     except SpecError as exc:
         effective = exc
     startup_s = lifecycle.startup_timeout(template, config.startup_timeout_s)
-    return _plan(sandbox, pod, now, config, effective, startup_s)
+    return _plan(sandbox, pod, now, config, effective, startup_s, policy)
 
 
 def failed(
@@ -170,7 +175,57 @@ def failed(
     """The plan when creating the pod failed for good (the API refused it as invalid): ``Failed`` with the
     error's reason and message and no pod, not retried (only woken at ``expiresAt``: a failed Sandbox still
     expires and is cleaned up after its retention)."""
-    return _plan(sandbox, None, now, config, error, config.startup_timeout_s)
+    return _plan(sandbox, None, now, config, error, config.startup_timeout_s, None)
+
+
+def waiting_for_secrets(
+    sandbox: Mapping[str, Any],
+    effective: Effective,
+    missing: Sequence[secrets.SecretRef],
+    now: datetime.datetime,
+    config: OperatorConfig,
+) -> Plan:
+    """The plan when a Secret the pod references does not exist yet: ``Pending`` (``SecretNotFound``), no pod,
+    looked at again soon (after 1 s, then less often as the Sandbox ages, at most every 30 s). Not ``Running``
+    within the startup timeout from the Sandbox's creation: ``Failed`` (``StartupTimeout``), for good."""
+    created = parse_time(str(objects.metadata(sandbox)["creationTimestamp"]))
+    age = max(0.0, (now - created).total_seconds())
+    if age >= config.startup_timeout_s:
+        error = SpecError(
+            contract.REASON_STARTUP_TIMEOUT,
+            secrets.missing_timeout_message(missing, config.startup_timeout_s),
+        )
+        return _plan(sandbox, None, now, config, error, config.startup_timeout_s, None)
+    message = secrets.missing_message(missing)
+    base = _plan(sandbox, None, now, config, effective, config.startup_timeout_s, None)
+    if base.status is None or base.status.get("phase") != contract.PHASE_PENDING:
+        return dataclasses.replace(base, effective=None, network_policy=None)  # expired meanwhile
+    status = dict(base.status)
+    status.update(reason=contract.REASON_SECRET_NOT_FOUND, message=message)
+    status.pop("podName", None)
+    status["conditions"] = [
+        {**c, "reason": contract.REASON_SECRET_NOT_FOUND, "message": message}
+        if c.get("type") == contract.CONDITION_READY
+        else c
+        for c in status.get("conditions", [])
+    ]
+    current = owned_status(objects.status(sandbox))
+    patch = status_patch(current, status)
+    wake = now + datetime.timedelta(seconds=min(30.0, max(1.0, age / 2)))
+    return Plan(
+        status=status,
+        patch=patch,
+        events=tuple(lifecycle.transition_events(current, status)) if patch else (),
+        wake_at=min(wake, base.wake_at) if base.wake_at else wake,
+    )
+
+
+def secrets_refused(
+    sandbox: Mapping[str, Any], message: str, now: datetime.datetime, config: OperatorConfig
+) -> Plan:
+    """The plan when the pod would reference a Secret the Sandbox may not have: ``Failed``
+    (``SecretNotAllowed``), no pod, not retried."""
+    return failed(sandbox, SpecError(contract.REASON_SECRET_NOT_ALLOWED, message), now, config)
 
 
 def recreated_message(pod: str) -> str:
@@ -183,12 +238,32 @@ def kept_resources(effective: Effective, recorded: Mapping[str, Any]) -> Effecti
     if "vcpu" not in recorded or "memory" not in recorded:
         return effective
     disk = recorded.get("disk")
+    network = network_from_status(recorded)
     return dataclasses.replace(
         effective,
         vcpu=int(recorded["vcpu"]),
         memory=int(recorded["memory"]),
         disk=int(disk) if disk is not None else None,
+        network=network if network is not None else effective.network,
     )
+
+
+def policy_action(
+    sandbox: Mapping[str, Any],
+    network: Network,
+    observed: Mapping[str, Any] | None,
+    config: OperatorConfig,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the NetworkPolicy to write, the live one's resourceVersion to replace or None to create): nothing when
+    the live policy's spec is the one ``network`` gives (same digest), or for ``AllowAll``."""
+    desired = build_network_policy(owner=sandbox, network=network, settings=config.network)
+    if desired is None:
+        return None, None
+    if observed is None:
+        return desired, None
+    if observed.get("digest") == policy_digest(desired):
+        return None, None
+    return desired, str(objects.metadata(observed).get("resourceVersion") or "") or None
 
 
 def _plan(
@@ -198,6 +273,7 @@ def _plan(
     config: OperatorConfig,
     resolved: Effective | SpecError,
     startup_s: int,
+    policy: Mapping[str, Any] | None,
 ) -> Plan:
     meta = objects.metadata(sandbox)
     spec = objects.spec(sandbox)
@@ -305,8 +381,13 @@ def _plan(
         reason = contract.REASON_POD_DELETED if recreated else contract.REASON_POD_CREATED
         message = recreated_message(pname) if recreated else created_message(pname)
         desired.pop("podIP", None)
+        network_policy, version = policy_action(sandbox, effective.network, policy, config)
         return decided(
-            finish(contract.PHASE_PENDING, reason, message), effective=effective, wake_at=expires_at
+            finish(contract.PHASE_PENDING, reason, message),
+            effective=effective,
+            wake_at=expires_at,
+            network_policy=network_policy,
+            policy_version=version,
         )
 
     pname = objects.name(pod)
@@ -358,7 +439,13 @@ def _plan(
                 generation,
             )
         )
-    return decided(status, wake_at=wake_at)
+    # The NetworkPolicy is the sandbox's isolation, not its workload: deleted or edited while the pod lives,
+    # it is put back as recorded when the pod was created (a pod that ended needs none).
+    network_policy, version = None, None
+    recorded_network = network_from_status(desired)
+    if recorded_network is not None and not state.final:
+        network_policy, version = policy_action(sandbox, recorded_network, policy, config)
+    return decided(status, wake_at=wake_at, network_policy=network_policy, policy_version=version)
 
 
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,15 @@ from .config import OperatorConfig
 from .network import Network, NetworkSpecError, resolve_network
 
 EnvVar = dict[str, Any]
+
+OTLP_EXPORTER_PREFIX = "OTEL_EXPORTER_OTLP_"
+# The variables that name an OTLP destination (the general endpoint and the per-signal ones).
+UPSTREAM_ENDPOINT_VARS = (
+    contract.OTEL_EXPORTER_OTLP_ENDPOINT,
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
 
 
 class SpecError(ValueError):
@@ -41,12 +51,20 @@ class PodSecurity:
 
 def pod_security(template: Mapping[str, Any] | None) -> PodSecurity:
     """The template's ``podSecurity`` (default ``baseline``) with its ``runAsUser``/``runAsGroup``/``fsGroup``
-    (default 1000 each; they matter under ``restricted``)."""
+    (default 1000 each; they matter under ``restricted``). The sidecar's UID and GID (65532) are refused
+    (:class:`SpecError`): an app running as the sidecar's user could signal it. The CRD refuses them first;
+    this covers templates stored before that rule."""
     tpl = template or {}
 
     def ident(field: str) -> int:
         value = tpl.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if value in (contract.SIDECAR_UID, contract.SIDECAR_GID):
+                raise SpecError(
+                    contract.REASON_INVALID_SPEC,
+                    f"the template's {field} {value} is the telemetry sidecar's own user or group: the "
+                    "sandbox may not share it (choose another id, for example 1000)",
+                )
             return value
         return contract.DEFAULT_RUN_AS_ID
 
@@ -104,13 +122,94 @@ def template_key(sandbox: objects.Obj) -> objects.Key:
 
 
 def merge_env(template_env: Sequence[EnvVar], sandbox_env: Sequence[EnvVar]) -> tuple[EnvVar, ...]:
-    """The template's env overridden name by name by the Sandbox's; template order first, then new names."""
+    """The template's env overridden name by name by the Sandbox's; template order first, then new names.
+    (Plain merging: :func:`resolve_env` applies the telemetry-destination rule first.)"""
     merged: dict[str, EnvVar] = {}
     for var in template_env:
         merged[str(var["name"])] = dict(var)
     for var in sandbox_env:
         merged[str(var["name"])] = dict(var)
     return tuple(merged.values())
+
+
+def is_otlp_exporter_var(name: str) -> bool:
+    """``OTEL_EXPORTER_OTLP_*``: the upstream exporter's settings (endpoint, headers, TLS, compression...)."""
+    return name.startswith(OTLP_EXPORTER_PREFIX)
+
+
+def sets_otlp_endpoint(env: Sequence[EnvVar]) -> bool:
+    """The env names an OTLP destination: the general endpoint or a per-signal one."""
+    return any(str(var.get("name")) in UPSTREAM_ENDPOINT_VARS for var in env)
+
+
+def resolve_env(
+    template_env: Sequence[EnvVar], sandbox_env: Sequence[EnvVar], platform_destination: bool
+) -> tuple[EnvVar, ...]:
+    """The env of the pod: :func:`merge_env`, except that the telemetry destination is one unit.
+
+    Every ``OTEL_EXPORTER_OTLP_*`` variable (endpoint, headers, TLS files, compression, timeout, protocol,
+    general and per-signal) comes whole from one author: the Sandbox when its env sets an OTLP endpoint
+    (general or per-signal), else the template (whose destination may be the operator's default). So a
+    template's or the operator's headers (an ``Authorization``, a tenant header) never go to an endpoint the
+    Sandbox's creator chose, and a Sandbox cannot add its own headers to a destination it did not choose:
+    OTLP settings without an endpoint are refused (:class:`SpecError`) when the template or the operator
+    (``platform_destination``) gives one.
+    """
+    sandbox_otlp = [v for v in sandbox_env if is_otlp_exporter_var(str(v["name"]))]
+    template_otlp = [v for v in template_env if is_otlp_exporter_var(str(v["name"]))]
+    if sets_otlp_endpoint(sandbox_otlp):
+        template_env = [v for v in template_env if not is_otlp_exporter_var(str(v["name"]))]
+    elif sandbox_otlp and (sets_otlp_endpoint(template_otlp) or platform_destination):
+        names = ", ".join(sorted({str(v["name"]) for v in sandbox_otlp}))
+        raise SpecError(
+            contract.REASON_INVALID_SPEC,
+            f"spec.env sets {names} but no OTLP endpoint: the telemetry destination of the template or "
+            "the operator is taken whole, its settings cannot be changed; set "
+            f"{contract.OTEL_EXPORTER_OTLP_ENDPOINT} (or a per-signal endpoint) with them to send to "
+            "your own endpoint, or remove them",
+        )
+    return merge_env(template_env, sandbox_env)
+
+
+def _network_narrows(sandbox_value: Any, template_value: Any) -> bool:
+    """A Sandbox's network that only narrows its template's: DenyAll (the cluster DNS only)."""
+    return isinstance(sandbox_value, Mapping) and sandbox_value.get("policy") == contract.NETWORK_DENY_ALL
+
+
+def locked_fields(template: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The Sandbox fields ``template`` locks: its ``lockedFields``, else ``network`` when it sets a network
+    (an admin's network in a template is final without saying it twice), else none."""
+    if template is None:
+        return ()
+    listed = template.get("lockedFields")
+    if listed is None:
+        return contract.DEFAULT_LOCKED_FIELDS if template.get("network") is not None else ()
+    return tuple(str(f) for f in listed if f in contract.LOCKABLE_FIELDS)
+
+
+def check_locks(spec: Mapping[str, Any], template: Mapping[str, Any] | None, tid: str) -> None:
+    """Raise :class:`SpecError` (``FieldLocked``, naming the field) when the Sandbox sets a field its template
+    locks to anything but the template's own value (a network of ``DenyAll`` is always allowed)."""
+    if template is None:
+        return
+    for field in locked_fields(template):
+        value = spec.get(field)
+        if value is None or value == template.get(field):
+            continue
+        if field == "network" and _network_narrows(value, template.get(field)):
+            continue
+        wanted = template.get(field)
+        if wanted is None:
+            allowed = "may not set it"
+        else:
+            allowed = f"may set it only to the template's value {json.dumps(wanted, sort_keys=True)}"
+            if field == "network" and not _network_narrows(wanted, None):
+                allowed += ' or to {"policy": "DenyAll"}'
+        raise SpecError(
+            contract.REASON_FIELD_LOCKED,
+            f'spec.{field} is locked by SandboxTemplate "{tid}" (its lockedFields): a Sandbox using it '
+            f"{allowed}; remove spec.{field}",
+        )
 
 
 def _int_in_range(name: str, value: Any, low: int, high: int) -> int:
@@ -140,6 +239,7 @@ def resolve(
             "(spec.template cannot be changed)",
         )
     tpl: Mapping[str, Any] = template or {}
+    check_locks(spec, template, tid)
 
     def pick(field: str, default: Any) -> Any:
         if spec.get(field) is not None:
@@ -184,7 +284,7 @@ def resolve(
         memory=memory,
         disk=disk,
         timeout=timeout,
-        env=merge_env(tpl.get("env") or (), spec.get("env") or ()),
+        env=resolve_env(tpl.get("env") or (), spec.get("env") or (), config.platform_destination),
         command=tuple(command) if command is not None else None,
         args=tuple(args) if args is not None else None,
         telemetry=enabled,

@@ -21,6 +21,26 @@ _M_ARENA_MAX = -8
 ARENA_MAX = 2
 
 
+# prctl(2): PR_SET_DUMPABLE 0 makes the process's /proc files (environ, mem, fd, root, cwd...) and ptrace need
+# CAP_SYS_PTRACE, even for a process of the same UID: an app that became the sidecar's UID (root with SETUID,
+# in the shared process namespace) cannot read its environment, memory or files. The sidecar image also makes
+# the interpreter unreadable to it, which makes the process non-dumpable from its exec on (docs/security.md).
+_PR_SET_DUMPABLE = 4
+_PR_GET_DUMPABLE = 3
+
+
+def make_non_dumpable() -> bool:
+    """Turn off dumpability; True when the process is (now) not dumpable."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(AttributeError, OSError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        return bool(libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) == 0)
+    return False
+
+
 def _return_large_blocks_to_the_system() -> None:
     import contextlib
     import ctypes
@@ -32,6 +52,7 @@ def _return_large_blocks_to_the_system() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    make_non_dumpable()  # first: before anything secret is read
     # A SIGTERM during start-up (imports take a moment) still means an orderly stop with exit code 0.
     early_signals: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):

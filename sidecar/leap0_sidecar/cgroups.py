@@ -381,9 +381,19 @@ class _Discovery:
         return found
 
 
+def _is_file(path: Path) -> bool:
+    """``path`` is a file we may look at: a path through another process's ``/proc/<pid>/root`` we may not
+    follow (its user differs and we lack CAP_SYS_PTRACE: the usual case of a non-root sidecar beside a root
+    app) is no file, not an error."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def open_v2(discovery: _Discovery, cgroup_path: str) -> CgroupV2Reader | None:
     for directory in discovery.dirs(cgroup_path, 2):
-        if (directory / "memory.current").is_file() and (directory / "cpu.stat").is_file():
+        if _is_file(directory / "memory.current") and _is_file(directory / "cpu.stat"):
             try:
                 return CgroupV2Reader(directory)
             except OSError:
@@ -396,7 +406,7 @@ def _v1_dir(discovery: _Discovery, controller: str, paths: dict[str, str], probe
     if path is None:
         return None
     for directory in discovery.dirs(path, 1, controller):
-        if (directory / probe).is_file():
+        if _is_file(directory / probe):
             return directory
     return None
 

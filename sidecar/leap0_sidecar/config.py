@@ -80,6 +80,8 @@ class Upstream:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    # The platform's bearer token file (LEAP0_TELEMETRY_TOKEN_FILE), sent as Authorization with every request.
+    token_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,7 @@ def _upstream(env: Mapping[str, str], signal: contract.Signal) -> Upstream | Non
         ca_file=files["CERTIFICATE"],
         client_cert=files["CLIENT_CERTIFICATE"],
         client_key=files["CLIENT_KEY"],
+        token_file=_get(env, contract.ENV_TELEMETRY_TOKEN_FILE),
     )
 
 

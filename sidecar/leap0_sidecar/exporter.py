@@ -32,6 +32,7 @@ from leap0_sidecar.config import Upstream
 from leap0_sidecar.otlp import RESPONSE_TYPES
 from leap0_sidecar.queue import ExportQueue
 from leap0_sidecar.self_metrics import Counters
+from leap0_sidecar.token import BearerToken
 
 log = logging.getLogger("leap0_sidecar.exporter")
 
@@ -151,16 +152,19 @@ class HttpClient:
         default_port = 443 if upstream.scheme == "https" else 80
         host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
         host_header = host if upstream.port == default_port else f"{host}:{upstream.port}"
+        # The platform's token, when the operator gave one, is the request's only Authorization.
+        self._token = BearerToken(upstream.token_file) if upstream.token_file else None
+        reserved = _RESERVED_HEADERS | ({"authorization"} if self._token else set())
         headers = [
             ("host", host_header),
             ("user-agent", USER_AGENT),
             ("content-type", "application/x-protobuf"),
-            *[(k, v) for k, v in upstream.headers if k not in _RESERVED_HEADERS],
+            *[(k, v) for k, v in upstream.headers if k not in reserved],
         ]
         if upstream.gzip:
             headers.append(("content-encoding", "gzip"))
         lines = [f"POST {upstream.target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers)]
-        self._head = ("\r\n".join(lines) + "\r\ncontent-length: ").encode("latin-1")
+        self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
     def close(self) -> None:
         if self._writer is not None:
@@ -200,7 +204,8 @@ class HttpClient:
         reader, writer = self._reader, self._writer
         assert reader is not None
         size = sum(len(part) for part in body)
-        head = self._head + b"%d\r\n\r\n" % size
+        token = self._token.header_line() if self._token else b""
+        head = self._head + token + b"content-length: %d\r\n\r\n" % size
         if size <= _WRITE_WHOLE:
             writer.write(b"".join([head, *body]))
             await writer.drain()

@@ -77,8 +77,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled=true (nothing to scrape otherwise)" }}
 {{- end }}
-{{- if and .Values.otlp.endpoint .Values.otlp.existingSecret.name }}
-{{- fail "otlp.endpoint and otlp.existingSecret.name are exclusive: set one" }}
+{{- if and .Values.otlp.tokenAudience (not (or .Values.otlp.endpoint .Values.otlp.existingSecret.name)) }}
+{{- fail "otlp.tokenAudience needs otlp.endpoint or otlp.existingSecret.name: the token goes only to the platform's endpoint" }}
 {{- end }}
 {{- end }}
 

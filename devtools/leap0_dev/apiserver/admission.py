@@ -4,6 +4,8 @@ the CRD schema (pruning, types, CEL) of custom resources. Pure functions over pl
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
 import re
 from typing import Any
 
@@ -198,6 +200,79 @@ def crd_status(obj: dict[str, Any], now: str) -> dict[str, Any]:
         "conditions": conditions,
         "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
     }
+
+
+_NETWORK_POLICIES = ("networking.k8s.io", "networkpolicies")
+_LEADING_ZERO = re.compile(r"(^|[.:])0[0-9]")
+
+
+def _cidr_errors(path: str, value: Any) -> tuple[Any, list[tuple[str, str, str]]]:
+    """A CIDR of a legacy field under strict validation (Kubernetes 1.36's IsValidCIDRForLegacyField with
+    StrictIPCIDRValidation): the network it parses to (None when it does not) and the errors."""
+    shown = f"Invalid value: {_go_string(value)}"
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        if isinstance(value, str) and _LEADING_ZERO.search(value.split("/")[0]):
+            return None, [
+                (path, "FieldValueInvalid", f"{shown}: must not have leading 0s in IP or prefix length")
+            ]
+        example = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
+        return None, [(path, "FieldValueInvalid", f"{shown}: {example}")]
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        return network, [(path, "FieldValueInvalid", f"{shown}: must not have an IPv4-mapped IPv6 address")]
+    if str(network.network_address) != str(ipaddress.ip_interface(value).ip):
+        return network, [
+            (path, "FieldValueInvalid", f"{shown}: must not have bits set beyond the prefix length")
+        ]
+    return network, []
+
+
+def _go_string(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def _ip_block_errors(path: str, block: Any) -> list[tuple[str, str, str]]:
+    """ValidateIPBlock: a valid ``cidr``, and each ``except`` a valid CIDR strictly inside it (Go's
+    net.IPNet.Contains: an IPv4-mapped address counts as IPv4, so it is never inside an IPv6 ``cidr``)."""
+    if not isinstance(block, dict):
+        return []
+    cidr = block.get("cidr")
+    if not cidr:
+        return [(f"{path}.cidr", "FieldValueRequired", "Required value")]
+    network, errors = _cidr_errors(f"{path}.cidr", cidr)
+    if network is None:
+        return errors
+    for i, excluded in enumerate(block.get("except") or []):
+        where = f"{path}.except[{i}]"
+        inner, more = _cidr_errors(where, excluded)
+        errors += more
+        if inner is None:
+            continue
+        address: Any = inner.network_address
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        inside = address.version == network.version and address in network
+        if not inside or network.prefixlen >= inner.prefixlen:
+            shown = _go_string(excluded)
+            errors.append(
+                (where, "FieldValueInvalid", f"Invalid value: {shown}: must be a strict subset of `cidr`")
+            )
+    return errors
+
+
+def validate_network_policy(res: Resource, name: str, obj: dict[str, Any]) -> None:
+    """A NetworkPolicy's ipBlocks, as kube-apiserver 1.36 checks them (the rest: the schema)."""
+    if res.key != _NETWORK_POLICIES:
+        return
+    spec = obj.get("spec") or {}
+    errors: list[tuple[str, str, str]] = []
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(spec.get(direction) or []):
+            for j, peer in enumerate((rule or {}).get(peers) or []):
+                if isinstance(peer, dict) and "ipBlock" in peer:
+                    errors += _ip_block_errors(f"spec.{direction}[{i}].{peers}[{j}].ipBlock", peer["ipBlock"])
+    raise_if(errors, res, name)
 
 
 def raise_if(errors: list[tuple[str, str, str]], res: Resource, name: str) -> None:

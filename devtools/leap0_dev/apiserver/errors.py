@@ -91,7 +91,10 @@ def bad_request(message: str) -> ApiError:
 
 def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """422 Invalid with (field, reason type, message) causes, as field validation errors read."""
-    text = "; ".join(f"{field}: {msg}" for field, _, msg in causes)
+    # field.ErrorList.ToAggregate(): one error as it is, several in brackets separated by ", ".
+    text = ", ".join(f"{field}: {msg}" for field, _, msg in causes)
+    if len(causes) > 1:
+        text = f"[{text}]"
     details: dict[str, Any] = {
         "name": name,
         "kind": kind,

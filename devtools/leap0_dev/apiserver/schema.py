@@ -132,12 +132,22 @@ def go_value(value: Any, *, sharp: bool = False) -> str:
         return re.sub(r"e([+-])(\d)$", r"e\g<1>0\2", text)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        inner = ", ".join(f"{json.dumps(str(k))}:{go_value(v, sharp=True)}" for k, v in sorted(value.items()))
-        return "map[string]interface {}{" + inner + "}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, dict | list | tuple):
+        if not sharp:  # field.Error renders a complex value as its JSON (Go's json.Marshal)
+            return _go_json(value)
+        if isinstance(value, dict):
+            inner = ", ".join(
+                f"{json.dumps(str(k))}:{go_value(v, sharp=True)}" for k, v in sorted(value.items())
+            )
+            return "map[string]interface {}{" + inner + "}"
         return "[]interface {}{" + ", ".join(go_value(v, sharp=True) for v in value) + "}"
     return json.dumps(str(value))
+
+
+def _go_json(value: Any) -> str:
+    """``json.Marshal`` of an unstructured value: compact, keys sorted, ``<``, ``>`` and ``&`` escaped."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _error(path: str, type_: str, value: Any = _OMIT, detail: str = "") -> FieldError:
@@ -889,12 +899,15 @@ class ResourceSchema:
                 produced, _ = _evaluate(rule.message_program, activation)
                 if isinstance(produced, str) and produced.strip() and "\n" not in produced:
                     message = produced
+            # The value the rule is defined on, as Kubernetes 1.36 shows it: scalars themselves, objects and
+            # arrays left out (earlier releases showed the type's name, "object", instead).
+            shown = _OMIT if type_name in ("object", "array") else value
             if rule.reason in (FIELD_VALUE_REQUIRED, FIELD_VALUE_FORBIDDEN):
                 errors.append(_error(target, rule.reason, detail=message))
             elif rule.reason == FIELD_VALUE_DUPLICATE:
-                errors.append(_error(target, rule.reason, type_name))
+                errors.append(_error(target, rule.reason, shown))
             else:
-                errors.append(_error(target, rule.reason, type_name, message))
+                errors.append(_error(target, rule.reason, shown, message))
         return errors
 
 

@@ -28,12 +28,12 @@ from .store import DEFAULT_HISTORY, Event, Obj, Store, Watcher, now_iso
 
 SERVER_VERSION = {
     "major": "1",
-    "minor": "33",
-    "gitVersion": "v1.33.0-leap0",
+    "minor": "36",
+    "gitVersion": "v1.36.3-leap0",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.24",
+    "goVersion": "go1.26.8",
     "compiler": "gc",
     "platform": "linux/amd64",
 }
@@ -297,6 +297,15 @@ class ApiServer:
                 return _json(
                     self._table(request, res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
                 )
+            if "as=PartialObjectMetadata" in request.headers.get("Accept", ""):
+                # metadata only (what the operator asks of a Secret): the data never leaves the server
+                return _json(
+                    {
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": obj["metadata"],
+                    }
+                )
             return _json(self._out(res, obj))
         if method == "PUT":
             obj = self.store.update(
@@ -504,7 +513,10 @@ class ApiServer:
             if now and not before:
                 return self._event_line(res, "ADDED", ev.obj, table)
             if before and not now:
-                return self._event_line(res, "DELETED", ev.obj, table)
+                # as the watch cache does: the object as it was (it matched), at the event's resourceVersion
+                rv = ev.obj["metadata"]["resourceVersion"]
+                left = {**ev.old, "metadata": {**ev.old["metadata"], "resourceVersion": rv}}
+                return self._event_line(res, "DELETED", left, table)
         return self._event_line(res, ev.type, ev.obj, table) if now else None
 
     def _event_line(self, res: Resource, kind: str, obj: Obj, table: bool) -> bytes:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import admission
-from .catalog import CRD_KEY, NAMESPACE_KEY, Catalogue, Resource, resources_from_crd
+from . import admission, podsecurity
+from .catalog import CRD_KEY, NAMESPACE_KEY, POD_KEY, Catalogue, Resource, resources_from_crd
 from .errors import ApiError, already_exists, bad_request, conflict, gone, invalid, not_found
 from .validation import SchemaCache
 
@@ -249,10 +249,16 @@ class Store:
             obj.pop("status", None)  # the status subresource's strategy drops status on create
         obj = admission.default_on_create(res, obj)
         admission.validate_labels(res, name, obj)
+        admission.validate_network_policy(res, name, obj)
         if res.key == CRD_KEY:
             admission.check_crd(obj)
             obj["status"] = admission.crd_status(obj, meta["creationTimestamp"])
         obj = self._schema(res, obj, None)
+        if res.key == POD_KEY:  # validating admission: after the object's own validation, as upstream
+            labels = _meta(self.get(NAMESPACE_KEY, "", namespace) or {}).get("labels") or {}
+            refused = podsecurity.refusal(obj, labels)
+            if refused is not None:
+                raise ApiError(403, "Forbidden", refused, {"name": name, "kind": "pods"})
         if dry_run:
             return obj
         _meta(obj)["resourceVersion"] = str(self._bump())
@@ -355,6 +361,7 @@ class Store:
         if subresource != "status":
             new = admission.check_update(res, name, new, old)
             admission.validate_labels(res, name, new)
+            admission.validate_network_policy(res, name, new)
             if res.key == CRD_KEY:
                 admission.check_crd(new)
         new = self._schema(res, new, old)

@@ -34,6 +34,8 @@ class RunnerConfig:
     max_grace_seconds: float = 5.0
     # Only pods matching this label selector (None: every pod).
     label_selector: str | None = None
+    # Only pods matching this field selector (the kubelet mode: spec.nodeName=NODE).
+    field_selector: str | None = None
     # Only pods of this namespace (None: every namespace).
     namespace: str | None = None
     # The command standing for the telemetry container (None: this checkout's leap0-sidecar).

@@ -297,11 +297,14 @@ class LocalPod:
             self.pod, init_states, [c.state for c in self.main], self.start_time, now_iso()
         )
 
-    def stop(self) -> None:
-        """Main containers first, then the sidecars (so the app's last telemetry still gets out)."""
+    def stop(self, grace: float | None = None) -> None:
+        """Main containers first, then the sidecars (so the app's last telemetry still gets out). ``grace``:
+        seconds from SIGTERM to SIGKILL (default: the pod's ``terminationGracePeriodSeconds``, at most
+        ``max_grace_seconds``)."""
         self.stopping = True
-        grace = float(self.pod.get("spec", {}).get("terminationGracePeriodSeconds", 30))
-        grace = min(grace, self.config.max_grace_seconds)
+        if grace is None:
+            grace = float(self.pod.get("spec", {}).get("terminationGracePeriodSeconds", 30))
+            grace = min(grace, self.config.max_grace_seconds)
         for group in (self.main, self.sidecars):
             threads = [threading.Thread(target=c.terminate, args=(grace,)) for c in group]
             for thread in threads:

@@ -17,6 +17,9 @@ from leap0_dev.podspec import Obj
 from .config import RunnerConfig
 from .pod import LocalPod, Lookups, machine
 
+# A queue event after a list (not an API event type): the uids listed, so pods gone meanwhile are stopped.
+_SYNC = "SYNC"
+
 
 class Runner:
     """Watches pods through the Kubernetes API and runs them here. ``start()`` / ``stop()``."""
@@ -121,28 +124,70 @@ class Runner:
         self.stop()
 
     def _watch_loop(self) -> None:
-        """Watch pods (a raw watch, so ``stop()`` can cut the connection at once), reconnecting on failure."""
+        """List the pods, then watch from the list's resourceVersion (a raw watch, so ``stop()`` can cut the
+        connection at once), as an informer does: a watch that ends is resumed where it stopped; an error
+        (a 410 Gone after compaction, a lost connection) lists again, and a pod running here that the new list
+        lacks went meanwhile (a forced deletion between two watches) and is stopped as if deleted."""
+        selectors: dict[str, Any] = {}
+        if self.config.label_selector:
+            selectors["label_selector"] = self.config.label_selector
+        if self.config.field_selector:
+            selectors["field_selector"] = self.config.field_selector
+        resource_version: str | None = None
         while not self._stop.is_set():
-            kwargs: dict[str, Any] = {"watch": True, "timeout_seconds": 300, "_preload_content": False}
-            if self.config.label_selector:
-                kwargs["label_selector"] = self.config.label_selector
             try:
-                if self.config.namespace:
-                    self._response = self.core.list_namespaced_pod(self.config.namespace, **kwargs)
-                else:
-                    self._response = self.core.list_pod_for_all_namespaces(**kwargs)
+                if resource_version is None:
+                    resource_version = self._list(selectors)
+                self._response = self._pods(
+                    watch=True,
+                    timeout_seconds=300,
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                    _preload_content=False,
+                    **selectors,
+                )
                 for line in self._response:
                     if self._stop.is_set():
                         break
-                    if line.strip():
-                        event = json.loads(line)
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":  # 410 Gone: the resourceVersion was compacted away
+                        resource_version = None
+                        break
+                    resource_version = event["object"]["metadata"].get("resourceVersion") or resource_version
+                    if event["type"] != "BOOKMARK":
                         self.events.put((event["type"], event["object"]))
-            except Exception as exc:  # reconnect on any watch failure while running
+            except Exception as exc:  # list again on any failure while running
+                resource_version = None
                 if not self._stop.is_set():
                     self.config.log(f"runner: pod watch failed ({exc}); reconnecting")
                     self._stop.wait(1)
 
+    def _pods(self, **kwargs: Any) -> Any:
+        if self.config.namespace:
+            return self.core.list_namespaced_pod(self.config.namespace, **kwargs)
+        return self.core.list_pod_for_all_namespaces(**kwargs)
+
+    def _list(self, selectors: dict[str, Any]) -> str:
+        """List the pods: each one as an ADDED event, then a SYNC event naming them all; the resourceVersion
+        to watch from."""
+        response = self._pods(_preload_content=False, **selectors)
+        listed = json.loads(response.data)
+        for item in listed["items"]:
+            self.events.put(("ADDED", item))
+        uids = [item["metadata"].get("uid", "") for item in listed["items"]]
+        self.events.put((_SYNC, {"metadata": {"uids": uids}}))
+        return str(listed["metadata"]["resourceVersion"])
+
     def _handle(self, kind: str, pod: Obj) -> None:
+        if kind == _SYNC:  # after a list: the pods running here it lacks were deleted meanwhile
+            listed = set(pod["metadata"]["uids"])
+            with self._lock:
+                absent = [local.pod for uid, local in self.pods.items() if uid not in listed]
+            for deleted in absent:
+                self._handle("DELETED", deleted)
+            return
         uid = pod["metadata"].get("uid", "")
         gone = kind == "DELETED" or bool(pod["metadata"].get("deletionTimestamp"))
         with self._lock:
@@ -150,8 +195,11 @@ class Runner:
             if gone:
                 if local is not None:
                     del self.pods[uid]
+                    local.pod["metadata"] = pod["metadata"]  # the deletion's grace period
                     self.config.log(f"runner: pod {local.namespace}/{local.name} deleted: stopping it")
-                    threading.Thread(target=local.stop, daemon=True).start()
+                    threading.Thread(target=self.stop_deleted, args=(local,), daemon=True).start()
+                elif kind != "DELETED":
+                    threading.Thread(target=self.release_deleted, args=(pod,), daemon=True).start()
                 return
             if local is not None:
                 local.pod["metadata"] = pod["metadata"]  # labels and annotations may change; the spec cannot
@@ -164,6 +212,13 @@ class Runner:
         self.config.log(f"runner: starting pod {local.namespace}/{local.name}")
         self._record_network_policies(local)
         local.start()
+
+    def stop_deleted(self, local: LocalPod) -> None:
+        """A deleted pod that runs here: stop its containers (the kubelet mode then deletes the object)."""
+        local.stop()
+
+    def release_deleted(self, pod: Obj) -> None:
+        """A pod being deleted that does not run here (the kubelet mode deletes the object)."""
 
     def _run_loop(self) -> None:
         try:

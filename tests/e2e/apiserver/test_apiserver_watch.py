@@ -236,3 +236,20 @@ def test_malformed_query_parameters_are_400_statuses(apiserver: ServerThread, na
         status, _, body = http(apiserver.url, "GET", f"/api/v1/namespaces/{namespace}/configmaps?{query}")
         assert status == 400, query
         assert json.loads(body)["kind"] == "Status"
+
+
+def test_an_object_leaving_a_selection_is_deleted_as_it_was(core: client.CoreV1Api, namespace: str) -> None:
+    """kube-apiserver's watch cache sends the previous content (which matched the selector) at the change's
+    resourceVersion: a watcher that filters on the label (kopf's handlers do) still recognises it."""
+    core.create_namespaced_config_map(namespace, _cm("a", app="web"))
+    since = core.list_namespaced_config_map(namespace).metadata.resource_version
+    changed = core.patch_namespaced_config_map("a", namespace, {"metadata": {"labels": {"app": None}}})
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(
+        core.list_namespaced_config_map, namespace, label_selector="app=web", resource_version=since,
+        timeout_seconds=5,
+    ):  # fmt: skip
+        seen.append((ev["type"], ev["object"].metadata.labels, ev["object"].metadata.resource_version))
+        w.stop()
+    assert seen == [("DELETED", {"app": "web"}, changed.metadata.resource_version)]

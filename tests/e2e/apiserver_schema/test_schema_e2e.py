@@ -59,7 +59,7 @@ def test_kubectl_apply_of_a_bad_sandbox_fails_with_the_servers_message(kubectl: 
         "* spec.vcpu: Invalid value: 9: spec.vcpu in body should be less than or equal to 8",
         "* spec.memory: Invalid value: 513: spec.memory in body should be a multiple of 2",
         '* spec.template: Invalid value: "Not_A_Name": spec.template in body should match',
-        '* spec.env[0]: Invalid value: "object": value and valueFrom are mutually exclusive',
+        "* spec.env[0]: Invalid value: value and valueFrom are mutually exclusive",
     ):
         assert line in result.stderr, result.stderr
     assert kubectl("get", "sandbox", "bad", "-n", namespace).returncode != 0, "nothing was stored"
@@ -171,10 +171,7 @@ def test_spec_is_immutable_except_timeout(
         "apply", "-f", "-", input=sandbox_yaml("live", namespace, {**spec, "image": "python:3.13"})
     )
     assert changed.returncode != 0
-    assert (
-        'The Sandbox "live" is invalid: spec: Invalid value: "object": spec.image is immutable'
-        in changed.stderr
-    )
+    assert 'The Sandbox "live" is invalid: spec: Invalid value: spec.image is immutable' in changed.stderr
 
     longer = kubectl("apply", "-f", "-", input=sandbox_yaml("live", namespace, {**spec, "timeout": 3600}))
     assert longer.returncode == 0, longer.stderr
@@ -191,7 +188,7 @@ def test_spec_is_immutable_except_timeout(
     assert json.loads(err.value.body)["details"]["causes"] == [
         {
             "reason": "FieldValueInvalid",
-            "message": 'Invalid value: "object": spec.vcpu is immutable',
+            "message": "Invalid value: spec.vcpu is immutable",
             "field": "spec",
         }
     ]

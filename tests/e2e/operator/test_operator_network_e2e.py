@@ -148,8 +148,11 @@ def test_template_precedence_default_policy_and_pod_security(
     create_sandbox(
         api, namespace, "own-network", template="locked-down", timeout=600, network={"policy": "AllowAll"}
     )
+    create_sandbox(
+        api, namespace, "narrower", template="locked-down", timeout=600, network={"policy": "DenyAll"}
+    )
     create_sandbox(api, namespace, "from-default", timeout=600)
-    for name in ("from-template", "own-network", "from-default"):
+    for name in ("from-template", "narrower", "from-default"):
         wait_for(pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=API_ERRORS)
 
     templated = network_policy(api, namespace, "from-template")
@@ -163,18 +166,22 @@ def test_template_precedence_default_policy_and_pod_security(
     assert restricted.spec.security_context.run_as_user == 1001
     assert restricted.spec.containers[0].security_context.capabilities.drop == ["ALL"]
 
-    assert "own-network" not in network_policy_names(api, namespace)  # AllowAll: none
-    assert sandbox(api, namespace, "own-network")["status"]["network"] == {
-        "policy": "AllowAll",
-        "source": "sandbox",
-        "message": "AllowAll: no NetworkPolicy, the pod's traffic is not restricted",
-    }
+    # the template's network is final: widening it fails the Sandbox, without a pod or a policy
+    wait_for(phase(api, namespace, "own-network", "Failed"), timeout=20, what="Failed", ignore=API_ERRORS)
+    refused = sandbox(api, namespace, "own-network")["status"]
+    assert refused["reason"] == contract.REASON_FIELD_LOCKED
+    assert refused["message"].startswith('spec.network is locked by SandboxTemplate "locked-down"')
+    assert pod_gone(api, namespace, "own-network")()
+    assert "own-network" not in network_policy_names(api, namespace)
+    # narrowing it to DenyAll is allowed
+    assert sandbox(api, namespace, "narrower")["status"]["network"]["policy"] == "DenyAll"
+    assert sandbox(api, namespace, "narrower")["status"]["network"]["source"] == "sandbox"
     defaulted = network_policy(api, namespace, "from-default")
     assert defaulted["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "DenyAll"
     assert sandbox(api, namespace, "from-default")["status"]["network"]["source"] == "default"
     baseline = core(api).read_namespaced_pod("from-default", namespace)
     assert baseline.spec.security_context is None or baseline.spec.security_context.run_as_non_root is None
-    assert baseline.spec.containers[0].security_context.capabilities.drop == ["NET_RAW"]
+    assert baseline.spec.containers[0].security_context.capabilities.drop == ["NET_RAW", "KILL"]
 
 
 def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
@@ -192,6 +199,12 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
             wait_for(phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=API_ERRORS)
             play_kubelet(api, namespace, name, sandbox_state=RUNNING)
             wait_for(phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=API_ERRORS)
+
+            # the Running Event is posted just after the status write the wait saw: count once it is
+            def event_posted(since: int = start) -> bool:
+                return any(m == "POST" and r == "events" for m, r, _ in recorded.writes[since:])
+
+            wait_for(event_posted, 20, "the Running Event")
             counts[name] = [(method, resource) for method, resource, _ in recorded.writes[start:]]
     print(f"operator writes per sandbox, creation to Running: {counts}")
     assert len(counts["public"]) == len(counts["open"]) + 1

@@ -321,3 +321,43 @@ def test_sigterm_cuts_a_long_backoff_short_to_flush(
     assert sidecar.wait(15) == 0
     assert time.monotonic() - started < 5
     assert upstream.span_names() == ["waiting-out-a-backoff"]
+
+
+def test_the_platform_token_is_the_bearer_of_every_request_and_follows_its_renewal(
+    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess], tmp_path: Path
+) -> None:
+    """LEAP0_TELEMETRY_TOKEN_FILE (a projected ServiceAccount token): sent as Authorization, in place of any
+    header of that name, read again when the kubelet swaps the file (an atomic rename of ..data)."""
+    volume = tmp_path / "token-volume"
+    volume.mkdir()
+    (volume / "..data-1").mkdir()
+    (volume / "..data-1" / "token").write_text("header.first.sig\n")
+    (volume / "..data").symlink_to("..data-1")
+    (volume / "token").symlink_to("..data/token")
+    sidecar = sidecar_factory(
+        upstream.url,
+        OTEL_EXPORTER_OTLP_HEADERS="authorization=Basic%20shared,x-tenant=acme",
+        LEAP0_TELEMETRY_TOKEN_FILE=str(volume / "token"),
+    )
+    assert post(sidecar, traces_request("first"))[0] == 200
+    wait_for(lambda: upstream.span_names() == ["first"], what="the first span")
+    (first,) = [r.headers for r in upstream.received if r.path == "/v1/traces"]
+    assert first["authorization"] == "Bearer header.first.sig"
+    assert first["x-tenant"] == "acme"
+    # the kubelet renews the token: a new ..data directory, swapped in by renaming a link over the old one
+    (volume / "..data-2").mkdir()
+    (volume / "..data-2" / "token").write_text("header.second.sig")
+    (volume / "..data-tmp").symlink_to("..data-2")
+    (volume / "..data-tmp").rename(volume / "..data")
+    assert post(sidecar, traces_request("second"))[0] == 200
+    wait_for(lambda: upstream.span_names() == ["first", "second"], what="the second span")
+    second = [r.headers for r in upstream.received if r.path == "/v1/traces"][-1]
+    assert second["authorization"] == "Bearer header.second.sig"
+    # a token that cannot be a header value is not sent (and never logged)
+    (volume / "..data-2" / "token").write_text("bad token\r\nx-injected: 1")
+    assert post(sidecar, traces_request("third"))[0] == 200
+    wait_for(lambda: upstream.span_names() == ["first", "second", "third"], what="the third span")
+    third = [r.headers for r in upstream.received if r.path == "/v1/traces"][-1]
+    assert "authorization" not in third
+    assert "x-injected" not in third
+    assert "bad token" not in sidecar.logs()

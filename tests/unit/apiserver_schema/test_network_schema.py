@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import random
 from typing import Any
 
@@ -66,31 +67,34 @@ def test_valid_networks_are_accepted(schema: ResourceSchema, network: dict[str, 
     [
         (
             {"policy": "Custom", "allowCidrs": ["not-a-cidr"]},
-            [f'spec.network.allowCidrs[0]: Invalid value: "string": {CIDR_MESSAGE}'],
+            [f'spec.network.allowCidrs[0]: Invalid value: "not-a-cidr": {CIDR_MESSAGE}'],
         ),
         (
             {"policy": "Custom", "allowCidrs": ["10.0.0.0/8", "10.0.0.1"]},  # an address without its prefix
-            [f'spec.network.allowCidrs[1]: Invalid value: "string": {CIDR_MESSAGE}'],
+            [f'spec.network.allowCidrs[1]: Invalid value: "10.0.0.1": {CIDR_MESSAGE}'],
         ),
         (
             {"policy": "Custom", "allowCidrs": ["10.0.0.0/33", "256.1.1.1/8", "::/129", "1::2::3/64"]},
-            [f'spec.network.allowCidrs[{i}]: Invalid value: "string": {CIDR_MESSAGE}' for i in range(4)],
+            [
+                f"spec.network.allowCidrs[{i}]: Invalid value: {json.dumps(cidr)}: {CIDR_MESSAGE}"
+                for i, cidr in enumerate(["10.0.0.0/33", "256.1.1.1/8", "::/129", "1::2::3/64"])
+            ],
         ),
         (
             {"policy": "Custom", "allowCidrs": ["10.0.0.0/8\n"]},  # RE2's $ is the end of the text
-            [f'spec.network.allowCidrs[0]: Invalid value: "string": {CIDR_MESSAGE}'],
+            [f'spec.network.allowCidrs[0]: Invalid value: "10.0.0.0/8\\n": {CIDR_MESSAGE}'],
         ),
         (
             {"policy": "Internet", "allowDomains": ["example.com"]},
             [
-                'spec.network.allowDomains: Invalid value: "object": allowDomains is not supported: '
+                "spec.network.allowDomains: Invalid value: allowDomains is not supported: "
                 "a Kubernetes NetworkPolicy matches IP addresses, not domain names; "
                 "use policy Custom with allowCidrs, or an egress proxy"
             ],
         ),
         (
             {"policy": "DenyAll", "allowCidrs": ["10.0.0.0/8"]},
-            ['spec.network.allowCidrs: Invalid value: "object": allowCidrs applies only to policy Custom'],
+            ["spec.network.allowCidrs: Invalid value: allowCidrs applies only to policy Custom"],
         ),
         (
             {"policy": "Everything"},
@@ -124,13 +128,13 @@ def test_network_is_immutable_on_the_sandbox() -> None:
             del new["spec"]["network"]
         else:
             new["spec"]["network"] = change
-        assert errors(SANDBOX, new, old) == ['spec: Invalid value: "object": spec.network is immutable']
+        assert errors(SANDBOX, new, old) == ["spec: Invalid value: spec.network is immutable"]
     # A spec-less Sandbox cannot get a network later either.
     bare = sandbox(None)
     del bare["spec"]
     later = sandbox({"policy": "AllowAll"})
     assert errors(SANDBOX, later, bare) == [
-        'spec: Invalid value: "object": spec is immutable after creation, except timeout'
+        "spec: Invalid value: spec is immutable after creation, except timeout"
     ]
 
 
@@ -164,6 +168,26 @@ def test_template_network_and_pod_security_may_change() -> None:
 )
 def test_template_pod_security(spec: dict[str, Any], expected: list[str]) -> None:
     assert [e for e in errors(TEMPLATE, template(spec)) if not e.startswith("<nil>")] == expected
+
+
+def test_a_template_may_not_give_the_sandbox_the_sidecars_uid_or_gid() -> None:
+    """An app running as the sidecar's user could signal it (docs/security.md)."""
+    spec = {"podSecurity": "restricted", "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}
+    found = errors(TEMPLATE, template(spec))
+    assert len(found) == 3
+    assert found[0].startswith("spec.runAsUser: Invalid value: 65532: 65532 is the telemetry sidecar's UID")
+    assert [e.split(":")[0] for e in found] == ["spec.runAsUser", "spec.runAsGroup", "spec.fsGroup"]
+
+
+def test_locked_fields_are_known_field_names() -> None:
+    assert errors(TEMPLATE, template({"lockedFields": ["network", "image", "env"]})) == []
+    assert errors(TEMPLATE, template({"lockedFields": []})) == []
+    error = errors(TEMPLATE, template({"lockedFields": ["network", "spec.network"]}))[0]
+    assert error.startswith(
+        'spec.lockedFields[1]: Unsupported value: "spec.network": supported values: "image"'
+    )
+    (error,) = errors(TEMPLATE, template({"lockedFields": ["network", "network"]}))
+    assert error == 'spec.lockedFields[1]: Duplicate value: "network"'
 
 
 def _random_candidates(seed: int, count: int) -> list[str]:

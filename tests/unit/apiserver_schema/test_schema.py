@@ -118,7 +118,7 @@ INVALID = [
     ({"env": [{"name": "A"}] * 257}, "spec.env: Too many: 257: must have at most 256 items"),
     (
         {"env": [{"name": "A"}, {"name": "A"}]},
-        'spec.env[1]: Duplicate value: map[string]interface {}{"name":"A"}',
+        'spec.env[1]: Duplicate value: {"name":"A"}',
     ),
 ]
 
@@ -137,9 +137,7 @@ def test_jsonschema_agrees_they_are_invalid(spec: dict[str, Any], expected: str)
 def test_value_and_value_from_are_refused_by_the_cel_rule() -> None:
     spec = {"env": [{"name": "A", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
     _, errors = SANDBOX.prepare(sandbox(spec), None)
-    assert messages(errors) == [
-        'spec.env[0]: Invalid value: "object": value and valueFrom are mutually exclusive'
-    ]
+    assert messages(errors) == ["spec.env[0]: Invalid value: value and valueFrom are mutually exclusive"]
     assert errors[0].type == "FieldValueInvalid"
 
 
@@ -178,9 +176,7 @@ def test_enum_and_date_time_in_status() -> None:
 def test_condition_list_map_keys_are_unique() -> None:
     cond = {"type": "Ready", "status": "True"}
     _, errors = SANDBOX.prepare(sandbox(status={"conditions": [cond, cond]}), None)
-    assert messages(errors) == [
-        'status.conditions[1]: Duplicate value: map[string]interface {}{"type":"Ready"}'
-    ]
+    assert messages(errors) == ['status.conditions[1]: Duplicate value: {"type":"Ready"}']
 
 
 # --- pruning ------------------------------------------------------------------------------------------------
@@ -259,7 +255,7 @@ def test_spec_is_immutable_except_timeout() -> None:
     changed_image = copy.deepcopy(old)
     changed_image["spec"]["image"] = "python:3.13"
     _, errors = SANDBOX.prepare(changed_image, old)
-    assert messages(errors) == ['spec: Invalid value: "object": spec.image is immutable']
+    assert messages(errors) == ["spec: Invalid value: spec.image is immutable"]
 
     longer = copy.deepcopy(old)
     longer["spec"]["timeout"] = 3600
@@ -284,7 +280,7 @@ def test_every_other_spec_field_is_immutable(field: str, value: Any) -> None:
     new = copy.deepcopy(old)
     new["spec"][field] = value
     _, errors = SANDBOX.prepare(new, old)
-    assert messages(errors) == [f'spec: Invalid value: "object": spec.{field} is immutable']
+    assert messages(errors) == [f"spec: Invalid value: spec.{field} is immutable"]
     # Adding it on create is fine: transition rules only run on update.
     assert SANDBOX.prepare(new, None)[1] == []
 
@@ -294,7 +290,7 @@ def test_removing_a_field_is_a_change_too() -> None:
     new = copy.deepcopy(old)
     del new["spec"]["vcpu"]
     _, errors = SANDBOX.prepare(new, old)
-    assert messages(errors) == ['spec: Invalid value: "object": spec.vcpu is immutable']
+    assert messages(errors) == ["spec: Invalid value: spec.vcpu is immutable"]
 
 
 def test_reordering_a_map_list_is_not_a_change() -> None:
@@ -312,7 +308,7 @@ def test_unchanged_invalid_values_are_ratcheted_on_update() -> None:
     changed = sandbox({"vcpu": 17})
     assert messages(SANDBOX.prepare(changed, old)[1]) == [
         "spec.vcpu: Invalid value: 17: spec.vcpu in body should be less than or equal to 8",
-        'spec: Invalid value: "object": spec.vcpu is immutable',
+        "spec: Invalid value: spec.vcpu is immutable",
     ]
 
 
@@ -342,7 +338,7 @@ def test_template_rules() -> None:
     long_name["metadata"]["name"] = "t" * 64
     long_name["spec"] = {"vcpu": 2}
     assert messages(TEMPLATE.prepare(long_name, None)[1]) == [
-        '<nil>: Invalid value: "object": metadata.name must be at most 63 characters '
+        "<nil>: Invalid value: metadata.name must be at most 63 characters "
         "(it becomes a label value on sandbox pods)"
     ]
     # templates stay editable: no immutability rules
@@ -417,11 +413,10 @@ def test_spec_cannot_be_removed_or_added_later_except_timeout() -> None:
     without_spec = sandbox()
     del without_spec["spec"]
     assert messages(SANDBOX.prepare(without_spec, with_spec)[1]) == [
-        'spec: Invalid value: "object": '
-        "spec cannot be removed: it is immutable after creation, except timeout"
+        "spec: Invalid value: spec cannot be removed: it is immutable after creation, except timeout"
     ]
     assert messages(SANDBOX.prepare(with_spec, without_spec)[1]) == [
-        'spec: Invalid value: "object": spec is immutable after creation, except timeout'
+        "spec: Invalid value: spec is immutable after creation, except timeout"
     ]
     assert SANDBOX.prepare(sandbox({"timeout": 60}), without_spec)[1] == []
 
@@ -473,7 +468,7 @@ def test_rule_reason_field_path_message_expression_and_default_message() -> None
     )
     errors = schema.prepare(_thing({"a": 3, "b": 0}), None)[1]
     assert messages(errors)[:3] == [
-        'spec: Invalid value: "object": failed rule: self.a < self.b',
+        "spec: Invalid value: failed rule: self.a < self.b",
         "spec.a: Forbidden: a may not be 3",
         "spec: Required value: b!",
     ]
@@ -504,8 +499,8 @@ def test_cel_sees_date_times_as_timestamps_and_durations_as_durations() -> None:
     assert schema.prepare(good, None)[1] == []
     bad = _thing({"start": "2026-01-01T00:00:00Z", "end": "2025-12-31T23:00:00Z", "grace": "1h30m"})
     assert messages(schema.prepare(bad, None)[1]) == [
-        'spec: Invalid value: "object": end must follow start',
-        'spec: Invalid value: "object": grace at most an hour',
+        "spec: Invalid value: end must follow start",
+        "spec: Invalid value: grace at most an hour",
     ]
 
 
@@ -552,7 +547,7 @@ def test_set_lists_compare_without_order_and_atomic_lists_with_it() -> None:
     old = _thing({"tags": ["a", "b"], "steps": ["x", "y"]})
     assert schema.prepare(_thing({"tags": ["b", "a"], "steps": ["x", "y"], "n": 1}), old)[1] == []
     assert messages(schema.prepare(_thing({"tags": ["a", "b"], "steps": ["y", "x"]}), old)[1]) == [
-        'spec: Invalid value: "object": steps are immutable'
+        "spec: Invalid value: steps are immutable"
     ]
 
 
@@ -579,6 +574,4 @@ def test_cel_strings_extension_is_available() -> None:
         "v1",
     )
     assert schema.prepare(_thing({"name": "abc"}), None)[1] == []
-    assert messages(schema.prepare(_thing({"name": "aBc"}), None)[1]) == [
-        'spec: Invalid value: "object": lower'
-    ]
+    assert messages(schema.prepare(_thing({"name": "aBc"}), None)[1]) == ["spec: Invalid value: lower"]

@@ -246,11 +246,22 @@ def test_operator_flags_are_the_operators_own() -> None:
 
 
 def test_platform_endpoint_from_a_secret_is_never_in_plain_text() -> None:
+    """The operator only names the Secret: each sandbox pod references it (tests/unit/operator/
+    test_operator_tenancy.py), nothing reads its value into the operator or a pod spec."""
     container = deployment_container(render(SECRET_ENDPOINT))
-    endpoint = env_of(container)["LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT"]
-    assert "value" not in endpoint
-    assert endpoint["valueFrom"]["secretKeyRef"] == {"name": "platform-otlp", "key": "endpoint"}
+    assert flags(container)["default-otlp-secret"] == "platform-otlp"
+    assert "LEAP0_OPERATOR_DEFAULT_OTLP_ENDPOINT" not in env_of(container)
     assert "default-otlp-endpoint" not in flags(container)
+
+
+def test_the_token_audience_reaches_the_operator_and_needs_a_platform_destination() -> None:
+    otlp = {"endpoint": "http://a:4318", "existingSecret": {"name": "s"}, "tokenAudience": "leap0"}
+    values = {"otlp": otlp}
+    got = flags(deployment_container(render(values)))
+    assert (got["default-otlp-endpoint"], got["default-otlp-secret"]) == ("http://a:4318", "s")
+    assert got["telemetry-token-audience"] == "leap0"
+    with pytest.raises(helm.HelmError, match=r"otlp\.tokenAudience needs otlp\.endpoint or otlp\.existingSe"):
+        render({"otlp": {"tokenAudience": "leap0"}})
 
 
 def test_platform_endpoint_value_and_none_by_default() -> None:
@@ -341,10 +352,10 @@ def test_rbac_grants_nothing_the_operator_does_not_call(scenario: str) -> None:
 def test_rbac_check_reports_a_call_the_chart_does_not_grant() -> None:
     objects = render(SCENARIOS["namespaced"])
     granted = bound_rules(objects, "leap0-leap0-operator")
-    missing = [("", "secrets", ("get",)), ("", "namespaces", ("delete",)), ("", "pods", ("create",))]
+    missing = [("", "secrets", ("list",)), ("", "namespaces", ("delete",)), ("", "pods", ("create",))]
     assert list(uncovered_calls(missing, granted, WATCHED)) == [
-        "core/secrets get in namespace team-a",
-        "core/secrets get in namespace team-b",
+        "core/secrets list in namespace team-a",
+        "core/secrets list in namespace team-b",
         "core/namespaces delete (cluster-wide)",
     ]
 
@@ -376,12 +387,6 @@ def test_bad_values_are_refused_with_the_schemas_message(values: dict[str, Any],
         chart().validate_schema(values)
     assert message in str(refused.value)
     with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
-        render(values)
-
-
-def test_endpoint_in_values_and_in_a_secret_at_once_are_refused() -> None:
-    values = {"otlp": {"endpoint": "http://a:4318", "existingSecret": {"name": "s"}}}
-    with pytest.raises(helm.HelmError, match=r"otlp\.endpoint and otlp\.existingSecret\.name are exclusive"):
         render(values)
 
 
@@ -438,7 +443,7 @@ def test_notes_say_network_policies_need_an_enforcing_plugin() -> None:
 def test_notes_tell_how_to_check_and_use_the_install() -> None:
     text = notes(SECRET_ENDPOINT)
     assert f"kubectl -n {NAMESPACE} rollout status deployment/leap0-leap0-operator" in text
-    assert "from Secret platform-otlp" in text
+    assert "from Secret platform-otlp in each sandbox namespace" in text
     assert "kind: Sandbox" in text
 
 

@@ -131,6 +131,7 @@ SAMPLES: dict[str, str | None] = {
     "--resync-period": "7", "--verbose": None, "--debug": None, "--default-network-policy": "DenyAll",
     "--telemetry-egress": '[{"namespace": "observability"}]', "--dns-namespace": "dns",
     "--dns-labels": "app=coredns", "--dns-cidrs": "169.254.20.10/32",
+    "--default-otlp-secret": "platform-otlp", "--telemetry-token-audience": "leap0-telemetry",
 }  # fmt: skip
 
 

@@ -46,3 +46,28 @@ def test_repeated_temporary_errors_back_off_up_to_a_bound() -> None:
     assert retry_delay(5, 50) == MAX_RETRY_DELAY_S
     assert retry_delay(120, 3) == 120  # a server asking for longer than the bound is obeyed
     assert retry_delay(None, 1) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "reason"),
+    [
+        (422, 'Pod "s" is invalid: spec.containers[0].image: Required value', "InvalidSpec"),
+        (400, "the body of the request was in an unknown format", "InvalidSpec"),
+        (
+            403,
+            'pods "s" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != '
+            "false",
+            "PodSecurityViolation",
+        ),
+        # Other 403s may pass later: a Role still rolling out, a quota freed by another sandbox.
+        (403, 'pods is forbidden: User "system:serviceaccount:x:y" cannot create resource "pods"', None),
+        (403, 'pods "s" is forbidden: exceeded quota: compute, requested: limits.cpu=2', None),
+        (409, "AlreadyExists", None),
+        (500, "etcdserver: request timed out", None),
+        (None, "connection refused", None),
+    ],
+)
+def test_only_invalid_objects_and_pod_security_refusals_are_final(
+    status: int | None, message: str, reason: str | None
+) -> None:
+    assert k8s.refusal_reason(status, message) == reason

@@ -77,6 +77,16 @@ MEANING: list[tuple[str, tuple[str, ...], Endpoint, int, str, bool]] = [
     ("Internet", (), internet("::ffff:10.0.0.1"), 80, "TCP", False),  # IPv4-mapped private address
     ("Internet", (), internet("::ffff:169.254.169.254"), 80, "TCP", False),
     ("Internet", (), internet("ff02::1"), 80, "UDP", False),
+    # IPv6 prefixes that carry an IPv4 address the network translates or tunnels to: a private one included
+    ("Internet", (), internet("64:ff9b::a00:1"), 443, "TCP", False),  # NAT64 (RFC 6052) of 10.0.0.1
+    ("Internet", (), internet("64:ff9b::a9fe:a9fe"), 80, "TCP", False),  # NAT64 of the metadata server
+    ("Internet", (), internet("64:ff9b:1::a00:1"), 443, "TCP", False),  # local-use NAT64 (RFC 8215)
+    ("Internet", (), internet("2002:a00:1::1"), 443, "TCP", False),  # 6to4 of 10.0.0.1
+    ("Internet", (), internet("2001:0:4136:e378:8000:63bf:f5ff:fffe"), 443, "TCP", False),  # Teredo
+    ("Internet", (), internet("168.63.129.16"), 80, "TCP", False),  # Azure's host endpoint (wireserver)
+    ("Internet", (), internet("168.63.129.17"), 80, "TCP", True),  # only that one address
+    ("Internet", (), internet("2001:db8::1"), 443, "TCP", True),  # next to Teredo's /32, not in it
+    ("Internet", (), internet("2003::1"), 443, "TCP", True),  # next to 6to4's /16
     ("Internet", (), OTHER_SANDBOX, 8080, "TCP", False),  # pod addresses are private
     ("Internet", (), DATABASE, 5432, "TCP", False),
     ("Internet", (), KUBE_DNS, 53, "UDP", True),

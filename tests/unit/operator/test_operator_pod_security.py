@@ -65,7 +65,8 @@ def test_the_baseline_sandbox_container_is_hardened_but_may_run_as_root() -> Non
     pod = build({})
     assert container(pod, contract.SANDBOX_CONTAINER)["securityContext"] == {
         "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["NET_RAW"]},
+        # no raw sockets, and root cannot signal other users' processes (the sidecar's)
+        "capabilities": {"drop": ["NET_RAW", "KILL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert "securityContext" not in pod["spec"]  # the image's user, root included

@@ -565,8 +565,9 @@ def test_a_plan_posts_events_only_with_a_status_write() -> None:
             },
         ),
         (
+            # a template may leave the network to its Sandboxes (lockedFields without network)
             {"network": {"policy": "AllowAll"}},
-            {"network": {"policy": "DenyAll"}},
+            {"network": {"policy": "DenyAll"}, "lockedFields": []},
             {
                 "policy": "AllowAll",
                 "source": "sandbox",

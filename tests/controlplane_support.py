@@ -1,0 +1,120 @@
+"""Helpers of the tests against the real control plane (tests/e2e/controlplane): comparing what the real API
+server and the emulator answer, and running the operator as the Helm chart's ServiceAccount."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from kubernetes import client
+from support import kubectl, subprocess_env
+
+from leap0_dev.controlplane.plan import token_kubeconfig
+
+if TYPE_CHECKING:
+    from leap0_dev.controlplane import ControlPlane
+
+
+def answer(call: Callable[[], Any], namespace: str = "") -> dict[str, Any]:
+    """What the API server answered ``call()``: ``{"accepted": True}``, or the refusal's code, reason,
+    message and causes (field, message), sorted, with ``namespace`` replaced by ``NS`` (the real server and
+    the emulator are compared in namespaces of different names)."""
+    try:
+        call()
+    except client.ApiException as exc:
+        status = json.loads(exc.body)
+        causes = sorted(
+            (cause.get("field", ""), cause.get("message", ""))
+            for cause in (status.get("details") or {}).get("causes", [])
+        )
+        message = str(status["message"])
+        return {
+            "code": status["code"],
+            "reason": status["reason"],
+            "message": message.replace(namespace, "NS") if namespace else message,
+            "causes": causes,
+        }
+    return {"accepted": True}
+
+
+def helm(
+    plane: ControlPlane, home: Path, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """The built ``helm`` against the control plane as its admin, with its cache, configuration and data
+    under ``home`` (nothing of the machine's). A non-zero exit fails the test with helm's output."""
+    env = subprocess_env(
+        HELM_CACHE_HOME=str(home / "cache"),
+        HELM_CONFIG_HOME=str(home / "config"),
+        HELM_DATA_HOME=str(home / "data"),
+    )
+    command = [str(plane.binaries / "helm"), f"--kubeconfig={plane.kubeconfig}", *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def service_account_kubeconfig(plane: ControlPlane, namespace: str, name: str, path: Path) -> str:
+    """Write a kubeconfig authenticating as the ServiceAccount ``namespace/name`` (a token from ``kubectl
+    create token``, valid an hour) and return the user name the API server knows it by."""
+    token = kubectl(
+        plane.kubeconfig, "create", "token", name, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    user = f"system:serviceaccount:{namespace}:{name}"
+    path.write_text(yaml.safe_dump(token_kubeconfig(plane.url, plane.ca_pem, token, user)))
+    return user
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def deployment_operator_args(deployment: dict[str, Any]) -> list[str]:
+    """The operator container's arguments in a Deployment the chart rendered, its fixed ports (liveness,
+    metrics) moved to free ones so the operator can run as a local process beside others."""
+    (container,) = [
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"
+    ]
+    args: list[str] = []
+    for arg in container["args"]:
+        if arg.startswith("--liveness="):
+            arg = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
+        elif arg.startswith("--metrics-port="):
+            arg = f"--metrics-port={free_port()}"
+        args.append(arg)
+    return args
+
+
+@contextlib.contextmanager
+def local_operator(kubeconfig: Path, args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m leap0_operator ARGS`` against ``kubeconfig``, its output in ``log``; stopped (SIGTERM, a
+    kill after 15 s) on exit, the log's end printed (shown for a failed test)."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "leap0_operator", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(KUBECONFIG=str(kubeconfig)),
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            print(f"--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
