@@ -373,3 +373,13 @@ def test_logs_switch(spec: dict[str, Any], template: dict[str, Any] | None, on: 
     assert any(v["name"] == "leap0-supervisor" for v in pod["spec"]["volumes"]) is on
     if not on:
         assert sandbox["command"] == ["sleep", "60"]
+
+
+def test_a_template_that_locks_telemetry_makes_its_logs_choice_final() -> None:
+    template = {"telemetry": {"logs": True}, "lockedFields": ["telemetry"]}
+    with pytest.raises(SpecError) as caught:
+        resolve({"telemetry": {"logs": False}}, template, CONFIG)
+    assert caught.value.reason == contract.REASON_FIELD_LOCKED
+    assert "spec.telemetry" in caught.value.message
+    pod = _pod({"command": ["sleep", "60"]}, template)
+    assert _container(pod, "sandbox")["command"][0] == contract.SUPERVISOR_PATH
