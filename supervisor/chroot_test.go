@@ -56,7 +56,7 @@ func TestRunsInAnEmptyRootBesideAStaticBusybox(t *testing.T) {
 	}
 
 	rcv := newReceiver(t)
-	cmd := exec.Command("/leap0-supervisor", "exec", "--container", "sandbox", "--", "busybox", "sh", "-c",
+	cmd := exec.Command("/leap0-supervisor", "exec", "--flush-timeout=60s", "--container", "sandbox", "--", "busybox", "sh", "-c",
 		"echo out; echo err >&2; exit 7")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 	cmd.Dir = "/"
