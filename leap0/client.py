@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import math
@@ -371,22 +372,26 @@ class SandboxesClient:
 
     def list(self, label_selector: str | None = None) -> list[Sandbox]:
         """Every sandbox in the client's namespace (optionally filtered by a label selector)."""
-        from kubernetes.client.exceptions import ApiException
-
         self._client._check_open()
         with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_LIST) as op:
-            kwargs: dict[str, Any] = {}
-            if label_selector:
-                kwargs["label_selector"] = label_selector
-            try:
-                result = self._client._custom.list_namespaced_custom_object(
-                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
-                )
-            except ApiException as exc:
-                _raise_api(exc, sandbox_id=None, namespace=self._ns())
-            items = [self._bind(item) for item in result.get("items") or []]
+            items = [self._bind(item) for item in self._list_objs(label_selector)]
             op.set_attribute("leap0.sandbox.count", len(items))
             return items
+
+    def _list_objs(self, label_selector: str | None = None) -> builtins.list[JsonDict]:
+        """The Sandbox objects of the namespace as the API returns them (the MCP server reads annotations)."""
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs: dict[str, Any] = {}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        try:
+            result = self._client._custom.list_namespaced_custom_object(
+                c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
+            )
+        except ApiException as exc:
+            _raise_api(exc, sandbox_id=None, namespace=self._ns())
+        return builtins.list(result.get("items") or [])
 
     def delete(self, sandbox: str | Sandbox) -> None:
         """Delete a sandbox by id or object (``SandboxNotFoundError`` if it does not exist)."""

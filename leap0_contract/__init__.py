@@ -85,6 +85,9 @@ NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
 LABEL_CREATED_BY: Final = "leap0.dev/created-by"
 CREATED_BY_MCP: Final = "mcp"
 LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
+# ... and the proof that the owner label is the server's own: an HMAC of namespace, name, uid and owner under
+# the server's key (`leap0 mcp --owner-key-file`), so a label planted by a third party is not ownership.
+ANNOTATION_MCP_OWNER_SIGNATURE: Final = "leap0.dev/mcp-owner-signature"
 # On a Secret: its owner lets every Sandbox of the namespace reference it from env (valueFrom.secretKeyRef).
 # Without it, only a Secret owned by the Sandbox itself (an ownerReference with its uid) may be referenced.
 LABEL_SANDBOX_ENV: Final = "leap0.dev/sandbox-env"
@@ -94,6 +97,9 @@ SANDBOX_ENV_ALLOWED: Final = "true"
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
 ATTR_ORG_ID: Final = "leap0.org.id"
 ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+# Attribute keys an app may not send at any level (``leap0``, ``leap0.*`` and what backends fold into them,
+# ``leap0_*``...): the sidecar removes them, so the identity above is the only one (sidecar/identity.py).
+RESERVED_ATTRIBUTE_PREFIX: Final = "leap0"
 # Which source the sandbox metrics come from: one of the SOURCE_* values below.
 ATTR_METRICS_SOURCE: Final = "leap0.metrics.source"
 SOURCE_CGROUP_V2: Final = "cgroup-v2"
@@ -159,6 +165,9 @@ ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
 ENV_MCP_TOKEN: Final = "LEAP0_MCP_TOKEN"  # the bearer token of `leap0 mcp --http`
+# Set by the MCP server on each command it runs (a random value per call), so a cancelled call's processes,
+# however they detached, can be found in the sandbox (by their environment) and stopped.
+ENV_MCP_EXEC_ID: Final = "LEAP0_MCP_EXEC_ID"
 # The sidecar's own settings (defaults in leap0_sidecar.config).
 ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
 ENV_SIDECAR_QUEUE_BYTES: Final = "LEAP0_SIDECAR_QUEUE_BYTES"

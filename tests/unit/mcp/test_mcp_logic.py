@@ -144,12 +144,8 @@ def test_summary_and_set_timeout_expiry() -> None:
 
 
 # --- ownership ---------------------------------------------------------------------------------------
-def test_ownership() -> None:
-    mine = logic.owner_labels("a")
-    assert logic.is_visible(mine, "a", False)
-    assert not logic.is_visible(mine, "b", False)
-    assert not logic.is_visible({}, "a", False)
-    assert logic.is_visible({}, "a", True)
+def test_ownership_labels_and_selector() -> None:
+    assert logic.owner_labels("a") == {"leap0.dev/created-by": "mcp", "leap0.dev/mcp-owner": "a"}
     assert logic.owner_selector("a", False) == "leap0.dev/mcp-owner=a"
     assert logic.owner_selector("a", True) is None
 
