@@ -62,11 +62,26 @@ def namespace(apiserver: ServerThread) -> Iterator[str]:
 
 # --- The rest of a cluster, around the embedded API server ------------------------------------------
 @pytest.fixture(scope="session")
-def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
-    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes."""
+def supervisor_binary() -> Path:
+    """This checkout's leap0 supervisor for this machine (built once into the cache; Go is a dev tool)."""
+    from leap0_dev.supervisor import SupervisorBuildError, build
+
+    try:
+        return build()
+    except SupervisorBuildError as exc:
+        pytest.fail(f"the leap0 supervisor cannot be built: {exc}")
+
+
+@pytest.fixture(scope="session")
+def exec_runner(apiserver: ServerThread, supervisor_binary: Path) -> Iterator[LocalProcessRunner]:
+    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes; the
+    supervisor of a sandbox pod (status.supervisor) is this checkout's, exporting to a port nothing serves."""
+    import os
+
     from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
-    runner = LocalProcessRunner()
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    runner = LocalProcessRunner(env=env, supervisor=supervisor_binary)
     assert apiserver.server is not None
     previous = apiserver.server.exec_handler
     apiserver.server.exec_handler = ExecHandler(runner)
@@ -194,19 +209,20 @@ KUBELET_NODE_CPU = "4"
 
 @pytest.fixture(scope="session")
 def kubelet_node(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, supervisor_binary: Path
 ) -> Iterator[LocalNode]:
     """This machine as the one Node of the session's real control plane, the local runner its kubelet
     (``leap0 dev control-plane up --kubelet``): it runs the pods the scheduler binds to it and serves exec and
     logs through the API server. Yielded once the Node is Ready and the node lifecycle controller has lifted
-    its ``not-ready`` taint (the scheduler places pods)."""
+    its ``not-ready`` taint (the scheduler places pods). Sandbox pods get this checkout's supervisor (sandbox
+    logs), as the sidecar image's copy."""
     from kubernetes import client
 
     from leap0_dev.controlplane.node import LocalNode
     from leap0_dev.nodespec import NodeOptions
     from leap0_dev.runner import RunnerConfig
 
-    config = RunnerConfig(workdir=tmp_path_factory.mktemp("kubelet-pods"))
+    config = RunnerConfig(workdir=tmp_path_factory.mktemp("kubelet-pods"), supervisor=supervisor_binary)
     options = NodeOptions(name=KUBELET_NODE, cpu=KUBELET_NODE_CPU, memory="16Gi")
     with LocalNode(control_plane, options, config) as node, control_plane.api_client() as api_client:
         core = client.CoreV1Api(api_client)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,23 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
         "resourceVersion gets 410 Gone, as after etcd compaction",
     )
     _add_control_plane(dev_sub)
+    supervisor = dev_sub.add_parser(
+        "supervisor",
+        help="build the leap0 supervisor (Go) into a cache outside the repository",
+        description="Build the sandbox logs supervisor (supervisor/, a static Go binary) for Linux into "
+        "$LEAP0_SUPERVISOR_CACHE (default ~/.cache/leap0/supervisor), once per source digest, and print "
+        "the path of each binary. Needs Go 1.26+.",
+    )
+    supervisor_sub = supervisor.add_subparsers(dest="supervisor_command", required=True)
+    supervisor_build = supervisor_sub.add_parser(
+        "build", help="build (or find in the cache) and print the paths"
+    )
+    supervisor_build.add_argument(
+        "--arch",
+        action="append",
+        choices=["amd64", "arm64"],
+        help="an architecture to build for (repeatable; default: this machine's)",
+    )
     up = dev_sub.add_parser(
         "up",
         help="the local quickstart: API server, operator, local pod runner, OTLP console sink, demo sandbox",
@@ -191,6 +209,16 @@ def run(args: argparse.Namespace) -> int:
         if args.watch_history is None:
             return run(args.host, args.port, args.kubeconfig)
         return run(args.host, args.port, args.kubeconfig, watch_history=args.watch_history)
+    if args.dev_command == "supervisor":
+        from leap0_dev.supervisor import SupervisorBuildError, build
+
+        try:
+            for arch in args.arch or [None]:
+                print(build(arch))
+        except SupervisorBuildError as exc:
+            print(f"leap0 dev supervisor build: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.dev_command == "up":
         from leap0_dev.up import UpOptions  # the dev extra's dependencies load only here
         from leap0_dev.up import run as run_up
