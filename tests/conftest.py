@@ -94,12 +94,14 @@ def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]
 
 # --- The real control plane (leap0_dev.controlplane; tests marked `realk8s`) --------------------------
 _build_error: list[str] = []
+_collector_error: list[str] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected: a cold
-    build takes tens of minutes, which no test's timeout covers (CI builds them before pytest; a warm cache
-    makes this a look). A failure (no Go, say) fails those tests with its message."""
+    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected (and the
+    OpenTelemetry Collector when one uses ``otel_collector``): a cold build takes minutes, which no test's
+    timeout covers (CI builds them before pytest; a warm cache makes this a look). A failure (no Go, say)
+    fails those tests with its message."""
     if not any(item.get_closest_marker("realk8s") for item in session.items):
         return
     from leap0_dev.controlplane import BuildError, ensure_binaries
@@ -111,6 +113,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ensure_kubelet()  # leap0-kubelet, the kubelet endpoint of kubelet_node
     except BuildError as exc:
         _build_error.append(str(exc))
+    if any("otel_collector" in getattr(item, "fixturenames", ()) for item in session.items):
+        from leap0_dev.collector import ensure_collector
+
+        try:
+            ensure_collector()
+        except BuildError as exc:
+            _collector_error.append(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -207,3 +216,19 @@ def kubelet_node(
 
         wait_for(schedulable, timeout=60, what="the node Ready and untainted", interval=0.5)
         yield node
+
+
+@pytest.fixture(scope="session")
+def otel_collector() -> Path:
+    """The OpenTelemetry Collector of devtools/otelcol (``leap0 dev collector build``: the OTLP receiver, the
+    oidc authenticator, the resource processor, the otlphttp exporter), built by the Collector's builder
+    before the first test that needs it (a missing Go fails those tests, never skips them)."""
+    from leap0_dev.collector import ensure_collector
+    from leap0_dev.controlplane import BuildError
+
+    if _collector_error:
+        pytest.fail(_collector_error[0], pytrace=False)
+    try:
+        return ensure_collector()
+    except BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)
