@@ -41,13 +41,14 @@ from sidecar_support import (
 )
 from support import REPO, kubectl, subprocess_env, wait_for
 
+import leap0_contract as contract
 from leap0_dev.controlplane import ControlPlane
 from leap0_dev.controlplane.plan import SERVICE_ACCOUNT_ISSUER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realk8s]
 
 AUDIENCE = "leap0-telemetry"  # the operator's --telemetry-token-audience in docs/security.md's configuration
-SUBJECT = "leap0.authenticated.subject"
+SUBJECT = contract.ATTR_AUTHENTICATED_SUBJECT
 DISCOVERY = "oidc-discovery-for-anonymous"  # the ClusterRoleBinding docs/security.md tells admins to create
 
 
