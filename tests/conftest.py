@@ -153,13 +153,22 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 @pytest.fixture
 def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
-    """A fresh, uniquely named namespace on the real control plane, deleted after the test."""
+    """A fresh, uniquely named namespace on the real control plane, deleted after the test; yielded once the
+    controller-manager has made its ``default`` ServiceAccount (pods and tokens need it; a busy
+    controller-manager takes a moment)."""
     from kubernetes import client
 
     name = f"t-{uuid.uuid4().hex[:10]}"
     with control_plane.api_client() as api_client:
         api = client.CoreV1Api(api_client)
         api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        wait_for(
+            lambda: api.read_namespaced_service_account("default", name),
+            timeout=60,
+            what=f"the default ServiceAccount of {name}",
+            interval=0.2,
+            ignore=(client.ApiException,),
+        )
         yield name
         with contextlib.suppress(client.ApiException):
             api.delete_namespace(name)

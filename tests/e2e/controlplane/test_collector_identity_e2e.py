@@ -27,7 +27,6 @@ from collector_support import (
     load_ec_key,
 )
 from cryptography.hazmat.primitives.asymmetric import ec
-from kubernetes import client
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from sidecar_support import (
@@ -106,9 +105,6 @@ def test_the_collector_accepts_only_the_sidecars_token_and_attaches_its_subject(
     control_plane: ControlPlane, k8s_namespace: str, otel_collector: Path, tmp_path: Path
 ) -> None:
     plane, ns = control_plane, k8s_namespace
-    with plane.api_client() as api:  # the namespace's default ServiceAccount: what sandbox pods run as
-        wait_for(lambda: client.CoreV1Api(api).read_namespaced_service_account("default", ns), timeout=60,
-                 what="the default ServiceAccount", ignore=(client.ApiException,))  # fmt: skip
 
     def token(*args: str) -> str:
         return kubectl(plane.kubeconfig, "create", "token", "default", "-n", ns, *args).stdout.strip()
