@@ -1,16 +1,22 @@
 """Tool calls through the Kubernetes exec API (``pods/exec``, websocket channel protocol v4/v5).
 
-The pure part builds the command line and reads the status channel; the thin part drives the ``kubernetes``
-client's websocket (``kubernetes.stream``), which is the code path used against real clusters.
+The pure part builds the command line, reads the status channel and keeps a bounded head and tail of an
+output (:class:`HeadTail`); the thin part drives the ``kubernetes`` client's websocket
+(``kubernetes.stream``), which is the code path used against real clusters. Frames are read one at a time,
+so what is held in memory is what the caller keeps: all of it for ``process.execute``, or, with a ``sink``,
+what the sink keeps (the MCP server keeps a head and a tail of each stream, whatever the command prints).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import shlex
+import ssl
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +27,20 @@ TIMEOUT_EXIT_CODES = (124, 137)
 CLIENT_GRACE_S = 5.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STDIN_CHUNK = 64 * 1024
+# How long one wait for output lasts at most (then ``while_running`` is called and the wait goes on).
+WAIT_SLICE_S = 5.0
 
 STDIN_CHANNEL = 0
 STDOUT_CHANNEL = 1
 STDERR_CHANNEL = 2
 ERROR_CHANNEL = 3
+CLOSE_CHANNEL = 255  # v5: [255, channel] closes that channel
+_ERROR_CHANNEL_LIMIT = 64 * 1024  # the final metav1.Status is a few hundred bytes
+# How often a streaming exec looks at its cancel event while the command is silent.
+CANCEL_POLL_S = 0.2
+
+# Called with (channel, bytes) for each piece of stdout (1) or stderr (2) as it arrives.
+OutputSink = Callable[[int, bytes], None]
 
 
 def build_exec_argv(
@@ -110,12 +125,85 @@ def parse_exec_status(raw: str | bytes | None) -> ExecStatus:
     return ExecStatus(None, str(data.get("message") or data.get("reason") or "exec failed"))
 
 
+class HeadTail:
+    """The first ``head`` and the last ``tail`` bytes of a stream of any length, in bounded memory.
+
+    ``add`` takes the stream piece by piece; at most ``head + tail`` bytes are held (plus the piece being
+    added). ``total`` counts every byte; ``cut`` is what lies between the head and the tail.
+    """
+
+    def __init__(self, head: int, tail: int) -> None:
+        if head < 0 or tail < 0:
+            raise ValueError("head and tail must not be negative")
+        self._head_limit = head
+        self._tail_limit = tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        self.total += len(data)
+        room = self._head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if not data or not self._tail_limit:
+            return
+        if len(data) >= self._tail_limit:
+            self.tail = bytearray(data[len(data) - self._tail_limit :])
+        else:
+            self.tail += data
+            excess = len(self.tail) - self._tail_limit
+            if excess > 0:
+                del self.tail[:excess]  # bytearray drops its front without moving the rest
+
+    @property
+    def cut(self) -> int:
+        return self.total - len(self.head) - len(self.tail)
+
+
+class HeadTailSink:
+    """An :data:`OutputSink` keeping a head and a tail of stdout and of stderr, ``limit`` bytes of each."""
+
+    def __init__(self, limit: int) -> None:
+        self.stdout = HeadTail(limit // 2, limit - limit // 2)
+        self.stderr = HeadTail(limit // 2, limit - limit // 2)
+
+    def __call__(self, channel: int, data: bytes) -> None:
+        (self.stdout if channel == STDOUT_CHANNEL else self.stderr).add(data)
+
+
+class LimitSink:
+    """An :data:`OutputSink` keeping stdout whole up to ``limit`` bytes (and a head and tail of stderr); past
+    the limit it keeps nothing more, says ``over``, and sets ``cancel`` so the reading stops."""
+
+    def __init__(self, limit: int, cancel: threading.Event, stderr_limit: int = 64 * 1024) -> None:
+        self.limit = limit
+        self.cancel = cancel
+        self.stdout = bytearray()
+        self.stderr = HeadTail(stderr_limit // 2, stderr_limit - stderr_limit // 2)
+        self.over = False
+
+    def __call__(self, channel: int, data: bytes) -> None:
+        if channel != STDOUT_CHANNEL:
+            self.stderr.add(data)
+            return
+        if self.over:
+            return
+        room = self.limit - len(self.stdout)
+        self.stdout += data[: max(room, 0)]
+        if len(data) > room:
+            self.over = True
+            self.cancel.set()
+
+
 @dataclass
 class ExecOutcome:
-    stdout: bytes
+    stdout: bytes  # empty when a sink took the output
     stderr: bytes
-    status: ExecStatus | None  # None: the client-side deadline passed before the command ended
+    status: ExecStatus | None  # None: the client-side deadline passed (or the call was cancelled) first
     elapsed: float
+    cancelled: bool = False  # the cancel event was set: the stream was closed before the command ended
 
 
 def run_exec(
@@ -127,8 +215,18 @@ def run_exec(
     argv: Sequence[str],
     stdin: bytes | None = None,
     deadline_s: float | None = None,
+    sink: OutputSink | None = None,
+    cancel: threading.Event | None = None,
+    while_running: Callable[[], None] | None = None,
 ) -> ExecOutcome:
     """Run ``argv`` in the pod's container through the exec API and collect its output and status.
+    ``while_running`` is called at least every ``WAIT_SLICE_S`` seconds while the command runs (the SDK
+    records the sandbox's use with it, so a long command does not count as idle).
+
+    Without ``sink`` the output is collected whole (``process.execute``); with one, each piece goes to
+    ``sink(channel, data)`` as it arrives and nothing is kept here. When ``cancel`` is set, the stream is
+    closed within :data:`CANCEL_POLL_S` and the outcome says ``cancelled`` (closing the stream does not stop
+    the command on every runtime: the caller stops it).
 
     Uses a private ApiClient, because ``kubernetes.stream`` swaps the request function of the client it
     is given for the duration of the call (not safe to share with concurrent plain API calls).
@@ -141,6 +239,12 @@ def run_exec(
 
     started = time.monotonic()
     api_client: Any = k8s.ApiClient(configuration)
+    out = bytearray()
+    err = bytearray()
+
+    def collect(channel: int, data: bytes) -> None:
+        (out if channel == STDOUT_CHANNEL else err).extend(data)
+
     try:
         core = k8s.CoreV1Api(api_client)
         ws = stream(
@@ -161,22 +265,72 @@ def run_exec(
                 for start in range(0, len(stdin), _STDIN_CHUNK):
                     ws.write_stdin(stdin[start : start + _STDIN_CHUNK])
                 ws.close_channel(STDIN_CHANNEL)  # v5 only; a no-op on v4
-            out = bytearray()
-            err = bytearray()
-            while ws.is_open():
+            frames = _FrameReader(ws.sock, sink if sink is not None else collect)
+            while frames.open:
+                if cancel is not None and cancel.is_set():
+                    return ExecOutcome(bytes(out), bytes(err), None, time.monotonic() - started, True)
                 remaining = None if deadline_s is None else deadline_s - (time.monotonic() - started)
                 if remaining is not None and remaining <= 0:
-                    break
-                ws.update(timeout=remaining if remaining is not None else 1.0)
-                out += ws.read_channel(STDOUT_CHANNEL) or b""
-                err += ws.read_channel(STDERR_CHANNEL) or b""
-            out += ws.read_channel(STDOUT_CHANNEL) or b""
-            err += ws.read_channel(STDERR_CHANNEL) or b""
-            if ws.is_open():
-                return ExecOutcome(bytes(out), bytes(err), None, time.monotonic() - started)
-            status = parse_exec_status(ws.read_channel(ERROR_CHANNEL))
+                    return ExecOutcome(bytes(out), bytes(err), None, time.monotonic() - started)
+                wait = 1.0 if remaining is None else min(remaining, WAIT_SLICE_S)
+                if cancel is not None:
+                    wait = min(wait, CANCEL_POLL_S)
+                frames.read_one(wait)
+                if while_running is not None:
+                    while_running()
+            status = parse_exec_status(bytes(frames.error) if frames.error else None)
             return ExecOutcome(bytes(out), bytes(err), status, time.monotonic() - started)
         finally:
             ws.close()
     finally:
         api_client.close()
+
+
+class _FrameReader:
+    """Reads the exec websocket one frame at a time (the kubernetes client's ``update`` reads every frame
+    already available, which under a fast command is unbounded) and hands stdout and stderr to ``sink``."""
+
+    def __init__(self, sock: Any, sink: OutputSink) -> None:
+        self._sock = sock
+        self._sink = sink
+        self.open = True
+        self.error = bytearray()
+
+    def _readable(self, timeout: float) -> bool:
+        raw = self._sock.sock
+        if raw is None:
+            return False
+        if isinstance(raw, ssl.SSLSocket) and raw.pending():
+            return True  # a frame already decrypted in the TLS layer is invisible to poll
+        poller = select.poll()
+        poller.register(raw, select.POLLIN)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
+
+    def read_one(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a frame and handle it."""
+        from websocket import ABNF, WebSocketConnectionClosedException
+
+        if not self._sock.connected:
+            self.open = False
+            return
+        if not self._readable(timeout):
+            return
+        try:
+            opcode, frame = self._sock.recv_data_frame(True)
+        except WebSocketConnectionClosedException:
+            self.open = False
+            return
+        if opcode == ABNF.OPCODE_CLOSE:
+            self.open = False
+            return
+        if opcode not in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) or not frame.data:
+            return
+        data = frame.data if isinstance(frame.data, bytes) else frame.data.encode("utf-8")
+        channel = data[0]
+        if channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
+            if len(data) > 1:
+                self._sink(channel, data[1:])
+        elif channel == ERROR_CHANNEL:
+            room = _ERROR_CHANNEL_LIMIT - len(self.error)
+            if room > 0:
+                self.error += data[1 : 1 + room]

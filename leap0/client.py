@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
+import datetime
+import logging
 import math
 import os
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -19,13 +23,16 @@ from leap0.exceptions import (
     Leap0Error,
     SandboxFailedError,
     SandboxNotFoundError,
+    SandboxNotRunningError,
     SandboxTimeoutError,
     SandboxValidationError,
 )
 from leap0.models import (
     EnvInput,
     JsonDict,
+    SandboxData,
     SandboxRequest,
+    activity_patch,
     api_error_message,
     api_error_reason,
     build_otel_secret,
@@ -34,21 +41,29 @@ from leap0.models import (
     merge_env,
     normalize_env,
     normalize_network,
+    normalize_workspace,
     otel_export_env,
     otel_secret_name,
+    pause_refusal,
+    pause_verdict,
+    records_activity,
     resolve_create_args,
+    resume_verdict,
 )
 from leap0.sandbox import Sandbox
 
 DEFAULT_WAIT_TIMEOUT_S = 180.0
 _NAME_ATTEMPTS = 3
+logger = logging.getLogger("leap0")
+# A watched Sandbox's verdict: "done", "failed" or "pending".
+Verdict = Callable[[Mapping[str, Any]], str]
 
 
 def wait_verdict(obj: Mapping[str, Any]) -> str:
-    """``running``, ``failed`` (Failed or Expired) or ``pending``: where a watched Sandbox stands."""
+    """``done`` (Running), ``failed`` (Failed or Expired) or ``pending``: where a watched Sandbox stands."""
     phase = (obj.get("status") or {}).get("phase")
     if phase == c.PHASE_RUNNING:
-        return "running"
+        return "done"
     if phase in c.TERMINAL_PHASES:
         return "failed"
     return "pending"
@@ -63,6 +78,8 @@ class Leap0Client:
     SDK's own spans and metrics on or off (None: ``LEAP0_SDK_OTEL_ENABLED``, else on when
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set). ``tracer_provider``/``meter_provider`` override the providers
     used when telemetry is on (default: the application's global ones, else the SDK's own OTLP/HTTP ones).
+    ``auto_resume`` (default True): an operation on a paused sandbox (``process.execute``, ``filesystem``)
+    resumes it first and waits until it is Running; False raises ``SandboxNotRunningError`` instead.
     """
 
     def __init__(
@@ -71,6 +88,7 @@ class Leap0Client:
         kubeconfig: str | os.PathLike[str] | None = None,
         sdk_otel_enabled: bool | None = None,
         *,
+        auto_resume: bool = True,
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
@@ -86,6 +104,11 @@ class Leap0Client:
         self._core: Any = k8s.CoreV1Api(self._api_client)
         self._telemetry: Telemetry = make_telemetry(sdk_otel_enabled, env, tracer_provider, meter_provider)
         self._closed = False
+        self.auto_resume = auto_resume
+        # When this client last recorded the use of each sandbox (monotonic seconds): at most one write per
+        # sandbox every ACTIVITY_WRITE_INTERVAL_S.
+        self._activity: dict[tuple[str, str], float] = {}
+        self._activity_lock = threading.Lock()
         self.sandboxes = SandboxesClient(self)
 
     @property
@@ -113,6 +136,36 @@ class Leap0Client:
     def _check_open(self) -> None:
         if self._closed:
             raise Leap0Error("this Leap0Client is closed")
+
+    def _record_use(self, sandbox: SandboxData) -> None:
+        """Record that ``sandbox`` is being used (for its idleTimeout): the ``leap0.dev/last-activity``
+        annotation, at most once per ``ACTIVITY_WRITE_INTERVAL_S`` per sandbox from this client, and only for
+        sandboxes that can go idle. Best effort: a failed write is logged, the operation goes on."""
+        from kubernetes.client.exceptions import ApiException
+
+        if not records_activity(sandbox):
+            return
+        key = (sandbox.namespace or self.namespace, sandbox.id)
+        now = time.monotonic()
+        with self._activity_lock:
+            last = self._activity.get(key)
+            if last is not None and now - last < c.ACTIVITY_WRITE_INTERVAL_S:
+                return
+            self._activity[key] = now
+        try:
+            self._custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                key[0],
+                c.SANDBOX_PLURAL,
+                sandbox.id,
+                activity_patch(datetime.datetime.now(datetime.UTC)),
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            logger.debug("recording the use of sandbox %s failed: %s", sandbox.id, exc)
+            with self._activity_lock:
+                self._activity.pop(key, None)
 
     def __repr__(self) -> str:
         return f"Leap0Client(namespace={self.namespace!r}, host={self._configuration.host!r})"
@@ -180,6 +233,9 @@ class SandboxesClient:
         telemetry: bool | None = None,
         http_timeout: float | None = None,
         network: Mapping[str, Any] | None = None,
+        workspace: Mapping[str, Any] | None = None,
+        idle_timeout: int | None = None,
+        on_timeout: str | None = None,
     ) -> Sandbox:
         """Create a sandbox and (``wait=True``) return it once it is Running.
 
@@ -191,7 +247,10 @@ class SandboxesClient:
         Hosted-SDK spellings: ``template_name``, ``memory_mib``, ``timeout_min`` (minutes), ``telemetry``
         (= ``otel_export``). ``network={"policy": "DenyAll", "allowCidrs": [...]}`` sets ``spec.network``
         (policies ``Internet``, ``DenyAll``, ``AllowAll``, ``Custom``; unset: the template's, else the
-        operator's default). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
+        operator's default). ``workspace={"persistent": True}`` puts ``/workspace`` on a PersistentVolumeClaim
+        kept while the sandbox is paused (``storageClassName`` optional); ``idle_timeout`` (seconds without an
+        SDK or MCP operation) and ``on_timeout="Pause"`` pause it by themselves (both need a persistent
+        workspace). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
         ``SandboxTimeoutError`` if it is not Running within ``wait_timeout`` seconds (the sandbox is kept).
         """
         self._client._check_open()
@@ -207,6 +266,9 @@ class SandboxesClient:
         if otel_export is not None and telemetry is not None and otel_export != telemetry:
             raise TypeError("give either otel_export or telemetry (its hosted-SDK alias), not both")
         export = bool(otel_export if otel_export is not None else telemetry)
+        for label, value in (("idle_timeout", idle_timeout),):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{label} must be an int number of seconds, got {value!r}")
         request = SandboxRequest(
             template=tmpl,
             image=image,
@@ -219,6 +281,9 @@ class SandboxesClient:
             args=tuple(args) if args is not None else None,
             telemetry_sidecar=telemetry_sidecar,
             network=normalize_network(network),
+            workspace=normalize_workspace(workspace),
+            idle_timeout=idle_timeout,
+            on_timeout=on_timeout,
             labels=dict(labels) if labels else None,
             otel_export=export,
         )
@@ -287,7 +352,15 @@ class SandboxesClient:
             self._client._core.delete_namespaced_secret(secret_name, self._ns())
 
     def _wait_running(self, obj: Mapping[str, Any], wait_timeout: float) -> Mapping[str, Any]:
-        """Watch the Sandbox (field selector on its name, from the create's resourceVersion) until Running."""
+        """Watch a new Sandbox until it is Running (``_wait``)."""
+        return self._wait(obj, wait_timeout, wait_verdict, "Running", "starting")
+
+    def _wait(
+        self, obj: Mapping[str, Any], wait_timeout: float, verdict: Verdict, goal: str, doing: str
+    ) -> Mapping[str, Any]:
+        """Watch the Sandbox (field selector on its name, from ``obj``'s resourceVersion) until ``verdict``
+        says ``done`` (``goal`` and ``doing`` name it in the errors: ``Running``, ``starting``); ``failed``
+        raises the operator's reason."""
         import kubernetes.watch
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
@@ -299,10 +372,10 @@ class SandboxesClient:
         latest: Mapping[str, Any] = obj
         resource_version = obj["metadata"].get("resourceVersion")
         while True:
-            verdict = wait_verdict(latest)
-            if verdict == "running":
+            where = verdict(latest)
+            if where == "done":
                 return latest
-            if verdict == "failed":
+            if where == "failed":
                 status = latest.get("status") or {}
                 sb = Sandbox.from_object(latest)
                 raise SandboxFailedError(name, status.get("phase", c.PHASE_FAILED), sb.reason, sb.message)
@@ -310,7 +383,7 @@ class SandboxesClient:
             if remaining <= 0:
                 sb = Sandbox.from_object(latest)
                 raise SandboxTimeoutError(
-                    f"sandbox {name!r} not Running after {wait_timeout:g} s "
+                    f"sandbox {name!r} not {goal} after {wait_timeout:g} s "
                     f"(phase {sb.phase or 'none yet'}{', ' + sb.reason if sb.reason else ''})",
                     sandbox_id=name,
                     phase=sb.phase,
@@ -339,11 +412,11 @@ class SandboxesClient:
                     if kind == "BOOKMARK":
                         continue
                     if kind == "DELETED":
-                        raise SandboxNotFoundError(name, ns, f"sandbox {name!r} was deleted while starting")
+                        raise SandboxNotFoundError(name, ns, f"sandbox {name!r} was deleted while {doing}")
                     if (raw.get("metadata") or {}).get("name") != name:
                         continue
                     latest = raw
-                    if wait_verdict(latest) != "pending":
+                    if verdict(latest) != "pending":
                         break
                     if time.monotonic() >= deadline:
                         break
@@ -366,22 +439,26 @@ class SandboxesClient:
 
     def list(self, label_selector: str | None = None) -> list[Sandbox]:
         """Every sandbox in the client's namespace (optionally filtered by a label selector)."""
-        from kubernetes.client.exceptions import ApiException
-
         self._client._check_open()
         with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_LIST) as op:
-            kwargs: dict[str, Any] = {}
-            if label_selector:
-                kwargs["label_selector"] = label_selector
-            try:
-                result = self._client._custom.list_namespaced_custom_object(
-                    c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
-                )
-            except ApiException as exc:
-                _raise_api(exc, sandbox_id=None, namespace=self._ns())
-            items = [self._bind(item) for item in result.get("items") or []]
+            items = [self._bind(item) for item in self._list_objs(label_selector)]
             op.set_attribute("leap0.sandbox.count", len(items))
             return items
+
+    def _list_objs(self, label_selector: str | None = None) -> builtins.list[JsonDict]:
+        """The Sandbox objects of the namespace as the API returns them (the MCP server reads annotations)."""
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs: dict[str, Any] = {}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        try:
+            result = self._client._custom.list_namespaced_custom_object(
+                c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
+            )
+        except ApiException as exc:
+            _raise_api(exc, sandbox_id=None, namespace=self._ns())
+        return builtins.list(result.get("items") or [])
 
     def delete(self, sandbox: str | Sandbox) -> None:
         """Delete a sandbox by id or object (``SandboxNotFoundError`` if it does not exist)."""
@@ -419,3 +496,76 @@ class SandboxesClient:
             except ApiException as exc:
                 _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
             return self._bind(obj)
+
+    def _patch_spec(self, sandbox_id: str, spec: JsonDict) -> JsonDict:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj: JsonDict = self._client._custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                self._ns(),
+                c.SANDBOX_PLURAL,
+                sandbox_id,
+                {"spec": spec},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
+        return obj
+
+    def pause(
+        self, sandbox: str | Sandbox, *, wait: bool = True, wait_timeout: float = DEFAULT_WAIT_TIMEOUT_S
+    ) -> Sandbox:
+        """Pause a sandbox (``spec.paused: true``): its pod is deleted gracefully (the app gets SIGTERM) and
+        its persistent workspace kept; with ``wait``, return once it is ``Paused``. A sandbox without a
+        persistent workspace cannot be paused: ``SandboxValidationError`` (reason ``PauseRefused``) says how
+        to get one, and nothing is changed. Pausing a paused sandbox does nothing."""
+        self._client._check_open()
+        sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_PAUSE, sandbox_id):
+            obj = self._get_obj(sandbox_id)
+            refusal = pause_refusal(obj)
+            if refusal is not None:
+                raise SandboxValidationError(refusal, reason=c.REASON_PAUSE_REFUSED)
+            if (obj.get("spec") or {}).get("paused") is not True:
+                obj = self._patch_spec(sandbox_id, {"paused": True})
+            if not wait:
+                return self._bind(obj)
+            generation = (obj.get("metadata") or {}).get("generation")
+            try:
+                return self._bind(
+                    self._wait(obj, wait_timeout, lambda o: pause_verdict(o, generation), "Paused", "pausing")
+                )
+            except SandboxFailedError as exc:
+                latest = self._get_obj(sandbox_id)
+                refused = (latest.get("status") or {}).get("phase") not in c.TERMINAL_PHASES
+                if not refused:
+                    raise
+                # The operator refused it (the workspace came from the template): take the ask back.
+                with contextlib.suppress(Leap0Error):
+                    self._patch_spec(sandbox_id, {"paused": False})
+                message = Sandbox.from_object(latest).pause_refused or str(exc)
+                raise SandboxValidationError(message, reason=c.REASON_PAUSE_REFUSED) from None
+
+    def resume(
+        self, sandbox: str | Sandbox, *, wait: bool = True, wait_timeout: float = DEFAULT_WAIT_TIMEOUT_S
+    ) -> Sandbox:
+        """Resume a paused sandbox (``spec.paused: false``): a new pod on the same workspace, the same
+        identity, a new ``started_at``, and its timeout counted again from now; with ``wait``, return once it
+        is ``Running``. Resuming a running sandbox does nothing."""
+        self._client._check_open()
+        sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
+        with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_RESUME, sandbox_id):
+            obj = self._get_obj(sandbox_id)
+            phase = (obj.get("status") or {}).get("phase")
+            if phase in c.TERMINAL_PHASES:
+                raise SandboxNotRunningError(f"sandbox {sandbox_id!r} is {phase}: it cannot be resumed")
+            if (obj.get("spec") or {}).get("paused") is True:
+                obj = self._patch_spec(sandbox_id, {"paused": False})
+            if not wait:
+                return self._bind(obj)
+            generation = (obj.get("metadata") or {}).get("generation")
+            return self._bind(
+                self._wait(obj, wait_timeout, lambda o: resume_verdict(o, generation), "Running", "resuming")
+            )

@@ -10,7 +10,7 @@ import json
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,8 +40,18 @@ class SandboxData(BaseModel):
     vcpu: int | None = None
     memory: int | None = Field(default=None, description="Memory limit in MiB.")
     disk: int | None = Field(default=None, description="Workspace size in MiB.")
-    timeout: int | None = Field(default=None, description="Lifetime in seconds from creation.")
+    timeout: int | None = Field(
+        default=None, description="Lifetime in seconds from creation (from the last resume once resumed)."
+    )
     env: list[JsonDict] = Field(default_factory=list)
+    workspace: JsonDict | None = Field(
+        default=None, description="spec.workspace: persistent (kept while paused) and storageClassName."
+    )
+    paused: bool | None = Field(default=None, description="spec.paused: the sandbox is asked to be paused.")
+    idle_timeout: int | None = Field(
+        default=None, description="Seconds without an SDK or MCP operation before the sandbox is paused."
+    )
+    on_timeout: str | None = Field(default=None, description="Delete or Pause when the timeout is reached.")
     # status (written by the operator)
     phase: str | None = None
     reason: str | None = None
@@ -53,12 +63,29 @@ class SandboxData(BaseModel):
     pod_ip: str | None = None
     started_at: datetime | None = None
     expires_at: datetime | None = None
+    paused_at: datetime | None = None
+    resumed_at: datetime | None = None
+    effective_workspace: JsonDict | None = None
+    effective_idle_timeout: int | None = None
     observed_generation: int | None = None
     conditions: list[JsonDict] = Field(default_factory=list)
 
     @property
     def is_running(self) -> bool:
         return self.phase == c.PHASE_RUNNING
+
+    @property
+    def is_paused(self) -> bool:
+        """Paused, or asked to be (``spec.paused``): an operation needs a resume first."""
+        return self.phase == c.PHASE_PAUSED or self.paused is True
+
+    @property
+    def pause_refused(self) -> str | None:
+        """Why the operator refused to pause it (its ``Paused`` condition says ``PauseRefused``), or None."""
+        cond = condition({"conditions": self.conditions}, c.CONDITION_PAUSED)
+        if cond is not None and cond.get("reason") == c.REASON_PAUSE_REFUSED:
+            return str(cond.get("message") or "")
+        return None
 
     @property
     def is_terminal(self) -> bool:
@@ -90,6 +117,10 @@ def sandbox_fields(obj: Mapping[str, Any]) -> JsonDict:
         "disk": spec.get("disk"),
         "timeout": spec.get("timeout"),
         "env": list(spec.get("env") or []),
+        "workspace": dict(spec["workspace"]) if isinstance(spec.get("workspace"), Mapping) else None,
+        "paused": spec.get("paused"),
+        "idle_timeout": spec.get("idleTimeout"),
+        "on_timeout": spec.get("onTimeout"),
         "phase": status.get("phase"),
         "reason": reason,
         "message": message,
@@ -100,16 +131,89 @@ def sandbox_fields(obj: Mapping[str, Any]) -> JsonDict:
         "pod_ip": status.get("podIP"),
         "started_at": status.get("startedAt"),
         "expires_at": status.get("expiresAt"),
+        "paused_at": status.get("pausedAt"),
+        "resumed_at": status.get("resumedAt"),
+        "effective_workspace": (
+            dict(status["workspace"]) if isinstance(status.get("workspace"), Mapping) else None
+        ),
+        "effective_idle_timeout": status.get("idleTimeout"),
         "observed_generation": status.get("observedGeneration"),
         "conditions": list(status.get("conditions") or []),
     }
 
 
 def ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return condition(status, c.CONDITION_READY)
+
+
+def condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
     for cond in status.get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == c.CONDITION_READY:
+        if isinstance(cond, Mapping) and cond.get("type") == ctype:
             return cond
     return None
+
+
+# --- pause and resume -------------------------------------------------------------------------------------
+def pause_refusal(obj: Mapping[str, Any]) -> str | None:
+    """Why a Sandbox cannot be paused, judged before asking (None: ask the operator). The operator records the
+    sandbox's workspace when its first pod is created; without a persistent one a pause would lose its files.
+    """
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    name = meta.get("name", "")
+    phase = status.get("phase")
+    if phase in c.TERMINAL_PHASES:
+        return f"sandbox {name!r} is {phase}: only a Pending or Running sandbox can be paused"
+    workspace = status.get("workspace")
+    if isinstance(workspace, Mapping) and workspace.get("persistent") is False:
+        return (
+            f"sandbox {name!r} cannot be paused: its workspace is an emptyDir, whose files a pause would "
+            "lose. Create it with workspace={'persistent': True} (or from a template with "
+            "workspace.persistent: true) to be able to pause it"
+        )
+    return None
+
+
+def pause_verdict(obj: Mapping[str, Any], generation: int | None) -> str:
+    """``done`` (Paused), ``failed`` (the operator refused the pause, or the sandbox ended) or ``pending``,
+    judged only from a status that has seen the ``generation`` asking for the pause."""
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    if phase in c.TERMINAL_PHASES:
+        return "failed"
+    if generation is not None and (status.get("observedGeneration") or 0) < generation:
+        return "pending"
+    if phase == c.PHASE_PAUSED:
+        return "done"
+    refused = condition(status, c.CONDITION_PAUSED)
+    if refused is not None and refused.get("reason") == c.REASON_PAUSE_REFUSED:
+        return "failed"
+    return "pending"
+
+
+def resume_verdict(obj: Mapping[str, Any], generation: int | None) -> str:
+    """``done`` (Running again), ``failed`` (Failed or Expired) or ``pending``, judged only from a status
+    that has seen the ``generation`` asking for the resume (so a pause still being carried out is not taken
+    for the resumed sandbox)."""
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    if phase in c.TERMINAL_PHASES:
+        return "failed"
+    if generation is not None and (status.get("observedGeneration") or 0) < generation:
+        return "pending"
+    return "done" if phase == c.PHASE_RUNNING else "pending"
+
+
+def activity_patch(now: datetime) -> JsonDict:
+    """The merge patch recording use of a sandbox now (``leap0.dev/last-activity``, RFC 3339 in UTC)."""
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"metadata": {"annotations": {c.ANNOTATION_LAST_ACTIVITY: stamp}}}
+
+
+def records_activity(sandbox: SandboxData) -> bool:
+    """Whether using the sandbox is worth recording: only when it can go idle (an idleTimeout of its own or
+    from its template, which the operator writes to its status), so other sandboxes cost no writes."""
+    return sandbox.idle_timeout is not None or sandbox.effective_idle_timeout is not None
 
 
 def generate_sandbox_name() -> str:
@@ -233,6 +337,21 @@ def normalize_network(network: Mapping[str, Any] | None) -> JsonDict | None:
     return spec
 
 
+def normalize_workspace(workspace: Mapping[str, Any] | None) -> JsonDict | None:
+    """``workspace={"persistent": True, "storageClassName": "fast"}`` as ``spec.workspace`` (None: not set,
+    so the template's, else an emptyDir). The API validates the values; here only the shape."""
+    if workspace is None:
+        return None
+    if not isinstance(workspace, Mapping):
+        raise TypeError(
+            f'workspace must be a dict such as {{"persistent": True}}, got {type(workspace).__name__}'
+        )
+    spec: JsonDict = dict(workspace)
+    if "persistent" in spec and not isinstance(spec["persistent"], bool):
+        raise TypeError(f"workspace['persistent'] must be True or False, got {spec['persistent']!r}")
+    return spec
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxRequest:
     """What one ``sandboxes.create`` asks for, built once from its keywords (hosted-SDK spellings resolved).
@@ -252,6 +371,9 @@ class SandboxRequest:
     args: tuple[str, ...] | None = None
     telemetry_sidecar: bool | None = None
     network: JsonDict | None = None
+    workspace: JsonDict | None = None
+    idle_timeout: int | None = None  # seconds
+    on_timeout: str | None = None  # Delete or Pause
     labels: Mapping[str, str] | None = None
     otel_export: bool = False
 
@@ -278,6 +400,12 @@ class SandboxRequest:
             spec["telemetry"] = {"enabled": self.telemetry_sidecar}
         if self.network is not None:
             spec["network"] = json.loads(json.dumps(self.network))  # a copy the caller cannot change
+        if self.workspace is not None:
+            spec["workspace"] = dict(self.workspace)
+        if self.idle_timeout is not None:
+            spec["idleTimeout"] = self.idle_timeout
+        if self.on_timeout is not None:
+            spec["onTimeout"] = self.on_timeout
         return spec
 
 

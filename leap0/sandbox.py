@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 
 import leap0_contract as c
-from leap0._exec import CLIENT_GRACE_S, TIMEOUT_EXIT_CODES, ExecOutcome, build_exec_argv, run_exec
+from leap0._exec import (
+    CLIENT_GRACE_S,
+    TIMEOUT_EXIT_CODES,
+    ExecOutcome,
+    LimitSink,
+    OutputSink,
+    build_exec_argv,
+    run_exec,
+)
+from leap0._redact import redact
 from leap0.exceptions import (
     FilesystemError,
     ProcessError,
@@ -59,8 +70,22 @@ class Sandbox(SandboxData):
         self._bound().sandboxes.delete(self.id)
 
     def set_timeout(self, timeout: int) -> Sandbox:
-        """Set the sandbox's lifetime to ``timeout`` seconds counted from its creation (``spec.timeout``)."""
+        """Set the sandbox's lifetime to ``timeout`` seconds counted from its creation, or from its last
+        resume (``spec.timeout``)."""
         self._update_from(self._bound().sandboxes.set_timeout(self.id, timeout))
+        return self
+
+    def pause(self, *, wait: bool = True, wait_timeout: float | None = None) -> Sandbox:
+        """Pause the sandbox: its processes stop, its persistent workspace is kept
+        (``client.sandboxes.pause``)."""
+        kwargs = {} if wait_timeout is None else {"wait_timeout": wait_timeout}
+        self._update_from(self._bound().sandboxes.pause(self.id, wait=wait, **kwargs))
+        return self
+
+    def resume(self, *, wait: bool = True, wait_timeout: float | None = None) -> Sandbox:
+        """Resume the paused sandbox on its workspace (``client.sandboxes.resume``)."""
+        kwargs = {} if wait_timeout is None else {"wait_timeout": wait_timeout}
+        self._update_from(self._bound().sandboxes.resume(self.id, wait=wait, **kwargs))
         return self
 
     @property
@@ -72,9 +97,18 @@ class Sandbox(SandboxData):
         return FilesystemClient(self)
 
     def _pod(self) -> str:
-        """The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it."""
-        if not self.pod_name or self.phase != c.PHASE_RUNNING:
+        """The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it; a paused
+        sandbox is resumed first when the client's ``auto_resume`` is on."""
+        if not self.pod_name or self.phase != c.PHASE_RUNNING or self.paused:
             self.refresh()
+        if self.is_paused:
+            client = self._bound()
+            if not client.auto_resume:
+                raise SandboxNotRunningError(
+                    f"sandbox {self.id!r} is paused: call sandbox.resume() first, or create the client with "
+                    "auto_resume=True"
+                )
+            self._update_from(client.sandboxes.resume(self.id))
         if self.phase in c.TERMINAL_PHASES or not self.pod_name:
             detail = f"phase {self.phase or 'unknown'}"
             if self.reason:
@@ -83,12 +117,19 @@ class Sandbox(SandboxData):
         return self.pod_name
 
     def _exec(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, deadline_s: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        deadline_s: float | None = None,
+        sink: OutputSink | None = None,
+        cancel: threading.Event | None = None,
     ) -> ExecOutcome:
         from kubernetes.client.exceptions import ApiException
 
         client = self._bound()
         pod = self._pod()
+        client._record_use(self)
         try:
             return run_exec(
                 client._configuration,
@@ -98,9 +139,15 @@ class Sandbox(SandboxData):
                 argv=argv,
                 stdin=stdin,
                 deadline_s=deadline_s,
+                sink=sink,
+                cancel=cancel,
+                while_running=lambda: client._record_use(self),
             )
         except ApiException as exc:
-            raise ProcessError(f"exec in sandbox {self.id!r} (pod {pod}) failed: {exc.reason}") from exc
+            # the reason may quote a URL: its query string holds the command (and the env given to it)
+            raise ProcessError(
+                f"exec in sandbox {self.id!r} (pod {pod}) failed: {redact(str(exc.reason))}"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"Sandbox(id={self.id!r}, namespace={self.namespace!r}, phase={self.phase!r})"
@@ -124,11 +171,29 @@ class ProcessClient:
         Returns exit code, stdout and stderr (a non-zero exit is a result, not an error). With ``timeout``
         (seconds) the command is stopped when it runs longer and ``ProcessTimeoutError`` is raised.
         """
+        return self._execute(command, cwd=cwd, env=env, timeout=timeout)
+
+    def _execute(
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        sink: OutputSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ProcessResult:
+        """``execute``, streaming: with ``sink``, each piece of output goes to ``sink(channel, bytes)`` as it
+        arrives (1 stdout, 2 stderr) and the result's ``stdout``/``stderr`` are empty; when ``cancel`` is
+        set, reading stops and ``ProcessError`` says the call was cancelled (the caller stops the command).
+        For callers that must bound memory whatever a command prints (the MCP server)."""
         sandbox = self._sandbox
         with sandbox._bound()._telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id):
             argv = build_exec_argv(command, cwd=cwd, env=env, timeout=timeout)
             deadline = None if timeout is None else timeout + CLIENT_GRACE_S
-            outcome = sandbox._exec(argv, deadline_s=deadline)
+            outcome = sandbox._exec(argv, deadline_s=deadline, sink=sink, cancel=cancel)
+            if outcome.cancelled:
+                raise ProcessError(f"command in sandbox {sandbox.id!r} was cancelled")
             stdout = outcome.stdout.decode("utf-8", errors="replace")
             stderr = outcome.stderr.decode("utf-8", errors="replace")
             timed_out = outcome.status is None or (
@@ -167,12 +232,35 @@ class FilesystemClient:
 
     def read(self, path: str) -> bytes:
         """The bytes of the file at ``path``."""
+        data = self._read(path)
+        assert data is not None
+        return data
+
+    def _read(
+        self, path: str, *, limit: int | None = None, cancel: threading.Event | None = None
+    ) -> bytes | None:
+        """``read``, bounded: with ``limit``, None when the file has more than ``limit`` bytes. At most
+        ``limit + 1`` bytes are asked for (``head -c``) and kept, whatever the sandbox sends back (its code,
+        ``head`` included, is not trusted), so the memory is bounded (the MCP server's read_file). Setting
+        ``cancel`` stops the reading (``FilesystemError``)."""
         sandbox = self._sandbox
         with sandbox._bound()._telemetry.operation(c.SDK_OP_FILESYSTEM_READ, sandbox.id) as op:
-            outcome = sandbox._exec(["cat", "--", path])
+            if limit is None:
+                outcome = sandbox._exec(["cat", "--", path])
+                data = outcome.stdout
+            else:
+                cancel = cancel if cancel is not None else threading.Event()
+                sink = LimitSink(limit, cancel)
+                argv = ["head", "-c", str(limit + 1), "--", path]
+                outcome = sandbox._exec(argv, sink=sink, cancel=cancel)
+                if sink.over:
+                    return None
+                stderr = bytes(sink.stderr.head + sink.stderr.tail)
+                outcome = dataclasses.replace(outcome, stderr=stderr)
+                data = bytes(sink.stdout)
             self._check(outcome, path, "read")
-            op.set_attribute("leap0.filesystem.bytes", len(outcome.stdout))
-            return outcome.stdout
+            op.set_attribute("leap0.filesystem.bytes", len(data))
+            return data
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
         return self.read(path).decode(encoding)

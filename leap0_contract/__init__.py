@@ -41,6 +41,16 @@ MAX_MEMORY_MIB: Final = 8192
 DEFAULT_TIMEOUT_S: Final = 300
 MIN_TIMEOUT_S: Final = 1
 MAX_TIMEOUT_S: Final = 28800
+# spec.idleTimeout: seconds without an SDK/MCP operation before a running sandbox is paused.
+MIN_IDLE_TIMEOUT_S: Final = 1
+MAX_IDLE_TIMEOUT_S: Final = 86400
+# spec.onTimeout: what reaching `timeout` does.
+ON_TIMEOUT_DELETE: Final = "Delete"  # the pod is deleted and the sandbox Expired (final)
+ON_TIMEOUT_PAUSE: Final = "Pause"  # the sandbox is paused (needs a persistent workspace)
+ON_TIMEOUT_ACTIONS: Final = (ON_TIMEOUT_DELETE, ON_TIMEOUT_PAUSE)
+DEFAULT_ON_TIMEOUT: Final = ON_TIMEOUT_DELETE
+# SandboxTemplate spec.pausedRetention: seconds a paused sandbox is kept before it is deleted (unset: kept).
+MAX_PAUSED_RETENTION_S: Final = 31536000
 
 # --- Network policy and pod security (spec.network, SandboxTemplate podSecurity) -------------------
 # spec.network.policy: the sandbox pod's egress (never ingress), one NetworkPolicy per Sandbox.
@@ -66,12 +76,29 @@ SIDECAR_GID: Final = 65532
 # The Sandbox fields a template may lock: a Sandbox using it may not set them to anything but the template's
 # value (for network, DenyAll is always allowed: it only narrows). Unset lockedFields: ["network"] when the
 # template sets a network, else none.
-LOCKABLE_FIELDS: Final = ("image", "vcpu", "memory", "disk", "env", "command", "args", "telemetry", "network")
+LOCKABLE_FIELDS: Final = (
+    "image",
+    "vcpu",
+    "memory",
+    "disk",
+    "env",
+    "command",
+    "args",
+    "telemetry",
+    "network",
+    "workspace",
+    "idleTimeout",
+    "onTimeout",
+)
 DEFAULT_LOCKED_FIELDS: Final = ("network",)
 
 # --- Pod layout ---------------------------------------------------------------------------------
 SANDBOX_CONTAINER: Final = "sandbox"
 TELEMETRY_CONTAINER: Final = "telemetry"
+# spec.workspace.persistent: the workspace is a PersistentVolumeClaim named <sandbox> + this suffix, owned by
+# the Sandbox, of `disk` MiB (this size when the Sandbox and its template set no disk).
+WORKSPACE_CLAIM_SUFFIX: Final = "-workspace"
+DEFAULT_PERSISTENT_WORKSPACE_MIB: Final = 1024
 OTLP_GRPC_PORT: Final = 4317
 OTLP_HTTP_PORT: Final = 4318
 
@@ -85,6 +112,15 @@ NAMESPACE_ORG_LABEL: Final = "leap0.dev/org-id"
 LABEL_CREATED_BY: Final = "leap0.dev/created-by"
 CREATED_BY_MCP: Final = "mcp"
 LABEL_MCP_OWNER: Final = "leap0.dev/mcp-owner"
+# ... and the proof that the owner label is the server's own: an HMAC of namespace, name, uid and owner under
+# the server's key (`leap0 mcp --owner-key-file`), so a label planted by a third party is not ownership.
+ANNOTATION_MCP_OWNER_SIGNATURE: Final = "leap0.dev/mcp-owner-signature"
+# On a Sandbox: when an SDK or MCP operation last used it (RFC 3339), for spec.idleTimeout. The SDKs write it
+# at most once per ACTIVITY_WRITE_INTERVAL_S per sandbox; the operator ignores a time more than
+# ACTIVITY_CLOCK_SKEW_S in its future (so a forged time cannot keep a sandbox from its idle pause).
+ANNOTATION_LAST_ACTIVITY: Final = "leap0.dev/last-activity"
+ACTIVITY_WRITE_INTERVAL_S: Final = 30
+ACTIVITY_CLOCK_SKEW_S: Final = 60
 # On a Secret: its owner lets every Sandbox of the namespace reference it from env (valueFrom.secretKeyRef).
 # Without it, only a Secret owned by the Sandbox itself (an ownerReference with its uid) may be referenced.
 LABEL_SANDBOX_ENV: Final = "leap0.dev/sandbox-env"
@@ -94,6 +130,9 @@ SANDBOX_ENV_ALLOWED: Final = "true"
 ATTR_SANDBOX_ID: Final = "leap0.sandbox.id"
 ATTR_ORG_ID: Final = "leap0.org.id"
 ATTR_TEMPLATE_ID: Final = "leap0.template.id"
+# Attribute keys an app may not send at any level (``leap0``, ``leap0.*`` and what backends fold into them,
+# ``leap0_*``...): the sidecar removes them, so the identity above is the only one (sidecar/identity.py).
+RESERVED_ATTRIBUTE_PREFIX: Final = "leap0"
 # Which source the sandbox metrics come from: one of the SOURCE_* values below.
 ATTR_METRICS_SOURCE: Final = "leap0.metrics.source"
 SOURCE_CGROUP_V2: Final = "cgroup-v2"
@@ -159,6 +198,9 @@ ENV_OTLP_HTTP_ENDPOINT: Final = "LEAP0_OTLP_HTTP_ENDPOINT"
 ENV_METRICS_INTERVAL: Final = "LEAP0_METRICS_INTERVAL"
 ENV_SDK_OTEL_ENABLED: Final = "LEAP0_SDK_OTEL_ENABLED"
 ENV_MCP_TOKEN: Final = "LEAP0_MCP_TOKEN"  # the bearer token of `leap0 mcp --http`
+# Set by the MCP server on each command it runs (a random value per call), so a cancelled call's processes,
+# however they detached, can be found in the sandbox (by their environment) and stopped.
+ENV_MCP_EXEC_ID: Final = "LEAP0_MCP_EXEC_ID"
 # The sidecar's own settings (defaults in leap0_sidecar.config).
 ENV_HEALTH_ENDPOINT: Final = "LEAP0_HEALTH_ENDPOINT"
 ENV_SIDECAR_QUEUE_BYTES: Final = "LEAP0_SIDECAR_QUEUE_BYTES"
@@ -192,7 +234,8 @@ PHASE_PENDING: Final = "Pending"
 PHASE_RUNNING: Final = "Running"
 PHASE_FAILED: Final = "Failed"
 PHASE_EXPIRED: Final = "Expired"
-PHASES: Final = (PHASE_PENDING, PHASE_RUNNING, PHASE_FAILED, PHASE_EXPIRED)
+PHASE_PAUSED: Final = "Paused"  # no pod, the persistent workspace kept; spec.paused false resumes it
+PHASES: Final = (PHASE_PENDING, PHASE_RUNNING, PHASE_PAUSED, PHASE_FAILED, PHASE_EXPIRED)
 TERMINAL_PHASES: Final = (PHASE_FAILED, PHASE_EXPIRED)
 
 CONDITION_READY: Final = "Ready"
@@ -231,6 +274,22 @@ REASON_CREATE_CONTAINER_ERROR: Final = "CreateContainerError"
 REASON_RUN_CONTAINER_ERROR: Final = "RunContainerError"
 # Event only (a Warning): deleting the pod of an expired sandbox, or the Sandbox after retention, failed.
 REASON_EXPIRY_DELETION_FAILED: Final = "ExpiryDeletionFailed"
+# Pause and resume. Phase Paused with why: spec.paused was set, spec.idleTimeout passed without use, or
+# `timeout` was reached under onTimeout Pause. Resuming: Pending on the way back to Running.
+REASON_PAUSED: Final = "Paused"
+REASON_IDLE_PAUSED: Final = "IdlePaused"
+REASON_TIMEOUT_PAUSED: Final = "TimeoutPaused"
+REASON_RESUMING: Final = "Resuming"
+# The Paused condition: True while paused; False with Resumed after a resume, or with PauseRefused when a
+# pause was asked of a sandbox that cannot be paused (no persistent workspace, or Failed).
+REASON_RESUMED: Final = "Resumed"
+REASON_PAUSE_REFUSED: Final = "PauseRefused"
+# Event only (a Warning): the workspace's PersistentVolumeClaim was gone when the sandbox resumed (a new,
+# empty one was created).
+REASON_WORKSPACE_LOST: Final = "WorkspaceLost"
+# Failed: a PersistentVolumeClaim of the workspace's name exists and is not this Sandbox's (its pod would
+# mount someone else's volume): the sandbox gets no pod.
+REASON_WORKSPACE_CONFLICT: Final = "WorkspaceConflict"
 
 # Seconds a sandbox may take from pod creation to Running (operator --startup-timeout; a template's
 # spec.startupTimeout wins).
@@ -243,6 +302,8 @@ EVENT_TYPE_WARNING: Final = "Warning"
 
 # A second condition: the pod's spec was edited after creation (reported, never reverted).
 CONDITION_POD_SPEC_DRIFT: Final = "PodSpecDrift"
+# A third, once a sandbox was paused or a pause was refused (never removed after: it turns False).
+CONDITION_PAUSED: Final = "Paused"
 
 # --- Operator bookkeeping on objects it owns ---------------------------------------------------------
 # kopf's own storage (diff base, progress, peering) lives under this prefix.
@@ -289,6 +350,8 @@ SDK_OP_SANDBOXES_GET: Final = "sandboxes.get"
 SDK_OP_SANDBOXES_LIST: Final = "sandboxes.list"
 SDK_OP_SANDBOXES_DELETE: Final = "sandboxes.delete"
 SDK_OP_SANDBOXES_SET_TIMEOUT: Final = "sandboxes.set_timeout"
+SDK_OP_SANDBOXES_PAUSE: Final = "sandboxes.pause"
+SDK_OP_SANDBOXES_RESUME: Final = "sandboxes.resume"
 SDK_OP_PROCESS_EXECUTE: Final = "process.execute"
 SDK_OP_FILESYSTEM_READ: Final = "filesystem.read"
 SDK_OP_FILESYSTEM_WRITE: Final = "filesystem.write"
@@ -343,6 +406,10 @@ OPERATOR_METRIC_RECONCILES: Final = "leap0_reconcile_total"
 OPERATOR_METRIC_API_REQUESTS: Final = "leap0_api_requests_total"
 OPERATOR_METRIC_QUEUE_DEPTH: Final = "leap0_work_queue_depth"
 OPERATOR_METRIC_EXPIRY_LATENESS: Final = "leap0_expiry_lateness_seconds"
+# From the operator deciding a pause (spec.paused seen, idle or timeout) to the sandbox's pod being gone; from
+# seeing spec.paused turned false to the sandbox Running again.
+OPERATOR_METRIC_PAUSE_DURATION: Final = "leap0_sandbox_pause_duration_seconds"
+OPERATOR_METRIC_RESUME_DURATION: Final = "leap0_sandbox_resume_duration_seconds"
 OPERATOR_LABEL_PHASE: Final = "phase"
 OPERATOR_LABEL_RESULT: Final = "result"
 OPERATOR_LABEL_METHOD: Final = "method"

@@ -92,6 +92,17 @@ def kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]
     stand_in.stop()
 
 
+@pytest.fixture
+def running_kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandInKubelet]:
+    """Plays the kubelet of the test's namespace, each new pod Running from now (a resumed pod gets a start
+    time of its own)."""
+    from sdk_support import StandInKubelet, kubelet_running_now
+
+    stand_in = StandInKubelet(apiserver.api_client(), namespace, kubelet_running_now).start()
+    yield stand_in
+    stand_in.stop()
+
+
 # --- The real control plane (leap0_dev.controlplane; tests marked `realk8s`) --------------------------
 _build_error: list[str] = []
 _collector_error: list[str] = []

@@ -3,17 +3,22 @@ plays the kubelet. The operator process fixtures are in tests/e2e/operator/conft
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from kubernetes import client
-from support import subprocess_env
+from support import subprocess_env, wait_for
 
 import leap0_contract as contract
+from leap0_dev.apiserver.routing import parse_resource_path
+from leap0_dev.apiserver.server import user_agent_product
 
 API_ERRORS = (client.ApiException,)  # what the probes may raise before the object exists: "not yet"
 
@@ -135,3 +140,70 @@ def play_kubelet(api: client.ApiClient, namespace: str, name: str, *, sandbox_st
 
 
 RUNNING = {"running": {"startedAt": "2026-01-01T00:00:02Z"}}
+
+
+class OperatorCalls:
+    """Every resource request the operator process (user agent ``kopf``) makes, as the RBAC verb it needs."""
+
+    VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+    def __init__(self, apiserver: Any) -> None:
+        self.server = apiserver.server
+        self.seen: set[tuple[str, str, str]] = set()
+
+    def __call__(self, request: web.Request) -> web.StreamResponse | None:
+        if user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
+            return None
+        target = parse_resource_path(request.path)
+        if target is None:  # discovery: allowed to every authenticated user
+            return None
+        resource = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
+        if request.method == "GET":
+            watch = request.query.get("watch", "").lower() in ("1", "true")
+            verb = "get" if target.name else "watch" if watch else "list"
+        elif request.method == "DELETE":
+            verb = "delete" if target.name else "deletecollection"
+        else:
+            verb = self.VERBS[request.method]
+        self.seen.add((target.group, resource, verb))
+        return None
+
+    def __enter__(self) -> OperatorCalls:
+        self.server.intercept = self
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.intercept = None
+
+
+def operator_writes(apiserver: Any) -> int:
+    with urllib.request.urlopen(f"{apiserver.url}/leap0/stats", timeout=10) as response:
+        stats: dict[str, Any] = json.load(response)
+    return int(stats["mutations"].get("kopf", 0))
+
+
+def sandbox_events(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events about Sandbox ``name``, oldest first."""
+    listed = core(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=Sandbox,involvedObject.name={name}"
+    )
+    items = sorted(listed.items, key=lambda e: int(e.metadata.resource_version))
+    return [(e.type, e.reason, e.message) for e in items]
+
+
+def events_once(api: client.ApiClient, namespace: str, name: str, count: int) -> list[tuple[str, str, str]]:
+    """The Sandbox's Events once there are ``count`` (an Event is posted just after its status write)."""
+
+    def probe() -> list[tuple[str, str, str]] | None:
+        events = sandbox_events(api, namespace, name)
+        return events if len(events) >= count else None
+
+    return wait_for(probe, timeout=20, what=f"{count} events on {name}", ignore=API_ERRORS)
+
+
+def reason_is(api: client.ApiClient, namespace: str, name: str, reason: str) -> Callable[[], Any]:
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = sandbox(api, namespace, name).get("status") or {}
+        return status if status.get("reason") == reason else None
+
+    return probe

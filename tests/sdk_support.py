@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -232,6 +233,17 @@ def kubelet_running_status(pod: dict[str, Any]) -> dict[str, Any]:
         "initContainerStatuses": statuses("initContainers"),
         "containerStatuses": statuses("containers"),
     }
+
+
+def kubelet_running_now(pod: dict[str, Any]) -> dict[str, Any]:
+    """The running status a kubelet writes now (each new pod, a resumed one too, gets its own start time)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = kubelet_running_status(pod)
+    status["startTime"] = now
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status[key]:
+            cs["state"] = {"running": {"startedAt": now}}
+    return status
 
 
 def kubelet_image_pull_status(pod: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,28 @@ def resource_attributes(resource: Any) -> dict[str, str]:
     return {kv.key: kv.value.string_value for kv in resource.attributes}
 
 
+def reserved_attributes(message: Message, path: str = "") -> list[str]:
+    """Where an attribute with a reserved (``leap0``) key is, at any level below ``message`` but the
+    resources' (whose identity the caller checks): ``.resource_spans[0].scope_spans[0].spans[1].attributes
+    [leap0.org.id]``. Values (``AnyValue``) are data and not looked into."""
+    from leap0_sidecar.identity import is_reserved_key
+
+    found: list[str] = []
+    for descriptor, value in message.ListFields():
+        kind = descriptor.message_type
+        if kind is None or kind.name in ("AnyValue", "Resource"):
+            continue
+        here = f"{path}.{descriptor.name}"
+        if kind.name == "KeyValue":
+            found += [f"{here}[{kv.key}]" for kv in value if is_reserved_key(kv.key)]
+        elif descriptor.is_repeated:
+            for i, item in enumerate(value):
+                found += reserved_attributes(item, f"{here}[{i}]")
+        else:
+            found += reserved_attributes(value, here)
+    return found
+
+
 PROTOBUF = {"content-type": "application/x-protobuf"}
 
 

@@ -408,6 +408,35 @@ def map_paths(env: Mapping[str, str], mounts: Mapping[str, str]) -> dict[str, st
     return out
 
 
+def map_argv(argv: Sequence[str], mounts: Mapping[str, str]) -> list[str]:
+    """A command line whose paths under a mount (a whole argument, or a word inside a ``sh -c`` script such
+    as ``cat /workspace/notes.txt``) point at the local directory standing in for the volume."""
+    if not mounts:
+        return list(argv)
+    ordered = sorted(mounts.items(), key=lambda m: -len(m[0]))
+    pattern = re.compile(
+        "|".join(rf"(?<![\w./-]){re.escape(path.rstrip('/'))}(?=/|$|[\s'\"`;|&)])" for path, _ in ordered)
+    )
+    local = {path.rstrip("/"): target for path, target in ordered}
+    return [pattern.sub(lambda m: local[m.group(0)], arg) for arg in argv]
+
+
+def claim_dir_name(namespace: str, claim: str, uid: str) -> str:
+    """The folder standing in for a PersistentVolumeClaim's volume: one per claim (its uid: a claim deleted
+    and created again gets a new, empty one), shared by every pod that mounts it, kept between them."""
+    return f"{namespace}_{claim}_{uid[:8]}"
+
+
+def claim_names(pod: Obj) -> dict[str, str]:
+    """Volume name -> the PersistentVolumeClaim it mounts, for the pod's ``persistentVolumeClaim`` volumes."""
+    out: dict[str, str] = {}
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        source = volume.get("persistentVolumeClaim")
+        if isinstance(source, Mapping) and source.get("claimName"):
+            out[str(volume["name"])] = str(source["claimName"])
+    return out
+
+
 # --- NetworkPolicies: recorded, not enforced (the local runner has no pod network) -------------------------
 
 

@@ -14,11 +14,13 @@ import {
   Leap0Error,
   SandboxFailedError,
   SandboxNotFoundError,
+  SandboxNotRunningError,
   SandboxTimeoutError,
   SandboxValidationError,
 } from "./errors.js";
 import { loadKubeConfig, resolveNamespace } from "./kube.js";
 import {
+  activityPatch,
   apiErrorMessage,
   apiErrorReason,
   buildOtelSecret,
@@ -32,9 +34,17 @@ import {
   normalizeEnv,
   otelExportEnv,
   otelSecretName,
+  pauseRefusal,
+  pauseRefused,
+  pauseVerdict,
+  recordsActivity,
   resolveCreateArgs,
+  resumeVerdict,
+  type SandboxData,
   sandboxFields,
+  type Verdict,
   waitVerdict,
+  type WorkspaceSpec,
 } from "./models.js";
 import { Sandbox } from "./sandbox.js";
 import { makeTelemetry, type MeterProviderLike, type Telemetry, type TracerProviderLike } from "./telemetry.js";
@@ -55,6 +65,16 @@ export interface Leap0ClientOptions {
   /** Providers used when SDK telemetry is on (default: the application's global ones, else the SDK's own). */
   tracerProvider?: TracerProviderLike;
   meterProvider?: MeterProviderLike;
+  /** An operation on a paused sandbox resumes it first and waits until it is Running (default true); false
+   * rejects with `SandboxNotRunningError` instead. */
+  autoResume?: boolean;
+}
+
+export interface WaitOptions {
+  /** Wait until the sandbox is Paused (pause) or Running (resume); default true. */
+  wait?: boolean;
+  /** Seconds to wait (default 180). */
+  waitTimeout?: number;
 }
 
 export interface CreateSandboxOptions {
@@ -88,6 +108,12 @@ export interface CreateSandboxOptions {
   telemetrySidecar?: boolean;
   /** `spec.network`, passed through as given. */
   network?: NetworkSpec;
+  /** `spec.workspace`: `{ persistent: true }` puts /workspace on a PersistentVolumeClaim kept while paused. */
+  workspace?: WorkspaceSpec;
+  /** Seconds without an SDK or MCP operation before the sandbox is paused (needs a persistent workspace). */
+  idleTimeout?: number;
+  /** `Delete` (default) or `Pause` when the timeout is reached. */
+  onTimeout?: string;
   /** The sandbox id (default: `sbx-` and random characters). */
   name?: string;
   labels?: Record<string, string>;
@@ -129,7 +155,10 @@ export class Leap0Client {
   readonly core: CoreV1Api;
   /** @internal */
   readonly telemetry: Telemetry;
+  readonly autoResume: boolean;
   #closed = false;
+  /** When this client last recorded the use of each sandbox (ms, monotonic). */
+  readonly #activity = new Map<string, number>();
 
   constructor(options: Leap0ClientOptions = {}) {
     const env = { ...process.env };
@@ -139,7 +168,38 @@ export class Leap0Client {
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.telemetry = makeTelemetry(options.sdkOtelEnabled, env, options.tracerProvider, options.meterProvider);
+    this.autoResume = options.autoResume ?? true;
     this.sandboxes = new SandboxesClient(this);
+  }
+
+  /**
+   * @internal Record that a sandbox is being used (for its idleTimeout): the `leap0.dev/last-activity`
+   * annotation, at most once per `ACTIVITY_WRITE_INTERVAL_S` per sandbox from this client, and only for
+   * sandboxes that can go idle. Best effort: a failed write is ignored, the operation goes on.
+   */
+  async recordUse(data: SandboxData): Promise<void> {
+    if (!recordsActivity(data)) return;
+    const namespace = data.namespace || this.namespace;
+    const key = `${namespace}/${data.id}`;
+    const now = performance.now();
+    const last = this.#activity.get(key);
+    if (last !== undefined && now - last < c.ACTIVITY_WRITE_INTERVAL_S * 1000) return;
+    this.#activity.set(key, now);
+    try {
+      await this.custom.patchNamespacedCustomObject(
+        {
+          group: c.GROUP,
+          version: c.VERSION,
+          namespace,
+          plural: c.SANDBOX_PLURAL,
+          name: data.id,
+          body: activityPatch(new Date()),
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    } catch {
+      this.#activity.delete(key);
+    }
   }
 
   /** Whether the SDK's own telemetry is on. */
@@ -224,7 +284,7 @@ export class SandboxesClient {
       const name = (obj.metadata as JsonObject).name as string;
       op.setSandboxId(name);
       if (options.wait === false) return this.#bind(obj);
-      return this.#bind(await this.#waitRunning(obj, waitTimeout));
+      return this.#bind(await this.#wait(obj, waitTimeout, waitVerdict, "Running", "starting"));
     });
   }
 
@@ -260,6 +320,9 @@ export class SandboxesClient {
         args: options.args,
         telemetry: options.telemetrySidecar,
         network: options.network,
+        workspace: options.workspace,
+        idleTimeout: options.idleTimeout,
+        onTimeout: options.onTimeout,
         labels: options.labels,
       });
       let obj: JsonObject;
@@ -291,8 +354,18 @@ export class SandboxesClient {
     throw new ApiError("could not find a free sandbox name", { status: 409 });
   }
 
-  /** Watch the Sandbox (field selector on its name, from the create's resourceVersion) until Running. */
-  async #waitRunning(obj: JsonObject, waitTimeout: number): Promise<JsonObject> {
+  /**
+   * Watch the Sandbox (field selector on its name, from `obj`'s resourceVersion) until `verdict` says `done`
+   * (`goal` and `doing` name it in the errors: `Running`, `starting`); `failed` rejects with the operator's
+   * reason.
+   */
+  async #wait(
+    obj: JsonObject,
+    waitTimeout: number,
+    verdict: (raw: JsonObject) => Verdict,
+    goal: string,
+    doing: string,
+  ): Promise<JsonObject> {
     const meta = obj.metadata as JsonObject;
     const name = meta.name as string;
     const ns = this.#ns;
@@ -300,16 +373,16 @@ export class SandboxesClient {
     let latest = obj;
     let resourceVersion = meta.resourceVersion as string | undefined;
     for (;;) {
-      const verdict = waitVerdict(latest);
-      if (verdict === "running") return latest;
+      const where = verdict(latest);
+      if (where === "done") return latest;
       const sb = sandboxFields(latest);
-      if (verdict === "failed") {
+      if (where === "failed") {
         throw new SandboxFailedError(name, sb.phase ?? c.PHASE_FAILED, sb.reason, sb.message);
       }
       const remaining = (deadline - performance.now()) / 1000;
       if (remaining <= 0) {
         throw new SandboxTimeoutError(
-          `sandbox '${name}' not Running after ${waitTimeout} s ` +
+          `sandbox '${name}' not ${goal} after ${waitTimeout} s ` +
             `(phase ${sb.phase || "none yet"}${sb.reason ? ", " + sb.reason : ""})`,
           { sandboxId: name, ...(sb.phase ? { phase: sb.phase } : {}), ...(sb.reason ? { reason: sb.reason } : {}) },
         );
@@ -359,7 +432,7 @@ export class SandboxesClient {
               }
               if (objMeta.name !== name) return;
               latest = object;
-              if (waitVerdict(latest) !== "pending") finish({ kind: "verdict" });
+              if (verdict(latest) !== "pending") finish({ kind: "verdict" });
             },
             (err: unknown) => finish(err ? { kind: "error", error: err } : { kind: "ended" }),
           )
@@ -372,7 +445,7 @@ export class SandboxesClient {
           );
       });
       if (result.kind === "deleted") {
-        throw new SandboxNotFoundError(name, ns, `sandbox '${name}' was deleted while starting`);
+        throw new SandboxNotFoundError(name, ns, `sandbox '${name}' was deleted while ${doing}`);
       }
       if (result.kind === "expired" || (result.kind === "error" && httpError(result.error)?.code === 410)) {
         // too old: start again from the current object
@@ -429,7 +502,90 @@ export class SandboxesClient {
     });
   }
 
-  /** Set `spec.timeout` (lifetime in seconds from creation; the API checks 1-28800). */
+  async #patchSpec(sandboxId: string, spec: JsonObject): Promise<JsonObject> {
+    try {
+      return (await this.#client.custom.patchNamespacedCustomObject(
+        { ...this.#crd(), name: sandboxId, body: { spec } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      )) as JsonObject;
+    } catch (err) {
+      raiseApi(err, sandboxId, this.#ns);
+    }
+  }
+
+  /**
+   * Pause a sandbox (`spec.paused: true`): its pod is deleted gracefully (the app gets SIGTERM) and its
+   * persistent workspace kept; with `wait` (the default), resolve once it is Paused. A sandbox without a
+   * persistent workspace cannot be paused: `SandboxValidationError` (reason `PauseRefused`) says how to get
+   * one, and nothing is changed. Pausing a paused sandbox does nothing.
+   */
+  async pause(sandbox: string | Sandbox, options: WaitOptions = {}): Promise<Sandbox> {
+    this.#client.checkOpen();
+    const sandboxId = typeof sandbox === "string" ? sandbox : sandbox.id;
+    return this.#client.telemetry.operation(c.SDK_OP_SANDBOXES_PAUSE, sandboxId, async () => {
+      let obj = await this.#getObj(sandboxId);
+      const refusal = pauseRefusal(obj);
+      if (refusal !== undefined) throw new SandboxValidationError(refusal, { reason: c.REASON_PAUSE_REFUSED });
+      if ((obj.spec as JsonObject | undefined)?.paused !== true)
+        obj = await this.#patchSpec(sandboxId, { paused: true });
+      if (options.wait === false) return this.#bind(obj);
+      const generation = (obj.metadata as JsonObject).generation as number | undefined;
+      try {
+        return this.#bind(
+          await this.#wait(
+            obj,
+            options.waitTimeout ?? DEFAULT_WAIT_TIMEOUT_S,
+            (raw) => pauseVerdict(raw, generation),
+            "Paused",
+            "pausing",
+          ),
+        );
+      } catch (err) {
+        if (!(err instanceof SandboxFailedError)) throw err;
+        const latest = sandboxFields(await this.#getObj(sandboxId));
+        if (latest.phase !== undefined && c.TERMINAL_PHASES.includes(latest.phase)) throw err;
+        // The operator refused it (the workspace came from the template): take the ask back.
+        try {
+          await this.#patchSpec(sandboxId, { paused: false });
+        } catch {
+          // gone meanwhile
+        }
+        throw new SandboxValidationError(pauseRefused(latest) || err.message, { reason: c.REASON_PAUSE_REFUSED });
+      }
+    });
+  }
+
+  /**
+   * Resume a paused sandbox (`spec.paused: false`): a new pod on the same workspace, the same identity, a new
+   * `startedAt`, and its timeout counted again from now; with `wait` (the default), resolve once it is Running.
+   * Resuming a running sandbox does nothing.
+   */
+  async resume(sandbox: string | Sandbox, options: WaitOptions = {}): Promise<Sandbox> {
+    this.#client.checkOpen();
+    const sandboxId = typeof sandbox === "string" ? sandbox : sandbox.id;
+    return this.#client.telemetry.operation(c.SDK_OP_SANDBOXES_RESUME, sandboxId, async () => {
+      let obj = await this.#getObj(sandboxId);
+      const phase = (obj.status as JsonObject | undefined)?.phase as string | undefined;
+      if (phase !== undefined && c.TERMINAL_PHASES.includes(phase)) {
+        throw new SandboxNotRunningError(`sandbox '${sandboxId}' is ${phase}: it cannot be resumed`);
+      }
+      if ((obj.spec as JsonObject | undefined)?.paused === true)
+        obj = await this.#patchSpec(sandboxId, { paused: false });
+      if (options.wait === false) return this.#bind(obj);
+      const generation = (obj.metadata as JsonObject).generation as number | undefined;
+      return this.#bind(
+        await this.#wait(
+          obj,
+          options.waitTimeout ?? DEFAULT_WAIT_TIMEOUT_S,
+          (raw) => resumeVerdict(raw, generation),
+          "Running",
+          "resuming",
+        ),
+      );
+    });
+  }
+
+  /** Set `spec.timeout` (lifetime in seconds from creation, or from the last resume; the API checks 1-28800). */
   async setTimeout(sandbox: string | Sandbox, timeout: number): Promise<Sandbox> {
     this.#client.checkOpen();
     if (typeof timeout !== "number" || !Number.isInteger(timeout)) {

@@ -10,11 +10,17 @@ export const SANDBOX_CONTAINER = "sandbox";
 export const PHASE_RUNNING = "Running";
 export const PHASE_FAILED = "Failed";
 export const PHASE_EXPIRED = "Expired";
+export const PHASE_PAUSED = "Paused";
 export const TERMINAL_PHASES: readonly string[] = [PHASE_FAILED, PHASE_EXPIRED];
 export const CONDITION_READY = "Ready";
+export const CONDITION_PAUSED = "Paused";
+export const REASON_PAUSE_REFUSED = "PauseRefused";
 
 export const LABEL_SANDBOX_ID = "leap0.dev/sandbox-id";
 export const LABEL_MANAGED_BY = "app.kubernetes.io/managed-by";
+/** When an SDK or MCP operation last used a sandbox (for its idleTimeout); written at most this often. */
+export const ANNOTATION_LAST_ACTIVITY = "leap0.dev/last-activity";
+export const ACTIVITY_WRITE_INTERVAL_S = 30;
 export const ATTR_SANDBOX_ID = "leap0.sandbox.id";
 
 export const ENV_SDK_OTEL_ENABLED = "LEAP0_SDK_OTEL_ENABLED";
@@ -28,6 +34,8 @@ export const SDK_OP_SANDBOXES_GET = "sandboxes.get";
 export const SDK_OP_SANDBOXES_LIST = "sandboxes.list";
 export const SDK_OP_SANDBOXES_DELETE = "sandboxes.delete";
 export const SDK_OP_SANDBOXES_SET_TIMEOUT = "sandboxes.set_timeout";
+export const SDK_OP_SANDBOXES_PAUSE = "sandboxes.pause";
+export const SDK_OP_SANDBOXES_RESUME = "sandboxes.resume";
 export const SDK_OP_PROCESS_EXECUTE = "process.execute";
 export const SDK_OP_FILESYSTEM_READ = "filesystem.read";
 export const SDK_OP_FILESYSTEM_WRITE = "filesystem.write";

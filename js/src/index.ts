@@ -6,10 +6,10 @@
  */
 
 export { Leap0Client, SandboxesClient, DEFAULT_WAIT_TIMEOUT_S } from "./client.js";
-export type { CreateSandboxOptions, Leap0ClientOptions } from "./client.js";
+export type { CreateSandboxOptions, Leap0ClientOptions, WaitOptions } from "./client.js";
 export { Sandbox, ProcessClient, FilesystemClient } from "./sandbox.js";
 export type { ExecOptions } from "./exec.js";
-export type { EnvInput, EnvVar, NetworkSpec, ProcessResult, SandboxData } from "./models.js";
+export type { EnvInput, EnvVar, NetworkSpec, ProcessResult, SandboxData, WorkspaceSpec } from "./models.js";
 export type { MeterProviderLike, TracerProviderLike } from "./telemetry.js";
 export {
   ApiError,

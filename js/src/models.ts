@@ -23,6 +23,13 @@ export interface NetworkSpec {
   [key: string]: unknown;
 }
 
+/** `spec.workspace` of a Sandbox: `persistent` (kept while paused) and `storageClassName`. */
+export interface WorkspaceSpec {
+  persistent?: boolean;
+  storageClassName?: string;
+  [key: string]: unknown;
+}
+
 /** What the API says about one Sandbox: its spec as written and the operator's status. */
 export interface SandboxData {
   /** The sandbox id: the Sandbox's `metadata.name`. */
@@ -46,6 +53,13 @@ export interface SandboxData {
   command: string[] | undefined;
   args: string[] | undefined;
   network: NetworkSpec | undefined;
+  workspace: WorkspaceSpec | undefined;
+  /** `spec.paused`: the sandbox is asked to be paused. */
+  paused: boolean | undefined;
+  /** Seconds without an SDK or MCP operation before the sandbox is paused. */
+  idleTimeout: number | undefined;
+  /** `Delete` or `Pause` when the timeout is reached. */
+  onTimeout: string | undefined;
   // status, written by the operator
   phase: string | undefined;
   reason: string | undefined;
@@ -57,6 +71,10 @@ export interface SandboxData {
   podIP: string | undefined;
   startedAt: string | undefined;
   expiresAt: string | undefined;
+  pausedAt: string | undefined;
+  resumedAt: string | undefined;
+  effectiveWorkspace: JsonObject | undefined;
+  effectiveIdleTimeout: number | undefined;
   observedGeneration: number | undefined;
   conditions: JsonObject[];
 }
@@ -85,8 +103,12 @@ function strList(value: unknown): string[] | undefined {
 }
 
 export function readyCondition(status: JsonObject): JsonObject | undefined {
+  return condition(status, c.CONDITION_READY);
+}
+
+export function condition(status: JsonObject, type: string): JsonObject | undefined {
   const conditions = Array.isArray(status.conditions) ? status.conditions : [];
-  return conditions.map(obj).find((cond) => cond.type === c.CONDITION_READY);
+  return conditions.map(obj).find((cond) => cond.type === type);
 }
 
 /** The {@link SandboxData} fields of a Sandbox object as the API returns it. */
@@ -118,6 +140,10 @@ export function sandboxFields(raw: JsonObject): SandboxData {
     command: strList(spec.command),
     args: strList(spec.args),
     network: spec.network === undefined ? undefined : ({ ...obj(spec.network) } as NetworkSpec),
+    workspace: spec.workspace === undefined ? undefined : ({ ...obj(spec.workspace) } as WorkspaceSpec),
+    paused: typeof spec.paused === "boolean" ? spec.paused : undefined,
+    idleTimeout: num(spec.idleTimeout),
+    onTimeout: str(spec.onTimeout),
     phase: str(status.phase),
     reason,
     message,
@@ -128,17 +154,91 @@ export function sandboxFields(raw: JsonObject): SandboxData {
     podIP: str(status.podIP),
     startedAt: str(status.startedAt),
     expiresAt: str(status.expiresAt),
+    pausedAt: str(status.pausedAt),
+    resumedAt: str(status.resumedAt),
+    effectiveWorkspace: status.workspace === undefined ? undefined : { ...obj(status.workspace) },
+    effectiveIdleTimeout: num(status.idleTimeout),
     observedGeneration: num(status.observedGeneration),
     conditions: Array.isArray(status.conditions) ? status.conditions.map(obj) : [],
   };
 }
 
-/** `running`, `failed` (Failed or Expired) or `pending`: where a watched Sandbox stands. */
-export function waitVerdict(raw: JsonObject): "running" | "failed" | "pending" {
+export type Verdict = "done" | "failed" | "pending";
+
+/** `done` (Running), `failed` (Failed or Expired) or `pending`: where a watched Sandbox stands. */
+export function waitVerdict(raw: JsonObject): Verdict {
   const phase = str(obj(raw.status).phase);
-  if (phase === c.PHASE_RUNNING) return "running";
+  if (phase === c.PHASE_RUNNING) return "done";
   if (phase !== undefined && c.TERMINAL_PHASES.includes(phase)) return "failed";
   return "pending";
+}
+
+function seen(status: JsonObject, generation: number | undefined): boolean {
+  return generation === undefined || (num(status.observedGeneration) ?? 0) >= generation;
+}
+
+/**
+ * `done` (Paused), `failed` (the operator refused the pause, or the sandbox ended) or `pending`, judged only
+ * from a status that has seen the `generation` asking for the pause.
+ */
+export function pauseVerdict(raw: JsonObject, generation: number | undefined): Verdict {
+  const status = obj(raw.status);
+  const phase = str(status.phase);
+  if (phase !== undefined && c.TERMINAL_PHASES.includes(phase)) return "failed";
+  if (!seen(status, generation)) return "pending";
+  if (phase === c.PHASE_PAUSED) return "done";
+  if (condition(status, c.CONDITION_PAUSED)?.reason === c.REASON_PAUSE_REFUSED) return "failed";
+  return "pending";
+}
+
+/**
+ * `done` (Running again), `failed` (Failed or Expired) or `pending`, judged only from a status that has
+ * seen the `generation` asking for the resume (a pause still being carried out is not the resumed sandbox).
+ */
+export function resumeVerdict(raw: JsonObject, generation: number | undefined): Verdict {
+  const status = obj(raw.status);
+  const phase = str(status.phase);
+  if (phase !== undefined && c.TERMINAL_PHASES.includes(phase)) return "failed";
+  if (!seen(status, generation)) return "pending";
+  return phase === c.PHASE_RUNNING ? "done" : "pending";
+}
+
+/**
+ * Why a Sandbox cannot be paused, judged before asking (undefined: ask the operator): it ended, or the
+ * operator recorded a workspace that is not persistent (a pause would lose its files).
+ */
+export function pauseRefusal(raw: JsonObject): string | undefined {
+  const name = str(obj(raw.metadata).name) ?? "";
+  const status = obj(raw.status);
+  const phase = str(status.phase);
+  if (phase !== undefined && c.TERMINAL_PHASES.includes(phase)) {
+    return `sandbox '${name}' is ${phase}: only a Pending or Running sandbox can be paused`;
+  }
+  if (status.workspace !== undefined && obj(status.workspace).persistent === false) {
+    return (
+      `sandbox '${name}' cannot be paused: its workspace is an emptyDir, whose files a pause would lose. ` +
+      "Create it with workspace: { persistent: true } (or from a template with workspace.persistent: true) " +
+      "to be able to pause it"
+    );
+  }
+  return undefined;
+}
+
+/** Why the operator refused to pause it (its `Paused` condition says `PauseRefused`), or undefined. */
+export function pauseRefused(data: SandboxData): string | undefined {
+  const cond = condition({ conditions: data.conditions }, c.CONDITION_PAUSED);
+  return cond?.reason === c.REASON_PAUSE_REFUSED ? String(cond.message ?? "") : undefined;
+}
+
+/** The merge patch recording use of a sandbox now (`leap0.dev/last-activity`, RFC 3339 in UTC). */
+export function activityPatch(now: Date): JsonObject {
+  const stamp = now.toISOString().replace(/\.\d{3}Z$/, "Z");
+  return { metadata: { annotations: { [c.ANNOTATION_LAST_ACTIVITY]: stamp } } };
+}
+
+/** Using the sandbox is worth recording only when it can go idle (its own or its template's idleTimeout). */
+export function recordsActivity(data: SandboxData): boolean {
+  return data.idleTimeout !== undefined || data.effectiveIdleTimeout !== undefined;
 }
 
 const NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -272,6 +372,9 @@ export interface SandboxBodyInput {
   args?: readonly string[] | undefined;
   telemetry?: boolean | undefined;
   network?: NetworkSpec | undefined;
+  workspace?: WorkspaceSpec | undefined;
+  idleTimeout?: number | undefined;
+  onTimeout?: string | undefined;
   labels?: Record<string, string> | undefined;
   annotations?: Record<string, string> | undefined;
 }
@@ -288,6 +391,9 @@ export function buildSandboxBody(input: SandboxBodyInput): JsonObject {
   if (input.args !== undefined && input.args !== null) spec.args = [...input.args];
   if (input.telemetry !== undefined && input.telemetry !== null) spec.telemetry = { enabled: input.telemetry };
   if (input.network !== undefined && input.network !== null) spec.network = { ...input.network };
+  if (input.workspace !== undefined && input.workspace !== null) spec.workspace = { ...input.workspace };
+  if (input.idleTimeout !== undefined && input.idleTimeout !== null) spec.idleTimeout = input.idleTimeout;
+  if (input.onTimeout !== undefined && input.onTimeout !== null) spec.onTimeout = input.onTimeout;
   const metadata: JsonObject = { name: input.name, namespace: input.namespace };
   if (input.labels && Object.keys(input.labels).length > 0) metadata.labels = { ...input.labels };
   if (input.annotations && Object.keys(input.annotations).length > 0) {

@@ -1,6 +1,6 @@
 /** `Sandbox` objects and their tool calls (`sandbox.process`, `sandbox.filesystem`). */
 
-import type { Leap0Client } from "./client.js";
+import type { Leap0Client, WaitOptions } from "./client.js";
 import * as c from "./constants.js";
 import { FilesystemError, ProcessError, ProcessTimeoutError, SandboxNotRunningError } from "./errors.js";
 import {
@@ -16,6 +16,8 @@ import type { ProcessResult, SandboxData } from "./models.js";
 // Writes go through stdin to `head -c N`, which stops after exactly N bytes: no end-of-input signal is
 // needed, so it works on the v4 channel protocol (which cannot half-close stdin) as well as on v5.
 const WRITE_SCRIPT = 'd=$(dirname -- "$1") && mkdir -p -- "$d" && head -c "$2" > "$1"';
+// While a command runs, its sandbox's use is recorded again this often (the write itself is throttled).
+const RECORD_USE_EVERY_MS = 5000;
 
 /**
  * One sandbox: the Sandbox object's fields plus the calls that act on it. `id` is the Sandbox's
@@ -37,6 +39,11 @@ export class Sandbox {
 
   get isTerminal(): boolean {
     return this.phase !== undefined && c.TERMINAL_PHASES.includes(this.phase);
+  }
+
+  /** Paused, or asked to be (`spec.paused`): an operation needs a resume first. */
+  get isPaused(): boolean {
+    return this.phase === c.PHASE_PAUSED || this.paused === true;
   }
 
   /** @internal */
@@ -61,9 +68,21 @@ export class Sandbox {
     await this.bound().sandboxes.delete(this.id);
   }
 
-  /** Set the sandbox's lifetime to `timeout` seconds counted from its creation (`spec.timeout`). */
+  /** Set the sandbox's lifetime to `timeout` seconds counted from its creation, or its last resume. */
   async setTimeout(timeout: number): Promise<this> {
     this.#updateFrom(await this.bound().sandboxes.setTimeout(this.id, timeout));
+    return this;
+  }
+
+  /** Pause the sandbox: its processes stop, its persistent workspace is kept (`client.sandboxes.pause`). */
+  async pause(options: WaitOptions = {}): Promise<this> {
+    this.#updateFrom(await this.bound().sandboxes.pause(this.id, options));
+    return this;
+  }
+
+  /** Resume the paused sandbox on its workspace (`client.sandboxes.resume`). */
+  async resume(options: WaitOptions = {}): Promise<this> {
+    this.#updateFrom(await this.bound().sandboxes.resume(this.id, options));
     return this;
   }
 
@@ -75,9 +94,21 @@ export class Sandbox {
     return new FilesystemClient(this);
   }
 
-  /** @internal The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it. */
+  /**
+   * @internal The name of the sandbox's running pod, rereading the Sandbox once if the status lacks it; a
+   * paused sandbox is resumed first when the client's `autoResume` is on.
+   */
   async pod(): Promise<string> {
-    if (!this.podName || this.phase !== c.PHASE_RUNNING) await this.refresh();
+    if (!this.podName || this.phase !== c.PHASE_RUNNING || this.paused) await this.refresh();
+    if (this.isPaused) {
+      const client = this.bound();
+      if (!client.autoResume) {
+        throw new SandboxNotRunningError(
+          `sandbox '${this.id}' is paused: call sandbox.resume() first, or create the client with autoResume: true`,
+        );
+      }
+      this.#updateFrom(await client.sandboxes.resume(this.id));
+    }
     if (this.isTerminal || !this.podName) {
       let detail = `phase ${this.phase || "unknown"}`;
       if (this.reason) detail += `, ${this.reason}`;
@@ -90,6 +121,9 @@ export class Sandbox {
   async exec(argv: readonly string[], opts: { stdin?: Buffer; deadlineS?: number } = {}): Promise<ExecOutcome> {
     const client = this.bound();
     const pod = await this.pod();
+    await client.recordUse(this);
+    // A long command keeps recording the use (at most once per ACTIVITY_WRITE_INTERVAL_S): it is not idle.
+    const beat = setInterval(() => void client.recordUse(this), RECORD_USE_EVERY_MS);
     try {
       return await runExec(
         client.kubeConfig,
@@ -100,6 +134,8 @@ export class Sandbox {
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);
       throw new ProcessError(`exec in sandbox '${this.id}' (pod ${pod}) failed: ${detail}`, { cause: err });
+    } finally {
+      clearInterval(beat);
     }
   }
 

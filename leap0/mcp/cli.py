@@ -23,6 +23,26 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--template", default=None, help="SandboxTemplate of create_sandbox when none is given"
     )
     parser.add_argument(
+        "--allowed-templates",
+        metavar="A,B,...",
+        default=None,
+        help="the only SandboxTemplates clients may use (create_sandbox refuses others); the default "
+        "template is --template, else the first of these",
+    )
+    parser.add_argument(
+        "--network-policy",
+        choices=logic.NETWORK_POLICIES,
+        default=None,
+        help="the network policy of every sandbox it creates; clients cannot change it (create_sandbox "
+        "refuses another network)",
+    )
+    parser.add_argument(
+        "--network-allow-cidrs",
+        metavar="CIDR,...",
+        default=None,
+        help="with --network-policy Custom: the address ranges its sandboxes may reach",
+    )
+    parser.add_argument(
         "--max-output",
         type=int,
         default=logic.DEFAULT_MAX_OUTPUT,
@@ -45,6 +65,14 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="owner label of the sandboxes this server creates and may use (default: a random id per "
         "process; set it to keep access to them across restarts)",
+    )
+    parser.add_argument(
+        "--owner-key-file",
+        type=Path,
+        default=None,
+        help="file holding the key (at least 32 bytes) that signs its sandboxes' ownership, so a label "
+        "planted by someone else is not ownership (default: ~/.config/leap0/mcp-owner.key, created on "
+        "first use; set it with --owner to keep access across restarts on another machine or pod)",
     )
     parser.add_argument(
         "--all-sandboxes",
@@ -79,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             kubeconfig=args.kubeconfig,
             template=args.template,
+            allowed_templates=args.allowed_templates,
+            network_policy=args.network_policy,
+            network_allow_cidrs=args.network_allow_cidrs,
+            owner_key_file=args.owner_key_file,
             max_output=args.max_output,
             max_read=args.max_read,
             create_timeout=args.create_timeout,

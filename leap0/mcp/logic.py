@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import leap0_contract as c
+from leap0._exec import HeadTail
+from leap0._redact import redact
 from leap0.models import SandboxData
 
 # Labels of every sandbox the MCP server creates.
@@ -21,11 +26,18 @@ LABEL_CREATED_BY = c.LABEL_CREATED_BY
 CREATED_BY_MCP = c.CREATED_BY_MCP
 LABEL_MCP_OWNER = c.LABEL_MCP_OWNER
 
+ANNOTATION_OWNER_SIGNATURE = c.ANNOTATION_MCP_OWNER_SIGNATURE
+ENV_EXEC_ID = c.ENV_MCP_EXEC_ID
+
 DEFAULT_MAX_OUTPUT = 64 * 1024
 DEFAULT_MAX_READ = 1024 * 1024
 DEFAULT_CREATE_TIMEOUT = 180.0
 MAX_LIST_ENTRIES = 1000
+# list_files reads at most this much of the listing (1,000 entries of 255-byte names fit in a quarter of it)
+MAX_LIST_BYTES = 1024 * 1024
 ENV_TOKEN = c.ENV_MCP_TOKEN
+MIN_TOKEN_BYTES = 32  # the bearer token, and the owner key
+NETWORK_POLICIES = ("Internet", "DenyAll", "AllowAll", "Custom")
 
 # A label value: at most 63 characters, alphanumerics with - _ . inside.
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$")
@@ -56,9 +68,71 @@ def owner_selector(owner: str, all_sandboxes: bool) -> str | None:
     return None if all_sandboxes else f"{LABEL_MCP_OWNER}={owner}"
 
 
-def is_visible(labels: Mapping[str, str], owner: str, all_sandboxes: bool) -> bool:
-    """May this server act on a sandbox with these labels? Only on its owner's, unless --all-sandboxes."""
-    return all_sandboxes or labels.get(LABEL_MCP_OWNER) == owner
+# A Sandbox's name (what the API server accepts: a DNS-1123 subdomain).
+_SANDBOX_ID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SANDBOX_ID_MAX = 253
+
+
+def check_sandbox_id(sandbox_id: str) -> None:
+    """Refuse what cannot be a Sandbox's name before it reaches a URL (ToolFailure saying the rule)."""
+    if len(sandbox_id) <= _SANDBOX_ID_MAX and _SANDBOX_ID.match(sandbox_id):
+        return
+    shown = sandbox_id if len(sandbox_id) <= 80 else sandbox_id[:80] + "..."
+    raise ToolFailure(
+        f"sandbox_id {shown!r} is not a sandbox id: ids are Kubernetes names (lowercase letters, digits, "
+        "'-' and '.', starting and ending with a letter or digit, at most 253 characters), e.g. "
+        "'sbx-1a2b3c4d5e'; call list_sandboxes to see yours"
+    )
+
+
+def owner_signature(key: bytes, namespace: str, name: str, uid: str, owner: str) -> str:
+    """The value of the owner-signature annotation: HMAC-SHA256 over the Sandbox's namespace, name and uid
+    (the uid is new for every object, so a copied signature fails on another Sandbox, even one re-created
+    with the same name) and the owner, under the server's key."""
+    message = "\n".join(("v1", namespace, name, uid, owner)).encode()
+    return "v1." + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def is_owned(obj: Mapping[str, Any], owner: str, key: bytes, all_sandboxes: bool) -> bool:
+    """May this server act on the Sandbox ``obj`` (as the API returns it)? With ``--all-sandboxes`` on any;
+    else only on one labelled with its owner *and* signed with its key for this very object."""
+    if all_sandboxes:
+        return True
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(LABEL_MCP_OWNER) != owner:
+        return False
+    given = (meta.get("annotations") or {}).get(ANNOTATION_OWNER_SIGNATURE)
+    uid = meta.get("uid")
+    if not isinstance(given, str) or not uid:
+        return False
+    expected = owner_signature(
+        key, str(meta.get("namespace", "")), str(meta.get("name", "")), str(uid), owner
+    )
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def owner_key(data: bytes, source: str) -> bytes:
+    """The owner key read from ``source`` (a file): its content without surrounding whitespace, at least
+    32 bytes; ValueError saying what to do otherwise (never quoting the key)."""
+    key = data.strip()
+    if len(key) < MIN_TOKEN_BYTES:
+        raise ValueError(
+            f"the owner key in {source} is {len(key)} bytes: use at least {MIN_TOKEN_BYTES} random bytes "
+            "(e.g. openssl rand -hex 32 > FILE)"
+        )
+    return key
+
+
+def check_token(token: str) -> str:
+    """The bearer token if long enough to resist guessing (32 bytes); ValueError otherwise (never quoting
+    it)."""
+    size = len(token.encode())
+    if size < MIN_TOKEN_BYTES:
+        raise ValueError(
+            f"the bearer token is {size} bytes: use at least {MIN_TOKEN_BYTES} random bytes "
+            "(e.g. openssl rand -hex 32)"
+        )
+    return token
 
 
 def not_found_message(sandbox_id: str) -> str:
@@ -83,10 +157,68 @@ def unknown_arguments(tool: str, arguments: Mapping[str, Any], allowed: frozense
 
 
 # --- create_sandbox ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdminLimits:
+    """What the server's administrator fixed for every sandbox its clients create.
+
+    ``templates``: the templates clients may name (None: any); ``default_template``: the one used when a
+    call names none; ``network``: the ``spec.network`` every sandbox gets (None: the client's choice, else
+    the template's or the operator's default).
+    """
+
+    templates: tuple[str, ...] | None = None
+    default_template: str | None = None
+    network: Mapping[str, Any] | None = None
+
+
+def admin_limits(
+    *,
+    allowed_templates: str | None = None,
+    template: str | None = None,
+    network_policy: str | None = None,
+    network_allow_cidrs: str | None = None,
+) -> AdminLimits:
+    """The limits of ``--allowed-templates a,b``, ``--template``, ``--network-policy`` and
+    ``--network-allow-cidrs``; ValueError naming the flag for a bad combination."""
+    templates: tuple[str, ...] | None = None
+    if allowed_templates is not None:
+        templates = tuple(t.strip() for t in allowed_templates.split(",") if t.strip())
+        if not templates:
+            raise ValueError("--allowed-templates needs at least one template name (a,b,c)")
+        if template is not None and template not in templates:
+            raise ValueError(
+                f"--template {template!r} is not in --allowed-templates ({', '.join(templates)})"
+            )
+        template = template or templates[0]
+    network: dict[str, Any] | None = None
+    cidrs = [x.strip() for x in (network_allow_cidrs or "").split(",") if x.strip()]
+    if network_policy is not None:
+        if network_policy not in NETWORK_POLICIES:
+            raise ValueError(f"--network-policy {network_policy!r}: use one of {', '.join(NETWORK_POLICIES)}")
+        network = {"policy": network_policy}
+        if network_policy == "Custom":
+            if not cidrs:
+                raise ValueError("--network-policy Custom needs --network-allow-cidrs CIDR[,CIDR...]")
+            for cidr in cidrs:
+                try:
+                    ipaddress.ip_network(cidr, strict=True)
+                except ValueError as exc:
+                    raise ValueError(f"--network-allow-cidrs: {cidr!r} is not a CIDR ({exc})") from None
+            network["allowCidrs"] = cidrs
+    if cidrs and network_policy != "Custom":
+        raise ValueError("--network-allow-cidrs is only for --network-policy Custom")
+    return AdminLimits(templates=templates, default_template=template, network=network)
+
+
+def network_text(network: Mapping[str, Any]) -> str:
+    cidrs = network.get("allowCidrs")
+    return str(network["policy"]) + (f" ({', '.join(cidrs)})" if cidrs else "")
+
+
 def create_kwargs(
     *,
     template: str | None,
-    default_template: str | None,
+    default_template: str | None = None,
     vcpu: int | None,
     memory: int | None,
     timeout: int | None,
@@ -94,14 +226,28 @@ def create_kwargs(
     network: Mapping[str, Any] | None,
     owner: str,
     wait_timeout: float = DEFAULT_CREATE_TIMEOUT,
+    limits: AdminLimits | None = None,
+    persistent_workspace: bool | None = None,
+    idle_timeout: int | None = None,
+    on_timeout: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``client.sandboxes.create`` for a create_sandbox call.
 
     Only what was given is passed, so the template's values and the operator's defaults apply to the rest.
     ``network`` is passed only when given (as the Sandbox's ``spec.network``: ``policy`` and ``allowCidrs``).
+    The administrator's ``limits`` come first: a template outside them, or a network other than the one they
+    fix, is refused (ToolFailure saying what is allowed); the fixed network is always passed.
+    ``persistent_workspace`` goes as ``spec.workspace.persistent`` (the storage class stays the template's or
+    the cluster's: not a client's choice).
     """
+    limits = limits or AdminLimits(default_template=default_template)
     kwargs: dict[str, Any] = {"labels": owner_labels(owner), "wait_timeout": wait_timeout}
-    tmpl = template if template else default_template
+    tmpl = template if template else limits.default_template
+    if limits.templates is not None and tmpl not in limits.templates:
+        raise ToolFailure(
+            f"template {tmpl!r} is not allowed on this server: use one of {', '.join(limits.templates)} "
+            f"(or omit template for {limits.default_template!r})"
+        )
     if tmpl:
         kwargs["template"] = tmpl
     for key, value in (("vcpu", vcpu), ("memory", memory), ("timeout", timeout)):
@@ -109,11 +255,26 @@ def create_kwargs(
             kwargs[key] = value
     if env_vars:
         kwargs["env_vars"] = dict(env_vars)
+    if persistent_workspace is not None:
+        kwargs["workspace"] = {"persistent": persistent_workspace}
+    if idle_timeout is not None:
+        kwargs["idle_timeout"] = idle_timeout
+    if on_timeout is not None:
+        kwargs["on_timeout"] = on_timeout
+    spec: dict[str, Any] | None = None
     if network is not None:
-        spec: dict[str, Any] = {"policy": network["policy"]}
+        spec = {"policy": network["policy"]}
         cidrs = network.get("allow_cidrs")
         if cidrs:
             spec["allowCidrs"] = list(cidrs)
+    if limits.network is not None:
+        if spec is not None and spec != dict(limits.network):
+            raise ToolFailure(
+                f"network is fixed by this server's administrator to {network_text(limits.network)}: "
+                "call create_sandbox again without network"
+            )
+        spec = dict(limits.network)
+    if spec is not None:
         kwargs["network"] = spec
     return kwargs
 
@@ -135,16 +296,26 @@ def sandbox_summary(sb: SandboxData) -> dict[str, Any]:
         "timeout": sb.timeout,
         "created_at": iso(sb.created_at),
         "expires_at": iso(sb.expires_at),
+        "persistent_workspace": (
+            bool(sb.effective_workspace.get("persistent"))
+            if sb.effective_workspace is not None
+            else (sb.workspace or {}).get("persistent")
+        ),
+        "paused_at": iso(sb.paused_at),
+        "resumed_at": iso(sb.resumed_at),
     }
 
 
 def after_set_timeout(sb: SandboxData, timeout: int) -> dict[str, Any]:
-    """The summary right after ``spec.timeout`` was set: the expiry is creation + timeout (the operator
-    writes the same ``expiresAt`` to the status a moment later)."""
+    """The summary right after ``spec.timeout`` was set: the expiry is creation (or the last resume) +
+    timeout (the operator writes the same ``expiresAt`` to the status a moment later); none while paused."""
     summary = sandbox_summary(sb)
     summary["timeout"] = timeout
-    if sb.created_at is not None:
-        summary["expires_at"] = iso(sb.created_at + timedelta(seconds=timeout))
+    base = sb.resumed_at or sb.created_at
+    if sb.phase == c.PHASE_PAUSED:
+        summary["expires_at"] = None
+    elif base is not None:
+        summary["expires_at"] = iso(base + timedelta(seconds=timeout))
     return summary
 
 
@@ -162,6 +333,8 @@ def sandbox_text(summary: Mapping[str, Any]) -> str:
         parts.append(", ".join(resources))
     if summary.get("expires_at"):
         parts.append(f"expires {summary['expires_at']}")
+    if summary.get("paused_at") and summary.get("phase") == c.PHASE_PAUSED:
+        parts.append(f"paused since {summary['paused_at']} (resume_sandbox, or any tool call, resumes it)")
     return " ".join(parts)
 
 
@@ -172,21 +345,57 @@ class Capped:
     cut: int  # bytes (UTF-8) left out
 
 
-def cap_output(text: str, limit: int) -> Capped:
-    """Keep at most ``limit`` UTF-8 bytes of ``text``: its head and its tail, with a marker between them.
+def cap_streamed(kept: HeadTail, limit: int) -> Capped:
+    """The text of a stream of which ``kept`` holds the head and tail (``limit`` bytes in all): whole when
+    nothing was cut, else its head and tail with a marker between them saying how many bytes were cut.
 
-    The head shows how a command started, the tail how it ended (errors are usually last). The marker
-    says how many bytes were cut; characters are never split.
+    The head shows how a command started, the tail how it ended (errors are usually last). Characters are
+    never split at the cut.
     """
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return Capped(text, 0)
-    cut = len(data) - limit
-    head_n = limit // 2
-    tail_n = limit - head_n
-    head = data[:head_n].decode("utf-8", errors="ignore")
-    tail = data[len(data) - tail_n :].decode("utf-8", errors="ignore")
-    return Capped(f"{head}\n[... {cut} bytes cut: output longer than {limit} bytes ...]\n{tail}", cut)
+    if not kept.cut:
+        return Capped(bytes(kept.head + kept.tail).decode("utf-8", errors="replace"), 0)
+    head = bytes(kept.head).decode("utf-8", errors="ignore")
+    tail = bytes(kept.tail).decode("utf-8", errors="ignore")
+    return Capped(
+        f"{head}\n[... {kept.cut} bytes cut: output longer than {limit} bytes ...]\n{tail}", kept.cut
+    )
+
+
+def cap_output(text: str, limit: int) -> Capped:
+    """Keep at most ``limit`` UTF-8 bytes of ``text``: its head and its tail (see :func:`cap_streamed`)."""
+    kept = HeadTail(limit // 2, limit - limit // 2)
+    kept.add(text.encode("utf-8"))
+    return cap_streamed(kept, limit)
+
+
+def exec_env(env: Mapping[str, str] | None, exec_id: str) -> dict[str, str]:
+    """The environment of an execute_command call: the client's, plus the call's id
+    (:data:`ENV_EXEC_ID`), which marks every process it starts."""
+    return {**(env or {}), ENV_EXEC_ID: exec_id}
+
+
+# Stops what a cancelled call started, however it detached: every process of the container whose
+# environment holds the call's id (readable: the same user's) gets TERM, then KILL one second later.
+# POSIX sh, tr and grep, and /proc.
+STOP_SCRIPT = r"""
+m="$1=$2"
+pids() {
+  for d in /proc/[0-9]*; do
+    if tr '\000' '\n' < "$d/environ" 2>/dev/null | grep -qx -- "$m"; then echo "${d#/proc/}"; fi
+  done
+}
+p=$(pids)
+[ -n "$p" ] || exit 0
+kill -TERM $p 2>/dev/null
+sleep 1
+p=$(pids)
+[ -z "$p" ] || kill -KILL $p 2>/dev/null
+exit 0
+"""
+
+
+def stop_argv(exec_id: str) -> list[str]:
+    return ["/bin/sh", "-c", STOP_SCRIPT, "leap0-stop", ENV_EXEC_ID, exec_id]
 
 
 def execute_text(exit_code: int, stdout: str, stderr: str, cut_out: int, cut_err: int) -> str:
@@ -316,13 +525,18 @@ def auth_decision(token: str | None, host: str, insecure_no_auth: bool) -> str |
 
 
 # --- errors ------------------------------------------------------------------------------------------
-_LIMITS = "vcpu 1-8, memory 512-8192 MiB (even), timeout 1-28800 s"
+_LIMITS = (
+    "vcpu 1-8, memory 512-8192 MiB (even), timeout 1-28800 s, idle_timeout 1-86400 s with "
+    "persistent_workspace=true"
+)
 
 
 def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
     """The one-line cause of a failed tool call and what to do about it, for every error the SDK raises.
 
-    Also covers the Kubernetes client's connection errors (the API server is down or unreachable).
+    Also covers the Kubernetes client's connection errors (the API server is down or unreachable). URL query
+    strings (an exec URL holds the command and its environment), URL credentials and header values are
+    redacted.
     """
     from leap0.exceptions import (
         ApiError,
@@ -337,11 +551,16 @@ def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
         SandboxValidationError,
     )
 
-    text = " ".join(str(exc).split())
+    text = redact(" ".join(str(exc).split()))
     if isinstance(exc, ToolFailure):
         return text
     if isinstance(exc, SandboxNotFoundError):
         return not_found_message(sandbox_id or exc.sandbox_id)
+    if isinstance(exc, SandboxValidationError) and exc.reason == c.REASON_PAUSE_REFUSED:
+        return (
+            f"{text}. Through this server: create a new sandbox with persistent_workspace=true; this one "
+            "keeps running"
+        )
     if isinstance(exc, SandboxValidationError):
         return f"the API server rejected the request: {text}. Fix that field ({_LIMITS}) and call again"
     if isinstance(exc, SandboxFailedError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leap0._redact import redact
 from leap0.mcp import logic
 
 
@@ -19,6 +21,10 @@ class McpCommand:
     namespace: str | None = None
     kubeconfig: Path | None = None
     template: str | None = None
+    allowed_templates: str | None = None
+    network_policy: str | None = None
+    network_allow_cidrs: str | None = None
+    owner_key_file: Path | None = None
     max_output: int = logic.DEFAULT_MAX_OUTPUT
     max_read: int = logic.DEFAULT_MAX_READ
     create_timeout: float = logic.DEFAULT_CREATE_TIMEOUT
@@ -69,13 +75,50 @@ class BearerAuth:
 
 
 def read_token(token_file: Path | None, env: dict[str, str]) -> str | None:
-    """The bearer token: the file's content (stripped), else ``LEAP0_MCP_TOKEN``, else None."""
+    """The bearer token: the file's content (stripped), else ``LEAP0_MCP_TOKEN``, else None; ValueError
+    when it is shorter than 32 bytes (guessable)."""
     if token_file is not None:
         token = token_file.read_text().strip()
         if not token:
             raise ValueError(f"--token-file {token_file} is empty")
-        return token
-    return env.get(logic.ENV_TOKEN, "").strip() or None
+        return logic.check_token(token)
+    token = env.get(logic.ENV_TOKEN, "").strip()
+    return logic.check_token(token) if token else None
+
+
+def default_owner_key_file(env: dict[str, str]) -> Path:
+    """Where the owner key is kept when ``--owner-key-file`` is not given: ``$XDG_CONFIG_HOME/leap0`` or
+    ``~/.config/leap0``, file ``mcp-owner.key``."""
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "leap0" / "mcp-owner.key"
+
+
+def load_owner_key(path: Path | None, env: dict[str, str]) -> tuple[bytes, str | None]:
+    """The key that signs ownership, and a warning to print (or None).
+
+    ``--owner-key-file`` must exist and hold at least 32 bytes. Without it, the default file is read, or
+    created (mode 0600, 32 random bytes) on first use; where it cannot be, the key lives in this process
+    only, and a restarted server no longer sees the sandboxes it created (said in the warning).
+    """
+    if path is not None:
+        return logic.owner_key(path.read_bytes(), f"--owner-key-file {path}"), None
+    default = default_owner_key_file(env)
+    try:
+        try:
+            return logic.owner_key(default.read_bytes(), str(default)), None
+        except FileNotFoundError:
+            pass
+        default.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(default, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        return logic.owner_key(default.read_bytes(), str(default)), None
+    except OSError as exc:
+        warning = (
+            f"cannot keep an owner key in {default} ({exc.strerror or exc}): this process signs with a key "
+            "of its own, so after a restart it will not see the sandboxes it created; pass --owner-key-file"
+        )
+        return secrets.token_bytes(32), warning
 
 
 def run(cmd: McpCommand) -> int:
@@ -85,6 +128,16 @@ def run(cmd: McpCommand) -> int:
 
     try:
         owner = logic.check_owner(cmd.owner) if cmd.owner else random_owner()
+        limits = logic.admin_limits(
+            allowed_templates=cmd.allowed_templates,
+            template=cmd.template,
+            network_policy=cmd.network_policy,
+            network_allow_cidrs=cmd.network_allow_cidrs,
+        )
+        if cmd.owner or cmd.owner_key_file:
+            owner_key, key_warning = load_owner_key(cmd.owner_key_file, dict(os.environ))
+        else:  # a random owner: nothing to keep across restarts
+            owner_key, key_warning = secrets.token_bytes(32), None
         if cmd.max_output < 64 or cmd.max_read < 1 or cmd.create_timeout <= 0:
             raise ValueError(
                 "--max-output must be at least 64 bytes, --max-read at least 1 byte and --create-timeout "
@@ -99,11 +152,14 @@ def run(cmd: McpCommand) -> int:
                 raise ValueError(refusal)
         client = Leap0Client(namespace=cmd.namespace, kubeconfig=cmd.kubeconfig)
     except (ValueError, OSError, Leap0Error) as exc:
-        print(f"leap0 mcp: {exc}", file=sys.stderr)
+        print(f"leap0 mcp: {redact(str(exc))}", file=sys.stderr)
         return 2
+    if key_warning:
+        print(f"leap0 mcp: {key_warning}", file=sys.stderr)
     options = ServerOptions(
         owner=owner,
-        template=cmd.template,
+        owner_key=owner_key,
+        limits=limits,
         max_output=cmd.max_output,
         max_read=cmd.max_read,
         create_timeout=cmd.create_timeout,
@@ -111,27 +167,44 @@ def run(cmd: McpCommand) -> int:
     )
     print(
         f"leap0 mcp: namespace {client.namespace}, owner {owner}"
-        + (" (all sandboxes of the namespace)" if cmd.all_sandboxes else ""),
+        + (" (all sandboxes of the namespace)" if cmd.all_sandboxes else "")
+        + (f", templates {', '.join(limits.templates)}" if limits.templates else "")
+        + (f", network {logic.network_text(limits.network)}" if limits.network else ""),
         file=sys.stderr,
     )
-    server = build_server(SandboxTools(client, options))
+    tools = SandboxTools(client, options)
+    server = build_server(tools)
     # SIGTERM (kubelet, process managers) ends the server like Ctrl-C, so the client's close() below flushes
     # the SDK's telemetry. In HTTP mode uvicorn shuts down gracefully first, then re-raises the signal here.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if host_port is None:
-            server.run("stdio")
+            _serve_stdio(server)
         else:
             _serve_http(server, host_port[0], host_port[1], token)
     except KeyboardInterrupt:
         pass
     finally:
+        tools.stop_all()  # commands of calls still running (their client left) are stopped first
         client.close()  # sandboxes are left alone: their timeout bounds their life
     return 0
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _serve_stdio(server: Any) -> None:
+    """Serve stdio until the client closes it. A client that left without closing cleanly (its pipe broken
+    while an answer was being written) ends the server the same way: calls still running are cancelled (the
+    caller stops their commands), and nothing more is written to the broken pipe."""
+    try:
+        server.run("stdio")
+    except* (BrokenPipeError, ConnectionResetError):
+        print("leap0 mcp: the client closed the connection", file=sys.stderr)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing buffered is flushed into the broken pipe at exit
+        os.close(devnull)
 
 
 def _serve_http(server: Any, host: str, port: int, token: str | None) -> None:

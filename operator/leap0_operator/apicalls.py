@@ -32,6 +32,24 @@ API_CALLS: list[ApiCall] = [
         "k8s.Api.create_network_policy: each Sandbox's NetworkPolicy, before its pod",
     ),
     ApiCall(
+        "",
+        "persistentvolumeclaims",
+        ("create",),
+        "k8s.Api.create_workspace_claim: a persistent workspace's claim, before its pod",
+    ),
+    ApiCall(
+        "",
+        "persistentvolumeclaims",
+        ("get",),
+        "k8s.Api.read_workspace_claim: an existing claim's owner, checked before it is mounted",
+    ),
+    ApiCall(
+        contract.GROUP,
+        "sandboxes",
+        ("patch",),
+        "k8s.Api.patch_sandbox: spec.paused when idleTimeout or onTimeout Pause pauses a sandbox",
+    ),
+    ApiCall(
         "networking.k8s.io",
         "networkpolicies",
         ("get", "update"),
@@ -44,7 +62,7 @@ API_CALLS: list[ApiCall] = [
         "k8s.Api.secret_metadata: whether a Secret in a sandbox's env is owned by it or labelled "
         "leap0.dev/sandbox-env (metadata only; RBAC cannot grant less than get)",
     ),
-    ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired Sandbox"),
+    ApiCall("", "pods", ("delete",), "k8s.Api.delete_pod: the pod of an expired or paused Sandbox"),
     ApiCall(contract.GROUP, "sandboxes/status", ("patch",), "k8s.Api.patch_sandbox_status: the status"),
     ApiCall(contract.GROUP, "sandboxes", ("delete",), "k8s.Api.delete_sandbox: after retention"),
     ApiCall("", "namespaces", ("get",), "k8s.Api.namespace_labels: the org id label leap0.dev/org-id"),

@@ -33,7 +33,7 @@ from . import k8s, lifecycle, objects, secrets
 from .config import OperatorConfig
 from .network import trim_policy
 from .objects import Key
-from .pod import build_pod, pod_name
+from .pod import build_pod, build_workspace_claim, claim_conflict, claim_name, pod_name
 from .reconcile import (
     Plan,
     failed,
@@ -56,6 +56,8 @@ logger = logging.getLogger("leap0_operator")
 RECONCILE_WORKERS = 32
 # After a watch re-listed, wait this long (the re-list's own events arrive meanwhile), then resync that kind.
 RELIST_SETTLE_S = 1.0
+# A pause the operator decided met a Sandbox changed meanwhile (409): decide again this soon.
+CONFLICT_RETRY_S = 1.0
 
 
 def _own_key(obj: objects.Obj) -> Key | None:
@@ -142,6 +144,8 @@ class Controller:
         self._resync_locks: dict[str, asyncio.Lock] = {}
         self._relists: set[str] = set()  # kinds with a resync pending after a re-list
         self._seen: dict[Key, float] = {}  # first seen without a pod yet (the pod-create histogram)
+        self._pausing: dict[Key, float] = {}  # pause decided, its pod not gone yet (the pause histogram)
+        self._resuming: dict[Key, float] = {}  # resume decided, not Running yet (the resume histogram)
         if metrics is not None:
             metrics.watch(self.phase_counts, self.queue.depth)
 
@@ -160,6 +164,8 @@ class Controller:
         self.writes.forget(key)
         self._failures.pop(key, None)
         self._seen.pop(key, None)
+        self._pausing.pop(key, None)
+        self._resuming.pop(key, None)
         self.wakeups.cancel(key)
 
     def pod_seen(self, key: Key, pod: dict[str, Any] | None) -> None:
@@ -167,6 +173,7 @@ class Controller:
         if pod is None:
             self.pods.delete(key)
             self.writes.pod_gone(key)
+            self._paused(key)
         else:
             self.pods.put(key, pod)
         self.queue.add(key)
@@ -358,19 +365,53 @@ class Controller:
             policy=self.policies.get(key),
         )
 
+    async def _claim(self, observed: Observed, claim: dict[str, Any], expected: bool) -> None:
+        """Create the workspace claim, or make sure the one of that name is the Sandbox's own (a
+        ``kopf.PermanentError`` otherwise: the sandbox fails without a pod). A claim created where one was
+        expected (a resume, a recreated pod) was deleted meanwhile: a Warning says the workspace is new."""
+        namespace, name = observed.key
+        cname = claim_name(name)
+        if await self.api.create_workspace_claim(claim):
+            if expected:
+                lost = lifecycle.workspace_lost_event(cname)
+                logger.warning("Sandbox %s/%s: %s", namespace, name, lost.message)
+                await self.post_events(observed, (lost,))
+            return
+        existing = await self.api.read_workspace_claim(namespace, cname)
+        conflict = claim_conflict(existing, observed.sandbox) if existing is not None else None
+        if conflict is not None:
+            raise k8s.Refused(conflict, contract.REASON_WORKSPACE_CONFLICT)
+
+    def _paused(self, key: Key) -> None:
+        """The pod of a sandbox being paused is gone: the pause is complete."""
+        began = self._pausing.pop(key, None)
+        if began is not None and self.metrics is not None:
+            self.metrics.observe_pause(time.monotonic() - began)
+
     async def execute(self, observed: Observed, decision: Plan) -> str:
         """Carry out ``decision`` (API calls in the plan's order), then schedule the next look. Returns the
-        reconcile's result for the metrics: ``failed`` when it made the Sandbox Failed, else ``ok``."""
+        reconcile's result for the metrics: ``failed`` when it made the Sandbox Failed, ``retry`` when the
+        Sandbox changed under a pause the operator decided, else ``ok``."""
         key = observed.key
         namespace, name = key
         if observed.pod is not None:
             self._seen.pop(key, None)
+        # The operator's own pause (idle, timeout) goes to spec.paused first, conditional on the Sandbox being
+        # as it was decided from: a use or a resume meanwhile wins, and the next look decides again.
+        if decision.sandbox_patch is not None and not await self.api.patch_sandbox(
+            namespace, name, decision.sandbox_patch
+        ):
+            logger.info("Sandbox %s/%s changed while being paused: deciding again", namespace, name)
+            self.wakeups.schedule(key, time.time() + CONFLICT_RETRY_S)
+            return contract.RECONCILE_RETRY
         if decision.effective is not None:
             decision = await self._judge_secrets(observed, decision)
         if decision.network_policy is not None and decision.effective is None:
             await self._write_policy(observed, decision.network_policy, decision.policy_version)
         if decision.effective is not None:
-            # The NetworkPolicy first (none for AllowAll), so the pod never runs unrestricted.
+            # The NetworkPolicy first (none for AllowAll), so the pod never runs unrestricted; then the
+            # workspace claim, which the pod mounts.
+            claim = build_workspace_claim(owner=observed.sandbox, effective=decision.effective)
             manifest = build_pod(
                 owner=observed.sandbox,
                 effective=decision.effective,
@@ -380,8 +421,10 @@ class Controller:
             try:
                 if decision.network_policy is not None:
                     await self._write_policy(observed, decision.network_policy, decision.policy_version)
+                if claim is not None:
+                    await self._claim(observed, claim, decision.claim_expected)
                 created = await self.api.create_pod(manifest)
-            except kopf.PermanentError as exc:  # the API refused it for good: Failed, not retried
+            except kopf.PermanentError as exc:  # refused for good (by the API, or a claim not its own)
                 logger.warning("Sandbox %s/%s: %s (permanent: not retried)", namespace, name, exc)
                 refused = SpecError(getattr(exc, "reason", contract.REASON_INVALID_SPEC), str(exc))
                 decision = failed(observed.sandbox, refused, observed.now, self.config)
@@ -398,6 +441,13 @@ class Controller:
                     pod_name(name),
                 )
         expiring = decision.status is not None and decision.status.get("phase") == contract.PHASE_EXPIRED
+        was = objects.status(observed.sandbox).get("phase")
+        now_phase = decision.status.get("phase") if decision.status is not None else None
+        if now_phase == contract.PHASE_PAUSED and was != contract.PHASE_PAUSED:
+            self._pausing[key] = time.monotonic()
+            self._resuming.pop(key, None)
+        elif was == contract.PHASE_PAUSED and now_phase not in (None, contract.PHASE_PAUSED):
+            self._resuming[key] = time.monotonic()
         if decision.delete_pod and observed.pod is not None:
             pod = objects.name(observed.pod)
             deleted = await self._deleting(
@@ -407,8 +457,12 @@ class Controller:
             if deleted and expiring and self.metrics is not None:
                 expires_at = (decision.status or objects.status(observed.sandbox)).get("expiresAt")
                 self.metrics.observe_expiry(expires_at, datetime.datetime.now(datetime.UTC))
-            why = "expired" if expiring else "did not start in time"
+            why = {contract.PHASE_EXPIRED: "expired", contract.PHASE_PAUSED: "paused"}.get(
+                str(now_phase), "did not start in time"
+            )
             logger.info("Sandbox %s/%s %s: deleted its pod", namespace, name, why)
+        elif now_phase == contract.PHASE_PAUSED and observed.pod is None:
+            self._paused(key)  # no pod to wait for
         if decision.delete_sandbox:
             deleting = self.api.delete_sandbox(namespace, name)
             if await self._deleting(observed, f"Sandbox {name}", deleting, expiring):
@@ -476,13 +530,22 @@ class Controller:
             await self.post_events(observed, (event,))
 
     def _phase_changed(self, observed: Observed, phase: Any) -> str:
-        """After a status write: a new Running phase is a startup (creation to now); a new Failed phase makes
-        the reconcile ``failed``."""
+        """After a status write: a new Running phase is a startup (creation to now) or the end of a resume; a
+        new Failed phase makes the reconcile ``failed``."""
         if objects.status(observed.sandbox).get("phase") == phase:
             return contract.RECONCILE_OK
+        resumed = self._resuming.pop(observed.key, None) if phase != contract.PHASE_PENDING else None
         if phase == contract.PHASE_RUNNING and self.metrics is not None:
-            created = objects.metadata(observed.sandbox).get("creationTimestamp")
-            self.metrics.observe_running(created, datetime.datetime.now(datetime.UTC))
+            now = datetime.datetime.now(datetime.UTC)
+            before = objects.status(observed.sandbox)
+            if resumed is not None:
+                self.metrics.observe_resume(time.monotonic() - resumed)
+            elif before.get("reason") == contract.REASON_RESUMING and before.get("resumedAt"):
+                # resumed before a restart of the operator: from the recorded time
+                self.metrics.observe_resumed(str(before["resumedAt"]), now)
+            else:
+                created = objects.metadata(observed.sandbox).get("creationTimestamp")
+                self.metrics.observe_running(created, now)
         return contract.RECONCILE_FAILED if phase == contract.PHASE_FAILED else contract.RECONCILE_OK
 
     async def _deleting(

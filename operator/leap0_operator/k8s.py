@@ -292,6 +292,37 @@ class Api:
         )
         return {"metadata": dict(objects.metadata(body))} if done else None
 
+    async def create_workspace_claim(self, claim: dict[str, Any]) -> bool:
+        """POST a Sandbox's persistent workspace claim (before its pod); False when it exists already."""
+        return await self._create(
+            "/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+            claim,
+            f"creating PersistentVolumeClaim {claim['metadata']['name']}",
+            invalid_is_permanent=True,
+        )
+
+    async def read_workspace_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a workspace claim that exists already (its owner is checked before it is mounted); None when
+        it went meanwhile."""
+        url = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+        done, body = await self._call(
+            "get", url, f"reading PersistentVolumeClaim {name}", absent=404, read=True
+        )
+        return dict(body) if done and isinstance(body, dict) else None
+
+    async def patch_sandbox(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+        """Merge-patch the Sandbox itself (``spec.paused`` when the operator pauses it), with the
+        resourceVersion precondition the patch carries: False on a conflict (409: it changed meanwhile)."""
+        done, _ = await self._call(
+            "patch",
+            _sandbox_url(namespace, name),
+            f"pausing Sandbox {name}",
+            payload=patch,
+            headers=MERGE_PATCH,
+            absent=409,
+        )
+        return done
+
     async def delete_pod(self, namespace: str, name: str) -> bool:
         """DELETE the pod; False when it is already gone (404)."""
         url = f"/api/v1/namespaces/{namespace}/pods/{name}"

@@ -9,6 +9,8 @@ ends, and which Kubernetes Event each status change posts.
   timeout after its pod was created fails with ``StartupTimeout`` and a message naming the last pod reason.
 - :func:`transition_events` lists the Events one status change posts (one per transition, none when the
   status is unchanged) and :func:`event_body` builds each core/v1 Event.
+- :func:`last_activity` and :func:`idle_deadline`: when a Running sandbox with ``idleTimeout`` counts as idle
+  (from the activity annotation the SDKs and the MCP server write, or its start).
 
 Everything here is unit-tested without a server (``tests/unit/operator/test_operator_lifecycle.py``).
 """
@@ -210,6 +212,40 @@ def startup_timeout_message(state: PodState, timeout_s: int) -> str:
     return f"still {state.reason} after {timeout_s} s: {state.message}; its pod was deleted"
 
 
+# --- idleness ------------------------------------------------------------------------------------------
+def last_activity(annotations: Mapping[str, Any], now: datetime.datetime) -> datetime.datetime | None:
+    """The ``leap0.dev/last-activity`` time, or None when absent, unreadable, or more than the allowed clock
+    skew in the future (a forged far-future time would otherwise keep a sandbox from its idle pause for
+    ever). A time slightly ahead (another machine's clock) counts as now."""
+    raw = annotations.get(contract.ANNOTATION_LAST_ACTIVITY)
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        moment = parse_time(raw)
+    except ValueError:
+        return None
+    if moment > now + datetime.timedelta(seconds=contract.ACTIVITY_CLOCK_SKEW_S):
+        return None
+    return min(moment, now)
+
+
+def idle_deadline(
+    started_at: str | None, activity: datetime.datetime | None, idle_timeout_s: int
+) -> datetime.datetime | None:
+    """When a Running sandbox becomes idle: ``idle_timeout_s`` after the later of its start on this pod
+    (``startedAt``, so a resumed sandbox is not paused again at once) and its last activity; None without a
+    start."""
+    if not started_at:
+        return None
+    try:
+        base = parse_time(started_at)
+    except ValueError:
+        return None
+    if activity is not None and activity > base:
+        base = activity
+    return base + datetime.timedelta(seconds=idle_timeout_s)
+
+
 # --- Events ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class SandboxEvent:
@@ -229,10 +265,11 @@ def transition_events(previous: Mapping[str, Any], desired: Mapping[str, Any]) -
 
     A change of phase, or of reason (``Pending``/``Unschedulable`` → ``CreateContainerConfigError``,
     ``Failed``/``ImagePullError`` → ``StartupTimeout``), posts one Event whose reason is the status reason;
-    ``Warning`` for ``Failed``, ``Normal`` otherwise. Not posted: the first ``Pending`` of a new Sandbox and
-    its ordinary progress within ``Pending`` (``PodCreated``, ``ContainersNotReady``), which the status
-    shows and which would only add a write per sandbox. A ``PodSpecDrift`` condition that appears or changes
-    posts a ``Warning``. The same status twice posts nothing.
+    ``Warning`` for ``Failed``, ``Normal`` otherwise (``Paused``, ``IdlePaused``, ``TimeoutPaused``,
+    ``Resuming`` included). Not posted: the first ``Pending`` of a new Sandbox and its ordinary progress
+    within ``Pending`` (``PodCreated``, ``ContainersNotReady``), which the status shows and which would only
+    add a write per sandbox. A ``PodSpecDrift`` condition, or a ``Paused`` condition saying
+    ``PauseRefused``, that appears or changes posts a ``Warning``. The same status twice posts nothing.
     """
     events: list[SandboxEvent] = []
     before = (previous.get("phase"), previous.get("reason"))
@@ -248,6 +285,21 @@ def transition_events(previous: Mapping[str, Any], desired: Mapping[str, Any]) -
                 contract.EVENT_TYPE_WARNING if phase == contract.PHASE_FAILED else contract.EVENT_TYPE_NORMAL
             )
             events.append(SandboxEvent(kind, str(reason), str(desired.get("message") or "")))
+    refused = _condition(desired, contract.CONDITION_PAUSED)
+    if refused is not None and refused.get("reason") == contract.REASON_PAUSE_REFUSED:
+        known = _condition(previous, contract.CONDITION_PAUSED)
+        if (
+            known is None
+            or known.get("reason") != refused.get("reason")
+            or known.get("message") != refused.get("message")
+        ):
+            events.append(
+                SandboxEvent(
+                    contract.EVENT_TYPE_WARNING,
+                    contract.REASON_PAUSE_REFUSED,
+                    str(refused.get("message") or ""),
+                )
+            )
     drift = _condition(desired, contract.CONDITION_POD_SPEC_DRIFT)
     if drift is not None and drift.get("status") == "True":
         known = _condition(previous, contract.CONDITION_POD_SPEC_DRIFT)
@@ -260,6 +312,16 @@ def transition_events(previous: Mapping[str, Any], desired: Mapping[str, Any]) -
                 )
             )
     return events
+
+
+def workspace_lost_event(claim: str) -> SandboxEvent:
+    """The Warning posted when a resume found the workspace's claim gone and created a new, empty one."""
+    return SandboxEvent(
+        contract.EVENT_TYPE_WARNING,
+        contract.REASON_WORKSPACE_LOST,
+        f"PersistentVolumeClaim {claim} was deleted while the sandbox was paused: the sandbox resumed on a "
+        "new, empty workspace",
+    )
 
 
 def deletion_failed_event(what: str, error: str) -> SandboxEvent:

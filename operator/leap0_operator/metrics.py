@@ -40,6 +40,10 @@ STARTUP_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 POD_CREATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # expiresAt to the pod's deletion: the wake-up timer fires on time; lateness shows a backed-up queue.
 EXPIRY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# A pause lasts as long as the app's graceful stop (at most the pod's 30 s grace period, then a kill); a
+# resume as long as a start on a node that may need to attach the volume again.
+PAUSE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0)
+RESUME_BUCKETS = STARTUP_BUCKETS
 
 PhaseCounts = Callable[[], Mapping[str, int]]
 
@@ -139,6 +143,20 @@ class Metrics:
             buckets=EXPIRY_BUCKETS,
             registry=self.registry,
         )
+        self.pause = Histogram(
+            contract.OPERATOR_METRIC_PAUSE_DURATION,
+            "Seconds from the operator deciding a pause (spec.paused, idleTimeout, onTimeout Pause) to the "
+            "sandbox's pod being gone",
+            buckets=PAUSE_BUCKETS,
+            registry=self.registry,
+        )
+        self.resume = Histogram(
+            contract.OPERATOR_METRIC_RESUME_DURATION,
+            "Seconds from the operator seeing a paused sandbox's spec.paused turned false to its Running "
+            "status",
+            buckets=RESUME_BUCKETS,
+            registry=self.registry,
+        )
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -175,6 +193,18 @@ class Metrics:
         seconds = seconds_between(expires_at, now)
         if seconds is not None:
             self.expiry_lateness.observe(seconds)
+
+    def observe_pause(self, seconds: float) -> None:
+        self.pause.observe(max(0.0, seconds))
+
+    def observe_resume(self, seconds: float) -> None:
+        self.resume.observe(max(0.0, seconds))
+
+    def observe_resumed(self, resumed_at: str, now: datetime.datetime) -> None:
+        """A sandbox resumed at ``resumed_at`` (status.resumedAt, recorded before a restart) is Running."""
+        seconds = seconds_between(resumed_at, now)
+        if seconds is not None:
+            self.resume.observe(seconds)
 
     # --- serving ----------------------------------------------------------------------------------------
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:

@@ -15,7 +15,10 @@ Layout (docs/operator.md, "The pod"):
   escalation, the runtime's seccomp profile, its default capabilities minus ``NET_RAW``); the sidecar meets
   ``restricted`` always. A template's ``podSecurity: restricted`` makes the whole pod meet ``restricted``: it
   runs as ``runAsUser``/``runAsGroup``/``fsGroup`` (default 1000, never root) with every capability dropped,
-  and its only volume is an ``emptyDir`` (docs/network.md, "Pod security").
+  and its only volume is the workspace, an ``emptyDir`` or a persistentVolumeClaim (docs/network.md, "Pod
+  security");
+- the workspace: an ``emptyDir``, or with ``workspace.persistent`` the Sandbox's PersistentVolumeClaim
+  (:func:`build_workspace_claim`, created before the pod and kept while the sandbox is paused).
 
 The pod is named after the Sandbox, in its namespace (one pod per Sandbox: a deterministic name makes creation
 idempotent, a second POST gets 409), and owned by it through kopf's public adoption helper
@@ -157,6 +160,73 @@ def created_images(pod: Mapping[str, Any]) -> dict[str, str]:
     return images
 
 
+def claim_name(sandbox_name: str) -> str:
+    """The persistent workspace of Sandbox ``x`` is the PersistentVolumeClaim ``x-workspace``."""
+    return sandbox_name + contract.WORKSPACE_CLAIM_SUFFIX
+
+
+def workspace_volume(sandbox_name: str, effective: Effective) -> dict[str, Any]:
+    """The pod's ``workspace`` volume: the Sandbox's claim when the workspace is persistent, else an
+    ``emptyDir`` (``sizeLimit`` = disk)."""
+    if effective.workspace.persistent:
+        return {
+            "name": contract.WORKSPACE_VOLUME,
+            "persistentVolumeClaim": {"claimName": claim_name(sandbox_name)},
+        }
+    return {
+        "name": contract.WORKSPACE_VOLUME,
+        "emptyDir": {"sizeLimit": f"{effective.disk}Mi"} if effective.disk is not None else {},
+    }
+
+
+def build_workspace_claim(*, owner: Mapping[str, Any], effective: Effective) -> dict[str, Any] | None:
+    """The PersistentVolumeClaim of a persistent workspace (None for an ``emptyDir`` one): ``ReadWriteOnce``,
+    ``disk`` MiB (the contract's default without one), the workspace's storage class (unset: the cluster's
+    default), owned by the Sandbox (its controller: deleted with it, never with a pod), so a resumed pod
+    mounts the same claim."""
+    if not effective.workspace.persistent:
+        return None
+    name = objects.name(owner)
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{effective.workspace_mib}Mi"}},
+    }
+    if effective.workspace.storage_class:
+        spec["storageClassName"] = effective.workspace.storage_class
+    claim: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": claim_name(name),
+            "namespace": objects.namespace(owner),
+            "labels": {
+                contract.LABEL_SANDBOX_ID: name,
+                contract.LABEL_TEMPLATE_ID: effective.template_id,
+                contract.LABEL_MANAGED_BY: contract.MANAGED_BY,
+            },
+        },
+        "spec": spec,
+    }
+    kopf.append_owner_reference(claim, owner=kopf.Body(cast(kopf.RawBody, owner)), block_owner_deletion=True)
+    return claim
+
+
+def claim_conflict(claim: Mapping[str, Any], owner: Mapping[str, Any]) -> str | None:
+    """Why an existing claim of the workspace's name cannot be this Sandbox's workspace (None: it is its
+    own, created earlier). A claim of that name made by someone else (another app's volume, a claim left by
+    an earlier Sandbox of the same name) is never mounted: naming a Sandbox after it must not hand its data
+    to the sandbox's author."""
+    uid = objects.uid(owner)
+    if uid is not None and uid in objects.controller_uids(claim):
+        return None
+    name = objects.name(claim)
+    return (
+        f"PersistentVolumeClaim {name} exists and is not this Sandbox's (its controller is not Sandbox "
+        f"{objects.name(owner)} uid {uid}), so it is not mounted: delete the claim and create the Sandbox "
+        "again, or create it under another name"
+    )
+
+
 def build_pod(
     *,
     owner: Mapping[str, Any],
@@ -274,12 +344,7 @@ def build_pod(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "containers": [sandbox],
-        "volumes": [
-            {
-                "name": contract.WORKSPACE_VOLUME,
-                "emptyDir": {"sizeLimit": f"{effective.disk}Mi"} if effective.disk is not None else {},
-            }
-        ],
+        "volumes": [workspace_volume(name, effective)],
     }
     if token_volume is not None:
         spec["volumes"].append(token_volume)

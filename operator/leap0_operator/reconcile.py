@@ -21,8 +21,17 @@ from . import lifecycle, objects, secrets
 from .config import OperatorConfig
 from .lifecycle import PodState, SandboxEvent, created_message, format_time, parse_time, pod_state
 from .network import Network, build_network_policy, network_from_status, network_status, policy_digest
-from .pod import created_images, pod_name
-from .resolve import Effective, SpecError, resolve, template_id
+from .pod import claim_name, created_images, pod_name
+from .resolve import (
+    Effective,
+    PausePolicy,
+    SpecError,
+    Workspace,
+    pause_policy,
+    resolve,
+    resolve_workspace,
+    template_id,
+)
 
 # The status fields the operator owns (status.kopf, if any, belongs to kopf).
 STATUS_FIELDS = (
@@ -34,15 +43,20 @@ STATUS_FIELDS = (
     "podIP",
     "startedAt",
     "expiresAt",
+    "timeout",
+    "idleTimeout",
+    "pausedAt",
+    "resumedAt",
     "observedGeneration",
     "vcpu",
     "memory",
     "disk",
     "templateId",
     "network",
+    "workspace",
 )
 # Effective values recorded when the pod is created (a later template or setting change does not alter them).
-RECORDED_FIELDS = ("vcpu", "memory", "disk", "templateId", "network")
+RECORDED_FIELDS = ("vcpu", "memory", "disk", "templateId", "network", "workspace")
 
 # Re-exported: the pod-state classification and the time helpers live in lifecycle.py.
 __all__ = ["PodState", "created_message", "format_time", "parse_time", "pod_state"]
@@ -77,8 +91,9 @@ def detect_drift(pod: Mapping[str, Any]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What to do about one Sandbox, carried out in this order: create the pod (built from ``effective``),
-    delete the pod, delete the Sandbox, write ``patch`` to its status; then look again at ``wake_at``."""
+    """What to do about one Sandbox, carried out in this order: patch the Sandbox (``sandbox_patch``), create
+    the pod (built from ``effective``; its NetworkPolicy and workspace claim first), delete the pod, delete
+    the Sandbox, write ``patch`` to its status; then look again at ``wake_at``."""
 
     status: dict[str, Any] | None  # the desired status (owned fields), None when the Sandbox is going away
     patch: dict[str, Any] = dataclasses.field(default_factory=dict)  # observed -> status; empty: no write
@@ -92,6 +107,11 @@ class Plan:
     # (its resourceVersion): it was deleted or edited while the sandbox lives. None: nothing to do.
     network_policy: dict[str, Any] | None = None
     policy_version: str | None = None
+    # A merge patch of the Sandbox itself, made first: ``spec.paused: true`` when the operator pauses a
+    # sandbox (idle, or at its timeout), with the resourceVersion it decided from (a conflict: decide again).
+    sandbox_patch: dict[str, Any] | None = None
+    # The pod to create resumes a paused sandbox: its workspace claim should exist already.
+    claim_expected: bool = False
 
     @property
     def create_pod(self) -> bool:
@@ -129,20 +149,65 @@ def _condition(
     return condition
 
 
-def expiry(sandbox: Mapping[str, Any], effective: Effective | None) -> tuple[datetime.datetime, int | None]:
-    """(expiresAt, timeout): creation + ``spec.timeout`` when set (so changing it reschedules, both ways),
-    else the expiry recorded at the first reconcile (template and default timeouts are decided once), else
-    creation + the template's or default timeout."""
+def expiry(sandbox: Mapping[str, Any], effective: Effective | None) -> tuple[datetime.datetime, int]:
+    """(expiresAt, timeout): the timeout counts from creation, or from the last resume (``resumedAt``: a
+    paused sandbox does not expire, and its timeout starts again when it resumes). The timeout is
+    ``spec.timeout`` when set (so changing it reschedules, both ways), else the one recorded at the first
+    reconcile
+    (``status.timeout``; before that field existed, the recorded ``expiresAt`` minus creation: template and
+    default timeouts are decided once), else the template's or the default."""
     spec = objects.spec(sandbox)
+    status = objects.status(sandbox)
     created = parse_time(str(objects.metadata(sandbox)["creationTimestamp"]))
+    resumed = status.get("resumedAt")
+    base = parse_time(str(resumed)) if resumed else created
     if isinstance(spec.get("timeout"), int):
-        return created + datetime.timedelta(seconds=spec["timeout"]), int(spec["timeout"])
-    recorded = objects.status(sandbox).get("expiresAt")
-    if recorded:
-        moment = parse_time(str(recorded))
-        return moment, int((moment - created).total_seconds())
-    timeout = effective.timeout if effective is not None else contract.DEFAULT_TIMEOUT_S
-    return created + datetime.timedelta(seconds=timeout), timeout
+        timeout = int(spec["timeout"])
+    elif isinstance(status.get("timeout"), int):
+        timeout = int(status["timeout"])
+    elif status.get("expiresAt") and not resumed:
+        timeout = int((parse_time(str(status["expiresAt"])) - created).total_seconds())
+    else:
+        timeout = effective.timeout if effective is not None else contract.DEFAULT_TIMEOUT_S
+    return base + datetime.timedelta(seconds=timeout), timeout
+
+
+def recorded_workspace(current: Mapping[str, Any], resolved: Workspace) -> Workspace:
+    """The workspace the sandbox has: as recorded when its first pod was created, else as resolved now."""
+    recorded = objects.section(current, "workspace")
+    if "persistent" not in recorded:
+        return resolved
+    storage = recorded.get("storageClassName")
+    return Workspace(
+        persistent=recorded.get("persistent") is True, storage_class=str(storage) if storage else None
+    )
+
+
+def workspace_status(name: str, workspace: Workspace) -> dict[str, Any]:
+    """``status.workspace``: persistent or not, and the claim (with its storage class) when persistent."""
+    if not workspace.persistent:
+        return {"persistent": False}
+    out: dict[str, Any] = {"persistent": True, "claimName": claim_name(name)}
+    if workspace.storage_class:
+        out["storageClassName"] = workspace.storage_class
+    return out
+
+
+def pause_refusal(workspace: Workspace, current: Mapping[str, Any], why: str) -> str | None:
+    """Why the sandbox cannot be paused (None: it can). A pause deletes the pod; without a persistent
+    workspace that would lose its files, and a Failed sandbox has nothing to resume."""
+    if not workspace.persistent:
+        return (
+            f"{why}, but this sandbox cannot be paused: its workspace is an emptyDir, whose files a pause "
+            "would lose. Create the sandbox with spec.workspace.persistent: true (or from a template with "
+            "workspace.persistent: true) to be able to pause it"
+        )
+    if current.get("phase") == contract.PHASE_FAILED:
+        return (
+            f"{why}, but a Failed sandbox cannot be paused ({current.get('reason')}): delete it and create a "
+            "new one"
+        )
+    return None
 
 
 def plan(
@@ -165,7 +230,18 @@ def plan(
     except SpecError as exc:
         effective = exc
     startup_s = lifecycle.startup_timeout(template, config.startup_timeout_s)
-    return _plan(sandbox, pod, now, config, effective, startup_s, policy)
+    spec = objects.spec(sandbox)
+    return _plan(
+        sandbox,
+        pod,
+        now,
+        config,
+        effective,
+        startup_s,
+        policy,
+        pause_policy(spec, template),
+        resolve_workspace(spec, template),
+    )
 
 
 def failed(
@@ -232,8 +308,9 @@ def recreated_message(pod: str) -> str:
 
 
 def kept_resources(effective: Effective, recorded: Mapping[str, Any]) -> Effective:
-    """``effective`` with the vcpu, memory and disk the sandbox was started with (recorded in its status),
-    so a recreated pod never silently takes a re-created or edited template's other resources."""
+    """``effective`` with the vcpu, memory, disk and workspace the sandbox was started with (recorded in its
+    status), so a recreated or resumed pod never silently takes a re-created or edited template's other
+    resources, nor another workspace."""
     if "vcpu" not in recorded or "memory" not in recorded:
         return effective
     disk = recorded.get("disk")
@@ -243,6 +320,7 @@ def kept_resources(effective: Effective, recorded: Mapping[str, Any]) -> Effecti
         vcpu=int(recorded["vcpu"]),
         memory=int(recorded["memory"]),
         disk=int(disk) if disk is not None else None,
+        workspace=recorded_workspace(recorded, effective.workspace),
         network=network if network is not None else effective.network,
     )
 
@@ -273,6 +351,8 @@ def _plan(
     resolved: Effective | SpecError,
     startup_s: int,
     policy: Mapping[str, Any] | None,
+    pause: PausePolicy | None = None,
+    resolved_workspace: Workspace | None = None,
 ) -> Plan:
     meta = objects.metadata(sandbox)
     spec = objects.spec(sandbox)
@@ -282,7 +362,14 @@ def _plan(
     name = objects.name(sandbox)
     generation = meta.get("generation")
     pod_going = pod is not None and objects.terminating(pod)
+    owners = objects.controller_uids(pod)
+    uid = objects.uid(sandbox)
+    ours = pod is not None and not (owners and uid and uid not in owners)
     effective = resolved if isinstance(resolved, Effective) else None
+    if pause is None:
+        pause = pause_policy(spec, None)
+    if resolved_workspace is None:
+        resolved_workspace = effective.workspace if effective is not None else Workspace()
 
     desired: dict[str, Any] = {"observedGeneration": generation} if generation is not None else {}
     # The effective values describe the pod: decided when it is created (a later template edit changes
@@ -293,15 +380,34 @@ def _plan(
         if effective.disk is not None:
             fresh["disk"] = effective.disk
         fresh["network"] = network_status(effective.network, name)
+        fresh["workspace"] = workspace_status(name, effective.workspace)
     recorded: dict[str, Any] = {k: current[k] for k in RECORDED_FIELDS if k in current}
     desired.update(recorded if "vcpu" in recorded else fresh)
+    workspace = recorded_workspace(current, resolved_workspace)
     expires_at, timeout = expiry(sandbox, effective)
+    desired["timeout"] = timeout
+    if pause.idle_timeout is not None and workspace.persistent:
+        # Effective (spec, else template): the SDKs record use only for sandboxes that can go idle.
+        desired["idleTimeout"] = pause.idle_timeout
     desired["expiresAt"] = format_time(expires_at)
-    for key in ("podName", "startedAt"):
+    for key in ("podName", "startedAt", "resumedAt"):
         if key in current:
             desired[key] = current[key]
+    # The Paused condition, once a sandbox was paused, stays (False, Resumed) after it resumed.
+    previous_paused = next(
+        (c for c in objects.items(current, "conditions") if c.get("type") == contract.CONDITION_PAUSED), None
+    )
+    paused_condition: tuple[str, str, str] | None = None
+    if previous_paused is not None and previous_paused.get("reason") == contract.REASON_RESUMED:
+        paused_condition = ("False", contract.REASON_RESUMED, str(previous_paused.get("message") or ""))
 
-    def finish(phase: str, reason: str, message: str, **fields: Any) -> dict[str, Any]:
+    def finish(
+        phase: str,
+        reason: str,
+        message: str,
+        paused: tuple[str, str, str] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         desired.update(phase=phase, reason=reason, message=message)
         desired.update({k: v for k, v in fields.items() if v is not None})
         desired["conditions"] = [
@@ -315,6 +421,11 @@ def _plan(
                 generation,
             )
         ]
+        paused = paused or paused_condition
+        if paused is not None:
+            desired["conditions"].append(
+                _condition(current, contract.CONDITION_PAUSED, *paused, now, generation)
+            )
         return desired
 
     def decided(status: dict[str, Any], **actions: Any) -> Plan:
@@ -324,23 +435,100 @@ def _plan(
 
     retention = datetime.timedelta(seconds=config.expired_retention_s)
     pod_present = pod is not None and not pod_going
-    if current.get("phase") == contract.PHASE_EXPIRED or now >= expires_at:
+    asked = spec.get("paused") is True
+    phase_now = current.get("phase")
+    if phase_now == contract.PHASE_EXPIRED:
         # Expired is final: the pod goes, the Sandbox stays for the retention period (for kubectl, the SDK).
-        if current.get("phase") == contract.PHASE_EXPIRED:
-            status = dict(current)
-            status.pop("podIP", None)
-            if generation is not None:
-                status["observedGeneration"] = generation
-            expired_at = parse_time(str(current.get("expiresAt", desired["expiresAt"])))
-        else:
-            expired_at = expires_at
-            status = finish(
-                contract.PHASE_EXPIRED,
-                contract.REASON_EXPIRED,
-                f"the sandbox reached its timeout of {timeout}s at {format_time(expires_at)}; "
-                "its pod was deleted",
-            )
+        status = dict(current)
+        status.pop("podIP", None)
+        if generation is not None:
+            status["observedGeneration"] = generation
+        expired_at = parse_time(str(current.get("expiresAt", desired["expiresAt"])))
         delete_at = expired_at + retention
+        return decided(
+            status,
+            delete_pod=pod_present,
+            delete_sandbox=now >= delete_at,
+            wake_at=None if now >= delete_at else delete_at,
+        )
+
+    if phase_now == contract.PHASE_PAUSED and asked:
+        # Paused, and meant to stay so: no pod (one deleted meanwhile is not recreated, one still there goes),
+        # no expiry; deleted after the template's pausedRetention, if it sets one.
+        status = dict(current)
+        status["timeout"] = timeout
+        if generation is not None:
+            status["observedGeneration"] = generation
+        paused_at = parse_time(str(current["pausedAt"])) if current.get("pausedAt") else now
+        kept_until = (
+            paused_at + datetime.timedelta(seconds=pause.paused_retention)
+            if pause.paused_retention is not None
+            else None
+        )
+        if kept_until is not None and now >= kept_until:
+            return decided(status, delete_sandbox=True)
+        return decided(status, delete_pod=pod_present and ours, wake_at=kept_until)
+
+    resuming = phase_now == contract.PHASE_PAUSED
+    if resuming:
+        # spec.paused turned false: a new pod on the same workspace; the timeout counts again from now.
+        pname = pod_name(name)
+        desired["podName"] = pname
+        desired.pop("podIP", None)
+        desired.pop("startedAt", None)
+        resumed = ("False", contract.REASON_RESUMED, f"resumed at {format_time(now)}")
+        if pod is not None and (pod_going or not ours):
+            status = finish(
+                contract.PHASE_PENDING,
+                contract.REASON_RESUMING,
+                f"resuming: waiting for the paused sandbox's pod {pname} to stop first",
+                paused=resumed,
+            )
+            return decided(status)
+        paused_condition = resumed
+        desired["resumedAt"] = format_time(now)
+        expires_at = now + datetime.timedelta(seconds=timeout)
+        desired["expiresAt"] = format_time(expires_at)
+        if pod is None:
+            if effective is None:
+                assert isinstance(resolved, SpecError)
+                failure = finish(contract.PHASE_FAILED, resolved.reason, resolved.message)
+                return decided(failure, wake_at=expires_at)
+            kept = kept_resources(effective, recorded)
+            claim = f" on its workspace {claim_name(name)}" if kept.workspace.persistent else ""
+            status = finish(
+                contract.PHASE_PENDING, contract.REASON_RESUMING, f"resuming: pod {pname} created{claim}"
+            )
+            network_policy, version = policy_action(sandbox, kept.network, policy, config)
+            return decided(
+                status,
+                effective=kept,
+                wake_at=expires_at,
+                claim_expected=kept.workspace.persistent,
+                network_policy=network_policy,
+                policy_version=version,
+            )
+        # A pod of ours that is not going: created for this resume before a restart; carry on with it.
+
+    due = now >= expires_at
+    timeout_refusal = (
+        pause_refusal(workspace, current, "onTimeout is Pause")
+        if pause.on_timeout == contract.ON_TIMEOUT_PAUSE
+        else ""
+    )
+    if due and timeout_refusal is not None:
+        # Reached the timeout (onTimeout Delete, or Pause that cannot be): Expired is final.
+        instead = ""
+        if timeout_refusal:
+            what = "its workspace is not persistent" if not workspace.persistent else "it had Failed"
+            instead = f" and expired instead of pausing (onTimeout is Pause, but {what})"
+        status = finish(
+            contract.PHASE_EXPIRED,
+            contract.REASON_EXPIRED,
+            f"the sandbox reached its timeout of {timeout}s at {format_time(expires_at)}{instead}; "
+            "its pod was deleted",
+        )
+        delete_at = expires_at + retention
         return decided(
             status,
             delete_pod=pod_present,
@@ -358,6 +546,32 @@ def _plan(
         if generation is not None:
             status["observedGeneration"] = generation
         return decided(status, delete_pod=pod_present, wake_at=expires_at)
+
+    # Pauses: asked (spec.paused), at the timeout (onTimeout Pause), or after idleTimeout without use.
+    idle_at = None
+    if (
+        phase_now == contract.PHASE_RUNNING
+        and pause.idle_timeout is not None
+        and workspace.persistent
+        and pod_present
+        and not resuming
+    ):
+        activity = lifecycle.last_activity(objects.annotations(sandbox), now)
+        idle_at = lifecycle.idle_deadline(current.get("startedAt"), activity, pause.idle_timeout)
+    pause_reason: str | None = None
+    if asked and not resuming:
+        pause_reason = contract.REASON_PAUSED
+    elif due:
+        pause_reason = contract.REASON_TIMEOUT_PAUSED
+    elif idle_at is not None and now >= idle_at:
+        pause_reason = contract.REASON_IDLE_PAUSED
+    if pause_reason is not None:
+        refusal = pause_refusal(workspace, current, "spec.paused is true")
+        if refusal is None:
+            return _pause(
+                sandbox, pause_reason, timeout, pause, now, desired, finish, decided, pod_present and ours
+            )
+        paused_condition = ("False", contract.REASON_PAUSE_REFUSED, refusal)
 
     if pod is None:
         if effective is None:
@@ -383,15 +597,14 @@ def _plan(
             finish(contract.PHASE_PENDING, reason, message),
             effective=effective,
             wake_at=expires_at,
+            claim_expected=recreated and effective.workspace.persistent,
             network_policy=network_policy,
             policy_version=version,
         )
 
     pname = objects.name(pod)
     desired["podName"] = pname
-    owners = objects.controller_uids(pod)
-    uid = objects.uid(sandbox)
-    if pod_going or (owners and uid and uid not in owners):
+    if pod_going or not ours:
         status = finish(
             contract.PHASE_PENDING,
             contract.REASON_POD_DELETED,
@@ -400,11 +613,20 @@ def _plan(
         return decided(status, wake_at=expires_at)
 
     state = pod_state(pod)
-    if state.reason == contract.REASON_POD_CREATED and current.get("reason") == contract.REASON_POD_DELETED:
-        # A recreated pod the kubelet has not reported on yet: the status keeps saying why it is Pending.
-        state = dataclasses.replace(
-            state, reason=contract.REASON_POD_DELETED, message=recreated_message(pname)
-        )
+    if state.reason == contract.REASON_POD_CREATED and (
+        resuming or current.get("reason") in (contract.REASON_POD_DELETED, contract.REASON_RESUMING)
+    ):
+        # A recreated or resumed pod the kubelet has not reported on yet: the status keeps saying why it is
+        # Pending.
+        if resuming or current.get("reason") == contract.REASON_RESUMING:
+            claim = f" on its workspace {claim_name(name)}" if workspace.persistent else ""
+            state = dataclasses.replace(
+                state, reason=contract.REASON_RESUMING, message=f"resuming: pod {pname} created{claim}"
+            )
+        else:
+            state = dataclasses.replace(
+                state, reason=contract.REASON_POD_DELETED, message=recreated_message(pname)
+            )
     was_running = bool(desired.get("startedAt"))
     deadline = lifecycle.startup_deadline(pod, startup_s)
     if lifecycle.startup_timed_out(state, was_running, deadline, now):
@@ -420,6 +642,8 @@ def _plan(
     starting = not was_running and not state.final and state.phase != contract.PHASE_RUNNING
     if starting and deadline is not None:
         wake_at = min(expires_at, deadline)
+    if idle_at is not None:
+        wake_at = min(wake_at, idle_at)
     drift = detect_drift(pod)
     if drift is not None:
         status["conditions"].append(
@@ -442,6 +666,52 @@ def _plan(
     return decided(status, wake_at=wake_at, network_policy=network_policy, policy_version=version)
 
 
+def _pause(
+    sandbox: Mapping[str, Any],
+    reason: str,
+    timeout: int,
+    policy: PausePolicy,
+    now: datetime.datetime,
+    desired: dict[str, Any],
+    finish: Any,
+    decided: Any,
+    delete_pod: bool,
+) -> Plan:
+    """The plan pausing a sandbox: its pod deleted (gracefully: the app gets SIGTERM, the sidecar flushes),
+    its workspace claim, NetworkPolicy and Secrets kept, phase Paused with why, and no expiry while paused.
+    A pause the operator decides itself (idle, timeout) is written to ``spec.paused`` first, with the
+    resourceVersion it was decided from, so that a use or a resume meanwhile wins (a conflict: decide
+    again)."""
+    name = objects.name(sandbox)
+    why = {
+        contract.REASON_PAUSED: "paused (spec.paused)",
+        contract.REASON_IDLE_PAUSED: f"paused after {policy.idle_timeout}s without use (idleTimeout)",
+        contract.REASON_TIMEOUT_PAUSED: f"paused at its timeout of {timeout}s (onTimeout Pause)",
+    }[reason]
+    message = (
+        f"{why}: its pod is deleted and its workspace kept in PersistentVolumeClaim {claim_name(name)}; set "
+        "spec.paused to false, or use it through the SDK, to resume it"
+    )
+    for key in ("podIP", "podName", "startedAt", "expiresAt"):
+        desired.pop(key, None)
+    status = finish(
+        contract.PHASE_PAUSED, reason, message, paused=("True", reason, message), pausedAt=format_time(now)
+    )
+    sandbox_patch = None
+    if reason != contract.REASON_PAUSED:
+        sandbox_patch = {"spec": {"paused": True}}
+        version = objects.metadata(sandbox).get("resourceVersion")
+        if version:
+            sandbox_patch["metadata"] = {"resourceVersion": version}
+    delete_at = (
+        now + datetime.timedelta(seconds=policy.paused_retention)
+        if policy.paused_retention is not None
+        else None
+    )
+    plan_: Plan = decided(status, delete_pod=delete_pod, sandbox_patch=sandbox_patch, wake_at=delete_at)
+    return plan_
+
+
 def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
     """The merge patch taking the owned part of ``current`` to ``desired`` (empty when nothing changed);
     fields that should disappear are set to None."""
@@ -454,13 +724,26 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
 
 
 def trim_sandbox(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the operator keeps of a Sandbox in memory (its index): identity, spec, the owned status."""
+    """What the operator keeps of a Sandbox in memory (its index): identity, spec, the owned status, the
+    resourceVersion (the precondition of the operator's own pause) and the activity annotation (idleness)."""
     meta = objects.metadata(body)
-    keep = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
+    keep = (
+        "name",
+        "namespace",
+        "uid",
+        "generation",
+        "resourceVersion",
+        "creationTimestamp",
+        "deletionTimestamp",
+    )
+    trimmed_meta: dict[str, Any] = {k: meta[k] for k in keep if meta.get(k) is not None}
+    activity = objects.annotations(body).get(contract.ANNOTATION_LAST_ACTIVITY)
+    if activity is not None:
+        trimmed_meta["annotations"] = {contract.ANNOTATION_LAST_ACTIVITY: activity}
     return {
         "apiVersion": body.get("apiVersion", contract.API_VERSION),
         "kind": body.get("kind", contract.SANDBOX_KIND),
-        "metadata": {k: meta[k] for k in keep if meta.get(k) is not None},
+        "metadata": trimmed_meta,
         "spec": dict(objects.spec(body)),
         "status": owned_status(objects.status(body)),
     }

@@ -78,6 +78,69 @@ def pod_security(template: Mapping[str, Any] | None) -> PodSecurity:
 
 
 @dataclasses.dataclass(frozen=True)
+class Workspace:
+    """Where ``/workspace`` lives: an ``emptyDir`` (gone with the pod), or a PersistentVolumeClaim owned by
+    the Sandbox and kept while it is paused (``persistent``), of ``storage_class`` (None: the cluster's
+    default)."""
+
+    persistent: bool = False
+    storage_class: str | None = None
+
+
+def resolve_workspace(spec: Mapping[str, Any], template: Mapping[str, Any] | None) -> Workspace:
+    """``spec.workspace`` field by field over the template's ``workspace`` (each field: the Sandbox's, else
+    the template's); a storage class only for a persistent workspace."""
+    own = objects.section(spec, "workspace")
+    tpl = objects.section(template, "workspace")
+
+    def pick(field: str) -> Any:
+        return own[field] if own.get(field) is not None else tpl.get(field)
+
+    persistent = pick("persistent") is True
+    storage_class = pick("storageClassName") if persistent else None
+    return Workspace(persistent=persistent, storage_class=str(storage_class) if storage_class else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PausePolicy:
+    """When the operator pauses a sandbox by itself: after ``idle_timeout`` seconds without use (None:
+    never), at its timeout when ``on_timeout`` is ``Pause``; and how long a paused sandbox is kept
+    (``paused_retention`` seconds, None: until deleted)."""
+
+    idle_timeout: int | None = None
+    on_timeout: str = contract.DEFAULT_ON_TIMEOUT
+    paused_retention: int | None = None
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def pause_policy(spec: Mapping[str, Any], template: Mapping[str, Any] | None) -> PausePolicy:
+    """``idleTimeout`` and ``onTimeout``: the Sandbox's, else its template's (they may change at any time, so
+    they are read at every reconcile), the template's alone where it locks them (``lockedFields``: a Sandbox
+    that sets one otherwise fails at creation; changed later, it is ignored); ``pausedRetention``: the
+    template's only (a platform admin's bound that a Sandbox cannot widen). Never raises: values the schema
+    would refuse count as unset."""
+    tpl = template or {}
+    locked = locked_fields(template)
+
+    def pick(field: str) -> Any:
+        if field in locked:  # the template's, whatever a live Sandbox was changed to since
+            return tpl.get(field)
+        return spec.get(field) if spec.get(field) is not None else tpl.get(field)
+
+    on_timeout = pick("onTimeout")
+    return PausePolicy(
+        idle_timeout=_positive_int(pick("idleTimeout")),
+        on_timeout=str(on_timeout)
+        if on_timeout in contract.ON_TIMEOUT_ACTIONS
+        else contract.DEFAULT_ON_TIMEOUT,
+        paused_retention=_positive_int(tpl.get("pausedRetention")),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Effective:
     """Everything the pod is built from, after the template and the defaults were applied."""
 
@@ -96,6 +159,12 @@ class Effective:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     network: Network = dataclasses.field(default_factory=lambda: Network(contract.DEFAULT_NETWORK_POLICY))
     security: PodSecurity = dataclasses.field(default_factory=PodSecurity)
+    workspace: Workspace = dataclasses.field(default_factory=Workspace)
+
+    @property
+    def workspace_mib(self) -> int:
+        """The size of a persistent workspace's claim: ``disk``, else the contract's default."""
+        return self.disk if self.disk is not None else contract.DEFAULT_PERSISTENT_WORKSPACE_MIB
 
 
 def template_id(spec: Mapping[str, Any]) -> str:
@@ -281,4 +350,5 @@ def resolve(
         tolerations=tuple(tpl.get("tolerations") or ()),
         network=network,
         security=pod_security(template),
+        workspace=resolve_workspace(spec, template),
     )

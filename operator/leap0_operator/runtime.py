@@ -202,15 +202,15 @@ class WriteTracker:
         return written
 
     def is_echo(self, key: Key, previous: Mapping[str, Any] | None, sandbox: Mapping[str, Any]) -> bool:
-        """The Sandbox event only echoes our last status write (same spec and metadata as before, the status
-        we wrote): nothing to reconcile."""
+        """The Sandbox event only echoes our last status write (same spec and metadata as before but for the
+        resourceVersion the write moved, the status we wrote): nothing to reconcile."""
         written = self._written.get(key)
         if (
             previous is not None
             and written is not None
             and sandbox["status"] == written
             and sandbox["spec"] == previous["spec"]
-            and sandbox["metadata"] == previous["metadata"]
+            and _without_version(sandbox["metadata"]) == _without_version(previous["metadata"])
         ):
             del self._written[key]  # the watch caught up with our last write
             return True
@@ -219,6 +219,10 @@ class WriteTracker:
     def forget(self, key: Key) -> None:
         self._posted.pop(key, None)
         self._written.pop(key, None)
+
+
+def _without_version(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k != "resourceVersion"}
 
 
 class OrgIds:

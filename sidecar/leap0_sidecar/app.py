@@ -145,7 +145,7 @@ class Sidecar:
                     log.info(
                         "exporting %s to %s (compression %s, timeout %g s)",
                         sig,
-                        upstream.url,
+                        upstream.display,
                         "gzip" if upstream.gzip else "none",
                         upstream.timeout_s,
                     )
@@ -170,7 +170,7 @@ class Sidecar:
         upstream = self.config.upstreams["metrics"]
         if upstream is None:
             return
-        request = self.pipeline.stamp("metrics", self_metrics.build_request(self.counters, self.queue, ()))
+        request = self.pipeline.stamp_own(self_metrics.build_request(self.counters, self.queue, ()))
         client = HttpClient(upstream)
         try:
             response = await client.post([request], timeout_s=min(upstream.timeout_s, FINAL_COUNTS_TIMEOUT_S))

@@ -83,6 +83,23 @@ class Upstream:
     # The platform's bearer token file (LEAP0_TELEMETRY_TOKEN_FILE), sent as Authorization with every request.
     token_file: str | None = None
 
+    @property
+    def display(self) -> str:
+        """The URL as logs show it: without credentials or query string (see :func:`safe_url`)."""
+        return safe_url(self.url)
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for logs and error messages: its user part (``user:password@``) removed and its query
+    string replaced (``?<redacted>``), since either may carry a key; scheme, host, port and path kept."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<an unparseable URL>"
+    netloc = parsed.netloc.rpartition("@")[2]
+    query = "<redacted>" if parsed.query else ""
+    return urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, query, ""))
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -186,34 +203,47 @@ def parse_host_port(name: str, value: str) -> HostPort:
 
 
 def parse_headers(name: str, value: str) -> tuple[tuple[str, str], ...]:
-    """``key1=value1,key2=value2`` with URL-encoded values (W3C baggage format without metadata)."""
+    """``key1=value1,key2=value2`` with URL-encoded values (W3C baggage format without metadata).
+
+    Errors say which entry (by position) and why, never what it holds: an entry that is not ``key=value``
+    may be a bare token, and a header name with a space in it (``Authorization: Bearer x=...``) holds one.
+    """
     headers: list[tuple[str, str]] = []
-    for item in value.split(","):
-        if not item.strip():
-            continue
+    for position, item in enumerate((i for i in value.split(",") if i.strip()), start=1):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"{name}: entry {item.strip()!r} is not key=value")
+            raise ConfigError(
+                f"{name}: entry {position} is not key=value (entries are separated by commas; the entry "
+                "is not shown, as it may hold a secret)"
+            )
         if any(c in key for c in " \t\r\n:") or not key.isascii():
-            raise ConfigError(f"{name}: {key!r} is not a valid header name")
+            raise ConfigError(
+                f"{name}: the header name of entry {position} has a space, tab, colon, line break or "
+                "non-ASCII character (write key=value, e.g. authorization=Bearer%20TOKEN; the entry is not "
+                "shown, as it may hold a secret)"
+            )
         decoded = urllib.parse.unquote(raw.strip())
         if any(c in decoded for c in "\r\n\0"):
-            raise ConfigError(f"{name}: the value of {key!r} contains a line break or NUL")
+            raise ConfigError(f"{name}: the value of {key!r} (entry {position}) contains a line break or NUL")
         headers.append((key.lower(), decoded))
     return tuple(headers)
 
 
 def _parse_url(name: str, value: str) -> urllib.parse.SplitResult:
-    parsed = urllib.parse.urlsplit(value)
+    shown = safe_url(value)  # the URL without credentials or query string
+    try:
+        parsed = urllib.parse.urlsplit(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a URL ({exc})") from None
     if parsed.scheme not in ("http", "https"):
-        raise ConfigError(f"{name}={value!r}: the URL must start with http:// or https://")
+        raise ConfigError(f"{name}={shown!r}: the URL must start with http:// or https://")
     if not parsed.hostname:
-        raise ConfigError(f"{name}={value!r}: the URL has no host")
+        raise ConfigError(f"{name}={shown!r}: the URL has no host")
     try:
         parsed.port  # noqa: B018  (raises ValueError on a bad port)
     except ValueError as exc:
-        raise ConfigError(f"{name}={value!r}: {exc}") from None
+        raise ConfigError(f"{name}={shown!r}: {exc}") from None
     return parsed
 
 

@@ -342,7 +342,7 @@ class Exporter:
         log.info(
             "%s: %s refused a %d-request batch (as malformed or too large): sending it again in halves",
             signal,
-            client.upstream.url,
+            client.upstream.display,
             len(batch),
         )
         half = len(batch) // 2
@@ -363,7 +363,7 @@ class Exporter:
         else:
             payload = batch
         attempt = 0
-        url = client.upstream.url
+        url = client.upstream.display  # for the logs: no credentials, no query string
         while True:
             retry_after: float | None = None
             try:

@@ -38,7 +38,12 @@ class Pipeline:
         return max(1, math.ceil(self.config.retry_initial_s))
 
     def stamp(self, signal: Signal, request: bytes | bytearray) -> bytes:
-        """The request with the identity on every resource (bench/sidecar.py swaps in a naive full decode)."""
+        """The app's request with the identity on every resource and no other ``leap0`` attribute at any
+        level (bench/sidecar.py swaps in a naive full decode)."""
+        return self.stamper.rewrite(request, signal)
+
+    def stamp_own(self, request: bytes | bytearray) -> bytes:
+        """The sidecar's own metrics with the identity on every resource (their ``leap0.*`` are ours)."""
         return self.stamper.rewrite(request)
 
     def refuse(self, signal: Signal, transport: str) -> None:
@@ -58,7 +63,7 @@ class Pipeline:
         if not self.accepting and not internal:
             self.counters.refused(signal, Outcome.SHUTTING_DOWN.value)
             return Outcome.SHUTTING_DOWN
-        stamped = self.stamp(signal, request)
+        stamped = self.stamp_own(request) if internal else self.stamp(signal, request)
         if self.config.upstreams[signal] is None:
             self.counters.dropped(signal, "export_disabled")
             return Outcome.ACCEPTED

@@ -1,5 +1,7 @@
-"""What the server does to an object before storing it: defaults of built-in kinds, the pod update rules and
-the CRD schema (pruning, types, CEL) of custom resources. Pure functions over plain dicts."""
+"""What the server does to an object before storing it: defaults of built-in kinds, the pod update rules, the
+PersistentVolumeClaim rules (and its binding, as a default StorageClass's provisioner and the volume
+controller would do it at once) and the CRD schema (pruning, types, CEL) of custom resources. Pure functions
+over plain dicts."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import ipaddress
 import json
 import re
 from typing import Any
+
+from leap0_dev.podspec import PodSpecError, parse_quantity
 
 from .catalog import Resource
 from .errors import ApiError, invalid
@@ -103,6 +107,8 @@ def default_on_create(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
     elif key == ("", "secrets"):
         obj = _secret_string_data(obj)
         obj.setdefault("type", "Opaque")
+    elif key == CLAIM_KEY:
+        obj = _bind_claim(obj)
     elif key == ("", "namespaces"):
         meta = dict(obj["metadata"])
         meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
@@ -152,7 +158,173 @@ def check_update(res: Resource, name: str, new: dict[str, Any], old: dict[str, A
             )
     elif res.key == ("", "secrets"):
         new = _secret_string_data(new)
+    elif res.key == CLAIM_KEY:
+        raise_if(claim_update_errors(new, old), res, name)
     return new
+
+
+# --- PersistentVolumeClaims -----------------------------------------------------------------------------
+CLAIM_KEY = ("", "persistentvolumeclaims")
+ACCESS_MODES = ("ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
+VOLUME_MODES = ("Block", "Filesystem")
+# The StorageClass a claim naming none gets (the DefaultStorageClass admission plugin, with a default class of
+# this name, as kind and minikube have).
+DEFAULT_STORAGE_CLASS = "standard"
+_SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+
+
+def _supported(values: tuple[str, ...]) -> str:
+    return ", ".join(f'"{v}"' for v in values)
+
+
+def _storage(spec: dict[str, Any]) -> Any:
+    return ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+
+
+def claim_errors(obj: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """kube-apiserver's ValidatePersistentVolumeClaimSpec: access modes (required, supported, ReadWriteOncePod
+    alone), the storage request (required, positive), the storage class name (a DNS subdomain) and the volume
+    mode."""
+    spec = obj.get("spec") or {}
+    errors: list[tuple[str, str, str]] = []
+    modes = spec.get("accessModes") or []
+    if not modes:
+        errors.append(
+            ("spec.accessModes", "FieldValueRequired", "Required value: at least 1 access mode is required")
+        )
+    for mode in modes:
+        if mode not in ACCESS_MODES:
+            errors.append(
+                (
+                    "spec.accessModes",
+                    "FieldValueNotSupported",
+                    f'Unsupported value: "{mode}": supported values: {_supported(ACCESS_MODES)}',
+                )
+            )
+    if "ReadWriteOncePod" in modes and any(m != "ReadWriteOncePod" and m in ACCESS_MODES for m in modes):
+        errors.append(
+            (
+                "spec.accessModes",
+                "FieldValueForbidden",
+                "Forbidden: may not use ReadWriteOncePod with other access modes",
+            )
+        )
+    storage = _storage(spec)
+    where = "spec.resources[storage]"
+    if storage is None:
+        errors.append((where, "FieldValueRequired", "Required value"))
+    else:
+        try:
+            positive = parse_quantity(storage) > 0
+        except PodSpecError:
+            errors.append(
+                (
+                    where,
+                    "FieldValueInvalid",
+                    f'Invalid value: "{storage}": quantities must match the regular expression '
+                    "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                )
+            )
+        else:
+            if not positive:
+                errors.append(
+                    (where, "FieldValueInvalid", f'Invalid value: "{storage}": must be greater than zero')
+                )
+    storage_class = spec.get("storageClassName")
+    if storage_class and (len(storage_class) > 253 or not _DNS_SUBDOMAIN.fullmatch(storage_class)):
+        errors.append(
+            (
+                "spec.storageClassName",
+                "FieldValueInvalid",
+                f'Invalid value: "{storage_class}": {_SUBDOMAIN_MESSAGE}',
+            )
+        )
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in VOLUME_MODES:
+        errors.append(
+            (
+                "spec.volumeMode",
+                "FieldValueNotSupported",
+                f'Unsupported value: "{mode}": supported values: {_supported(VOLUME_MODES)}',
+            )
+        )
+    return errors
+
+
+def _bind_claim(obj: dict[str, Any]) -> dict[str, Any]:
+    """A valid claim, defaulted and bound at once: the default StorageClass when it names none, volume mode
+    Filesystem, and a volume ``pvc-<uid>`` of the requested size (what a default class's provisioner and the
+    volume controller do within seconds on a cluster). An invalid claim is refused (422)."""
+    meta = obj["metadata"]
+    raise_if_claim(claim_errors(obj), str(meta.get("name", "")))
+    spec = dict(obj.get("spec") or {})
+    spec.setdefault("volumeMode", "Filesystem")
+    if spec.get("storageClassName") is None:
+        spec["storageClassName"] = DEFAULT_STORAGE_CLASS
+    spec["volumeName"] = spec.get("volumeName") or f"pvc-{meta['uid']}"
+    annotations = {
+        **(meta.get("annotations") or {}),
+        "pv.kubernetes.io/bind-completed": "yes",
+        "pv.kubernetes.io/bound-by-controller": "yes",
+    }
+    status = {
+        "phase": "Bound",
+        "accessModes": list(spec.get("accessModes") or []),
+        "capacity": {"storage": _storage(spec)},
+    }
+    return {**obj, "metadata": {**meta, "annotations": annotations}, "spec": spec, "status": status}
+
+
+def raise_if_claim(errors: list[tuple[str, str, str]], name: str) -> None:
+    if errors:
+        raise invalid("PersistentVolumeClaim", "", name, errors)
+
+
+def claim_update_errors(new: dict[str, Any], old: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """kube-apiserver's ValidatePersistentVolumeClaimUpdate: the spec is immutable but for a bound claim's
+    storage request (which may grow, never go below its capacity) and a first volumeName."""
+    errors = claim_errors(new)
+    new_spec, old_spec = dict(new.get("spec") or {}), dict(old.get("spec") or {})
+    if not old_spec.get("volumeName"):
+        old_spec["volumeName"] = new_spec.get("volumeName")
+    bound = (old.get("status") or {}).get("phase") == "Bound"
+
+    def shaped(spec: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in spec.items() if k != "volumeAttributesClassName"}
+        if bound:
+            requests = dict((out.get("resources") or {}).get("requests") or {})
+            requests.pop("storage", None)
+            out["resources"] = {**(out.get("resources") or {}), "requests": requests}
+        return out
+
+    if shaped(new_spec) != shaped(old_spec):
+        errors.append(
+            (
+                "spec",
+                "FieldValueForbidden",
+                "Forbidden: spec is immutable after creation except resources.requests and "
+                "volumeAttributesClassName for bound claims",
+            )
+        )
+    try:
+        new_size = parse_quantity(_storage(new_spec) or 0)
+        old_size = parse_quantity(_storage(old_spec) or 0)
+        capacity = parse_quantity(((old.get("status") or {}).get("capacity") or {}).get("storage") or 0)
+    except PodSpecError:
+        return errors
+    if new_size < old_size and new_size <= capacity:
+        errors.append(
+            (
+                "spec.resources.requests.storage",
+                "FieldValueForbidden",
+                "Forbidden: field can not be less than status.capacity",
+            )
+        )
+    return errors
 
 
 def check_crd(obj: dict[str, Any]) -> None:

@@ -121,6 +121,8 @@ BUILTIN: tuple[Resource, ...] = (
              extra_subresources=("log", "exec", "attach"), returns_deleted_object=True,
              field_labels=_POD_FIELDS),
     Resource("", "v1", "secrets", "Secret", True, "secret", field_labels=("type",)),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, "persistentvolumeclaim",
+             ("pvc",), has_status=True, returns_deleted_object=True),
     Resource("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)),
     Resource("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", ("sa",)),
     Resource("", "v1", "services", "Service", True, "service", ("svc",), ("all",), has_status=True),

@@ -47,6 +47,7 @@ CORE_KINDS: dict[str, tuple[str, bool]] = {
     "Namespace": ("namespaces", False),
     "Pod": ("pods", True),
     "Secret": ("secrets", True),
+    "PersistentVolumeClaim": ("persistentvolumeclaims", True),
     "ConfigMap": ("configmaps", True),
     "Event": ("events", True),
     "ServiceAccount": ("serviceaccounts", True),

@@ -358,13 +358,17 @@ class Store:
                         )
                     ],
                 )
+        builtin = self.crd_for(res) is None
+        if builtin:  # decoding first (unknown fields: a 400 under Strict), then the kind's update rules
+            new = self._schema(res, new, old)
         if subresource != "status":
             new = admission.check_update(res, name, new, old)
             admission.validate_labels(res, name, new)
             admission.validate_network_policy(res, name, new)
             if res.key == CRD_KEY:
                 admission.check_crd(new)
-        new = self._schema(res, new, old)
+        if not builtin:
+            new = self._schema(res, new, old)
         if self._changed_generation(res, new, old):
             _meta(new)["generation"] = int(old_meta.get("generation", 1)) + 1
         if dry_run:

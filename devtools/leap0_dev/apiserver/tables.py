@@ -5,7 +5,8 @@ Custom resources get the CRD's ``additionalPrinterColumns`` after a ``Name`` col
 tableconvertor: integer/number/boolean cells typed, ``date`` cells the age as the server prints it, other
 cells printed strings, missing values ``null``); with no printer columns, ``Name`` and
 ``Age``. Core kinds get the columns of Kubernetes' built-in printers for the kinds the product touches (Pod,
-Namespace, Secret, ConfigMap, Event, Lease), else the default ``Name`` / ``Created At``.
+Namespace, Secret, ConfigMap, Event, Lease, PersistentVolumeClaim, NetworkPolicy), else the default ``Name`` /
+``Created At``.
 
 Each row carries its object as ``PartialObjectMetadata`` (the default), the full object
 (``includeObject=Object``, which kubectl sends with ``--sort-by``) or nothing (``includeObject=None``).
@@ -343,6 +344,33 @@ def _label_selector(selector: Any) -> str:
     return ",".join(parts) or "<none>"
 
 
+_ACCESS_MODE_SHORT = {
+    "ReadWriteOnce": "RWO",
+    "ReadOnlyMany": "ROX",
+    "ReadWriteMany": "RWX",
+    "ReadWriteOncePod": "RWOP",
+}
+
+
+def _claim_row(claim: dict[str, Any], now: _dt.datetime) -> Row:
+    """kubectl's PersistentVolumeClaim columns: capacity and access modes from the status once bound."""
+    spec = claim.get("spec") or {}
+    status = claim.get("status") or {}
+    bound = status.get("phase") == "Bound"
+    capacity = str((status.get("capacity") or {}).get("storage") or "") if bound else ""
+    modes = ",".join(_ACCESS_MODE_SHORT.get(m, m) for m in status.get("accessModes") or []) if bound else ""
+    return [
+        status.get("phase") or "Pending",
+        spec.get("volumeName") or "",
+        capacity,
+        modes,
+        spec.get("storageClassName") or "<unset>",
+        spec.get("volumeAttributesClassName") or "<unset>",
+        _age(claim, now),
+        spec.get("volumeMode") or "Filesystem",
+    ]
+
+
 _CorePrinter = tuple[list[Column], Callable[[dict[str, Any], _dt.datetime], Row]]
 
 _AGE = _column("Age", "string", CREATED_DESCRIPTION)
@@ -380,6 +408,20 @@ _CORE: dict[str, _CorePrinter] = {
     "ConfigMap": (
         [_name_column(), _column("Data", "string", "Number of data in configmap"), _AGE],
         lambda o, now: [_data_count(o), _age(o, now)],
+    ),
+    "PersistentVolumeClaim": (
+        [
+            _name_column(),
+            _column("Status", description="Status of the claim (Pending, Bound, Lost)"),
+            _column("Volume", description="The PersistentVolume bound to the claim"),
+            _column("Capacity", description="The actual storage of the bound volume"),
+            _column("Access Modes", description="The access modes of the bound volume"),
+            _column("StorageClass", description="The StorageClass of the claim"),
+            _column("VolumeAttributesClass", description="The VolumeAttributesClass of the claim"),
+            _AGE,
+            _column("VolumeMode", description="Block or Filesystem", priority=1),
+        ],
+        _claim_row,
     ),
     "NetworkPolicy": (
         [

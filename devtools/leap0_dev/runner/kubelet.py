@@ -106,8 +106,10 @@ class KubeletRunner(Runner):
         if policy_client is not None:
             from kubernetes import client
 
-            # Recording the NetworkPolicies is the network plugin's part (a kubelet may not read them).
+            # Recording the NetworkPolicies is the network plugin's part (a kubelet may not read them), and
+            # telling that a claim is gone (its folder removed) the storage side's.
             self.networking = client.NetworkingV1Api(policy_client)
+            self.claims = client.CoreV1Api(policy_client)
 
     def stop_deleted(self, local: LocalPod) -> None:
         local.stop(nodespec.stop_grace_seconds(local.pod, self.config.max_grace_seconds))

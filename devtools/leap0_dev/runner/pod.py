@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +59,15 @@ def _free_port(preferred: int, taken: set[int]) -> int:
     return _free_port(0, taken)
 
 
+# (namespace, claim) -> the PersistentVolumeClaim's uid, or None when it does not exist (or is being deleted).
+ClaimLookup = Callable[[str, str], str | None]
+
+
 @dataclass
 class Lookups:
     secrets: podspec.Lookup
     config_maps: podspec.Lookup
+    claims: ClaimLookup | None = None
 
 
 class LocalPod:
@@ -86,6 +92,9 @@ class LocalPod:
         self.network_policies: list[str] = []  # the NetworkPolicies selecting the pod: recorded, not enforced
         base = (config.workdir or Path(tempfile.gettempdir()) / "leap0-runner").resolve()
         self.dir = base / f"{self.namespace}_{self.name}_{self.uid[:8]}"
+        self.claims_dir = base / "claims"
+        # The PersistentVolumeClaims the pod mounts: (claim, its uid, its folder), kept after the pod.
+        self.claims: list[tuple[str, str, Path]] = []
         try:
             self._build(host, lookups, taken_ports)
         except PodSpecError as exc:
@@ -96,17 +105,29 @@ class LocalPod:
     def containers(self) -> list[Container]:
         return [*self.sidecars, *self.main]
 
-    def _volumes(self) -> dict[str, Path]:
+    def _volumes(self, lookups: Lookups) -> dict[str, Path]:
+        """A folder per volume: the pod's own (gone with the pod's folder), or, for a PersistentVolumeClaim,
+        the claim's (shared by the pods that mount it and kept after them, as the volume would be)."""
         volumes: dict[str, Path] = {}
+        claims = podspec.claim_names(self.pod)
         for volume in self.pod.get("spec", {}).get("volumes", []):
-            path = self.dir / "volumes" / volume["name"]
+            name = volume["name"]
+            if name in claims:
+                claim = claims[name]
+                uid = lookups.claims(self.namespace, claim) if lookups.claims is not None else None
+                if uid is None:
+                    raise PodSpecError(f'persistentvolumeclaim "{claim}" not found')
+                path = self.claims_dir / podspec.claim_dir_name(self.namespace, claim, uid)
+                self.claims.append((claim, uid, path))
+            else:
+                path = self.dir / "volumes" / name
             path.mkdir(parents=True, exist_ok=True)
-            volumes[volume["name"]] = path
+            volumes[name] = path
         return volumes
 
     def _build(self, host: Host, lookups: Lookups, taken: set[int]) -> None:
         spec = self.pod.get("spec", {})
-        volumes = self._volumes()
+        volumes = self._volumes(lookups)
         grpc = _free_port(self.config.otlp_grpc_port, taken)
         http = _free_port(self.config.otlp_http_port, taken | {grpc})
         health = _free_port(self.config.health_port, taken | {grpc, http})
@@ -155,7 +176,7 @@ class LocalPod:
                         "cannot run here; an idle stand-in process runs instead"
                     )
                     command = [sys.executable, "-c", "import signal; signal.pause()"]
-                argv = command
+                argv = podspec.map_argv(command, mounts)
             workdir = container_spec.get("workingDir")
             cwd_text = podspec.map_paths({"d": workdir}, mounts)["d"] if workdir else ""
             cwd = Path(cwd_text) if cwd_text and Path(cwd_text).is_dir() else self.dir
@@ -174,6 +195,7 @@ class LocalPod:
                 limits,
                 f"{self.namespace}_{self.name}_{self.uid[:8]}_{name}",
             )
+            container.mounts = mounts
             if name == contract.TELEMETRY_CONTAINER:
                 container.probe_port = health
             (self.main if is_main else self.sidecars).append(container)

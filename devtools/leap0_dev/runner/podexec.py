@@ -16,7 +16,8 @@ _JOIN = 'while [ "$1" != "--" ]; do echo $$ > "$1" || exit 126; shift; done; shi
 
 class PodExecRunner:
     """Runs ``kubectl exec`` / SDK ``process.execute`` commands in the pod's container as the runner runs it:
-    the container's environment and directory, and its cgroup when it has one.
+    the container's environment and directory, its cgroup when it has one, and its mounts (a path under one,
+    such as ``/workspace/notes.txt``, points at the folder standing in for the volume).
 
     The ``ExecRunner`` of ``leap0_dev.apiserver.exec`` (plug it with ``ExecHandler(PodExecRunner(runner))``).
     """
@@ -32,7 +33,7 @@ class PodExecRunner:
         container = next((c for c in local.containers if c.spec["name"] == name), None)
         if container is None or not container.state.running:
             raise ProcessLookupError(f"container {name} is not running")
-        argv = list(target.command)
+        argv = podspec.map_argv(target.command, container.mounts)
         if podspec.is_python(argv[0]):
             argv[0] = sys.executable
         if container.cgroup is not None:

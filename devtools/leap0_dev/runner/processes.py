@@ -63,6 +63,8 @@ class Container:
         self.last_probe = 0.0
         # Process groups of the commands ``kubectl exec`` ran in this container: they end with it.
         self.exec_groups: set[int] = set()
+        # Mount path -> the local folder standing in for its volume (exec commands' paths are mapped too).
+        self.mounts: dict[str, str] = {}
 
     @property
     def pid(self) -> int | None:

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import queue
+import shutil
 import threading
 import time
 from typing import Any
@@ -36,7 +37,10 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._response: Any = None
         self._lock = threading.Lock()
-        self.lookups = Lookups(self._secret, self._config_map)
+        self.lookups = Lookups(self._secret, self._config_map, self._claim)
+        # Who tells whether a claim is gone (its folder then removed): the storage side's part; the kubelet
+        # mode gives an admin client, since a kubelet may not read the claim of a pod that went.
+        self.claims = self.core
         self.networking = client.NetworkingV1Api(api_client)
         self._said_unenforced = False
 
@@ -62,6 +66,43 @@ class Runner:
         except ApiException:
             return None
         return None if not config_map.data or key not in config_map.data else str(config_map.data[key])
+
+    def _claim(self, namespace: str, name: str) -> str | None:
+        """The uid of a PersistentVolumeClaim that exists and is not being deleted, else None."""
+        from kubernetes.client import ApiException
+
+        try:
+            claim = self.core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException:
+            return None
+        meta = claim.metadata
+        if meta is None or meta.deletion_timestamp is not None:
+            return None
+        return str(meta.uid)
+
+    def _claim_gone(self, namespace: str, name: str, uid: str) -> bool:
+        """The claim ``uid`` is known to be gone: not found, being deleted, or replaced by another of its
+        name. Any other answer (a kubelet may no longer read the claim of a pod that went, a lost connection)
+        keeps its folder: a folder left behind is better than a workspace lost."""
+        from kubernetes.client import ApiException
+
+        try:
+            claim = self.claims.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as exc:
+            return bool(exc.status == 404)
+        except Exception:  # unknown: keep it
+            return False
+        meta = claim.metadata
+        return meta is None or meta.deletion_timestamp is not None or str(meta.uid) != uid
+
+    def _stop_deleted_pod(self, local: LocalPod) -> None:
+        """Stop a deleted pod (:meth:`stop_deleted`), then drop the folders of the claims it mounted that are
+        gone (deleted with their Sandbox): a claim that is still there keeps its folder for the next pod."""
+        self.stop_deleted(local)
+        for claim, uid, path in local.claims:
+            if self._claim_gone(local.namespace, claim, uid):
+                shutil.rmtree(path, ignore_errors=True)
+                self.config.log(f"runner: claim {local.namespace}/{claim} is gone: removed its folder")
 
     def _record_network_policies(self, local: LocalPod) -> None:
         """Record the NetworkPolicies that would apply to the pod and say it once: nothing enforces them here
@@ -197,7 +238,7 @@ class Runner:
                     del self.pods[uid]
                     local.pod["metadata"] = pod["metadata"]  # the deletion's grace period
                     self.config.log(f"runner: pod {local.namespace}/{local.name} deleted: stopping it")
-                    threading.Thread(target=self.stop_deleted, args=(local,), daemon=True).start()
+                    threading.Thread(target=self._stop_deleted_pod, args=(local,), daemon=True).start()
                 elif kind != "DELETED":
                     threading.Thread(target=self.release_deleted, args=(pod,), daemon=True).start()
                 return

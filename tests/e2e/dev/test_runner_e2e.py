@@ -339,3 +339,72 @@ def test_the_network_policy_of_a_pod_is_recorded_and_said_once_not_enforced(
     )
     assert len(said) == 2
     assert sum("the local runner has no pod network" in line for line in lines) == 1
+
+
+def test_a_claims_folder_outlives_its_pod_and_goes_with_the_claim(
+    apiserver: ServerThread, runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """A pod mounting a PersistentVolumeClaim gets the claim's folder, which the next pod on the claim finds
+    again (what a pause and a resume rely on); the pod's own emptyDir does not outlive it; and the folder is
+    removed once the claim is deleted."""
+    from leap0_dev.apiserver import exec as exec_module
+    from leap0_dev.runner import PodExecRunner
+
+    secret(core, namespace)
+    claim = {
+        "metadata": {"name": "ws"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+    }
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+
+    def pod(name: str) -> dict[str, Any]:
+        spec = sandbox_pod(name, tmp_path / f"{name}.json", ["python", "-c", "import time; time.sleep(600)"])
+        spec["spec"]["volumes"] = [
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": "ws"}},
+            {"name": "scratch", "emptyDir": {}},
+        ]
+        spec["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": "workspace", "mountPath": "/workspace"},
+            {"name": "scratch", "mountPath": "/scratch"},
+        ]
+        return spec
+
+    assert apiserver.server is not None
+    previous = apiserver.server.exec_handler
+    apiserver.server.exec_handler = exec_module.ExecHandler(PodExecRunner(runner))
+    kubectl = [kubectl_path(), "--kubeconfig", str(apiserver.kubeconfig), "-n", namespace, "exec"]
+
+    def sh(pod_name: str, script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*kubectl, pod_name, "--", "/bin/sh", "-c", script], capture_output=True, text=True
+        )
+
+    try:
+        core.create_namespaced_pod(namespace, pod("first"))
+        wait_until(
+            lambda: status_of(core, namespace, "first").get("phase") == "Running", what="first Running"
+        )
+        written = sh(
+            "first",
+            "mkdir -p /workspace/notes && echo kept > /workspace/notes/a.txt && echo lost > /scratch/b",
+        )
+        assert written.returncode == 0, written.stderr
+        core.delete_namespaced_pod("first", namespace)
+        core.create_namespaced_pod(namespace, pod("second"))
+        wait_until(
+            lambda: status_of(core, namespace, "second").get("phase") == "Running", what="second Running"
+        )
+        assert sh("second", "cat /workspace/notes/a.txt").stdout == "kept\n"
+        assert sh("second", "cat /scratch/b").returncode != 0
+        uid = str(
+            core.api_client.sanitize_for_serialization(
+                core.read_namespaced_persistent_volume_claim("ws", namespace)
+            )["metadata"]["uid"]
+        )
+        folders = list((tmp_path / "runner" / "claims").iterdir())
+        assert [f.name for f in folders] == [f"{namespace}_ws_{uid[:8]}"]
+        core.delete_namespaced_persistent_volume_claim("ws", namespace)
+        core.delete_namespaced_pod("second", namespace)
+        wait_until(lambda: not folders[0].exists(), what="the claim's folder removed")
+    finally:
+        apiserver.server.exec_handler = previous

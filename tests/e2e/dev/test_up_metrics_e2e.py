@@ -48,7 +48,7 @@ def test_up_prints_the_operator_metrics_url_and_a_summary_when_verbose(tmp_path:
         url = out.read_text().split("operator: metrics at ", 1)[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
         assert url.endswith(contract.OPERATOR_METRICS_PATH)
-        summary = "operator: sandboxes Pending 0, Running 0, Failed 0, Expired 0; no startup yet"
+        summary = "operator: sandboxes Pending 0, Running 0, Paused 0, Failed 0, Expired 0; no startup yet"
         wait_for(lambda: summary in out.read_text(), 60, f"the summary line in:\n{out}")
         with urllib.request.urlopen(url, timeout=10) as response:  # the URL printed is the operator's
             assert f'{contract.OPERATOR_METRIC_SANDBOXES}{{phase="Running"}} 0.0' in response.read().decode()

@@ -49,16 +49,28 @@ def mcp_args(apiserver: ServerThread, namespace: str) -> list[str]:
 
 
 @pytest.fixture
-def stdio() -> Callable[..., Any]:
-    return stdio_session
+def config_home(tmp_path: Path) -> Path:
+    """The servers' $XDG_CONFIG_HOME (where `leap0 mcp --owner` keeps its owner key): the test's own."""
+    path = tmp_path / "config"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[Callable[..., HttpServer]]:
+def stdio(config_home: Path) -> Callable[..., Any]:
+    def session(args: list[str], **env: str) -> Any:
+        return stdio_session(args, **{"XDG_CONFIG_HOME": str(config_home), **env})
+
+    return session
+
+
+@pytest.fixture
+def http_server(tmp_path: Path, config_home: Path) -> Iterator[Callable[..., HttpServer]]:
     started: list[HttpServer] = []
 
     def start(args: list[str], **env: str) -> HttpServer:
-        server = HttpServer(args, subprocess_env(**env), tmp_path / f"mcp-http-{len(started)}.log")
+        full_env = subprocess_env(**{"XDG_CONFIG_HOME": str(config_home), **env})
+        server = HttpServer(args, full_env, tmp_path / f"mcp-http-{len(started)}.log")
         started.append(server)
         return server
 

@@ -45,7 +45,7 @@ async def test_bad_arguments_are_tool_errors(
         is_error, _, text = await call(session, "create_sandbox", memory_mib=2048)
         assert is_error
         assert text.startswith(
-            "create_sandbox has no parameter 'memory_mib': its parameters are env_vars, memory"
+            "create_sandbox has no parameter 'memory_mib': its parameters are env_vars, idle_timeout, memory"
         )
         is_error, _, text = await call(session, "create_sandbox", vcpu="many")
         assert is_error

@@ -35,6 +35,8 @@ INITIALIZE = json.dumps(
     }
 )
 MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+TOKEN = "s3cret-token-of-at-least-32-bytes-for-the-test"
+ENV_TOKEN = "token-from-the-environment-32-bytes-long"
 
 
 async def test_a_server_sees_only_its_owners_sandboxes(
@@ -102,11 +104,11 @@ async def test_http_needs_the_bearer_token(
     http_server: Callable[..., Any], mcp_args: list[str], cluster: ServerThread, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "token"
-    token_file.write_text("s3cret-token\n")
+    token_file.write_text(TOKEN + "\n")
     server = http_server([*mcp_args, "--http", "127.0.0.1:0", "--token-file", str(token_file)])
     url = server.wait_url()
     base, path = url.rsplit("/", 1)
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         status, response_headers, _ = http(base, "POST", "/" + path, INITIALIZE, {**MCP_HEADERS, **headers})
         assert status == 401, headers
         assert response_headers.get("www-authenticate", response_headers.get("WWW-Authenticate"))
@@ -115,7 +117,7 @@ async def test_http_needs_the_bearer_token(
 
     # the right token: the official streamable-HTTP client works end to end
     async with (
-        httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}, timeout=120) as http_client,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as http_client,
         streamable_http_client(url, http_client=http_client) as streams,
         ClientSession(*streams) as session,
     ):
@@ -129,13 +131,13 @@ async def test_http_needs_the_bearer_token(
 async def test_http_token_from_the_environment(
     http_server: Callable[..., Any], mcp_args: list[str], apiserver: ServerThread
 ) -> None:
-    server = http_server([*mcp_args, "--http", "127.0.0.1:0"], LEAP0_MCP_TOKEN="from-env")
+    server = http_server([*mcp_args, "--http", "127.0.0.1:0"], LEAP0_MCP_TOKEN=ENV_TOKEN)
     url = server.wait_url()
     base, path = url.rsplit("/", 1)
     status, _, _ = http(base, "POST", "/" + path, INITIALIZE, MCP_HEADERS)
     assert status == 401
     async with (
-        httpx2.AsyncClient(headers={"Authorization": "Bearer from-env"}, timeout=60) as http_client,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {ENV_TOKEN}"}, timeout=60) as http_client,
         streamable_http_client(url, http_client=http_client) as streams,
         ClientSession(*streams) as session,
     ):

@@ -16,7 +16,20 @@ from leap0_dev.apiserver import ServerThread
 pytestmark = pytest.mark.e2e
 
 TOOLS = {
-    "create_sandbox": ({"template", "vcpu", "memory", "timeout", "env_vars", "network"}, set()),
+    "create_sandbox": (
+        {
+            "template",
+            "vcpu",
+            "memory",
+            "timeout",
+            "env_vars",
+            "network",
+            "persistent_workspace",
+            "idle_timeout",
+            "on_timeout",
+        },
+        set(),
+    ),
     "execute_command": ({"sandbox_id", "command", "cwd", "env", "timeout"}, {"sandbox_id", "command"}),
     "write_file": ({"sandbox_id", "path", "content", "encoding"}, {"sandbox_id", "path", "content"}),
     "read_file": ({"sandbox_id", "path", "encoding"}, {"sandbox_id", "path"}),
@@ -25,6 +38,8 @@ TOOLS = {
     "get_sandbox": ({"sandbox_id"}, {"sandbox_id"}),
     "set_timeout": ({"sandbox_id", "timeout"}, {"sandbox_id", "timeout"}),
     "delete_sandbox": ({"sandbox_id"}, {"sandbox_id"}),
+    "pause_sandbox": ({"sandbox_id"}, {"sandbox_id"}),
+    "resume_sandbox": ({"sandbox_id"}, {"sandbox_id"}),
 }
 
 
@@ -80,6 +95,10 @@ async def test_tools_and_their_schemas(stdio: Callable[..., Any], mcp_args: list
         assert "never deleted" in text
         assert "delete_sandbox" in text
     assert "seconds" in props["create_sandbox"]["timeout"]["description"]
+    assert _types(props["create_sandbox"]["persistent_workspace"]) == {"boolean", "null"}
+    on_timeout = props["create_sandbox"]["on_timeout"]["anyOf"][0]
+    assert on_timeout["enum"] == ["Delete", "Pause"]
+    assert "persistent_workspace" in tools["pause_sandbox"].description
     assert "MiB" in props["create_sandbox"]["memory"]["description"]
 
 
@@ -220,3 +239,42 @@ async def test_network_policy_reaches_the_sandbox_spec(
         c.GROUP, c.VERSION, namespace, c.SANDBOX_PLURAL, structured["sandbox_id"]
     )
     assert obj["spec"]["network"] == {"policy": "Custom", "allowCidrs": ["10.0.0.0/8"]}
+
+
+async def test_pause_resume_and_the_tools_waking_a_paused_sandbox(
+    stdio: Callable[..., Any],
+    mcp_args: list[str],
+    apiserver: ServerThread,
+    namespace: str,
+    exec_runner: Any,
+    operator: Any,
+    running_kubelet: Any,
+) -> None:
+    async with stdio([*mcp_args, "--owner", "sleeper"]) as session:
+        created = await ok(session, "create_sandbox", timeout=600, persistent_workspace=True)
+        sid = created["sandbox_id"]
+        assert created["persistent_workspace"] is True
+        paused = await ok(session, "pause_sandbox", sandbox_id=sid)
+        assert paused["phase"] == c.PHASE_PAUSED
+        assert paused["paused_at"]
+        assert paused["expires_at"] is None
+        # a tool call on the paused sandbox resumes it first
+        result = await ok(session, "execute_command", sandbox_id=sid, command="echo awake")
+        assert result["stdout"] == "awake\n"
+        got = await ok(session, "get_sandbox", sandbox_id=sid)
+        assert (got["phase"], got["paused_at"]) == (c.PHASE_RUNNING, None)
+        assert got["resumed_at"]
+        await ok(session, "pause_sandbox", sandbox_id=sid)
+        resumed = await ok(session, "resume_sandbox", sandbox_id=sid)
+        assert resumed["phase"] == c.PHASE_RUNNING
+        # a sandbox without a persistent workspace: refused, with what to do
+        plain = (await ok(session, "create_sandbox", timeout=600))["sandbox_id"]
+        is_error, _, text = await call(session, "pause_sandbox", sandbox_id=plain)
+        assert is_error
+        assert "emptyDir" in text
+        assert "persistent_workspace=true" in text
+        # and another owner's sandbox cannot be paused through this server
+    async with stdio([*mcp_args, "--owner", "someone-else"]) as other:
+        is_error, _, text = await call(other, "pause_sandbox", sandbox_id=sid)
+        assert is_error
+        assert "not found" in text

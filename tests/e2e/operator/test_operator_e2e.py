@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 import urllib.request
@@ -19,14 +18,19 @@ from operator_support import (
     API_ERRORS,
     RUNNING,
     Operator,
+    OperatorCalls,
     core,
     create_sandbox,
     custom,
+    events_once,
+    operator_writes,
     phase,
     play_kubelet,
     pod_exists,
     pod_gone,
+    reason_is,
     sandbox,
+    sandbox_events,
     sandboxes,
 )
 from support import REPO, FreezingProxy, kubectl, wait_for
@@ -310,12 +314,6 @@ def test_kopf_run_module_reads_its_settings_from_the_environment(
     assert pod.spec.init_containers[0].image == "registry.local/sidecar:test"
 
 
-def operator_writes(apiserver: Any) -> int:
-    with urllib.request.urlopen(f"{apiserver.url}/leap0/stats", timeout=10) as response:
-        stats: dict[str, Any] = json.load(response)
-    return int(stats["mutations"].get("kopf", 0))
-
-
 def test_a_restarted_operator_writes_nothing_when_nothing_changed(
     apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
 ) -> None:
@@ -413,40 +411,6 @@ def test_a_pod_the_api_refuses_as_invalid_fails_the_sandbox_without_retrying(
     assert "spec.containers[0].image: Invalid value" in status["message"]
     assert len(faults.attempts) == 1
     assert pod_gone(api, namespace, "refused")()
-
-
-class OperatorCalls:
-    """Every resource request the operator process (user agent ``kopf``) makes, as the RBAC verb it needs."""
-
-    VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
-
-    def __init__(self, apiserver: Any) -> None:
-        self.server = apiserver.server
-        self.seen: set[tuple[str, str, str]] = set()
-
-    def __call__(self, request: web.Request) -> web.StreamResponse | None:
-        if user_agent_product(request.headers.get("User-Agent", "")) != "kopf":
-            return None
-        target = parse_resource_path(request.path)
-        if target is None:  # discovery: allowed to every authenticated user
-            return None
-        resource = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
-        if request.method == "GET":
-            watch = request.query.get("watch", "").lower() in ("1", "true")
-            verb = "get" if target.name else "watch" if watch else "list"
-        elif request.method == "DELETE":
-            verb = "delete" if target.name else "deletecollection"
-        else:
-            verb = self.VERBS[request.method]
-        self.seen.add((target.group, resource, verb))
-        return None
-
-    def __enter__(self) -> OperatorCalls:
-        self.server.intercept = self
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.intercept = None
 
 
 def test_every_call_the_operator_makes_is_in_its_rbac_list(
@@ -793,33 +757,6 @@ def waiting_status(telemetry: dict[str, Any], sandbox_state: dict[str, Any]) -> 
              "state": sandbox_state},
         ],
     }  # fmt: skip
-
-
-def sandbox_events(api: client.ApiClient, namespace: str, name: str) -> list[tuple[str, str, str]]:
-    """(type, reason, message) of the Events about Sandbox ``name``, oldest first."""
-    listed = core(api).list_namespaced_event(
-        namespace, field_selector=f"involvedObject.kind=Sandbox,involvedObject.name={name}"
-    )
-    items = sorted(listed.items, key=lambda e: int(e.metadata.resource_version))
-    return [(e.type, e.reason, e.message) for e in items]
-
-
-def events_once(api: client.ApiClient, namespace: str, name: str, count: int) -> list[tuple[str, str, str]]:
-    """The Sandbox's Events once there are ``count`` (an Event is posted just after its status write)."""
-
-    def probe() -> list[tuple[str, str, str]] | None:
-        events = sandbox_events(api, namespace, name)
-        return events if len(events) >= count else None
-
-    return wait_for(probe, timeout=20, what=f"{count} events on {name}", ignore=API_ERRORS)
-
-
-def reason_is(api: client.ApiClient, namespace: str, name: str, reason: str) -> Callable[[], Any]:
-    def probe() -> dict[str, Any] | None:
-        status: dict[str, Any] = sandbox(api, namespace, name).get("status") or {}
-        return status if status.get("reason") == reason else None
-
-    return probe
 
 
 def test_unschedulable_waits_pending_then_runs_with_one_event_per_transition(

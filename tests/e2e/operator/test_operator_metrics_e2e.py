@@ -218,3 +218,49 @@ def test_kopf_run_serves_the_metrics_when_the_environment_asks(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_paused_sandboxes_are_counted_and_pause_and_resume_are_timed(
+    apiserver: Any, namespace: str, operator: tuple[str, Path], running_kubelet: Any
+) -> None:
+    url, _ = operator
+    api = apiserver.api_client()
+    create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
+    wait_for(lambda: phase_of(api, namespace, "nap") == contract.PHASE_RUNNING, 30, "Running")
+    custom = client.CustomObjectsApi(api)
+
+    def set_paused(paused: bool) -> None:
+        custom.patch_namespaced_custom_object(
+            contract.GROUP,
+            contract.VERSION,
+            namespace,
+            contract.SANDBOX_PLURAL,
+            "nap",
+            {"spec": {"paused": paused}},
+        )
+
+    set_paused(True)
+
+    def paused_and_timed() -> Samples | None:
+        samples = scrape(url)
+        if samples is None:
+            return None
+        count = value(samples, contract.OPERATOR_METRIC_PAUSE_DURATION + "_count")
+        paused = value(samples, contract.OPERATOR_METRIC_SANDBOXES, phase=contract.PHASE_PAUSED)
+        return samples if (count, paused) == (1, 1) else None
+
+    wait_for(paused_and_timed, 30, "one paused sandbox and one pause timed")
+    set_paused(False)
+
+    def resumed_and_timed() -> Samples | None:
+        samples = scrape(url)
+        if samples is None:
+            return None
+        count = value(samples, contract.OPERATOR_METRIC_RESUME_DURATION + "_count")
+        return samples if count == 1 else None
+
+    samples = wait_for(resumed_and_timed, 30, "one resume timed")
+    assert value(samples, contract.OPERATOR_METRIC_SANDBOXES, phase=contract.PHASE_PAUSED) == 0
+    assert value(samples, contract.OPERATOR_METRIC_SANDBOXES, phase=contract.PHASE_RUNNING) == 1
+    # a resume is not a second startup
+    assert value(samples, contract.OPERATOR_METRIC_STARTUP_DURATION + "_count") == 1

@@ -39,6 +39,9 @@ PY_ARGS: dict[str, Any] = {
     "labels": {"team": "parity"},
     "disk": 1024,
     "network": {"policy": "Custom", "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"]},
+    "workspace": {"persistent": True, "storageClassName": "fast"},
+    "idle_timeout": 900,
+    "on_timeout": "Pause",
 }
 JS_ARGS: dict[str, Any] = {
     "vcpu": 2,
@@ -52,11 +55,23 @@ JS_ARGS: dict[str, Any] = {
     "labels": {"team": "parity"},
     "disk": 1024,
     "network": {"policy": "Custom", "allowCidrs": ["203.0.113.0/24", "2001:db8::/32"]},
+    "workspace": {"persistent": True, "storageClassName": "fast"},
+    "idleTimeout": 900,
+    "onTimeout": "Pause",
 }
 # Python field -> JavaScript field, where camelCase alone does not say it.
 RENAMED = {"pod_ip": "podIP"}
 # Identity and timing: different for two sandboxes by nature.
-IDENTITY = {"id", "uid", "resource_version", "created_at", "started_at", "expires_at"}
+IDENTITY = {
+    "id",
+    "uid",
+    "resource_version",
+    "created_at",
+    "started_at",
+    "expires_at",
+    "paused_at",
+    "resumed_at",
+}
 
 JS_CHILD = """
 import { Leap0Client } from %(dist)s;
@@ -153,6 +168,11 @@ def test_python_and_javascript_create_the_same_sandbox(
     js_raw = raw_sandbox(apiserver, namespace, js["id"])
     assert anonymous(js_raw["spec"], js["id"]) == anonymous(py_raw["spec"], py.id)
     assert py_raw["spec"]["network"] == PY_ARGS["network"]  # sent as given, in both
+    assert (py_raw["spec"]["workspace"], py_raw["spec"]["idleTimeout"], py_raw["spec"]["onTimeout"]) == (
+        PY_ARGS["workspace"],
+        900,
+        "Pause",
+    )
     assert js_raw["metadata"].get("labels") == py_raw["metadata"].get("labels") == {"team": "parity"}
     assert js_raw["spec"]["env"][:2] == [
         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"},
@@ -166,7 +186,8 @@ def test_python_and_javascript_create_the_same_sandbox(
     py_fields = anonymous(py.model_dump(mode="json"), py.id)
     js_fields = anonymous(js, js["id"])
     compared = [name for name in py_fields if name not in IDENTITY]
-    assert len(compared) >= 15
+    assert {"workspace", "paused", "idle_timeout", "on_timeout", "effective_workspace"} <= set(compared)
+    assert len(compared) >= 20
     for name in compared:
         assert js_fields.get(camel(name)) == py_fields[name] or (
             py_fields[name] in (None, [], {}) and js_fields.get(camel(name)) in (None, [], {})
@@ -212,3 +233,55 @@ def test_python_and_javascript_build_the_same_exec_argv(tmp_path: Path) -> None:
         for case in cases
     ]
     assert json.loads(result.stdout) == expected
+
+
+JS_PAUSE_CHILD = """
+import { Leap0Client } from %(dist)s;
+const { NS: namespace, KC: kubeconfig } = process.env;
+const client = new Leap0Client({ namespace, kubeconfig, sdkOtelEnabled: false });
+const sandbox = await client.sandboxes.create({ workspace: { persistent: true }, timeout: 600 });
+const paused = JSON.parse(JSON.stringify(await sandbox.pause()));
+const resumed = JSON.parse(JSON.stringify(await sandbox.resume()));
+console.log(JSON.stringify({ paused, resumed }));
+await client.close();
+"""
+# Different for two sandboxes by nature, and the status fields a pause or resume sets at its own time.
+TIMED = IDENTITY | {"observed_generation", "conditions", "message"}
+
+
+def test_python_and_javascript_pause_and_resume_alike(
+    apiserver: ServerThread,
+    namespace: str,
+    operator: Any,
+    running_kubelet: Any,
+    tmp_path: Path,
+) -> None:
+    """Both SDKs pause and resume a persistent sandbox through the real operator and show the same fields
+    after each step (phase, reason, workspace, pausedAt and resumedAt set or not)."""
+    node = shutil.which("node")
+    assert node is not None, "node (20+) is needed for the JavaScript SDK"
+    assert JS_DIST.exists(), "js/dist is missing: run `npm ci` in js/ (scripts/test.sh does)"
+    with Leap0Client(namespace=namespace, kubeconfig=apiserver.kubeconfig, sdk_otel_enabled=False) as sdk:
+        py = sdk.sandboxes.create(workspace={"persistent": True}, timeout=600)
+        py_paused = anonymous(py.pause().model_dump(mode="json"), py.id)
+        py_resumed = anonymous(py.resume().model_dump(mode="json"), py.id)
+    script = tmp_path / "pause.mjs"
+    script.write_text(JS_PAUSE_CHILD % {"dist": json.dumps(JS_DIST.as_uri())})
+    env = {**os.environ, "NS": namespace, "KC": str(apiserver.kubeconfig)}
+    result = subprocess.run(
+        [node, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    js = json.loads(result.stdout)
+    js_id = js["paused"]["id"]
+    for py_fields, js_fields, phase in (
+        (py_paused, anonymous(js["paused"], js_id), c.PHASE_PAUSED),
+        (py_resumed, anonymous(js["resumed"], js_id), c.PHASE_RUNNING),
+    ):
+        assert py_fields["phase"] == phase
+        for name in (n for n in py_fields if n not in TIMED):
+            assert js_fields.get(camel(name)) == py_fields[name] or (
+                py_fields[name] in (None, [], {}) and js_fields.get(camel(name)) in (None, [], {})
+            ), f"{phase} {name}: python {py_fields[name]!r}, javascript {js_fields.get(camel(name))!r}"
+        for name in ("paused_at", "resumed_at"):
+            assert (py_fields[name] is None) == (js_fields.get(camel(name)) is None), (phase, name)

@@ -134,7 +134,8 @@ def test_network_is_immutable_on_the_sandbox() -> None:
     del bare["spec"]
     later = sandbox({"policy": "AllowAll"})
     assert errors(SANDBOX, later, bare) == [
-        "spec: Invalid value: spec is immutable after creation, except timeout"
+        "spec: Invalid value: spec is immutable after creation, except timeout, paused, idleTimeout and "
+        "onTimeout"
     ]
 
 

@@ -158,7 +158,7 @@ def test_enum_and_date_time_in_status() -> None:
     _, errors = SANDBOX.prepare(obj, None)
     assert messages(errors)[:2] == [
         'status.phase: Unsupported value: "Nope": supported values: '
-        '"Pending", "Running", "Failed", "Expired"',
+        '"Pending", "Running", "Paused", "Failed", "Expired"',
         'status.expiresAt: Invalid value: "tomorrow": '
         'status.expiresAt in body must be of type date-time: "tomorrow"',
     ]
@@ -413,10 +413,12 @@ def test_spec_cannot_be_removed_or_added_later_except_timeout() -> None:
     without_spec = sandbox()
     del without_spec["spec"]
     assert messages(SANDBOX.prepare(without_spec, with_spec)[1]) == [
-        "spec: Invalid value: spec cannot be removed: it is immutable after creation, except timeout"
+        "spec: Invalid value: spec cannot be removed: it is immutable after creation, except timeout, "
+        "paused, idleTimeout and onTimeout"
     ]
     assert messages(SANDBOX.prepare(with_spec, without_spec)[1]) == [
-        "spec: Invalid value: spec is immutable after creation, except timeout"
+        "spec: Invalid value: spec is immutable after creation, except timeout, paused, idleTimeout and "
+        "onTimeout"
     ]
     assert SANDBOX.prepare(sandbox({"timeout": 60}), without_spec)[1] == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 from typing import Any
@@ -38,6 +39,17 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         }
     },
     "on-namespaced-operator": {**ON, "watchNamespaces": ["team-a"]},
+    "on-with-admin-limits": {
+        "mcp": {
+            "enabled": True,
+            "auth": {"existingSecret": "mcp-token"},
+            "template": "python",
+            "allowedTemplates": ["small", "python"],
+            "networkPolicy": "Custom",
+            "networkAllowCidrs": ["10.1.0.0/16", "2001:db8::/32"],
+            "ownerKey": {"existingSecret": "mcp-owner-key", "key": "hmac"},
+        }
+    },
 }
 MCP_NAME = "leap0-leap0-operator-mcp"
 
@@ -86,10 +98,15 @@ def test_the_server_serves_http_with_the_token_from_the_secret() -> None:
     assert f"--namespace={NAMESPACE}" in args
     assert f"--owner={MCP_NAME}" in args  # stable across restarts
     assert "--all-sandboxes" not in args
+    assert "--owner-key-file=/var/run/leap0-mcp/owner-key" in args
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/var/run/leap0-mcp")
+    assert mount["readOnly"] is True
     (deployment,) = of_kind(objects, "Deployment")
     volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
-    assert volume["secret"] == {"secretName": "mcp-token", "items": [{"key": "token", "path": "token"}]}
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "mcp-token", "items": [{"key": "token", "path": "token"}]}},
+        {"secret": {"name": f"{MCP_NAME}-owner-key", "items": [{"key": "owner-key", "path": "owner-key"}]}},
+    ]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert deployment["spec"]["replicas"] == 1
@@ -169,3 +186,54 @@ def test_enabled_without_a_token_secret_is_refused() -> None:
         render({"mcp": {"enabled": True, "token": "inline"}})
     with pytest.raises(helm.HelmValuesError, match="/mcp/owner"):
         render({"mcp": {"enabled": True, "auth": {"existingSecret": "s"}, "owner": "not a label"}})
+
+
+def test_the_owner_key_is_a_random_secret_of_its_own_unless_given() -> None:
+    """The key that signs ownership (so a planted owner label is not ownership): made by the chart, 64
+    random characters, a new one on each render without a cluster (on a cluster, `lookup` keeps the one it
+    has); or an existing Secret."""
+    keys = []
+    for _ in range(2):
+        (secret,) = [
+            o
+            for o in render(ON)
+            if o["kind"] == "Secret" and o["metadata"]["name"] == f"{MCP_NAME}-owner-key"
+        ]
+        assert secret["metadata"]["namespace"] == NAMESPACE
+        key = base64.b64decode(secret["data"]["owner-key"])
+        assert len(key) == 64
+        keys.append(key)
+    assert keys[0] != keys[1]
+    objects = render(SCENARIOS["on-with-admin-limits"])
+    assert not [o for o in objects if o["kind"] == "Secret" and "owner-key" in o["metadata"]["name"]]
+    (deployment,) = of_kind(mcp_objects(SCENARIOS["on-with-admin-limits"]), "Deployment")
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "projected" in v]
+    assert volume["projected"]["sources"][1] == {
+        "secret": {"name": "mcp-owner-key", "items": [{"key": "hmac", "path": "owner-key"}]}
+    }
+
+
+def test_admin_limits_reach_the_flags() -> None:
+    args = mcp_container(mcp_objects(SCENARIOS["on-with-admin-limits"]))["args"]
+    assert "--allowed-templates=small,python" in args
+    assert "--network-policy=Custom" in args
+    assert "--network-allow-cidrs=10.1.0.0/16,2001:db8::/32" in args
+    off = mcp_container(mcp_objects(ON))["args"]
+    assert not [a for a in off if a.startswith(("--allowed-templates", "--network-"))]
+
+
+@pytest.mark.parametrize(
+    ("mcp", "error", "message"),
+    [
+        ({"template": "big", "allowedTemplates": ["small"]}, helm.HelmError, 'mcp.template "big" is not in'),
+        ({"networkPolicy": "Custom"}, helm.HelmError, "mcp.networkPolicy Custom needs mcp.networkAllowCidrs"),
+        ({"networkAllowCidrs": ["10.0.0.0/8"]}, helm.HelmError, "only for mcp.networkPolicy Custom"),
+        ({"networkPolicy": "Open"}, helm.HelmValuesError, "/mcp/networkPolicy"),
+        ({"allowedTemplates": ["Not A Name"]}, helm.HelmValuesError, "/mcp/allowedTemplates"),
+    ],
+)
+def test_bad_admin_limits_are_refused_naming_the_value(
+    mcp: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        render({"mcp": {"enabled": True, "auth": {"existingSecret": "s"}, **mcp}})

@@ -112,6 +112,8 @@ def test_the_docs_list_the_names_dashboards_are_written_against() -> None:
         contract.OPERATOR_METRIC_API_REQUESTS,
         contract.OPERATOR_METRIC_QUEUE_DEPTH,
         contract.OPERATOR_METRIC_EXPIRY_LATENESS,
+        contract.OPERATOR_METRIC_PAUSE_DURATION,
+        contract.OPERATOR_METRIC_RESUME_DURATION,
     ):
         assert f"`{metric}" in text, metric
 
@@ -182,9 +184,18 @@ def test_operator_dashboard_queries_only_what_the_operator_exposes() -> None:
         contract.OPERATOR_METRIC_API_REQUESTS,
         contract.OPERATOR_METRIC_QUEUE_DEPTH,
         contract.OPERATOR_METRIC_EXPIRY_LATENESS + "_bucket",
+        contract.OPERATOR_METRIC_PAUSE_DURATION + "_bucket",
+        contract.OPERATOR_METRIC_RESUME_DURATION + "_bucket",
         contract.PROCESS_METRIC_RSS,
     ):
         assert family in names, family
+
+
+def test_the_operator_dashboard_shows_paused_sandboxes() -> None:
+    queries = dashboard_queries(dashboards()[OPERATOR])
+    assert any(
+        contract.OPERATOR_METRIC_SANDBOXES in q and f'phase="{contract.PHASE_PAUSED}"' in q for q in queries
+    )
 
 
 def test_a_misspelt_metric_would_be_caught() -> None:

@@ -36,7 +36,7 @@ def test_summary_of_a_real_exposition() -> None:
         metrics.observe_running("2026-01-01T00:00:00Z", now)  # 3 s each: all in the (2, 5] bucket
     line = summary(generate_latest(metrics.registry).decode())
     assert (
-        line == "operator: sandboxes Pending 1, Running 2, Failed 0, Expired 0; startup p50 3.50 s"
+        line == "operator: sandboxes Pending 1, Running 2, Paused 0, Failed 0, Expired 0; startup p50 3.50 s"
     )  # 2 + 3 x 2/4
 
 

@@ -192,6 +192,42 @@ def test_mount_paths_map_to_local_directories() -> None:
     }
 
 
+def test_paths_under_a_mount_in_a_command_line_map_to_the_volumes_folder() -> None:
+    mounts = {"/workspace": "/w/claims/ns_s-workspace_1234"}
+    argv = [
+        "/bin/sh",
+        "-c",
+        "cat /workspace/notes.txt > '/workspace/b'; ls /workspace && "
+        "echo /workspaces /tmp/workspace x/workspace",
+        "leap0-write",
+        "/workspace/dir/file",
+        "/workspace",
+    ]
+    assert podspec.map_argv(argv, mounts) == [
+        "/bin/sh",
+        "-c",
+        "cat /w/claims/ns_s-workspace_1234/notes.txt > '/w/claims/ns_s-workspace_1234/b'; "
+        "ls /w/claims/ns_s-workspace_1234 && echo /workspaces /tmp/workspace x/workspace",
+        "leap0-write",
+        "/w/claims/ns_s-workspace_1234/dir/file",
+        "/w/claims/ns_s-workspace_1234",
+    ]
+    assert podspec.map_argv(["cat", "/workspace/x"], {}) == ["cat", "/workspace/x"]
+
+
+def test_the_claims_a_pod_mounts_and_their_folders() -> None:
+    pod = {
+        "spec": {
+            "volumes": [
+                {"name": "workspace", "persistentVolumeClaim": {"claimName": "s-workspace"}},
+                {"name": "scratch", "emptyDir": {}},
+            ]
+        }
+    }
+    assert podspec.claim_names(pod) == {"workspace": "s-workspace"}
+    assert podspec.claim_dir_name("team-a", "s-workspace", "abcdef0123") == "team-a_s-workspace_abcdef01"
+
+
 def test_exit_reasons() -> None:
     assert podspec.exit_reason(0, False) == (0, "Completed")
     assert podspec.exit_reason(3, False) == (3, "Error")

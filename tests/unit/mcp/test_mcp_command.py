@@ -21,15 +21,29 @@ def test_without_the_extra_it_says_which_extra_to_install(
     assert "pip install 'leap0[mcp]'" in capsys.readouterr().err
 
 
+FILE_TOKEN = "f" * 32
+ENV_TOKEN = "e" * 40
+
+
 def test_token_from_file_else_environment(tmp_path: Path) -> None:
     path = tmp_path / "token"
-    path.write_text("  abc\n")
-    assert read_token(path, {"LEAP0_MCP_TOKEN": "env"}) == "abc"
-    assert read_token(None, {"LEAP0_MCP_TOKEN": " env "}) == "env"
+    path.write_text(f"  {FILE_TOKEN}\n")
+    assert read_token(path, {"LEAP0_MCP_TOKEN": ENV_TOKEN}) == FILE_TOKEN
+    assert read_token(None, {"LEAP0_MCP_TOKEN": f" {ENV_TOKEN} "}) == ENV_TOKEN
     assert read_token(None, {}) is None
     path.write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
         read_token(path, {})
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 31, "é" * 15])
+def test_a_token_shorter_than_32_bytes_is_refused_without_quoting_it(tmp_path: Path, token: str) -> None:
+    path = tmp_path / "token"
+    path.write_text(token)
+    for source, env in ((path, {}), (None, {"LEAP0_MCP_TOKEN": token})):
+        with pytest.raises(ValueError, match="at least 32 random bytes") as caught:
+            read_token(source, env)
+        assert token not in str(caught.value)
 
 
 def _request(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, list[Any]]:

@@ -137,13 +137,47 @@ def test_summary_and_set_timeout_expiry() -> None:
     assert logic.sandbox_text(failed) == "sandbox x: Failed (OOMKilled)"
 
 
+def test_create_passes_the_pause_settings_but_no_storage_class() -> None:
+    kwargs = _kwargs(persistent_workspace=True, idle_timeout=600, on_timeout="Pause")
+    assert (kwargs["workspace"], kwargs["idle_timeout"], kwargs["on_timeout"]) == (
+        {"persistent": True},
+        600,
+        "Pause",
+    )
+    assert "workspace" not in _kwargs()
+
+
+def test_a_paused_sandbox_says_so_and_its_timeout_counts_from_the_resume() -> None:
+    created = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    paused = SandboxData(
+        id="sb-1",
+        namespace="ns",
+        created_at=created,
+        phase="Paused",
+        reason="IdlePaused",
+        timeout=300,
+        paused_at=datetime(2026, 1, 1, 12, 3, 0, tzinfo=UTC),
+        effective_workspace={"persistent": True, "claimName": "sb-1-workspace"},
+    )
+    summary = logic.sandbox_summary(paused)
+    assert (summary["persistent_workspace"], summary["paused_at"], summary["expires_at"]) == (
+        True,
+        "2026-01-01T12:03:00Z",
+        None,
+    )
+    assert "paused since 2026-01-01T12:03:00Z (resume_sandbox, or any tool call, resumes it)" in (
+        logic.sandbox_text(summary)
+    )
+    assert logic.after_set_timeout(paused, 600)["expires_at"] is None
+    resumed = paused.model_copy(
+        update={"phase": "Running", "paused_at": None, "resumed_at": datetime(2026, 1, 1, 13, 0, tzinfo=UTC)}
+    )
+    assert logic.after_set_timeout(resumed, 600)["expires_at"] == "2026-01-01T13:10:00Z"
+
+
 # --- ownership ---------------------------------------------------------------------------------------
-def test_ownership() -> None:
-    mine = logic.owner_labels("a")
-    assert logic.is_visible(mine, "a", False)
-    assert not logic.is_visible(mine, "b", False)
-    assert not logic.is_visible({}, "a", False)
-    assert logic.is_visible({}, "a", True)
+def test_ownership_labels_and_selector() -> None:
+    assert logic.owner_labels("a") == {"leap0.dev/created-by": "mcp", "leap0.dev/mcp-owner": "a"}
     assert logic.owner_selector("a", False) == "leap0.dev/mcp-owner=a"
     assert logic.owner_selector("a", True) is None
 
@@ -225,6 +259,10 @@ def test_auth_decision() -> None:
     [
         (SandboxNotFoundError("sb", "ns"), "sandbox 'sb' not found"),
         (SandboxValidationError("spec.vcpu: Invalid value", status=422), "rejected the request: spec.vcpu"),
+        (
+            SandboxValidationError("sandbox 'sb' cannot be paused: emptyDir", reason="PauseRefused"),
+            "create a new sandbox with persistent_workspace=true",
+        ),
         (SandboxFailedError("sb", "Failed", "ImagePullError", "no such image"), "delete_sandbox"),
         (SandboxTimeoutError("sandbox 'sb' not Running after 5 s"), "call get_sandbox later"),
         (ProcessTimeoutError("command in sandbox 'sb' did not finish within 1 s"), "longer timeout"),

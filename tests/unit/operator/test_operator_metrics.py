@@ -30,10 +30,11 @@ def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 
 def test_every_phase_is_counted_zeros_included_and_no_phase_is_pending() -> None:
-    assert phase_counts([]) == {"Pending": 0, "Running": 0, "Failed": 0, "Expired": 0}
+    assert phase_counts([]) == {"Pending": 0, "Running": 0, "Paused": 0, "Failed": 0, "Expired": 0}
     assert phase_counts([None, "Running", "Running", "Expired"]) == {
         "Pending": 1,
         "Running": 2,
+        "Paused": 0,
         "Failed": 0,
         "Expired": 1,
     }

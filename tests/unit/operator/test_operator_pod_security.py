@@ -47,6 +47,7 @@ SPECS = [
     {"disk": 2048, "command": ["sleep", "infinity"]},
     {"telemetry": {"enabled": False}},
     {"env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"}]},
+    {"workspace": {"persistent": True}, "disk": 512},  # the workspace on a PersistentVolumeClaim
 ]
 RESTRICTED_TEMPLATES = [
     {"podSecurity": "restricted"},

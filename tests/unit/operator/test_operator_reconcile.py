@@ -344,6 +344,7 @@ def test_changing_timeout_reschedules_in_both_directions() -> None:
     assert longer.status is not None
     assert status_patch(status, longer.status) == {
         "expiresAt": format_time(at(200)),
+        "timeout": 200,
         "observedGeneration": 2,
         "conditions": longer.status["conditions"],
     }
