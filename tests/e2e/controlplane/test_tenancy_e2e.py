@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.realk8s]
 CHART = support.REPO / "charts" / "leap0-operator"
 TENANT_LABEL = "leap0.dev/tenant"
 ADMISSION = ("admissionregistration.k8s.io", "v1")
+CUSTOM = {"policy": "Custom", "allowCidrs": ["10.0.0.0/8"]}
 
 
 @dataclass
@@ -182,13 +183,14 @@ def edited(obj: dict[str, Any], change: Callable[[dict[str, Any]], Any]) -> dict
 def test_kube_apiserver_enforces_each_rule_as_the_fast_tier_says(tenancy: Tenancy) -> None:
     """Every request, as a dry run, answered by kube-apiserver exactly as tests/vap_support.py answers it from
     the policies and bindings the API server holds (code, reason, message): creates, then updates of objects
-    that exist, presence compared on UPDATE, a metadata-only or unchanged-spec update and a status write never
-    blocked, even for a Sandbox the limits refuse today."""
+    that exist, presence compared on UPDATE, an update leaving template and network alone (metadata, timeout,
+    a pause) and a status write never blocked, even for a Sandbox the limits refuse today."""
     api, t = tenancy.api, tenancy
     # Before the updates: a template without a network and one without a spec (the tenant's), and a Sandbox
     # made before its namespace was limited.
     create(api, t.tenant, template_body("plain", {"image": "python:3.12-slim"}))
     create(api, t.tenant, template_body("bare", None))
+    create(api, t.tenant, template_body("closed", {"network": {"policy": "DenyAll"}}))
     create_sandbox(api, t.late, "before", timeout=600, network={"policy": "AllowAll"})
     core(api).patch_namespace(t.late, {"metadata": {"labels": {TENANT_LABEL: t.tag}}})
     support.wait_for(refused_on(api, t.late), timeout=60, what="the late namespace limited", interval=0.5)
@@ -208,7 +210,7 @@ def test_kube_apiserver_enforces_each_rule_as_the_fast_tier_says(tenancy: Tenanc
         (0, t.tenant, sandbox_body("plain-default")),
         (0, t.tenant, no_spec),
         (403, t.tenant, template_body("open", {"network": {"policy": "AllowAll"}})),
-        (0, t.tenant, template_body("closed", {"network": {"policy": "DenyAll"}})),
+        (0, t.tenant, template_body("shut", {"network": {"policy": "DenyAll"}})),
         (
             0,
             t.platform,
@@ -227,6 +229,7 @@ def test_kube_apiserver_enforces_each_rule_as_the_fast_tier_says(tenancy: Tenanc
         live(t.tenant, contract.TEMPLATE_KIND, "plain"),
         live(t.tenant, contract.TEMPLATE_KIND, "bare"),
     )
+    closed = live(t.tenant, contract.TEMPLATE_KIND, "closed")
     before = live(t.late, contract.SANDBOX_KIND, "before")
     updates = [
         # presence: a network added where there was none, a spec where there was none
@@ -234,11 +237,13 @@ def test_kube_apiserver_enforces_each_rule_as_the_fast_tier_says(tenancy: Tenanc
         (0, t.tenant, plain, edited(plain, lambda o: o["spec"].update(network={"policy": "Internet"}))),
         (403, t.tenant, bare, edited(bare, lambda o: o.update(spec={"network": {"policy": "AllowAll"}}))),
         (0, t.tenant, plain, edited(plain, lambda o: o["metadata"].update(labels={"team": "a"}))),
-        # the Sandbox the limits refuse today: its metadata (a finalizer, labels) and an unchanged spec pass;
-        # a change of its spec (even of timeout, its one mutable field) does not
+        # the Sandbox the limits refuse today: its metadata (a finalizer, labels), its timeout and a pause
+        # (the operator's idle pause writes spec.paused) pass, the fields the policy limits left as they were
+        # (the CRD keeps them so); a template's network changed is checked
         (0, t.late, before, edited(before, lambda o: o["metadata"].update(finalizers=["example.com/hold"]))),
         (0, t.late, before, edited(before, lambda o: o["metadata"].update(labels={"seen": "yes"}))),
-        (403, t.late, before, edited(before, lambda o: o["spec"].update(timeout=900))),
+        (0, t.late, before, edited(before, lambda o: o["spec"].update(timeout=900, paused=True))),
+        (403, t.tenant, closed, edited(closed, lambda o: o["spec"].update(network=CUSTOM))),
     ]
 
     labels = t.labels()
@@ -291,9 +296,9 @@ def test_kube_apiserver_enforces_each_rule_as_the_fast_tier_says(tenancy: Tenanc
 
 
 def test_the_operator_and_the_garbage_collector_are_never_blocked(tenancy: Tenancy) -> None:
-    """A Sandbox the limits refuse today (created before its namespace was limited) still gets its status
-    from the operator, and is deleted in the foreground: the garbage collector removes its pod and
-    NetworkPolicy and then its own finalizer, the operator (the chart's ServiceAccount) its finalizer."""
+    """A Sandbox the limits refuse today (created before its namespace was limited) still gets a longer
+    timeout and its status from the operator, and is deleted in the foreground: the garbage collector removes
+    its pod and NetworkPolicy and then its own finalizer, the operator (the chart's ServiceAccount) its."""
     api, t = tenancy.api, tenancy
     core(api).patch_namespace(t.late, {"metadata": {"labels": {TENANT_LABEL: None}}})
     older = sandbox_body("older", timeout=600, network={"policy": "Custom", "allowCidrs": ["192.0.2.0/24"]})
@@ -312,17 +317,12 @@ def test_the_operator_and_the_garbage_collector_are_never_blocked(tenancy: Tenan
     )
     core(api).patch_namespace(t.late, {"metadata": {"labels": {TENANT_LABEL: t.tag}}})
     support.wait_for(refused_on(api, t.late), timeout=60, what="the late namespace limited", interval=0.5)
+    # its timeout may still change (what the policy limits stays as it was) ...
     longer = {"spec": {"timeout": 900}}
-    assert (
-        answer(
-            lambda: custom(api).patch_namespaced_custom_object(
-                contract.GROUP, contract.VERSION, t.late, contract.SANDBOX_PLURAL, "older", longer
-            )
-        )["code"]
-        == 403
+    custom(api).patch_namespaced_custom_object(
+        contract.GROUP, contract.VERSION, t.late, contract.SANDBOX_PLURAL, "older", longer
     )
-
-    # the operator still writes its status (Pending: no node here) ...
+    # ... the operator still writes its status (Pending: no node here) ...
     support.wait_for(phase(api, t.late, "older", "Pending"), timeout=60, what="Pending")
     # ... and a foreground deletion goes through the GC's and the operator's finalizer updates
     custom(api).delete_namespaced_custom_object(

@@ -1,7 +1,8 @@
 """The chart's optional ValidatingAdmissionPolicy (docs/security.md, "The admission policy"): rendered from
 the values, valid for every Kubernetes version the chart claims, and deciding each request as kube-apiserver
 would (tests/vap_support.py evaluates its CEL): templates per namespace, the most permissive network, and
-never a status write, a deletion or an update that leaves the spec alone (the GC, finalizers)."""
+never a status write, a deletion or an update that leaves template and network alone (the GC, finalizers,
+the operator's pause)."""
 
 from __future__ import annotations
 
@@ -144,13 +145,15 @@ def test_templates_are_capped_too_and_other_namespaces_are_not_limited(admission
 
 def test_status_writes_deletions_and_metadata_updates_are_never_blocked(admission: Admission) -> None:
     """A Sandbox made before the policy (or before it was tightened) must still get its status, lose its
-    finalizers and be deleted by the garbage collector."""
-    old = sandbox(network={"policy": "AllowAll"})
+    finalizers, be paused by the operator (spec.paused) and be deleted by the garbage collector."""
+    old = sandbox(network={"policy": "AllowAll"}, template="gpu-unrestricted", timeout=600)
     old["metadata"]["finalizers"] = ["leap0.dev/finalizer"]
     new = {**old, "metadata": {"name": "s"}, "status": {"phase": "Running"}}
+    paused = {**old, "spec": {**old["spec"], "paused": True, "timeout": 900}}
     for request in (
         Request("UPDATE", "Sandbox", "sandboxes/status", "team-a", new, old),
         Request("UPDATE", "Sandbox", "sandboxes", "team-a", new, old),  # finalizer removed, spec alone
+        Request("UPDATE", "Sandbox", "sandboxes", "team-a", paused, old),  # paused, a longer timeout
         Request("DELETE", "Sandbox", "sandboxes", "team-a", None, old),
     ):
         assert admission(request) == [], request
