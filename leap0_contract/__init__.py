@@ -398,6 +398,11 @@ SUPERVISOR_SCOPE_NAME: Final = "leap0-supervisor"
 METRIC_SUPERVISOR_DROPPED: Final = "leap0.supervisor.lines.dropped"
 UNIT_LINES: Final = "{line}"
 
+# --- The platform's collector (docs/security.md, "Identity towards the platform's collector") --------------
+# The resource attribute its configuration sets from the verified token's subject,
+# system:serviceaccount:<namespace>:<account>, over any value the payload carried.
+ATTR_AUTHENTICATED_SUBJECT: Final = "leap0.authenticated.subject"
+
 # --- SDK ----------------------------------------------------------------------------------------------
 # Tracer and meter name of the SDK's own telemetry (spans and duration histograms of SDK operations).
 SDK_INSTRUMENTATION_NAME: Final = "leap0-sdk-python"

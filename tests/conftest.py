@@ -120,12 +120,14 @@ def running_kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandIn
 
 # --- The real control plane (leap0_dev.controlplane; tests marked `realk8s`) --------------------------
 _build_error: list[str] = []
+_collector_error: list[str] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected: a cold
-    build takes tens of minutes, which no test's timeout covers (CI builds them before pytest; a warm cache
-    makes this a look). A failure (no Go, say) fails those tests with its message."""
+    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected (and the
+    OpenTelemetry Collector when one uses ``otel_collector``): a cold build takes minutes, which no test's
+    timeout covers (CI builds them before pytest; a warm cache makes this a look). A failure (no Go, say)
+    fails those tests with its message."""
     if not any(item.get_closest_marker("realk8s") for item in session.items):
         return
     from leap0_dev.controlplane import BuildError, ensure_binaries
@@ -137,6 +139,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ensure_kubelet()  # leap0-kubelet, the kubelet endpoint of kubelet_node
     except BuildError as exc:
         _build_error.append(str(exc))
+    if any("otel_collector" in getattr(item, "fixturenames", ()) for item in session.items):
+        from leap0_dev.collector import ensure_collector
+
+        try:
+            ensure_collector()
+        except BuildError as exc:
+            _collector_error.append(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -170,13 +179,22 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 @pytest.fixture
 def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
-    """A fresh, uniquely named namespace on the real control plane, deleted after the test."""
+    """A fresh, uniquely named namespace on the real control plane, deleted after the test; yielded once the
+    controller-manager has made its ``default`` ServiceAccount (pods and tokens need it; a busy
+    controller-manager takes a moment)."""
     from kubernetes import client
 
     name = f"t-{uuid.uuid4().hex[:10]}"
     with control_plane.api_client() as api_client:
         api = client.CoreV1Api(api_client)
         api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        wait_for(
+            lambda: api.read_namespaced_service_account("default", name),
+            timeout=60,
+            what=f"the default ServiceAccount of {name}",
+            interval=0.2,
+            ignore=(client.ApiException,),
+        )
         yield name
         with contextlib.suppress(client.ApiException):
             api.delete_namespace(name)
@@ -234,3 +252,19 @@ def kubelet_node(
 
         wait_for(schedulable, timeout=60, what="the node Ready and untainted", interval=0.5)
         yield node
+
+
+@pytest.fixture(scope="session")
+def otel_collector() -> Path:
+    """The OpenTelemetry Collector of devtools/otelcol (``leap0 dev collector build``: the OTLP receiver, the
+    oidc authenticator, the resource processor, the otlphttp exporter), built by the Collector's builder
+    before the first test that needs it (a missing Go fails those tests, never skips them)."""
+    from leap0_dev.collector import ensure_collector
+    from leap0_dev.controlplane import BuildError
+
+    if _collector_error:
+        pytest.fail(_collector_error[0], pytrace=False)
+    try:
+        return ensure_collector()
+    except BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)

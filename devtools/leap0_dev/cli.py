@@ -60,6 +60,20 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
         choices=["amd64", "arm64"],
         help="an architecture to build for (repeatable; default: this machine's)",
     )
+    collector = dev_sub.add_parser(
+        "collector",
+        help="the OpenTelemetry Collector of the tests, built with the Collector's builder",
+        description="The OpenTelemetry Collector that verifies sidecars' ServiceAccount tokens in the tests "
+        "(docs/security.md): see docs/control-plane.md.",
+    )
+    collector_sub = collector.add_subparsers(dest="collector_command", required=True)
+    collector_sub.add_parser(
+        "build",
+        help="build it if missing and print its path",
+        description="Build the Collector of devtools/otelcol/manifest.yaml with ocb, the Collector's builder "
+        "(pinned in devtools/otelcol/builder), from the Go module proxy into a cache folder outside the "
+        "repository (once per machine), and print one line: the binary's path. Exits 2 without Go.",
+    )
     up = dev_sub.add_parser(
         "up",
         help="the local quickstart: API server, operator, local pod runner, OTLP console sink, demo sandbox",
@@ -203,6 +217,10 @@ def run(args: argparse.Namespace) -> int:
         return control_plane.up(
             args.port, args.kubeconfig, args.data_dir, _node(args) if args.kubelet else None
         )
+    if args.dev_command == "collector":
+        from leap0_dev import collector  # the dev extra's dependencies load here
+
+        return collector.build()
     if args.dev_command == "apiserver":
         from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
 
