@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import leap0_contract as c
+
 # Exit codes of coreutils ``timeout``: 124 after TERM, 137 (128+9) when it had to KILL.
 TIMEOUT_EXIT_CODES = (124, 137)
 # Seconds after ``timeout`` before the SDK gives up on the stream itself
@@ -89,6 +91,30 @@ def build_exec_argv(
         lines.append(f'if command -v timeout >/dev/null 2>&1; then exec timeout -k 1 {secs} "$@"; fi')
     lines.append('exec "$@"')
     return ["/bin/sh", "-c", "\n".join(lines), "leap0-exec", *inner]
+
+
+def supervised_argv(argv: Sequence[str], supervisor: str, traceparent: str | None = None) -> list[str]:
+    """``argv`` run through the sandbox's leap0 supervisor (sandbox logs): it passes the output through as it
+    is and sends each line as a log record carrying the caller's trace context (a W3C ``traceparent``)."""
+    flags = [c.SUPERVISOR_FLAG_CONTAINER, c.SANDBOX_CONTAINER]
+    if traceparent:
+        flags += [c.SUPERVISOR_FLAG_TRACEPARENT, traceparent]
+    return [supervisor, c.SUPERVISOR_EXEC, *flags, "--", *argv]
+
+
+def supervisor_exec_error(exit_code: int | None, stdout: bytes, stderr: bytes) -> str | None:
+    """The supervisor's message when it could not start the command (exit code 127 or 126, its one line on
+    stderr, nothing on stdout), else None: the caller then fails as an exec of a missing program fails."""
+    if exit_code not in (126, 127) or stdout:
+        return None
+    text = stderr.decode("utf-8", errors="replace")
+    if (
+        not text.startswith(c.SUPERVISOR_EXEC_ERROR_PREFIX)
+        or text.count("\n") != 1
+        or not text.endswith("\n")
+    ):
+        return None
+    return text[len(c.SUPERVISOR_EXEC_ERROR_PREFIX) :].strip()
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,11 @@ class Operation(Protocol):
 
     def set_attribute(self, key: str, value: str | int | float | bool) -> None: ...
 
+    def traceparent(self) -> str | None:
+        """The W3C ``traceparent`` of the operation's span (None without one): the sandbox's supervisor puts
+        it on the log records of the command the operation runs."""
+        ...
+
 
 class Telemetry(Protocol):
     enabled: bool
@@ -78,6 +83,9 @@ class _NoopOperation:
 
     def set_attribute(self, key: str, value: str | int | float | bool) -> None:
         pass
+
+    def traceparent(self) -> str | None:
+        return None
 
 
 class NoopTelemetry:
@@ -106,6 +114,14 @@ class _SpanOperation:
 
     def set_attribute(self, key: str, value: str | int | float | bool) -> None:
         self._span.set_attribute(key, value)
+
+    def traceparent(self) -> str | None:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(self._span))
+        return carrier.get("traceparent")
 
 
 class OtelTelemetry:

@@ -226,6 +226,7 @@ class SandboxesClient:
         command: Sequence[str] | None = None,
         args: Sequence[str] | None = None,
         telemetry_sidecar: bool | None = None,
+        telemetry_logs: bool | None = None,
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT_S,
@@ -252,7 +253,9 @@ class SandboxesClient:
         operator's default). ``workspace={"persistent": True}`` puts ``/workspace`` on a PersistentVolumeClaim
         kept while the sandbox is paused (``storageClassName`` optional); ``idle_timeout`` (seconds without an
         SDK or MCP operation) and ``on_timeout="Pause"`` pause it by themselves (both need a persistent
-        workspace). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
+        workspace). ``telemetry_logs=False`` turns sandbox logs off (``spec.telemetry.logs``: the output of
+        the sandbox's command and of ``process.execute`` as OTLP log records; unset: the template's, else on
+        with the sidecar). Raises ``SandboxFailedError`` (with the operator's reason) if the sandbox fails,
         ``SandboxTimeoutError`` if it is not Running within ``wait_timeout`` seconds (the sandbox is kept).
         """
         self._client._check_open()
@@ -282,6 +285,7 @@ class SandboxesClient:
             command=tuple(command) if command is not None else None,
             args=tuple(args) if args is not None else None,
             telemetry_sidecar=telemetry_sidecar,
+            telemetry_logs=telemetry_logs,
             network=normalize_network(network),
             workspace=normalize_workspace(workspace),
             idle_timeout=idle_timeout,

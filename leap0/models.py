@@ -61,6 +61,8 @@ class SandboxData(BaseModel):
     effective_memory: int | None = None
     pod_name: str | None = None
     pod_ip: str | None = None
+    # The leap0 supervisor in the sandbox container (sandbox logs on): process.execute runs through it.
+    supervisor: str | None = None
     started_at: datetime | None = None
     expires_at: datetime | None = None
     paused_at: datetime | None = None
@@ -129,6 +131,7 @@ def sandbox_fields(obj: Mapping[str, Any]) -> JsonDict:
         "effective_memory": status.get("memory"),
         "pod_name": status.get("podName"),
         "pod_ip": status.get("podIP"),
+        "supervisor": status.get(c.STATUS_SUPERVISOR),
         "started_at": status.get("startedAt"),
         "expires_at": status.get("expiresAt"),
         "paused_at": status.get("pausedAt"),
@@ -370,6 +373,7 @@ class SandboxRequest:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     telemetry_sidecar: bool | None = None
+    telemetry_logs: bool | None = None
     network: JsonDict | None = None
     workspace: JsonDict | None = None
     idle_timeout: int | None = None  # seconds
@@ -396,8 +400,13 @@ class SandboxRequest:
             spec["command"] = list(self.command)
         if self.args is not None:
             spec["args"] = list(self.args)
+        telemetry: JsonDict = {}
         if self.telemetry_sidecar is not None:
-            spec["telemetry"] = {"enabled": self.telemetry_sidecar}
+            telemetry["enabled"] = self.telemetry_sidecar
+        if self.telemetry_logs is not None:
+            telemetry["logs"] = self.telemetry_logs
+        if telemetry:
+            spec["telemetry"] = telemetry
         if self.network is not None:
             spec["network"] = json.loads(json.dumps(self.network))  # a copy the caller cannot change
         if self.workspace is not None:

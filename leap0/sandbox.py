@@ -18,6 +18,8 @@ from leap0._exec import (
     OutputSink,
     build_exec_argv,
     run_exec,
+    supervised_argv,
+    supervisor_exec_error,
 )
 from leap0._redact import redact
 from leap0.exceptions import (
@@ -124,12 +126,18 @@ class Sandbox(SandboxData):
         deadline_s: float | None = None,
         sink: OutputSink | None = None,
         cancel: threading.Event | None = None,
+        supervise: bool = False,
+        traceparent: str | None = None,
     ) -> ExecOutcome:
+        """Run ``argv`` in the sandbox container; ``supervise``: through its supervisor when its pod has one
+        (``status.supervisor``), so the output also becomes log records of the caller's trace."""
         from kubernetes.client.exceptions import ApiException
 
         client = self._bound()
         pod = self._pod()
         client._record_use(self)
+        if supervise and self.supervisor:
+            argv = supervised_argv(argv, self.supervisor, traceparent)
         try:
             return run_exec(
                 client._configuration,
@@ -188,10 +196,17 @@ class ProcessClient:
         set, reading stops and ``ProcessError`` says the call was cancelled (the caller stops the command).
         For callers that must bound memory whatever a command prints (the MCP server)."""
         sandbox = self._sandbox
-        with sandbox._bound()._telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id):
+        with sandbox._bound()._telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id) as op:
             argv = build_exec_argv(command, cwd=cwd, env=env, timeout=timeout)
             deadline = None if timeout is None else timeout + CLIENT_GRACE_S
-            outcome = sandbox._exec(argv, deadline_s=deadline, sink=sink, cancel=cancel)
+            outcome = sandbox._exec(
+                argv,
+                deadline_s=deadline,
+                sink=sink,
+                cancel=cancel,
+                supervise=True,
+                traceparent=op.traceparent(),
+            )
             if outcome.cancelled:
                 raise ProcessError(f"command in sandbox {sandbox.id!r} was cancelled")
             stdout = outcome.stdout.decode("utf-8", errors="replace")
@@ -211,6 +226,9 @@ class ProcessClient:
             assert outcome.status is not None
             if outcome.status.exit_code is None:
                 raise ProcessError(f"exec in sandbox {sandbox.id!r} failed: {outcome.status.error}")
+            cannot_start = supervisor_exec_error(outcome.status.exit_code, outcome.stdout, outcome.stderr)
+            if cannot_start is not None:  # as an exec of a missing program fails without the supervisor
+                raise ProcessError(f"exec in sandbox {sandbox.id!r} failed: {cannot_start}")
             return ProcessResult(exit_code=outcome.status.exit_code, stdout=stdout, stderr=stderr)
 
 

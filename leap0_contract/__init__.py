@@ -336,6 +336,74 @@ SIDECAR_HEALTH_PORT: Final = 13133
 SIDECAR_HEALTH_PATH: Final = "/healthz"
 SIDECAR_READY_PATH: Final = "/readyz"
 
+# --- Sandbox logs: the supervisor (docs/logs.md) ------------------------------------------------------
+# A static Go program (supervisor/) that runs a command, passes its output through and sends each line to
+# the sidecar as an OTLP log record. It ships in the sidecar image; an init container copies it into an
+# emptyDir that the sandbox container mounts read-only. spec.telemetry.logs (Sandbox, else template) turns it
+# on or off.
+SUPERVISOR_BINARY: Final = "leap0-supervisor"
+# Where the sidecar image holds it, and where the sandbox container finds it (the volume's mount path).
+SUPERVISOR_IMAGE_PATH: Final = "/usr/local/bin/leap0-supervisor"
+SUPERVISOR_VOLUME: Final = "leap0-supervisor"
+SUPERVISOR_MOUNT_PATH: Final = "/.leap0"
+SUPERVISOR_PATH: Final = f"{SUPERVISOR_MOUNT_PATH}/{SUPERVISOR_BINARY}"
+# The init container that copies it (``leap0-supervisor install DEST``).
+SUPERVISOR_INIT_CONTAINER: Final = "leap0-supervisor"
+# Its subcommands and flags: ``run`` for the sandbox's main process, ``exec`` for a command run through the
+# SDKs (with the caller's W3C traceparent), ``install`` for the init container.
+SUPERVISOR_RUN: Final = "run"
+SUPERVISOR_EXEC: Final = "exec"
+SUPERVISOR_INSTALL: Final = "install"
+SUPERVISOR_FLAG_CONTAINER: Final = "--container"
+SUPERVISOR_FLAG_TRACEPARENT: Final = "--traceparent"
+# The bound of its queue of lines waiting for export (bytes; default 1 MiB).
+ENV_SUPERVISOR_BUFFER_BYTES: Final = "LEAP0_SUPERVISOR_BUFFER_BYTES"
+# On the pod (the operator writes it when the pod has the supervisor) and in the Sandbox's status
+# (``status.supervisor``, observed from the pod): the supervisor's path in the sandbox container. The SDKs run
+# ``process.execute`` through it when the status names it, and as before when it does not.
+ANNOTATION_SUPERVISOR: Final = "leap0.dev/supervisor"
+STATUS_SUPERVISOR: Final = "supervisor"
+# The first words of what it writes on stderr (exit code 127 or 126) when the command cannot be started: the
+# SDKs raise the error an exec of a missing program raises without it.
+SUPERVISOR_EXEC_ERROR_PREFIX: Final = "leap0-supervisor: exec: "
+# A longer line is cut into pieces of at most this many bytes (each a record, logtag "P" but the last).
+SUPERVISOR_MAX_LINE_BYTES: Final = 64 * 1024
+
+# The records it sends. Each line: body = the line (invalid UTF-8 replaced), these attributes, time = when it
+# was read; as the OpenTelemetry Collector's container parser writes Kubernetes container logs.
+ATTR_LOG_IOSTREAM: Final = "log.iostream"
+LOG_IOSTREAM_STDOUT: Final = "stdout"
+LOG_IOSTREAM_STDERR: Final = "stderr"
+ATTR_LOGTAG: Final = "logtag"  # "F": a whole line; "P": a piece of a longer line that goes on
+LOGTAG_FULL: Final = "F"
+LOGTAG_PARTIAL: Final = "P"
+# Resource attributes: the process (and the app's OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES).
+ATTR_SERVICE_NAME: Final = "service.name"
+ATTR_PROCESS_PID: Final = "process.pid"
+ATTR_PROCESS_EXECUTABLE_NAME: Final = "process.executable.name"
+ATTR_PROCESS_COMMAND_ARGS: Final = "process.command_args"
+# One run of one command: 32 hex digits, on every record of the run (the sidecar removes leap0.* attributes
+# the sandbox sends, so the supervisor's own names are not leap0.*).
+ATTR_PROCESS_RUN_ID: Final = "process.run.id"
+# On the exit record: the exit code (128+N for signal N), seconds it ran, lines lost in the run; on a drop
+# record: lines lost since the previous one.
+ATTR_PROCESS_EXIT_CODE: Final = "process.exit.code"
+ATTR_PROCESS_RUN_DURATION: Final = "process.run.duration"
+ATTR_PROCESS_RUN_DROPPED: Final = "process.run.dropped"
+# Event names (the record's event_name) of the records that are not a line of output.
+EVENT_PROCESS_START: Final = "leap0.process.start"
+EVENT_PROCESS_EXIT: Final = "leap0.process.exit"
+EVENT_PROCESS_DROPPED: Final = "leap0.process.dropped"
+SUPERVISOR_SCOPE_NAME: Final = "leap0-supervisor"
+# Lines lost on the way (a cumulative Sum, sent when there were some).
+METRIC_SUPERVISOR_DROPPED: Final = "leap0.supervisor.lines.dropped"
+UNIT_LINES: Final = "{line}"
+
+# --- The platform's collector (docs/security.md, "Identity towards the platform's collector") --------------
+# The resource attribute its configuration sets from the verified token's subject,
+# system:serviceaccount:<namespace>:<account>, over any value the payload carried.
+ATTR_AUTHENTICATED_SUBJECT: Final = "leap0.authenticated.subject"
+
 # --- SDK ----------------------------------------------------------------------------------------------
 # Tracer and meter name of the SDK's own telemetry (spans and duration histograms of SDK operations).
 SDK_INSTRUMENTATION_NAME: Final = "leap0-sdk-python"

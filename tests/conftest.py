@@ -62,11 +62,26 @@ def namespace(apiserver: ServerThread) -> Iterator[str]:
 
 # --- The rest of a cluster, around the embedded API server ------------------------------------------
 @pytest.fixture(scope="session")
-def exec_runner(apiserver: ServerThread) -> Iterator[LocalProcessRunner]:
-    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes."""
+def supervisor_binary() -> Path:
+    """This checkout's leap0 supervisor for this machine (built once into the cache; Go is a dev tool)."""
+    from leap0_dev.supervisor import SupervisorBuildError, build
+
+    try:
+        return build()
+    except SupervisorBuildError as exc:
+        pytest.fail(f"the leap0 supervisor cannot be built: {exc}")
+
+
+@pytest.fixture(scope="session")
+def exec_runner(apiserver: ServerThread, supervisor_binary: Path) -> Iterator[LocalProcessRunner]:
+    """The emulator answers pods/exec with the kubelet's protocol, running commands as local processes; the
+    supervisor of a sandbox pod (status.supervisor) is this checkout's, exporting to a port nothing serves."""
+    import os
+
     from leap0_dev.apiserver.exec import ExecHandler, LocalProcessRunner
 
-    runner = LocalProcessRunner()
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1"}
+    runner = LocalProcessRunner(env=env, supervisor=supervisor_binary)
     assert apiserver.server is not None
     previous = apiserver.server.exec_handler
     apiserver.server.exec_handler = ExecHandler(runner)
@@ -105,12 +120,14 @@ def running_kubelet(apiserver: ServerThread, namespace: str) -> Iterator[StandIn
 
 # --- The real control plane (leap0_dev.controlplane; tests marked `realk8s`) --------------------------
 _build_error: list[str] = []
+_collector_error: list[str] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected: a cold
-    build takes tens of minutes, which no test's timeout covers (CI builds them before pytest; a warm cache
-    makes this a look). A failure (no Go, say) fails those tests with its message."""
+    """Build the control plane's binaries before the first test when a ``realk8s`` test is selected (and the
+    OpenTelemetry Collector when one uses ``otel_collector``): a cold build takes minutes, which no test's
+    timeout covers (CI builds them before pytest; a warm cache makes this a look). A failure (no Go, say)
+    fails those tests with its message."""
     if not any(item.get_closest_marker("realk8s") for item in session.items):
         return
     from leap0_dev.controlplane import BuildError, ensure_binaries
@@ -122,6 +139,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ensure_kubelet()  # leap0-kubelet, the kubelet endpoint of kubelet_node
     except BuildError as exc:
         _build_error.append(str(exc))
+    if any("otel_collector" in getattr(item, "fixturenames", ()) for item in session.items):
+        from leap0_dev.collector import ensure_collector
+
+        try:
+            ensure_collector()
+        except BuildError as exc:
+            _collector_error.append(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -155,13 +179,22 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 @pytest.fixture
 def k8s_namespace(control_plane: ControlPlane) -> Iterator[str]:
-    """A fresh, uniquely named namespace on the real control plane, deleted after the test."""
+    """A fresh, uniquely named namespace on the real control plane, deleted after the test; yielded once the
+    controller-manager has made its ``default`` ServiceAccount (pods and tokens need it; a busy
+    controller-manager takes a moment)."""
     from kubernetes import client
 
     name = f"t-{uuid.uuid4().hex[:10]}"
     with control_plane.api_client() as api_client:
         api = client.CoreV1Api(api_client)
         api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        wait_for(
+            lambda: api.read_namespaced_service_account("default", name),
+            timeout=60,
+            what=f"the default ServiceAccount of {name}",
+            interval=0.2,
+            ignore=(client.ApiException,),
+        )
         yield name
         with contextlib.suppress(client.ApiException):
             api.delete_namespace(name)
@@ -194,19 +227,20 @@ KUBELET_NODE_CPU = "4"
 
 @pytest.fixture(scope="session")
 def kubelet_node(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, supervisor_binary: Path
 ) -> Iterator[LocalNode]:
     """This machine as the one Node of the session's real control plane, the local runner its kubelet
     (``leap0 dev control-plane up --kubelet``): it runs the pods the scheduler binds to it and serves exec and
     logs through the API server. Yielded once the Node is Ready and the node lifecycle controller has lifted
-    its ``not-ready`` taint (the scheduler places pods)."""
+    its ``not-ready`` taint (the scheduler places pods). Sandbox pods get this checkout's supervisor (sandbox
+    logs), as the sidecar image's copy."""
     from kubernetes import client
 
     from leap0_dev.controlplane.node import LocalNode
     from leap0_dev.nodespec import NodeOptions
     from leap0_dev.runner import RunnerConfig
 
-    config = RunnerConfig(workdir=tmp_path_factory.mktemp("kubelet-pods"))
+    config = RunnerConfig(workdir=tmp_path_factory.mktemp("kubelet-pods"), supervisor=supervisor_binary)
     options = NodeOptions(name=KUBELET_NODE, cpu=KUBELET_NODE_CPU, memory="16Gi")
     with LocalNode(control_plane, options, config) as node, control_plane.api_client() as api_client:
         core = client.CoreV1Api(api_client)
@@ -218,3 +252,19 @@ def kubelet_node(
 
         wait_for(schedulable, timeout=60, what="the node Ready and untainted", interval=0.5)
         yield node
+
+
+@pytest.fixture(scope="session")
+def otel_collector() -> Path:
+    """The OpenTelemetry Collector of devtools/otelcol (``leap0 dev collector build``: the OTLP receiver, the
+    oidc authenticator, the resource processor, the otlphttp exporter), built by the Collector's builder
+    before the first test that needs it (a missing Go fails those tests, never skips them)."""
+    from leap0_dev.collector import ensure_collector
+    from leap0_dev.controlplane import BuildError
+
+    if _collector_error:
+        pytest.fail(_collector_error[0], pytrace=False)
+    try:
+        return ensure_collector()
+    except BuildError as exc:
+        pytest.fail(str(exc), pytrace=False)

@@ -6,9 +6,12 @@ The steps, as the API server takes them (Kubernetes 1.30, admissionregistration.
 binding's ``matchResources`` (its namespace selector), the binding's ``paramRef`` (a missing parameter object
 denies with ``parameterNotFoundAction: Deny``), the ``matchConditions`` (all must hold), then ``variables`` in
 order and each validation; the first failing validation's ``messageExpression`` (else ``message``) is the
-answer of every binding whose ``validationActions`` include ``Deny``. CEL runs on Google's cel-cpp
+answer of every binding whose ``validationActions`` include ``Deny``. The first denying binding's is what the
+client gets (:func:`answer`): its validation's ``reason`` (``Invalid`` when unset; a missing parameter object
+is ``Invalid`` too) and code, in the message kube-apiserver writes. CEL runs on Google's cel-cpp
 (cel-expr-python, as the emulator uses) with the strings extension Kubernetes enables. Pure: plain dicts in,
-a list of denials out.
+denials out. Checked against kube-apiserver 1.36 by tests/e2e/controlplane/test_tenancy_e2e.py (the
+differences it found: docs/emulator-fidelity.md).
 """
 
 from __future__ import annotations
@@ -105,21 +108,82 @@ def _selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, s
     return True
 
 
+# The HTTP code of each reason a validation may give (metav1.StatusReason; Invalid when it gives none).
+CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
+NO_PARAMS = (
+    "failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Denial:
+    """One binding's denial: its name, the policy's message, the validation's reason."""
+
+    binding: str
+    message: str
+    reason: str = "Invalid"
+
+
 def denials(
-    policy: Mapping[str, Any],
+    policies: Sequence[Mapping[str, Any]],
     bindings: Sequence[Mapping[str, Any]],
     params: Mapping[tuple[str, str], Mapping[str, Any]],
     namespace_labels: Mapping[str, Mapping[str, str]],
     request: Request,
 ) -> list[str]:
-    """The messages of every binding that denies ``request`` (empty: admitted). ``params`` holds the
-    parameter objects by (namespace, name); ``namespace_labels`` each namespace's labels (its
+    """The messages of every binding of ``policies`` that denies ``request`` (empty: admitted). ``params``
+    holds the parameter objects by (namespace, name); ``namespace_labels`` each namespace's labels (its
     ``kubernetes.io/metadata.name`` is added as the API server does)."""
+    return [d.message for _, d in _all(policies, bindings, params, namespace_labels, request)]
+
+
+def answer(
+    policies: Sequence[Mapping[str, Any]],
+    bindings: Sequence[Mapping[str, Any]],
+    params: Mapping[tuple[str, str], Mapping[str, Any]],
+    namespace_labels: Mapping[str, Mapping[str, str]],
+    request: Request,
+) -> dict[str, Any]:
+    """What the client gets: ``{"accepted": True}``, or the first denying binding's ``code``, ``reason`` and
+    ``message`` as kube-apiserver words them (``sandboxes.leap0.dev "s" is forbidden:
+    ValidatingAdmissionPolicy 'P' with binding 'B' denied request: ...``, whatever the reason)."""
+    found = _all(policies, bindings, params, namespace_labels, request)
+    if not found:
+        return {"accepted": True}
+    policy, first = found[0]
+    name = str((request.object or request.old_object or {}).get("metadata", {}).get("name", ""))
+    resource = request.resource.partition("/")[0]
+    message = (
+        f'{resource}.{request.group} "{name}" is forbidden: ValidatingAdmissionPolicy '
+        f"'{policy['metadata']['name']}' with binding '{first.binding}' denied request: {first.message}"
+    )
+    return {"code": CODES[first.reason], "reason": first.reason, "message": message}
+
+
+def _all(
+    policies: Sequence[Mapping[str, Any]],
+    bindings: Sequence[Mapping[str, Any]],
+    params: Mapping[tuple[str, str], Mapping[str, Any]],
+    namespace_labels: Mapping[str, Mapping[str, str]],
+    request: Request,
+) -> list[tuple[Mapping[str, Any], Denial]]:
+    ordered = sorted(policies, key=lambda p: str(p["metadata"]["name"]))
+    return [(p, d) for p in ordered for d in decide(p, bindings, params, namespace_labels, request)]
+
+
+def decide(
+    policy: Mapping[str, Any],
+    bindings: Sequence[Mapping[str, Any]],
+    params: Mapping[tuple[str, str], Mapping[str, Any]],
+    namespace_labels: Mapping[str, Mapping[str, str]],
+    request: Request,
+) -> list[Denial]:
+    """Every binding's denial of ``request``, in the bindings' order (empty: admitted)."""
     spec = policy["spec"]
     if not any(_rule_matches(r, request) for r in spec["matchConstraints"]["resourceRules"]):
         return []
     labels = {**namespace_labels.get(request.namespace, {}), "kubernetes.io/metadata.name": request.namespace}
-    out: list[str] = []
+    out: list[Denial] = []
     for binding in bindings:
         bspec = binding["spec"]
         if bspec["policyName"] != policy["metadata"]["name"]:
@@ -132,8 +196,7 @@ def denials(
             param = params.get((ref.get("namespace") or request.namespace, ref["name"]))
             if param is None:
                 if ref.get("parameterNotFoundAction") == "Deny":
-                    name = binding["metadata"]["name"]
-                    out.append(f"failed to configure binding: no params found for policy binding {name}")
+                    out.append(Denial(binding["metadata"]["name"], NO_PARAMS))
                 continue
         activation: dict[str, Any] = {
             "object": request.object,
@@ -156,6 +219,8 @@ def denials(
                 if validation.get("messageExpression"):
                     message = str(evaluate(validation["messageExpression"], activation))
                 if "Deny" in bspec.get("validationActions", []):
-                    out.append(message)
+                    out.append(
+                        Denial(binding["metadata"]["name"], message, validation.get("reason") or "Invalid")
+                    )
                 break
     return out

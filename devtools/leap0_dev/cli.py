@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,37 @@ def add_commands(dev: argparse.ArgumentParser) -> None:
         "resourceVersion gets 410 Gone, as after etcd compaction",
     )
     _add_control_plane(dev_sub)
+    supervisor = dev_sub.add_parser(
+        "supervisor",
+        help="build the leap0 supervisor (Go) into a cache outside the repository",
+        description="Build the sandbox logs supervisor (supervisor/, a static Go binary) for Linux into "
+        "$LEAP0_SUPERVISOR_CACHE (default ~/.cache/leap0/supervisor), once per source digest, and print "
+        "the path of each binary. Needs Go 1.26+.",
+    )
+    supervisor_sub = supervisor.add_subparsers(dest="supervisor_command", required=True)
+    supervisor_build = supervisor_sub.add_parser(
+        "build", help="build (or find in the cache) and print the paths"
+    )
+    supervisor_build.add_argument(
+        "--arch",
+        action="append",
+        choices=["amd64", "arm64"],
+        help="an architecture to build for (repeatable; default: this machine's)",
+    )
+    collector = dev_sub.add_parser(
+        "collector",
+        help="the OpenTelemetry Collector of the tests, built with the Collector's builder",
+        description="The OpenTelemetry Collector that verifies sidecars' ServiceAccount tokens in the tests "
+        "(docs/security.md): see docs/control-plane.md.",
+    )
+    collector_sub = collector.add_subparsers(dest="collector_command", required=True)
+    collector_sub.add_parser(
+        "build",
+        help="build it if missing and print its path",
+        description="Build the Collector of devtools/otelcol/manifest.yaml with ocb, the Collector's builder "
+        "(pinned in devtools/otelcol/builder), from the Go module proxy into a cache folder outside the "
+        "repository (once per machine), and print one line: the binary's path. Exits 2 without Go.",
+    )
     up = dev_sub.add_parser(
         "up",
         help="the local quickstart: API server, operator, local pod runner, OTLP console sink, demo sandbox",
@@ -185,12 +217,26 @@ def run(args: argparse.Namespace) -> int:
         return control_plane.up(
             args.port, args.kubeconfig, args.data_dir, _node(args) if args.kubelet else None
         )
+    if args.dev_command == "collector":
+        from leap0_dev import collector  # the dev extra's dependencies load here
+
+        return collector.build()
     if args.dev_command == "apiserver":
         from leap0_dev.apiserver.run import run  # the dev extra's dependencies load only here
 
         if args.watch_history is None:
             return run(args.host, args.port, args.kubeconfig)
         return run(args.host, args.port, args.kubeconfig, watch_history=args.watch_history)
+    if args.dev_command == "supervisor":
+        from leap0_dev.supervisor import SupervisorBuildError, build
+
+        try:
+            for arch in args.arch or [None]:
+                print(build(arch))
+        except SupervisorBuildError as exc:
+            print(f"leap0 dev supervisor build: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.dev_command == "up":
         from leap0_dev.up import UpOptions  # the dev extra's dependencies load only here
         from leap0_dev.up import run as run_up

@@ -201,21 +201,67 @@ def is_python(executable: str) -> bool:
     return bool(_PYTHON.match(PurePosixPath(executable).name))
 
 
-def local_command(container: Obj, env: Mapping[str, str], python: str) -> list[str] | None:
-    """The container's command to run on this machine, or None when only its image could run it.
+def supervisor_child(argv: Sequence[str]) -> int | None:
+    """Where the command of a ``leap0-supervisor run|exec ... -- COMMAND`` starts in ``argv`` (None when argv
+    is not the supervisor's, or names no command)."""
+    if not argv or PurePosixPath(argv[0]).name != contract.SUPERVISOR_BINARY or "--" not in argv:
+        return None
+    child = list(argv).index("--") + 1
+    return child if child < len(argv) else None
 
-    Python commands run with this machine's interpreter (the image is not available); other commands run when
-    the executable exists here; a container relying on its image's entrypoint (no command) returns None.
+
+def unwrap_supervisor(argv: Sequence[str]) -> list[str]:
+    """The command the supervisor would run (argv itself when it is not the supervisor's): what runs here when
+    the supervisor cannot (no Go to build it)."""
+    child = supervisor_child(argv)
+    return list(argv if child is None else argv[child:])
+
+
+def local_argv(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    python: str,
+    mounts: Mapping[str, str] | None = None,
+    substitutes: Mapping[str, str] | None = None,
+) -> list[str] | None:
+    """``argv`` as it runs on this machine, or None when it cannot.
+
+    An executable the image would have (``substitutes``: the sidecar image's supervisor) becomes its local
+    stand-in; paths in a volume become the local directory standing in for it (arguments too, and the words
+    of a ``sh -c`` script: a container sees its volumes at their mount paths); Python runs with this machine's
+    interpreter (the image's is not here), for the supervisor's command as well; another executable must
+    exist here (one in a volume is written by an init container before it runs).
     """
+    out = map_argv(argv, mounts or {})
+    if not out:
+        return None
+    if argv[0] in (substitutes or {}):
+        out[0] = (substitutes or {})[argv[0]]
+    path = env.get("PATH") or os.environ.get("PATH")
+    for index in (0, supervisor_child(argv)):
+        if index is None:
+            continue
+        if is_python(out[index]):
+            out[index] = python
+        elif out[index] == argv[index] and shutil.which(out[index], path=path) is None:
+            return None
+    return out
+
+
+def local_command(
+    container: Obj,
+    env: Mapping[str, str],
+    python: str,
+    mounts: Mapping[str, str] | None = None,
+    substitutes: Mapping[str, str] | None = None,
+) -> list[str] | None:
+    """The container's command to run on this machine (:func:`local_argv` of its command and args), or None
+    when only its image could run it (a container relying on its image's entrypoint, no command, too)."""
     command = [expand(str(c), env) for c in container.get("command", [])]
     args = [expand(str(a), env) for a in container.get("args", [])]
     if not command:
         return None
-    if is_python(command[0]):
-        return [python, *command[1:], *args]
-    if shutil.which(command[0], path=env.get("PATH") or os.environ.get("PATH")) is None:
-        return None
-    return [*command, *args]
+    return local_argv([*command, *args], env, python, mounts, substitutes)
 
 
 def cpu_millicores(container: Obj) -> int | None:
@@ -252,6 +298,8 @@ class ContainerState:
     waiting_message: str | None = None
     restart_count: int = 0
     last_terminated: Obj | None = None
+    # An init container that runs to completion (not a native sidecar, not a main container).
+    completes: bool = False
 
 
 def exit_reason(returncode: int, oom_killed: bool) -> tuple[int, str]:
@@ -276,12 +324,19 @@ def _terminated(state: ContainerState) -> Obj:
     return terminated
 
 
+def ended(state: ContainerState) -> bool:
+    """A container that ended for good (not running, no restart pending)."""
+    return state.exit_code is not None and not state.running and state.waiting_reason is None
+
+
 def container_status(state: ContainerState) -> Obj:
+    # An init container that completed with 0 is reported ready, as the kubelet does.
+    completed = state.completes and ended(state) and state.exit_code == 0
     status: Obj = {
         "name": state.name,
         "image": state.image,
         "imageID": "",
-        "ready": state.ready and state.running,
+        "ready": (state.ready and state.running) or completed,
         "started": state.running,
         "restartCount": state.restart_count,
     }
@@ -322,9 +377,18 @@ def qos_class(pod: Obj) -> str:
     return "Guaranteed"
 
 
-def pod_phase(pod: Obj, main: Sequence[ContainerState]) -> str:
-    """Pending until every main container has started; Succeeded/Failed when they are all done for good."""
+def init_failed(init: Sequence[ContainerState]) -> bool:
+    """An init container that runs to completion ended with an error (the pod cannot go on: restartPolicy
+    Never, the only one sandbox pods have)."""
+    return any(s.completes and ended(s) and s.exit_code != 0 for s in init)
+
+
+def pod_phase(pod: Obj, main: Sequence[ContainerState], init: Sequence[ContainerState] = ()) -> str:
+    """Pending until every main container has started; Succeeded/Failed when they are all done for good (or an
+    init container failed, under restartPolicy Never)."""
     policy = pod.get("spec", {}).get("restartPolicy", "Always")
+    if policy == "Never" and init_failed(init):
+        return "Failed"
     finished = [s for s in main if s.exit_code is not None and not s.running and s.waiting_reason is None]
     if main and len(finished) == len(main):
         if all(s.exit_code == 0 for s in finished) and policy != "Always":
@@ -340,14 +404,18 @@ def pod_phase(pod: Obj, main: Sequence[ContainerState]) -> str:
 
 def pod_status(
     pod: Obj,
-    sidecars: Sequence[ContainerState],
+    init: Sequence[ContainerState],
     main: Sequence[ContainerState],
     start_time: str,
     now: str,
 ) -> Obj:
-    """The pod's ``status`` as a kubelet would report it for these container states."""
-    phase = pod_phase(pod, main)
-    initialized = all(s.running or s.restart_count for s in sidecars)
+    """The pod's ``status`` as a kubelet would report it for these container states (``init``: the init
+    containers in the spec's order, native sidecars and those that run to completion)."""
+    phase = pod_phase(pod, main, init)
+    sidecars = [s for s in init if not s.completes]
+    initialized = all(s.running or s.restart_count for s in sidecars) and all(
+        ended(s) and s.exit_code == 0 for s in init if s.completes
+    )
     containers_ready = bool(main) and all(s.running and s.ready for s in main)
     ready = containers_ready and all(s.running and s.ready for s in sidecars)
     done = phase in ("Succeeded", "Failed")
@@ -368,8 +436,8 @@ def pod_status(
         "qosClass": qos_class(pod),
         "containerStatuses": [container_status(s) for s in main],
     }
-    if sidecars:
-        status["initContainerStatuses"] = [container_status(s) for s in sidecars]
+    if init:
+        status["initContainerStatuses"] = [container_status(s) for s in init]
     return status
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
+import leap0_contract as contract
 from leap0_contract import Signal
 from leap0_sidecar import otlp
 
@@ -126,12 +128,16 @@ def log_records(request: logs_service_pb2.ExportLogsServiceRequest) -> Iterator[
                 yield {
                     "body": any_value(record.body),
                     "severity": record.severity_text,
+                    "event_name": record.event_name,
+                    "trace_id": record.trace_id.hex(),
+                    "span_id": record.span_id.hex(),
+                    "time_unix_nano": record.time_unix_nano,
                     "attributes": attributes(record.attributes),
                     "resource": resource,
                 }
 
 
-IDENTITY = ("leap0.sandbox.id", "leap0.org.id", "leap0.template.id")
+IDENTITY = (contract.ATTR_SANDBOX_ID, contract.ATTR_ORG_ID, contract.ATTR_TEMPLATE_ID)
 
 
 def _identity(resource: dict[str, Any]) -> str:
@@ -155,9 +161,25 @@ def describe(item: Received) -> list[str]:
                 f"[{_identity(s['resource'])}]"
             )
     else:
-        for r in log_records(item.message):
-            lines.append(f"log    {r['severity'] or '-'} {r['body']} [{_identity(r['resource'])}]")
+        lines.extend(describe_log(r) for r in log_records(item.message))
     return lines
+
+
+def describe_log(record: dict[str, Any]) -> str:
+    """One log record's console line: a line of a sandbox's output as ``log stdout "the line"``, a supervisor
+    event as ``log leap0.process.exit "exited with code 0 ..." process.exit.code=0``, another record (the
+    app's own OTLP logs) as ``log SEVERITY body``; each with the sandbox's identity."""
+    identity = f"[{_identity(record['resource'])}]"
+    attrs = record["attributes"]
+    body = json.dumps(str(record["body"]), ensure_ascii=False)
+    if record["event_name"]:
+        extra = {k: v for k, v in attrs.items() if k.startswith("process.")}
+        shown = f" {_attrs_text(extra)}" if extra else ""
+        return f"log {record['event_name']} {body}{shown} {identity}"
+    stream = attrs.get(contract.ATTR_LOG_IOSTREAM)
+    if stream in (contract.LOG_IOSTREAM_STDOUT, contract.LOG_IOSTREAM_STDERR):
+        return f"log {stream} {body} {identity}"
+    return f"log {record['severity'] or '-'} {record['body']} {identity}"
 
 
 class SinkError(Exception):
@@ -313,3 +335,8 @@ class OtlpSink:
         with self._lock:
             items = [r for r in self.requests if r.path == "/v1/traces"]
         return [s for r in items for s in spans(r.message)]
+
+    def log_records(self) -> list[dict[str, Any]]:
+        with self._lock:
+            items = [r for r in self.requests if r.path == "/v1/logs"]
+        return [rec for r in items for rec in log_records(r.message)]

@@ -2,9 +2,10 @@
 
 Starts, in this order: a console OTLP sink (:mod:`leap0_dev.sink`), the embedded API server with the CRDs
 (:mod:`leap0_dev.apiserver`) and a ``default`` SandboxTemplate, the operator (``python -m leap0_operator``,
-a child process), the local pod runner (:mod:`leap0_dev.runner`), then applies the quickstart Sandbox
-(``examples/quickstart/demo-sandbox.yaml``) with its endpoint pointed at the sink. The sink prints the
-sandbox's metrics and the demo's spans as they arrive. Ctrl-C (or SIGTERM, or SIGHUP) stops everything, in
+a child process), the local pod runner (:mod:`leap0_dev.runner`, with this checkout's leap0 supervisor built
+for sandbox logs), then applies the quickstart Sandbox (``examples/quickstart/demo-sandbox.yaml``) with its
+endpoint pointed at the sink. The sink prints the sandbox's metrics, the demo's spans and each line it prints
+(sandbox logs) as they arrive. Ctrl-C (or SIGTERM, or SIGHUP) stops everything, in
 the reverse order, whether or not its output can still be written; and every process it starts ends with it
 whatever ends it, SIGKILL included (:mod:`leap0_dev.children`).
 """
@@ -281,6 +282,7 @@ def run(options: UpOptions) -> int:
                     name="operator-summary",
                 ).start()
 
+            supervisor, missing = local_supervisor(console)
             run_pods(
                 RunnerConfig(
                     otlp_grpc_port=options.otlp_grpc_port,
@@ -288,6 +290,8 @@ def run(options: UpOptions) -> int:
                     health_port=options.health_port,
                     metrics_interval=options.metrics_interval,
                     workdir=workdir / "pods",
+                    supervisor=supervisor,
+                    supervisor_missing=missing,
                     log=console,
                 )
             )
@@ -320,6 +324,22 @@ def run(options: UpOptions) -> int:
             if started:
                 console("up: stopped")
     return code
+
+
+def local_supervisor(console: Callable[[str], None]) -> tuple[Path | None, str]:
+    """The leap0 supervisor the sandbox pods' init container copies (sandbox logs): this checkout's build
+    (built once into the cache; Go is needed the first time), or None and why."""
+    from .supervisor import SupervisorBuildError, build, cache_root
+
+    console(f"runner: the leap0 supervisor for sandbox logs (built once into {cache_root()})")
+    try:
+        path = build()
+    except SupervisorBuildError as exc:
+        reason = str(exc).splitlines()[0]
+        console(f"runner: no leap0 supervisor ({reason}): sandbox commands run without it, no sandbox logs")
+        return None, reason
+    console(f"runner: leap0 supervisor {path}")
+    return path, ""
 
 
 class StartError(RuntimeError):

@@ -106,6 +106,9 @@ export interface CreateSandboxOptions {
   args?: string[];
   /** The telemetry sidecar on or off (`spec.telemetry.enabled`). */
   telemetrySidecar?: boolean;
+  /** Sandbox logs on or off (`spec.telemetry.logs`): the output of the sandbox's command and of
+   * `process.execute` as OTLP log records (unset: the template's, else on with the sidecar). */
+  telemetryLogs?: boolean;
   /** `spec.network`, passed through as given. */
   network?: NetworkSpec;
   /** `spec.workspace`: `{ persistent: true }` puts /workspace on a PersistentVolumeClaim kept while paused. */
@@ -319,6 +322,7 @@ export class SandboxesClient {
         command: options.command,
         args: options.args,
         telemetry: options.telemetrySidecar,
+        telemetryLogs: options.telemetryLogs,
         network: options.network,
         workspace: options.workspace,
         idleTimeout: options.idleTimeout,

@@ -44,6 +44,13 @@ export const SDK_ATTR_STATUS = "status";
 export const SDK_STATUS_SUCCESS = "success";
 export const SDK_STATUS_ERROR = "error";
 
+/** Sandbox logs: `process.execute` runs through the pod's supervisor when `status.supervisor` names it. */
+export const STATUS_SUPERVISOR = "supervisor";
+export const SUPERVISOR_EXEC = "exec";
+export const SUPERVISOR_FLAG_CONTAINER = "--container";
+export const SUPERVISOR_FLAG_TRACEPARENT = "--traceparent";
+export const SUPERVISOR_EXEC_ERROR_PREFIX = "leap0-supervisor: exec: ";
+
 export const SDK_SANDBOX_NAME_PREFIX = "sbx-";
 export const SDK_OTEL_SECRET_SUFFIX = "-otlp";
 export const SDK_OTEL_SECRET_KEY = OTEL_EXPORTER_OTLP_HEADERS;

@@ -10,6 +10,7 @@ import { Exec, type KubeConfig } from "@kubernetes/client-node";
 // The handler is built with the call's own streams: its default (process.stdin/stdout/stderr) would let a
 // channel-close frame end the application's stdout.
 import { WebSocketHandler } from "@kubernetes/client-node/dist/web-socket-handler.js";
+import * as c from "./constants.js";
 
 /** Exit codes of coreutils `timeout`: 124 after TERM, 137 (128+9) when it had to KILL. */
 export const TIMEOUT_EXIT_CODES: readonly number[] = [124, 137];
@@ -38,6 +39,29 @@ export function formatSeconds(value: number): string {
     return `${m}e${n < 0 ? "-" : "+"}${String(Math.abs(n)).padStart(2, "0")}`;
   }
   return String(rounded);
+}
+
+/**
+ * `argv` run through the sandbox's leap0 supervisor (sandbox logs): it passes the output through as it is and
+ * sends each line as a log record carrying the caller's trace context (a W3C `traceparent`).
+ */
+export function supervisedArgv(argv: readonly string[], supervisor: string, traceparent?: string): string[] {
+  const flags: string[] = [c.SUPERVISOR_FLAG_CONTAINER, c.SANDBOX_CONTAINER];
+  if (traceparent) flags.push(c.SUPERVISOR_FLAG_TRACEPARENT, traceparent);
+  return [supervisor, c.SUPERVISOR_EXEC, ...flags, "--", ...argv];
+}
+
+/**
+ * The supervisor's message when it could not start the command (exit code 127 or 126, its one line on stderr,
+ * nothing on stdout), else undefined: the caller then fails as an exec of a missing program fails.
+ */
+export function supervisorExecError(exitCode: number | undefined, stdout: Buffer, stderr: Buffer): string | undefined {
+  if ((exitCode !== 126 && exitCode !== 127) || stdout.length > 0) return undefined;
+  const text = stderr.toString("utf8");
+  if (!text.startsWith(c.SUPERVISOR_EXEC_ERROR_PREFIX) || !text.endsWith("\n") || text.split("\n").length !== 2) {
+    return undefined;
+  }
+  return text.slice(c.SUPERVISOR_EXEC_ERROR_PREFIX.length).trim();
 }
 
 export interface ExecOptions {

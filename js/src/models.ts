@@ -69,6 +69,8 @@ export interface SandboxData {
   effectiveMemory: number | undefined;
   podName: string | undefined;
   podIP: string | undefined;
+  /** The leap0 supervisor in the sandbox container (sandbox logs on): `process.execute` runs through it. */
+  supervisor: string | undefined;
   startedAt: string | undefined;
   expiresAt: string | undefined;
   pausedAt: string | undefined;
@@ -152,6 +154,7 @@ export function sandboxFields(raw: JsonObject): SandboxData {
     effectiveMemory: num(status.memory),
     podName: str(status.podName),
     podIP: str(status.podIP),
+    supervisor: str(status[c.STATUS_SUPERVISOR]),
     startedAt: str(status.startedAt),
     expiresAt: str(status.expiresAt),
     pausedAt: str(status.pausedAt),
@@ -371,6 +374,7 @@ export interface SandboxBodyInput {
   command?: readonly string[] | undefined;
   args?: readonly string[] | undefined;
   telemetry?: boolean | undefined;
+  telemetryLogs?: boolean | undefined;
   network?: NetworkSpec | undefined;
   workspace?: WorkspaceSpec | undefined;
   idleTimeout?: number | undefined;
@@ -389,7 +393,10 @@ export function buildSandboxBody(input: SandboxBodyInput): JsonObject {
   if (input.env && input.env.length > 0) spec.env = input.env.map((e) => ({ ...e }));
   if (input.command !== undefined && input.command !== null) spec.command = [...input.command];
   if (input.args !== undefined && input.args !== null) spec.args = [...input.args];
-  if (input.telemetry !== undefined && input.telemetry !== null) spec.telemetry = { enabled: input.telemetry };
+  const telemetry: JsonObject = {};
+  if (input.telemetry !== undefined && input.telemetry !== null) telemetry.enabled = input.telemetry;
+  if (input.telemetryLogs !== undefined && input.telemetryLogs !== null) telemetry.logs = input.telemetryLogs;
+  if (Object.keys(telemetry).length > 0) spec.telemetry = telemetry;
   if (input.network !== undefined && input.network !== null) spec.network = { ...input.network };
   if (input.workspace !== undefined && input.workspace !== null) spec.workspace = { ...input.workspace };
   if (input.idleTimeout !== undefined && input.idleTimeout !== null) spec.idleTimeout = input.idleTimeout;

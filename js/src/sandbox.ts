@@ -9,6 +9,8 @@ import {
   type ExecOptions,
   type ExecOutcome,
   runExec,
+  supervisedArgv,
+  supervisorExecError,
   TIMEOUT_EXIT_CODES,
 } from "./exec.js";
 import type { ProcessResult, SandboxData } from "./models.js";
@@ -117,13 +119,20 @@ export class Sandbox {
     return this.podName;
   }
 
-  /** @internal */
-  async exec(argv: readonly string[], opts: { stdin?: Buffer; deadlineS?: number } = {}): Promise<ExecOutcome> {
+  /**
+   * @internal Run `argv` in the sandbox container; `supervise`: through its supervisor when its pod has one
+   * (`status.supervisor`), so the output also becomes log records of the caller's trace.
+   */
+  async exec(
+    argv: readonly string[],
+    opts: { stdin?: Buffer; deadlineS?: number; supervise?: boolean; traceparent?: string | undefined } = {},
+  ): Promise<ExecOutcome> {
     const client = this.bound();
     const pod = await this.pod();
     await client.recordUse(this);
     // A long command keeps recording the use (at most once per ACTIVITY_WRITE_INTERVAL_S): it is not idle.
     const beat = setInterval(() => void client.recordUse(this), RECORD_USE_EVERY_MS);
+    if (opts.supervise && this.supervisor) argv = supervisedArgv(argv, this.supervisor, opts.traceparent);
     try {
       return await runExec(
         client.kubeConfig,
@@ -159,10 +168,14 @@ export class ProcessClient {
    */
   async execute(command: string | readonly string[], options: ExecOptions = {}): Promise<ProcessResult> {
     const sandbox = this.#sandbox;
-    return sandbox.bound().telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id, async () => {
+    return sandbox.bound().telemetry.operation(c.SDK_OP_PROCESS_EXECUTE, sandbox.id, async (op) => {
       const argv = buildExecArgv(command, options);
       const { timeout } = options;
-      const outcome = await sandbox.exec(argv, timeout === undefined ? {} : { deadlineS: timeout + CLIENT_GRACE_S });
+      const outcome = await sandbox.exec(argv, {
+        supervise: true,
+        traceparent: op.traceparent(),
+        ...(timeout === undefined ? {} : { deadlineS: timeout + CLIENT_GRACE_S }),
+      });
       const stdout = outcome.stdout.toString("utf8");
       const stderr = outcome.stderr.toString("utf8");
       const timedOut =
@@ -181,6 +194,11 @@ export class ProcessClient {
       const status = outcome.status!;
       if (status.exitCode === undefined) {
         throw new ProcessError(`exec in sandbox '${sandbox.id}' failed: ${status.error}`);
+      }
+      const cannotStart = supervisorExecError(status.exitCode, outcome.stdout, outcome.stderr);
+      if (cannotStart !== undefined) {
+        // as an exec of a missing program fails without the supervisor
+        throw new ProcessError(`exec in sandbox '${sandbox.id}' failed: ${cannotStart}`);
       }
       return { exitCode: status.exitCode, stdout, stderr };
     });

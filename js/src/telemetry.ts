@@ -38,6 +38,9 @@ export type AttributeValue = string | number | boolean;
 export interface Operation {
   setSandboxId(sandboxId: string): void;
   setAttribute(key: string, value: AttributeValue): void;
+  /** The W3C `traceparent` of the operation's span (undefined without one): the sandbox's supervisor puts it
+   * on the log records of the command the operation runs. */
+  traceparent(): string | undefined;
 }
 
 export interface Telemetry {
@@ -49,6 +52,7 @@ export interface Telemetry {
 const NOOP_OPERATION: Operation = {
   setSandboxId(): void {},
   setAttribute(): void {},
+  traceparent: () => undefined,
 };
 
 /** Telemetry off: no OpenTelemetry object exists and no OpenTelemetry module is loaded. */
@@ -79,6 +83,7 @@ interface State {
   tracer: Tracer;
   meter: Meter;
   owned: { shutdown(): Promise<void> }[];
+  propagator: import("@opentelemetry/api").TextMapPropagator;
 }
 
 /**
@@ -148,7 +153,10 @@ export class OtelTelemetry implements Telemetry {
   }
 
   private static async init(tracerProvider?: TracerProviderLike, meterProvider?: MeterProviderLike): Promise<State> {
-    const api = await import("@opentelemetry/api");
+    const [api, { W3CTraceContextPropagator }] = await Promise.all([
+      import("@opentelemetry/api"),
+      import("@opentelemetry/core"),
+    ]);
     const owned: State["owned"] = [];
     let tp = tracerProvider;
     if (tp === undefined) {
@@ -172,7 +180,7 @@ export class OtelTelemetry implements Telemetry {
     }
     const tracer = tp.getTracer(c.SDK_INSTRUMENTATION_NAME, SDK_VERSION) as Tracer;
     const meter = mp.getMeter(c.SDK_INSTRUMENTATION_NAME, SDK_VERSION) as Meter;
-    return { api, tracer, meter, owned };
+    return { api, tracer, meter, owned, propagator: new W3CTraceContextPropagator() };
   }
 
   private histogram(state: State, operation: string): Histogram {
@@ -198,6 +206,11 @@ export class OtelTelemetry implements Telemetry {
     const op: Operation = {
       setSandboxId: (id) => span.setAttribute(c.ATTR_SANDBOX_ID, id),
       setAttribute: (key, value) => span.setAttribute(key, value),
+      traceparent: () => {
+        const carrier: Record<string, string> = {};
+        state.propagator.inject(api.trace.setSpan(api.ROOT_CONTEXT, span), carrier, api.defaultTextMapSetter);
+        return carrier.traceparent;
+      },
     };
     if (sandboxId) op.setSandboxId(sandboxId);
     const run = async (): Promise<T> => {

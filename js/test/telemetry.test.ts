@@ -345,3 +345,18 @@ console.log("closed", client.sdkOtelEnabled);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(result.stdout.trim(), "closed true");
 });
+
+test("an operation's traceparent is its span's, for the sandbox's supervisor (none when off)", async () => {
+  const { makeTelemetry } = await import("../dist/telemetry.js");
+  const spans = new InMemorySpanExporter();
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
+  const meterProvider = new MeterProvider();
+  const on = makeTelemetry(true, {}, tracerProvider, meterProvider);
+  const traceparent = await on.operation("process.execute", "s", async (op) => op.traceparent());
+  const [span] = spans.getFinishedSpans();
+  assert.ok(span);
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  assert.equal(traceparent, `00-${traceId}-${spanId}-${traceFlags.toString(16).padStart(2, "0")}`);
+  const off = makeTelemetry(false, {});
+  assert.equal(await off.operation("process.execute", "s", async (op) => op.traceparent()), undefined);
+});

@@ -2,7 +2,14 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { buildExecArgv, formatSeconds, parseExecStatus, shellQuote } from "../dist/exec.js";
+import {
+  buildExecArgv,
+  formatSeconds,
+  parseExecStatus,
+  shellQuote,
+  supervisedArgv,
+  supervisorExecError,
+} from "../dist/exec.js";
 import { buildSandboxBody, normalizeEnv, resolveCreateArgs, sandboxFields } from "../dist/models.js";
 import { histogramName, ownExportTimeout, resolveEnabled } from "../dist/telemetry.js";
 
@@ -96,4 +103,41 @@ test("the SDK's own exporters give up after 2 s unless the OTLP timeout variable
   assert.equal(ownExportTimeout("TRACES", { OTEL_EXPORTER_OTLP_TIMEOUT: "10000" }), undefined);
   assert.equal(ownExportTimeout("METRICS", { OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: "500" }), undefined);
   assert.equal(ownExportTimeout("TRACES", { OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: "500" }), 2000);
+});
+
+test("sandbox logs: the command runs as the supervisor's child with the caller's trace", () => {
+  const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const argv = buildExecArgv("echo hi", { cwd: "/tmp" });
+  assert.deepEqual(supervisedArgv(argv, "/.leap0/leap0-supervisor", tp), [
+    "/.leap0/leap0-supervisor",
+    "exec",
+    "--container",
+    "sandbox",
+    "--traceparent",
+    tp,
+    "--",
+    ...argv,
+  ]);
+  assert.deepEqual(supervisedArgv(["ls"], "/s"), ["/s", "exec", "--container", "sandbox", "--", "ls"]);
+  const line = (text: string) => Buffer.from(text);
+  assert.equal(
+    supervisorExecError(127, line(""), line('leap0-supervisor: exec: "x": executable file not found in $PATH\n')),
+    '"x": executable file not found in $PATH',
+  );
+  assert.equal(supervisorExecError(127, line(""), line("sh: 1: x: not found\n")), undefined);
+  assert.equal(supervisorExecError(127, line("out"), line('leap0-supervisor: exec: "x": no\n')), undefined);
+  assert.equal(supervisorExecError(1, line(""), line('leap0-supervisor: exec: "x": no\n')), undefined);
+  assert.equal(supervisorExecError(127, line(""), line('leap0-supervisor: exec: "x": no\nmore\n')), undefined);
+});
+
+test("sandbox logs: telemetryLogs is spec.telemetry.logs, status.supervisor is read", () => {
+  assert.deepEqual(buildSandboxBody({ name: "s", namespace: "n", telemetryLogs: false }).spec, {
+    telemetry: { logs: false },
+  });
+  assert.deepEqual(buildSandboxBody({ name: "s", namespace: "n", telemetry: true, telemetryLogs: true }).spec, {
+    telemetry: { enabled: true, logs: true },
+  });
+  const fields = sandboxFields({ metadata: { name: "s" }, status: { supervisor: "/.leap0/leap0-supervisor" } });
+  assert.equal(fields.supervisor, "/.leap0/leap0-supervisor");
+  assert.equal(sandboxFields({ metadata: { name: "s" } }).supervisor, undefined);
 });

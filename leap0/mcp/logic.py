@@ -230,11 +230,13 @@ def create_kwargs(
     persistent_workspace: bool | None = None,
     idle_timeout: int | None = None,
     on_timeout: str | None = None,
+    telemetry_logs: bool | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``client.sandboxes.create`` for a create_sandbox call.
 
     Only what was given is passed, so the template's values and the operator's defaults apply to the rest.
-    ``network`` is passed only when given (as the Sandbox's ``spec.network``: ``policy`` and ``allowCidrs``).
+    ``network`` is passed only when given (as the Sandbox's ``spec.network``: ``policy`` and ``allowCidrs``),
+    ``telemetry_logs`` too (``spec.telemetry.logs``: the output of its commands as OTLP log records).
     The administrator's ``limits`` come first: a template outside them, or a network other than the one they
     fix, is refused (ToolFailure saying what is allowed); the fixed network is always passed.
     ``persistent_workspace`` goes as ``spec.workspace.persistent`` (the storage class stays the template's or
@@ -276,6 +278,8 @@ def create_kwargs(
         spec = dict(limits.network)
     if spec is not None:
         kwargs["network"] = spec
+    if telemetry_logs is not None:
+        kwargs["telemetry_logs"] = telemetry_logs
     return kwargs
 
 

@@ -296,6 +296,7 @@ class SandboxTools:
         persistent_workspace: bool | None = None,
         idle_timeout: int | None = None,
         on_timeout: str | None = None,
+        telemetry_logs: bool | None = None,
     ) -> CallToolResult:
         def body(op: Any) -> CallToolResult:
             kwargs = logic.create_kwargs(
@@ -307,6 +308,7 @@ class SandboxTools:
                 network=None if network is None else network.model_dump(),
                 owner=self.options.owner,
                 wait_timeout=self.options.create_timeout,
+                telemetry_logs=telemetry_logs,
                 limits=self.options.limits,
                 persistent_workspace=persistent_workspace,
                 idle_timeout=idle_timeout,
@@ -545,9 +547,25 @@ def build_server(tools: SandboxTools) -> MCPServer[Any]:
             Literal["Delete", "Pause"] | None,
             Field(description="At the timeout: Delete (default) or Pause (needs persistent_workspace)."),
         ] = None,
+        telemetry_logs: Annotated[
+            bool | None,
+            Field(
+                description="Send what the sandbox's commands print to its telemetry endpoint as log records "
+                "(false: do not); omit for the template's, else on."
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, SandboxInfo]:
         return tools.create_sandbox(
-            template, vcpu, memory, timeout, env_vars, network, persistent_workspace, idle_timeout, on_timeout
+            template,
+            vcpu,
+            memory,
+            timeout,
+            env_vars,
+            network,
+            persistent_workspace,
+            idle_timeout,
+            on_timeout,
+            telemetry_logs,
         )
 
     @server.tool(

@@ -140,6 +140,19 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
             return failed(
                 contract.REASON_CONTAINER_FAILED, f"the sandbox process exited with code {code} ({reason})"
             )
+    completing = {
+        str(c.get("name"))
+        for c in objects.items(objects.spec(pod), "initContainers")
+        if c.get("restartPolicy") != "Always"
+    }
+    for cs in objects.items(status, "initContainerStatuses"):
+        terminated = _state(cs, "state", "terminated")
+        if cs.get("name") in completing and terminated and terminated.get("exitCode", 0) != 0:
+            reason = terminated.get("reason") or "Error"
+            return failed(
+                contract.REASON_CONTAINER_FAILED,
+                f"init container {cs.get('name')} exited with code {terminated.get('exitCode')} ({reason})",
+            )
     if status.get("phase") in ("Failed", "Succeeded"):
         detail = status.get("message") or status.get("reason") or f"pod phase {status.get('phase')}"
         return failed(contract.REASON_POD_FAILED, f"pod {name} ended: {detail}")
@@ -150,7 +163,14 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         message = str(scheduled.get("message") or f"pod {name} cannot be scheduled")
         return PodState(contract.PHASE_PENDING, contract.REASON_UNSCHEDULABLE, message, ip)
-    expected = {str(c.get("name")) for c in objects.all_containers(pod)}
+    # Every container that keeps running must be ready; an init container that runs to completion (the
+    # supervisor's copy) has completed once the pod runs its containers.
+    pod_spec = objects.spec(pod)
+    expected = {
+        str(c.get("name"))
+        for c in [*objects.items(pod_spec, "initContainers"), *objects.items(pod_spec, "containers")]
+        if c in objects.items(pod_spec, "containers") or c.get("restartPolicy") == "Always"
+    }
     ready = {str(cs.get("name")) for cs in statuses if cs.get("ready")}
     if status.get("phase") == "Running" and expected and expected <= ready:
         started = None

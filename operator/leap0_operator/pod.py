@@ -9,6 +9,11 @@ Layout (docs/operator.md, "The pod"):
   outlives the app), with its own small fixed resources, the identity env, the user's upstream OTLP settings
   (``valueFrom`` kept), the sandbox container's limits through the downward API, a strict security context;
 - a shared process namespace and a shared ``workspace`` volume, so the sidecar can measure the sandbox;
+- with sandbox logs on (``telemetry.logs``, docs/logs.md): an init container (the sidecar image) copying the
+  supervisor into an ``emptyDir`` the sandbox container mounts read-only, and, when the Sandbox sets
+  ``command``, the sandbox container running the supervisor with that command as its child (without a command
+  the image's entrypoint runs as it is: the operator cannot know it); the pod's annotation
+  ``leap0.dev/supervisor`` names the supervisor for the SDKs;
 - no service-account token; ``restartPolicy: Never`` (a sandbox ends when its process does), and an open
   stdin on the sandbox container so a REPL/shell default command waits instead of exiting;
 - Pod Security: the pod meets the ``baseline`` standard, the sandbox container hardened (no privilege
@@ -47,6 +52,50 @@ TELEMETRY_TOKEN_SECONDS = 3600
 # Capabilities the sandbox container drops under baseline (the runtime's default set otherwise): NET_RAW (no
 # raw sockets) and KILL (root cannot signal other users' processes, the sidecar's among them).
 BASELINE_DROPPED_CAPABILITIES = ("NET_RAW", "KILL")
+
+
+def sidecar_security_context() -> dict[str, Any]:
+    """The sidecar's securityContext (and the supervisor's init container's): ``restricted`` always."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": contract.SIDECAR_UID,
+        "runAsGroup": contract.SIDECAR_GID,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+# The supervisor volume holds one static binary (about 6 MiB).
+SUPERVISOR_VOLUME_SIZE = "32Mi"
+
+
+def supervised_command(command: Sequence[str]) -> list[str]:
+    """The sandbox container's command when sandbox logs are on: the supervisor, then the Sandbox's command
+    as its child (``args`` stay the container's args, so both go to the child, ``$(VAR)`` expanded as before).
+    """
+    return [
+        contract.SUPERVISOR_PATH,
+        contract.SUPERVISOR_RUN,
+        contract.SUPERVISOR_FLAG_CONTAINER,
+        contract.SANDBOX_CONTAINER,
+        "--",
+        *command,
+    ]
+
+
+def supervisor_init_container(config: OperatorConfig) -> dict[str, Any]:
+    """The init container copying the supervisor from the sidecar image into the supervisor volume: the
+    binary copies itself, so the image needs no shell; it runs as the sidecar does (``restricted``)."""
+    return {
+        "name": contract.SUPERVISOR_INIT_CONTAINER,
+        "image": config.sidecar_image,
+        "command": [contract.SUPERVISOR_IMAGE_PATH, contract.SUPERVISOR_INSTALL, contract.SUPERVISOR_PATH],
+        "resources": _resources(config.sidecar_cpu, config.sidecar_memory),
+        "volumeMounts": [{"name": contract.SUPERVISOR_VOLUME, "mountPath": contract.SUPERVISOR_MOUNT_PATH}],
+        "securityContext": sidecar_security_context(),
+    }
 
 
 def sandbox_security_context(security: PodSecurity) -> dict[str, Any]:
@@ -256,12 +305,26 @@ def build_pod(
         "stdin": True,
         "securityContext": sandbox_security_context(security),
     }
+    logs = effective.telemetry and effective.logs
     if effective.command is not None:
-        sandbox["command"] = list(effective.command)
+        sandbox["command"] = supervised_command(effective.command) if logs else list(effective.command)
     if effective.args is not None:
         sandbox["args"] = list(effective.args)
 
     init_containers: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = [workspace_volume(name, effective)]
+    if logs:
+        init_containers.append(supervisor_init_container(config))
+        volumes.append(
+            {"name": contract.SUPERVISOR_VOLUME, "emptyDir": {"sizeLimit": SUPERVISOR_VOLUME_SIZE}}
+        )
+        sandbox["volumeMounts"].append(
+            {
+                "name": contract.SUPERVISOR_VOLUME,
+                "mountPath": contract.SUPERVISOR_MOUNT_PATH,
+                "readOnly": True,
+            }
+        )
     token_volume: dict[str, Any] | None = None
     if effective.telemetry:
         app_env = [
@@ -321,15 +384,7 @@ def build_pod(
                 "env": sidecar_env,
                 "resources": _resources(config.sidecar_cpu, config.sidecar_memory),
                 "volumeMounts": sidecar_mounts,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": contract.SIDECAR_UID,
-                    "runAsGroup": contract.SIDECAR_GID,
-                    "readOnlyRootFilesystem": True,
-                    "allowPrivilegeEscalation": False,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": sidecar_security_context(),
                 "startupProbe": _probe(contract.SIDECAR_HEALTH_PATH, 1, 30),
                 "readinessProbe": _probe(contract.SIDECAR_READY_PATH, 5, 3),
                 "livenessProbe": _probe(contract.SIDECAR_HEALTH_PATH, 10, 3),
@@ -344,7 +399,7 @@ def build_pod(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "containers": [sandbox],
-        "volumes": [workspace_volume(name, effective)],
+        "volumes": volumes,
     }
     if token_volume is not None:
         spec["volumes"].append(token_volume)
@@ -383,5 +438,7 @@ def build_pod(
     pod["metadata"]["annotations"] = {
         contract.ANNOTATION_POD_IMAGES: json.dumps(created_images(pod), sort_keys=True, separators=(",", ":"))
     }
+    if logs:
+        pod["metadata"]["annotations"][contract.ANNOTATION_SUPERVISOR] = contract.SUPERVISOR_PATH
     kopf.append_owner_reference(pod, owner=kopf.Body(cast(kopf.RawBody, owner)), block_owner_deletion=True)
     return pod

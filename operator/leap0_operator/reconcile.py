@@ -54,6 +54,7 @@ STATUS_FIELDS = (
     "templateId",
     "network",
     "workspace",
+    contract.STATUS_SUPERVISOR,
 )
 # Effective values recorded when the pod is created (a later template or setting change does not alter them).
 RECORDED_FIELDS = ("vcpu", "memory", "disk", "templateId", "network", "workspace")
@@ -343,6 +344,15 @@ def policy_action(
     return desired, str(objects.metadata(observed).get("resourceVersion") or "") or None
 
 
+def expect_supervisor(desired: dict[str, Any], effective: Effective) -> None:
+    """The status of a pod about to be created: ``supervisor`` as the pod will have it (the builder's rule:
+    telemetry and logs on), so the pod's first event writes nothing; absent for a pod without it."""
+    if effective.telemetry and effective.logs:
+        desired[contract.STATUS_SUPERVISOR] = contract.SUPERVISOR_PATH
+    else:
+        desired.pop(contract.STATUS_SUPERVISOR, None)
+
+
 def _plan(
     sandbox: Mapping[str, Any],
     pod: Mapping[str, Any] | None,
@@ -495,6 +505,7 @@ def _plan(
                 failure = finish(contract.PHASE_FAILED, resolved.reason, resolved.message)
                 return decided(failure, wake_at=expires_at)
             kept = kept_resources(effective, recorded)
+            expect_supervisor(desired, kept)
             claim = f" on its workspace {claim_name(name)}" if kept.workspace.persistent else ""
             status = finish(
                 contract.PHASE_PENDING, contract.REASON_RESUMING, f"resuming: pod {pname} created{claim}"
@@ -589,6 +600,7 @@ def _plan(
             for key in RECORDED_FIELDS:
                 desired.pop(key, None)
             desired.update(fresh)
+        expect_supervisor(desired, effective)
         reason = contract.REASON_POD_DELETED if recreated else contract.REASON_POD_CREATED
         message = recreated_message(pname) if recreated else created_message(pname)
         desired.pop("podIP", None)
@@ -612,6 +624,9 @@ def _plan(
         )
         return decided(status, wake_at=expires_at)
 
+    supervisor = objects.annotations(pod).get(contract.ANNOTATION_SUPERVISOR)
+    if supervisor:  # observed on the pod: its sandbox container has the supervisor (the SDKs use it)
+        desired[contract.STATUS_SUPERVISOR] = str(supervisor)
     state = pod_state(pod)
     if state.reason == contract.REASON_POD_CREATED and (
         resuming or current.get("reason") in (contract.REASON_POD_DELETED, contract.REASON_RESUMING)
@@ -757,7 +772,12 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     annotations = objects.annotations(body)
 
     def containers(key: str) -> list[dict[str, Any]]:
-        return [{"name": c.get("name"), "image": c.get("image")} for c in objects.items(spec, key)]
+        keep = (
+            "name",
+            "image",
+            "restartPolicy",
+        )  # restartPolicy: a native sidecar or a run-to-completion one
+        return [{k: c[k] for k in keep if k in c} for c in objects.items(spec, key)]
 
     def statuses(key: str) -> list[dict[str, Any]]:
         keep = ("name", "ready", "image", "state", "lastState")
@@ -769,10 +789,13 @@ def trim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         {"uid": r.get("uid"), "controller": r.get("controller")}
         for r in objects.items(meta, "ownerReferences")
     ]
-    if contract.ANNOTATION_POD_IMAGES in annotations:
-        trimmed_meta["annotations"] = {
-            contract.ANNOTATION_POD_IMAGES: annotations[contract.ANNOTATION_POD_IMAGES]
-        }
+    kept_annotations = {
+        k: annotations[k]
+        for k in (contract.ANNOTATION_POD_IMAGES, contract.ANNOTATION_SUPERVISOR)
+        if k in annotations
+    }
+    if kept_annotations:
+        trimmed_meta["annotations"] = kept_annotations
     trimmed_status: dict[str, Any] = {
         k: status[k] for k in ("phase", "podIP", "startTime", "reason", "message") if status.get(k)
     }

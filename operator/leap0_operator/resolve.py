@@ -154,6 +154,9 @@ class Effective:
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     telemetry: bool = True
+    # Sandbox logs (the supervisor): spec.telemetry.logs, else the template's, else on; never without the
+    # sidecar.
+    logs: bool = True
     runtime_class_name: str | None = None
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
@@ -165,6 +168,14 @@ class Effective:
     def workspace_mib(self) -> int:
         """The size of a persistent workspace's claim: ``disk``, else the contract's default."""
         return self.disk if self.disk is not None else contract.DEFAULT_PERSISTENT_WORKSPACE_MIB
+
+
+def sandbox_logs(sandbox_telemetry: Mapping[str, Any], template_telemetry: Mapping[str, Any]) -> bool:
+    """``telemetry.logs``: the Sandbox's, else its template's, else on."""
+    for telemetry in (sandbox_telemetry, template_telemetry):
+        if isinstance(telemetry.get("logs"), bool):
+            return bool(telemetry["logs"])
+    return True
 
 
 def template_id(spec: Mapping[str, Any]) -> str:
@@ -334,6 +345,7 @@ def resolve(
     command = spec.get("command")
     args = spec.get("args")
     telemetry = spec.get("telemetry") or {}
+    enabled = telemetry.get("enabled") is not False
     return Effective(
         template_id=tid,
         image=str(image),
@@ -344,7 +356,8 @@ def resolve(
         env=resolve_env(tpl.get("env") or (), spec.get("env") or (), config.platform_destination),
         command=tuple(command) if command is not None else None,
         args=tuple(args) if args is not None else None,
-        telemetry=telemetry.get("enabled") is not False,
+        telemetry=enabled,
+        logs=enabled and sandbox_logs(telemetry, tpl.get("telemetry") or {}),
         runtime_class_name=tpl.get("runtimeClassName") or None,
         node_selector=dict(tpl.get("nodeSelector") or {}),
         tolerations=tuple(tpl.get("tolerations") or ()),

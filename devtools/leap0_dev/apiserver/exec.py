@@ -24,6 +24,9 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
+import leap0_contract as contract
+from leap0_dev import podspec
+
 from .errors import status_body
 
 V5_PROTOCOL = "v5.channel.k8s.io"
@@ -68,13 +71,27 @@ class LocalProcessRunner:
     The process gets its own session, so the whole group can be killed when the client goes away.
     """
 
-    def __init__(self, root: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, env: dict[str, str] | None = None, supervisor: Path | None = None
+    ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="leap0-exec-")
             root = Path(self._tmp.name)
         self.root = root
         self._env = env
+        # What stands for the leap0 supervisor a sandbox pod mounts (sandbox logs): the commands the SDKs run
+        # through it run through this binary; without one they run as the supervisor would run them.
+        self.supervisor = supervisor
+
+    def argv(self, command: Sequence[str]) -> list[str]:
+        """The command as it runs here: the supervisor of a sandbox pod is ``self.supervisor``."""
+        argv = list(command)
+        if argv and argv[0] == contract.SUPERVISOR_PATH:
+            if self.supervisor is None:
+                return podspec.unwrap_supervisor(argv) or argv
+            argv[0] = str(self.supervisor)
+        return argv
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
         path = self.root / namespace / pod
@@ -88,7 +105,7 @@ class LocalProcessRunner:
         pipe = asyncio.subprocess.PIPE
         devnull = asyncio.subprocess.DEVNULL
         return await asyncio.create_subprocess_exec(
-            *target.command,
+            *self.argv(target.command),
             cwd=workdir,
             env=env,
             stdin=pipe if target.stdin else devnull,

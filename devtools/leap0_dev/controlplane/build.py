@@ -187,7 +187,7 @@ def versions(modules_dir: Path = MODULES_DIR) -> Versions:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def locked(folder: Path) -> Iterator[None]:
     """One build per cache folder at a time (two test sessions, or a session and a manual build)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as lock:
@@ -230,7 +230,7 @@ def ensure_binaries(
             f"holding {', '.join(BINARIES)}",
             exit_code=2,
         )
-    with _locked(folder):
+    with locked(folder):
         missing = missing_in(folder)  # another build may have finished meanwhile
         folder.mkdir(parents=True, exist_ok=True)
         for step in plan_build(versions(modules_dir), modules_dir, missing):
@@ -311,7 +311,7 @@ def ensure_kubelet(
             f"1.26 or newer (it builds devtools/k8s/{KUBELET_MODULE} into {cache_root(env)})",
             exit_code=2,
         )
-    with _locked(folder):
+    with locked(folder):
         if not binary.is_file():
             folder.mkdir(parents=True, exist_ok=True)
             _run_step(plan_kubelet_build(modules_dir), go, folder, env, say)

@@ -11,6 +11,15 @@ from typing import Any
 HOST = "127.0.0.1"
 # The in-cluster name of the API server, the issuer of its service-account tokens (as kubeadm's).
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# The names of the API server's serving certificate, as kubeadm's: its Service's names, the issuer's host
+# among them, so an OIDC verifier of service-account tokens in a cluster reaches the issuer over TLS.
+APISERVER_DNS_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/12"
 # In order: each waits for the one before it to be healthy; they stop in the reverse order.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")

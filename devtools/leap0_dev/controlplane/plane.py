@@ -42,6 +42,7 @@ from leap0_dev import children
 
 from . import pki
 from .plan import (
+    APISERVER_DNS_NAMES,
     COMPONENTS,
     HOST,
     Layout,
@@ -267,7 +268,7 @@ class ControlPlane:
         serving = pki.issue(
             ca,
             "kube-apiserver",
-            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            dns_names=APISERVER_DNS_NAMES,
             ip_addresses=(HOST,),
             server=True,
         )

@@ -40,4 +40,8 @@ class RunnerConfig:
     namespace: str | None = None
     # The command standing for the telemetry container (None: this checkout's leap0-sidecar).
     sidecar_argv: list[str] | None = None
+    # The leap0 supervisor standing for the sidecar image's (leap0_dev.supervisor builds it); None: pods run
+    # without it (their command unwrapped), for the reason in supervisor_missing.
+    supervisor: Path | None = None
+    supervisor_missing: str = "not built"
     log: Log = log_to_stderr

@@ -83,8 +83,10 @@ class LocalPod:
         self.pod = pod
         self.config = config
         self.start_time = now_iso()
+        self.init: list[Container] = []  # init containers that run to completion (the supervisor's copy)
         self.sidecars: list[Container] = []
         self.main: list[Container] = []
+        self.started = False  # the sidecars and main containers were started (every init container done)
         self.error: str | None = None
         self.last_reported: Obj | None = None
         self.stopping = False
@@ -103,7 +105,7 @@ class LocalPod:
 
     @property
     def containers(self) -> list[Container]:
-        return [*self.sidecars, *self.main]
+        return [*self.init, *self.sidecars, *self.main]
 
     def _volumes(self, lookups: Lookups) -> dict[str, Path]:
         """A folder per volume: the pod's own (gone with the pod's folder), or, for a PersistentVolumeClaim,
@@ -143,16 +145,23 @@ class LocalPod:
         base_env["HOME"] = str(self.dir / "home")
         Path(base_env["HOME"]).mkdir(parents=True, exist_ok=True)
         init = [c for c in spec.get("initContainers", [])]
-        unsupported = [c["name"] for c in init if not podspec.is_sidecar(c)]
-        if unsupported:
-            raise PodSpecError(
-                f"init containers that run to completion are not supported here: {unsupported}"
+        # The sidecar image's supervisor is this checkout's build; without one (no Go here) the pod runs
+        # without it: its init container does nothing and the command runs unwrapped.
+        supervisor = self.config.supervisor
+        substitutes = {contract.SUPERVISOR_IMAGE_PATH: str(supervisor)} if supervisor else {}
+        unwrap = supervisor is None and any(c["name"] == contract.SUPERVISOR_INIT_CONTAINER for c in init)
+        if unwrap:
+            self.config.log(
+                f"runner: {self.namespace}/{self.name}: no leap0 supervisor here "
+                f"({self.config.supervisor_missing}); its command runs without it, so sandbox logs are off "
+                "for this pod"
             )
         for container_spec, is_main in [
             *((c, False) for c in init),
             *((c, True) for c in spec["containers"]),
         ]:
             name = container_spec["name"]
+            completes = not is_main and not podspec.is_sidecar(container_spec)
             mounts = {
                 m["mountPath"]: str(volumes[m["name"]] / m.get("subPath", ""))
                 for m in container_spec.get("volumeMounts", [])
@@ -168,20 +177,33 @@ class LocalPod:
                 env[contract.ENV_HEALTH_ENDPOINT] = f"127.0.0.1:{health}"
                 if self.config.metrics_interval is not None:
                     env[contract.ENV_METRICS_INTERVAL] = str(self.config.metrics_interval)
+            elif completes:
+                if unwrap and name == contract.SUPERVISOR_INIT_CONTAINER:
+                    found: list[str] | None = ["true"]
+                else:
+                    found = podspec.local_command(container_spec, env, sys.executable, mounts, substitutes)
+                if found is None:
+                    raise PodSpecError(f"init container {name}: its image's command cannot run here")
+                argv = found
             else:
-                command = podspec.local_command(container_spec, env, sys.executable)
-                if command is None:
+                if unwrap:
+                    container_spec = dict(container_spec)
+                    container_spec["command"] = podspec.unwrap_supervisor(container_spec.get("command", []))
+                local = podspec.local_command(container_spec, env, sys.executable, mounts, substitutes)
+                if local is None:
                     self.config.log(
                         f"runner: {self.namespace}/{self.name} container {name}: its image's entrypoint "
                         "cannot run here; an idle stand-in process runs instead"
                     )
-                    command = [sys.executable, "-c", "import signal; signal.pause()"]
-                argv = podspec.map_argv(command, mounts)
+                    local = [sys.executable, "-c", "import signal; signal.pause()"]
+                argv = local
             workdir = container_spec.get("workingDir")
             cwd_text = podspec.map_paths({"d": workdir}, mounts)["d"] if workdir else ""
             cwd = Path(cwd_text) if cwd_text and Path(cwd_text).is_dir() else self.dir
             restart = container_spec.get("restartPolicy") or ("Always" if not is_main else None)
             restart = restart or spec.get("restartPolicy", "Always")
+            if completes:  # restarted on failure unless the pod never restarts anything
+                restart = "Never" if spec.get("restartPolicy") == "Never" else "OnFailure"
             limits = None
             if is_main and self.config.cgroups:
                 limits = (podspec.cpu_millicores(container_spec), podspec.memory_bytes(container_spec))
@@ -196,13 +218,36 @@ class LocalPod:
                 f"{self.namespace}_{self.name}_{self.uid[:8]}_{name}",
             )
             container.mounts = mounts
+            container.state.completes = completes
             if name == contract.TELEMETRY_CONTAINER:
                 container.probe_port = health
-            (self.main if is_main else self.sidecars).append(container)
+            if is_main:
+                self.main.append(container)
+                if init:
+                    container.state.waiting_reason = "PodInitializing"
+            else:
+                (self.init if completes else self.sidecars).append(container)
 
     def start(self) -> None:
         if self.error is not None:
             return
+        self._advance()
+
+    def _advance(self) -> None:
+        """Run the init containers that complete, one after the other; once each ended with 0, the rest."""
+        for container in self.init:
+            if container.state.running or container.state.waiting_reason == "CrashLoopBackOff":
+                return
+            if container.state.exit_code is None:
+                container.spawn(self.config.log)
+                return
+            if container.state.exit_code != 0:
+                return  # failed for good (restartPolicy Never): the pod is Failed
+        if not self.started:
+            self.started = True
+            self._start_containers()
+
+    def _start_containers(self) -> None:
         # Main containers are spawned held (their pid known), sidecars start knowing the sandbox's pid, then
         # the main containers are released: the order a kubelet keeps for native sidecars.
         for container in self.main:
@@ -218,7 +263,16 @@ class LocalPod:
     def tick(self) -> Obj:
         """Notice exits, restart what must be, probe; return the status to report."""
         if self.error is None and not self.stopping:
-            for container in self.containers:
+            for container in self.init:
+                if container.poll() and container.wants_restart():
+                    container.schedule_restart()
+                if (
+                    container.state.waiting_reason == "CrashLoopBackOff"
+                    and time.monotonic() >= container.next_start
+                ):
+                    container.spawn(self.config.log)
+            self._advance()
+            for container in [*self.sidecars, *self.main] if self.started else []:
                 container.poll()
                 if container.wants_restart() and container.state.waiting_reason is None:
                     container.schedule_restart()
@@ -254,14 +308,14 @@ class LocalPod:
                     for c in specs
                 ]
 
-            sidecars, main = stuck(spec.get("initContainers", [])), stuck(spec.get("containers", []))
-            return podspec.pod_status(self.pod, sidecars, main, self.start_time, now_iso())
+            init, main = stuck(spec.get("initContainers", [])), stuck(spec.get("containers", []))
+            return podspec.pod_status(self.pod, init, main, self.start_time, now_iso())
+        order = [c["name"] for c in self.pod.get("spec", {}).get("initContainers", [])]
+        init_states = sorted(
+            (c.state for c in [*self.init, *self.sidecars]), key=lambda s: order.index(s.name)
+        )
         return podspec.pod_status(
-            self.pod,
-            [c.state for c in self.sidecars],
-            [c.state for c in self.main],
-            self.start_time,
-            now_iso(),
+            self.pod, init_states, [c.state for c in self.main], self.start_time, now_iso()
         )
 
     def stop(self, grace: float | None = None) -> None:

@@ -33,9 +33,15 @@ class PodExecRunner:
         container = next((c for c in local.containers if c.spec["name"] == name), None)
         if container is None or not container.state.running:
             raise ProcessLookupError(f"container {name} is not running")
-        argv = podspec.map_argv(target.command, container.mounts)
-        if podspec.is_python(argv[0]):
-            argv[0] = sys.executable
+        argv = list(target.command)
+        if self.runner.config.supervisor is None:  # its pods run without the supervisor: so do commands
+            argv = podspec.unwrap_supervisor(argv) or argv
+        # Paths in the container's volumes (the supervisor among them, and words of a `sh -c` script) are
+        # local directories here; Python is this machine's (the command's own, and the one the supervisor
+        # runs).
+        argv = podspec.local_argv(argv, container.env, sys.executable, container.mounts) or podspec.map_argv(
+            argv, container.mounts
+        )
         if container.cgroup is not None:
             argv = ["/bin/sh", "-c", _JOIN, "sh", *container.cgroup.procs_files, "--", *argv]
         pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL

@@ -1,7 +1,7 @@
 """The whole chain on one machine: kubectl apply → operator → pod → local runner → sidecar → OTLP receiver.
 
-Also ``leap0 dev up`` itself: within a minute its console shows the seven sandbox metrics and the demo's spans
-with their leap0.* identity, and Ctrl-C stops everything.
+Also ``leap0 dev up`` itself: within a minute its console shows the seven sandbox metrics, the demo's spans
+and the lines it prints (sandbox logs) with their leap0.* identity, and Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -139,9 +139,13 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
                 for m in SANDBOX_METRICS
             )
             spans = any(line.startswith("span   demo.task") and line.endswith(identity) for line in lines)
-            return metrics and spans
+            # sandbox logs: each line the demo prints, as a log record
+            printed = any(
+                line.startswith('log stdout "demo: iteration ') and line.endswith(identity) for line in lines
+            )
+            return metrics and spans and printed
 
-        wait_for(shown, 60, f"the seven metrics and the demo's spans in:\n{out}")
+        wait_for(shown, 60, f"the seven metrics, the demo's spans and its printed lines in:\n{out}")
         children = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
         assert children
         process.send_signal(signal.SIGINT)

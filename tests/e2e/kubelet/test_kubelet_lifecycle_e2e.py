@@ -79,9 +79,15 @@ def test_a_sandbox_from_creation_to_garbage_collection(
         conditions = {c.type: c.status for c in pod.status.conditions}
         assert conditions["PodScheduled"] == conditions["Ready"] == "True"
         assert {s.name: s.ready for s in pod.status.container_statuses} == {contract.SANDBOX_CONTAINER: True}
+        # the supervisor's copy (sandbox logs) has completed; the native sidecar runs
         assert {s.name: s.started for s in pod.status.init_container_statuses} == {
-            contract.TELEMETRY_CONTAINER: True
+            contract.SUPERVISOR_INIT_CONTAINER: False,
+            contract.TELEMETRY_CONTAINER: True,
         }
+        (copied,) = [
+            s for s in pod.status.init_container_statuses if s.name == contract.SUPERVISOR_INIT_CONTAINER
+        ]
+        assert copied.state.terminated.exit_code == 0
         scheduled = [e for e in core.list_namespaced_event(ns).items if e.reason == "Scheduled"]
         assert [(e.involved_object.kind, e.involved_object.name) for e in scheduled] == [("Pod", "life")]
 

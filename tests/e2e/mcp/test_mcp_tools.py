@@ -27,6 +27,7 @@ TOOLS = {
             "persistent_workspace",
             "idle_timeout",
             "on_timeout",
+            "telemetry_logs",
         },
         set(),
     ),
@@ -70,6 +71,7 @@ async def test_tools_and_their_schemas(stdio: Callable[..., Any], mcp_args: list
     assert _types(props["create_sandbox"]["timeout"]) == {"integer", "null"}
     assert _types(props["create_sandbox"]["env_vars"]) == {"object", "null"}
     assert _types(props["create_sandbox"]["network"]) == {"object", "null"}
+    assert _types(props["create_sandbox"]["telemetry_logs"]) == {"boolean", "null"}
     network = tools["create_sandbox"].input_schema["$defs"]["NetworkSpec"]
     assert network["properties"]["policy"]["enum"] == ["Internet", "DenyAll", "AllowAll", "Custom"]
     assert _types(props["execute_command"]["timeout"]) == {"number", "null"}
@@ -227,12 +229,14 @@ async def test_the_server_leaves_its_sandboxes_when_it_exits(
     assert obj["status"]["phase"] == c.PHASE_RUNNING
 
 
-async def test_network_policy_reaches_the_sandbox_spec(
+async def test_network_policy_and_logs_switch_reach_the_sandbox_spec(
     stdio: Callable[..., Any], mcp_args: list[str], cluster: ServerThread, namespace: str
 ) -> None:
     network = {"policy": "Custom", "allow_cidrs": ["10.0.0.0/8"]}
     async with stdio(mcp_args) as session:
-        is_error, structured, text = await call(session, "create_sandbox", network=network)
+        is_error, structured, text = await call(
+            session, "create_sandbox", network=network, telemetry_logs=False
+        )
     assert not is_error, text
     assert structured is not None
     obj = client.CustomObjectsApi(cluster.api_client()).get_namespaced_custom_object(

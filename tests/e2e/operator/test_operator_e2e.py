@@ -51,11 +51,13 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     (owner,) = pod.metadata.owner_references
     assert (owner.kind, owner.name, owner.controller) == ("Sandbox", "minimal", True)
     assert [c.name for c in pod.spec.containers] == ["sandbox"]
-    assert [c.name for c in pod.spec.init_containers] == ["telemetry"]
+    # the supervisor's copy (sandbox logs, on by default), then the native sidecar
+    assert [c.name for c in pod.spec.init_containers] == [contract.SUPERVISOR_INIT_CONTAINER, "telemetry"]
     pending = wait_for(
         ops.phase(api, namespace, "minimal", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
     )
     assert pending["podName"] == "minimal"
+    assert pending[contract.STATUS_SUPERVISOR] == contract.SUPERVISOR_PATH
     assert pending["vcpu"] == 1
     assert pending["memory"] == 1024
     assert pending["expiresAt"]
@@ -226,7 +228,8 @@ def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
         what="the telemetry pod",
         ignore=ops.API_ERRORS,
     )
-    sidecar_env = {e.name: e for e in telemetry_pod.spec.init_containers[0].env}
+    (sidecar,) = [c for c in telemetry_pod.spec.init_containers if c.name == contract.TELEMETRY_CONTAINER]
+    sidecar_env = {e.name: e for e in sidecar.env}
     assert sidecar_env["OTEL_EXPORTER_OTLP_ENDPOINT"].value == "https://otlp.example.com"
     headers_ref = sidecar_env["OTEL_EXPORTER_OTLP_HEADERS"].value_from.secret_key_ref
     assert (headers_ref.name, headers_ref.key) == ("otlp-credentials", "headers")

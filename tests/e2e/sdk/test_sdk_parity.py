@@ -19,12 +19,13 @@ from support import REPO
 
 import leap0_contract as c
 from leap0 import Leap0Client
-from leap0._exec import build_exec_argv
+from leap0._exec import build_exec_argv, supervised_argv
 from leap0_dev.apiserver import ServerThread
 
 pytestmark = pytest.mark.e2e
 
 JS_DIST = REPO / "js" / "dist" / "index.js"
+TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 # The same call in both SDKs' spellings.
 PY_ARGS: dict[str, Any] = {
@@ -42,6 +43,7 @@ PY_ARGS: dict[str, Any] = {
     "workspace": {"persistent": True, "storageClassName": "fast"},
     "idle_timeout": 900,
     "on_timeout": "Pause",
+    "telemetry_logs": False,
 }
 JS_ARGS: dict[str, Any] = {
     "vcpu": 2,
@@ -58,6 +60,7 @@ JS_ARGS: dict[str, Any] = {
     "workspace": {"persistent": True, "storageClassName": "fast"},
     "idleTimeout": 900,
     "onTimeout": "Pause",
+    "telemetryLogs": False,
 }
 # Python field -> JavaScript field, where camelCase alone does not say it.
 RENAMED = {"pod_ip": "podIP"}
@@ -173,6 +176,7 @@ def test_python_and_javascript_create_the_same_sandbox(
         900,
         "Pause",
     )
+    assert js_raw["spec"]["telemetry"] == py_raw["spec"]["telemetry"] == {"logs": False}
     assert js_raw["metadata"].get("labels") == py_raw["metadata"].get("labels") == {"team": "parity"}
     assert js_raw["spec"]["env"][:2] == [
         {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"},
@@ -201,7 +205,8 @@ def test_python_and_javascript_create_the_same_sandbox(
 
 
 def test_python_and_javascript_build_the_same_exec_argv(tmp_path: Path) -> None:
-    """The quoting-free prologue of process.execute is the same command line in both SDKs."""
+    """The quoting-free prologue of process.execute is the same command line in both SDKs, and so is the
+    command through the sandbox's supervisor (sandbox logs), with or without the caller's trace context."""
     cases: list[dict[str, Any]] = [
         {"command": "echo hi"},
         {"command": ["ls", "-l"]},
@@ -215,13 +220,21 @@ def test_python_and_javascript_build_the_same_exec_argv(tmp_path: Path) -> None:
     exec_module = (REPO / "js" / "dist" / "exec.js").as_uri()
     script = tmp_path / "argv.mjs"
     script.write_text(
-        f"import {{ buildExecArgv }} from {json.dumps(exec_module)};\n"
+        f"import {{ buildExecArgv, supervisedArgv }} from {json.dumps(exec_module)};\n"
         "const cases = JSON.parse(process.env.CASES);\n"
-        "console.log(JSON.stringify(cases.map(({ command, ...opts }) => buildExecArgv(command, opts))));\n"
+        "const argvs = cases.map(({ command, ...opts }) => buildExecArgv(command, opts));\n"
+        "const { SUP, TP } = process.env;\n"
+        "const traced = argvs.map((a, i) => supervisedArgv(a, SUP, i % 2 ? TP : undefined));\n"
+        "console.log(JSON.stringify([argvs, traced]));\n"
     )
     result = subprocess.run(
         [node, str(script)],
-        env={"PATH": os.environ.get("PATH", ""), "CASES": json.dumps(cases)},
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "CASES": json.dumps(cases),
+            "SUP": c.SUPERVISOR_PATH,
+            "TP": TP,
+        },
         capture_output=True,
         text=True,
         timeout=30,
@@ -232,7 +245,8 @@ def test_python_and_javascript_build_the_same_exec_argv(tmp_path: Path) -> None:
         build_exec_argv(case["command"], **{k: v for k, v in case.items() if k != "command"})
         for case in cases
     ]
-    assert json.loads(result.stdout) == expected
+    traced = [supervised_argv(a, c.SUPERVISOR_PATH, TP if i % 2 else None) for i, a in enumerate(expected)]
+    assert json.loads(result.stdout) == [expected, traced]
 
 
 JS_PAUSE_CHILD = """

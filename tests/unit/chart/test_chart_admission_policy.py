@@ -1,7 +1,8 @@
 """The chart's optional ValidatingAdmissionPolicy (docs/security.md, "The admission policy"): rendered from
 the values, valid for every Kubernetes version the chart claims, and deciding each request as kube-apiserver
 would (tests/vap_support.py evaluates its CEL): templates per namespace, the most permissive network, and
-never a status write, a deletion or an update that leaves the spec alone (the GC, finalizers)."""
+never a status write, a deletion or an update that leaves template and network alone (the GC, finalizers,
+the operator's pause)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from typing import Any
 
 import pytest
 from chart_support import (
-    NAMESPACE,
     claimed_kube_versions,
     helm,
     lint_problems,
     of_kind,
-    one,
     render,
     validate_object,
 )
@@ -43,18 +42,15 @@ LABELS = {"team-a": {"leap0.dev/tenant": "true"}, "platform-sandboxes": {}, "els
 
 
 class Admission:
-    """The rendered policy, its bindings and parameter objects, answering requests."""
+    """The rendered policies and their bindings, answering requests."""
 
     def __init__(self, values: dict[str, Any] = VALUES) -> None:
         objects = render(values)
-        self.policy = one(objects, "ValidatingAdmissionPolicy")
+        self.policies = of_kind(objects, "ValidatingAdmissionPolicy")
         self.bindings = of_kind(objects, "ValidatingAdmissionPolicyBinding")
-        self.params = {
-            (c["metadata"]["namespace"], c["metadata"]["name"]): c for c in of_kind(objects, "ConfigMap")
-        }
 
     def __call__(self, request: Request) -> list[str]:
-        return denials(self.policy, self.bindings, self.params, LABELS, request)
+        return denials(self.policies, self.bindings, {}, LABELS, request)
 
 
 def sandbox(**spec: Any) -> dict[str, Any]:
@@ -74,17 +70,18 @@ def admission() -> Admission:
 def test_off_by_default_and_valid_when_on() -> None:
     assert of_kind(render(), "ValidatingAdmissionPolicy") == []
     objects = render(VALUES)
-    kinds = sorted(
-        o["kind"]
+    names = sorted(
+        (o["kind"], o["metadata"]["name"])
         for o in objects
         if o["kind"] in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ConfigMap")
     )
-    assert kinds == [
-        "ConfigMap",
-        "ConfigMap",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingAdmissionPolicyBinding",
+    # one policy and its binding per rule, cluster-scoped and named after the release; no parameter object
+    # (kube-apiserver looks one up before the matchConditions: a missing one would block finalizer removal)
+    assert names == [
+        ("ValidatingAdmissionPolicy", "leap0-leap0-operator-sandbox-limits-platform"),
+        ("ValidatingAdmissionPolicy", "leap0-leap0-operator-sandbox-limits-tenants"),
+        ("ValidatingAdmissionPolicyBinding", "leap0-leap0-operator-sandbox-limits-platform"),
+        ("ValidatingAdmissionPolicyBinding", "leap0-leap0-operator-sandbox-limits-tenants"),
     ]
     for obj in objects:
         validate_object(obj, claimed_kube_versions())
@@ -94,11 +91,8 @@ def test_off_by_default_and_valid_when_on() -> None:
         for b in of_kind(objects, "ValidatingAdmissionPolicyBinding")
         if b["metadata"]["name"].endswith("platform")
     )
-    assert binding["spec"]["paramRef"] == {
-        "name": "leap0-leap0-operator-sandbox-limits-platform",
-        "namespace": NAMESPACE,  # parameters only the release namespace's admins may edit
-        "parameterNotFoundAction": "Deny",
-    }
+    assert binding["spec"]["policyName"] == binding["metadata"]["name"]
+    assert "paramRef" not in binding["spec"]
     assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
         "platform-sandboxes"
     ]
@@ -151,13 +145,15 @@ def test_templates_are_capped_too_and_other_namespaces_are_not_limited(admission
 
 def test_status_writes_deletions_and_metadata_updates_are_never_blocked(admission: Admission) -> None:
     """A Sandbox made before the policy (or before it was tightened) must still get its status, lose its
-    finalizers and be deleted by the garbage collector."""
-    old = sandbox(network={"policy": "AllowAll"})
+    finalizers, be paused by the operator (spec.paused) and be deleted by the garbage collector."""
+    old = sandbox(network={"policy": "AllowAll"}, template="gpu-unrestricted", timeout=600)
     old["metadata"]["finalizers"] = ["leap0.dev/finalizer"]
     new = {**old, "metadata": {"name": "s"}, "status": {"phase": "Running"}}
+    paused = {**old, "spec": {**old["spec"], "paused": True, "timeout": 900}}
     for request in (
         Request("UPDATE", "Sandbox", "sandboxes/status", "team-a", new, old),
         Request("UPDATE", "Sandbox", "sandboxes", "team-a", new, old),  # finalizer removed, spec alone
+        Request("UPDATE", "Sandbox", "sandboxes", "team-a", paused, old),  # paused, a longer timeout
         Request("DELETE", "Sandbox", "sandboxes", "team-a", None, old),
     ):
         assert admission(request) == [], request
@@ -178,13 +174,17 @@ def test_an_update_that_adds_or_changes_the_network_is_checked(admission: Admiss
     assert admission(Request("UPDATE", "SandboxTemplate", "sandboxtemplates", "team-a", after, no_spec))
 
 
-def test_a_missing_parameter_object_denies() -> None:
-    admission = Admission()
-    admission.params.clear()
-    assert admission(create(sandbox())) == [
-        "failed to configure binding: no params found for policy binding "
-        "leap0-leap0-operator-sandbox-limits-tenants"
-    ]
+def test_rules_whose_names_collide_once_cut_are_refused() -> None:
+    long = {"namespaces": ["a"], "allowedTemplates": ["a"], "maxNetworkPolicy": "DenyAll"}
+    values = {
+        "fullnameOverride": "x" * 40,
+        "admissionPolicy": {
+            "enabled": True,
+            "rules": [{"name": "a" * 30, **long}, {"name": "a" * 29 + "b", **long}],
+        },
+    }
+    with pytest.raises(helm.HelmRenderError, match="name them apart"):
+        render(values)
 
 
 def test_bad_rules_are_refused_by_the_schema() -> None:

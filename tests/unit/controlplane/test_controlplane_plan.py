@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from leap0_dev.controlplane import build, pki
+from leap0_dev.controlplane import build, pki, plan
 from leap0_dev.controlplane.plan import (
     COMPONENTS,
     Layout,
@@ -184,6 +185,11 @@ def test_the_serving_certificate_names_loopback() -> None:
     cert = x509.load_pem_x509_certificate(serving.cert)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_the_serving_certificate_names_the_service_account_issuer_as_kubeadm_does() -> None:
+    """An OIDC verifier of service-account tokens reaches the issuer by its name, over TLS."""
+    assert urllib.parse.urlparse(plan.SERVICE_ACCOUNT_ISSUER).hostname in plan.APISERVER_DNS_NAMES
 
 
 def test_only_what_authorization_refused_counts_as_forbidden() -> None:

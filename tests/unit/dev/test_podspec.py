@@ -345,3 +345,85 @@ def test_the_network_policies_selecting_a_pod() -> None:
     assert describe_policies(selected[:1]) == "mine (DenyAll)"
     assert describe_policies(selected) == "mine (DenyAll), all, expr"
     assert describe_policies([]) == "none"
+
+
+# --- the supervisor (sandbox logs) as the runner runs it ----------------------------------------------
+SUPERVISED = [
+    "/.leap0/leap0-supervisor",
+    "run",
+    "--container",
+    "sandbox",
+    "--",
+    "python3.12",
+    "-c",
+    "print(1)",
+]
+MOUNTS = {"/.leap0": "/tmp/pod/volumes/leap0-supervisor", "/workspace": "/tmp/pod/volumes/workspace"}
+
+
+def test_the_supervisor_runs_from_its_volume_and_its_python_child_with_the_local_interpreter() -> None:
+    assert podspec.supervisor_child(SUPERVISED) == 5
+    assert podspec.local_argv(SUPERVISED, {}, sys.executable, MOUNTS) == [
+        "/tmp/pod/volumes/leap0-supervisor/leap0-supervisor",
+        "run",
+        "--container",
+        "sandbox",
+        "--",
+        sys.executable,
+        "-c",
+        "print(1)",
+    ]
+    # a child that is not here: the command cannot run here
+    missing = [*SUPERVISED[:5], "no-such-tool-here"]
+    assert podspec.local_argv(missing, {}, sys.executable, MOUNTS) is None
+
+
+def test_the_images_supervisor_is_the_local_build_and_paths_in_volumes_are_local() -> None:
+    install = ["/usr/local/bin/leap0-supervisor", "install", "/.leap0/leap0-supervisor"]
+    substitutes = {"/usr/local/bin/leap0-supervisor": "/cache/leap0-supervisor-linux-amd64"}
+    assert podspec.local_argv(install, {}, sys.executable, MOUNTS, substitutes) == [
+        "/cache/leap0-supervisor-linux-amd64",
+        "install",
+        "/tmp/pod/volumes/leap0-supervisor/leap0-supervisor",
+    ]
+    assert podspec.local_argv(install, {}, sys.executable, MOUNTS) is None  # not built: not here
+
+
+def test_without_a_supervisor_the_command_runs_unwrapped() -> None:
+    assert podspec.unwrap_supervisor(SUPERVISED) == ["python3.12", "-c", "print(1)"]
+    assert podspec.unwrap_supervisor(["sleep", "1"]) == ["sleep", "1"]
+    assert podspec.supervisor_child(["sleep", "--", "1"]) is None
+    assert podspec.supervisor_child(["/x/leap0-supervisor", "run", "--"]) is None
+
+
+def test_an_init_container_that_completes_initializes_the_pod() -> None:
+    pod = sandbox_pod()
+    copying = ContainerState(
+        "leap0-supervisor", started_at="t0", running=True, waiting_reason=None, completes=True
+    )
+    status = podspec.pod_status(pod, [copying, running("telemetry")], [ContainerState("sandbox")], "t0", "t1")
+    initialized = next(c for c in status["conditions"] if c["type"] == "Initialized")
+    assert initialized["status"] == "False"
+    copied = ContainerState(
+        "leap0-supervisor",
+        started_at="t0",
+        exit_code=0,
+        reason="Completed",
+        waiting_reason=None,
+        completes=True,
+    )
+    status = podspec.pod_status(pod, [copied, running("telemetry")], [running("sandbox")], "t0", "t2")
+    assert status["phase"] == "Running"
+    assert [c["status"] for c in status["conditions"] if c["type"] in ("Initialized", "Ready")] == [
+        "True",
+        "True",
+    ]
+    (done,) = [s for s in status["initContainerStatuses"] if s["name"] == "leap0-supervisor"]
+    assert done["ready"] is True
+    assert done["state"]["terminated"]["exitCode"] == 0
+    failed = ContainerState(
+        "leap0-supervisor", started_at="t0", exit_code=1, reason="Error", waiting_reason=None, completes=True
+    )
+    pod["spec"]["restartPolicy"] = "Never"
+    status = podspec.pod_status(pod, [failed, running("telemetry")], [ContainerState("sandbox")], "t0", "t3")
+    assert status["phase"] == "Failed"

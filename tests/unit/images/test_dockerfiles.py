@@ -104,8 +104,28 @@ def test_image_runs_as_non_root_from_a_pinned_slim_base(image: str) -> None:
     assert users == ["65532:65532"]
     (base,) = [args for word, args in steps if word == "ARG" and args.startswith("PYTHON_IMAGE=")]
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.12-slim@sha256:[0-9a-f]{64}", base)
-    froms = [args.split()[0] for word, args in steps if word == "FROM"]
+    froms = [args.split()[0] for word, args in steps if word == "FROM" and "${GO_IMAGE}" not in args]
     assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "multi-stage, both stages on the pinned base"
+
+
+def test_the_sidecar_image_ships_the_supervisor_built_static_for_its_platform() -> None:
+    """The supervisor of sandbox logs: built from supervisor/ on a pinned Go image, for the target platform
+    (amd64 and arm64 images alike), static, at the path the sandbox pods' init container runs."""
+    import leap0_contract as contract
+
+    steps = instructions(IMAGES["sidecar"])
+    (go_image,) = [args for word, args in steps if word == "ARG" and args.startswith("GO_IMAGE=")]
+    assert re.fullmatch(r"GO_IMAGE=golang:1\.26-bookworm@sha256:[0-9a-f]{64}", go_image)
+    go_stage = [args for word, args in steps if word == "FROM" and "${GO_IMAGE}" in args]
+    assert go_stage == ["--platform=$BUILDPLATFORM ${GO_IMAGE} AS supervisor"]
+    (version,) = [args for word, args in steps if word == "ARG" and args.startswith("VERSION=")]
+    assert version == f"VERSION={contract.PACKAGE_VERSION}"
+    runs = " ".join(args for word, args in steps if word == "RUN")
+    assert "CGO_ENABLED=0 GOOS=linux GOARCH=${TARGETARCH}" in runs
+    assert "-X main.version=${VERSION}" in runs
+    copies = [args for word, args in steps if word == "COPY"]
+    assert "supervisor/ ./" in copies
+    assert f"--from=supervisor /leap0-supervisor {contract.SUPERVISOR_IMAGE_PATH}" in copies
 
 
 # What each image's wheel is built from: its own package and the contract; nothing of the other parts.

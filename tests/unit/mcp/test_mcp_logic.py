@@ -113,6 +113,12 @@ def test_create_network_becomes_the_sandboxes_spec_network() -> None:
     assert custom["network"] == {"policy": "Custom", "allowCidrs": ["10.0.0.0/8"]}
 
 
+def test_create_telemetry_logs_becomes_the_sandboxes_spec_telemetry_logs() -> None:
+    assert "telemetry_logs" not in _kwargs()
+    assert _kwargs(telemetry_logs=False)["telemetry_logs"] is False
+    assert _kwargs(telemetry_logs=True)["telemetry_logs"] is True
+
+
 def test_summary_and_set_timeout_expiry() -> None:
     created = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     sb = SandboxData(

@@ -37,6 +37,7 @@ def pod(
     *,
     sandbox: dict[str, Any] | None = None,
     telemetry: dict[str, Any] | None = None,
+    supervisor: dict[str, Any] | None = None,
     scheduled: dict[str, Any] | None = None,
     sandbox_ready: bool = False,
     telemetry_ready: bool = False,
@@ -46,15 +47,31 @@ def pod(
     """A sandbox pod with the given container states (``None``: the kubelet has not reported it)."""
     body: dict[str, Any] = {
         "metadata": {"name": "s", "creationTimestamp": "2026-01-01T12:00:00Z"},
-        "spec": {"initContainers": [{"name": "telemetry"}], "containers": [{"name": "sandbox"}]},
+        "spec": {
+            "initContainers": [
+                {"name": contract.SUPERVISOR_INIT_CONTAINER},  # runs to completion: copies the supervisor
+                {"name": "telemetry", "restartPolicy": "Always"},  # the native sidecar
+            ],
+            "containers": [{"name": "sandbox"}],
+        },
         "status": {"phase": phase, **status},
     }
     if scheduled is not None:
         body["status"]["conditions"] = [{"type": "PodScheduled", **scheduled}]
+    init: list[dict[str, Any]] = []
+    if supervisor is not None:  # a completed init container is not ready (nor does it need to be)
+        init.append(
+            {
+                "name": contract.SUPERVISOR_INIT_CONTAINER,
+                "image": "sidecar:1",
+                "ready": False,
+                "state": supervisor,
+            }
+        )
     if telemetry is not None:
-        body["status"]["initContainerStatuses"] = [
-            {"name": "telemetry", "image": "sidecar:1", "ready": telemetry_ready, "state": telemetry}
-        ]
+        init.append({"name": "telemetry", "image": "sidecar:1", "ready": telemetry_ready, "state": telemetry})
+    if init:
+        body["status"]["initContainerStatuses"] = init
     if sandbox is not None:
         cs = {"name": "sandbox", "image": "python:3.12-slim", "ready": sandbox_ready, "state": sandbox}
         if last is not None:
@@ -193,6 +210,41 @@ CASES: list[tuple[str, dict[str, Any], str, str, str, bool]] = [
         contract.REASON_RUNNING,
         "is running",
         False,
+    ),
+    (
+        "running, the supervisor copied",
+        pod(
+            "Running",
+            supervisor={"terminated": {"reason": "Completed", "exitCode": 0}},
+            telemetry=RUNNING,
+            telemetry_ready=True,
+            sandbox=RUNNING,
+            sandbox_ready=True,
+        ),
+        R,
+        contract.REASON_RUNNING,
+        "is running",
+        False,
+    ),
+    (
+        "copying the supervisor",
+        pod(scheduled={"status": "True"}, supervisor=RUNNING, sandbox=waiting("PodInitializing")),
+        P,
+        contract.REASON_CONTAINERS_NOT_READY,
+        "waiting for sandbox, telemetry",
+        False,
+    ),
+    (
+        "the supervisor could not be copied",
+        pod(
+            "Failed",
+            supervisor={"terminated": {"reason": "Error", "exitCode": 1}},
+            sandbox=waiting("PodInitializing"),
+        ),
+        F,
+        contract.REASON_CONTAINER_FAILED,
+        "init container leap0-supervisor exited with code 1 (Error)",
+        True,
     ),
     (
         "OOM killed",

@@ -102,11 +102,12 @@ def test_a_persistent_workspace_is_a_claim_owned_by_the_sandbox_mounted_where_th
     spec = {"workspace": {"persistent": True, "storageClassName": "fast"}, "disk": 2048}
     effective = resolve(spec, None, CONFIG)
     pod = build_pod(owner=sandbox(spec), effective=effective, org_id="n", config=CONFIG)
-    assert pod["spec"]["volumes"] == [
-        {"name": "workspace", "persistentVolumeClaim": {"claimName": "s-workspace"}}
-    ]
+    workspaces = [v for v in pod["spec"]["volumes"] if v["name"] == contract.WORKSPACE_VOLUME]
+    assert workspaces == [{"name": "workspace", "persistentVolumeClaim": {"claimName": "s-workspace"}}]
     mounts = [m for c in pod["spec"]["containers"] + pod["spec"]["initContainers"] for m in c["volumeMounts"]]
-    assert {m["mountPath"] for m in mounts} == {contract.WORKSPACE_PATH}
+    assert {m["mountPath"] for m in mounts if m["name"] == contract.WORKSPACE_VOLUME} == {
+        contract.WORKSPACE_PATH
+    }
     claim = build_workspace_claim(owner=sandbox(spec), effective=effective)
     assert claim is not None
     assert claim["metadata"]["name"] == "s-workspace"
@@ -142,7 +143,9 @@ def test_the_default_workspace_stays_an_empty_dir_with_no_claim() -> None:
     effective = resolve({"disk": 100}, None, CONFIG)
     assert build_workspace_claim(owner=sandbox({}), effective=effective) is None
     pod = build_pod(owner=sandbox({}), effective=effective, org_id="n", config=CONFIG)
-    assert pod["spec"]["volumes"] == [{"name": "workspace", "emptyDir": {"sizeLimit": "100Mi"}}]
+    workspaces = [v for v in pod["spec"]["volumes"] if v["name"] == contract.WORKSPACE_VOLUME]
+    assert workspaces == [{"name": "workspace", "emptyDir": {"sizeLimit": "100Mi"}}]
+    assert not any("persistentVolumeClaim" in v for v in pod["spec"]["volumes"])
 
 
 def test_the_workspace_comes_field_by_field_from_the_sandbox_then_its_template() -> None:

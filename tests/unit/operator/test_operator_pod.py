@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -60,14 +61,18 @@ def test_minimal_sandbox_gets_the_defaults_and_a_native_sidecar() -> None:
     assert "args" not in sandbox
     assert sandbox["stdin"] is True  # python3 (the default image's command) waits instead of exiting
     telemetry = _container(pod, "telemetry")
-    assert [c["name"] for c in spec["initContainers"]] == ["telemetry"]
+    # the supervisor's copy first (sandbox logs are on by default), then the native sidecar
+    assert [c["name"] for c in spec["initContainers"]] == ["leap0-supervisor", "telemetry"]
     assert telemetry["restartPolicy"] == "Always"
     assert telemetry["image"] == "sidecar:test"
     assert telemetry["resources"] == {
         "limits": {"cpu": "100m", "memory": "64Mi"},
         "requests": {"cpu": "100m", "memory": "64Mi"},
     }
-    assert spec["volumes"] == [{"name": "workspace", "emptyDir": {}}]
+    assert spec["volumes"] == [
+        {"name": "workspace", "emptyDir": {}},
+        {"name": "leap0-supervisor", "emptyDir": {"sizeLimit": "32Mi"}},
+    ]
     for container in (sandbox, telemetry):
         assert {"name": "workspace", "mountPath": "/workspace"}.items() <= container["volumeMounts"][
             0
@@ -115,7 +120,7 @@ def test_disk_limits_ephemeral_storage_and_the_workspace() -> None:
     pod = _pod({"vcpu": 2, "memory": 2048, "disk": 512})
     limits = _container(pod, "sandbox")["resources"]["limits"]
     assert limits == {"cpu": "2", "memory": "2048Mi", "ephemeral-storage": "512Mi"}
-    assert pod["spec"]["volumes"] == [{"name": "workspace", "emptyDir": {"sizeLimit": "512Mi"}}]
+    assert pod["spec"]["volumes"][0] == {"name": "workspace", "emptyDir": {"sizeLimit": "512Mi"}}
     assert contract.ENV_SANDBOX_DISK_LIMIT_BYTES not in _env(_container(_pod({}), "telemetry"))
 
 
@@ -171,7 +176,9 @@ def test_platform_default_endpoint_applies_only_when_the_user_gave_none() -> Non
 
 
 def test_command_and_args_override_the_entrypoint() -> None:
-    sandbox = _container(_pod({"command": ["sleep"], "args": ["infinity"]}), "sandbox")
+    sandbox = _container(
+        _pod({"command": ["sleep"], "args": ["infinity"], "telemetry": {"logs": False}}), "sandbox"
+    )
     assert sandbox["command"] == ["sleep"]
     assert sandbox["args"] == ["infinity"]
 
@@ -284,10 +291,95 @@ def test_pod_names_are_the_contracts_letter_for_letter() -> None:
         "leap0.dev/template-id": "gpu",
     }.items() <= (pod["metadata"]["labels"].items())
     assert [c["name"] for c in pod["spec"]["containers"]] == ["sandbox"]
-    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["telemetry"]
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["leap0-supervisor", "telemetry"]
     sidecar = _env(_container(pod, "telemetry"))
     assert (sidecar["LEAP0_SANDBOX_ID"], sidecar["LEAP0_ORG_ID"], sidecar["LEAP0_TEMPLATE_ID"]) == (
         "sbx-1",
         "acme",
         "gpu",
     )
+
+
+# --- sandbox logs: the supervisor ----------------------------------------------------------------------
+SUPERVISOR_MOUNT = {"name": "leap0-supervisor", "mountPath": "/.leap0", "readOnly": True}
+
+
+def test_with_logs_a_command_runs_as_the_supervisors_child() -> None:
+    pod = _pod({"command": ["python", "-c", "print('$(MODE)')"], "args": ["--x", "$(MODE)"]})
+    sandbox = _container(pod, "sandbox")
+    # the Sandbox's command after "--", its args untouched (the kubelet expands $(VAR) in both as before)
+    assert sandbox["command"] == [
+        "/.leap0/leap0-supervisor",
+        "run",
+        "--container",
+        "sandbox",
+        "--",
+        "python",
+        "-c",
+        "print('$(MODE)')",
+    ]
+    assert sandbox["args"] == ["--x", "$(MODE)"]
+    assert SUPERVISOR_MOUNT in sandbox["volumeMounts"]
+    copy = _container(pod, "leap0-supervisor")
+    assert copy == {
+        "name": "leap0-supervisor",
+        "image": "sidecar:test",  # the sidecar image ships the binary
+        "command": ["/usr/local/bin/leap0-supervisor", "install", "/.leap0/leap0-supervisor"],
+        "resources": {
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+            "requests": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "volumeMounts": [{"name": "leap0-supervisor", "mountPath": "/.leap0"}],
+        "securityContext": _container(pod, "telemetry")["securityContext"],
+    }
+    assert "restartPolicy" not in copy  # runs to completion, before the sidecar starts
+    assert {"name": "leap0-supervisor", "emptyDir": {"sizeLimit": "32Mi"}} in pod["spec"]["volumes"]
+    assert pod["metadata"]["annotations"][contract.ANNOTATION_SUPERVISOR] == "/.leap0/leap0-supervisor"
+    images = json.loads(pod["metadata"]["annotations"][contract.ANNOTATION_POD_IMAGES])
+    assert images["leap0-supervisor"] == "sidecar:test"
+
+
+def test_with_logs_and_no_command_the_image_entrypoint_runs_as_it_is() -> None:
+    """The operator cannot know the image's entrypoint: only SDK commands go through the supervisor then."""
+    pod = _pod({"args": ["--serve"]})
+    sandbox = _container(pod, "sandbox")
+    assert "command" not in sandbox
+    assert sandbox["args"] == ["--serve"]
+    assert SUPERVISOR_MOUNT in sandbox["volumeMounts"]
+    assert pod["metadata"]["annotations"][contract.ANNOTATION_SUPERVISOR] == "/.leap0/leap0-supervisor"
+
+
+@pytest.mark.parametrize(
+    ("spec", "template", "on"),
+    [
+        ({}, None, True),
+        ({"telemetry": {"logs": False}}, None, False),
+        ({}, {"telemetry": {"logs": False}}, False),
+        ({"telemetry": {"logs": True}}, {"telemetry": {"logs": False}}, True),  # the Sandbox's own field wins
+        ({"telemetry": {"logs": False}}, {"telemetry": {"logs": True}}, False),
+        ({"telemetry": {"enabled": False}}, None, False),  # never without the sidecar
+        ({"telemetry": {"enabled": False, "logs": True}}, {"telemetry": {"logs": True}}, False),
+    ],
+)
+def test_logs_switch(spec: dict[str, Any], template: dict[str, Any] | None, on: bool) -> None:
+    spec = {**spec, "command": ["sleep", "60"]}
+    pod = _pod(spec, template)
+    names = [c["name"] for c in pod["spec"].get("initContainers", [])]
+    sandbox = _container(pod, "sandbox")
+    assert ("leap0-supervisor" in names) is on
+    assert (sandbox["command"][0] == "/.leap0/leap0-supervisor") is on
+    assert (SUPERVISOR_MOUNT in sandbox["volumeMounts"]) is on
+    assert (contract.ANNOTATION_SUPERVISOR in pod["metadata"]["annotations"]) is on
+    assert any(v["name"] == "leap0-supervisor" for v in pod["spec"]["volumes"]) is on
+    if not on:
+        assert sandbox["command"] == ["sleep", "60"]
+
+
+def test_a_template_that_locks_telemetry_makes_its_logs_choice_final() -> None:
+    template = {"telemetry": {"logs": True}, "lockedFields": ["telemetry"]}
+    with pytest.raises(SpecError) as caught:
+        resolve({"telemetry": {"logs": False}}, template, CONFIG)
+    assert caught.value.reason == contract.REASON_FIELD_LOCKED
+    assert "spec.telemetry" in caught.value.message
+    pod = _pod({"command": ["sleep", "60"]}, template)
+    assert _container(pod, "sandbox")["command"][0] == contract.SUPERVISOR_PATH

@@ -46,6 +46,7 @@ SPECS = [
     {},
     {"disk": 2048, "command": ["sleep", "infinity"]},
     {"telemetry": {"enabled": False}},
+    {"command": ["sleep", "infinity"], "telemetry": {"logs": False}},
     {"env": [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "https://otel.example.com"}]},
     {"workspace": {"persistent": True}, "disk": 512},  # the workspace on a PersistentVolumeClaim
 ]
@@ -118,8 +119,8 @@ def test_restricted_ids_come_from_the_template_default_1000() -> None:
     assert ids == {"runAsUser": 2000, "runAsGroup": 3000, "fsGroup": 4000}
     # the sidecar keeps its own user
     assert container(custom, contract.TELEMETRY_CONTAINER)["securityContext"]["runAsUser"] == 65532
-    # the only volume is an emptyDir
-    assert [set(v) - {"name"} for v in custom["spec"]["volumes"]] == [{"emptyDir"}]
+    # the only volumes are emptyDirs (the workspace and the supervisor's)
+    assert [set(v) - {"name"} for v in custom["spec"]["volumes"]] == [{"emptyDir"}, {"emptyDir"}]
 
 
 @pytest.mark.parametrize(

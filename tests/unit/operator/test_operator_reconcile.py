@@ -605,3 +605,27 @@ def test_a_network_the_operator_cannot_build_fails_the_sandbox() -> None:
     assert decision.status["phase"] == "Failed"
     assert decision.status["reason"] == "InvalidSpec"
     assert "allowDomains is not supported" in decision.status["message"]
+
+
+# --- status.supervisor: what the SDKs run commands through ---------------------------------------------
+def test_the_status_names_the_supervisor_of_the_pod() -> None:
+    created = plan(sandbox(), None, None, at(1), CONFIG)
+    assert created.status is not None
+    assert created.status["supervisor"] == "/.leap0/leap0-supervisor"
+    seen = plan(sandbox(status=created.status), None, trim_pod(pod(running())), at(5), CONFIG).status
+    assert seen is not None
+    assert seen["supervisor"] == "/.leap0/leap0-supervisor"
+
+
+def test_a_pod_without_the_supervisor_leaves_it_out_of_the_status() -> None:
+    off = plan(sandbox({"telemetry": {"logs": False}}), None, None, at(1), CONFIG)
+    assert off.status is not None
+    assert "supervisor" not in off.status
+    # A pod from before sandbox logs (no annotation): the SDKs must run commands as before.
+    old = pod(running())
+    del old["metadata"]["annotations"][contract.ANNOTATION_SUPERVISOR]
+    current = {**(off.status or {}), "supervisor": "/.leap0/leap0-supervisor"}
+    decision = plan(sandbox(status=current), None, old, at(5), CONFIG)
+    assert decision.status is not None
+    assert "supervisor" not in decision.status
+    assert decision.patch["supervisor"] is None  # removed by the merge patch

@@ -63,7 +63,7 @@ def refusal(
 
 
 def sidecar_env(pod: dict[str, Any]) -> dict[str, Any]:
-    (sidecar,) = pod["spec"]["initContainers"]
+    (sidecar,) = [c for c in pod["spec"]["initContainers"] if c["name"] == contract.TELEMETRY_CONTAINER]
     return {v["name"]: v.get("value", v.get("valueFrom")) for v in sidecar["env"]}
 
 
@@ -219,7 +219,7 @@ def test_the_platform_destination_stays_a_secret_reference_and_goes_with_its_tok
     assert volume["projected"]["sources"] == [
         {"serviceAccountToken": {"audience": "leap0-telemetry", "expirationSeconds": 3600, "path": "token"}}
     ]
-    (sidecar,) = pod["spec"]["initContainers"]
+    (sidecar,) = [c for c in pod["spec"]["initContainers"] if c["name"] == contract.TELEMETRY_CONTAINER]
     (app,) = pod["spec"]["containers"]
     assert {
         "name": "telemetry-token",
