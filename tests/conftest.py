@@ -219,10 +219,11 @@ def control_plane_crds(control_plane: ControlPlane) -> subprocess.CompletedProce
     return result
 
 
-# The session's node: 4 CPUs and 16 GiB, whatever the machine (the runner holds pods to their limits, not
-# their requests), so a few sandboxes run at once and one of 8 vCPUs is unschedulable.
+# The session's node: 7 CPUs and 16 GiB, whatever the machine (the runner holds pods to their limits, not
+# their requests), so several sandboxes run at once (those of earlier tests may still be stopping: their
+# grace period) and one of 8 vCPUs, the largest, is unschedulable.
 KUBELET_NODE = "leap0-test-node"
-KUBELET_NODE_CPU = "4"
+KUBELET_NODE_CPU = "7"
 
 
 @pytest.fixture(scope="session")

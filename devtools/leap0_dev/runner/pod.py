@@ -73,21 +73,36 @@ class Lookups:
 class LocalPod:
     """The processes of one pod and the status they make."""
 
+    # Seconds between attempts at a pod whose spec could not be set up yet (see ``error``).
+    RETRY_S = 2.0
+
     def __init__(
-        self, pod: Obj, config: RunnerConfig, host: Host, lookups: Lookups, taken_ports: set[int]
+        self,
+        pod: Obj,
+        config: RunnerConfig,
+        host: Host,
+        lookups: Lookups,
+        taken_ports: set[int],
+        previous: LocalPod | None = None,
     ) -> None:
+        """``previous``: the earlier attempt at this pod, which could not be set up (its start time is kept,
+        and the same error is not said again)."""
         meta = pod["metadata"]
         self.namespace = str(meta.get("namespace", "default"))
         self.name = str(meta["name"])
         self.uid = str(meta.get("uid", ""))
         self.pod = pod
         self.config = config
-        self.start_time = now_iso()
+        self.start_time: str = previous.start_time if previous is not None else now_iso()
         self.init: list[Container] = []  # init containers that run to completion (the supervisor's copy)
         self.sidecars: list[Container] = []
         self.main: list[Container] = []
         self.started = False  # the sidecars and main containers were started (every init container done)
+        # Why the pod could not be set up (a Secret, ConfigMap or claim missing or not readable yet): its
+        # containers wait with that reason, and the runner tries again at ``retry_at`` (time.monotonic()), as
+        # the kubelet retries.
         self.error: str | None = None
+        self.retry_at = 0.0
         self.last_reported: Obj | None = None
         self.stopping = False
         self.ports: list[int] = []
@@ -101,7 +116,9 @@ class LocalPod:
             self._build(host, lookups, taken_ports)
         except PodSpecError as exc:
             self.error = str(exc)
-            config.log(f"runner: pod {self.namespace}/{self.name}: {exc}")
+            self.retry_at = time.monotonic() + self.RETRY_S
+            if previous is None or previous.error != self.error:
+                config.log(f"runner: pod {self.namespace}/{self.name}: {exc}")
 
     @property
     def containers(self) -> list[Container]:

@@ -284,6 +284,7 @@ class Runner:
                     self._handle(kind, pod)
                 except Exception as exc:  # one bad pod must not stop the runner
                     self.config.log(f"runner: cannot run pod {pod.get('metadata', {}).get('name')}: {exc}")
+            self._retry_unset_pods()
             with self._lock:
                 pods = list(self.pods.values())
             for local in pods:
@@ -303,6 +304,27 @@ class Runner:
                 except ApiException as exc:
                     if exc.status != 404:
                         self.config.log(f"runner: status of {local.namespace}/{local.name}: {exc.reason}")
+
+    def _retry_unset_pods(self) -> None:
+        """Set up again the pods that could not be (a Secret, ConfigMap or claim missing, or not readable yet:
+        the API server's node authorizer learns of a pod's volumes a moment after it is bound), every
+        ``LocalPod.RETRY_S``, as the kubelet retries; the first attempt that works starts the pod."""
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                p for p in self.pods.values() if p.error is not None and not p.stopping and now >= p.retry_at
+            ]
+        for old in due:
+            with self._lock:
+                if self.pods.get(old.uid) is not old:
+                    continue
+                taken = {port for p in self.pods.values() if p is not old for port in p.ports}
+                fresh = LocalPod(old.pod, self.config, self.host, self.lookups, taken, previous=old)
+                self.pods[old.uid] = fresh
+            if fresh.error is None:
+                self.config.log(f"runner: starting pod {fresh.namespace}/{fresh.name}")
+                self._record_network_policies(fresh)
+                fresh.start()
 
     def find(self, namespace: str, name: str) -> LocalPod | None:
         with self._lock:

@@ -251,7 +251,7 @@ def test_failing_command_is_reported_with_its_exit_code(
     assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
 
 
-def test_missing_secret_keeps_the_pod_pending_with_a_clear_reason(
+def test_missing_secret_keeps_the_pod_pending_with_a_clear_reason_until_it_exists(
     runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
 ) -> None:
     command = ["python", "-c", "pass"]
@@ -265,6 +265,12 @@ def test_missing_secret_keeps_the_pod_pending_with_a_clear_reason(
     assert state["reason"] == "CreateContainerConfigError"
     assert 'secret "otlp" key "headers" not found' in state["message"]
     assert status_of(core, namespace, "nosecret")["phase"] == "Pending"
+    # the Secret created afterwards: the pod starts, as the kubelet retries (here every 2 s)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="otlp"), string_data={"headers": "x=1"}),
+    )
+    wait_until(lambda: status_of(core, namespace, "nosecret").get("phase") == "Succeeded", what="the pod ran")
 
 
 @pytest.mark.root
