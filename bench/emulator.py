@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kubernetes import client, config, watch
 
+from bench.chain import start_apiserver, stop_apiserver
 from leap0_dev.apiserver import ServerThread
 
 
@@ -76,22 +76,9 @@ def _cpu_seconds(pid: int) -> float:
 def _operator_run(total: int, batch: int = 100) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig, script = Path(tmp) / "kubeconfig", Path(tmp) / "operator.py"
+        script = Path(tmp) / "operator.py"
         script.write_text(OPERATOR)
-        cmd = [
-            sys.executable,
-            "-m",
-            "leap0.cli",
-            "dev",
-            "apiserver",
-            "--port",
-            "0",
-            "--kubeconfig",
-            str(kubeconfig),
-        ]
-        server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        assert server.stdout is not None
-        server.stdout.readline()
+        server, kubeconfig = start_apiserver(Path(tmp), env)
         kopf_cmd = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", str(script)]
         operator = subprocess.Popen(
             kopf_cmd,
@@ -141,8 +128,7 @@ def _operator_run(total: int, batch: int = 100) -> int:
         finally:
             operator.terminate()
             operator.wait(30)
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+            stop_apiserver(server)
     first_cpu, last_cpu = figures[0][0] / batch * 1000, figures[-1][0] / batch * 1000
     cpu_total = sum(c for c, _ in figures)
     print(f"embedded API server with a kopf operator: {total} sandboxes in batches of {batch}")

@@ -5,7 +5,8 @@ memory while a command prints far more than its output cap.
 
 One run, one embedded API server (``leap0 dev apiserver`` as a child process, its exec endpoint running
 commands as local processes) and a stand-in operator in this process that marks each new Sandbox Running at
-once. Each iteration does the same sequence twice, interleaved so load hits both alike:
+once (both from ``bench/chain.py``). Each iteration does the same sequence twice, interleaved so load hits
+both alike:
 
 - through MCP: the official MCP client over stdio to ``leap0 mcp`` (a child process, SDK telemetry off):
   ``create_sandbox``, ``execute_command`` (``echo hello > f.txt``), ``read_file``, ``delete_sandbox``;
@@ -29,7 +30,6 @@ import asyncio
 import contextlib
 import io
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -46,92 +46,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # This file's folder, first on sys.path, would shadow the `mcp` package: the checkout takes its place.
 sys.path[0] = str(ROOT)
 
-from kubernetes import client, config, watch  # noqa: E402
+from kubernetes import config  # noqa: E402
 from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
-import leap0_contract as c  # noqa: E402
+from bench.chain import StandInOperator, running_status, start_apiserver, stop_apiserver  # noqa: E402
 from leap0 import Leap0Client  # noqa: E402
 
 STEPS = ("create", "execute", "read", "delete")
 NAMESPACE = "default"
-
-
-def start_apiserver(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
-    kubeconfig = workdir / "kubeconfig.yaml"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "leap0.cli",
-            "dev",
-            "apiserver",
-            "--port",
-            "0",
-            "--kubeconfig",
-            str(kubeconfig),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if re.search(r"kubeconfig written", line):
-            return proc, kubeconfig
-    raise RuntimeError("leap0 dev apiserver did not start")
-
-
-class StandInOperator:
-    """Marks each new Sandbox Running right away (creates its pod and writes the status)."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        self.api = config.new_client_from_config(str(kubeconfig))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> StandInOperator:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        custom = client.CustomObjectsApi(self.api)
-        core = client.CoreV1Api(self.api)
-        while not self._stop.is_set():
-            w = watch.Watch()
-            with contextlib.suppress(Exception):
-                for event in w.stream(
-                    custom.list_namespaced_custom_object,
-                    c.GROUP,
-                    c.VERSION,
-                    NAMESPACE,
-                    c.SANDBOX_PLURAL,
-                    timeout_seconds=1,
-                ):
-                    if event["type"] != "ADDED" or (event["raw_object"].get("status") or {}).get("phase"):
-                        continue
-                    name = event["raw_object"]["metadata"]["name"]
-                    pod = {
-                        "metadata": {"name": name, "labels": {c.LABEL_SANDBOX_ID: name}},
-                        "spec": {"containers": [{"name": c.SANDBOX_CONTAINER, "image": c.DEFAULT_IMAGE}]},
-                    }
-                    with contextlib.suppress(client.ApiException):
-                        core.create_namespaced_pod(NAMESPACE, pod)
-                    status = {"phase": c.PHASE_RUNNING, "reason": c.REASON_RUNNING, "podName": name}
-                    with contextlib.suppress(client.ApiException):
-                        custom.patch_namespaced_custom_object_status(
-                            c.GROUP,
-                            c.VERSION,
-                            NAMESPACE,
-                            c.SANDBOX_PLURAL,
-                            name,
-                            {"status": status},
-                            _content_type="application/merge-patch+json",
-                        )
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 async def mcp_sequence(session: ClientSession, times: dict[str, list[float]]) -> None:
@@ -280,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     flood_size = args.flood_mb * 1_000_000
     with tempfile.TemporaryDirectory(prefix="leap0-bench-mcp-") as tmp:
         apiserver, kubeconfig = start_apiserver(Path(tmp))
-        operator = StandInOperator(kubeconfig).start()
+        # Each new Sandbox Running at once (its pod created, its status written).
+        operator = StandInOperator(
+            config.new_client_from_config(str(kubeconfig)), NAMESPACE, running_status, 0
+        )
+        threading.Thread(target=operator.run, daemon=True).start()
         try:
             mcp_times, sdk_times = asyncio.run(run(args.iterations, kubeconfig))
             flood = asyncio.run(mcp_flood(kubeconfig, flood_size, ROOT))
@@ -291,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             sdk_before, sdk_after = sdk_flood(kubeconfig, flood_size)
         finally:
             operator.stop()
-            apiserver.terminate()
-            apiserver.wait(10)
+            stop_apiserver(apiserver)
     print(f"MCP over stdio vs the Python SDK directly, {args.iterations} iterations, p50 ms per call")
     print(f"{'call':<10}{'SDK':>10}{'MCP':>10}{'added':>10}{'ratio':>8}")
     worst = 0.0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import sys
 from typing import NamedTuple
+
+from leap0_contract.cli import EXIT_USAGE, OneLineArgumentParser
 
 
 class _Part(NamedTuple):
@@ -26,7 +27,7 @@ _PARTS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="leap0", description="leap0 sandboxes on Kubernetes")
+    parser = OneLineArgumentParser(prog="leap0", description="leap0 sandboxes on Kubernetes")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "dev", help="development tools: embedded API server, local quickstart (extra: dev)", add_help=False
@@ -43,13 +44,20 @@ def main(argv: list[str] | None = None) -> int:
             f"pip install 'leap0[{spec.extra}]'",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     part = importlib.import_module(spec.module)
     # The part's own parser, now that it is importable: the full help and argument checking.
-    parser = argparse.ArgumentParser(prog="leap0", description="leap0 sandboxes on Kubernetes")
+    parser = OneLineArgumentParser(prog="leap0", description="leap0 sandboxes on Kubernetes")
     sub = parser.add_subparsers(dest="command", required=True)
     part.add_commands(sub.add_parser(known.command, help=f"(extra: {spec.extra})"))
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the (sub)command they were given to
+        chosen = [v for k, v in vars(args).items() if k.endswith("command") and isinstance(v, str)]
+        command = " ".join(["leap0", *chosen])
+        print(
+            f"{command}: unrecognized arguments: {' '.join(unknown)}; see {command} --help", file=sys.stderr
+        )
+        return EXIT_USAGE
     result: int = part.run(args)
     return result
 

@@ -35,6 +35,7 @@ from leap0.models import (
     activity_patch,
     api_error_message,
     api_error_reason,
+    api_error_subject,
     build_otel_secret,
     build_sandbox_body,
     generate_sandbox_name,
@@ -181,7 +182,8 @@ def _raise_api(exc: Any, *, sandbox_id: str | None, namespace: str) -> NoReturn:
         raise SandboxNotFoundError(sandbox_id, namespace) from exc
     if status == 422:
         raise SandboxValidationError(message, status=status, reason=reason) from exc
-    raise ApiError(message, status=status, reason=reason) from exc
+    kind, name = api_error_subject(body)
+    raise ApiError(message, status=status, reason=reason, kind=kind, name=name) from exc
 
 
 class SandboxesClient:

@@ -15,12 +15,24 @@ class ConfigurationError(Leap0Error):
 
 
 class ApiError(Leap0Error):
-    """The Kubernetes API answered with an error the SDK has no more specific type for."""
+    """The Kubernetes API answered with an error the SDK has no more specific type for. ``kind`` and ``name``
+    are what the answer was about when it says so (its Status ``details``: ``namespaces`` and ``agents`` for a
+    namespace that does not exist)."""
 
-    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.kind = kind
+        self.name = name
 
 
 class SandboxValidationError(ApiError, ValueError):

@@ -477,6 +477,21 @@ def api_error_message(body: str | bytes | None, fallback: str) -> str:
     return fallback
 
 
+def api_error_subject(body: str | bytes | None) -> tuple[str | None, str | None]:
+    """(kind, name) from a metav1.Status error body's ``details`` (e.g. ``namespaces``, ``agents``)."""
+    if not body:
+        return None, None
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        return None, None
+    details = data.get("details") if isinstance(data, Mapping) else None
+    if not isinstance(details, Mapping):
+        return None, None
+    kind, name = details.get("kind"), details.get("name")
+    return (kind if isinstance(kind, str) else None), (name if isinstance(name, str) else None)
+
+
 def api_error_reason(body: str | bytes | None) -> str | None:
     if not body:
         return None

@@ -228,6 +228,7 @@ ENV_METRICS_SOURCE: Final = "LEAP0_METRICS_SOURCE"
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_EXPORTER_OTLP_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
+OTEL_EXPORTER_OTLP_TIMEOUT: Final = "OTEL_EXPORTER_OTLP_TIMEOUT"
 
 # --- Status: phases, the Ready condition and its reasons ------------------------------------------
 PHASE_PENDING: Final = "Pending"
@@ -431,6 +432,11 @@ SDK_SANDBOX_NAME_PREFIX: Final = "sbx-"
 SDK_OTEL_SECRET_SUFFIX: Final = "-otlp"
 SDK_OTEL_SECRET_KEY: Final = OTEL_EXPORTER_OTLP_HEADERS
 SDK_MANAGED_BY: Final = "leap0-sdk"
+# The SDK's own OTLP exporters (built when the application registered no providers) give up on an export,
+# retries included, after this many milliseconds unless OTEL_EXPORTER_OTLP_TIMEOUT (or the signal's own) says
+# otherwise: close() then returns within about that long when the collector is unreachable (the OTel default,
+# 10 s, held scripts that long at exit).
+SDK_OTEL_EXPORT_TIMEOUT_MS: Final = 2000
 
 # --- The sidecar: OTLP signals, paths and its own metrics ---------------------------------------------------
 Signal = Literal["traces", "metrics", "logs"]

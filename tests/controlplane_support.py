@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from kubernetes import client
-from support import kubectl, subprocess_env
+from support import free_port, kubectl, subprocess_env
 
 from leap0_dev.controlplane.plan import token_kubeconfig
 
@@ -72,13 +71,6 @@ def service_account_kubeconfig(plane: ControlPlane, namespace: str, name: str, p
     user = f"system:serviceaccount:{namespace}:{name}"
     path.write_text(yaml.safe_dump(token_kubeconfig(plane.url, plane.ca_pem, token, user)))
     return user
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def deployment_operator_args(deployment: dict[str, Any]) -> list[str]:

@@ -1,5 +1,6 @@
-"""Helpers of the operator's end-to-end tests: the test reads and writes through the kubernetes client and
-plays the kubelet. The operator process fixtures are in tests/e2e/operator/conftest.py."""
+"""Helpers of the operator's end-to-end tests (``import operator_support as ops``): the test reads and writes
+through the kubernetes client and plays the kubelet. The operator process fixtures are in
+tests/e2e/operator/conftest.py."""
 
 from __future__ import annotations
 

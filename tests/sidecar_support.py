@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from support import subprocess_env, wait_for
+from support import free_port, subprocess_env, wait_for
 
 REQUEST_TYPES: dict[str, type[Message]] = {
     "/v1/traces": ExportTraceServiceRequest,
@@ -50,12 +50,6 @@ IDENTITY = {
     "k8s.namespace.name": "team-a",
     "k8s.pod.name": "sbx-real-pod",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def resource_attributes(resource: Any) -> dict[str, str]:

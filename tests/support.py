@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,16 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_ROOTS = [REPO, REPO / "operator", REPO / "sidecar", REPO / "devtools"]
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a child process that must be told its port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -122,14 +134,15 @@ def gauge_values(data: bytes) -> tuple[dict[str, str], dict[str, float]]:
 
 def wait_for(
     predicate: Callable[[], Any],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     what: str = "condition",
     interval: float = 0.05,
     ignore: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy and return that; fail after ``timeout`` s with
-    its last answer. ``ignore``: exceptions the predicate may raise meanwhile (an API error while the object
-    does not exist yet, say), counted as "not yet"."""
+    its last answer (30 s by default: generous, so a busy machine only makes a passing test slower).
+    ``ignore``: exceptions the predicate may raise meanwhile (an API error while the object does not exist
+    yet, say), counted as "not yet"."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -143,6 +156,48 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r:.500})")
         time.sleep(interval)
+
+
+@dataclass
+class CpuBetweenSamples:
+    """What a CPU sampler's second sample is, and the least and most CPU (percent of ``limit`` CPUs) the
+    processes used between its two samples, read from their own CPU times around each sample."""
+
+    sample: Any
+    low: float
+    high: float
+
+
+def cpu_between_samples(
+    take_sample: Callable[[], Any], pids: list[int], limit: float, interval_s: float
+) -> CpuBetweenSamples:
+    """Take a sample, wait ``interval_s``, take another, reading the processes' CPU times and the clock just
+    before and just after each sample. However the test process is scheduled, the sampler's interval lies
+    between the inner window (after the first sample, before the second) and the outer one, so the CPU it
+    saw is at least the inner window's CPU over the outer window's length, and at most the outer's over the
+    inner's. CPU times count in clock ticks (10 ms): each difference of two readings may be a tick off per
+    counter (user, system) and process, ours and, for a sampler reading the same times, the sampler's."""
+
+    import psutil
+
+    def cpu_seconds() -> float:
+        total = 0.0
+        for pid in pids:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        return total
+
+    slack = 2 * 0.01 * 2 * len(pids)
+    cpu_a, wall_a = cpu_seconds(), time.monotonic()
+    take_sample()
+    cpu_b, wall_b = cpu_seconds(), time.monotonic()
+    time.sleep(interval_s)
+    cpu_c, wall_c = cpu_seconds(), time.monotonic()
+    sample = take_sample()
+    cpu_d, wall_d = cpu_seconds(), time.monotonic()
+    low = max(0.0, cpu_c - cpu_b - slack) / (wall_d - wall_a) / limit * 100
+    high = (cpu_d - cpu_a + slack) / (wall_c - wall_b) / limit * 100
+    return CpuBetweenSamples(sample, low, high)
 
 
 def alive(process: int | psutil.Process) -> bool:
@@ -269,3 +324,56 @@ class FreezingProxy:
         finally:
             self._open.discard(frozen)
             self._writers.difference_update((writer, up_writer))
+
+
+JS_EXPORTERS = """
+import { createRequire } from "node:module";
+const require = createRequire(process.env.JS_PACKAGE);
+const { BasicTracerProvider, SimpleSpanProcessor } = require("@opentelemetry/sdk-trace-base");
+const { OTLPTraceExporter } = require("@opentelemetry/exporter-trace-otlp-http");
+const { MeterProvider, PeriodicExportingMetricReader } = require("@opentelemetry/sdk-metrics");
+const { OTLPMetricExporter } = require("@opentelemetry/exporter-metrics-otlp-http");
+const { resourceFromAttributes } = require("@opentelemetry/resources");
+
+// Configured as the README's JavaScript example is: OTEL_EXPORTER_OTLP_ENDPOINT only.
+const resource = resourceFromAttributes({ "leap0.sandbox.id": "demo", "leap0.org.id": "acme" });
+const tracing = new BasicTracerProvider({
+  resource,
+  spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter())],
+});
+const span = tracing.getTracer("js").startSpan("js-work", { attributes: { step: 1 } });
+span.end();
+await tracing.shutdown();
+const exporter = new OTLPMetricExporter();
+const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60000 });
+const metering = new MeterProvider({ resource, readers: [reader] });
+metering.getMeter("js").createCounter("js.calls", { unit: "{call}" }).add(3);
+await metering.shutdown();
+console.log(JSON.stringify(span.spanContext()));
+"""
+
+
+def send_with_the_js_exporters(endpoint: str, tmp_path: Path) -> dict[str, Any]:
+    """One span ``js-work`` (attribute ``step=1``) and a counter ``js.calls`` = 3 ``{call}`` sent to
+    ``endpoint`` by the OpenTelemetry JS SDK's OTLP/HTTP exporters (OTLP/JSON, chunked: those of js/'s
+    lockfile, in a ``node`` child process), resource ``leap0.sandbox.id=demo``, ``leap0.org.id=acme``;
+    returns the span's context (``traceId``, ``spanId`` in hex)."""
+    node = shutil.which("node")
+    assert node is not None, "node (20+) is needed for the JavaScript SDK's exporters"
+    js = REPO / "js"
+    assert (js / "node_modules").exists(), (
+        "js/node_modules is missing: run `npm ci` in js/ (scripts/test.sh does)"
+    )
+    script = tmp_path / "js-exporters.mjs"
+    script.write_text(JS_EXPORTERS)
+    result = subprocess.run(
+        [node, str(script)],
+        env=subprocess_env(JS_PACKAGE=str(js / "package.json"), OTEL_EXPORTER_OTLP_ENDPOINT=endpoint),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    context: dict[str, Any] = json.loads(result.stdout)
+    return context

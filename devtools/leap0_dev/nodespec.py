@@ -275,15 +275,16 @@ class LogQuery:
     previous: bool = False
     tail_lines: int | None = None
     limit_bytes: int | None = None
+    since: float | None = None  # unix time: lines started at or after it (sinceSeconds, sinceTime)
+    timestamps: bool = False
 
 
 _TRUE = frozenset({"true", "1"})
 
 
-def parse_log_query(query: Mapping[str, str]) -> LogQuery:
-    """The query's options; a bad number is a ``ValueError`` naming the parameter. ``timestamps``,
-    ``sinceSeconds`` and ``sinceTime`` are accepted and not applied (the runner's log files hold no time per
-    line)."""
+def parse_log_query(query: Mapping[str, str], now: float = 0.0) -> LogQuery:
+    """The query's options (``now``: the unix time ``sinceSeconds`` counts back from); a bad value is a
+    ``ValueError`` naming the parameter."""
 
     def number(name: str) -> int | None:
         text = query.get(name)
@@ -293,15 +294,28 @@ def parse_log_query(query: Mapping[str, str]) -> LogQuery:
             value = int(text)
         except ValueError:
             raise ValueError(f"{name}: {text!r} is not an integer") from None
-        if value < 0 or (name == "limitBytes" and value == 0):
-            raise ValueError(f"{name}: must be {'greater than 0' if name == 'limitBytes' else 'at least 0'}")
+        if value < 0 or (name in ("limitBytes", "sinceSeconds") and value == 0):
+            positive = name in ("limitBytes", "sinceSeconds")
+            raise ValueError(f"{name}: must be {'greater than 0' if positive else 'at least 0'}")
         return value
 
+    since_seconds = number("sinceSeconds")
+    since_time = query.get("sinceTime") or None
+    if since_seconds is not None and since_time is not None:
+        raise ValueError("at most one of sinceSeconds or sinceTime may be specified")
+    since = None if since_seconds is None else now - since_seconds
+    if since_time is not None:
+        try:
+            since = datetime.fromisoformat(since_time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise ValueError(f"sinceTime: {since_time!r} is not an RFC 3339 time") from None
     return LogQuery(
         follow=query.get("follow", "").lower() in _TRUE,
         previous=query.get("previous", "").lower() in _TRUE,
         tail_lines=number("tailLines"),
         limit_bytes=number("limitBytes"),
+        since=since,
+        timestamps=query.get("timestamps", "").lower() in _TRUE,
     )
 
 

@@ -1,14 +1,17 @@
 """A console OTLP/HTTP receiver for ``leap0 dev up`` and the tests: decodes what arrives and prints it.
 
-``POST /v1/traces``, ``/v1/metrics``, ``/v1/logs`` with protobuf (``application/x-protobuf``) or JSON
-(``application/json``) bodies, optionally gzip-encoded, answered as an OTLP/HTTP server does (200 with an
-empty Export*ServiceResponse in the request's encoding; 400/415 for what it cannot read). Every request is
-kept (``sink.requests``) so tests can look at it; :func:`describe` turns one into the lines printed.
+``POST /v1/traces``, ``/v1/metrics``, ``/v1/logs`` with protobuf (``application/x-protobuf``) or OTLP/JSON
+(``application/json``: hex trace and span ids, read by the sidecar's own converter) bodies, with a
+``Content-Length`` or ``Transfer-Encoding: chunked`` (as the OpenTelemetry JS exporters send), optionally
+gzip-encoded, answered as an OTLP/HTTP server does (200 with an empty Export*ServiceResponse in the request's
+encoding; 400/413/415 for what it cannot read). Every request is kept (``sink.requests``) so tests can look
+at it; :func:`describe` turns one into the lines printed.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +27,14 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
 import leap0_contract as contract
+from leap0_contract import Signal
+from leap0_sidecar import otlp
 
+SIGNAL_OF_PATH: dict[str, Signal] = {
+    "/v1/traces": "traces",
+    "/v1/metrics": "metrics",
+    "/v1/logs": "logs",
+}
 SIGNALS: dict[str, tuple[type[Message], type[Message]]] = {
     "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
     "/v1/metrics": (
@@ -190,17 +200,44 @@ def decode(path: str, content_type: str, encoding: str, body: bytes) -> Any:
     elif encoding not in ("", "identity"):
         raise SinkError(415, f"unsupported Content-Encoding {encoding}")
     message = SIGNALS[path][0]()
-    media = content_type.split(";")[0].strip().lower()
+    media = otlp.media_type(content_type)
     try:
-        if media == "application/x-protobuf":
-            message.ParseFromString(body)
-        elif media == "application/json":
-            json_format.Parse(body.decode(), message, ignore_unknown_fields=True)
-        else:
+        if media == otlp.CONTENT_JSON:
+            # OTLP/JSON is not protobuf's JSON mapping (ids are hex, not base64): the sidecar's converter.
+            body = otlp.json_to_protobuf(SIGNAL_OF_PATH[path], body)
+        elif media != otlp.CONTENT_PROTOBUF:
             raise SinkError(415, f"unsupported Content-Type {content_type or '(none)'}")
-    except (DecodeError, json_format.ParseError, UnicodeDecodeError) as exc:
+        message.ParseFromString(body)
+    except (DecodeError, otlp.JsonError) as exc:
         raise SinkError(400, f"cannot decode the body: {exc}") from exc
     return message
+
+
+def read_chunked(stream: io.BufferedIOBase, limit: int) -> bytes:
+    """A ``Transfer-Encoding: chunked`` body (RFC 9112, section 7.1) of at most ``limit`` bytes; SinkError
+    when it is malformed (400) or larger (413)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        line = stream.readline(1024)
+        try:
+            length = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise SinkError(400, f"bad chunk size line {line[:40]!r}") from None
+        if length < 0:
+            raise SinkError(400, f"bad chunk size line {line[:40]!r}")
+        if length == 0:
+            break
+        size += length
+        if size > limit:
+            raise SinkError(413, f"body over {limit} bytes")
+        data = stream.read(length)
+        if len(data) != length or stream.readline(3) not in (b"\r\n", b"\n"):
+            raise SinkError(400, "truncated chunk")
+        parts.append(data)
+    while stream.readline(8192) not in (b"\r\n", b"\n", b""):  # trailer fields, ignored
+        pass
+    return b"".join(parts)
 
 
 class OtlpSink:
@@ -222,13 +259,21 @@ class OtlpSink:
                 return
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._answer(413, b"body too large", "text/plain")
-                    return
-                body = self.rfile.read(length)
                 path = self.path.split("?")[0]
                 content_type = self.headers.get("Content-Type", "")
+                try:
+                    if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                        body = read_chunked(self.rfile, MAX_BODY)
+                    else:
+                        length = int(self.headers.get("Content-Length") or 0)
+                        if length > MAX_BODY:
+                            raise SinkError(413, f"body over {MAX_BODY} bytes")
+                        body = self.rfile.read(length)
+                except (SinkError, ValueError) as exc:
+                    self.close_connection = True  # (the rest of the body is not read)
+                    status = exc.status if isinstance(exc, SinkError) else 400
+                    self._answer(status, str(exc).encode(), "text/plain")
+                    return
                 try:
                     message = decode(path, content_type, self.headers.get("Content-Encoding", ""), body)
                 except SinkError as exc:
@@ -236,7 +281,7 @@ class OtlpSink:
                     return
                 sink.add(Received(path, message, dict(self.headers.items())))
                 response = SIGNALS[path][1]()
-                if content_type.startswith("application/json"):
+                if otlp.media_type(content_type) == otlp.CONTENT_JSON:
                     self._answer(200, json_format.MessageToJson(response).encode(), "application/json")
                 else:
                     self._answer(200, response.SerializeToString(), "application/x-protobuf")

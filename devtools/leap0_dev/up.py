@@ -13,6 +13,7 @@ whatever ends it, SIGKILL included (:mod:`leap0_dev.children`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 import leap0_contract as contract
+from leap0_contract.cli import EXIT_USAGE, file_problem, port_problem
 
 from . import children, operator_metrics
 from .apiserver import ServerThread
@@ -42,6 +44,7 @@ from .sink import OtlpSink
 EXAMPLE = Path(__file__).parent / "demo-sandbox.yaml"
 NAMESPACE = "default"
 _OPERATOR_NOISE = ("[DEBUG", "[INFO")
+_ANY_PORT = "%s PORT (0: any free port)"
 # Ctrl-C, kill, and the terminal closing: each stops everything in order.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -180,14 +183,40 @@ def _phase_watch(custom: Any, console: Console, stop: threading.Event) -> None:
                     console(f"sandbox {key}: {text}")
 
 
+class CannotStart(Exception):
+    """What keeps dev up from starting (a taken port, an unusable path), as the one line to print."""
+
+
+def _writable_paths(kubeconfig: Path, workdir: Path) -> None:
+    """The kubeconfig's folder and the workdir, made if missing; CannotStart when either cannot be used."""
+    checks = (
+        (kubeconfig, kubeconfig.parent, "the kubeconfig", "name another with --kubeconfig FILE"),
+        (workdir, workdir, "the work directory", "name another with --workdir DIR"),
+    )
+    for path, folder, what, how in checks:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if path.is_dir() and path is kubeconfig:
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(errno.EACCES, "permission denied", str(folder))
+        except OSError as exc:
+            raise CannotStart(file_problem(exc, what, path, how)) from None
+
+
 def run(options: UpOptions) -> int:
     from kubernetes import client
 
     console = Console()
     stop = threading.Event()
     workdir = options.workdir or Path(".leap0")
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        _writable_paths(options.kubeconfig.resolve(), workdir)
+    except CannotStart as exc:
+        print(f"leap0 dev up: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     code = 0
+    started = False
     # Each part registers its stop as it starts; they run in the reverse order (the pods first, their
     # sidecars flushing to the sink, then the operator, the API server, the sink last), each one even if
     # another failed.
@@ -195,12 +224,20 @@ def run(options: UpOptions) -> int:
     stopping.callback(children.close)  # the last guard: whatever is still running ends
     with _signals(stop):
         try:
-            sink = OtlpSink(port=options.sink_port, printer=_telemetry_printer(console, options.verbose))
+            # The listening ports first, before anything is said: a taken one is the only line printed.
+            try:
+                sink = OtlpSink(port=options.sink_port, printer=_telemetry_printer(console, options.verbose))
+            except OSError as exc:
+                where = f"127.0.0.1:{options.sink_port}"
+                raise CannotStart(
+                    port_problem(exc, "the console sink", where, _ANY_PORT % "--sink-port")
+                ) from None
             sink.start()
             stopping.callback(sink.stop)
-            console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
             start_cluster = _real_cluster if options.control_plane == "real" else _emulator
             api_client, run_pods = start_cluster(options, console, stopping)
+            started = True
+            console(f"sink: OTLP/HTTP on {sink.url} (prints what arrives)")
             custom = client.CustomObjectsApi(api_client)
             custom.create_namespaced_custom_object(
                 contract.GROUP, contract.VERSION, NAMESPACE, contract.TEMPLATE_PLURAL, default_template()
@@ -219,6 +256,11 @@ def run(options: UpOptions) -> int:
                     "--standalone",
                     "--metrics-port",
                     str(metrics_port),
+                    "--metrics-bind-address",  # (this machine only)
+                    "127.0.0.1",
+                    # every sandbox without an endpoint of its own sends its telemetry to the console
+                    "--default-otlp-endpoint",
+                    sink.url,
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
@@ -264,18 +306,23 @@ def run(options: UpOptions) -> int:
             threading.Thread(target=_phase_watch, args=(custom, console, stop), daemon=True).start()
             console("up: Ctrl-C stops everything")
             code = _wait(stop, operator, options.duration, console, log_path)
+        except CannotStart as exc:
+            print(f"leap0 dev up: {exc}", file=sys.stderr)
+            code = EXIT_USAGE
         except (OSError, StartError) as exc:
             console(f"up: cannot start: {exc}")
             code = 1
         finally:
             stop.set()
-            console("up: stopping")
+            if started:
+                console("up: stopping")
             try:
                 stopping.close()
             except Exception as exc:  # every stop has run; say what failed
                 console(f"up: while stopping: {exc!r}")
                 code = code or 1
-            console("up: stopped")
+            if started:
+                console("up: stopped")
     return code
 
 
@@ -304,7 +351,11 @@ RunPods = Callable[[RunnerConfig], None]
 
 def _emulator(options: UpOptions, console: Console, stopping: contextlib.ExitStack) -> tuple[Any, RunPods]:
     """The embedded API server (its CRDs installed); the runner plugged into its exec and log hooks."""
-    server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
+    try:
+        server = ServerThread(port=options.port, kubeconfig=options.kubeconfig.resolve()).start()
+    except OSError as exc:
+        where = f"127.0.0.1:{options.port}"
+        raise CannotStart(port_problem(exc, "the API server", where, _ANY_PORT % "--port")) from None
     stopping.callback(server.stop)
     console(f"apiserver: {server.url}; export KUBECONFIG={options.kubeconfig.resolve()}")
 
@@ -444,13 +495,22 @@ def _telemetry_printer(console: Console, verbose: bool) -> Callable[[str], None]
 
 
 def _log_handler(runner: Any) -> Any:
-    """``kubectl logs`` for the pods the runner runs (their containers' output files)."""
+    """``kubectl logs`` for the pods the runner runs, as the kubelet answers it (:mod:`.runner.logs`):
+    ``--tail``, ``--since``, ``--since-time``, ``--timestamps``, ``--limit-bytes``, ``-f``, ``-c`` (default:
+    the first main container)."""
     from aiohttp import web
+
+    from .apiserver.errors import bad_request
+    from .runner import logs
 
     async def handler(request: web.Request, namespace: str, name: str, sub: str) -> web.StreamResponse:
         pod = runner.find(namespace, name)
         if pod is None:
             return web.Response(status=404, text=f"pod {name} is not running here")
-        return web.Response(body=pod.logs(request.query.get("container")), content_type="text/plain")
+        wanted = request.query.get("container")
+        container = pod.container(wanted)
+        if container is None:
+            raise bad_request(f"container {wanted} is not valid for pod {name}")
+        return await logs.serve(request, container, name, lambda: runner.find(namespace, name) is pod)
 
     return handler

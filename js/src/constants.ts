@@ -26,6 +26,7 @@ export const ATTR_SANDBOX_ID = "leap0.sandbox.id";
 export const ENV_SDK_OTEL_ENABLED = "LEAP0_SDK_OTEL_ENABLED";
 export const OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT";
 export const OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS";
+export const OTEL_EXPORTER_OTLP_TIMEOUT = "OTEL_EXPORTER_OTLP_TIMEOUT";
 
 /** Tracer and meter name of the SDK's own telemetry. */
 export const SDK_INSTRUMENTATION_NAME = "leap0-sdk-js";
@@ -54,3 +55,6 @@ export const SDK_SANDBOX_NAME_PREFIX = "sbx-";
 export const SDK_OTEL_SECRET_SUFFIX = "-otlp";
 export const SDK_OTEL_SECRET_KEY = OTEL_EXPORTER_OTLP_HEADERS;
 export const SDK_MANAGED_BY = "leap0-sdk";
+/** The SDK's own exporters give up on an export (retries included) after this long, unless
+ * `OTEL_EXPORTER_OTLP_[SIGNAL_]TIMEOUT` says otherwise: `close()` is quick when the collector is unreachable. */
+export const SDK_OTEL_EXPORT_TIMEOUT_MS = 2000;

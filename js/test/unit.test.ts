@@ -11,7 +11,7 @@ import {
   supervisorExecError,
 } from "../dist/exec.js";
 import { buildSandboxBody, normalizeEnv, resolveCreateArgs, sandboxFields } from "../dist/models.js";
-import { histogramName, resolveEnabled } from "../dist/telemetry.js";
+import { histogramName, ownExportTimeout, resolveEnabled } from "../dist/telemetry.js";
 
 test("the body carries only the values given; network passes through to spec.network", () => {
   assert.deepEqual(buildSandboxBody({ name: "s", namespace: "n" }), {
@@ -95,6 +95,14 @@ test("enablement and histogram names", () => {
     false,
   );
   assert.equal(histogramName("sandboxes.set_timeout"), "sandboxes_set_timeout_duration");
+});
+
+test("the SDK's own exporters give up after 2 s unless the OTLP timeout variables say otherwise", () => {
+  assert.equal(ownExportTimeout("TRACES", {}), 2000);
+  assert.equal(ownExportTimeout("METRICS", { OTEL_EXPORTER_OTLP_TIMEOUT: " " }), 2000);
+  assert.equal(ownExportTimeout("TRACES", { OTEL_EXPORTER_OTLP_TIMEOUT: "10000" }), undefined);
+  assert.equal(ownExportTimeout("METRICS", { OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: "500" }), undefined);
+  assert.equal(ownExportTimeout("TRACES", { OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: "500" }), 2000);
 });
 
 test("sandbox logs: the command runs as the supervisor's child with the caller's trace", () => {

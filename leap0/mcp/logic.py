@@ -594,9 +594,16 @@ def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
     if isinstance(exc, ConfigurationError):
         return f"the MCP server is misconfigured: {text}"
     if isinstance(exc, ApiError):
+        if exc.status == 404 and exc.kind == "namespaces" and exc.name:
+            return (
+                f"namespace {exc.name} does not exist; create it with kubectl create namespace {exc.name} "
+                "(or start the MCP server with --namespace naming one that exists)"
+            )
         hint = "call again later; if it persists, the cluster needs attention"
         if exc.status in (401, 403):
             hint = "the MCP server's Kubernetes credentials lack access (check its RBAC or kubeconfig)"
+        elif exc.status == 404:  # (not a sandbox, not a namespace: the Sandbox resource itself)
+            hint = "is leap0 installed in this cluster? Its CRDs (crds/, or the Helm chart) must be"
         return f"the Kubernetes API answered {exc.status}: {text}; {hint}"
     if _is_connection_error(exc):
         return (

@@ -14,6 +14,7 @@ from typing import Any
 
 from leap0._redact import redact
 from leap0.mcp import logic
+from leap0_contract.cli import EXIT_USAGE, file_problem, port_problem
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,11 @@ def read_token(token_file: Path | None, env: dict[str, str]) -> str | None:
     """The bearer token: the file's content (stripped), else ``LEAP0_MCP_TOKEN``, else None; ValueError
     when it is shorter than 32 bytes (guessable)."""
     if token_file is not None:
-        token = token_file.read_text().strip()
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            how = f"write the token there, or give it in ${logic.ENV_TOKEN} instead"
+            raise ValueError(file_problem(exc, "--token-file", token_file, how)) from None
         if not token:
             raise ValueError(f"--token-file {token_file} is empty")
         return logic.check_token(token)
@@ -101,7 +106,12 @@ def load_owner_key(path: Path | None, env: dict[str, str]) -> tuple[bytes, str |
     only, and a restarted server no longer sees the sandboxes it created (said in the warning).
     """
     if path is not None:
-        return logic.owner_key(path.read_bytes(), f"--owner-key-file {path}"), None
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            how = "write at least 32 random bytes there (head -c 32 /dev/urandom > FILE), or name another"
+            raise ValueError(file_problem(exc, "--owner-key-file", path, how)) from None
+        return logic.owner_key(data, f"--owner-key-file {path}"), None
     default = default_owner_key_file(env)
     try:
         try:
@@ -123,7 +133,7 @@ def load_owner_key(path: Path | None, env: dict[str, str]) -> tuple[bytes, str |
 
 def run(cmd: McpCommand) -> int:
     from leap0 import Leap0Client
-    from leap0.exceptions import Leap0Error
+    from leap0.exceptions import ConfigurationError, Leap0Error
     from leap0.mcp.server import SandboxTools, ServerOptions, build_server, random_owner
 
     try:
@@ -151,9 +161,14 @@ def run(cmd: McpCommand) -> int:
             if refusal:
                 raise ValueError(refusal)
         client = Leap0Client(namespace=cmd.namespace, kubeconfig=cmd.kubeconfig)
+        sock = _listen(*host_port) if host_port is not None else None
+    except ConfigurationError as exc:  # (the cluster's configuration: the only one read at start)
+        how = "name the cluster's kubeconfig with --kubeconfig FILE or $KUBECONFIG"
+        print(f"leap0 mcp: {redact(str(exc))}; {how}", file=sys.stderr)
+        return EXIT_USAGE
     except (ValueError, OSError, Leap0Error) as exc:
         print(f"leap0 mcp: {redact(str(exc))}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if key_warning:
         print(f"leap0 mcp: {key_warning}", file=sys.stderr)
     options = ServerOptions(
@@ -178,10 +193,10 @@ def run(cmd: McpCommand) -> int:
     # the SDK's telemetry. In HTTP mode uvicorn shuts down gracefully first, then re-raises the signal here.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if host_port is None:
+        if sock is None:
             _serve_stdio(server)
         else:
-            _serve_http(server, host_port[0], host_port[1], token)
+            _serve_http(server, sock, host_port[0] if host_port else "", token)
     except KeyboardInterrupt:
         pass
     finally:
@@ -192,6 +207,24 @@ def run(cmd: McpCommand) -> int:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket of ``--http`` (bound here, so port 0, any free port, can be announced); a
+    ValueError saying what to do when the address cannot be used."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+    except OSError as exc:
+        sock.close()
+        where = f"{_url_host(host)}:{port}"
+        raise ValueError(
+            port_problem(exc, "--http", where, "--http HOST:PORT (port 0: any free one)")
+        ) from None
+    return sock
 
 
 def _serve_stdio(server: Any) -> None:
@@ -207,22 +240,16 @@ def _serve_stdio(server: Any) -> None:
         os.close(devnull)
 
 
-def _serve_http(server: Any, host: str, port: int, token: str | None) -> None:
+def _serve_http(server: Any, sock: socket.socket, host: str, token: str | None) -> None:
     import anyio
     import uvicorn
 
+    bound = sock.getsockname()[1]
     app: Any = server.streamable_http_app(host=host)
     if token is not None:
         app = BearerAuth(app, token)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, host=host, port=bound, log_level="warning")
     userver = uvicorn.Server(config)
-    # Bound here, so port 0 (any free port) can be announced before serving.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
-    bound = sock.getsockname()[1]
     print(f"leap0 mcp: streamable HTTP on http://{_url_host(host)}:{bound}/mcp", file=sys.stderr, flush=True)
 
     async def serve() -> None:

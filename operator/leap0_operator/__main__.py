@@ -34,13 +34,23 @@ def hide_unused_kubernetes_clients() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from leap0_contract.cli import EXIT_USAGE, bind_error, host_port, port_problem
+
     from . import config
 
     try:
         operator_config, options = config.parse(sys.argv[1:] if argv is None else argv, os.environ)
     except config.ConfigError as exc:
         print(f"leap0-operator: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    problem = config.cluster_access_problem(os.environ, os.path.exists)
+    for what, host, port, how in config.listen_addresses(options):
+        error = bind_error(host, port)
+        if problem is None and error is not None:
+            problem = port_problem(error, what, host_port(host, port), how)
+    if problem is not None:
+        print(f"leap0-operator: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
     hide_unused_kubernetes_clients()
     import kopf
@@ -52,8 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         from .metrics import Metrics
 
         memo.metrics = Metrics()
-        port = memo.metrics.serve(options.metrics_port)
-        print(f"leap0-operator: metrics at http://0.0.0.0:{port}/metrics", file=sys.stderr, flush=True)
+        address = options.metrics_bind_address
+        try:
+            port = memo.metrics.serve(options.metrics_port, address)
+        except OSError as exc:  # (taken between the check above and now)
+            where = host_port(address, options.metrics_port)
+            how = "--metrics-port PORT (or LEAP0_OPERATOR_METRICS_PORT; 0: any free port)"
+            print(f"leap0-operator: {port_problem(exc, 'the metrics', where, how)}", file=sys.stderr)
+            return EXIT_USAGE
+        print(
+            f"leap0-operator: metrics at http://{host_port(address, port)}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
 
     gc.freeze()  # the modules and objects of startup are long-lived: not scanned again
     gc.set_threshold(*GC_THRESHOLDS)

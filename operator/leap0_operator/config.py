@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import leap0_contract as contract
+from leap0_contract.cli import OneLineArgumentParser
 
 from .network import (
     DEFAULT_DNS_LABELS,
@@ -36,6 +40,10 @@ DEFAULT_EXPIRED_RETENTION_S = 3600.0
 DEFAULT_PEERING = "leap0"
 DEFAULT_WATCH_TIMEOUT_S = 300.0
 DEFAULT_RESYNC_PERIOD_S = 300.0
+# Where /metrics listens: every interface of the pod, for Prometheus to scrape it through its IP.
+DEFAULT_METRICS_BIND_ADDRESS = "0.0.0.0"
+# The service account's token, mounted in every pod that has one (kopf's in-cluster login reads it).
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
@@ -97,6 +105,8 @@ class RunOptions:
     liveness_endpoint: str | None = None
     # Serve the operator's Prometheus metrics at /metrics on this port (0: any free port); None: off.
     metrics_port: int | None = None
+    # The address /metrics listens on (127.0.0.1: this machine only, as `leap0 dev up` runs it).
+    metrics_bind_address: str = DEFAULT_METRICS_BIND_ADDRESS
     verbose: bool = False
     debug: bool = False
 
@@ -163,7 +173,7 @@ def _audience(value: str | None) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="leap0-operator",
         description="Reconcile leap0 Sandbox resources into sandbox pods. "
         f"Every option but -v and -d also reads an environment variable {ENV_PREFIX}<NAME> (flags win).",
@@ -202,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         default=None,
         help="serve Prometheus metrics at /metrics on this port; env METRICS_PORT (unset: off)",
+    )
+    parser.add_argument(
+        "--metrics-bind-address",
+        default=None,
+        help=f"the address /metrics listens on ({DEFAULT_METRICS_BIND_ADDRESS}; 127.0.0.1: this machine "
+        "only); env METRICS_BIND_ADDRESS",
     )
     pod = parser.add_argument_group("sandbox pods")
     pod.add_argument("--default-image", default=None, help=f"env DEFAULT_IMAGE ({contract.DEFAULT_IMAGE})")
@@ -419,6 +435,15 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         raise ConfigError(f"metrics port: expected a port number, got {metrics_raw!r}") from None
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         raise ConfigError(f"metrics port: expected 0 to 65535, got {metrics_raw!r}")
+    bind_raw = pick("metrics_bind_address", "METRICS_BIND_ADDRESS")
+    try:
+        metrics_bind_address = (
+            str(ipaddress.ip_address(bind_raw)) if bind_raw else DEFAULT_METRICS_BIND_ADDRESS
+        )
+    except ValueError:
+        raise ConfigError(
+            f"metrics bind address: expected an IP address such as 0.0.0.0, 127.0.0.1 or ::, got {bind_raw!r}"
+        ) from None
     options = RunOptions(
         namespaces=namespaces,
         clusterwide=clusterwide,
@@ -428,7 +453,45 @@ def _resolve(flags: Mapping[str, object], environ: Mapping[str, str]) -> tuple[O
         priority=priority,
         liveness_endpoint=pick("liveness_endpoint", "LIVENESS"),
         metrics_port=metrics_port,
+        metrics_bind_address=metrics_bind_address,
         verbose=bool(flags.get("verbose")),
         debug=bool(flags.get("debug")),
     )
     return config, options
+
+
+def listen_addresses(options: RunOptions) -> list[tuple[str, str, int, str]]:
+    """(what, host, port, how to choose another) of each address the operator will listen on."""
+    found: list[tuple[str, str, int, str]] = []
+    if options.metrics_port is not None:
+        how = "--metrics-port PORT (or LEAP0_OPERATOR_METRICS_PORT; 0: any free port)"
+        found.append(("the metrics", options.metrics_bind_address, options.metrics_port, how))
+    if options.liveness_endpoint:
+        url = urlsplit(options.liveness_endpoint)
+        if url.port is not None:
+            how = "--liveness URL (or LEAP0_OPERATOR_LIVENESS)"
+            found.append(("the liveness endpoint", url.hostname or "0.0.0.0", url.port, how))
+    return found
+
+
+def cluster_access_problem(environ: Mapping[str, str], exists: Callable[[str], bool]) -> str | None:
+    """Why no login to a cluster can work, as kopf looks for one (the service account's token, else every
+    file of $KUBECONFIG, else ~/.kube/config), or None. Without this the operator would retry forever."""
+    if exists(SERVICE_ACCOUNT_TOKEN):
+        return None
+    kubeconfig = environ.get("KUBECONFIG", "")
+    if kubeconfig:
+        paths = [p.strip() for p in kubeconfig.split(os.pathsep) if p.strip()]
+        missing = [p for p in paths if not exists(os.path.expanduser(p))]
+        if missing:
+            return (
+                f"KUBECONFIG names {', '.join(missing)}, which does not exist; set KUBECONFIG to the "
+                "cluster's kubeconfig (in a cluster the operator uses its service account)"
+            )
+        return None
+    if exists(os.path.expanduser("~/.kube/config")):
+        return None
+    return (
+        "no cluster to connect to: no service account (not in a pod), no KUBECONFIG and no ~/.kube/config; "
+        "set KUBECONFIG to the cluster's kubeconfig"
+    )

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
 import sys
 
+from leap0_contract.cli import EXIT_USAGE, OneLineArgumentParser
 from leap0_sidecar import config as config_module
-
-# glibc's mallopt parameter: allocations from this size up get their own mapping, returned to the system when
-# freed. glibc raises the threshold as large blocks are freed (up to 32 MiB), after which freed request bodies
-# stay in the heap; a fixed threshold keeps RSS following what is really in use.
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 512 * 1024
-# And one heap arena per thread (grpcio's, the JSON converter's) would each keep its own freed memory: at most
-# two arenas in all.
-_M_ARENA_MAX = -8
-ARENA_MAX = 2
-
+from leap0_sidecar import malloc
 
 # prctl(2): PR_SET_DUMPABLE 0 makes the process's /proc files (environ, mem, fd, root, cwd...) and ptrace need
 # CAP_SYS_PTRACE, even for a process of the same UID: an app that became the sidecar's UID (root with SETUID,
@@ -41,35 +31,25 @@ def make_non_dumpable() -> bool:
     return False
 
 
-def _return_large_blocks_to_the_system() -> None:
-    import contextlib
-    import ctypes
-
-    with contextlib.suppress(AttributeError, OSError):  # not glibc (e.g. musl): nothing to set
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
-
-
 def main(argv: list[str] | None = None) -> int:
     make_non_dumpable()  # first: before anything secret is read
     # A SIGTERM during start-up (imports take a moment) still means an orderly stop with exit code 0.
     early_signals: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, frame: early_signals.append(received))
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="leap0-sidecar",
         description="The leap0 telemetry sidecar: receives OTLP on localhost, samples the sandbox's cgroup, "
         "stamps the sandbox's identity and forwards everything as OTLP/HTTP. Configured by environment "
         "variables (OTEL_EXPORTER_OTLP_*, LEAP0_*); see docs/sidecar.md.",
     )
     parser.parse_args(argv)
-    _return_large_blocks_to_the_system()
+    malloc.configure()
     try:
         config = config_module.load(os.environ)
     except config_module.ConfigError as exc:
         print(f"leap0-sidecar: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(
         level=config.log_level,
         format="%(asctime)s %(levelname)s leap0-sidecar: %(message)s",
@@ -81,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     import asyncio
 
-    from leap0_sidecar.app import Sidecar
-    from leap0_sidecar.grpc_receiver import BindError
+    from leap0_sidecar.app import CannotListen, Sidecar, taken_endpoint
     from leap0_sidecar.sandbox_metrics import MetricsSampler
 
+    problem = taken_endpoint(config)
+    if problem is not None:
+        print(f"leap0-sidecar: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     sampler = MetricsSampler(config.sampler)
 
     async def run() -> int:
@@ -95,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return asyncio.run(run())
-    except (BindError, OSError) as exc:
-        print(f"leap0-sidecar: cannot start: {exc}", file=sys.stderr)
-        return 1
+    except CannotListen as exc:
+        print(f"leap0-sidecar: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import signal
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import leap0_contract as contract
+from leap0_contract.cli import bind_error, host_port, port_problem
 from leap0_sidecar import self_metrics
 from leap0_sidecar.config import Config
 from leap0_sidecar.exporter import Exporter, HttpClient, UpstreamError
@@ -16,7 +17,7 @@ from leap0_sidecar.grpc_receiver import GrpcReceiver
 from leap0_sidecar.http_receiver import HttpReceiver
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Pipeline
-from leap0_sidecar.queue import ExportQueue
+from leap0_sidecar.queue import ExportQueue, parts_of
 from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar")
@@ -24,8 +25,39 @@ log = logging.getLogger("leap0_sidecar")
 FINAL_COUNTS_TIMEOUT_S = 2.0  # the last counters, sent after the flush: not worth more of the grace period
 
 
+class CannotListen(Exception):
+    """A receiver cannot listen where it is configured to: the one line saying what to do."""
+
+
+def listen_problem(name: str, endpoint: Any, variable: str, cause: OSError) -> str:
+    """The line for a receiver (``grpc``, ``http``, ``health``) that cannot listen on ``endpoint``."""
+    what = {"grpc": "OTLP/gRPC", "http": "OTLP/HTTP", "health": "the health endpoint"}[name]
+    where = host_port(endpoint.host, endpoint.port)
+    return port_problem(cause, what, where, f"{variable}=host:port")
+
+
+def taken_endpoint(config: Config) -> str | None:
+    """The line for the first configured receiver address that cannot be listened on now, or None (checked
+    before anything else starts, so a taken port is all a start says)."""
+    endpoints = [
+        ("grpc", config.grpc_endpoint, contract.ENV_OTLP_GRPC_ENDPOINT),
+        ("http", config.http_endpoint, contract.ENV_OTLP_HTTP_ENDPOINT),
+        ("health", config.health_endpoint, contract.ENV_HEALTH_ENDPOINT),
+    ]
+    for name, endpoint, variable in endpoints:
+        if endpoint is not None and (cause := bind_error(endpoint.host, endpoint.port)) is not None:
+            return listen_problem(name, endpoint, variable, cause)
+    return None
+
+
+class Listener(Protocol):
+    async def start(self, host: str, port: int) -> int: ...
+
+
 class Sampler(Protocol):
     def sample(self) -> bytes: ...
+
+    def app_running(self) -> bool: ...
 
 
 class Sidecar:
@@ -54,7 +86,11 @@ class Sidecar:
             )
             for otlp_routes in (True, False)
         )
-        self.grpc = GrpcReceiver(self.pipeline, max_message_bytes=config.max_request_bytes)
+        self.grpc = GrpcReceiver(
+            self.pipeline,
+            max_message_bytes=config.max_request_bytes,
+            receive_timeout_s=config.receive_timeout_s,
+        )
         self.ready = False
         self.ports: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -74,11 +110,17 @@ class Sidecar:
 
     # --- metrics ------------------------------------------------------------------------------------
 
-    async def _take_metrics(self) -> None:
+    async def _take_metrics(self, last: bool = False) -> None:
+        """A sandbox metrics sample and the sidecar's own counters, as one request. The ``last`` one, at
+        shutdown, has no sandbox sample once the sandbox's processes are gone (it would measure nothing:
+        the sample before was the last real one)."""
         parts: list[bytes] = []
         if self.sampler is not None:
             try:
-                parts.append(await asyncio.to_thread(self.sampler.sample))
+                if last and not await asyncio.to_thread(self.sampler.app_running):
+                    log.info("no last sandbox metrics sample: the sandbox's processes have ended")
+                else:
+                    parts.append(await asyncio.to_thread(self.sampler.sample))
             except Exception:
                 if not self._sampler_failed:
                     log.exception(
@@ -109,12 +151,19 @@ class Sidecar:
 
     async def start(self) -> None:
         c = self.config
-        self.ports["grpc"] = await self.grpc.start(c.grpc_endpoint.host, c.grpc_endpoint.port)
-        self.ports["http"] = await self.http.start(c.http_endpoint.host, c.http_endpoint.port)
+        listeners: list[tuple[str, Listener, Any, str]] = [
+            ("grpc", self.grpc, c.grpc_endpoint, contract.ENV_OTLP_GRPC_ENDPOINT),
+            ("http", self.http, c.http_endpoint, contract.ENV_OTLP_HTTP_ENDPOINT),
+        ]
         if c.health_endpoint is not None:
-            self.ports["health"] = await self.health_http.start(
-                c.health_endpoint.host, c.health_endpoint.port
-            )
+            listeners.append(("health", self.health_http, c.health_endpoint, contract.ENV_HEALTH_ENDPOINT))
+        for name, listener, endpoint, variable in listeners:
+            try:
+                self.ports[name] = await listener.start(endpoint.host, endpoint.port)
+            except OSError as exc:  # (grpcio says only "failed to bind": ask the kernel why)
+                await asyncio.gather(self.grpc.close(0), self.http.close(), return_exceptions=True)
+                cause = bind_error(endpoint.host, endpoint.port) or exc
+                raise CannotListen(listen_problem(name, endpoint, variable, cause)) from None
         self.exporter.start()
         self._metrics_task = asyncio.create_task(self._metrics_loop(), name="metrics")
         self.ready = True
@@ -173,7 +222,9 @@ class Sidecar:
         request = self.pipeline.stamp_own(self_metrics.build_request(self.counters, self.queue, ()))
         client = HttpClient(upstream)
         try:
-            response = await client.post([request], timeout_s=min(upstream.timeout_s, FINAL_COUNTS_TIMEOUT_S))
+            response = await client.post(
+                parts_of([request]), timeout_s=min(upstream.timeout_s, FINAL_COUNTS_TIMEOUT_S)
+            )
         except UpstreamError as exc:
             log.info("the final counts were not sent: %s", exc)
         else:
@@ -190,7 +241,7 @@ class Sidecar:
         self._metrics_task.cancel()
         await asyncio.gather(self.http.close(), self.grpc.close(), return_exceptions=True)
         self.exporter.flush_now()
-        await self._take_metrics()
+        await self._take_metrics(last=True)
         queued = self.queue.used
         if queued:
             log.info(

@@ -235,6 +235,11 @@ class CgroupV2Reader:
         """What this reader reads: equal keys read the same cgroup."""
         return (self.source, str(self.directory))
 
+    @property
+    def procs_path(self) -> Path:
+        """The cgroup's ``cgroup.procs``: its processes, one pid a line."""
+        return self.directory / "cgroup.procs"
+
     def _open(self, name: str) -> CachedFile:
         cached = CachedFile(self.directory / name)
         self._files.append(cached)
@@ -287,6 +292,11 @@ class CgroupV1Reader:
     def key(self) -> tuple[str, ...]:
         """What this reader reads: equal keys read the same cgroup."""
         return (self.source, str(self.cpuacct_dir), str(self.memory_dir), str(self.cpu_dir))
+
+    @property
+    def procs_path(self) -> Path:
+        """The memory cgroup's ``cgroup.procs``: its processes, one pid a line."""
+        return self.memory_dir / "cgroup.procs"
 
     def _open(self, path: Path) -> CachedFile:
         cached = CachedFile(path)

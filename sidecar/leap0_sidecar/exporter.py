@@ -30,7 +30,7 @@ import httptools
 from leap0_contract import Signal
 from leap0_sidecar.config import Upstream
 from leap0_sidecar.otlp import RESPONSE_TYPES
-from leap0_sidecar.queue import ExportQueue
+from leap0_sidecar.queue import Buffer, ExportQueue, Request, parts_of
 from leap0_sidecar.self_metrics import Counters
 from leap0_sidecar.token import BearerToken
 
@@ -171,7 +171,7 @@ class HttpClient:
             self._writer.close()
         self._reader = self._writer = None
 
-    async def post(self, body: list[bytes], timeout_s: float | None = None) -> Response:
+    async def post(self, body: list[Buffer], timeout_s: float | None = None) -> Response:
         """One request whose body is the concatenation of ``body``; raises UpstreamError when no response
         arrives within the timeout (the upstream's, or ``timeout_s``)."""
         timeout = timeout_s or self.upstream.timeout_s
@@ -193,7 +193,7 @@ class HttpClient:
             self.close()
             raise UpstreamError(str(exc) or type(exc).__name__) from None
 
-    async def _post(self, body: list[bytes]) -> Response:
+    async def _post(self, body: list[Buffer]) -> Response:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(
                 self.upstream.host,
@@ -230,10 +230,10 @@ class HttpClient:
         return Response(parser.get_status_code(), collector.headers, b"".join(collector.body))
 
 
-def _slices(head: bytes, parts: list[bytes], size: int) -> Iterator[bytes | memoryview]:
+def _slices(head: bytes, parts: list[Buffer], size: int) -> Iterator[Buffer]:
     """``head`` and ``parts`` as consecutive pieces of about ``size`` bytes: small parts joined, large ones
     cut (as views)."""
-    waiting: list[bytes | memoryview] = [head]
+    waiting: list[Buffer] = [head]
     waiting_bytes = len(head)
     for part in parts:
         view = memoryview(part)
@@ -332,10 +332,13 @@ class Exporter:
             try:
                 await self._deliver_batch(signal, client, batch)
             finally:
+                # Freed before it is counted free (held while waiting for the next batch, it would be
+                # beyond the queue's bound).
+                del batch
                 self.inflight[signal] = 0
                 self.queue.done(nbytes)
 
-    async def _deliver_batch(self, signal: Signal, client: HttpClient, batch: list[bytes]) -> None:
+    async def _deliver_batch(self, signal: Signal, client: HttpClient, batch: list[Request]) -> None:
         """Deliver requests sent as one; refused with 400 or 413, the batch is sent again in halves."""
         if not await self._deliver(signal, client, batch, split=len(batch) > 1):
             return
@@ -349,19 +352,20 @@ class Exporter:
         await self._deliver_batch(signal, client, batch[:half])
         await self._deliver_batch(signal, client, batch[half:])
 
-    async def _deliver(self, signal: Signal, client: HttpClient, batch: list[bytes], *, split: bool) -> bool:
+    async def _deliver(
+        self, signal: Signal, client: HttpClient, batch: list[Request], *, split: bool
+    ) -> bool:
         """Deliver requests as one, retrying as needed; True if the batch should be split (a 400 or 413 and
         ``split``). Counts what is forwarded and dropped, at the deadline too."""
         requests = len(batch)
         if self.closing:  # (the second half of a split batch, at the deadline)
             self.counters.dropped(signal, "shutdown", requests)
             return False
-        size = sum(len(part) for part in batch)
+        size = sum(len(request) for request in batch)
+        payload: list[Buffer] = parts_of(batch)
         if client.upstream.gzip:
             compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip, level 1
-            payload = [*(compressor.compress(part) for part in batch), compressor.flush()]
-        else:
-            payload = batch
+            payload = [*(compressor.compress(part) for part in payload), compressor.flush()]
         attempt = 0
         url = client.upstream.display  # for the logs: no credentials, no query string
         while True:

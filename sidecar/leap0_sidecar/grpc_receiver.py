@@ -6,31 +6,42 @@ specification: an empty ``Export*ServiceResponse``; ``INVALID_ARGUMENT`` with th
 malformed data; ``RESOURCE_EXHAUSTED`` with ``RetryInfo`` when the queue is full (in
 ``grpc-status-details-bin`` as the specification says, and in ``google.rpc.retryinfo-bin``, where the
 OpenTelemetry Python exporter reads it); ``UNAVAILABLE`` while shutting down.
+
+Memory: grpcio reads a unary handler's message whole before the handler runs, and holds it three times over
+while handing it to Python (its buffer, a bytes copy of each received slice, their concatenation). So each
+method is served by a client-streaming handler, which runs *before* the message is read (the wire format is
+the same as unary: one message, then the end of the stream) and decides when to read it: one call at a time,
+once three times the largest message fits in the queue's bound. Calls waiting for their turn hold only what
+HTTP/2 flow control lets a client send unasked (one stream window); past ``MAX_WAITING`` of them, a call is
+refused unread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import grpc.aio
 
 import leap0_contract as contract
 from leap0_contract import Signal
-from leap0_sidecar import otlp
+from leap0_sidecar import malloc, otlp
 from leap0_sidecar.identity import WireError
 from leap0_sidecar.pipeline import Outcome, Pipeline
 
 log = logging.getLogger("leap0_sidecar.grpc")
 
-
-# Calls whose message may be received at once (one per signal: an app's SDK exports the three concurrently).
-MAX_RECEIVING = len(contract.SIGNALS)
-# How long a call's reservation lasts if its handler never runs (at most the time to receive a message).
-RESERVATION_S = 10.0
+# What receiving one message may cost at most, in multiples of the largest message: grpcio's buffer, a copy of
+# each of its slices, then their concatenation handed to the handler (reserved in the queue's bound while the
+# message is received; measured: 11.2 MiB for a 3.7 MiB message).
+RECEIVE_COST = 3
+# Calls that may wait for their turn to be received; one more is refused unread (RESOURCE_EXHAUSTED with
+# RetryInfo, which the OTel SDKs retry). An app's SDK exports its three signals concurrently, at most.
+MAX_WAITING = 16
+# After receiving a message this large, the heap's freed pages are given back (see malloc.trim).
+TRIM_FROM = 256 * 1024
 
 
 class BindError(OSError):
@@ -38,14 +49,19 @@ class BindError(OSError):
 
 
 class GrpcReceiver:
-    """The three Export methods. A call's message is read only once the largest a message can be is reserved
-    in the queue's bound (grpcio reads a unary message whole before the handler runs); when that does not
-    fit, the call is refused unread."""
+    """The three Export methods. A message is read only in its turn (one at a time) and once its reservation
+    (``RECEIVE_COST`` times the largest message) fits in the queue's bound; otherwise the call is refused
+    unread."""
 
-    def __init__(self, pipeline: Pipeline, *, max_message_bytes: int) -> None:
+    def __init__(self, pipeline: Pipeline, *, max_message_bytes: int, receive_timeout_s: float) -> None:
         self.pipeline = pipeline
         self.max_message_bytes = max_message_bytes
+        self.receive_timeout_s = receive_timeout_s
+        # (a queue smaller than that still takes a message when it is empty; see docs/sidecar.md)
+        self.reservation = min(RECEIVE_COST * max_message_bytes, pipeline.queue.capacity)
         self.server: grpc.aio.Server | None = None
+        self.waiting = 0  # calls admitted and not yet received (waiting for their turn, or receiving)
+        self._turn = asyncio.Lock()
 
     async def _refuse(self, context: grpc.aio.ServicerContext[bytes, bytes], outcome: Outcome) -> None:
         """Abort with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE (stopping), both with RetryInfo."""
@@ -67,33 +83,57 @@ class GrpcReceiver:
             ),
         )
 
-    def _handler(self, signal: Signal, received: Callable[[], None]) -> grpc.RpcMethodHandler:
-        pipeline = self.pipeline
+    def _refused(self, signal: Signal, outcome: Outcome) -> Outcome:
+        self.pipeline.refuse(signal, "grpc", outcome)
+        return outcome
 
-        async def export(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-            received()
-            try:
-                outcome = pipeline.ingest(signal, request, "grpc")
-            except WireError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid protobuf: {exc}")
+    async def _take(self, signal: Signal, context: grpc.aio.ServicerContext[bytes, bytes]) -> Outcome:
+        """Receive the call's message in its turn, with its reservation held, and hand it to the pipeline;
+        or refuse it unread."""
+        if not self.pipeline.accepting:
+            return self._refused(signal, Outcome.SHUTTING_DOWN)
+        if self.waiting >= MAX_WAITING:
+            return self._refused(signal, Outcome.QUEUE_FULL)
+        queue = self.pipeline.queue
+        self.waiting += 1
+        try:
+            async with self._turn:
+                if not self.pipeline.accepting:
+                    return self._refused(signal, Outcome.SHUTTING_DOWN)
+                if not queue.reserve(self.reservation):
+                    return self._refused(signal, Outcome.QUEUE_FULL)
+                try:
+                    async with asyncio.timeout(self.receive_timeout_s):
+                        message = await context.read()
+                except TimeoutError:
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"the request was not received within {self.receive_timeout_s:g} s",
+                    )
+                finally:
+                    queue.release(self.reservation)
+        finally:
+            self.waiting -= 1
+        if not isinstance(message, bytes):  # (EOF: the client ended the call without a message)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call ended without a request message")
+        if len(message) >= TRIM_FROM:
+            malloc.trim()
+        try:
+            return self.pipeline.ingest(signal, message, "grpc")
+        except WireError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid protobuf: {exc}")
+            raise  # (abort raises)
+
+    def _handler(self, signal: Signal) -> grpc.RpcMethodHandler:
+        async def export(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> bytes:
+            outcome = await self._take(signal, context)
             if outcome is not Outcome.ACCEPTED:
                 await self._refuse(context, outcome)
             return b""
 
-        return grpc.unary_unary_rpc_method_handler(export)
-
-    def _refusing_handler(self, signal: Signal) -> grpc.RpcMethodHandler:
-        """A handler that refuses without reading the message (client-streaming: the same wire format as
-        unary, but the message is read only if asked for)."""
-
-        async def refuse(
-            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
-        ) -> bytes:
-            self.pipeline.refuse(signal, "grpc")
-            await self._refuse(context, Outcome.QUEUE_FULL)
-            return b""
-
-        return grpc.stream_unary_rpc_method_handler(refuse)
+        return grpc.stream_unary_rpc_method_handler(export)
 
     async def start(self, host: str, port: int) -> int:
         self.server = grpc.aio.server(
@@ -101,15 +141,18 @@ class GrpcReceiver:
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 # Fail when the port is taken instead of sharing it with another process.
                 ("grpc.so_reuseport", 0),
-                # Memory: grpcio receives a message whole before the handler runs. Without BDP probing the
-                # HTTP/2 window stays small, and with one stream per connection (more wait on the client,
-                # not refused) concurrent large messages are not all taken at once (twelve concurrent 4 MB
-                # calls: 58 MiB RSS instead of 115 MiB).
+                # Memory: without BDP probing the HTTP/2 window stays small, so a call waiting for its turn
+                # holds little; one stream per connection (a client's further calls wait on its side).
                 ("grpc.http2.bdp_probe", 0),
                 ("grpc.max_concurrent_streams", 1),
             ]
         )
-        self.server.add_generic_rpc_handlers((_Router(self),))
+        self.server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(service, {"Export": self._handler(signal)})
+                for signal, service in contract.GRPC_SERVICES.items()
+            )
+        )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             bound = self.server.add_insecure_port(address)
@@ -123,51 +166,3 @@ class GrpcReceiver:
     async def close(self, grace_s: float = 1.0) -> None:
         if self.server is not None:
             await self.server.stop(grace_s)
-
-
-class _Router(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Chooses each call's handler before its message is read: the reading one, with the largest message
-    reserved in the queue's bound until the handler runs, or, when that does not fit, the refusing one.
-
-    grpcio says nothing when a call ends before its handler runs (a client gone mid-message), so each
-    reservation also lapses after RESERVATION_S; the handlers release the oldest (all are the same size).
-    """
-
-    def __init__(self, receiver: GrpcReceiver) -> None:
-        self.receiver = receiver
-        self.queue = receiver.pipeline.queue
-        self.size = receiver.max_message_bytes
-        self.reservations: deque[asyncio.TimerHandle] = deque()
-        self.handlers = {
-            f"/{service}/Export": (
-                receiver._handler(signal, self.received),
-                receiver._refusing_handler(signal),
-            )
-            for signal, service in contract.GRPC_SERVICES.items()
-        }
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        handlers = self.handlers.get(handler_call_details.method)
-        if handlers is None:
-            return None
-        accept, refuse = handlers
-        if not self.receiver.pipeline.accepting:
-            return accept  # (answered UNAVAILABLE)
-        # At most MAX_RECEIVING messages are received at a time: what grpcio holds while receiving one (the
-        # message, then its bytes for the handler) costs about twice its size, beyond the queue's bound.
-        if len(self.reservations) >= MAX_RECEIVING or not self.queue.reserve(self.size):
-            return refuse
-        self.reservations.append(asyncio.get_running_loop().call_later(RESERVATION_S, self._lapse))
-        return accept
-
-    def received(self) -> None:
-        """A message was read (its handler runs): one reservation less."""
-        if self.reservations:
-            self.reservations.popleft().cancel()
-            self.queue.release(self.size)
-
-    def _lapse(self) -> None:
-        # (timers of equal delay fire in the order they were set: the oldest reservation is this one)
-        if self.reservations:
-            self.reservations.popleft()
-            self.queue.release(self.size)

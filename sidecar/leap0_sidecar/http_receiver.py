@@ -506,18 +506,28 @@ class _Connection(asyncio.Protocol):
             raise BodyTooLarge(f"the body exceeds the limit of {self.receiver.max_body} bytes")
         if self.early is not None:
             return  # read and discarded
-        if self.buffer is not None:  # (llhttp delivers exactly Content-Length bytes)
-            self.buffer[self.size - len(body) : self.size] = body
+        if self.declared is not None:
+            if self.buffer is not None:  # (llhttp delivers exactly Content-Length bytes)
+                self.buffer[self.size - len(body) : self.size] = body
+            else:
+                self.body.append(body)
             return
         if self.size > self.reserved:  # a chunked body: reserve as it arrives
             if not self.queue.reserve(self.size - self.reserved):
                 assert self.signal is not None
                 self._release()
-                self.body = []
+                self.body, self.buffer = [], None
                 self.early = self.receiver.refuse(self.signal, self.json_encoding)
                 return
             self.reserved = self.size
-        self.body.append(body)
+        if self.buffer is not None:
+            self.buffer += body  # (a large buffer grows in place: realloc maps more pages, copies none)
+        elif self.size > FILL_IN_PLACE_BYTES:
+            # A large chunked body grows in one buffer: joining its pieces at the end would hold it twice.
+            self.buffer = bytearray().join([*self.body, body])
+            self.body = []
+        else:
+            self.body.append(body)
 
     def on_message_complete(self) -> None:
         waiting: _Request | Reply

@@ -42,8 +42,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from leap0_contract import RESERVED_ATTRIBUTE_PREFIX, Signal
 from leap0_sidecar.otlp import REQUEST_TYPES
-
-Buffer: TypeAlias = bytes | bytearray | memoryview
+from leap0_sidecar.queue import Buffer
 
 
 class WireError(ValueError):
@@ -362,6 +361,11 @@ class IdentityStamper:
         With the request's ``signal`` (the app's requests), reserved attributes are removed at every level;
         without (the sidecar's own metrics), only the identity on the resources is set.
         """
+        return b"".join(self.rewrite_pieces(request, signal))
+
+    def rewrite_pieces(self, request: bytes | bytearray, signal: Signal | None = None) -> list[Buffer]:
+        """``rewrite``'s result in pieces, whose concatenation is the rewritten request: views of
+        ``request`` where it is copied untouched (for requests over 64 KiB), and what was rewritten."""
         items = None if signal is None else SCOPE_ITEMS[signal]
         out: list[Buffer] = []
         # Slices of a view copy nothing (one copy of a large request in all); small ones are cheaper sliced.
@@ -379,4 +383,4 @@ class IdentityStamper:
             copy_from = field_end
         if copy_from < len(request):
             out.append(view[copy_from:])
-        return b"".join(out)
+        return out

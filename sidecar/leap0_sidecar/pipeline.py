@@ -13,10 +13,13 @@ import math
 from leap0_contract import Signal
 from leap0_sidecar.config import Config
 from leap0_sidecar.identity import IdentityStamper
-from leap0_sidecar.queue import ExportQueue
+from leap0_sidecar.queue import ExportQueue, Pieces, Request
 from leap0_sidecar.self_metrics import Counters
 
 log = logging.getLogger("leap0_sidecar")
+
+# Requests up to this size are stamped into one bytes object (cheaper to join than to carry in pieces).
+JOIN_UP_TO = 256 * 1024
 
 
 class Outcome(enum.Enum):
@@ -37,19 +40,25 @@ class Pipeline:
         """What the receivers suggest to a client they push back on (whole seconds, at least 1)."""
         return max(1, math.ceil(self.config.retry_initial_s))
 
-    def stamp(self, signal: Signal, request: bytes | bytearray) -> bytes:
+    def stamp(self, signal: Signal, request: bytes | bytearray) -> Request:
         """The app's request with the identity on every resource and no other ``leap0`` attribute at any
-        level (bench/sidecar.py swaps in a naive full decode)."""
-        return self.stamper.rewrite(request, signal)
+        level (bench/sidecar.py swaps in a naive full decode).
+
+        A large request stays in the pieces the stamp cut it into (views of the received bytes, which they
+        keep alive): joining them would hold the request twice, for a moment, beyond the queue's bound."""
+        if len(request) <= JOIN_UP_TO:
+            return self.stamper.rewrite(request, signal)
+        return Pieces(self.stamper.rewrite_pieces(request, signal))
 
     def stamp_own(self, request: bytes | bytearray) -> bytes:
         """The sidecar's own metrics with the identity on every resource (their ``leap0.*`` are ours)."""
         return self.stamper.rewrite(request)
 
-    def refuse(self, signal: Signal, transport: str) -> None:
-        """Count a request pushed back before it was read (its bytes would not fit in the queue)."""
+    def refuse(self, signal: Signal, transport: str, outcome: Outcome = Outcome.QUEUE_FULL) -> None:
+        """Count a request pushed back before it was read (its bytes would not fit in the queue, or the
+        sidecar is stopping)."""
         self.counters.received(signal, transport)
-        self.counters.refused(signal, Outcome.QUEUE_FULL.value)
+        self.counters.refused(signal, outcome.value)
 
     def ingest(
         self, signal: Signal, request: bytes | bytearray, transport: str, *, internal: bool = False

@@ -10,15 +10,49 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
+from typing import TypeAlias
 
 from leap0_contract import SIGNALS, Signal
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
+class Pieces:
+    """A request kept in the pieces whose concatenation it is (views of the bytes it was received in, and
+    what the identity stamp rewrote): a large request is never copied whole to join them. ``len`` is its
+    size in bytes."""
+
+    __slots__ = ("nbytes", "parts")
+
+    def __init__(self, parts: Sequence[Buffer]) -> None:
+        self.parts = parts
+        self.nbytes = sum(len(part) for part in parts)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+
+# A queued export request: serialized bytes, or the pieces of a large one.
+Request: TypeAlias = bytes | Pieces
+
+
+def parts_of(requests: Sequence[Request]) -> list[Buffer]:
+    """The pieces whose concatenation is ``requests`` concatenated (one request of their signal)."""
+    out: list[Buffer] = []
+    for request in requests:
+        if isinstance(request, Pieces):
+            out.extend(request.parts)
+        else:
+            out.append(request)
+    return out
 
 
 class ExportQueue:
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.used = 0  # bytes queued or in flight
-        self._items: dict[Signal, deque[bytes]] = {signal: deque() for signal in SIGNALS}
+        self._items: dict[Signal, deque[Request]] = {signal: deque() for signal in SIGNALS}
         self._waiting_bytes: dict[Signal, int] = dict.fromkeys(SIGNALS, 0)
         self._wakeups: dict[Signal, asyncio.Event] = {}
         self._empty: asyncio.Event | None = None
@@ -55,7 +89,7 @@ class ExportQueue:
         """Bytes reserved earlier are no longer being received (queued with ``offer``, or given up)."""
         self.done(nbytes)
 
-    def offer(self, signal: Signal, data: bytes) -> bool:
+    def offer(self, signal: Signal, data: Request) -> bool:
         """Queue a request; False (and nothing queued) when it does not fit."""
         if self.used + len(data) > self.capacity:
             return False
@@ -67,10 +101,10 @@ class ExportQueue:
         self._wakeup(signal).set()
         return True
 
-    def take(self, signal: Signal, max_bytes: int) -> list[bytes]:
+    def take(self, signal: Signal, max_bytes: int) -> list[Request]:
         """Waiting requests of a signal, oldest first, up to ``max_bytes`` together (at least one if any)."""
         items = self._items[signal]
-        batch: list[bytes] = []
+        batch: list[Request] = []
         size = 0
         while items and (not batch or size + len(items[0]) <= max_bytes):
             data = items.popleft()

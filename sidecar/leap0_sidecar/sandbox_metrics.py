@@ -311,6 +311,21 @@ class MetricsSampler:
         self._set_source(PsutilSource(self.config.root, self.config.sandbox_pid), self.config.sandbox_pid)
         return self._reading()
 
+    def app_running(self) -> bool:
+        """Whether the sandbox has a process now. A sample taken once its last process has ended measures
+        nothing (its cgroup is gone: no CPU interval, memory 0 from the fallback), so the sidecar's last
+        sample, at shutdown, is taken only while this holds."""
+        with self._lock:
+            source = self._source
+            if isinstance(source, PsutilSource):
+                return bool(source.pids())
+            if source is None:
+                return False
+            try:
+                return bool(source.procs_path.read_text().strip())
+            except OSError:  # the cgroup is gone with the container
+                return False
+
     def resource_attributes(self) -> dict[str, str]:
         attributes = {contract.ATTR_K8S_CONTAINER: self.config.sandbox_container}
         attributes.update(self.config.resource_attributes)

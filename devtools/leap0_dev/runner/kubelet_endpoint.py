@@ -7,8 +7,9 @@ token only it knows:
 - ``GET /api/v1/namespaces/{ns}/pods/{pod}/exec``: the pods/exec WebSocket protocol (v5/v4.channel.k8s.io),
   answered by the emulator's :class:`~leap0_dev.apiserver.exec.ExecHandler` with :class:`.PodExecRunner`:
   the command runs in the container as the runner runs it (its environment, directory and cgroup);
-- ``GET /containerLogs/{ns}/{pod}/{container}``: the container's output file, with ``tailLines``,
-  ``limitBytes``, ``previous`` and ``follow`` (until the container stops or the client goes).
+- ``GET /containerLogs/{ns}/{pod}/{container}``: the container's output, with the kubelet's options
+  (``tailLines``, ``sinceSeconds``/``sinceTime``, ``timestamps``, ``limitBytes``, ``previous``, ``follow``:
+  :mod:`.logs`).
 
 It runs its own event loop in a daemon thread.
 """
@@ -21,22 +22,19 @@ import json
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from leap0_dev import nodespec
 from leap0_dev.apiserver.exec import ExecHandler
 
+from . import logs
 from .podexec import PodExecRunner
 
 if TYPE_CHECKING:
     from .processes import Container
     from .watch import Runner
-
-_BLOCK = 64 * 1024
-_FOLLOW_POLL_S = 0.25
 
 
 def _status(message: str, code: int) -> web.Response:
@@ -45,23 +43,6 @@ def _status(message: str, code: int) -> web.Response:
         text=json.dumps(nodespec.log_status_error(message, code)),
         content_type="application/json",
     )
-
-
-def tail_start(path: Path, lines: int) -> int:
-    """The offset where the last ``lines`` lines of the file start, reading it backwards a block at a time."""
-    with open(path, "rb") as file:
-        size = file.seek(0, 2)
-        position = size
-        needed = lines
-        while position > 0:
-            read = min(_BLOCK, position)
-            position -= read
-            file.seek(position)
-            found, index = nodespec.line_starts_back(file.read(read), needed, position + read == size)
-            if index is not None:
-                return position + index
-            needed -= found
-        return 0
 
 
 class KubeletEndpoint:
@@ -133,60 +114,8 @@ class KubeletEndpoint:
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         namespace, pod, name = (request.match_info[k] for k in ("namespace", "pod", "container"))
-        try:
-            query = nodespec.parse_log_query(request.query)
-        except ValueError as exc:
-            return _status(str(exc), 400)
         found = self._container(namespace, pod, name)
         if isinstance(found, web.Response):
             return found
-        container = found
-        if query.previous and container.state.restart_count == 0:
-            return _status(f'previous terminated container "{name}" in pod "{pod}" not found', 400)
-        path = container.log_path
-        offset = 0
-        if query.tail_lines is not None and path.exists():
-            offset = await asyncio.to_thread(tail_start, path, query.tail_lines)
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        if not path.exists():  # spawning a container creates its log: nothing was written yet
-            await response.write_eof()
-            return response
-        file = await asyncio.to_thread(open, path, "rb")
-        try:
-            file.seek(offset)
-            await self._stream(response, file, query, container, (namespace, pod))
-        except ConnectionError:
-            return response  # the client went away
-        finally:
-            file.close()
-        await response.write_eof()
-        return response
-
-    async def _stream(
-        self,
-        response: web.StreamResponse,
-        file: IO[bytes],
-        query: nodespec.LogQuery,
-        container: Container,
-        pod: tuple[str, str],
-    ) -> None:
-        """Copy the file from its position, at most ``limitBytes``; with ``follow``, what the container
-        writes next too, until it stops (or its pod goes)."""
-        budget = query.limit_bytes
-        while budget is None or budget > 0:
-            data = await asyncio.to_thread(file.read, _BLOCK if budget is None else min(_BLOCK, budget))
-            if data:
-                await response.write(data)
-                budget = None if budget is None else budget - len(data)
-                continue
-            if not query.follow or self.runner.find(*pod) is None:
-                return
-            if container.process is None:  # it stopped: one more read takes what it wrote last
-                data = await asyncio.to_thread(file.read, _BLOCK if budget is None else min(_BLOCK, budget))
-                if not data:
-                    return
-                await response.write(data)
-                budget = None if budget is None else budget - len(data)
-                continue
-            await asyncio.sleep(_FOLLOW_POLL_S)
+        local = self.runner.find(namespace, pod)
+        return await logs.serve(request, found, pod, lambda: self.runner.find(namespace, pod) is local)

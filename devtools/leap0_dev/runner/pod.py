@@ -350,6 +350,12 @@ class LocalPod:
             for thread in threads:
                 thread.join()
 
+    def container(self, name: str | None) -> Container | None:
+        """The container named (any of the pod's), or without a name its first main container."""
+        if name is None:
+            return self.main[0] if self.main else None
+        return next((c for c in self.containers if c.spec["name"] == name), None)
+
     def logs(self, container: str | None) -> bytes:
         names = [c.spec["name"] for c in self.main]
         name = container or (names[0] if names else "")

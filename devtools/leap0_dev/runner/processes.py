@@ -16,6 +16,7 @@ from leap0_dev.podspec import ContainerState, Obj
 
 from .cgroups import Cgroup
 from .config import Log
+from .logs import ContainerLog
 
 
 def now_iso() -> str:
@@ -50,6 +51,7 @@ class Container:
         self.env = env
         self.cwd = cwd
         self.log_path = log_path
+        self.output = ContainerLog(log_path)
         self.restart = restart  # Always, OnFailure, Never
         self.cgroup_limits = cgroup_limits
         self.cgroup_name = cgroup_name
@@ -82,11 +84,16 @@ class Container:
                     log(f"runner: no cgroup for {self.cgroup_name} ({exc}); running without limits")
                     self.cgroup = None
             argv = ["/bin/sh", "-c", _WRAPPER, "sh", *files, "--", *self.argv]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
-            self.process = children.popen(
-                argv, env=self.env, cwd=self.cwd, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.process = children.popen(
+            argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert self.process.stdout is not None
+        self.output.relay(self.process.stdout, self.cgroup_name)  # to log_path, each line's time kept
         self.held = True
         if not hold:
             self.release()

@@ -105,7 +105,7 @@ def test_creating_a_crd_serves_its_resource_and_deleting_it_stops(apiserver: Ser
         assert custom.get_cluster_custom_object("example.com", "v1", "widgets", "w")["size"] == 3
     finally:
         ext.delete_custom_resource_definition("widgets.example.com")
-    wait_for(lambda: http(apiserver.url, "GET", "/apis/example.com/v1")[0] == 404, 5, "the group to go")
+    wait_for(lambda: http(apiserver.url, "GET", "/apis/example.com/v1")[0] == 404, 30, "the group to go")
 
 
 def test_invalid_crd_is_422(apiserver: ServerThread) -> None:

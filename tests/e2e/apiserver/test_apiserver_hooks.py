@@ -117,7 +117,7 @@ def test_the_command_fails_clearly_when_the_port_is_taken(apiserver: ServerThrea
         timeout=60,
         env=subprocess_env(),
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert not (tmp_path / "k").exists()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from support import kubectl, kubectl_path
+from support import kubectl, kubectl_path, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -131,25 +131,27 @@ def test_wait_for_condition_and_jsonpath(apiserver: ServerThread, namespace: str
     thread = threading.Thread(target=later)
     thread.start()
     try:
-        result = kubectl(kc, "-n", namespace, "wait", "--for=condition=Ready", "sbx/s", "--timeout=20s")
+        result = kubectl(kc, "-n", namespace, "wait", "--for=condition=Ready", "sbx/s", "--timeout=60s")
     finally:
         thread.join()
     assert "condition met" in result.stdout
     assert "Failed to watch" not in result.stderr
-    kubectl(kc, "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Running", "sbx/s", "--timeout=20s")
+    kubectl(kc, "-n", namespace, "wait", "--for=jsonpath={.status.phase}=Running", "sbx/s", "--timeout=60s")
 
 
 def test_delete_and_wait_for_delete(apiserver: ServerThread, namespace: str) -> None:
     kc = apiserver.kubeconfig
     kubectl(kc, "-n", namespace, "apply", VALIDATE, "-f", "-", input=POD_YAML)
-    assert 'pod "web" deleted' in kubectl(kc, "-n", namespace, "delete", "pod", "web", "--timeout=20s").stdout
+    assert 'pod "web" deleted' in kubectl(kc, "-n", namespace, "delete", "pod", "web", "--timeout=60s").stdout
     assert kubectl(kc, "-n", namespace, "get", "pod", "web", check=False).returncode != 0
-    kubectl(kc, "-n", namespace, "wait", "--for=delete", "pod/web", "--timeout=5s")
+    kubectl(kc, "-n", namespace, "wait", "--for=delete", "pod/web", "--timeout=60s")
 
 
 def test_get_watch_prints_new_objects(apiserver: ServerThread, namespace: str) -> None:
     kc = apiserver.kubeconfig
     cache = Path(kc).parent / "kubectl-cache"
+    core = client.CoreV1Api(apiserver.api_client())
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "first"}})
     proc = subprocess.Popen(
         [
             kubectl_path(),
@@ -165,16 +167,22 @@ def test_get_watch_prints_new_objects(apiserver: ServerThread, namespace: str) -
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        time.sleep(1.0)
-        client.CoreV1Api(apiserver.api_client()).create_namespaced_config_map(
-            namespace, {"metadata": {"name": "new"}}
-        )
-        time.sleep(1.0)
+        # Listed (kubectl then watches from the list's resourceVersion: nothing created later is missed).
+        wait_for(lambda: any(line.startswith("first") for line in lines), what="the list")
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": "new"}})
+        wait_for(lambda: any(line.startswith("new") for line in lines), what="the watch event")
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
-    assert "new" in out, err
+        proc.wait(30)
+        reader.join(30)
+        assert proc.stderr is not None
+        proc.stderr.close()
+        proc.stdout.close()
 
 
 def test_apply_of_the_crd_folder_is_accepted(apiserver: ServerThread) -> None:

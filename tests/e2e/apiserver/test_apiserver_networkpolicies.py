@@ -72,7 +72,7 @@ def test_a_networkpolicy_is_garbage_collected_with_its_owner(apiserver: ServerTh
     )
     kubectl(kc, "-n", namespace, "apply", "-f", "-", input=owned)
     kubectl(kc, "-n", namespace, "delete", "cm", "owner")
-    wait_for(lambda: kubectl(kc, "-n", namespace, "get", "netpol", "-o", "name").stdout.strip() == "", 10)
+    wait_for(lambda: kubectl(kc, "-n", namespace, "get", "netpol", "-o", "name").stdout.strip() == "", 30)
 
 
 def _sandbox(network: str) -> str:

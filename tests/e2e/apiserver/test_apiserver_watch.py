@@ -26,10 +26,11 @@ def _names(items: list[Any]) -> list[str]:
 
 
 def _events(api: client.CoreV1Api, namespace: str, expect: int = 0, **kwargs: Any) -> list[tuple[str, str]]:
-    """One watch's events: the first ``expect`` of them, or (expect=0) all until a 1 s timeout ends it."""
+    """One watch's events: the first ``expect`` of them (within a generous 60 s), or (expect=0) all until a
+    1 s timeout ends it."""
     w = watch.Watch()
     out = []
-    timeout = 5 if expect else 1
+    timeout = 60 if expect else 1
     for ev in w.stream(api.list_namespaced_config_map, namespace, timeout_seconds=timeout, **kwargs):
         out.append((ev["type"], ev["object"].metadata.name))
         if len(out) == expect:

@@ -151,6 +151,6 @@ def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Pat
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert "up: stopped" in out.read_text()
-        wait_for(lambda: not any(map(alive, children)), 10, "every process dev up started to stop")
+        wait_for(lambda: not any(map(alive, children)), 30, "every process dev up started to stop")
     finally:
         stop_process_tree(process)

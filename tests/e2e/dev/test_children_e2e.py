@@ -81,7 +81,7 @@ def test_the_parent_death_signal_alone_ends_the_child(guard: str, started: list[
     process = parent(guard, "wait", started)
     child, _grandchild, reaper = started
     reaper.kill()  # only the kernel's parent-death signal is left
-    wait_for(lambda: not alive(reaper), 10, "the reaper to end")
+    wait_for(lambda: not alive(reaper), 30, "the reaper to end")
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     wait_for(lambda: not alive(child), 20, "the child to end by its parent-death signal")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from support import alive, kubectl_path, wait_for
+from support import alive, http, kubectl_path, wait_for
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -167,6 +171,71 @@ def test_pod_runs_here_with_its_env_and_stops_when_deleted(
 
     core.delete_namespaced_pod("sbx", namespace)
     wait_until(lambda: not alive(sandbox_pid) and not alive(sidecar_pid), what="processes stopped")
+
+
+# Five lines; two more once the file <argv[1]>.late exists; one more once <argv[1]>.end does; then exit.
+LOGGING_APP = """
+import os, sys, time
+def after(path):
+    while not os.path.exists(path):
+        time.sleep(0.05)
+for i in range(1, 6):
+    print(f"early {i}", flush=True)
+after(sys.argv[1] + ".late")
+print("late 1\\nlate 2", flush=True)
+after(sys.argv[1] + ".end")
+print("last", flush=True)
+"""
+
+
+def test_kubectl_logs_tail_since_timestamps_limit_and_follow_as_the_kubelet_answers(
+    apiserver: ServerThread, runner: Runner, core: client.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    secret(core, namespace)
+    trigger = tmp_path / "go"
+    command = ["python3", "-c", LOGGING_APP, str(trigger)]
+    core.create_namespaced_pod(namespace, sandbox_pod("talker", tmp_path / "dump.json", command))
+    assert apiserver.server is not None
+    previous = apiserver.server.log_handler
+    apiserver.server.log_handler = log_handler(runner)
+    kubectl = [kubectl_path(), "--kubeconfig", str(apiserver.kubeconfig), "-n", namespace, "logs", "talker"]
+
+    def logs(*options: str) -> str:
+        result = subprocess.run([*kubectl, *options], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    try:
+        wait_until(lambda: logs().endswith("early 5\n"), what="the first five lines")
+        assert logs("--tail=2") == "early 4\nearly 5\n"
+        assert logs("--tail=0") == ""
+        assert logs("--limit-bytes=7") == "early 1"
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z early 5\n", logs("--timestamps", "--tail=1")
+        )
+        assert logs("--since=1h") == "".join(f"early {i}\n" for i in range(1, 6))
+        # --since-time has whole seconds: the next one starts after the early lines, before the late ones.
+        since = math.floor(time.time()) + 1
+        while time.time() < since:
+            time.sleep(0.05)
+        trigger.with_suffix(".late").touch()
+        wait_until(lambda: logs().endswith("late 2\n"), what="the late lines")
+        stamp = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert logs(f"--since-time={stamp}") == "late 1\nlate 2\n"
+        # -f: what there is, then what comes, until the container ends
+        follow = subprocess.Popen([*kubectl, "-f", "--tail=1"], stdout=subprocess.PIPE, text=True)
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "late 2\n"
+        trigger.with_suffix(".end").touch()
+        assert follow.stdout.read() == "last\n"
+        assert follow.wait(60) == 0
+        follow.stdout.close()
+        status, _, body = http(
+            apiserver.url, "GET", f"/api/v1/namespaces/{namespace}/pods/talker/log?tailLines=x"
+        )
+        assert (status, json.loads(body)["message"]) == (400, "tailLines: 'x' is not an integer")
+    finally:
+        apiserver.server.log_handler = previous
 
 
 def test_failing_command_is_reported_with_its_exit_code(

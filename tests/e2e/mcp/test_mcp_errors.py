@@ -181,3 +181,25 @@ async def test_a_dead_api_server_is_a_tool_error(
             assert is_error, tool
             assert text.startswith("cannot reach the Kubernetes API server"), text
         await assert_alive(session)
+
+
+async def test_a_namespace_that_does_not_exist_says_how_to_create_it(
+    stdio: Callable[..., Any], apiserver: ServerThread
+) -> None:
+    args = [
+        "-m",
+        "leap0.cli",
+        "mcp",
+        "--kubeconfig",
+        str(apiserver.kubeconfig),
+        "--namespace",
+        "no-such-team",
+    ]
+    async with stdio(args) as session:
+        is_error, _, text = await call(session, "create_sandbox")
+        assert is_error
+        assert text.startswith(
+            "namespace no-such-team does not exist; create it with kubectl create namespace no-such-team"
+        ), text
+        assert "later" not in text
+        await assert_alive(session)

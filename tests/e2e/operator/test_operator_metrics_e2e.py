@@ -6,7 +6,6 @@ the test plays the kubelet by patching pod status, and scrapes the operator with
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,31 +14,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import operator_support as ops
 import pytest
 from chart_support import dashboard_queries, dashboards, promql_label_names, promql_metric_names
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
-from support import operator_process, subprocess_env, wait_for
+from support import free_port, operator_process, subprocess_env, wait_for
 
 import leap0_contract as contract
 
 pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-RUNNING = {"running": {"startedAt": "2026-01-01T00:00:02Z"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def scrape(url: str) -> Samples | None:
     """Every sample of the operator's /metrics, or None while it does not answer yet."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=30) as response:
             text = response.read().decode()
     except (urllib.error.URLError, ConnectionError):
         return None
@@ -64,75 +56,53 @@ def operator(apiserver: Any, namespace: str, tmp_path: Path) -> Iterator[tuple[s
         yield f"http://127.0.0.1:{port}{contract.OPERATOR_METRICS_PATH}", log
 
 
-def create_sandbox(api: client.ApiClient, namespace: str, name: str, **spec: Any) -> None:
-    body = {"apiVersion": contract.API_VERSION, "kind": contract.SANDBOX_KIND, "metadata": {"name": name}}
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, {**body, "spec": spec}
-    )
-
-
-def phase_of(api: client.ApiClient, namespace: str, name: str) -> str | None:
-    body = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, name
-    )
-    phase: str | None = (body.get("status") or {}).get("phase")
-    return phase
-
-
-def pod_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
-    try:
-        client.CoreV1Api(api).read_namespaced_pod(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def play_kubelet_running(api: client.ApiClient, namespace: str, name: str) -> None:
-    status = {
-        "phase": "Running",
-        "podIP": "10.1.2.3",
-        "startTime": "2026-01-01T00:00:00Z",
-        "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
-        "initContainerStatuses": [
-            {"name": contract.TELEMETRY_CONTAINER, "ready": True, "restartCount": 0, "image": "sidecar",
-             "imageID": "", "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}},
-        ],
-        "containerStatuses": [
-            {"name": contract.SANDBOX_CONTAINER, "ready": True, "restartCount": 0, "image": "python",
-             "imageID": "", "state": RUNNING},
-        ],
-    }  # fmt: skip
-    client.CoreV1Api(api).patch_namespaced_pod_status(name, namespace, {"status": status})
-
-
 def test_metrics_follow_sandboxes_through_running_failed_and_expired(
     apiserver: Any, namespace: str, operator: tuple[str, Path]
 ) -> None:
     url, _ = operator
     before: Samples = wait_for(lambda: scrape(url), timeout=60, what="the operator's /metrics")
-    for phase in contract.PHASES:  # every phase is there from the start, at 0
-        assert (contract.OPERATOR_METRIC_SANDBOXES, frozenset({("phase", phase)})) in before
-        assert value(before, contract.OPERATOR_METRIC_SANDBOXES, phase=phase) == 0
+    for each in contract.PHASES:  # every phase is there from the start, at 0
+        assert (contract.OPERATOR_METRIC_SANDBOXES, frozenset({("phase", each)})) in before
+        assert value(before, contract.OPERATOR_METRIC_SANDBOXES, phase=each) == 0
     assert value(before, contract.OPERATOR_METRIC_STARTUP_DURATION + "_count") == 0
     assert value(before, contract.PROCESS_METRIC_RSS) > 0
 
     with apiserver.api_client() as api:
         for name in ("web", "worker"):
-            create_sandbox(api, namespace, name, timeout=600)
-        create_sandbox(api, namespace, "brief", timeout=2)
-        create_sandbox(api, namespace, "orphan", template="does-not-exist")
+            ops.create_sandbox(api, namespace, name, timeout=600)
+        ops.create_sandbox(api, namespace, "brief", timeout=600)
+        ops.create_sandbox(api, namespace, "orphan", template="does-not-exist")
         for name in ("web", "worker", "brief"):
-            wait_for(lambda n=name: pod_exists(api, namespace, n), timeout=30, what=f"the pod of {name}")
-        for name in ("web", "worker"):
-            play_kubelet_running(api, namespace, name)
-        for name, wanted in (("web", "Running"), ("worker", "Running"), ("orphan", "Failed")):
             wait_for(
-                lambda n=name, w=wanted: phase_of(api, namespace, n) == w, timeout=30, what=f"{name} {wanted}"
+                ops.pod_exists(api, namespace, name),
+                timeout=30,
+                what=f"the pod of {name}",
+                ignore=ops.API_ERRORS,
             )
-        wait_for(lambda: phase_of(api, namespace, "brief") == "Expired", timeout=30, what="brief Expired")
-        wait_for(lambda: not pod_exists(api, namespace, "brief"), timeout=30, what="the expired pod deleted")
+        # Expired now (a timeout already past), once its pod exists, however long that took.
+        ops.custom(api).patch_namespaced_custom_object(
+            contract.GROUP,
+            contract.VERSION,
+            namespace,
+            contract.SANDBOX_PLURAL,
+            "brief",
+            {"spec": {"timeout": 1}},
+        )
+        for name in ("web", "worker"):
+            ops.play_kubelet(api, namespace, name, sandbox_state=ops.RUNNING)
+        for name, wanted in (
+            ("web", "Running"),
+            ("worker", "Running"),
+            ("orphan", "Failed"),
+            ("brief", "Expired"),
+        ):
+            wait_for(
+                ops.phase(api, namespace, name, wanted),
+                timeout=30,
+                what=f"{name} {wanted}",
+                ignore=ops.API_ERRORS,
+            )
+        wait_for(ops.pod_gone(api, namespace, "brief"), timeout=30, what="the expired pod deleted")
 
     def settled() -> Samples | None:
         samples = scrape(url)
@@ -197,7 +167,7 @@ def test_kopf_run_serves_the_metrics_when_the_environment_asks(
         )
     try:
         with apiserver.api_client() as api:
-            create_sandbox(api, namespace, "via-kopf", timeout=600)
+            ops.create_sandbox(api, namespace, "via-kopf", timeout=600)
 
             def pod_counted() -> Samples | None:
                 samples = scrape(url)
@@ -225,8 +195,8 @@ def test_paused_sandboxes_are_counted_and_pause_and_resume_are_timed(
 ) -> None:
     url, _ = operator
     api = apiserver.api_client()
-    create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
-    wait_for(lambda: phase_of(api, namespace, "nap") == contract.PHASE_RUNNING, 30, "Running")
+    ops.create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
+    wait_for(ops.phase(api, namespace, "nap", contract.PHASE_RUNNING), 30, "Running", ignore=ops.API_ERRORS)
     custom = client.CustomObjectsApi(api)
 
     def set_paused(paused: bool) -> None:

@@ -7,23 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import operator_support as ops
 import pytest
 from aiohttp import web
 from kubernetes import client
 from netpol_support import internet, may_reach, pod
-from operator_support import (
-    API_ERRORS,
-    RUNNING,
-    Operator,
-    core,
-    create_sandbox,
-    custom,
-    phase,
-    play_kubelet,
-    pod_exists,
-    pod_gone,
-    sandbox,
-)
 from pss_support import RESTRICTED, violations
 from support import REPO, kubectl, wait_for
 
@@ -83,26 +71,26 @@ def create_template(api_client: client.ApiClient, namespace: str, name: str, **s
         "metadata": {"name": name},
         "spec": spec,
     }
-    custom(api_client).create_namespaced_custom_object(
+    ops.custom(api_client).create_namespaced_custom_object(
         contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, body
     )
 
 
 def test_the_network_policy_comes_before_the_pod_is_owned_and_goes_with_the_sandbox(
-    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     with OperatorWrites(apiserver) as recorded:
         start_operator("--telemetry-egress", TELEMETRY_EGRESS)
-        create_sandbox(api, namespace, "locked", timeout=600, network={"policy": "DenyAll"})
-        wait_for(pod_exists(api, namespace, "locked"), timeout=60, what="the pod", ignore=API_ERRORS)
+        ops.create_sandbox(api, namespace, "locked", timeout=600, network={"policy": "DenyAll"})
+        wait_for(ops.pod_exists(api, namespace, "locked"), timeout=60, what="the pod", ignore=ops.API_ERRORS)
         pending = wait_for(
-            phase(api, namespace, "locked", "Pending"), timeout=20, what="Pending", ignore=API_ERRORS
+            ops.phase(api, namespace, "locked", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
         )
     creates = [resource for method, resource, _ in recorded.writes if method == "POST"]
     assert creates == ["networkpolicies", "pods"]  # the policy first: the pod never runs unrestricted
 
     policy = network_policy(api, namespace, "locked")
-    owner = sandbox(api, namespace, "locked")
+    owner = ops.sandbox(api, namespace, "locked")
     (ref,) = policy["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
         "Sandbox",
@@ -124,68 +112,72 @@ def test_the_network_policy_comes_before_the_pod_is_owned_and_goes_with_the_sand
     assert may_reach([policy], me, collector, 4318) is True
     assert may_reach([policy], me, internet("93.184.216.34"), 443) is False
 
-    custom(api).delete_namespaced_custom_object(
+    ops.custom(api).delete_namespaced_custom_object(
         contract.GROUP, contract.VERSION, namespace, contract.SANDBOX_PLURAL, "locked"
     )
-    wait_for(pod_gone(api, namespace, "locked"), timeout=20, what="the pod collected", ignore=API_ERRORS)
+    wait_for(
+        ops.pod_gone(api, namespace, "locked"), timeout=20, what="the pod collected", ignore=ops.API_ERRORS
+    )
     wait_for(
         lambda: "locked" not in network_policy_names(api, namespace),
         timeout=20,
         what="the NetworkPolicy collected",
-        ignore=API_ERRORS,
+        ignore=ops.API_ERRORS,
     )
 
 
 def test_template_precedence_default_policy_and_pod_security(
-    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     create_template(
         api, namespace, "locked-down", network={"policy": "Custom", "allowCidrs": ["203.0.113.0/24"]},
         podSecurity="restricted", runAsUser=1001,
     )  # fmt: skip
     start_operator("--default-network-policy", "DenyAll")
-    create_sandbox(api, namespace, "from-template", template="locked-down", timeout=600)
-    create_sandbox(
+    ops.create_sandbox(api, namespace, "from-template", template="locked-down", timeout=600)
+    ops.create_sandbox(
         api, namespace, "own-network", template="locked-down", timeout=600, network={"policy": "AllowAll"}
     )
-    create_sandbox(
+    ops.create_sandbox(
         api, namespace, "narrower", template="locked-down", timeout=600, network={"policy": "DenyAll"}
     )
-    create_sandbox(api, namespace, "from-default", timeout=600)
+    ops.create_sandbox(api, namespace, "from-default", timeout=600)
     for name in ("from-template", "narrower", "from-default"):
-        wait_for(pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=API_ERRORS)
+        wait_for(ops.pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=ops.API_ERRORS)
 
     templated = network_policy(api, namespace, "from-template")
     assert templated["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "Custom"
     me = pod("10.244.0.10", namespace, {contract.LABEL_SANDBOX_ID: "from-template"})
     assert may_reach([templated], me, internet("203.0.113.50"), 5432) is True
     assert may_reach([templated], me, internet("198.51.100.1"), 443) is False
-    assert sandbox(api, namespace, "from-template")["status"]["network"]["source"] == "template"
-    restricted = core(api).read_namespaced_pod("from-template", namespace)
+    assert ops.sandbox(api, namespace, "from-template")["status"]["network"]["source"] == "template"
+    restricted = ops.core(api).read_namespaced_pod("from-template", namespace)
     assert restricted.spec.security_context.run_as_non_root is True
     assert restricted.spec.security_context.run_as_user == 1001
     assert restricted.spec.containers[0].security_context.capabilities.drop == ["ALL"]
 
     # the template's network is final: widening it fails the Sandbox, without a pod or a policy
-    wait_for(phase(api, namespace, "own-network", "Failed"), timeout=20, what="Failed", ignore=API_ERRORS)
-    refused = sandbox(api, namespace, "own-network")["status"]
+    wait_for(
+        ops.phase(api, namespace, "own-network", "Failed"), timeout=20, what="Failed", ignore=ops.API_ERRORS
+    )
+    refused = ops.sandbox(api, namespace, "own-network")["status"]
     assert refused["reason"] == contract.REASON_FIELD_LOCKED
     assert refused["message"].startswith('spec.network is locked by SandboxTemplate "locked-down"')
-    assert pod_gone(api, namespace, "own-network")()
+    assert ops.pod_gone(api, namespace, "own-network")()
     assert "own-network" not in network_policy_names(api, namespace)
     # narrowing it to DenyAll is allowed
-    assert sandbox(api, namespace, "narrower")["status"]["network"]["policy"] == "DenyAll"
-    assert sandbox(api, namespace, "narrower")["status"]["network"]["source"] == "sandbox"
+    assert ops.sandbox(api, namespace, "narrower")["status"]["network"]["policy"] == "DenyAll"
+    assert ops.sandbox(api, namespace, "narrower")["status"]["network"]["source"] == "sandbox"
     defaulted = network_policy(api, namespace, "from-default")
     assert defaulted["metadata"]["annotations"][contract.ANNOTATION_NETWORK_POLICY] == "DenyAll"
-    assert sandbox(api, namespace, "from-default")["status"]["network"]["source"] == "default"
-    baseline = core(api).read_namespaced_pod("from-default", namespace)
+    assert ops.sandbox(api, namespace, "from-default")["status"]["network"]["source"] == "default"
+    baseline = ops.core(api).read_namespaced_pod("from-default", namespace)
     assert baseline.spec.security_context is None or baseline.spec.security_context.run_as_non_root is None
     assert baseline.spec.containers[0].security_context.capabilities.drop == ["NET_RAW", "KILL"]
 
 
 def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
-    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     """The operator's writes from a Sandbox's creation to Running: AllowAll (no NetworkPolicy) against
     Internet (one NetworkPolicy). Printed, and the difference must be exactly the one create."""
@@ -194,11 +186,15 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
         counts: dict[str, list[tuple[str, str]]] = {}
         for name, policy in (("open", "AllowAll"), ("public", "Internet")):
             start = len(recorded.writes)
-            create_sandbox(api, namespace, name, timeout=600, network={"policy": policy})
-            wait_for(pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=API_ERRORS)
-            wait_for(phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=API_ERRORS)
-            play_kubelet(api, namespace, name, sandbox_state=RUNNING)
-            wait_for(phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=API_ERRORS)
+            ops.create_sandbox(api, namespace, name, timeout=600, network={"policy": policy})
+            wait_for(ops.pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=ops.API_ERRORS)
+            wait_for(
+                ops.phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
+            )
+            ops.play_kubelet(api, namespace, name, sandbox_state=ops.RUNNING)
+            wait_for(
+                ops.phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=ops.API_ERRORS
+            )
 
             # the Running Event is posted just after the status write the wait saw: count once it is
             def event_posted(since: int = start) -> bool:
@@ -212,13 +208,15 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
 
 
 def test_the_locked_down_example_meets_restricted_and_reaches_only_its_cidrs(
-    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     start_operator()
     example = REPO / "examples" / "template-locked-down.yaml"
     kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
-    wait_for(pod_exists(api, namespace, "locked-down-demo"), timeout=60, what="the pod", ignore=API_ERRORS)
-    stored = api.sanitize_for_serialization(core(api).read_namespaced_pod("locked-down-demo", namespace))
+    wait_for(
+        ops.pod_exists(api, namespace, "locked-down-demo"), timeout=60, what="the pod", ignore=ops.API_ERRORS
+    )
+    stored = api.sanitize_for_serialization(ops.core(api).read_namespaced_pod("locked-down-demo", namespace))
     assert violations(stored, RESTRICTED) == []
     policy = network_policy(api, namespace, "locked-down-demo")
     me = pod("10.244.0.10", namespace, {contract.LABEL_SANDBOX_ID: "locked-down-demo"})

@@ -8,20 +8,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import operator_support as ops
 import pytest
 from kubernetes import client
-from operator_support import (
-    API_ERRORS,
-    RUNNING,
-    Operator,
-    core,
-    create_sandbox,
-    phase,
-    play_kubelet,
-    pod_exists,
-    pod_gone,
-    sandbox,
-)
 from support import kubectl, wait_for
 
 import leap0_contract as contract
@@ -53,54 +42,56 @@ def create_secret(
             }
         ]
     body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {"value": "s3cret"}}
-    core(api).create_namespaced_secret(namespace, body)
+    ops.core(api).create_namespaced_secret(namespace, body)
 
 
 def reason(api: client.ApiClient, namespace: str, name: str, wanted: str) -> Callable[[], bool]:
-    return lambda: sandbox(api, namespace, name).get("status", {}).get("reason") == wanted
+    return lambda: ops.sandbox(api, namespace, name).get("status", {}).get("reason") == wanted
 
 
 def test_a_sandbox_reaches_only_secrets_it_owns_or_that_are_labelled_for_sandboxes(
-    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     """The reported attack: env STOLEN from any Secret of the namespace, printed by `kubectl exec`."""
     create_secret(api, namespace, "db-creds")
     create_secret(api, namespace, "shared-token", labels={contract.LABEL_SANDBOX_ENV: "true"})
     start_operator()
-    create_sandbox(api, namespace, "thief", timeout=600, env=[secret_ref("STOLEN", "db-creds")])
-    create_sandbox(api, namespace, "allowed", timeout=600, env=[secret_ref("TOKEN", "shared-token")])
-    create_sandbox(api, namespace, "early", timeout=600, env=[secret_ref("HEADERS", "early-otlp")])
+    ops.create_sandbox(api, namespace, "thief", timeout=600, env=[secret_ref("STOLEN", "db-creds")])
+    ops.create_sandbox(api, namespace, "allowed", timeout=600, env=[secret_ref("TOKEN", "shared-token")])
+    ops.create_sandbox(api, namespace, "early", timeout=600, env=[secret_ref("HEADERS", "early-otlp")])
 
-    wait_for(phase(api, namespace, "thief", "Failed"), timeout=30, what="Failed", ignore=API_ERRORS)
-    status = sandbox(api, namespace, "thief")["status"]
+    wait_for(ops.phase(api, namespace, "thief", "Failed"), timeout=30, what="Failed", ignore=ops.API_ERRORS)
+    status = ops.sandbox(api, namespace, "thief")["status"]
     assert status["reason"] == contract.REASON_SECRET_NOT_ALLOWED
     assert status["message"].startswith('env STOLEN (Secret "db-creds"): a sandbox may reference only')
-    assert pod_gone(api, namespace, "thief")()  # no pod: nothing to exec into
+    assert ops.pod_gone(api, namespace, "thief")()  # no pod: nothing to exec into
     described = kubectl(apiserver.kubeconfig, "describe", "sbx", "thief", "-n", namespace).stdout
     assert "SecretNotAllowed" in described
 
-    wait_for(pod_exists(api, namespace, "allowed"), timeout=30, what="the pod", ignore=API_ERRORS)
-    env = {e.name: e for e in core(api).read_namespaced_pod("allowed", namespace).spec.containers[0].env}
+    wait_for(ops.pod_exists(api, namespace, "allowed"), timeout=30, what="the pod", ignore=ops.API_ERRORS)
+    env = {e.name: e for e in ops.core(api).read_namespaced_pod("allowed", namespace).spec.containers[0].env}
     assert env["TOKEN"].value_from.secret_key_ref.name == "shared-token"
 
     # a Secret that does not exist yet: Pending, then the pod once it exists (owned by the Sandbox)
     wait_for(reason(api, namespace, "early", contract.REASON_SECRET_NOT_FOUND), timeout=30, what="waiting")
-    assert sandbox(api, namespace, "early")["status"]["phase"] == "Pending"
-    assert pod_gone(api, namespace, "early")()
-    uid = sandbox(api, namespace, "early")["metadata"]["uid"]
+    assert ops.sandbox(api, namespace, "early")["status"]["phase"] == "Pending"
+    assert ops.pod_gone(api, namespace, "early")()
+    uid = ops.sandbox(api, namespace, "early")["metadata"]["uid"]
     create_secret(api, namespace, "early-otlp", owner=("early", uid))
-    wait_for(pod_exists(api, namespace, "early"), timeout=60, what="the pod", ignore=API_ERRORS)
+    wait_for(ops.pod_exists(api, namespace, "early"), timeout=60, what="the pod", ignore=ops.API_ERRORS)
 
 
 def test_a_deleted_or_edited_network_policy_is_restored(
-    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., Operator]
+    apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     """The reported gap: a NetworkPolicy deleted or opened by hand stayed so while the sandbox ran."""
     start_operator()
-    create_sandbox(api, namespace, "isolated", timeout=600, network={"policy": "DenyAll"})
-    wait_for(pod_exists(api, namespace, "isolated"), timeout=60, what="the pod", ignore=API_ERRORS)
-    play_kubelet(api, namespace, "isolated", sandbox_state=RUNNING)
-    wait_for(phase(api, namespace, "isolated", "Running"), timeout=30, what="Running", ignore=API_ERRORS)
+    ops.create_sandbox(api, namespace, "isolated", timeout=600, network={"policy": "DenyAll"})
+    wait_for(ops.pod_exists(api, namespace, "isolated"), timeout=60, what="the pod", ignore=ops.API_ERRORS)
+    ops.play_kubelet(api, namespace, "isolated", sandbox_state=ops.RUNNING)
+    wait_for(
+        ops.phase(api, namespace, "isolated", "Running"), timeout=30, what="Running", ignore=ops.API_ERRORS
+    )
     networking = client.NetworkingV1Api(api)
 
     def live() -> dict[str, Any]:
@@ -112,7 +103,10 @@ def test_a_deleted_or_edited_network_policy_is_restored(
     original = live()
     kubectl(apiserver.kubeconfig, "delete", "networkpolicy", "isolated", "-n", namespace)
     wait_for(
-        lambda: live()["metadata"]["uid"] != original["metadata"]["uid"], 30, "restored", ignore=API_ERRORS
+        lambda: live()["metadata"]["uid"] != original["metadata"]["uid"],
+        30,
+        "restored",
+        ignore=ops.API_ERRORS,
     )
     assert policy_digest(live()) == policy_digest(original)
 

@@ -224,7 +224,7 @@ def test_otel_export_keeps_headers_out_of_the_sandbox_and_gc_deletes_the_secret(
             return exc.status == 404
         return False
 
-    wait_for(secret_gone, timeout=10)
+    wait_for(secret_gone, timeout=30)
 
 
 def test_otel_export_user_env_wins_and_no_headers_means_no_secret(

@@ -202,3 +202,19 @@ def test_applications_global_providers_are_used_when_set(
         out = _child(code, {"LEAP0_SDK_OTEL_ENABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
     assert out == {"spans": ["sandboxes.list"], "metrics": ["sandboxes_list_duration"], "built": []}
     assert receiver.requests == []  # nothing from providers of the SDK's own
+
+
+def test_close_returns_when_the_collector_is_unreachable(apiserver: ServerThread, namespace: str) -> None:
+    """The SDK's own exporters give up (after 2 s, retries included, unless OTEL_EXPORTER_OTLP_TIMEOUT says
+    otherwise); the failure is logged by OpenTelemetry, never raised to the application."""
+    with OtlpReceiver() as receiver:
+        refused = receiver.url  # nothing listens there once it is stopped
+    code = f"""
+        import json
+        from leap0 import Leap0Client
+        sdk = Leap0Client(namespace={namespace!r}, kubeconfig={str(apiserver.kubeconfig)!r})
+        sdk.sandboxes.list()
+        sdk.close()
+        print(json.dumps({{"closed": sdk.sdk_otel_enabled}}))
+    """
+    assert _child(code, {"OTEL_EXPORTER_OTLP_ENDPOINT": refused}) == {"closed": True}

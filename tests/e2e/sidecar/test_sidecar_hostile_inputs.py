@@ -12,12 +12,12 @@ import json
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sidecar_support import (
     MIB,
@@ -37,6 +37,9 @@ RSS_LIMIT = 60 * MIB  # the goal, under the operator's default 64 MiB container 
 JSON = {"content-type": "application/json"}
 FAST_RETRY = {"LEAP0_SIDECAR_RETRY_INITIAL_INTERVAL": "0.05", "LEAP0_SIDECAR_RETRY_MAX_INTERVAL": "0.3"}
 # Valid framing outside, corrupt inside: a ResourceSpans whose ScopeSpans holds a Span with a bad length.
+TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# A channel of its own (gRPC channels to one target share a connection unless told otherwise).
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 POISON = bytes.fromhex("0a1c0a150a130a0c736572766963652e6e616d6512030a01781203120500")
 
 
@@ -109,13 +112,37 @@ def _post_concurrently(sidecar: SidecarProcess, bodies: list[bytes], headers: di
         return list(pool.map(send, bodies))
 
 
+def _chunked(body: bytes) -> Iterator[bytes]:
+    for start in range(0, len(body), 65536):
+        yield body[start : start + 65536]
+
+
+def _post_chunked_concurrently(sidecar: SidecarProcess, bodies: list[bytes]) -> list[int]:
+    """Each body with ``Transfer-Encoding: chunked`` (no length known in advance), all at once."""
+    start = threading.Barrier(len(bodies))
+
+    def send(body: bytes) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", sidecar.http_port, timeout=30)
+        start.wait()
+        try:
+            conn.request("POST", "/v1/traces", body=_chunked(body), headers=PROTOBUF, encode_chunked=True)
+            return conn.getresponse().status
+        except (ConnectionError, http.client.HTTPException):
+            return 0  # (refused early, the connection closed while still sending: also not accepted)
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
 def _export_grpc_concurrently(sidecar: SidecarProcess, bodies: list[bytes]) -> list[int]:
     """Each body on its own channel (connection), all at once: 200 for OK, 503 for a retryable refusal."""
     start = threading.Barrier(len(bodies))
 
     def send(body: bytes) -> int:
-        with grpc.insecure_channel(sidecar.grpc_target) as channel:
-            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        with grpc.insecure_channel(sidecar.grpc_target, OWN_CONNECTION) as channel:
+            export = channel.unary_unary(TRACE_EXPORT)
             start.wait()
             try:
                 export(body, timeout=60)
@@ -127,7 +154,7 @@ def _export_grpc_concurrently(sidecar: SidecarProcess, bodies: list[bytes]) -> l
         return list(pool.map(send, bodies))
 
 
-@pytest.mark.parametrize("transport", ["http", "grpc"])
+@pytest.mark.parametrize("transport", ["http", "http-chunked", "grpc"])
 @pytest.mark.parametrize("queue", ["full", "empty"])
 def test_twelve_concurrent_4mb_requests_stay_within_memory(
     upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess], queue: str, transport: str
@@ -135,7 +162,8 @@ def test_twelve_concurrent_4mb_requests_stay_within_memory(
     """Twelve 4 MB requests at once, each on its own connection, with the queue full (upstream down) or
     empty: what does not fit in the queue's bound is refused (503, RESOURCE_EXHAUSTED) before it is read,
     and RSS stays within the limit."""
-    sidecar = sidecar_factory(upstream.url, **FAST_RETRY)
+    # (a short shutdown: with the upstream down, the queue cannot be flushed)
+    sidecar = sidecar_factory(upstream.url, LEAP0_SIDECAR_SHUTDOWN_TIMEOUT="1", **FAST_RETRY)
     assert sidecar.proc is not None
     big = traces_request(*(f"big-{i}" for i in range(4)), padding=1_000_000)  # just under 4 MiB
     assert 3_900_000 < len(big) <= 4 * MIB
@@ -146,6 +174,8 @@ def test_twelve_concurrent_4mb_requests_stay_within_memory(
                 pass
         if transport == "http":
             statuses = _post_concurrently(sidecar, [big] * 12, PROTOBUF)
+        elif transport == "http-chunked":
+            statuses = _post_chunked_concurrently(sidecar, [big] * 12)
         else:
             statuses = _export_grpc_concurrently(sidecar, [big] * 12)
     assert set(statuses) <= {200, 503, 0}
@@ -154,6 +184,93 @@ def test_twelve_concurrent_4mb_requests_stay_within_memory(
     else:
         assert 200 in statuses
     assert_rss_within_limit(rss)
+    if queue == "empty":  # what was accepted arrives whole (sent from the pieces it was stamped into)
+        accepted = 4 * statuses.count(200)
+        wait_for(lambda: len(upstream.span_names()) == accepted, what=f"the {accepted} accepted spans")
+
+
+def _held_call(sidecar: SidecarProcess, release: threading.Event, name: str) -> Callable[[], object]:
+    """A gRPC call whose message is sent only once ``release`` is set (or never, if it is not): it holds
+    the receiving turn meanwhile. Returns a function giving its outcome (``b""`` or the RpcError)."""
+    outcome: list[object] = []
+
+    def messages() -> Iterator[bytes]:
+        if release.wait(120):
+            yield traces_request(name)
+
+    def call() -> None:
+        with grpc.insecure_channel(sidecar.grpc_target, OWN_CONNECTION) as channel:
+            try:
+                outcome.append(channel.stream_unary(TRACE_EXPORT)(messages(), timeout=120))
+            except grpc.RpcError as error:
+                outcome.append(error)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+
+    def result() -> object:
+        thread.join(120)
+        return outcome[0]
+
+    return result
+
+
+def test_grpc_calls_wait_their_turn_and_too_many_waiting_are_refused(
+    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess]
+) -> None:
+    """gRPC messages are received one at a time. While one call holds the turn (its message not sent
+    yet), 15 more wait for theirs, and further calls are refused at once with RESOURCE_EXHAUSTED and
+    RetryInfo (the OTel SDKs retry it); once the message arrives, every waiting call is served."""
+    sidecar = sidecar_factory(upstream.url, LEAP0_SIDECAR_RECEIVE_TIMEOUT="300")
+    release = threading.Event()
+    held = _held_call(sidecar, release, "held")
+    # The call holding the turn has reserved three times the largest message in the queue's bound.
+    wait_for(lambda: sidecar.health_state()["queue_bytes"] == 3 * 4 * MIB, what="the held call's turn")
+
+    outcomes: dict[int, object] = {}
+
+    def send(i: int) -> None:
+        with grpc.insecure_channel(sidecar.grpc_target, OWN_CONNECTION) as channel:
+            try:
+                outcomes[i] = channel.unary_unary(TRACE_EXPORT)(traces_request(f"waiting-{i}"), timeout=120)
+            except grpc.RpcError as error:
+                outcomes[i] = error
+
+    senders = [threading.Thread(target=send, args=(i,)) for i in range(20)]
+    for thread in senders:
+        thread.start()
+    wait_for(lambda: len(outcomes) == 5, what="five calls refused at once")
+    release.set()
+    for thread in senders:
+        thread.join(120)
+    refused = [o for o in outcomes.values() if isinstance(o, grpc.RpcError)]
+    assert len(refused) == 5
+    for error in refused:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
+        assert status.details[0].Is(error_details_pb2.RetryInfo.DESCRIPTOR)
+    assert held() == b""
+    served = sorted(f"waiting-{i}" for i, o in outcomes.items() if o == b"")
+    assert len(served) == 15
+    wait_for(lambda: len(upstream.span_names()) == 16, what="the 16 spans")
+    assert sorted(upstream.span_names()) == sorted(["held", *served])
+
+
+def test_a_grpc_call_that_never_sends_its_message_loses_its_turn(
+    upstream: Upstream, sidecar_factory: Callable[..., SidecarProcess]
+) -> None:
+    """A call that sends no message within LEAP0_SIDECAR_RECEIVE_TIMEOUT gets DEADLINE_EXCEEDED, and the
+    call waiting behind it is served."""
+    sidecar = sidecar_factory(upstream.url, LEAP0_SIDECAR_RECEIVE_TIMEOUT="1")
+    stuck = _held_call(sidecar, threading.Event(), "never")
+    wait_for(lambda: sidecar.health_state()["queue_bytes"] > 0, what="the stuck call's turn")
+    with grpc.insecure_channel(sidecar.grpc_target, OWN_CONNECTION) as channel:
+        assert channel.unary_unary(TRACE_EXPORT)(traces_request("behind"), timeout=120) == b""
+    error = stuck()
+    assert isinstance(error, grpc.RpcError)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "not received within 1 s" in error.details()
+    wait_for(lambda: upstream.span_names() == ["behind"], what="the span sent behind it")
 
 
 def test_a_large_json_request_is_converted_within_memory(

@@ -6,7 +6,6 @@ import gzip
 import http.client
 import json
 import socket
-import time
 from collections.abc import Callable
 
 import grpc
@@ -164,14 +163,13 @@ def test_invalid_gzip_is_400(small_sidecar: SidecarProcess) -> None:
 
 
 def test_slow_client_times_out(small_sidecar: SidecarProcess) -> None:
-    with socket.create_connection(("127.0.0.1", small_sidecar.http_port), timeout=10) as sock:
+    # (a socket timeout far beyond the sidecar's 0.5 s: without the receive timeout, recv fails)
+    with socket.create_connection(("127.0.0.1", small_sidecar.http_port), timeout=60) as sock:
         sock.sendall(b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\n")
         sock.sendall(b"content-length: 100\r\n\r\nonly-part-of-the-body")
-        started = time.monotonic()
         answer = b""
         while chunk := sock.recv(65536):  # until the sidecar closes the connection
             answer += chunk
-        assert time.monotonic() - started < 5
         assert answer.startswith(b"HTTP/1.1 408")
         assert answer.endswith(b"request not received completely within 0.5 s\n")
 
@@ -243,7 +241,7 @@ def test_grpc_message_over_the_limit_is_refused(small_sidecar: SidecarProcess) -
 
 
 @pytest.mark.parametrize("taken", ["http", "grpc"])
-def test_a_taken_port_stops_the_sidecar_with_exit_1(
+def test_a_taken_port_stops_the_sidecar_with_exit_2_saying_what_to_do(
     sidecar_factory: Callable[..., SidecarProcess], taken: str
 ) -> None:
     with socket.socket() as sock:
@@ -252,5 +250,9 @@ def test_a_taken_port_stops_the_sidecar_with_exit_1(
         port = sock.getsockname()[1]
         variable = "LEAP0_OTLP_HTTP_ENDPOINT" if taken == "http" else "LEAP0_OTLP_GRPC_ENDPOINT"
         process = sidecar_factory(None, wait=False, **{variable: f"127.0.0.1:{port}"})
-        assert process.wait(20) == 1
-    assert "cannot start" in process.logs()
+        assert process.wait(20) == 2
+    what = "OTLP/HTTP" if taken == "http" else "OTLP/gRPC"
+    assert process.logs() == (
+        f"leap0-sidecar: cannot listen on 127.0.0.1:{port} for {what}: the port is in use; stop what uses "
+        f"it, or choose another with {variable}=host:port\n"
+    )

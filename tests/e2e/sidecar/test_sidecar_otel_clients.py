@@ -1,9 +1,11 @@
-"""The OpenTelemetry Python SDK's OTLP exporters (gRPC and HTTP) send spans, metrics and logs through the
-real sidecar to an upstream that decodes the protobuf: every resource arrives with the sandbox's identity,
-the app's spoofed leap0.* attributes overwritten, and the data itself intact."""
+"""The OpenTelemetry Python SDK's OTLP exporters (gRPC and HTTP), and the JavaScript SDK's (OTLP/JSON), send
+spans, metrics and logs through the real sidecar to an upstream that decodes the protobuf: every resource
+arrives with the sandbox's identity, the app's spoofed leap0.* attributes overwritten, and the data itself
+intact."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sidecar_support import IDENTITY, SidecarProcess, Upstream, resource_attributes
-from support import wait_for
+from support import send_with_the_js_exporters, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -136,3 +138,29 @@ def test_sdk_exporters_through_sidecar_get_identity(
     assert orders.sum.data_points[0].as_int == 3
     for exporter in (span_exporter, metric_exporter, log_exporter):
         exporter.shutdown()
+
+
+def test_the_opentelemetry_js_exporters_through_the_sidecar(
+    tmp_path: Path, upstream: Upstream, sidecar: SidecarProcess
+) -> None:
+    """The JS SDK's OTLP/HTTP exporters send OTLP/JSON, chunked: the span arrives with its own (hex) ids, the
+    metric with its value, both with the sandbox's identity instead of the one the app claimed."""
+    sent = send_with_the_js_exporters(sidecar.http_url, tmp_path)
+    wait_for(lambda: upstream.span_names() == ["js-work"], what="the JS span")
+    ((resource_spans,),) = [m.resource_spans for m in upstream.messages("/v1/traces")]
+    span = resource_spans.scope_spans[0].spans[0]
+    assert (span.trace_id.hex(), span.span_id.hex()) == (sent["traceId"], sent["spanId"])
+    assert resource_attributes(resource_spans.resource).items() >= IDENTITY.items()
+
+    def js_calls() -> list[Any]:
+        return [
+            (metric, rm.resource)
+            for rm in upstream.resources("/v1/metrics")
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == "js.calls"
+        ]
+
+    ((metric, resource),) = wait_for(js_calls, what="the JS counter")
+    assert (metric.unit, metric.sum.data_points[0].as_double) == ("{call}", 3.0)
+    assert resource_attributes(resource).items() >= IDENTITY.items()

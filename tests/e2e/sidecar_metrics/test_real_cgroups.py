@@ -1,10 +1,10 @@
 """The sampler against REAL cgroup v1 limits on this machine: a CPU burner and a memory allocator in a cgroup
 with a 0.5 CPU quota and a 256 MiB memory limit (needs root and the v1 cpu, cpuacct and memory controllers).
 
-Tolerances: CPU utilization over a 1.5 s interval must be within 5 points of the same figure computed
-independently from the processes' own CPU times (``/proc/<pid>/stat`` via psutil), and reach 80-100 % of the
-independently from the processes' own CPU times (``/proc/<pid>/stat`` via psutil), and reach 80-100 % of
-a machine shared with other work may starve it for a while).
+CPU utilization over a 2 s interval must lie within what the processes' own CPU times (``/proc/<pid>/stat``
+via psutil), read around the sampler's two samples, allow (``support.cpu_between_samples``: exact whatever
+the scheduling, give or take clock ticks); intervals are sampled until the burner got a fifth of its quota in
+one (a machine shared with other work may starve it for a while).
 Memory usage (working set) must be at least the 150 MiB the allocator touched and at most 48 MiB more (two
 Python interpreters' own pages).
 """
@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
-from support import gauge_values
+from support import cpu_between_samples, gauge_values, wait_for
 
 from leap0_sidecar.cgroups import cgroup_mounts, parse_mountinfo
 from leap0_sidecar.config import SamplerConfig, load_sampler
@@ -128,57 +127,28 @@ def sandbox() -> Iterator[Sandbox]:
                     time.sleep(0.05)
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
-
-
-def _throttling(sandbox: Sandbox) -> tuple[int, int]:
-    """(nr_periods, nr_throttled) of the sandbox's CFS bandwidth control (v1 ``cpu.stat``)."""
-    stat = dict(line.split() for line in (sandbox.dirs["cpu"] / "cpu.stat").read_text().splitlines())
-    return int(stat["nr_periods"]), int(stat["nr_throttled"])
-
-
 def _check(sampler: MetricsSampler, sandbox: Sandbox) -> None:
     assert sampler.source == "cgroup-v1"
-    seen: list[tuple[float, float, float]] = []
-    # Up to three 1.5 s intervals: on a machine shared with other work the burner may get less than its half
-    # CPU for a while. Each interval must agree with the processes' own CPU times, and with the kernel's
-    # throttling count: in a throttled period the burner used its whole quota, so the utilization is at least
-    # the throttled share of periods (less 10 points for partial periods at the ends).
-    for _ in range(3):
-        sampler.sample()  # a fresh baseline for the interval measured below
-        cpu_before, wall_before = _cpu_seconds(sandbox.pids), time.monotonic()
-        periods_before, throttled_before = _throttling(sandbox)
-        time.sleep(1.5)
-        attributes, values = gauge_values(sampler.sample())
-        cpu_after, wall_after = _cpu_seconds(sandbox.pids), time.monotonic()
-        periods_after, throttled_after = _throttling(sandbox)
-        independent = (cpu_after - cpu_before) / ((wall_after - wall_before) * 0.5) * 100
-        throttled = (throttled_after - throttled_before) / max(1, periods_after - periods_before) * 100
-        print(f"sampled {values}, from process times {independent:.1f} %, throttled {throttled:.0f} %")
 
+    def interval() -> bool:
+        seen = cpu_between_samples(sampler.sample, sandbox.pids, 0.5, 2.0)
+        attributes, values = gauge_values(seen.sample)
+        print(f"sampled {values}, from process times {seen.low:.1f}-{seen.high:.1f} %")
         assert attributes["leap0.metrics.source"] == "cgroup-v1"
         assert values["leap0.sandbox.cpu.limit"] == 0.5
         assert values["leap0.sandbox.memory.limit"] == 256 * MIB
         utilization = values["leap0.sandbox.cpu.utilization"]
-        assert 0.0 <= utilization <= 100.0
-        assert abs(utilization - independent) <= 5.0, (utilization, independent)
-        assert utilization >= throttled - 10.0, (utilization, throttled)
+        # The cgroup's CPU over its 0.5 CPU quota, as the processes' own times tell (a sampler dividing by
+        # the machine's CPUs, or reading another cgroup, falls outside).
+        assert seen.low <= utilization <= min(100.0, seen.high), (seen.low, utilization, seen.high)
         usage = values["leap0.sandbox.memory.usage"]
         assert ALLOCATED <= usage <= ALLOCATED + 48 * MIB, usage / MIB
         assert values["leap0.sandbox.memory.utilization"] == pytest.approx(usage / (256 * MIB) * 100)
-        seen.append((utilization, independent, throttled))
-        if utilization >= 80.0:
-            return
-    if max(t for _, _, t in seen) >= 80.0:
-        pytest.fail(f"throttled in most periods yet under 80 % (sampled, process times, throttled %): {seen}")
-    pytest.skip(
-        f"machine too busy: the burner rarely reached its 0.5 CPU quota (sampled, times, throttled): {seen}"
-    )
+        return utilization >= 20.0  # (the burner ran: the comparison means something)
+
+    # On a machine shared with other work the burner may get little CPU for a while: every interval must
+    # agree, until one in which it got a fifth of its quota.
+    wait_for(interval, 120, "an interval in which the burner got 20 % of its quota", interval=0)
 
 
 def test_real_v1_cgroup_by_pid(sandbox: Sandbox) -> None:

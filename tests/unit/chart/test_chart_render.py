@@ -215,6 +215,7 @@ def test_operator_settings_reach_the_operators_flags() -> None:
     elsewhere = {"sidecar-image", "liveness", "default-network-policy", "dns-namespace", "dns-labels"}
     assert {k: v for k, v in flags(container).items() if k not in elsewhere} == {
         "metrics-port": "9100",
+        "metrics-bind-address": "0.0.0.0",
         "sidecar-cpu": "10m",
         "sidecar-memory": "32Mi",
         "default-image": "python:3.13-slim",

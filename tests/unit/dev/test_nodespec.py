@@ -130,7 +130,7 @@ def test_the_log_query() -> None:
     assert nodespec.parse_log_query({}) == LogQuery()
     assert nodespec.parse_log_query(
         {"follow": "true", "previous": "1", "tailLines": "10", "limitBytes": "100", "timestamps": "true"}
-    ) == LogQuery(follow=True, previous=True, tail_lines=10, limit_bytes=100)
+    ) == LogQuery(follow=True, previous=True, tail_lines=10, limit_bytes=100, timestamps=True)
     assert nodespec.parse_log_query({"tailLines": "0"}).tail_lines == 0
     with pytest.raises(ValueError, match="tailLines: 'x' is not an integer"):
         nodespec.parse_log_query({"tailLines": "x"})
@@ -166,7 +166,7 @@ def test_os_image_is_the_pretty_name() -> None:
 
 
 def test_tail_start_reads_a_large_file_from_its_end(tmp_path: Path) -> None:
-    from leap0_dev.runner.kubelet_endpoint import tail_start
+    from leap0_dev.runner.logs import tail_start
 
     log = tmp_path / "sandbox.log"
     lines = [f"line {i} {'x' * 100}\n".encode() for i in range(5000)]  # about 550 KB: many blocks

@@ -278,6 +278,11 @@ def test_auth_decision() -> None:
         (ConfigurationError("no kubeconfig"), "misconfigured: no kubeconfig"),
         (ApiError("forbidden", status=403), "lack access"),
         (ApiError("boom", status=500), "answered 500"),
+        (
+            ApiError('namespaces "agents" not found', status=404, kind="namespaces", name="agents"),
+            "namespace agents does not exist; create it with kubectl create namespace agents",
+        ),
+        (ApiError("the server could not find the requested resource", status=404), "is leap0 installed"),
         (urllib3.exceptions.MaxRetryError(None, "/x", "refused"), "cannot reach the Kubernetes API"),
         (ConnectionRefusedError("refused"), "cannot reach the Kubernetes API"),
         (ValueError("command must not be empty"), "invalid argument: command must not be empty"),
@@ -289,6 +294,14 @@ def test_every_error_becomes_one_actionable_line(exc: BaseException, expected: s
     message = logic.failure_message(exc)
     assert expected in message
     assert "\n" not in message
+
+
+def test_only_what_may_pass_says_call_again_later() -> None:
+    assert "later" in logic.failure_message(ApiError("boom", status=500))
+    for status in (401, 403, 404):
+        assert "later" not in logic.failure_message(ApiError("x", status=status))
+    gone = ApiError('namespaces "agents" not found', status=404, kind="namespaces", name="agents")
+    assert "later" not in logic.failure_message(gone)
 
 
 def test_not_found_names_the_asked_id() -> None:

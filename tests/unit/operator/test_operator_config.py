@@ -125,6 +125,7 @@ def test_network_settings_from_flags_and_environment() -> None:
 SAMPLES: dict[str, str | None] = {
     "--namespace": "team-a", "--all-namespaces": None, "--standalone": None, "--peering": "mine",
     "--priority": "7", "--liveness": "http://0.0.0.0:9/healthz", "--metrics-port": "9",
+    "--metrics-bind-address": "127.0.0.1",
     "--default-image": "img:1", "--sidecar-image": "side:1", "--sidecar-cpu": "200m",
     "--sidecar-memory": "128Mi", "--default-otlp-endpoint": "http://collector:4318",
     "--expired-retention": "7", "--retry-delay": "7", "--startup-timeout": "7", "--watch-timeout": "7",
@@ -169,3 +170,40 @@ def test_watch_timeout_and_resync_period() -> None:
         config.parse(["--watch-timeout", "0"], {})
     with pytest.raises(config.ConfigError, match="resync period"):
         config.parse([], {"LEAP0_OPERATOR_RESYNC_PERIOD": "soon"})
+
+
+def test_metrics_bind_address_is_an_ip_address() -> None:
+    assert config.parse([], {})[1].metrics_bind_address == "0.0.0.0"
+    assert config.parse(["--metrics-bind-address", "::1"], {})[1].metrics_bind_address == "::1"
+    env = {"LEAP0_OPERATOR_METRICS_BIND_ADDRESS": "127.0.0.1"}
+    assert config.parse([], env)[1].metrics_bind_address == "127.0.0.1"
+    with pytest.raises(config.ConfigError, match="metrics bind address: expected an IP address"):
+        config.parse(["--metrics-bind-address", "localhost:8081"], {})
+
+
+def test_the_addresses_listened_on_are_the_metrics_and_the_liveness_endpoint() -> None:
+    _, options = config.parse(["--metrics-port", "9", "-L", "http://0.0.0.0:8080/healthz"], {})
+    assert [(what, host, port) for what, host, port, _ in config.listen_addresses(options)] == [
+        ("the metrics", "0.0.0.0", 9),
+        ("the liveness endpoint", "0.0.0.0", 8080),
+    ]
+    assert config.listen_addresses(config.parse([], {})[1]) == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "files", "problem"),
+    [
+        ({}, {config.SERVICE_ACCOUNT_TOKEN}, None),  # in a pod: its service account
+        ({"KUBECONFIG": "/k/a:/k/b"}, {"/k/a", "/k/b"}, None),
+        ({"KUBECONFIG": "/k/a:/k/b"}, {"/k/a"}, "KUBECONFIG names /k/b, which does not exist"),
+        ({"KUBECONFIG": "/k/gone"}, {config.SERVICE_ACCOUNT_TOKEN}, None),  # (kopf tries the account first)
+        ({"HOME": "/home/me"}, {"/home/me/.kube/config"}, None),
+        ({"HOME": "/home/me"}, set(), "no cluster to connect to"),
+    ],
+)
+def test_a_cluster_that_cannot_be_reached_is_said_before_kopf_retries_forever(
+    environ: dict[str, str], files: set[str], problem: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", environ.get("HOME", "/home/me"))
+    found = config.cluster_access_problem(environ, files.__contains__)
+    assert found is None if problem is None else found is not None and found.startswith(problem)

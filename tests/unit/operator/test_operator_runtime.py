@@ -56,9 +56,12 @@ async def test_a_failing_reconcile_does_not_stop_the_workers() -> None:
 
 async def test_wakeups_fire_in_time_order_and_rescheduling_replaces() -> None:
     fired: list[tuple[Key, float]] = []
+    last_fired = asyncio.Event()
 
     async def callback(key: Key) -> None:
         fired.append((key, time.time()))
+        if key[1] == "late":
+            last_fired.set()
 
     wakeups = Wakeups(callback)
     wakeups.start()
@@ -69,7 +72,8 @@ async def test_wakeups_fire_in_time_order_and_rescheduling_replaces() -> None:
     wakeups.schedule(("ns", "moved"), now + 0.10)  # postponed: fires once, at the new time
     wakeups.schedule(("ns", "cancelled"), now + 0.03)
     wakeups.cancel(("ns", "cancelled"))
-    await asyncio.sleep(0.3)
+    # (until the last one fired, however late a busy machine runs it: a wrong one would have fired before)
+    await asyncio.wait_for(last_fired.wait(), 30)
     await wakeups.stop()
     assert [key[1] for key, _ in fired] == ["early", "moved", "late"]
     moved_at = next(at for key, at in fired if key[1] == "moved")

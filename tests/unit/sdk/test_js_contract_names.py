@@ -11,10 +11,18 @@ import leap0_contract as c
 
 CONSTANTS = REPO / "js" / "src" / "constants.ts"
 _LITERAL = re.compile(r'^export const (\w+) = "([^"]*)";$', re.MULTILINE)
+_NUMBER = re.compile(r"^export const (\w+) = (\d+);$", re.MULTILINE)
 
 
 def js_names() -> dict[str, str]:
     return dict(_LITERAL.findall(CONSTANTS.read_text()))
+
+
+def test_every_js_number_has_the_contracts_value() -> None:
+    numbers = {name: int(value) for name, value in _NUMBER.findall(CONSTANTS.read_text())}
+    assert "SDK_OTEL_EXPORT_TIMEOUT_MS" in numbers
+    for name, value in numbers.items():
+        assert getattr(c, name, None) == value, f"{name}: js {value}, contract {getattr(c, name, None)!r}"
 
 
 def test_every_js_name_has_the_contracts_value() -> None:

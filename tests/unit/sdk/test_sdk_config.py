@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from leap0._kube import kubeconfig_path, load_configuration, resolve_namespace
-from leap0._telemetry import histogram_name, resolve_enabled
+from leap0._telemetry import histogram_name, own_export_timeout, resolve_enabled
 from leap0.exceptions import ConfigurationError
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
@@ -38,6 +38,14 @@ def test_enablement_matrix(explicit: bool | None, env: dict[str, str], expected:
 def test_histogram_names_follow_the_hosted_sdk() -> None:
     assert histogram_name("sandboxes.create") == "sandboxes_create_duration"
     assert histogram_name("process.execute") == "process_execute_duration"
+
+
+def test_the_sdks_own_exporters_give_up_after_2_s_unless_the_otlp_timeout_variables_say_otherwise() -> None:
+    assert own_export_timeout("TRACES", {}) == 2.0
+    assert own_export_timeout("METRICS", {"OTEL_EXPORTER_OTLP_TIMEOUT": " "}) == 2.0
+    assert own_export_timeout("TRACES", {"OTEL_EXPORTER_OTLP_TIMEOUT": "10"}) is None
+    assert own_export_timeout("METRICS", {"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "1"}) is None
+    assert own_export_timeout("TRACES", {"OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "1"}) == 2.0
 
 
 def test_namespace_precedence() -> None:

@@ -12,6 +12,7 @@ from leap0.exceptions import ConfigurationError
 from leap0.models import (
     SandboxRequest,
     api_error_message,
+    api_error_subject,
     build_otel_secret,
     build_sandbox_body,
     generate_sandbox_name,
@@ -192,6 +193,21 @@ def test_generated_names_are_valid_and_distinct() -> None:
         assert name.startswith("sbx-")
         assert name == name.lower()
         assert len(name) <= 63
+
+
+def test_api_error_subject_is_the_status_details_kind_and_name() -> None:
+    body = json.dumps(
+        {
+            "kind": "Status",
+            "code": 404,
+            "reason": "NotFound",
+            "details": {"name": "agents", "kind": "namespaces"},
+        }
+    )
+    assert api_error_subject(body) == ("namespaces", "agents")
+    assert api_error_subject(json.dumps({"kind": "Status", "code": 500})) == (None, None)
+    assert api_error_subject("plain text") == (None, None)
+    assert api_error_subject(None) == (None, None)
 
 
 def test_api_error_message_is_the_status_message() -> None:

@@ -123,7 +123,7 @@ async def test_body_until_close_and_stale_keep_alive_connection() -> None:
 
 async def test_timeout_and_refused_connection_raise_upstream_error() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(5)
+        await asyncio.sleep(600)  # (never answers)
 
     server, port = await serve(silent)
     http = client(port, OTEL_EXPORTER_OTLP_TIMEOUT="200")

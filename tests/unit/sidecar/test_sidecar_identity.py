@@ -163,3 +163,16 @@ def test_wire_walker_matches_protobuf_on_sdk_payload() -> None:
     assert [f[0] for f in fields] == [1]
     assert fields[0][4] == len(payload)
     assert encode_varint(300) == b"\xac\x02"
+
+
+def test_a_large_request_is_stamped_into_views_of_its_own_bytes() -> None:
+    """Over 64 KiB the stamp copies nothing of what it leaves untouched: its pieces are views of the
+    request's bytes (the queue keeps them as they are), and they concatenate to ``rewrite``'s result."""
+    request = bytearray(sdk_spans(Resource.create(SPOOFED), n=2000).SerializeToString())
+    assert len(request) > 64 * 1024
+    stamper = IdentityStamper(IDENTITY)
+    pieces = stamper.rewrite_pieces(request)
+    assert b"".join(pieces) == stamper.rewrite(request)
+    views = [p for p in pieces if isinstance(p, memoryview)]
+    assert sum(len(v) for v in views) > len(request) - 1024  # all but the rewritten resource
+    assert all(v.obj is request for v in views)

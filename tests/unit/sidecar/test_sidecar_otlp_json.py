@@ -124,6 +124,29 @@ def test_same_protobuf_as_the_library_json_mapping(
     assert converted == reference(signal, document)
 
 
+def test_ids_are_read_as_hex_wherever_they_are() -> None:
+    """OTLP/JSON ids are hex strings, not protobuf's base64: spans, their links, exemplars, log records."""
+    traces = ExportTraceServiceRequest.FromString(
+        otlp.json_to_protobuf("traces", json.dumps(TRACES).encode())
+    )
+    span = traces.resource_spans[0].scope_spans[0].spans[0]
+    assert (span.trace_id.hex(), span.span_id.hex()) == (
+        "0102030405060708090a0b0c0d0e0f10",
+        "0102030405060708",
+    )
+    assert (span.links[0].trace_id.hex(), span.links[0].span_id.hex()) == (
+        "1112131415161718191a1b1c1d1e1f20",
+        "1112131415161718",
+    )
+    metrics = ExportMetricsServiceRequest.FromString(
+        otlp.json_to_protobuf("metrics", json.dumps(METRICS).encode())
+    )
+    exemplar = metrics.resource_metrics[0].scope_metrics[0].metrics[1].histogram.data_points[0].exemplars[0]
+    assert exemplar.trace_id.hex() == "0102030405060708090a0b0c0d0e0f10"
+    logs = ExportLogsServiceRequest.FromString(otlp.json_to_protobuf("logs", json.dumps(LOGS).encode()))
+    assert logs.resource_logs[0].scope_logs[0].log_records[0].span_id.hex() == "0102030405060708"
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from leap0_sidecar import otlp
 from leap0_sidecar.exporter import backoff_delay, is_retryable, parse_retry_after
 from leap0_sidecar.http_receiver import BodyTooLarge, GzipError, gunzip_limited
-from leap0_sidecar.queue import ExportQueue
+from leap0_sidecar.queue import ExportQueue, Pieces, parts_of
 from leap0_sidecar.self_metrics import Counters, build_request
 
 
@@ -54,6 +54,18 @@ async def test_queue_is_bounded_in_bytes_until_done() -> None:
     queue.done(60)
     assert queue.offer("traces", b"c" * 10)
     assert queue.used == 50
+
+
+def test_a_request_in_pieces_counts_its_bytes_and_is_sent_as_their_concatenation() -> None:
+    queue = ExportQueue(100)
+    body = bytearray(b"x" * 80)
+    pieces = Pieces([b"head", memoryview(body)[10:50], b"tail"])
+    assert queue.offer("traces", pieces)
+    assert queue.used == 48
+    assert not queue.offer("traces", b"y" * 53)
+    assert queue.offer("traces", b"y" * 52)
+    batch = queue.take("traces", 1000)
+    assert b"".join(parts_of(batch)) == b"head" + b"x" * 40 + b"tail" + b"y" * 52
 
 
 async def test_queue_batches_per_signal_up_to_a_size() -> None:

@@ -22,6 +22,7 @@ from sidecar_metrics_fixtures import (
     v1_pod,
     v2_cgroup,
     v2_pod,
+    write,
 )
 from support import subprocess_env
 
@@ -358,3 +359,40 @@ def test_command_line_rejects_bad_config() -> None:
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "configuration error: LEAP0_SANDBOX_MEMORY_LIMIT_BYTES='1Gi'" in out.stderr
+
+
+def test_the_app_runs_while_its_cgroup_has_a_process(tmp_path: Path) -> None:
+    """What the sidecar asks before its last sample, at shutdown: after the sandbox's last process, a sample
+    would measure nothing."""
+    directory = v2_pod(tmp_path)
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path))
+    write(directory / "cgroup.procs", "42\n43\n")
+    assert sampler.app_running()
+    write(directory / "cgroup.procs", "")  # the processes ended; the cgroup not removed yet
+    assert not sampler.app_running()
+    shutil.rmtree(directory)  # the container is gone, and its cgroup with it
+    assert not sampler.app_running()
+    sampler.close()
+
+
+def test_the_app_runs_while_its_v1_memory_cgroup_has_a_process(tmp_path: Path) -> None:
+    _, memory = v1_pod(tmp_path)
+    sampler = MetricsSampler(SamplerConfig(root=tmp_path))
+    write(memory / "cgroup.procs", "42\n")
+    assert sampler.app_running()
+    write(memory / "cgroup.procs", "")
+    assert not sampler.app_running()
+    sampler.close()
+
+
+def test_the_app_runs_while_its_process_does_with_psutil(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        config = SamplerConfig(root=tmp_path, force_source="psutil", sandbox_pid=child.pid)
+        sampler = MetricsSampler(config)
+        assert sampler.app_running()
+    finally:
+        child.kill()
+        child.wait()
+    assert not sampler.app_running()
+    sampler.close()
