@@ -36,5 +36,7 @@ if [ -n "$unformatted" ]; then echo "gofmt: $unformatted" >&2; exit 1; fi
 # The OpenTelemetry Collector verifying sidecars' tokens in the realk8s tests, built by the Collector's
 # builder from devtools/otelcol into a cache outside the repository (cold: about 2 minutes here; warm: a second).
 .venv/bin/leap0 dev collector build
-# pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must.
-.venv/bin/python -m pytest "$@"
+# pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must. Two workers
+# (pytest-xdist; LEAP0_TEST_WORKERS changes it, 0 runs in this process): most tests wait on processes and
+# servers, so two halve the time even on two cores; the realk8s tests stay on one worker (one control plane).
+.venv/bin/python -m pytest -n "${LEAP0_TEST_WORKERS:-2}" --dist loadgroup "$@"

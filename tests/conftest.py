@@ -123,6 +123,14 @@ _build_error: list[str] = []
 _collector_error: list[str] = []
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Under pytest-xdist (scripts/test.sh runs two workers), every ``realk8s`` test goes to one worker, so
+    the session starts one real control plane (and one kubelet Node) rather than one per worker. (Marked as
+    each test is collected: xdist reads the groups in its own ``pytest_collection_modifyitems``.)"""
+    if item.get_closest_marker("realk8s"):
+        item.add_marker(pytest.mark.xdist_group("realk8s"))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the control plane's binaries before the first test when a ``realk8s`` test is selected (and the
     OpenTelemetry Collector when one uses ``otel_collector``): a cold build takes minutes, which no test's
