@@ -29,7 +29,8 @@ from typing import Any
 
 import yaml
 
-from leap0_dev.controlplane.build import BuildError, locked
+from leap0_dev import gocache
+from leap0_dev.gocache import BuildError
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "otelcol"  # devtools/otelcol in a checkout
 BINARY = "leap0-otelcol"
@@ -102,11 +103,7 @@ def cache_key(versions: Versions, files: Mapping[str, bytes]) -> str:
 
 
 def cache_root(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get(CACHE_ENV):
-        return Path(env[CACHE_ENV])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "leap0" / "otelcol"
+    return gocache.cache_root("otelcol", CACHE_ENV, os.environ if env is None else env)
 
 
 def cache_dir(module_dir: Path = MODULE_DIR, env: Mapping[str, str] | None = None) -> Path:
@@ -158,7 +155,7 @@ def ensure_collector(
             f"or newer (it builds devtools/otelcol with the Collector's builder into {cache_root(env)})",
             exit_code=2,
         )
-    with locked(folder):
+    with gocache.locked(folder):
         if binary.is_file():
             return binary
         folder.mkdir(parents=True, exist_ok=True)
@@ -185,17 +182,4 @@ def ensure_collector(
 
 def build() -> int:
     """``leap0 dev collector build``: build what is missing; print one line, the Collector's path."""
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    try:
-        binary = ensure_collector(progress=say)
-    except BuildError as exc:
-        say(f"leap0 dev collector build: {exc}")
-        return exc.exit_code
-    except KeyboardInterrupt:  # Ctrl-C during a build: a half-written binary is never taken as built
-        say("leap0 dev collector build: interrupted")
-        return 130
-    print(binary, flush=True)
-    return 0
+    return gocache.build_command("leap0 dev collector build", lambda say: ensure_collector(progress=say))

@@ -12,17 +12,16 @@ tests run it (:func:`build`). Building needs Go (1.26 or newer) and the Go modul
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import leap0_contract as contract
+from leap0_dev import gocache
 
 # The module's source: supervisor/ of this checkout (devtools/leap0_dev/supervisor.py -> the repository root).
 MODULE_DIR = Path(__file__).resolve().parent.parent.parent / "supervisor"
@@ -44,11 +43,7 @@ def host_arch() -> str:
 
 
 def cache_root(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get(CACHE_ENV):
-        return Path(env[CACHE_ENV])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "leap0" / "supervisor"
+    return gocache.cache_root("supervisor", CACHE_ENV, os.environ if env is None else env)
 
 
 def source_files(module_dir: Path = MODULE_DIR) -> dict[str, bytes]:
@@ -97,18 +92,6 @@ def build_command(go: str, output: Path, version: str = contract.PACKAGE_VERSION
     return [go, "build", "-trimpath", "-ldflags", f"-s -w -X main.version={version}", "-o", str(output), "."]
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """One build per cache folder at a time (two test runs, or a test run and a manual build)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def build(
     arch: str | None = None, *, module_dir: Path = MODULE_DIR, env: Mapping[str, str] | None = None
 ) -> Path:
@@ -121,7 +104,8 @@ def build(
     target = folder / binary_name(arch)
     if target.is_file():
         return target
-    with _locked(folder):
+    with gocache.locked(folder):
+        folder.mkdir(parents=True, exist_ok=True)
         if target.is_file():
             return target
         partial = folder / f".{binary_name(arch)}.partial"

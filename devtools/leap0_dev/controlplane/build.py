@@ -13,8 +13,6 @@ The plan (:func:`plan_build`) is pure; :func:`ensure_binaries` carries it out.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -22,9 +20,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from leap0_dev import gocache
+from leap0_dev.gocache import BuildError as BuildError  # re-exported: the control plane's callers catch it
 
 # The names `leap0 dev control-plane build` promises in its folder.
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "helm")
@@ -33,14 +34,6 @@ MODULES = ("kube", "etcd", "helm")
 MODULES_DIR = Path(__file__).resolve().parents[2] / "k8s"  # devtools/k8s in a checkout
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 CACHE_ENV = "LEAP0_CONTROL_PLANE_CACHE"  # the cache root, instead of $XDG_CACHE_HOME/leap0/control-plane
-
-
-class BuildError(RuntimeError):
-    """The binaries cannot be had; ``exit_code`` 2 means a tool is missing (nothing was tried)."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -152,11 +145,7 @@ def missing_in(folder: Path) -> set[str]:
 
 
 def cache_root(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get(CACHE_ENV):
-        return Path(env[CACHE_ENV])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return base / "leap0" / "control-plane"
+    return gocache.cache_root("control-plane", CACHE_ENV, os.environ if env is None else env)
 
 
 def module_files(modules_dir: Path = MODULES_DIR) -> dict[str, bytes]:
@@ -184,18 +173,6 @@ def cache_dir(modules_dir: Path = MODULES_DIR, env: Mapping[str, str] | None = N
 
 def versions(modules_dir: Path = MODULES_DIR) -> Versions:
     return read_versions({module: (modules_dir / module / "go.mod").read_text() for module in MODULES})
-
-
-@contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """One build per cache folder at a time (two test sessions, or a session and a manual build)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_binaries(
@@ -230,7 +207,7 @@ def ensure_binaries(
             f"holding {', '.join(BINARIES)}",
             exit_code=2,
         )
-    with locked(folder):
+    with gocache.locked(folder):
         missing = missing_in(folder)  # another build may have finished meanwhile
         folder.mkdir(parents=True, exist_ok=True)
         for step in plan_build(versions(modules_dir), modules_dir, missing):
@@ -311,7 +288,7 @@ def ensure_kubelet(
             f"1.26 or newer (it builds devtools/k8s/{KUBELET_MODULE} into {cache_root(env)})",
             exit_code=2,
         )
-    with locked(folder):
+    with gocache.locked(folder):
         if not binary.is_file():
             folder.mkdir(parents=True, exist_ok=True)
             _run_step(plan_kubelet_build(modules_dir), go, folder, env, say)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from leap0_dev import children, nodespec
+from leap0_dev import children, gocache, nodespec
 from leap0_dev.nodespec import NodeOptions
 from leap0_dev.runner.kubelet import KubeletError
 
@@ -25,18 +26,14 @@ def _say(line: str) -> None:
 
 def build() -> int:
     """Build what is missing; print one line, the folder holding the five binaries."""
-    try:
-        folder = ensure_binaries(progress=_say)
+
+    def ensure(say: Callable[[str], None]) -> Path:
+        folder = ensure_binaries(progress=say)
         # and the kubelet endpoint of --kubelet (seconds, once the control plane's build warmed Go's cache)
-        ensure_kubelet(progress=_say)
-    except BuildError as exc:
-        _say(f"leap0 dev control-plane build: {exc}")
-        return exc.exit_code
-    except KeyboardInterrupt:  # Ctrl-C during a build: a half-written binary is never taken as built
-        _say("leap0 dev control-plane build: interrupted")
-        return 130
-    print(folder, flush=True)
-    return 0
+        ensure_kubelet(progress=say)
+        return folder
+
+    return gocache.build_command("leap0 dev control-plane build", ensure)
 
 
 def up(port: int, kubeconfig: Path, data_dir: Path | None, node: NodeOptions | None = None) -> int:
