@@ -23,7 +23,7 @@ import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from support import REPO, subprocess_env
+from support import REPO, logged_process, subprocess_env
 
 SECURITY_DOC = REPO / "docs" / "security.md"
 
@@ -101,21 +101,9 @@ def collector_process(
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "collector.yaml"
     path.write_text(yaml.safe_dump(config))
-    log = workdir / "collector.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [str(binary), f"--config={path}"], stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(**env)
-        )
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            print(f"--- {log} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    argv = [str(binary), f"--config={path}"]
+    with logged_process(argv, workdir / "collector.log", subprocess_env(**env), append=True) as process:
+        yield process
 
 
 # --- JWTs -------------------------------------------------------------------------------------------------

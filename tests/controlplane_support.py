@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from kubernetes import client
-from support import free_port, kubectl, subprocess_env
+from support import free_port, kubectl, logged_process, subprocess_env
 
 from leap0_dev.controlplane.plan import token_kubeconfig
 
@@ -91,22 +91,8 @@ def deployment_operator_args(deployment: dict[str, Any]) -> list[str]:
 
 @contextlib.contextmanager
 def local_operator(kubeconfig: Path, args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m leap0_operator ARGS`` against ``kubeconfig``, its output in ``log``; stopped (SIGTERM, a
-    kill after 15 s) on exit, the log's end printed (shown for a failed test)."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "leap0_operator", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(KUBECONFIG=str(kubeconfig)),
-        )
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            print(f"--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+    """``python -m leap0_operator ARGS`` against ``kubeconfig``, its output added to ``log``
+    (``support.logged_process``)."""
+    argv = [sys.executable, "-m", "leap0_operator", *args]
+    with logged_process(argv, log, subprocess_env(KUBECONFIG=str(kubeconfig)), append=True) as process:
+        yield process

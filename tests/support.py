@@ -75,18 +75,13 @@ def dev_up_command(*extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def operator_process(
-    kubeconfig: Path, namespace: str, log: Path, *args: str
+def logged_process(
+    argv: list[str], log: Path, env: dict[str, str], append: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m leap0_operator -n NAMESPACE --standalone ARGS`` against ``kubeconfig``, output in ``log``.
-    On exit: SIGTERM (a kill after 15 s), then the log's last 40 lines printed (shown for a failed test)."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(KUBECONFIG=str(kubeconfig)),
-        )
+    """``argv`` with its output (both streams) in ``log`` (``append``: after what it holds). On exit: SIGTERM
+    (a kill after 15 s), then the log's last 40 lines printed (shown for a failed test)."""
+    with log.open("ab" if append else "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             yield process
         finally:
@@ -97,6 +92,17 @@ def operator_process(
                 process.kill()
                 process.wait()
             print(f"--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+
+
+@contextlib.contextmanager
+def operator_process(
+    kubeconfig: Path, namespace: str, log: Path, *args: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m leap0_operator -n NAMESPACE --standalone ARGS`` against ``kubeconfig``, output in ``log``
+    (:func:`logged_process`)."""
+    argv = [sys.executable, "-m", "leap0_operator", "-n", namespace, "--standalone", *args]
+    with logged_process(argv, log, subprocess_env(KUBECONFIG=str(kubeconfig))) as process:
+        yield process
 
 
 def http(
