@@ -240,7 +240,8 @@ def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
 class FreezingProxy:
     """A TCP proxy to ``host:port`` (asyncio, in a thread) that can freeze: :meth:`freeze` stops every open
     connection dead (it stays open, nothing flows either way, as behind a stuck load balancer or NAT), while
-    connections opened afterwards work normally. ``url`` is the proxy's ``http://127.0.0.1:PORT``."""
+    connections opened afterwards work normally; :meth:`cut` closes them; :meth:`refuse` also closes new ones.
+    ``url`` is the proxy's ``http://127.0.0.1:PORT``."""
 
     def __init__(self, host: str, port: int) -> None:
         import asyncio
@@ -254,6 +255,7 @@ class FreezingProxy:
         self._server: Any = None
         self.port = 0
         self.connections = 0  # opened so far
+        self.refusing = False
 
     @property
     def url(self) -> str:
@@ -282,6 +284,13 @@ class FreezingProxy:
         """Close every connection open now, both ways (as a restarting load balancer does)."""
         self._loop.call_soon_threadsafe(lambda: [writer.close() for writer in list(self._writers)])
 
+    def refuse(self, refusing: bool = True) -> None:
+        """Cut every connection and close new ones at once (the API server is away), until ``refuse(False)``:
+        clients get no answer at all."""
+        self.refusing = refusing
+        if refusing:
+            self.cut()
+
     async def _start(self) -> None:
         import asyncio
 
@@ -304,6 +313,9 @@ class FreezingProxy:
         import asyncio
 
         self.connections += 1
+        if self.refusing:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:

@@ -13,6 +13,24 @@ import leap0_contract as contract
 
 Log = Callable[[str], None]
 
+# Every API call of the runner: (connect, read) seconds. A call on a connection that stopped answering fails
+# after this instead of holding the runner up; what failed is tried again (the pod's status on its next
+# change or tick, a missing Secret/ConfigMap/claim every LocalPod.RETRY_S).
+REQUEST_TIMEOUT_S = (10.0, 30.0)
+# A pod watch's connection may stay silent this much longer than the watch lasts (the server ends a healthy
+# watch at its timeoutSeconds) before the runner gives up on it and lists again.
+WATCH_GRACE_S = 5.0
+
+
+def api_errors() -> tuple[type[BaseException], ...]:
+    """What an API call of the runner may raise: an answer with an error status (``ApiException``), or no
+    answer at all (a refused, cut or silent connection: urllib3's errors, ``OSError``). The runner goes on
+    after either, as a kubelet keeps its pods running while the API server is away."""
+    from kubernetes.client import ApiException
+    from urllib3.exceptions import HTTPError
+
+    return (ApiException, HTTPError, OSError)
+
 
 def log_to_stderr(message: str) -> None:
     """The default log: a line on stderr, dropped when stderr is closed (the runner never fails on output)."""
@@ -38,6 +56,10 @@ class RunnerConfig:
     field_selector: str | None = None
     # Only pods of this namespace (None: every namespace).
     namespace: str | None = None
+    # How long one pod watch lasts (the server's timeoutSeconds); the client gives up on a connection that
+    # has said nothing for WATCH_GRACE_S more (a silent connection, behind a stuck proxy or NAT) and lists
+    # again, as an informer does.
+    watch_timeout: float = 300.0
     # The command standing for the telemetry container (None: this checkout's leap0-sidecar).
     sidecar_argv: list[str] | None = None
     # The leap0 supervisor standing for the sidecar image's (leap0_dev.supervisor builds it); None: pods run

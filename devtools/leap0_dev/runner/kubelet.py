@@ -40,7 +40,7 @@ import leap0_contract as contract
 from leap0_dev import children, nodespec
 from leap0_dev.podspec import Host, Obj, parse_quantity
 
-from .config import Log, RunnerConfig
+from .config import REQUEST_TIMEOUT_S, Log, RunnerConfig, api_errors
 from .kubelet_endpoint import KubeletEndpoint
 from .pod import LocalPod
 from .watch import Runner
@@ -122,25 +122,24 @@ class KubeletRunner(Runner):
 
     def _report_final(self, local: LocalPod) -> None:
         """The containers' final states (terminated, with their exit codes), before the object goes."""
-        from kubernetes.client import ApiException
-
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(*api_errors()):
             self.core.patch_namespaced_pod_status(
                 local.name,
                 local.namespace,
                 {"status": local.tick()},
                 _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT_S,
             )
 
     def _delete(self, namespace: str, name: str, uid: str) -> None:
-        from kubernetes.client import ApiException
-
         try:
             core: Any = self.core  # the call takes a plain dict
-            core.delete_namespaced_pod(name, namespace, body=nodespec.final_delete_options(uid))
-        except ApiException as exc:
-            if exc.status not in (404, 409):  # gone already, or a newer pod of the same name
-                self.config.log(f"runner: deleting pod {namespace}/{name}: {exc.status} {exc.reason}")
+            core.delete_namespaced_pod(
+                name, namespace, body=nodespec.final_delete_options(uid), _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except api_errors() as exc:  # gone already (404), or a newer pod of the same name (409)
+            if getattr(exc, "status", None) not in (404, 409):
+                self.config.log(f"runner: deleting pod {namespace}/{name}: {exc}")
 
 
 class NodeAgent:

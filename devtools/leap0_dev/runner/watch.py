@@ -15,7 +15,7 @@ from typing import Any
 from leap0_dev import podspec
 from leap0_dev.podspec import Obj
 
-from .config import RunnerConfig
+from .config import REQUEST_TIMEOUT_S, WATCH_GRACE_S, RunnerConfig, api_errors
 from .pod import LocalPod, Lookups, machine
 
 # A queue event after a list (not an API event type): the uids listed, so pods gone meanwhile are stopped.
@@ -46,11 +46,9 @@ class Runner:
 
     # lookups for secretKeyRef / configMapKeyRef
     def _secret(self, namespace: str, name: str, key: str) -> str | None:
-        from kubernetes.client import ApiException
-
         try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException:
+            secret = self.core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+        except api_errors():  # missing, or not readable now: the pod is set up again later
             return None
         if secret.data and key in secret.data:
             return base64.b64decode(secret.data[key]).decode()
@@ -59,21 +57,21 @@ class Runner:
         return None
 
     def _config_map(self, namespace: str, name: str, key: str) -> str | None:
-        from kubernetes.client import ApiException
-
         try:
-            config_map = self.core.read_namespaced_config_map(name, namespace)
-        except ApiException:
+            config_map = self.core.read_namespaced_config_map(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except api_errors():  # missing, or not readable now: the pod is set up again later
             return None
         return None if not config_map.data or key not in config_map.data else str(config_map.data[key])
 
     def _claim(self, namespace: str, name: str) -> str | None:
         """The uid of a PersistentVolumeClaim that exists and is not being deleted, else None."""
-        from kubernetes.client import ApiException
-
         try:
-            claim = self.core.read_namespaced_persistent_volume_claim(name, namespace)
-        except ApiException:
+            claim = self.core.read_namespaced_persistent_volume_claim(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except api_errors():  # missing, or not readable now: the pod is set up again later
             return None
         meta = claim.metadata
         if meta is None or meta.deletion_timestamp is not None:
@@ -87,7 +85,9 @@ class Runner:
         from kubernetes.client import ApiException
 
         try:
-            claim = self.claims.read_namespaced_persistent_volume_claim(name, namespace)
+            claim = self.claims.read_namespaced_persistent_volume_claim(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
         except ApiException as exc:
             return bool(exc.status == 404)
         except Exception:  # unknown: keep it
@@ -107,11 +107,11 @@ class Runner:
     def _record_network_policies(self, local: LocalPod) -> None:
         """Record the NetworkPolicies that would apply to the pod and say it once: nothing enforces them here
         (the pod's processes share this machine's network)."""
-        from kubernetes.client import ApiException
-
         try:
-            listed = self.networking.list_namespaced_network_policy(local.namespace)
-        except ApiException:
+            listed = self.networking.list_namespaced_network_policy(
+                local.namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except api_errors():
             return
         policies = [self.networking.api_client.sanitize_for_serialization(p) for p in listed.items]
         selecting = podspec.selecting_policies(local.pod, policies)
@@ -181,7 +181,8 @@ class Runner:
                     resource_version = self._list(selectors)
                 self._response = self._pods(
                     watch=True,
-                    timeout_seconds=300,
+                    timeout_seconds=max(1, round(self.config.watch_timeout)),
+                    _request_timeout=(REQUEST_TIMEOUT_S[0], self.config.watch_timeout + WATCH_GRACE_S),
                     resource_version=resource_version,
                     allow_watch_bookmarks=True,
                     _preload_content=False,
@@ -213,7 +214,7 @@ class Runner:
     def _list(self, selectors: dict[str, Any]) -> str:
         """List the pods: each one as an ADDED event, then a SYNC event naming them all; the resourceVersion
         to watch from."""
-        response = self._pods(_preload_content=False, **selectors)
+        response = self._pods(_preload_content=False, _request_timeout=REQUEST_TIMEOUT_S, **selectors)
         listed = json.loads(response.data)
         for item in listed["items"]:
             self.events.put(("ADDED", item))
@@ -268,8 +269,6 @@ class Runner:
             self._stop_pods()
 
     def _run_pods(self) -> None:
-        from kubernetes.client import ApiException
-
         while not self._stop.is_set():
             deadline = time.monotonic() + 0.5
             while True:
@@ -299,11 +298,12 @@ class Runner:
                         local.namespace,
                         {"status": status},
                         _content_type="application/merge-patch+json",
+                        _request_timeout=REQUEST_TIMEOUT_S,
                     )
                     local.last_reported = podspec.comparable(status)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        self.config.log(f"runner: status of {local.namespace}/{local.name}: {exc.reason}")
+                except api_errors() as exc:  # reported again on the next tick (the pod still runs)
+                    if getattr(exc, "status", None) != 404:
+                        self.config.log(f"runner: status of {local.namespace}/{local.name}: {exc}")
 
     def _retry_unset_pods(self) -> None:
         """Set up again the pods that could not be (a Secret, ConfigMap or claim missing, or not readable yet:
