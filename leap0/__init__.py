@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from leap0.client import Leap0Client, SandboxesClient
     from leap0.exceptions import (
         ApiError,
+        ApiUnreachableError,
         ConfigurationError,
         FilesystemError,
         Leap0Error,
@@ -38,6 +39,7 @@ _LAZY = {
     "FilesystemClient": "leap0.sandbox",
     "ProcessResult": "leap0.models",
     "ApiError": "leap0.exceptions",
+    "ApiUnreachableError": "leap0.exceptions",
     "ConfigurationError": "leap0.exceptions",
     "FilesystemError": "leap0.exceptions",
     "Leap0Error": "leap0.exceptions",
@@ -52,6 +54,7 @@ _LAZY = {
 
 __all__ = [
     "ApiError",
+    "ApiUnreachableError",
     "ConfigurationError",
     "FilesystemClient",
     "FilesystemError",

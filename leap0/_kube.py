@@ -13,6 +13,16 @@ from typing import Any
 
 from leap0.exceptions import ConfigurationError
 
+
+def api_call_errors() -> tuple[type[BaseException], ...]:
+    """What a call of the kubernetes client raises: an answer with an error status (``ApiException``), or no
+    answer at all (urllib3's errors: a connection refused, reset or timed out, after its retries)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    return (ApiException, HTTPError)
+
+
 IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_NAMESPACE = "default"
 

@@ -16,10 +16,11 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 import leap0_contract as c
-from leap0._kube import load_configuration, resolve_namespace
+from leap0._kube import api_call_errors, load_configuration, resolve_namespace
 from leap0._telemetry import Telemetry, make_telemetry
 from leap0.exceptions import (
     ApiError,
+    ApiUnreachableError,
     Leap0Error,
     SandboxFailedError,
     SandboxNotFoundError,
@@ -142,8 +143,6 @@ class Leap0Client:
         """Record that ``sandbox`` is being used (for its idleTimeout): the ``leap0.dev/last-activity``
         annotation, at most once per ``ACTIVITY_WRITE_INTERVAL_S`` per sandbox from this client, and only for
         sandboxes that can go idle. Best effort: a failed write is logged, the operation goes on."""
-        from kubernetes.client.exceptions import ApiException
-
         if not records_activity(sandbox):
             return
         key = (sandbox.namespace or self.namespace, sandbox.id)
@@ -163,7 +162,7 @@ class Leap0Client:
                 activity_patch(datetime.datetime.now(datetime.UTC)),
                 _content_type="application/merge-patch+json",
             )
-        except ApiException as exc:
+        except api_call_errors() as exc:
             logger.debug("recording the use of sandbox %s failed: %s", sandbox.id, exc)
             with self._activity_lock:
                 self._activity.pop(key, None)
@@ -173,7 +172,16 @@ class Leap0Client:
 
 
 def _raise_api(exc: Any, *, sandbox_id: str | None, namespace: str) -> NoReturn:
-    """Translate a kubernetes ApiException into the SDK's typed errors."""
+    """Translate a kubernetes ApiException (or urllib3's error when no answer came) into the SDK's typed
+    errors."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not isinstance(exc, ApiException):
+        reason = getattr(exc, "reason", None) or exc  # MaxRetryError: the last attempt's error
+        raise ApiUnreachableError(
+            f"cannot reach the Kubernetes API server ({reason}); is the cluster up, and is it the one the "
+            "kubeconfig names?"
+        ) from exc
     status = getattr(exc, "status", None)
     body = getattr(exc, "body", None)
     message = api_error_message(body, f"{getattr(exc, 'reason', '') or 'API error'} (HTTP {status})")
@@ -197,13 +205,11 @@ class SandboxesClient:
         return self._client.namespace
 
     def _get_obj(self, sandbox_id: str) -> JsonDict:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             obj: JsonDict = self._client._custom.get_namespaced_custom_object(
                 c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, sandbox_id
             )
-        except ApiException as exc:
+        except api_call_errors() as exc:
             _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
         return obj
 
@@ -305,8 +311,6 @@ class SandboxesClient:
     ) -> JsonDict:
         """POST the Sandbox of ``request`` (and, for ``otel_export``, then its headers' Secret, owned by the
         Sandbox), named ``name`` or a generated name (another one on a name clash)."""
-        from kubernetes.client.exceptions import ApiException
-
         ns = self._ns()
         attempts = 1 if name is not None else _NAME_ATTEMPTS
         for attempt in range(attempts):
@@ -322,8 +326,8 @@ class SandboxesClient:
                 obj: JsonDict = self._client._custom.create_namespaced_custom_object(
                     c.GROUP, c.VERSION, ns, c.SANDBOX_PLURAL, body, _request_timeout=http_timeout
                 )
-            except ApiException as exc:
-                if exc.status == 409 and attempt + 1 < attempts:
+            except api_call_errors() as exc:
+                if getattr(exc, "status", None) == 409 and attempt + 1 < attempts:
                     continue
                 _raise_api(exc, sandbox_id=None, namespace=ns)
             if secret_data is None:
@@ -339,22 +343,20 @@ class SandboxesClient:
             )
             try:
                 self._client._core.create_namespaced_secret(ns, secret, _request_timeout=http_timeout)
-            except ApiException as exc:
+            except api_call_errors() as exc:
                 # Without its Secret the sandbox would wait for nothing: take it back.
-                with contextlib.suppress(ApiException):
+                with contextlib.suppress(*api_call_errors()):
                     self._client._custom.delete_namespaced_custom_object(
                         c.GROUP, c.VERSION, ns, c.SANDBOX_PLURAL, sandbox_name
                     )
-                if exc.status == 409 and attempt + 1 < attempts:
+                if getattr(exc, "status", None) == 409 and attempt + 1 < attempts:
                     continue
                 _raise_api(exc, sandbox_id=None, namespace=ns)
             return obj
         raise ApiError("could not find a free sandbox name", status=409)  # pragma: no cover
 
     def _delete_secret_quietly(self, secret_name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        with contextlib.suppress(ApiException):
+        with contextlib.suppress(*api_call_errors()):
             self._client._core.delete_namespaced_secret(secret_name, self._ns())
 
     def _wait_running(self, obj: Mapping[str, Any], wait_timeout: float) -> Mapping[str, Any]:
@@ -453,8 +455,6 @@ class SandboxesClient:
 
     def _list_objs(self, label_selector: str | None = None) -> builtins.list[JsonDict]:
         """The Sandbox objects of the namespace as the API returns them (the MCP server reads annotations)."""
-        from kubernetes.client.exceptions import ApiException
-
         kwargs: dict[str, Any] = {}
         if label_selector:
             kwargs["label_selector"] = label_selector
@@ -462,14 +462,12 @@ class SandboxesClient:
             result = self._client._custom.list_namespaced_custom_object(
                 c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, **kwargs
             )
-        except ApiException as exc:
+        except api_call_errors() as exc:
             _raise_api(exc, sandbox_id=None, namespace=self._ns())
         return builtins.list(result.get("items") or [])
 
     def delete(self, sandbox: str | Sandbox) -> None:
         """Delete a sandbox by id or object (``SandboxNotFoundError`` if it does not exist)."""
-        from kubernetes.client.exceptions import ApiException
-
         self._client._check_open()
         sandbox_id = sandbox.id if isinstance(sandbox, Sandbox) else sandbox
         with self._client._telemetry.operation(c.SDK_OP_SANDBOXES_DELETE, sandbox_id):
@@ -477,13 +475,11 @@ class SandboxesClient:
                 self._client._custom.delete_namespaced_custom_object(
                     c.GROUP, c.VERSION, self._ns(), c.SANDBOX_PLURAL, sandbox_id
                 )
-            except ApiException as exc:
+            except api_call_errors() as exc:
                 _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
 
     def set_timeout(self, sandbox: str | Sandbox, timeout: int) -> Sandbox:
         """Set ``spec.timeout`` (lifetime in seconds from creation; the API checks 1-28800)."""
-        from kubernetes.client.exceptions import ApiException
-
         self._client._check_open()
         if isinstance(timeout, bool) or not isinstance(timeout, int):
             raise TypeError(f"timeout must be an int number of seconds, got {timeout!r}")
@@ -499,13 +495,11 @@ class SandboxesClient:
                     {"spec": {"timeout": timeout}},
                     _content_type="application/merge-patch+json",
                 )
-            except ApiException as exc:
+            except api_call_errors() as exc:
                 _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
             return self._bind(obj)
 
     def _patch_spec(self, sandbox_id: str, spec: JsonDict) -> JsonDict:
-        from kubernetes.client.exceptions import ApiException
-
         try:
             obj: JsonDict = self._client._custom.patch_namespaced_custom_object(
                 c.GROUP,
@@ -516,7 +510,7 @@ class SandboxesClient:
                 {"spec": spec},
                 _content_type="application/merge-patch+json",
             )
-        except ApiException as exc:
+        except api_call_errors() as exc:
             _raise_api(exc, sandbox_id=sandbox_id, namespace=self._ns())
         return obj
 

@@ -35,6 +35,12 @@ class ApiError(Leap0Error):
         self.name = name
 
 
+class ApiUnreachableError(ApiError, ConnectionError):
+    """The Kubernetes API server gave no answer: the connection was refused, reset or timed out (``status``
+    is None). The request may or may not have been carried out: a read or a delete can simply be called
+    again."""
+
+
 class SandboxValidationError(ApiError, ValueError):
     """The API rejected the request (HTTP 422): the message is the schema's own."""
 

@@ -11,6 +11,7 @@ import {
 import * as c from "./constants.js";
 import {
   ApiError,
+  ApiUnreachableError,
   Leap0Error,
   SandboxFailedError,
   SandboxNotFoundError,
@@ -132,10 +133,27 @@ function httpError(err: unknown): { code: number; body: unknown; message: string
   return undefined;
 }
 
+/** @internal Whether `err` says no answer came: node-fetch's `FetchError` of type `system` (a refused, reset
+ * or timed-out connection, with its errno `code`), or an aborted request. */
+function transportError(err: unknown): err is Error {
+  if (!(err instanceof Error)) return false;
+  const e = err as Error & { type?: unknown; code?: unknown };
+  return (e.name === "FetchError" && e.type === "system") || e.name === "AbortError" || typeof e.code === "string";
+}
+
 /** Translate a Kubernetes API error into the SDK's typed errors (other errors pass through). */
 function raiseApi(err: unknown, sandboxId: string | undefined, namespace: string): never {
   const http = httpError(err);
-  if (http === undefined) throw err;
+  if (http === undefined) {
+    if (transportError(err) && !(err instanceof Leap0Error)) {
+      throw new ApiUnreachableError(
+        `cannot reach the Kubernetes API server (${err.message}); is the cluster up, and is it the one the ` +
+          "kubeconfig names?",
+        { cause: err },
+      );
+    }
+    throw err;
+  }
   const message = apiErrorMessage(http.body, `${http.message || "API error"} (HTTP ${http.code})`);
   const reason = apiErrorReason(http.body);
   if (http.code === 404 && sandboxId !== undefined)

@@ -21,6 +21,12 @@ export class ApiError extends Leap0Error {
   }
 }
 
+/**
+ * The Kubernetes API server gave no answer: the connection was refused, reset or timed out (`status` is
+ * undefined). The request may or may not have been carried out: a read or a delete can simply be called again.
+ */
+export class ApiUnreachableError extends ApiError {}
+
 /** The API rejected the request (HTTP 422); the message is the API server's (schema) message. */
 export class SandboxValidationError extends ApiError {}
 

@@ -13,6 +13,7 @@ export type { EnvInput, EnvVar, NetworkSpec, ProcessResult, SandboxData, Workspa
 export type { MeterProviderLike, TracerProviderLike } from "./telemetry.js";
 export {
   ApiError,
+  ApiUnreachableError,
   ConfigurationError,
   FilesystemError,
   Leap0Error,

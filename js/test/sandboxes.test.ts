@@ -4,8 +4,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import {
   ApiError,
+  ApiUnreachableError,
   ConfigurationError,
   Leap0Client,
   Leap0Error,
@@ -419,5 +421,35 @@ describe("configuration", () => {
       );
     });
     assert.throws(() => new Leap0Client({ kubeconfig: join(dir, "missing") }), ConfigurationError);
+  });
+
+  test("an API server that does not answer is an ApiUnreachableError, not the HTTP library's error", async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port)); // a port nobody listens on any more
+      });
+    });
+    const sdk = new Leap0Client({
+      kubeconfig: kubeconfigWithServer(api, `http://127.0.0.1:${port}`, "nowhere", dir),
+      sdkOtelEnabled: false,
+    });
+    const calls: [string, () => Promise<unknown>][] = [
+      ["get", () => sdk.sandboxes.get("x")],
+      ["list", () => sdk.sandboxes.list()],
+      ["create", () => sdk.sandboxes.create({ wait: false })],
+      ["delete", () => sdk.sandboxes.delete("x")],
+      ["setTimeout", () => sdk.sandboxes.setTimeout("x", 60)],
+    ];
+    for (const [name, call] of calls) {
+      await assert.rejects(call, (err: unknown) => {
+        assert.ok(err instanceof ApiUnreachableError, `${name}: ${String(err)}`);
+        assert.ok(err instanceof Leap0Error);
+        assert.equal(err.status, undefined);
+        assert.match(err.message, new RegExp(`^cannot reach the Kubernetes API server \\(.*127\\.0\\.0\\.1:${port}`));
+        return true;
+      });
+    }
+    await sdk.close();
   });
 });

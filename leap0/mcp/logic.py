@@ -544,6 +544,7 @@ def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
     """
     from leap0.exceptions import (
         ApiError,
+        ApiUnreachableError,
         ConfigurationError,
         FilesystemError,
         ProcessError,
@@ -593,7 +594,7 @@ def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
         return f"{text}. Call again; if it keeps failing, check the sandbox with get_sandbox"
     if isinstance(exc, ConfigurationError):
         return f"the MCP server is misconfigured: {text}"
-    if isinstance(exc, ApiError):
+    if isinstance(exc, ApiError) and not _is_connection_error(exc):
         if exc.status == 404 and exc.kind == "namespaces" and exc.name:
             return (
                 f"namespace {exc.name} does not exist; create it with kubectl create namespace {exc.name} "
@@ -605,6 +606,8 @@ def failure_message(exc: BaseException, sandbox_id: str | None = None) -> str:
         elif exc.status == 404:  # (not a sandbox, not a namespace: the Sandbox resource itself)
             hint = "is leap0 installed in this cluster? Its CRDs (crds/, or the Helm chart) must be"
         return f"the Kubernetes API answered {exc.status}: {text}; {hint}"
+    if isinstance(exc, ApiUnreachableError):
+        return f"{text[:300]} Call again later."
     if _is_connection_error(exc):
         return (
             f"cannot reach the Kubernetes API server ({type(exc).__name__}: {text[:200]}); the cluster may "

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from sdk_support import failed_status, pending_status, running_status, set_status, start_pod
 from support import wait_for
 
 import leap0_contract as c
 from leap0 import (
+    ApiUnreachableError,
     ConfigurationError,
     Leap0Client,
+    Leap0Error,
     SandboxFailedError,
     SandboxNotFoundError,
     SandboxTimeoutError,
@@ -284,3 +289,31 @@ def test_hosted_telemetry_alias_and_the_sidecar_switch(
     assert _raw(apiserver, namespace, quiet.id)["spec"] == {"telemetry": {"enabled": False}}
     with pytest.raises(TypeError, match="otel_export or telemetry"):
         sdk.sandboxes.create(otel_export=True, telemetry=False, wait=False)
+
+
+def test_an_api_server_that_does_not_answer_is_a_typed_error(apiserver: ServerThread, tmp_path: Path) -> None:
+    # A kubeconfig naming a port nobody listens on: every call raises ApiUnreachableError (a Leap0Error and a
+    # ConnectionError) saying so, never the HTTP library's own exception.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    doc = yaml.safe_load(apiserver.kubeconfig.read_text())
+    for cluster in doc["clusters"]:
+        cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    kubeconfig = tmp_path / "dead-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(doc))
+    with Leap0Client(namespace="nowhere", kubeconfig=kubeconfig, sdk_otel_enabled=False) as sdk:
+        for call in (
+            lambda: sdk.sandboxes.get("x"),
+            lambda: sdk.sandboxes.list(),
+            lambda: sdk.sandboxes.create(wait=False),
+            lambda: sdk.sandboxes.delete("x"),
+            lambda: sdk.sandboxes.set_timeout("x", 60),
+        ):
+            with pytest.raises(ApiUnreachableError) as caught:
+                call()
+            assert isinstance(caught.value, Leap0Error)
+            assert isinstance(caught.value, ConnectionError)
+            assert caught.value.status is None
+            assert str(caught.value).startswith("cannot reach the Kubernetes API server (")
+            assert f"port={port}" in str(caught.value) or f":{port}" in str(caught.value)
