@@ -32,6 +32,19 @@ def free_port() -> int:
         return port
 
 
+def dead_kubeconfig(kubeconfig: Path, folder: Path) -> tuple[Path, int]:
+    """A copy of ``kubeconfig`` in ``folder`` whose clusters name a port nothing listens on; and the port."""
+    import yaml
+
+    port = free_port()
+    doc = yaml.safe_load(kubeconfig.read_text())
+    for cluster in doc["clusters"]:
+        cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
+    dead = folder / "dead-kubeconfig"
+    dead.write_text(yaml.safe_dump(doc))
+    return dead, port
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child process running this checkout's code (installed or not)."""
     env = dict(os.environ)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from mcp_support import call, ok
 from sdk_support import StandInKubelet, kubelet_image_pull_status
+from support import dead_kubeconfig
 
 import leap0_contract as c
 from leap0_dev.apiserver import ServerThread
@@ -163,14 +162,7 @@ async def test_wait_timeout_keeps_the_sandbox(
 async def test_a_dead_api_server_is_a_tool_error(
     stdio: Callable[..., Any], apiserver: ServerThread, tmp_path: Path
 ) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    doc = yaml.safe_load(apiserver.kubeconfig.read_text())
-    for cluster in doc["clusters"]:
-        cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
-    kubeconfig = tmp_path / "dead-kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(doc))
+    kubeconfig, _ = dead_kubeconfig(apiserver.kubeconfig, tmp_path)
     async with stdio(["-m", "leap0.cli", "mcp", "--kubeconfig", str(kubeconfig)]) as session:
         for tool, args in (
             ("list_sandboxes", {}),

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from sdk_support import failed_status, pending_status, running_status, set_status, start_pod
-from support import wait_for
+from support import dead_kubeconfig, wait_for
 
 import leap0_contract as c
 from leap0 import (
@@ -294,14 +292,7 @@ def test_hosted_telemetry_alias_and_the_sidecar_switch(
 def test_an_api_server_that_does_not_answer_is_a_typed_error(apiserver: ServerThread, tmp_path: Path) -> None:
     # A kubeconfig naming a port nobody listens on: every call raises ApiUnreachableError (a Leap0Error and a
     # ConnectionError) saying so, never the HTTP library's own exception.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    doc = yaml.safe_load(apiserver.kubeconfig.read_text())
-    for cluster in doc["clusters"]:
-        cluster["cluster"]["server"] = f"http://127.0.0.1:{port}"
-    kubeconfig = tmp_path / "dead-kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(doc))
+    kubeconfig, port = dead_kubeconfig(apiserver.kubeconfig, tmp_path)
     with Leap0Client(namespace="nowhere", kubeconfig=kubeconfig, sdk_otel_enabled=False) as sdk:
         for call in (
             lambda: sdk.sandboxes.get("x"),
