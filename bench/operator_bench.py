@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,36 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def embedded_apiserver(folder: Path) -> Iterator[tuple[str, Path, list[subprocess.Popen[bytes]]]]:
+    """``python -m leap0_dev.apiserver`` on a free port, its kubeconfig written to ``folder``; once it
+    answers: its URL, the kubeconfig, and the list of the benchmark's child processes (append the others),
+    all stopped on the way out, the last started first."""
+    kubeconfig = folder / "kubeconfig"
+    port = free_port()
+    apiserver = subprocess.Popen(
+        [sys.executable, "-m", "leap0_dev.apiserver", "--port", str(port), "--kubeconfig", str(kubeconfig)],
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children = [apiserver]
+    try:
+        deadline = time.monotonic() + 30
+        while not kubeconfig.exists():
+            if time.monotonic() > deadline or apiserver.poll() is not None:
+                raise RuntimeError("the embedded API server did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", kubeconfig, children
+    finally:
+        for child in reversed(children):
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -332,24 +364,10 @@ def main() -> int:
     metrics_port = None if args.metrics_off else free_port()
     metrics_url = f"http://127.0.0.1:{metrics_port}{contract.OPERATOR_METRICS_PATH}" if metrics_port else None
 
-    with tempfile.TemporaryDirectory(prefix="leap0-bench-") as tmp:
-        kubeconfig = Path(tmp) / "kubeconfig"
-        port = free_port()
-        apiserver = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "leap0_dev.apiserver",
-                "--port",
-                str(port),
-                "--kubeconfig",
-                str(kubeconfig),
-            ],
-            env=child_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        children = [apiserver]
+    with (
+        tempfile.TemporaryDirectory(prefix="leap0-bench-") as tmp,
+        embedded_apiserver(Path(tmp)) as (api_url, kubeconfig, children),
+    ):
 
         def start_operator() -> subprocess.Popen[bytes]:
             log = open(Path(tmp) / "operator.log", "wb")  # noqa: SIM115
@@ -369,30 +387,10 @@ def main() -> int:
             children.append(operator)
             return operator
 
-        try:
-            deadline = time.monotonic() + 30
-            while not kubeconfig.exists():
-                if time.monotonic() > deadline or apiserver.poll() is not None:
-                    raise RuntimeError("the embedded API server did not start")
-                time.sleep(0.05)
-            time.sleep(0.2)
-            figures = asyncio.run(
-                bench(
-                    args.sandboxes,
-                    args.idle,
-                    f"http://127.0.0.1:{port}",
-                    start_operator,
-                    args.burst_concurrency,
-                    metrics_url,
-                )
-            )
-        finally:
-            for child in reversed(children):
-                child.terminate()
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        time.sleep(0.2)
+        figures = asyncio.run(
+            bench(args.sandboxes, args.idle, api_url, start_operator, args.burst_concurrency, metrics_url)
+        )
 
     n = args.sandboxes
     metrics = "off" if args.metrics_off else "on"

@@ -43,6 +43,7 @@ from operator_bench import (
     SANDBOXES,
     Client,
     child_env,
+    embedded_apiserver,
     free_port,
     phase_is,
     running_status,
@@ -205,55 +206,28 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=20.0, help="idle window in seconds (default 20)")
     args = parser.parse_args()
     metrics_port = free_port()
-    with tempfile.TemporaryDirectory(prefix="leap0-pause-bench-") as tmp:
-        kubeconfig = Path(tmp) / "kubeconfig"
-        port = free_port()
-        apiserver = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "leap0_dev.apiserver",
-                "--port",
-                str(port),
-                "--kubeconfig",
-                str(kubeconfig),
-            ],
-            env=child_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    with (
+        tempfile.TemporaryDirectory(prefix="leap0-pause-bench-") as tmp,
+        embedded_apiserver(Path(tmp)) as (api_url, kubeconfig, children),
+        open(Path(tmp) / "operator.log", "wb") as log,
+    ):
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "leap0_operator", "--standalone", "-n", NS,
+                 "--metrics-port", str(metrics_port)],
+                env=child_env(KUBECONFIG=str(kubeconfig)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        figures = asyncio.run(
+            bench(
+                args.sandboxes,
+                args.idle,
+                api_url,
+                f"http://127.0.0.1:{metrics_port}{contract.OPERATOR_METRICS_PATH}",
+            )
         )
-        children = [apiserver]
-        try:
-            deadline = time.monotonic() + 30
-            while not kubeconfig.exists():
-                if time.monotonic() > deadline or apiserver.poll() is not None:
-                    raise RuntimeError("the embedded API server did not start")
-                time.sleep(0.05)
-            with open(Path(tmp) / "operator.log", "wb") as log:
-                children.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "leap0_operator", "--standalone", "-n", NS,
-                         "--metrics-port", str(metrics_port)],
-                        env=child_env(KUBECONFIG=str(kubeconfig)),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )  # fmt: skip
-                figures = asyncio.run(
-                    bench(
-                        args.sandboxes,
-                        args.idle,
-                        f"http://127.0.0.1:{port}",
-                        f"http://127.0.0.1:{metrics_port}{contract.OPERATOR_METRICS_PATH}",
-                    )
-                )
-        finally:
-            for child in reversed(children):
-                child.terminate()
-                try:
-                    child.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    child.kill()
 
     n = args.sandboxes
     print(f"leap0 pause/resume benchmark: {n} sandboxes at once against the embedded API server")
