@@ -105,6 +105,16 @@ def phase(
     return probe
 
 
+def wait_phase(
+    api: client.ApiClient, namespace: str, name: str, wanted: str, timeout: float = 30
+) -> dict[str, Any]:
+    """Wait until the Sandbox's status says phase ``wanted``; that status."""
+    status: dict[str, Any] = wait_for(
+        phase(api, namespace, name, wanted), timeout=timeout, what=f"{name} {wanted}", ignore=API_ERRORS
+    )
+    return status
+
+
 def pod_exists(api: client.ApiClient, namespace: str, name: str) -> Callable[[], Any]:
     return lambda: core(api).read_namespaced_pod(name, namespace)
 

@@ -53,9 +53,7 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     assert [c.name for c in pod.spec.containers] == ["sandbox"]
     # the supervisor's copy (sandbox logs, on by default), then the native sidecar
     assert [c.name for c in pod.spec.init_containers] == [contract.SUPERVISOR_INIT_CONTAINER, "telemetry"]
-    pending = wait_for(
-        ops.phase(api, namespace, "minimal", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-    )
+    pending = ops.wait_phase(api, namespace, "minimal", "Pending", timeout=20)
     assert pending["podName"] == "minimal"
     assert pending[contract.STATUS_SUPERVISOR] == contract.SUPERVISOR_PATH
     assert pending["vcpu"] == 1
@@ -63,9 +61,7 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
     assert pending["expiresAt"]
 
     ops.play_kubelet(api, namespace, "minimal", sandbox_state=ops.RUNNING)
-    running = wait_for(
-        ops.phase(api, namespace, "minimal", "Running"), timeout=20, what="Running", ignore=ops.API_ERRORS
-    )
+    running = ops.wait_phase(api, namespace, "minimal", "Running", timeout=20)
     assert running["podIP"] == "10.1.2.3"
     assert running["startedAt"] == "2026-01-01T00:00:02Z"
     ready = {c["type"]: c for c in running["conditions"]}[contract.CONDITION_READY]
@@ -73,9 +69,7 @@ def test_applied_example_gets_its_pod_and_status_follows_the_kubelet(
 
     oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137}}
     ops.play_kubelet(api, namespace, "minimal", sandbox_state=oom)
-    failed = wait_for(
-        ops.phase(api, namespace, "minimal", "Failed"), timeout=20, what="Failed", ignore=ops.API_ERRORS
-    )
+    failed = ops.wait_phase(api, namespace, "minimal", "Failed", timeout=20)
     assert failed["reason"] == contract.REASON_OOM_KILLED
     assert "out of memory" in failed["message"]
     table = kubectl(apiserver.kubeconfig, "-n", namespace, "get", "sandboxes").stdout
@@ -134,18 +128,11 @@ def test_expiry_deletes_the_pod_and_extending_the_timeout_postpones_it(
         what="pods",
         ignore=ops.API_ERRORS,
     )
-    expired = wait_for(
-        ops.phase(api, namespace, "short", "Expired"), timeout=30, what="Expired", ignore=ops.API_ERRORS
-    )
+    expired = ops.wait_phase(api, namespace, "short", "Expired", timeout=30)
     assert expired["reason"] == contract.REASON_EXPIRED
     assert ops.pod_gone(api, namespace, "short")()
     # The extended one expires at its new deadline (creation + 6 s), not at the original one (+ 3 s).
-    wait_for(
-        ops.phase(api, namespace, "extended", "Expired"),
-        timeout=30,
-        what="the extended Sandbox's expiry",
-        ignore=ops.API_ERRORS,
-    )
+    ops.wait_phase(api, namespace, "extended", "Expired", timeout=30)
     assert ops.pod_gone(api, namespace, "extended")()
     extended = ops.sandbox(api, namespace, "extended")
     created = parse_time(extended["metadata"]["creationTimestamp"])
@@ -177,9 +164,7 @@ def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
 ) -> None:
     start_operator()
     ops.create_sandbox(api, namespace, "orphan", template="does-not-exist")
-    failed = wait_for(
-        ops.phase(api, namespace, "orphan", "Failed"), timeout=20, what="Failed", ignore=ops.API_ERRORS
-    )
+    failed = ops.wait_phase(api, namespace, "orphan", "Failed", timeout=20)
     assert failed["reason"] == contract.REASON_TEMPLATE_NOT_FOUND
     assert "does-not-exist" in failed["message"]
     assert ops.pod_gone(api, namespace, "orphan")()
@@ -212,9 +197,7 @@ def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
     )
     limits = pod.spec.containers[0].resources.limits
     assert limits == {"cpu": "2", "memory": "2048Mi", "ephemeral-storage": "2048Mi"}
-    status = wait_for(
-        ops.phase(api, namespace, "templated", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-    )
+    status = ops.wait_phase(api, namespace, "templated", "Pending", timeout=20)
     assert (status["vcpu"], status["memory"], status["disk"], status["templateId"]) == (
         2,
         2048,
@@ -291,16 +274,9 @@ def test_killing_and_restarting_the_operator_leaves_exactly_one_pod_each(
     pods = wait_for(all_pods, timeout=20, what="a pod per Sandbox", ignore=ops.API_ERRORS)
     # One each, none for the Sandbox that expired while the operator was down.
     assert pods == sorted([*names, "ready-probe"])
-    wait_for(
-        ops.phase(api, namespace, "expires-while-down", "Expired"),
-        timeout=10,
-        what="the expiry missed while down",
-        ignore=ops.API_ERRORS,
-    )
+    ops.wait_phase(api, namespace, "expires-while-down", "Expired", timeout=10)
     for name in names:
-        wait_for(
-            ops.phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, name, "Pending", timeout=20)
 
 
 def test_two_replicas_with_peering_create_one_pod_per_sandbox(
@@ -321,9 +297,7 @@ def test_two_replicas_with_peering_create_one_pod_per_sandbox(
     pods = wait_for(all_pods, timeout=30, what="a pod per Sandbox", ignore=ops.API_ERRORS)
     assert sorted(pods) == sorted(names)
     for name in names:
-        wait_for(
-            ops.phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, name, "Pending", timeout=20)
 
 
 def test_kopf_run_module_reads_its_settings_from_the_environment(
@@ -348,9 +322,7 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(
         wait_for(ops.pod_exists(api, namespace, name), timeout=20, what="the pod", ignore=ops.API_ERRORS)
         ops.play_kubelet(api, namespace, name, sandbox_state=ops.RUNNING)
     for name in names:
-        wait_for(
-            ops.phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, name, "Running", timeout=20)
     first.stop()
     before = ops.operator_writes(apiserver)
     second = start_operator()
@@ -409,9 +381,7 @@ def test_api_errors_that_may_recover_are_retried_with_backoff(
             what="the pod after two failed POSTs",
             ignore=ops.API_ERRORS,
         )
-        status = wait_for(
-            ops.phase(api, namespace, "flaky", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-        )
+        status = ops.wait_phase(api, namespace, "flaky", "Pending", timeout=20)
     assert status["reason"] == contract.REASON_POD_CREATED
     first, second, third = faults.attempts  # retried, once per failure, no more
     assert second - first >= 0.9  # the retry delay
@@ -427,9 +397,7 @@ def test_a_pod_the_api_refuses_as_invalid_fails_the_sandbox_without_retrying(
     with PodPostFaults(apiserver, namespace, (422, "Invalid", {})) as faults:
         start_operator()
         ops.create_sandbox(api, namespace, "refused")
-        status = wait_for(
-            ops.phase(api, namespace, "refused", "Failed"), timeout=20, what="Failed", ignore=ops.API_ERRORS
-        )
+        status = ops.wait_phase(api, namespace, "refused", "Failed", timeout=20)
         time.sleep(2.5)  # well past the retry delay (1 s) and its first doubling: nothing is retried
     assert status["reason"] == contract.REASON_INVALID_SPEC
     assert "refused creating pod refused" in status["message"]
@@ -454,9 +422,7 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
             ops.pod_exists(api, namespace, "audited"), timeout=20, what="the pod", ignore=ops.API_ERRORS
         )
         ops.play_kubelet(api, namespace, "audited", sandbox_state=ops.RUNNING)
-        wait_for(
-            ops.phase(api, namespace, "audited", "Running"), timeout=20, what="Running", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, "audited", "Running", timeout=20)
         ops.core(api).delete_namespaced_pod("audited", namespace)
         wait_for(
             lambda: ops.pod_exists(api, namespace, "audited")().metadata.uid != first.metadata.uid,
@@ -473,9 +439,7 @@ def test_every_call_the_operator_makes_is_in_its_rbac_list(
             "audited",
             {"spec": {"timeout": 1}},
         )
-        wait_for(
-            ops.phase(api, namespace, "audited", "Expired"), timeout=30, what="Expired", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, "audited", "Expired", timeout=30)
         wait_for(
             lambda: "audited" not in {s["metadata"]["name"] for s in ops.sandboxes(api, namespace)},
             timeout=10,
@@ -511,9 +475,7 @@ def test_a_namespaced_operator_leaves_other_namespaces_alone(
             what="the served namespace's pod",
             ignore=ops.API_ERRORS,
         )
-        wait_for(
-            ops.phase(api, namespace, "insider", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, "insider", "Pending", timeout=20)
         time.sleep(1)  # the outsider was created first: had it been seen, its pod would exist by now
         assert ops.pod_gone(api, other, "outsider")()
         assert "status" not in ops.sandbox(api, other, "outsider")
@@ -545,12 +507,7 @@ def test_a_frozen_connection_delays_nothing_past_the_watch_timeout(
         old = wait_for(
             ops.pod_exists(api, namespace, "kept"), timeout=20, what="the first pod", ignore=ops.API_ERRORS
         )
-        wait_for(
-            ops.phase(api, namespace, "waits", "Failed"),
-            timeout=20,
-            what="TemplateNotFound",
-            ignore=ops.API_ERRORS,
-        )
+        ops.wait_phase(api, namespace, "waits", "Failed", timeout=20)
 
         proxy.freeze()
         ops.create_sandbox(api, namespace, "fresh")
@@ -650,12 +607,7 @@ def test_after_a_relist_the_operators_view_equals_the_apis(
                 )
                 ops.play_kubelet(api, namespace, name, sandbox_state=ops.RUNNING)
             for name in names:
-                wait_for(
-                    ops.phase(api, namespace, name, "Running"),
-                    timeout=20,
-                    what=f"{name} Running",
-                    ignore=ops.API_ERRORS,
-                )
+                ops.wait_phase(api, namespace, name, "Running", timeout=20)
             before = {name: ops.pod_exists(api, namespace, name)().metadata.uid for name in names}
 
             with WatchOutage(server) as outage:
@@ -691,12 +643,7 @@ def test_after_a_relist_the_operators_view_equals_the_apis(
                         ignore=ops.API_ERRORS,
                     )
                 for name in names:  # no longer Running on a pod that is gone
-                    wait_for(
-                        ops.phase(api, namespace, name, "Pending"),
-                        timeout=20,
-                        what=f"{name} Pending",
-                        ignore=ops.API_ERRORS,
-                    )
+                    ops.wait_phase(api, namespace, name, "Pending", timeout=20)
             assert operator.process.poll() is None  # no restart was needed
             assert "resync of pods (after a watch re-list)" in operator.log.read_text()
         finally:
@@ -760,9 +707,7 @@ def test_the_operator_outlives_an_api_outage_and_converges_after_it(
             what="the pod of the Sandbox created during the outage",
             ignore=ops.API_ERRORS,
         )
-        wait_for(
-            ops.phase(api, namespace, "during", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-        )
+        ops.wait_phase(api, namespace, "during", "Pending", timeout=20)
     assert operator.process.poll() is None
 
 
@@ -829,12 +774,7 @@ def test_unschedulable_waits_pending_then_runs_with_one_event_per_transition(
     assert (ready["status"], ready["reason"]) == ("False", contract.REASON_UNSCHEDULABLE)
 
     ops.play_kubelet(api, namespace, "scale-up", sandbox_state=ops.RUNNING)
-    running = wait_for(
-        ops.phase(api, namespace, "scale-up", contract.PHASE_RUNNING),
-        timeout=20,
-        what="Running",
-        ignore=ops.API_ERRORS,
-    )
+    running = ops.wait_phase(api, namespace, "scale-up", contract.PHASE_RUNNING, timeout=20)
     assert running["startedAt"] == "2026-01-01T00:00:02Z"
     expected = [
         ("Normal", contract.REASON_UNSCHEDULABLE, SCHEDULER_MESSAGE),
@@ -880,12 +820,7 @@ def test_startup_timeout_fails_the_sandbox_and_deletes_its_pod(
         wait_for(ops.pod_exists(api, namespace, name), timeout=20, what="the pod", ignore=ops.API_ERRORS)
         write_pod_status(api, namespace, name, unschedulable_status())
 
-    failed = wait_for(
-        ops.phase(api, namespace, "stuck", contract.PHASE_FAILED),
-        timeout=20,
-        what="StartupTimeout",
-        ignore=ops.API_ERRORS,
-    )
+    failed = ops.wait_phase(api, namespace, "stuck", contract.PHASE_FAILED, timeout=20)
     assert failed["reason"] == contract.REASON_STARTUP_TIMEOUT
     assert failed["message"].startswith(f"still Unschedulable after 3 s: {SCHEDULER_MESSAGE}")
     wait_for(ops.pod_gone(api, namespace, "stuck"), timeout=20, what="the pod deleted", ignore=ops.API_ERRORS)
@@ -923,12 +858,7 @@ def test_container_config_errors_surface_the_kubelets_reason_and_message(
     )
     assert (status["phase"], status["message"]) == (contract.PHASE_PENDING, missing)
     ops.play_kubelet(api, namespace, "no-secret", sandbox_state=ops.RUNNING)
-    wait_for(
-        ops.phase(api, namespace, "no-secret", contract.PHASE_RUNNING),
-        timeout=20,
-        what="Running",
-        ignore=ops.API_ERRORS,
-    )
+    ops.wait_phase(api, namespace, "no-secret", contract.PHASE_RUNNING, timeout=20)
     assert [(t, r) for t, r, _ in ops.events_once(api, namespace, "no-secret", 2)] == [
         ("Normal", contract.REASON_CREATE_CONTAINER_CONFIG_ERROR),
         ("Normal", contract.REASON_RUNNING),
@@ -959,12 +889,7 @@ def test_a_recreated_pod_says_so_and_keeps_the_sandboxs_resources(
         ops.pod_exists(api, namespace, "reborn"), timeout=20, what="the pod", ignore=ops.API_ERRORS
     )
     ops.play_kubelet(api, namespace, "reborn", sandbox_state=ops.RUNNING)
-    wait_for(
-        ops.phase(api, namespace, "reborn", contract.PHASE_RUNNING),
-        timeout=20,
-        what="Running",
-        ignore=ops.API_ERRORS,
-    )
+    ops.wait_phase(api, namespace, "reborn", contract.PHASE_RUNNING, timeout=20)
 
     ops.custom(api).delete_namespaced_custom_object(
         contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, "small"
@@ -1002,12 +927,7 @@ def test_a_recreated_pod_says_so_and_keeps_the_sandboxs_resources(
     ops.play_kubelet(
         api, namespace, "reborn", sandbox_state={"running": {"startedAt": "2026-01-01T01:00:00Z"}}
     )
-    running = wait_for(
-        ops.phase(api, namespace, "reborn", contract.PHASE_RUNNING),
-        timeout=20,
-        what="Running again",
-        ignore=ops.API_ERRORS,
-    )
+    running = ops.wait_phase(api, namespace, "reborn", contract.PHASE_RUNNING, timeout=20)
     assert running["startedAt"] == "2026-01-01T01:00:00Z"
     assert [r for _, r, _ in ops.events_once(api, namespace, "reborn", 3)] == [
         contract.REASON_RUNNING,
@@ -1064,12 +984,7 @@ def test_a_failing_expiry_deletion_is_one_warning_not_one_per_retry(
     with PodDeleteFaults(apiserver, namespace, count=2):
         ops.create_sandbox(api, namespace, "sticky", timeout=2)
         wait_for(ops.pod_exists(api, namespace, "sticky"), timeout=20, what="the pod", ignore=ops.API_ERRORS)
-        wait_for(
-            ops.phase(api, namespace, "sticky", "Expired"),
-            timeout=20,
-            what="Expired after two failed deletes",
-            ignore=ops.API_ERRORS,
-        )
+        ops.wait_phase(api, namespace, "sticky", "Expired", timeout=20)
     assert ops.pod_gone(api, namespace, "sticky")()
     events = ops.events_once(api, namespace, "sticky", 2)
     assert [(t, r) for t, r, _ in events] == [

@@ -96,12 +96,7 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
             ("orphan", "Failed"),
             ("brief", "Expired"),
         ):
-            wait_for(
-                ops.phase(api, namespace, name, wanted),
-                timeout=30,
-                what=f"{name} {wanted}",
-                ignore=ops.API_ERRORS,
-            )
+            ops.wait_phase(api, namespace, name, wanted, timeout=30)
         wait_for(ops.pod_gone(api, namespace, "brief"), timeout=30, what="the expired pod deleted")
 
     def settled() -> Samples | None:
@@ -196,7 +191,7 @@ def test_paused_sandboxes_are_counted_and_pause_and_resume_are_timed(
     url, _ = operator
     api = apiserver.api_client()
     ops.create_sandbox(api, namespace, "nap", timeout=600, workspace={"persistent": True})
-    wait_for(ops.phase(api, namespace, "nap", contract.PHASE_RUNNING), 30, "Running", ignore=ops.API_ERRORS)
+    ops.wait_phase(api, namespace, "nap", contract.PHASE_RUNNING, timeout=30)
     custom = client.CustomObjectsApi(api)
 
     def set_paused(paused: bool) -> None:

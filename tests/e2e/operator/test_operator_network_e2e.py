@@ -83,9 +83,7 @@ def test_the_network_policy_comes_before_the_pod_is_owned_and_goes_with_the_sand
         start_operator("--telemetry-egress", TELEMETRY_EGRESS)
         ops.create_sandbox(api, namespace, "locked", timeout=600, network={"policy": "DenyAll"})
         wait_for(ops.pod_exists(api, namespace, "locked"), timeout=60, what="the pod", ignore=ops.API_ERRORS)
-        pending = wait_for(
-            ops.phase(api, namespace, "locked", "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-        )
+        pending = ops.wait_phase(api, namespace, "locked", "Pending", timeout=20)
     creates = [resource for method, resource, _ in recorded.writes if method == "POST"]
     assert creates == ["networkpolicies", "pods"]  # the policy first: the pod never runs unrestricted
 
@@ -157,9 +155,7 @@ def test_template_precedence_default_policy_and_pod_security(
     assert restricted.spec.containers[0].security_context.capabilities.drop == ["ALL"]
 
     # the template's network is final: widening it fails the Sandbox, without a pod or a policy
-    wait_for(
-        ops.phase(api, namespace, "own-network", "Failed"), timeout=20, what="Failed", ignore=ops.API_ERRORS
-    )
+    ops.wait_phase(api, namespace, "own-network", "Failed", timeout=20)
     refused = ops.sandbox(api, namespace, "own-network")["status"]
     assert refused["reason"] == contract.REASON_FIELD_LOCKED
     assert refused["message"].startswith('spec.network is locked by SandboxTemplate "locked-down"')
@@ -188,13 +184,9 @@ def test_a_network_policy_costs_exactly_one_more_write_per_sandbox(
             start = len(recorded.writes)
             ops.create_sandbox(api, namespace, name, timeout=600, network={"policy": policy})
             wait_for(ops.pod_exists(api, namespace, name), timeout=60, what="the pod", ignore=ops.API_ERRORS)
-            wait_for(
-                ops.phase(api, namespace, name, "Pending"), timeout=20, what="Pending", ignore=ops.API_ERRORS
-            )
+            ops.wait_phase(api, namespace, name, "Pending", timeout=20)
             ops.play_kubelet(api, namespace, name, sandbox_state=ops.RUNNING)
-            wait_for(
-                ops.phase(api, namespace, name, "Running"), timeout=20, what="Running", ignore=ops.API_ERRORS
-            )
+            ops.wait_phase(api, namespace, name, "Running", timeout=20)
 
             # the Running Event is posted just after the status write the wait saw: count once it is
             def event_posted(since: int = start) -> bool:

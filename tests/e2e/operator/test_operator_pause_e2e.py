@@ -28,26 +28,6 @@ def patch_spec(api: client.ApiClient, namespace: str, name: str, **spec: Any) ->
     )
 
 
-def running(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = wait_for(
-        ops.phase(api, namespace, name, contract.PHASE_RUNNING),
-        timeout=30,
-        what=f"{name} Running",
-        ignore=ops.API_ERRORS,
-    )
-    return status
-
-
-def paused(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = wait_for(
-        ops.phase(api, namespace, name, contract.PHASE_PAUSED),
-        timeout=30,
-        what=f"{name} Paused",
-        ignore=ops.API_ERRORS,
-    )
-    return status
-
-
 def condition(status: dict[str, Any], ctype: str) -> dict[str, Any]:
     return next(c for c in status.get("conditions", []) if c["type"] == ctype)
 
@@ -69,7 +49,7 @@ def test_pause_and_resume_keep_the_workspace_claim_and_identity_with_an_event_ea
     start_operator()
     with ops.OperatorCalls(apiserver) as calls:
         ops.create_sandbox(api, namespace, "ws", timeout=600, disk=64, workspace=PERSISTENT)
-        first = running(api, namespace, "ws")
+        first = ops.wait_phase(api, namespace, "ws", contract.PHASE_RUNNING)
         claim = ops.core(api).read_namespaced_persistent_volume_claim("ws-workspace", namespace)
         owner = ops.sandbox(api, namespace, "ws")["metadata"]["uid"]
         assert [(r.kind, r.uid, r.controller) for r in claim.metadata.owner_references] == [
@@ -83,7 +63,7 @@ def test_pause_and_resume_keep_the_workspace_claim_and_identity_with_an_event_ea
         before = identity(pod)
 
         patch_spec(api, namespace, "ws", paused=True)
-        stopped = paused(api, namespace, "ws")
+        stopped = ops.wait_phase(api, namespace, "ws", contract.PHASE_PAUSED)
         assert stopped["reason"] == contract.REASON_PAUSED
         assert stopped["pausedAt"]
         assert "expiresAt" not in stopped
@@ -99,7 +79,7 @@ def test_pause_and_resume_keep_the_workspace_claim_and_identity_with_an_event_ea
 
         time.sleep(1.1)  # timestamps have second precision: the new start is later
         patch_spec(api, namespace, "ws", paused=False)
-        again = running(api, namespace, "ws")
+        again = ops.wait_phase(api, namespace, "ws", contract.PHASE_RUNNING)
         assert again["startedAt"] > first["startedAt"]
         assert again["resumedAt"] >= stopped["pausedAt"]
         assert "pausedAt" not in again
@@ -141,7 +121,7 @@ def test_a_pause_without_a_persistent_workspace_is_refused_with_how_to_get_one(
 ) -> None:
     start_operator()
     ops.create_sandbox(api, namespace, "plain", timeout=600)
-    running(api, namespace, "plain")
+    ops.wait_phase(api, namespace, "plain", contract.PHASE_RUNNING)
     patch_spec(api, namespace, "plain", paused=True)
 
     def refused() -> dict[str, Any] | None:
@@ -175,7 +155,7 @@ def test_idle_timeout_pauses_an_unused_sandbox_and_use_postpones_it(
 ) -> None:
     start_operator()
     ops.create_sandbox(api, namespace, "idle", timeout=600, workspace=PERSISTENT, idleTimeout=4)
-    started = running(api, namespace, "idle")
+    started = ops.wait_phase(api, namespace, "idle", contract.PHASE_RUNNING)
     # used every second for 6 s (more than its idleTimeout): still Running
     for _ in range(6):
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -186,7 +166,7 @@ def test_idle_timeout_pauses_an_unused_sandbox_and_use_postpones_it(
         time.sleep(1)
         assert ops.sandbox(api, namespace, "idle")["status"]["phase"] == contract.PHASE_RUNNING
     # then left alone: paused by the operator, through spec.paused
-    stopped = paused(api, namespace, "idle")
+    stopped = ops.wait_phase(api, namespace, "idle", contract.PHASE_PAUSED)
     assert stopped["reason"] == contract.REASON_IDLE_PAUSED
     assert "4s without use" in stopped["message"]
     assert ops.sandbox(api, namespace, "idle")["spec"]["paused"] is True
@@ -202,18 +182,18 @@ def test_on_timeout_pause_pauses_at_the_timeout_which_counts_again_from_the_resu
 ) -> None:
     start_operator()
     ops.create_sandbox(api, namespace, "tp", timeout=3, onTimeout="Pause", workspace=PERSISTENT)
-    running(api, namespace, "tp")
-    first = paused(api, namespace, "tp")
+    ops.wait_phase(api, namespace, "tp", contract.PHASE_RUNNING)
+    first = ops.wait_phase(api, namespace, "tp", contract.PHASE_PAUSED)
     assert first["reason"] == contract.REASON_TIMEOUT_PAUSED
     assert ops.sandbox(api, namespace, "tp")["spec"]["paused"] is True
     # paused, it does not expire: still Paused well past its timeout
     time.sleep(4)
     assert ops.sandbox(api, namespace, "tp")["status"]["phase"] == contract.PHASE_PAUSED
     patch_spec(api, namespace, "tp", paused=False)
-    back = running(api, namespace, "tp")
+    back = ops.wait_phase(api, namespace, "tp", contract.PHASE_RUNNING)
     resumed = back["resumedAt"]
     assert back["expiresAt"] > resumed
-    again = paused(api, namespace, "tp")
+    again = ops.wait_phase(api, namespace, "tp", contract.PHASE_PAUSED)
     assert again["reason"] == contract.REASON_TIMEOUT_PAUSED
     assert again["pausedAt"] >= resumed
 
@@ -226,9 +206,9 @@ def test_an_operator_restart_while_paused_and_while_resuming_loses_nothing(
     ops.create_sandbox(api, namespace, "rs", timeout=600, workspace=PERSISTENT)
     wait_for(ops.pod_exists(api, namespace, "rs"), timeout=30, what="the pod", ignore=ops.API_ERRORS)
     ops.play_kubelet(api, namespace, "rs", sandbox_state=ops.RUNNING)
-    running(api, namespace, "rs")
+    ops.wait_phase(api, namespace, "rs", contract.PHASE_RUNNING)
     patch_spec(api, namespace, "rs", paused=True)
-    paused(api, namespace, "rs")
+    ops.wait_phase(api, namespace, "rs", contract.PHASE_PAUSED)
     wait_for(ops.pod_gone(api, namespace, "rs"), timeout=20, what="the pod deleted")
 
     # killed while paused: the restarted operator keeps it paused and creates no pod
@@ -257,7 +237,7 @@ def test_an_operator_restart_while_paused_and_while_resuming_loses_nothing(
     operator.stop(signal.SIGKILL)
     start_operator()
     ops.play_kubelet(api, namespace, "rs", sandbox_state=ops.RUNNING)
-    back = running(api, namespace, "rs")
+    back = ops.wait_phase(api, namespace, "rs", contract.PHASE_RUNNING)
     assert back["resumedAt"] == resuming["resumedAt"]
     assert (
         len([p for p in ops.core(api).list_namespaced_pod(namespace).items if p.metadata.name == "rs"]) == 1
@@ -272,13 +252,13 @@ def test_a_pod_deleted_by_someone_else_while_paused_is_not_recreated(
     ops.create_sandbox(api, namespace, "pd", timeout=600, workspace=PERSISTENT)
     wait_for(ops.pod_exists(api, namespace, "pd"), timeout=30, what="the pod", ignore=ops.API_ERRORS)
     ops.play_kubelet(api, namespace, "pd", sandbox_state=ops.RUNNING)
-    running(api, namespace, "pd")
+    ops.wait_phase(api, namespace, "pd", contract.PHASE_RUNNING)
     # paused while the operator is away, and its pod deleted by someone else meanwhile
     operator.stop()
     patch_spec(api, namespace, "pd", paused=True)
     ops.core(api).delete_namespaced_pod("pd", namespace)
     start_operator()
-    stopped = paused(api, namespace, "pd")
+    stopped = ops.wait_phase(api, namespace, "pd", contract.PHASE_PAUSED)
     assert stopped["reason"] == contract.REASON_PAUSED
     writes = ops.operator_writes(apiserver)
     # nudges that make it look again (a label) recreate nothing and write nothing
@@ -308,9 +288,9 @@ def test_a_templates_paused_retention_deletes_a_sandbox_paused_that_long(
     )
     start_operator()
     ops.create_sandbox(api, namespace, "kept", template="sleepy", timeout=600)
-    running(api, namespace, "kept")
+    ops.wait_phase(api, namespace, "kept", contract.PHASE_RUNNING)
     patch_spec(api, namespace, "kept", paused=True)
-    paused(api, namespace, "kept")
+    ops.wait_phase(api, namespace, "kept", contract.PHASE_PAUSED)
     wait_for(
         lambda: "kept" not in {s["metadata"]["name"] for s in ops.sandboxes(api, namespace)},
         timeout=20,
@@ -329,7 +309,7 @@ def test_the_example_applies_and_gets_its_claim(
     example = REPO / "examples" / "sandbox-paused-when-idle.yaml"
     kubectl(apiserver.kubeconfig, "-n", namespace, "apply", "--validate=strict", "-f", str(example))
     start_operator()
-    status = running(api, namespace, "agent-workspace")
+    status = ops.wait_phase(api, namespace, "agent-workspace", contract.PHASE_RUNNING)
     assert (status["idleTimeout"], status["workspace"]["claimName"]) == (900, "agent-workspace-workspace")
     claim = ops.core(api).read_namespaced_persistent_volume_claim("agent-workspace-workspace", namespace)
     assert claim.spec.resources.requests == {"storage": "1024Mi"}
@@ -350,12 +330,7 @@ def test_a_sandbox_named_after_someone_elses_claim_does_not_get_it(
     ops.core(api).create_namespaced_persistent_volume_claim(namespace, claim)
     start_operator()
     ops.create_sandbox(api, namespace, "db", timeout=600, workspace=PERSISTENT)
-    failed = wait_for(
-        ops.phase(api, namespace, "db", contract.PHASE_FAILED),
-        timeout=30,
-        what="Failed",
-        ignore=ops.API_ERRORS,
-    )
+    failed = ops.wait_phase(api, namespace, "db", contract.PHASE_FAILED, timeout=30)
     assert failed["reason"] == contract.REASON_WORKSPACE_CONFLICT
     assert "db-workspace exists and is not this Sandbox's" in failed["message"]
     assert ops.pod_gone(api, namespace, "db")()

@@ -60,7 +60,7 @@ def test_a_sandbox_reaches_only_secrets_it_owns_or_that_are_labelled_for_sandbox
     ops.create_sandbox(api, namespace, "allowed", timeout=600, env=[secret_ref("TOKEN", "shared-token")])
     ops.create_sandbox(api, namespace, "early", timeout=600, env=[secret_ref("HEADERS", "early-otlp")])
 
-    wait_for(ops.phase(api, namespace, "thief", "Failed"), timeout=30, what="Failed", ignore=ops.API_ERRORS)
+    ops.wait_phase(api, namespace, "thief", "Failed", timeout=30)
     status = ops.sandbox(api, namespace, "thief")["status"]
     assert status["reason"] == contract.REASON_SECRET_NOT_ALLOWED
     assert status["message"].startswith('env STOLEN (Secret "db-creds"): a sandbox may reference only')
@@ -89,9 +89,7 @@ def test_a_deleted_or_edited_network_policy_is_restored(
     ops.create_sandbox(api, namespace, "isolated", timeout=600, network={"policy": "DenyAll"})
     wait_for(ops.pod_exists(api, namespace, "isolated"), timeout=60, what="the pod", ignore=ops.API_ERRORS)
     ops.play_kubelet(api, namespace, "isolated", sandbox_state=ops.RUNNING)
-    wait_for(
-        ops.phase(api, namespace, "isolated", "Running"), timeout=30, what="Running", ignore=ops.API_ERRORS
-    )
+    ops.wait_phase(api, namespace, "isolated", "Running", timeout=30)
     networking = client.NetworkingV1Api(api)
 
     def live() -> dict[str, Any]:
