@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -143,18 +142,16 @@ def ensure_collector(
     """The path of this checkout's Collector, built with Go when missing (a cold build takes minutes: see
     docs/control-plane.md). Raises :class:`BuildError` (``exit_code`` 2 when Go is missing)."""
     env = os.environ if env is None else env
-    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = progress or gocache.stderr_progress
     folder = cache_dir(module_dir, env)
     binary = folder / BINARY
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
-    go = shutil.which("go", path=env.get("PATH"))
-    if go is None:
-        raise BuildError(
-            f"the OpenTelemetry Collector ({BINARY}) is not built and Go is not installed: install Go 1.26 "
-            f"or newer (it builds devtools/otelcol with the Collector's builder into {cache_root(env)})",
-            exit_code=2,
-        )
+    go = gocache.find_go(
+        env,
+        f"the OpenTelemetry Collector ({BINARY})",
+        f"(it builds devtools/otelcol with the Collector's builder into {cache_root(env)})",
+    )
     with gocache.locked(folder):
         if binary.is_file():
             return binary

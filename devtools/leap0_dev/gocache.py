@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -21,6 +22,22 @@ class BuildError(RuntimeError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def stderr_progress(line: str) -> None:
+    """The default progress of a build: a line on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def find_go(env: Mapping[str, str], missing: str, how: str) -> str:
+    """Go on ``env``'s PATH; without it a :class:`BuildError` (exit code 2) saying that ``missing`` is not
+    built, to install Go, then ``how`` (what Go would build, or another way)."""
+    go = shutil.which("go", path=env.get("PATH"))
+    if go is None:
+        raise BuildError(
+            f"{missing} is not built and Go is not installed: install Go 1.26 or newer {how}", exit_code=2
+        )
+    return go
 
 
 def cache_root(kind: str, override_env: str, env: Mapping[str, str]) -> Path:
@@ -49,9 +66,7 @@ def build_command(command: str, ensure: Callable[[Callable[[str], None]], Path])
     stderr) and returns what to print, one line on stdout; a :class:`BuildError` is one line on stderr and
     its exit code, Ctrl-C 130 (a half-written binary is never taken as built)."""
 
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
+    say = stderr_progress
     try:
         built = ensure(say)
     except BuildError as exc:

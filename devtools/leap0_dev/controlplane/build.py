@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -184,7 +182,7 @@ def ensure_binaries(
     checkout's pins, after building what it lacks with ``go`` (a cold build takes a while: see
     docs/control-plane.md). Raises :class:`BuildError` (``exit_code`` 2 when Go is missing)."""
     env = os.environ if env is None else env
-    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = progress or gocache.stderr_progress
     if env.get(ASSETS_ENV):
         assets = Path(env[ASSETS_ENV])
         absent = missing_in(assets)
@@ -199,14 +197,12 @@ def ensure_binaries(
     folder = cache_dir(modules_dir, env)
     if not missing_in(folder):
         return folder
-    go = shutil.which("go", path=env.get("PATH"))
-    if go is None:
-        raise BuildError(
-            "the control plane's binaries are not built and Go is not installed: install Go 1.26 or newer "
-            f"(it builds them from devtools/k8s into {cache_root(env)}), or set {ASSETS_ENV} to a folder "
-            f"holding {', '.join(BINARIES)}",
-            exit_code=2,
-        )
+    go = gocache.find_go(
+        env,
+        "the control plane's binaries",
+        f"(it builds them from devtools/k8s into {cache_root(env)}), or set {ASSETS_ENV} to a folder holding "
+        f"{', '.join(BINARIES)}",
+    )
     with gocache.locked(folder):
         missing = missing_in(folder)  # another build may have finished meanwhile
         folder.mkdir(parents=True, exist_ok=True)
@@ -276,18 +272,16 @@ def ensure_kubelet(
     control plane's build has filled Go's cache: it shares client-go). ``KUBEBUILDER_ASSETS`` has no
     leap0-kubelet: it is built all the same. Raises :class:`BuildError` (``exit_code`` 2 without Go)."""
     env = os.environ if env is None else env
-    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = progress or gocache.stderr_progress
     folder = kubelet_cache_dir(modules_dir, env)
     binary = folder / KUBELET
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
-    go = shutil.which("go", path=env.get("PATH"))
-    if go is None:
-        raise BuildError(
-            f"{KUBELET} (the kubelet endpoint of --kubelet) is not built and Go is not installed: install Go "
-            f"1.26 or newer (it builds devtools/k8s/{KUBELET_MODULE} into {cache_root(env)})",
-            exit_code=2,
-        )
+    go = gocache.find_go(
+        env,
+        f"{KUBELET} (the kubelet endpoint of --kubelet)",
+        f"(it builds devtools/k8s/{KUBELET_MODULE} into {cache_root(env)})",
+    )
     with gocache.locked(folder):
         if not binary.is_file():
             folder.mkdir(parents=True, exist_ok=True)
