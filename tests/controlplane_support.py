@@ -17,6 +17,8 @@ from support import free_port, kubectl, logged_process, subprocess_env
 
 from leap0_dev.controlplane.plan import token_kubeconfig
 
+CHART = Path(__file__).resolve().parent.parent / "charts" / "leap0-operator"
+
 if TYPE_CHECKING:
     from leap0_dev.controlplane import ControlPlane
 
@@ -96,3 +98,59 @@ def local_operator(kubeconfig: Path, args: list[str], log: Path) -> Iterator[sub
     argv = [sys.executable, "-m", "leap0_operator", *args]
     with logged_process(argv, log, subprocess_env(KUBECONFIG=str(kubeconfig)), append=True) as process:
         yield process
+
+
+@contextlib.contextmanager
+def chart_operator(
+    plane: ControlPlane,
+    work: Path,
+    release: str,
+    namespace: str,
+    values: list[str],
+    served: list[str],
+    ready: Callable[[], object] | None = None,
+) -> Iterator[str]:
+    """The chart installed by the built ``helm`` as release ``release`` in ``namespace`` (created) with
+    ``values`` (``replicas=0`` among them: its Deployment stays, with no pod), then its operator run here as a
+    local process with the Deployment's arguments and a token of its ServiceAccount; yields that account's
+    user name once ``ready`` (a probe) says so. On the way out the Sandboxes of the ``served`` namespaces are
+    deleted while the operator still runs (it holds finalizers on them), then the release is uninstalled and
+    the served namespaces and the release's are deleted."""
+    from operator_support import custom
+    from support import wait_for
+
+    import leap0_contract as contract
+
+    api = plane.api_client()
+    # --take-ownership: the CRDs exist already (applied by kubectl, or kept by an earlier release).
+    install = ("install", release, str(CHART), "-n", namespace, "--create-namespace", "--take-ownership")
+    helm(plane, work, *install, "--wait", "--timeout=3m", *values)
+    if ready is not None:
+        wait_for(ready, timeout=60, what=f"release {release} in effect", interval=0.5)
+    (deployment,) = json.loads(
+        kubectl(plane.kubeconfig, "get", "deployments", "-n", namespace, "-o", "json").stdout
+    )["items"]
+    kubeconfig = work / "operator.kubeconfig"
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    user = service_account_kubeconfig(plane, namespace, account, kubeconfig)
+    with local_operator(kubeconfig, deployment_operator_args(deployment), work / "operator.log"):
+        yield user
+        for name in served:
+            custom(api).delete_collection_namespaced_custom_object(
+                contract.GROUP, contract.VERSION, name, contract.SANDBOX_PLURAL
+            )
+        for name in served:
+            wait_for(
+                lambda name=name: (
+                    not custom(api).list_namespaced_custom_object(
+                        contract.GROUP, contract.VERSION, name, contract.SANDBOX_PLURAL
+                    )["items"]
+                ),
+                timeout=90,
+                what=f"the Sandboxes of {name} deleted",
+                interval=0.5,
+            )
+    helm(plane, work, "uninstall", release, "-n", namespace, "--wait")
+    for name in (*served, namespace):
+        client.CoreV1Api(api).delete_namespace(name)
+    api.close()

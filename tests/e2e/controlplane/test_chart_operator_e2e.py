@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import support
-from controlplane_support import deployment_operator_args, helm, local_operator, service_account_kubeconfig
+from controlplane_support import chart_operator, helm
 from kubernetes import client
 from operator_support import API_ERRORS, create_sandbox, custom, phase, pod_exists, pod_gone, sandbox
 
@@ -24,7 +24,6 @@ from leap0_dev.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realk8s]
 
-CHART = support.REPO / "charts" / "leap0-operator"
 ENFORCE = "pod-security.kubernetes.io/enforce"
 
 
@@ -60,39 +59,10 @@ def install(
     values = ["--set", "replicas=0"]  # the Deployment stays; the operator runs here, as its ServiceAccount
     if mode == "namespaced":
         values += ["--set-json", f"watchNamespaces={json.dumps(list(served.values()))}"]
-    # --take-ownership: the CRDs exist already (applied by kubectl, or kept by an earlier release).
-    helm(control_plane, work, "install", release, str(CHART), "-n", namespace, "--create-namespace",
-         "--take-ownership", "--wait", "--timeout=3m", *values)  # fmt: skip
-    (deployment,) = json.loads(
-        support.kubectl(control_plane.kubeconfig, "get", "deployments", "-n", namespace, "-o", "json").stdout
-    )["items"]
-    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-    kubeconfig = work / "operator.kubeconfig"
-    user = service_account_kubeconfig(control_plane, namespace, account, kubeconfig)
-    args = deployment_operator_args(deployment)
-    with local_operator(kubeconfig, args, work / "operator.log"):
+    with chart_operator(control_plane, work, release, namespace, values, list(served.values())) as user:
         yield Install(
             mode, release, namespace, user, served["plain"], served["baseline"], served["restricted"], api
         )
-        # The Sandboxes go while the operator runs (it may hold finalizers on them).
-        for name in served.values():
-            custom(api).delete_collection_namespaced_custom_object(
-                contract.GROUP, contract.VERSION, name, contract.SANDBOX_PLURAL
-            )
-        for name in served.values():
-            support.wait_for(
-                lambda name=name: (
-                    not custom(api).list_namespaced_custom_object(
-                        contract.GROUP, contract.VERSION, name, contract.SANDBOX_PLURAL
-                    )["items"]
-                ),
-                timeout=60,
-                what=f"the Sandboxes of {name} deleted",
-                interval=0.5,
-            )
-    helm(control_plane, work, "uninstall", release, "-n", namespace, "--wait")
-    for name in [*served.values(), namespace]:
-        core.delete_namespace(name)
     api.close()
 
 

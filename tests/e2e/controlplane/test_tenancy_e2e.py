@@ -16,13 +16,7 @@ from typing import Any
 
 import pytest
 import support
-from controlplane_support import (
-    answer,
-    deployment_operator_args,
-    helm,
-    local_operator,
-    service_account_kubeconfig,
-)
+from controlplane_support import answer, chart_operator
 from kubernetes import client
 from operator_support import API_ERRORS, core, create_sandbox, custom, phase, pod_exists, pod_gone, sandbox
 from vap_support import Request
@@ -33,7 +27,6 @@ from leap0_dev.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realk8s]
 
-CHART = support.REPO / "charts" / "leap0-operator"
 TENANT_LABEL = "leap0.dev/tenant"
 ADMISSION = ("admissionregistration.k8s.io", "v1")
 CUSTOM = {"policy": "Custom", "allowCidrs": ["10.0.0.0/8"]}
@@ -140,37 +133,11 @@ def tenancy(
         *("--set-json", f"watchNamespaces={json.dumps([tenant, platform, late])}"),
         *("--set-json", f"admissionPolicy={json.dumps(policy)}"),
     ]
-    # --take-ownership: the CRDs exist already (applied by kubectl, or kept by an earlier release).
-    install = ("install", release, str(CHART), "-n", namespace, "--create-namespace", "--take-ownership")
-    helm(control_plane, work, *install, "--wait", "--timeout=3m", *values)
-    support.wait_for(refused_on(api, tenant), timeout=60, what="the admission policy enforced", interval=0.5)
-    (deployment,) = json.loads(
-        support.kubectl(control_plane.kubeconfig, "get", "deployments", "-n", namespace, "-o", "json").stdout
-    )["items"]
-    kubeconfig = work / "operator.kubeconfig"
-    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-    user = service_account_kubeconfig(control_plane, namespace, account, kubeconfig)
-    served = (tenant, platform, late)
-    with local_operator(kubeconfig, deployment_operator_args(deployment), work / "operator.log"):
+    served = [tenant, platform, late]
+    with chart_operator(
+        control_plane, work, release, namespace, values, served, refused_on(api, tenant)
+    ) as user:
         yield Tenancy(api, tag, release, tenant, platform, late, user)
-        for name in served:  # while the operator runs: it holds finalizers on them
-            custom(api).delete_collection_namespaced_custom_object(
-                contract.GROUP, contract.VERSION, name, contract.SANDBOX_PLURAL
-            )
-        for name in served:
-            support.wait_for(
-                lambda name=name: (
-                    not custom(api).list_namespaced_custom_object(
-                        contract.GROUP, contract.VERSION, name, contract.SANDBOX_PLURAL
-                    )["items"]
-                ),
-                timeout=90,
-                what=f"the Sandboxes of {name} deleted",
-                interval=0.5,
-            )
-    helm(control_plane, work, "uninstall", release, "-n", namespace, "--wait")
-    for name in (*served, namespace):
-        core(api).delete_namespace(name)
     api.close()
 
 
