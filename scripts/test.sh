@@ -39,4 +39,4 @@ if [ -n "$unformatted" ]; then echo "gofmt: $unformatted" >&2; exit 1; fi
 # pytest exits 5 when it collected no test: with `set -e` that fails the run, as it must. Two workers
 # (pytest-xdist; LEAP0_TEST_WORKERS changes it, 0 runs in this process): most tests wait on processes and
 # servers, so two halve the time even on two cores; the realk8s tests stay on one worker (one control plane).
-.venv/bin/python -m pytest -n "${LEAP0_TEST_WORKERS:-2}" --dist loadgroup "$@"
+.venv/bin/python -m pytest -n "${LEAP0_TEST_WORKERS:-2}" "$@"

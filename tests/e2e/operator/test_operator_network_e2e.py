@@ -155,9 +155,11 @@ def test_template_precedence_default_policy_and_pod_security(
     assert restricted.spec.containers[0].security_context.capabilities.drop == ["ALL"]
 
     # the template's network is final: widening it fails the Sandbox, without a pod or a policy
-    ops.wait_phase(api, namespace, "own-network", "Failed", timeout=20)
-    refused = ops.sandbox(api, namespace, "own-network")["status"]
-    assert refused["reason"] == contract.REASON_FIELD_LOCKED
+    # (an operator that saw the Sandbox before the template failed it with TemplateNotFound first)
+    refused = wait_for(
+        ops.reason_is(api, namespace, "own-network", contract.REASON_FIELD_LOCKED), 20, "FieldLocked"
+    )
+    assert refused["phase"] == contract.PHASE_FAILED
     assert refused["message"].startswith('spec.network is locked by SandboxTemplate "locked-down"')
     assert ops.pod_gone(api, namespace, "own-network")()
     assert "own-network" not in network_policy_names(api, namespace)
