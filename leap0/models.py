@@ -320,17 +320,20 @@ def resolve_create_args(
     return tmpl, vcpu, mem, tmo
 
 
+def _as_dict(value: object, name: str, example: str) -> JsonDict:
+    """A copy of the mapping an argument must be; a TypeError with an example otherwise."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict such as {example}, got {type(value).__name__}")
+    return dict(value)
+
+
 def normalize_network(network: Mapping[str, Any] | None) -> JsonDict | None:
     """``network={"policy": "DenyAll", "allowCidrs": [...]}`` as ``spec.network`` (None: not set, so the
     template's, else the operator's default applies). The API validates the values (``SandboxValidationError``
     names the field); here only the shape: a mapping, with ``allowCidrs`` a list of strings."""
     if network is None:
         return None
-    if not isinstance(network, Mapping):
-        raise TypeError(
-            f'network must be a dict such as {{"policy": "DenyAll"}}, got {type(network).__name__}'
-        )
-    spec: JsonDict = dict(network)
+    spec = _as_dict(network, "network", '{"policy": "DenyAll"}')
     for key in ("allowCidrs", "allowDomains"):
         if key in spec:
             values = spec[key]
@@ -345,11 +348,7 @@ def normalize_workspace(workspace: Mapping[str, Any] | None) -> JsonDict | None:
     so the template's, else an emptyDir). The API validates the values; here only the shape."""
     if workspace is None:
         return None
-    if not isinstance(workspace, Mapping):
-        raise TypeError(
-            f'workspace must be a dict such as {{"persistent": True}}, got {type(workspace).__name__}'
-        )
-    spec: JsonDict = dict(workspace)
+    spec = _as_dict(workspace, "workspace", '{"persistent": True}')
     if "persistent" in spec and not isinstance(spec["persistent"], bool):
         raise TypeError(f"workspace['persistent'] must be True or False, got {spec['persistent']!r}")
     return spec
