@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from kubernetes import client
@@ -43,6 +43,36 @@ def answer(call: Callable[[], Any], namespace: str = "") -> dict[str, Any]:
             "causes": causes,
         }
     return {"accepted": True}
+
+
+class Server(Protocol):
+    """The real control plane (``ControlPlane``) or the emulator (``ServerThread``): each makes admin
+    clients."""
+
+    def api_client(self) -> client.ApiClient: ...
+
+
+def new_namespace(server: Server, name: str) -> str:
+    """Create the namespace ``name`` on ``server``; its name (for a module's fixture)."""
+    with server.api_client() as api_client:
+        client.CoreV1Api(api_client).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        )
+    return name
+
+
+def both_answers(
+    real: tuple[Server, str], emulated: tuple[Server, str], call: Callable[[client.ApiClient, str], Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the real API server and the emulator answer (:func:`answer`) to ``call(api_client, namespace)``,
+    each given as (server, namespace)."""
+    answers = []
+    for server, namespace in (real, emulated):
+        with server.api_client() as api_client:
+            answers.append(
+                answer(lambda api_client=api_client, namespace=namespace: call(api_client, namespace))
+            )
+    return answers[0], answers[1]
 
 
 def helm(

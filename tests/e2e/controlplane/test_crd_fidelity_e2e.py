@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import support
-from controlplane_support import answer
+from controlplane_support import answer, new_namespace
 from kubernetes import client
 
 from leap0_dev.apiserver import ServerThread
@@ -349,22 +349,12 @@ def expected(case: Case) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def real_namespace(control_plane: ControlPlane, control_plane_crds: Any) -> str:
-    name = "crd-table"
-    with control_plane.api_client() as api_client:
-        client.CoreV1Api(api_client).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-    return name
+    return new_namespace(control_plane, "crd-table")
 
 
 @pytest.fixture(scope="module")
 def emulator_namespace(apiserver: ServerThread) -> str:
-    name = "crd-table"
-    with apiserver.api_client() as api_client:
-        client.CoreV1Api(api_client).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-    return name
+    return new_namespace(apiserver, "crd-table")
 
 
 def test_the_crds_apply_server_side_with_no_warning(

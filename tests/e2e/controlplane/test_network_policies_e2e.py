@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from controlplane_support import answer
+from controlplane_support import answer, both_answers, new_namespace
 from kubernetes import client
 
 import leap0_contract as contract
@@ -89,20 +89,12 @@ IP_BLOCKS = {
 
 @pytest.fixture(scope="module")
 def emulator_netpol_namespace(apiserver: ServerThread) -> str:
-    with apiserver.api_client() as api_client:
-        client.CoreV1Api(api_client).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name="netpol-table"))
-        )
-    return "netpol-table"
+    return new_namespace(apiserver, "netpol-table")
 
 
 @pytest.fixture(scope="module")
 def real_netpol_namespace(control_plane: ControlPlane) -> str:
-    with control_plane.api_client() as api_client:
-        client.CoreV1Api(api_client).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name="netpol-table"))
-        )
-    return "netpol-table"
+    return new_namespace(control_plane, "netpol-table")
 
 
 @pytest.mark.parametrize("case", IP_BLOCKS)
@@ -114,13 +106,10 @@ def test_the_emulator_answers_each_ip_block_as_the_real_api_server(
     emulator_netpol_namespace: str,
 ) -> None:
     body = _policy(case, IP_BLOCKS[case])
-    with control_plane.api_client() as api_client:
-        networking = client.NetworkingV1Api(api_client)
-        real = answer(lambda: networking.create_namespaced_network_policy(real_netpol_namespace, body))
-    with apiserver.api_client() as api_client:
-        networking = client.NetworkingV1Api(api_client)
-        emulated = answer(
-            lambda: networking.create_namespaced_network_policy(emulator_netpol_namespace, body)
-        )
+    real, emulated = both_answers(
+        (control_plane, real_netpol_namespace),
+        (apiserver, emulator_netpol_namespace),
+        lambda api, namespace: client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, body),
+    )
     assert (real == {"accepted": True}) == (case == "valid"), real
     assert emulated == real

@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 import pytest
-from controlplane_support import answer
+from controlplane_support import both_answers
 from kubernetes import client
 
 import leap0_contract as contract
@@ -130,12 +130,11 @@ def test_the_emulator_admits_and_refuses_pods_as_the_real_api_server(
     body = PODS[pod]
     # dry runs: admission answers as for a real create, and no pod is left for the session's kubelet Node
     # to run (the table's sandbox pods would take its CPU from the life-cycle tests)
-    with control_plane.api_client() as api_client:
-        core = client.CoreV1Api(api_client)
-        real = answer(lambda: core.create_namespaced_pod(real_levels[level], body, dry_run="All"))
-    with apiserver.api_client() as api_client:
-        core = client.CoreV1Api(api_client)
-        emulated = answer(lambda: core.create_namespaced_pod(emulator_levels[level], body, dry_run="All"))
+    real, emulated = both_answers(
+        (control_plane, real_levels[level]),
+        (apiserver, emulator_levels[level]),
+        lambda api, namespace: client.CoreV1Api(api).create_namespaced_pod(namespace, body, dry_run="All"),
+    )
     admitted = real == {"accepted": True}
     if pod in ("sandbox-restricted", "hardened") or (pod, level) == ("sandbox-baseline", "baseline"):
         assert admitted, real  # every sandbox pod meets baseline; a restricted template's, restricted

@@ -8,7 +8,7 @@ import functools
 from typing import Any
 
 import pytest
-from controlplane_support import answer
+from controlplane_support import answer, both_answers, new_namespace
 from kubernetes import client
 
 import leap0_contract as contract
@@ -40,20 +40,12 @@ def _claim(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def emulator_claims(apiserver: ServerThread) -> str:
-    with apiserver.api_client() as api_client:
-        client.CoreV1Api(api_client).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name="pvc-table"))
-        )
-    return "pvc-table"
+    return new_namespace(apiserver, "pvc-table")
 
 
 @pytest.fixture(scope="module")
 def real_claims(control_plane: ControlPlane) -> str:
-    with control_plane.api_client() as api_client:
-        client.CoreV1Api(api_client).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name="pvc-table"))
-        )
-    return "pvc-table"
+    return new_namespace(control_plane, "pvc-table")
 
 
 @pytest.mark.parametrize("case", CLAIMS)
@@ -65,12 +57,13 @@ def test_the_emulator_answers_each_claim_as_the_real_api_server(
     emulator_claims: str,
 ) -> None:
     body = _claim(case, CLAIMS[case])
-    with control_plane.api_client() as api_client:
-        core = client.CoreV1Api(api_client)
-        real = answer(lambda: core.create_namespaced_persistent_volume_claim(real_claims, body))
-    with apiserver.api_client() as api_client:
-        core = client.CoreV1Api(api_client)
-        emulated = answer(lambda: core.create_namespaced_persistent_volume_claim(emulator_claims, body))
+    real, emulated = both_answers(
+        (control_plane, real_claims),
+        (apiserver, emulator_claims),
+        lambda api, namespace: client.CoreV1Api(api).create_namespaced_persistent_volume_claim(
+            namespace, body
+        ),
+    )
     assert (real == {"accepted": True}) == (case == "valid"), real
     assert emulated == real
 
