@@ -30,7 +30,7 @@ if [ -n "$unformatted" ]; then echo "gofmt: $unformatted" >&2; exit 1; fi
 # non-zero exit on a failure stops this script. Its tests start the embedded API server from .venv.
 (cd js && npm ci --no-audit --no-fund && npm run check && npm test)
 # The real Kubernetes control plane of the `realk8s` tests (docs/control-plane.md): built with Go from
-# devtools/k8s into a cache outside the repository (a cold build takes about 15 minutes here, a warm cache a
+# devtools/k8s into a cache outside the repository (a cold build takes about 7 minutes here, a warm cache a
 # second); without Go this fails, as a missing tool must.
 .venv/bin/leap0 dev control-plane build
 # The OpenTelemetry Collector verifying sidecars' tokens in the realk8s tests, built by the Collector's
