@@ -13,7 +13,7 @@ const (
 )
 
 // Queue holds the lines read but not yet exported, bounded in bytes. Pushing never blocks and never fails:
-// when a line does not fit, the oldest lines are dropped (and counted), as OpenTelemetry's batch processor
+// when a line does not fit, the oldest lines are dropped (and counted), as OpenTelemetry's Python batch processor
 // does, so what is kept is the most recent output (where a crash's last words are). The pipe readers push
 // (holding the lock for a whole chunk), the exporter takes batches.
 type Queue struct {
