@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import leap0_contract as contract
@@ -353,6 +353,31 @@ def expect_supervisor(desired: dict[str, Any], effective: Effective) -> None:
         desired.pop(contract.STATUS_SUPERVISOR, None)
 
 
+def _waiting_for_template(
+    sandbox: Mapping[str, Any],
+    missing: SpecError,
+    startup_s: int,
+    expires_at: datetime.datetime,
+    now: datetime.datetime,
+    finish: Callable[..., dict[str, Any]],
+    decided: Callable[..., Plan],
+) -> Plan:
+    """A new Sandbox naming a template that does not exist (yet): ``Pending`` (``TemplateNotFound``) with no
+    pod, as for a missing Secret, since a template applied with the Sandbox (or a moment after it) may reach
+    the operator after it; the template's arrival looks at the Sandbox again. Not there within the startup
+    timeout from the Sandbox's creation: ``Failed`` (``StartupTimeout``), for good."""
+    deadline = lifecycle.startup_deadline(sandbox, startup_s)
+    if deadline is not None and now >= deadline:
+        failure = finish(
+            contract.PHASE_FAILED,
+            contract.REASON_STARTUP_TIMEOUT,
+            f"still {contract.REASON_TEMPLATE_NOT_FOUND} after {startup_s} s: {missing.message}",
+        )
+        return decided(failure, wake_at=expires_at)
+    waiting = finish(contract.PHASE_PENDING, missing.reason, missing.message)
+    return decided(waiting, wake_at=min(expires_at, deadline) if deadline is not None else expires_at)
+
+
 def _plan(
     sandbox: Mapping[str, Any],
     pod: Mapping[str, Any] | None,
@@ -587,6 +612,8 @@ def _plan(
     if pod is None:
         if effective is None:
             assert isinstance(resolved, SpecError)
+            if resolved.reason == contract.REASON_TEMPLATE_NOT_FOUND and not current.get("podName"):
+                return _waiting_for_template(sandbox, resolved, startup_s, expires_at, now, finish, decided)
             failure = finish(contract.PHASE_FAILED, resolved.reason, resolved.message)
             return decided(failure, wake_at=expires_at)
         pname = pod_name(name)

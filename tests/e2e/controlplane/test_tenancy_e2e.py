@@ -338,8 +338,8 @@ def test_a_creator_gains_nothing_through_the_operator(tenancy: Tenancy) -> None:
     status = support.wait_for(phase(api, ns, "thief", "Failed"), timeout=60, what="Failed", ignore=API_ERRORS)
     assert status["reason"] == contract.REASON_SECRET_NOT_ALLOWED
     assert status["message"].startswith('env STOLEN (Secret "db-creds"): a sandbox may reference only')
-    # The template was created a moment before: an operator that sees the Sandbox before the template fails it
-    # with TemplateNotFound first, then looks again when the template arrives.
+    # The template was created a moment before: an operator that sees the Sandbox before the template has it
+    # wait (Pending, TemplateNotFound) first, then looks again when the template arrives.
     status = support.wait_for(
         reason_is(api, ns, "lifted", contract.REASON_FIELD_LOCKED),
         timeout=60,

@@ -159,16 +159,16 @@ def test_expiry_deletes_the_pod_and_extending_the_timeout_postpones_it(
     )
 
 
-def test_unknown_template_fails_with_a_clear_message_and_templates_apply(
+def test_an_unknown_template_is_waited_for_with_a_clear_message_and_templates_apply(
     apiserver: Any, api: client.ApiClient, namespace: str, start_operator: Callable[..., ops.Operator]
 ) -> None:
     start_operator()
     ops.create_sandbox(api, namespace, "orphan", template="does-not-exist")
-    failed = ops.wait_phase(api, namespace, "orphan", "Failed", timeout=20)
-    assert failed["reason"] == contract.REASON_TEMPLATE_NOT_FOUND
-    assert "does-not-exist" in failed["message"]
+    waiting = ops.wait_phase(api, namespace, "orphan", "Pending", timeout=20)
+    assert waiting["reason"] == contract.REASON_TEMPLATE_NOT_FOUND
+    assert 'SandboxTemplate "does-not-exist" does not exist' in waiting["message"]
     assert ops.pod_gone(api, namespace, "orphan")()
-    # Creating the missing template lets it start.
+    # Creating the missing template lets it start (the SDK's create(), waiting for Running, would go on).
     template = {
         "apiVersion": contract.API_VERSION,
         "kind": contract.TEMPLATE_KIND,
@@ -507,7 +507,12 @@ def test_a_frozen_connection_delays_nothing_past_the_watch_timeout(
         old = wait_for(
             ops.pod_exists(api, namespace, "kept"), timeout=20, what="the first pod", ignore=ops.API_ERRORS
         )
-        ops.wait_phase(api, namespace, "waits", "Failed", timeout=20)
+        wait_for(
+            ops.reason_is(api, namespace, "waits", contract.REASON_TEMPLATE_NOT_FOUND),
+            timeout=20,
+            what="waiting for its template",
+            ignore=ops.API_ERRORS,
+        )
 
         proxy.freeze()
         ops.create_sandbox(api, namespace, "fresh")

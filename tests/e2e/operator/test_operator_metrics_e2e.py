@@ -71,7 +71,13 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
         for name in ("web", "worker"):
             ops.create_sandbox(api, namespace, name, timeout=600)
         ops.create_sandbox(api, namespace, "brief", timeout=600)
-        ops.create_sandbox(api, namespace, "orphan", template="does-not-exist")
+        # Failed for good: it lifts the network its template locks.
+        locked = {"apiVersion": contract.API_VERSION, "kind": contract.TEMPLATE_KIND,
+                  "metadata": {"name": "locked"}, "spec": {"network": {"policy": "DenyAll"}}}  # fmt: skip
+        ops.custom(api).create_namespaced_custom_object(
+            contract.GROUP, contract.VERSION, namespace, contract.TEMPLATE_PLURAL, locked
+        )
+        ops.create_sandbox(api, namespace, "lifted", template="locked", network={"policy": "AllowAll"})
         for name in ("web", "worker", "brief"):
             wait_for(
                 ops.pod_exists(api, namespace, name),
@@ -93,7 +99,7 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
         for name, wanted in (
             ("web", "Running"),
             ("worker", "Running"),
-            ("orphan", "Failed"),
+            ("lifted", "Failed"),
             ("brief", "Expired"),
         ):
             ops.wait_phase(api, namespace, name, wanted, timeout=30)
@@ -119,7 +125,7 @@ def test_metrics_follow_sandboxes_through_running_failed_and_expired(
     # Expiry: one pod deleted at (or a little after) its expiresAt.
     assert value(after, contract.OPERATOR_METRIC_EXPIRY_LATENESS + "_count") == 1
     assert value(after, contract.OPERATOR_METRIC_EXPIRY_LATENESS + "_bucket", le="300.0") == 1
-    # Reconciles: the unknown template failed one Sandbox, once; everything else went through.
+    # Reconciles: the locked network failed one Sandbox, once; everything else went through.
     reconciles = contract.OPERATOR_METRIC_RECONCILES
     assert value(after, reconciles, result=contract.RECONCILE_FAILED) == 1
     assert value(after, reconciles, result=contract.RECONCILE_OK) >= 4

@@ -155,7 +155,7 @@ def test_template_precedence_default_policy_and_pod_security(
     assert restricted.spec.containers[0].security_context.capabilities.drop == ["ALL"]
 
     # the template's network is final: widening it fails the Sandbox, without a pod or a policy
-    # (an operator that saw the Sandbox before the template failed it with TemplateNotFound first)
+    # (an operator that saw the Sandbox before the template had it wait, Pending/TemplateNotFound, first)
     refused = wait_for(
         ops.reason_is(api, namespace, "own-network", contract.REASON_FIELD_LOCKED), 20, "FieldLocked"
     )

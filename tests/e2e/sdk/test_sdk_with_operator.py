@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,36 @@ def test_image_pull_failure_reaches_the_caller_with_the_operators_reason(
         sdk.sandboxes.create(image="registry.invalid/nope:1", wait_timeout=60)
     assert info.value.reason == c.REASON_IMAGE_PULL_ERROR
     assert "registry.invalid/nope:1" in str(info.value)
+
+
+def test_create_naming_a_template_that_arrives_a_moment_later_waits_for_it(
+    apiserver: ServerThread, namespace: str, operator: Any, kubelet: StandInKubelet, sdk: Leap0Client
+) -> None:
+    # `kubectl apply -f sandbox.yaml -f template.yaml`, or a script creating both: the Sandbox may reach the
+    # operator before its template. The sandbox waits Pending (TemplateNotFound), and create() with it.
+    template = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.TEMPLATE_KIND,
+        "metadata": {"name": "arrives-late"},
+        "spec": {"vcpu": 3},
+    }
+    custom = client.CustomObjectsApi(apiserver.api_client())
+    plural = c.TEMPLATE_PLURAL
+    timer = threading.Timer(
+        2.0, lambda: custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, template)
+    )
+    timer.start()
+    try:
+        sandbox = sdk.sandboxes.create(template="arrives-late", wait_timeout=60)
+    finally:
+        timer.join()
+    assert sandbox.phase == c.PHASE_RUNNING
+    obj = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.SANDBOX_PLURAL, sandbox.id)
+    assert obj["status"]["vcpu"] == 3  # the template's
+    reasons = [
+        e.reason
+        for e in client.CoreV1Api(apiserver.api_client()).list_namespaced_event(namespace).items
+        if e.involved_object.name == sandbox.id
+    ]
+    assert reasons[0] == c.REASON_TEMPLATE_NOT_FOUND  # it did wait
+    assert c.PHASE_FAILED not in reasons

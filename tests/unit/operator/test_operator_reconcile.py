@@ -275,17 +275,41 @@ def test_edited_pod_is_reported_in_a_condition_not_recreated() -> None:
     assert decision.status["phase"] == contract.PHASE_RUNNING
 
 
-def test_unknown_template_plans_failed_without_a_pod() -> None:
-    decision = plan(sandbox({"template": "missing"}), None, None, at(1), CONFIG)
+def test_an_unknown_template_waits_pending_without_a_pod_until_the_startup_timeout() -> None:
+    # A template applied with the Sandbox may reach the operator after it: the Sandbox waits for it (the
+    # template's arrival looks at it again), within the startup timeout from its creation.
+    config = OperatorConfig(expired_retention_s=60, startup_timeout_s=120)
+    decision = plan(sandbox({"template": "missing"}), None, None, at(1), config)
     assert not decision.create_pod
     assert decision.patch == decision.status  # the whole status is new: one write
-    assert decision.wake_at == at(300)  # not retried; it still expires
+    assert decision.wake_at == at(120)  # the startup deadline, before the expiry (300 s)
     assert decision.status is not None
     assert (decision.status["phase"], decision.status["reason"]) == (
-        "Failed",
+        contract.PHASE_PENDING,
         contract.REASON_TEMPLATE_NOT_FOUND,
     )
-    assert "missing" in decision.status["message"]
+    assert 'SandboxTemplate "missing" does not exist' in decision.status["message"]
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", contract.REASON_TEMPLATE_NOT_FOUND)]
+    again = plan(sandbox({"template": "missing"}, decision.status), None, None, at(60), config)
+    assert not again.patch  # nothing new to say while it waits
+    assert not again.create_pod
+
+    arrived = plan(sandbox({"template": "missing"}, decision.status), {"vcpu": 2}, None, at(61), config)
+    assert arrived.create_pod
+    assert arrived.status is not None
+    assert arrived.status["phase"] == contract.PHASE_PENDING
+    assert arrived.status["reason"] != contract.REASON_TEMPLATE_NOT_FOUND
+
+    late = plan(sandbox({"template": "missing"}, decision.status), None, None, at(120), config)
+    assert late.status is not None
+    assert (late.status["phase"], late.status["reason"]) == (
+        contract.PHASE_FAILED,
+        contract.REASON_STARTUP_TIMEOUT,
+    )
+    assert late.status["message"].startswith("still TemplateNotFound after 120 s: SandboxTemplate")
+    assert late.wake_at == at(300)  # final; it still expires
+    after = plan(sandbox({"template": "missing"}, late.status), None, None, at(121), config)
+    assert not after.patch
 
 
 def test_template_deleted_later_does_not_fail_a_running_sandbox() -> None:
