@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import leap0_contract as c
 from leap0._kube import api_call_errors, load_configuration, resolve_namespace
+from leap0._redact import redact
 from leap0._telemetry import Telemetry, make_telemetry
 from leap0.exceptions import (
     ApiError,
@@ -177,9 +178,9 @@ def _raise_api(exc: Any, *, sandbox_id: str | None, namespace: str) -> NoReturn:
     from kubernetes.client.exceptions import ApiException
 
     if not isinstance(exc, ApiException):
-        reason = getattr(exc, "reason", None) or exc  # MaxRetryError: the last attempt's error
+        cause = redact(str(getattr(exc, "reason", None) or exc))  # MaxRetryError: the last attempt's error
         raise ApiUnreachableError(
-            f"cannot reach the Kubernetes API server ({reason}); is the cluster up, and is it the one the "
+            f"cannot reach the Kubernetes API server ({cause}); is the cluster up, and is it the one the "
             "kubeconfig names?"
         ) from exc
     status = getattr(exc, "status", None)
