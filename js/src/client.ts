@@ -147,8 +147,8 @@ function raiseApi(err: unknown, sandboxId: string | undefined, namespace: string
   if (http === undefined) {
     if (transportError(err) && !(err instanceof Leap0Error)) {
       throw new ApiUnreachableError(
-        `cannot reach the Kubernetes API server (${err.message}); is the cluster up, and is it the one the ` +
-          "kubeconfig names?",
+        `cannot reach the Kubernetes API server (${err.message.replace(/\?\S*/g, "?<redacted>")}); ` +
+          "is the cluster up, and is it the one the kubeconfig names?",
         { cause: err },
       );
     }
