@@ -88,6 +88,42 @@ def dev_up_command(*extra: str) -> list[str]:
 
 
 @contextlib.contextmanager
+def dev_up_process(work: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``leap0 dev up`` (:func:`dev_up_command`) run as a user would, from ``work`` (its relative kubeconfig
+    and workdir there), its output in ``work/up.out``: the process and that file. Its whole tree is stopped
+    on the way out."""
+    out = work / "up.out"
+    with open(out, "wb") as sink:
+        process = subprocess.Popen(
+            dev_up_command(*extra), env=subprocess_env(), stdout=sink, stderr=subprocess.STDOUT, cwd=work
+        )
+    try:
+        yield process, out
+    finally:
+        stop_process_tree(process)
+
+
+DEMO_IDENTITY = "[leap0.sandbox.id=demo, leap0.org.id=default, leap0.template.id=default]"
+
+
+def demo_shown(out: Path, printed: bool) -> bool:
+    """Whether dev up's console (``out``) shows every sandbox metric and the demo's spans with the demo's
+    identity, and (``printed``) the lines the demo prints as log records."""
+    from leap0_contract import SANDBOX_METRICS
+
+    lines = [line.split(" ", 1)[1] for line in out.read_text().splitlines() if " " in line]
+    metrics = all(
+        any(line.startswith(f"metric {m} ") and line.endswith(DEMO_IDENTITY) for line in lines)
+        for m in SANDBOX_METRICS
+    )
+    spans = any(line.startswith("span   demo.task") and line.endswith(DEMO_IDENTITY) for line in lines)
+    logs = any(
+        line.startswith('log stdout "demo: iteration ') and line.endswith(DEMO_IDENTITY) for line in lines
+    )
+    return metrics and spans and (logs or not printed)
+
+
+@contextlib.contextmanager
 def logged_process(
     argv: list[str], log: Path, env: dict[str, str], append: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:

@@ -15,7 +15,13 @@ import psutil
 import pytest
 import yaml
 from kubernetes import client
-from support import alive, dev_up_command, kubectl_path, stop_process_tree, subprocess_env, wait_for
+from support import (
+    alive,
+    demo_shown,
+    dev_up_process,
+    kubectl_path,
+    wait_for,
+)
 
 import leap0_contract as contract
 from leap0_dev.apiserver import ServerThread
@@ -123,34 +129,17 @@ def test_sandbox_telemetry_reaches_its_endpoint_with_its_identity_and_delete_sto
 
 
 def test_leap0_dev_up_shows_metrics_and_spans_then_stops_on_ctrl_c(tmp_path: Path) -> None:
-    out = tmp_path / "up.out"
     # Run as a user would, from a directory of their own with the default (relative) kubeconfig and workdir.
-    command = dev_up_command("--metrics-interval=2")
-    with open(out, "wb") as sink:
-        env = subprocess_env()
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
-        identity = "[leap0.sandbox.id=demo, leap0.org.id=default, leap0.template.id=default]"
-
-        def shown() -> bool:
-            lines = [line.split(" ", 1)[1] for line in out.read_text().splitlines() if " " in line]
-            metrics = all(
-                any(line.startswith(f"metric {m} ") and line.endswith(identity) for line in lines)
-                for m in SANDBOX_METRICS
-            )
-            spans = any(line.startswith("span   demo.task") and line.endswith(identity) for line in lines)
-            # sandbox logs: each line the demo prints, as a log record
-            printed = any(
-                line.startswith('log stdout "demo: iteration ') and line.endswith(identity) for line in lines
-            )
-            return metrics and spans and printed
-
-        wait_for(shown, 60, f"the seven metrics, the demo's spans and its printed lines in:\n{out}")
+    with dev_up_process(tmp_path, "--metrics-interval=2") as (process, out):
+        # the seven metrics, the demo's spans, and (sandbox logs) each line the demo prints as a log record
+        wait_for(
+            lambda: demo_shown(out, printed=True),
+            60,
+            f"the seven metrics, the demo's spans and its printed lines in:\n{out}",
+        )
         children = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
         assert children
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 0
         assert "up: stopped" in out.read_text()
         wait_for(lambda: not any(map(alive, children)), 30, "every process dev up started to stop")
-    finally:
-        stop_process_tree(process)

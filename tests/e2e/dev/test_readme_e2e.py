@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 import yaml
 from mcp_support import ok, stdio_session
-from support import REPO, dev_up_command, kubectl_path, stop_process_tree, subprocess_env, wait_for
+from support import (
+    REPO,
+    dev_up_process,
+    kubectl_path,
+    subprocess_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -57,23 +63,12 @@ class DevUp:
 @pytest.fixture(scope="module")
 def dev_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevUp]:
     work = tmp_path_factory.mktemp("dev-up")
-    out = work / "up.out"
-    with open(out, "wb") as console:
-        process = subprocess.Popen(
-            dev_up_command("--metrics-interval=2"),
-            env=subprocess_env(),
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-        )
-    try:
+    with dev_up_process(work, "--metrics-interval=2") as (process, out):
         wait_for(lambda: "up: Ctrl-C stops everything" in out.read_text(), 60, f"dev up started:\n{out}")
         sink_url = out.read_text().split("sink: OTLP/HTTP on ", 1)[1].split(" ", 1)[0]
         yield DevUp(process, out, work / "kubeconfig.yaml", sink_url)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
-    finally:
-        stop_process_tree(process)
 
 
 def test_the_kubectl_example_with_its_file_in_examples(dev_up: DevUp) -> None:

@@ -4,11 +4,10 @@ and a file written elsewhere is not (it lived in the pod, as in a container's ro
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from support import dev_up_command, stop_process_tree, subprocess_env, wait_for
+from support import dev_up_process, wait_for
 
 import leap0_contract as c
 from leap0 import Leap0Client, Sandbox
@@ -17,16 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_file_in_the_workspace_survives_a_pause_in_dev_up(tmp_path: Path) -> None:
-    out = tmp_path / "up.out"
-    with open(out, "wb") as sink:
-        process = subprocess.Popen(
-            dev_up_command("--no-example"),
-            env=subprocess_env(),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    try:
+    with dev_up_process(tmp_path, "--no-example") as (_, out):
         wait_for(lambda: "runner: running pods here" in out.read_text(), 60, f"dev up ready:\n{out}")
         kubeconfig = tmp_path / "kubeconfig.yaml"
         with Leap0Client(namespace="default", kubeconfig=kubeconfig, sdk_otel_enabled=False) as sdk:
@@ -47,5 +37,3 @@ def test_a_file_in_the_workspace_survives_a_pause_in_dev_up(tmp_path: Path) -> N
             sandbox.delete()
         claims = tmp_path / ".leap0" / "pods" / "claims"
         wait_for(lambda: not any(claims.iterdir()), 30, "the claim's folder removed with the sandbox")
-    finally:
-        stop_process_tree(process)

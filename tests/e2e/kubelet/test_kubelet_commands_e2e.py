@@ -10,9 +10,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import alive, dev_up_command, stop_process_tree, subprocess_env, wait_for
+from support import (
+    alive,
+    demo_shown,
+    dev_up_process,
+    subprocess_env,
+    wait_for,
+)
 
-from leap0_contract import SANDBOX_METRICS
 from leap0_dev.controlplane.build import MODULES_DIR
 
 pytestmark = pytest.mark.e2e
@@ -21,25 +26,13 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.realk8s
 def test_leap0_dev_up_on_the_real_control_plane_shows_metrics_and_spans_then_stops(tmp_path: Path) -> None:
     """The quickstart, unchanged, on kube-apiserver with the runner as the kubelet; Ctrl-C leaves nothing."""
-    out = tmp_path / "up.out"
-    command = dev_up_command("--control-plane=real", "--metrics-interval=2")
-    with open(out, "wb") as sink:
-        process = subprocess.Popen(
-            command, env=subprocess_env(), stdout=sink, stderr=subprocess.STDOUT, cwd=tmp_path
+    with dev_up_process(tmp_path, "--control-plane=real", "--metrics-interval=2") as (process, out):
+        wait_for(
+            lambda: demo_shown(out, printed=False),
+            180,
+            f"the seven metrics and the demo's spans in:\n{out}",
+            interval=0.5,
         )
-    try:
-        identity = "[leap0.sandbox.id=demo, leap0.org.id=default, leap0.template.id=default]"
-
-        def shown() -> bool:
-            lines = [line.split(" ", 1)[1] for line in out.read_text().splitlines() if " " in line]
-            metrics = all(
-                any(line.startswith(f"metric {m} ") and line.endswith(identity) for line in lines)
-                for m in SANDBOX_METRICS
-            )
-            spans = any(line.startswith("span   demo.task") and line.endswith(identity) for line in lines)
-            return metrics and spans
-
-        wait_for(shown, 180, f"the seven metrics and the demo's spans in:\n{out}", interval=0.5)
         text = out.read_text()
         assert "(kube-apiserver); export KUBECONFIG=" in text
         assert "kubelet: node " in text
@@ -51,8 +44,6 @@ def test_leap0_dev_up_on_the_real_control_plane_shows_metrics_and_spans_then_sto
         assert process.wait(60) == 0
         assert "up: stopped" in out.read_text()
         wait_for(lambda: not any(map(alive, children)), 20, "every process dev up started to stop")
-    finally:
-        stop_process_tree(process)
 
 
 @pytest.mark.parametrize(
