@@ -470,6 +470,18 @@ def _plan(
 
     retention = datetime.timedelta(seconds=config.expired_retention_s)
     pod_present = pod is not None and not pod_going
+
+    def expired(status: dict[str, Any], expired_at: datetime.datetime) -> Plan:
+        """Expired: the pod goes; the Sandbox is deleted once the retention after ``expired_at`` has passed
+        (woken then)."""
+        delete_at = expired_at + retention
+        return decided(
+            status,
+            delete_pod=pod_present,
+            delete_sandbox=now >= delete_at,
+            wake_at=None if now >= delete_at else delete_at,
+        )
+
     asked = spec.get("paused") is True
     phase_now = current.get("phase")
     if phase_now == contract.PHASE_EXPIRED:
@@ -478,14 +490,7 @@ def _plan(
         status.pop("podIP", None)
         if generation is not None:
             status["observedGeneration"] = generation
-        expired_at = parse_time(str(current.get("expiresAt", desired["expiresAt"])))
-        delete_at = expired_at + retention
-        return decided(
-            status,
-            delete_pod=pod_present,
-            delete_sandbox=now >= delete_at,
-            wake_at=None if now >= delete_at else delete_at,
-        )
+        return expired(status, parse_time(str(current.get("expiresAt", desired["expiresAt"]))))
 
     if phase_now == contract.PHASE_PAUSED and asked:
         # Paused, and meant to stay so: no pod (one deleted meanwhile is not recreated, one still there goes),
@@ -564,13 +569,7 @@ def _plan(
             f"the sandbox reached its timeout of {timeout}s at {format_time(expires_at)}{instead}; "
             "its pod was deleted",
         )
-        delete_at = expires_at + retention
-        return decided(
-            status,
-            delete_pod=pod_present,
-            delete_sandbox=now >= delete_at,
-            wake_at=None if now >= delete_at else delete_at,
-        )
+        return expired(status, expires_at)
 
     if (
         current.get("phase") == contract.PHASE_FAILED
