@@ -177,6 +177,11 @@ def pause_refusal(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _seen(status: Mapping[str, Any], generation: int | None) -> bool:
+    """Whether the operator's status has seen ``generation`` of the spec (None: any status will do)."""
+    return generation is None or (status.get("observedGeneration") or 0) >= generation
+
+
 def pause_verdict(obj: Mapping[str, Any], generation: int | None) -> str:
     """``done`` (Paused), ``failed`` (the operator refused the pause, or the sandbox ended) or ``pending``,
     judged only from a status that has seen the ``generation`` asking for the pause."""
@@ -184,7 +189,7 @@ def pause_verdict(obj: Mapping[str, Any], generation: int | None) -> str:
     phase = status.get("phase")
     if phase in c.TERMINAL_PHASES:
         return "failed"
-    if generation is not None and (status.get("observedGeneration") or 0) < generation:
+    if not _seen(status, generation):
         return "pending"
     if phase == c.PHASE_PAUSED:
         return "done"
@@ -202,7 +207,7 @@ def resume_verdict(obj: Mapping[str, Any], generation: int | None) -> str:
     phase = status.get("phase")
     if phase in c.TERMINAL_PHASES:
         return "failed"
-    if generation is not None and (status.get("observedGeneration") or 0) < generation:
+    if not _seen(status, generation):
         return "pending"
     return "done" if phase == c.PHASE_RUNNING else "pending"
 
