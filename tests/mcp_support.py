@@ -19,6 +19,12 @@ from support import subprocess_env, wait_for
 from leap0_dev.apiserver import ServerThread
 
 
+def mcp_command(kubeconfig: Path, namespace: str) -> list[str]:
+    """``-m leap0.cli mcp --kubeconfig FILE --namespace NS``: the arguments of ``python`` for
+    :func:`stdio_session` (add --owner etc. to them)."""
+    return ["-m", "leap0.cli", "mcp", "--kubeconfig", str(kubeconfig), "--namespace", namespace]
+
+
 @contextlib.asynccontextmanager
 async def stdio_session(args: list[str], **env: str) -> AsyncIterator[ClientSession]:
     """An initialized MCP client session with ``python <args>`` over stdio."""

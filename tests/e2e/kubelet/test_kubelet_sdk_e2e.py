@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from mcp_support import ok, stdio_session
+from mcp_support import mcp_command, ok, stdio_session
 from sdk_support import OtlpReceiver
 from support import REPO, subprocess_env
 
@@ -148,17 +148,8 @@ async def test_the_mcp_tools_through_kube_apiserver(
     k8s_namespace: str,
     start_operator: Callable[..., AbstractContextManager[Any]],
 ) -> None:
-    args = [
-        "-m",
-        "leap0.cli",
-        "mcp",
-        "--kubeconfig",
-        str(control_plane.kubeconfig),
-        "--namespace",
-        k8s_namespace,
-    ]
     with start_operator():
-        async with stdio_session(args) as session:
+        async with stdio_session(mcp_command(control_plane.kubeconfig, k8s_namespace)) as session:
             created = await ok(session, "create_sandbox", vcpu=1, memory=512, timeout=300)
             sid = created["sandbox_id"]
             assert created["phase"] == c.PHASE_RUNNING

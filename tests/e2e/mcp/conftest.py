@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_support import HttpServer, stdio_session
+from mcp_support import HttpServer, mcp_command, stdio_session
 from sdk_support import StandInKubelet
 from support import subprocess_env
 
@@ -37,15 +37,7 @@ def cluster(
 @pytest.fixture
 def mcp_args(apiserver: ServerThread, namespace: str) -> list[str]:
     """The ``leap0 mcp`` command line for the test's namespace (add --owner etc. to it)."""
-    return [
-        "-m",
-        "leap0.cli",
-        "mcp",
-        "--kubeconfig",
-        str(apiserver.kubeconfig),
-        "--namespace",
-        namespace,
-    ]
+    return mcp_command(apiserver.kubeconfig, namespace)
 
 
 @pytest.fixture

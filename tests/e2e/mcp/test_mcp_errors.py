@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from mcp_support import call, ok
+from mcp_support import call, mcp_command, ok
 from sdk_support import StandInKubelet, kubelet_image_pull_status
 from support import dead_kubeconfig
 
@@ -178,16 +178,7 @@ async def test_a_dead_api_server_is_a_tool_error(
 async def test_a_namespace_that_does_not_exist_says_how_to_create_it(
     stdio: Callable[..., Any], apiserver: ServerThread
 ) -> None:
-    args = [
-        "-m",
-        "leap0.cli",
-        "mcp",
-        "--kubeconfig",
-        str(apiserver.kubeconfig),
-        "--namespace",
-        "no-such-team",
-    ]
-    async with stdio(args) as session:
+    async with stdio(mcp_command(apiserver.kubeconfig, "no-such-team")) as session:
         is_error, _, text = await call(session, "create_sandbox")
         assert is_error
         assert text.startswith(
