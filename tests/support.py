@@ -81,6 +81,28 @@ def kubectl(
     return result
 
 
+def assert_collected_with_its_owner(
+    kubeconfig: Path, namespace: str, manifest: str, name: str, resource: str, timeout: float
+) -> None:
+    """Apply ``manifest`` (holding ``metadata: {name: NAME}``) owned by a ConfigMap, delete the ConfigMap, and
+    wait until the garbage collector has deleted every ``resource`` of the namespace."""
+    kubectl(kubeconfig, "-n", namespace, "create", "configmap", "owner")
+    uid = kubectl(kubeconfig, "-n", namespace, "get", "cm", "owner", "-o", "jsonpath={.metadata.uid}").stdout
+    owned = manifest.replace(
+        f"metadata: {{name: {name}}}",
+        f"metadata: {{name: {name}, ownerReferences: "
+        f"[{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}, controller: true}}]}}",
+    )
+    assert owned != manifest, f"no 'metadata: {{name: {name}}}' in the manifest"
+    kubectl(kubeconfig, "-n", namespace, "apply", "-f", "-", input=owned)
+    kubectl(kubeconfig, "-n", namespace, "delete", "cm", "owner")
+    wait_for(
+        lambda: kubectl(kubeconfig, "-n", namespace, "get", resource, "-o", "name").stdout.strip() == "",
+        timeout,
+        f"the {resource} deleted with its owner",
+    )
+
+
 def dev_up_command(*extra: str) -> list[str]:
     """``leap0 dev up`` as a child process's command line, every port picked by the OS."""
     ports = ["--port=0", "--sink-port=0", "--otlp-grpc-port=0", "--otlp-http-port=0"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import kubectl, wait_for
+from support import assert_collected_with_its_owner, kubectl
 
 from leap0_dev.apiserver import ServerThread
 
@@ -62,17 +62,7 @@ def test_unknown_fields_of_a_networkpolicy_are_refused_under_strict_validation(
 
 
 def test_a_networkpolicy_is_garbage_collected_with_its_owner(apiserver: ServerThread, namespace: str) -> None:
-    kc = apiserver.kubeconfig
-    kubectl(kc, "-n", namespace, "create", "configmap", "owner")
-    uid = kubectl(kc, "-n", namespace, "get", "cm", "owner", "-o", "jsonpath={.metadata.uid}").stdout
-    owned = POLICY_YAML.replace(
-        "metadata: {name: only-dns}",
-        "metadata: {name: only-dns, ownerReferences: "
-        f"[{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}, controller: true}}]}}",
-    )
-    kubectl(kc, "-n", namespace, "apply", "-f", "-", input=owned)
-    kubectl(kc, "-n", namespace, "delete", "cm", "owner")
-    wait_for(lambda: kubectl(kc, "-n", namespace, "get", "netpol", "-o", "name").stdout.strip() == "", 30)
+    assert_collected_with_its_owner(apiserver.kubeconfig, namespace, POLICY_YAML, "only-dns", "netpol", 30)
 
 
 def _sandbox(network: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from support import kubectl, wait_for
+from support import assert_collected_with_its_owner, kubectl
 
 from leap0_dev.apiserver import ServerThread
 
@@ -139,14 +139,4 @@ def test_a_bound_claim_may_only_grow(apiserver: ServerThread, namespace: str) ->
 
 
 def test_a_claim_is_garbage_collected_with_its_owner(apiserver: ServerThread, namespace: str) -> None:
-    kc = apiserver.kubeconfig
-    kubectl(kc, "-n", namespace, "create", "configmap", "owner")
-    uid = kubectl(kc, "-n", namespace, "get", "cm", "owner", "-o", "jsonpath={.metadata.uid}").stdout
-    owned = CLAIM_YAML.replace(
-        "metadata: {name: ws}",
-        "metadata: {name: ws, ownerReferences: "
-        f"[{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}, controller: true}}]}}",
-    )
-    kubectl(kc, "-n", namespace, "apply", "-f", "-", input=owned)
-    kubectl(kc, "-n", namespace, "delete", "cm", "owner")
-    wait_for(lambda: kubectl(kc, "-n", namespace, "get", "pvc", "-o", "name").stdout.strip() == "", 10)
+    assert_collected_with_its_owner(apiserver.kubeconfig, namespace, CLAIM_YAML, "ws", "pvc", 10)
