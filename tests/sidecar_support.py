@@ -246,6 +246,46 @@ class Upstream:
         ]
 
 
+def readable_sidecar_install(folder: Path) -> str:
+    """Install the sidecar into ``folder`` as its image does, readable by any user: its code, the contract's,
+    and the distributions of pyproject's ``sidecar`` extra with what they require, copied from this
+    environment. Returns the base interpreter to run it with (``PYTHONPATH=folder``). A process of another
+    user (the sidecar's 65532) cannot always read this checkout and its venv: they may sit where only their
+    owner may look (a ``mktemp -d`` clone, a home directory)."""
+    import importlib.metadata
+    import shutil
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    repo = Path(__file__).resolve().parent.parent
+    pending = list(
+        tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]["sidecar"]
+    )
+    done: set[str] = set()
+    while pending:
+        requirement = Requirement(pending.pop())
+        name = requirement.name.lower()
+        if name in done or (
+            requirement.marker is not None and not requirement.marker.evaluate({"extra": ""})
+        ):
+            continue
+        done.add(name)
+        dist = importlib.metadata.distribution(name)
+        for file in dist.files or []:
+            source = Path(str(dist.locate_file(file)))
+            if file.parts[0] != ".." and source.is_file():
+                (folder / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, folder / file)
+        pending.extend(dist.requires or [])
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(repo / "sidecar" / "leap0_sidecar", folder / "leap0_sidecar", ignore=ignore)
+    shutil.copytree(repo / "leap0_contract", folder / "leap0_contract", ignore=ignore)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return os.path.realpath(sys.executable)  # the venv's python links to it
+
+
 @dataclass
 class SidecarProcess:
     """``python -m leap0_sidecar`` on free ports, logging to a file."""
@@ -258,6 +298,8 @@ class SidecarProcess:
     proc: subprocess.Popen[bytes] | None = None
     # A command the sidecar runs under (setpriv with a container's user and capabilities, say).
     wrapper: tuple[str, ...] = ()
+    # The interpreter (with PYTHONPATH in env: one of readable_sidecar_install, say).
+    python: str = sys.executable
 
     @property
     def http_url(self) -> str:
@@ -279,7 +321,7 @@ class SidecarProcess:
                 del env[name]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [*self.wrapper, sys.executable, "-m", "leap0_sidecar"],
+            [*self.wrapper, self.python, "-m", "leap0_sidecar"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

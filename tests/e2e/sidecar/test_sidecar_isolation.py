@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from pss_support import BASELINE_CAPABILITIES
-from sidecar_support import IDENTITY_ENV, SidecarProcess
+from sidecar_support import IDENTITY_ENV, SidecarProcess, readable_sidecar_install
 from support import subprocess_env, wait_for
 
 import leap0_contract as contract
@@ -123,10 +123,23 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def sidecar_install() -> Iterator[tuple[str, Path]]:
+    """The sidecar installed where its user (65532) may read it, as in its image: the interpreter and the
+    folder (``readable_sidecar_install``)."""
+    folder = Path(tempfile.mkdtemp(prefix="leap0-isolation-sidecar-"))
+    python = readable_sidecar_install(folder)
+    yield python, folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
-def running_sidecar(shared_dir: Path) -> Iterator[tuple[SidecarProcess, Path]]:
+def running_sidecar(
+    shared_dir: Path, sidecar_install: tuple[str, Path]
+) -> Iterator[tuple[SidecarProcess, Path]]:
     """The real sidecar as the telemetry container runs (uid/gid 65532, no capabilities, no_new_privs),
     holding a secret header in its environment and a token file only it is given."""
+    python, installed = sidecar_install
     token = shared_dir / "token"
     token.write_text(SECRET)
     token.chmod(0o444)
@@ -137,9 +150,10 @@ def running_sidecar(shared_dir: Path) -> Iterator[tuple[SidecarProcess, Path]]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
         "OTEL_EXPORTER_OTLP_HEADERS": f"x-platform-key={SECRET}",
         contract.ENV_TELEMETRY_TOKEN_FILE: str(token),
+        "PYTHONPATH": str(installed),
     }
     wrapper = setpriv(pod_for(None), contract.TELEMETRY_CONTAINER)
-    process = SidecarProcess(env, shared_dir / "sidecar.log", wrapper=wrapper)
+    process = SidecarProcess(env, shared_dir / "sidecar.log", wrapper=wrapper, python=python)
     process.start()
     yield process, token
     assert process.proc is not None
